@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler and kubectl at a pinned
+# Kubernetes version from the Go module proxy, plus kwok and helm, into a cache directory keyed
+# by version. A second run with the binaries present does nothing.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.34.4}
+KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+HELM_VERSION=${HELM_VERSION:-v3.20.2}
+CACHE=${SEQFLOW_CACHE:-$HOME/.cache/seqflow}
+BIN=$CACHE/k8s/$K8S_VERSION/bin
+TOOLS=$CACHE/tools
+
+export GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+
+build_kubernetes() {
+  local k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local missing=0
+  for b in "${k8s_bins[@]}"; do [ -x "$BIN/$b" ] || missing=1; done
+  [ $missing = 1 ] || return 0
+
+  echo "building Kubernetes $K8S_VERSION into $BIN (first run only; takes a while)" >&2
+  local work=$CACHE/k8s/$K8S_VERSION/module
+  mkdir -p "$work" "$BIN"
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  local staging_version=v0.${K8S_VERSION#v1.}
+  {
+    echo "module seqflow.local/k8s-test-binaries"
+    echo
+    echo "go 1.24.0"
+    echo
+    echo "godebug default=go1.24"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    echo "replace ("
+    grep '=> ./staging' "$gomod" | awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } > "$work/go.mod"
+  cat > "$work/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  (cd "$work"
+   go mod tidy
+   go build -trimpath -tags selinux,notest,grpcnotrace \
+     -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION" \
+     -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+}
+
+install_tool() {  # name version package
+  local dest=$TOOLS/$1-$2
+  [ -x "$dest/$1" ] && return 0
+  echo "installing $1 $2" >&2
+  mkdir -p "$dest"
+  GOBIN=$dest go install -ldflags "-s -w" "$3@$2"
+}
+
+build_kubernetes
+install_tool kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
+install_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+echo "$BIN"

@@ -1,0 +1,1 @@
+"""The Workflow and WorkflowRun resources: pydantic models and the CRDs generated from them."""

@@ -1,0 +1,236 @@
+"""Pydantic models of the Workflow and WorkflowRun resources: spec, status, phases and reasons.
+
+These models are the single source of the CRD schemas (see `seqflow.api.crd`) and the shapes the
+engine reads and writes. Field names are the camelCase names users write in manifests.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "seqflow.io"
+VERSION = "v1alpha1"
+MAX_TASKS = 100
+NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+
+JsonObject = dict[str, Any]
+
+
+class Model(BaseModel):
+    """Base: camelCase on the wire, snake_case in Python, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+    def to_wire(self) -> JsonObject:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class RunPhase(enum.StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class TaskPhase(enum.StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Reason(enum.StrEnum):
+    """Reasons of the `Succeeded` condition and of the Kubernetes Events seqflow posts."""
+
+    WAITING_FOR_WORKFLOW = "WaitingForWorkflow"
+    WORKFLOW_NOT_FOUND = "WorkflowNotFound"
+    HANDLER_NOT_FOUND = "HandlerNotFound"
+    STARTED = "Started"
+    TASK_STARTED = "TaskStarted"
+    TASK_SUCCEEDED = "TaskSucceeded"
+    TASK_RETRYING = "TaskRetrying"
+    TASK_FAILED = "TaskFailed"
+    TASK_INTERRUPTED = "TaskInterrupted"
+    SUCCEEDED = "Succeeded"
+
+
+# ----- Workflow spec -----
+
+
+class RetryOverride(Model):
+    """A retry policy as written in a manifest: every field optional, unset ones inherited."""
+
+    max_retries: Annotated[int | None, Field(ge=0, le=100)] = Field(
+        default=None, description="Retries after the first attempt (0 = no retry)."
+    )
+    backoff_seconds: Annotated[float | None, Field(gt=0)] = Field(
+        default=None, description="Delay before the first retry."
+    )
+    backoff_factor: Annotated[float | None, Field(ge=1)] = Field(
+        default=None, description="Multiplier applied to the delay after each failed attempt."
+    )
+    max_backoff_seconds: Annotated[float | None, Field(gt=0)] = Field(
+        default=None, description="Upper bound of the delay between attempts."
+    )
+
+
+class RetryPolicy(Model):
+    """A resolved retry policy: every field set."""
+
+    max_retries: int = 3
+    backoff_seconds: float = 2.0
+    backoff_factor: float = 2.0
+    max_backoff_seconds: float = 300.0
+
+    def merged(self, override: RetryOverride | None) -> RetryPolicy:
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        delay = self.backoff_seconds * self.backoff_factor ** (attempt - 1)
+        return min(delay, self.max_backoff_seconds)
+
+
+class EnvVar(Model):
+    name: str = Field(min_length=1)
+    value: str = ""
+
+
+class JobTemplate(Model):
+    """The container a Job task runs."""
+
+    image: str = Field(min_length=1)
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: list[EnvVar] | None = None
+
+
+class TaskDefaults(Model):
+    retry: RetryOverride | None = None
+    timeout_seconds: Annotated[int | None, Field(ge=1)] = Field(
+        default=None, description="Time limit of one attempt."
+    )
+
+
+class TaskSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.handler) != has(self.job)",
+                    "message": "a task needs exactly one of handler or job",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=63, description="Unique within the workflow.")
+    handler: str | None = Field(
+        default=None, min_length=1, max_length=253, description="Name of an in-process handler."
+    )
+    job: JobTemplate | None = Field(default=None, description="Run the task as a batch/v1 Job.")
+    retry: RetryOverride | None = None
+    timeout_seconds: Annotated[int | None, Field(ge=1)] = Field(
+        default=None, description="Time limit of one attempt."
+    )
+
+
+class WorkflowSpec(Model):
+    description: str | None = None
+    defaults: TaskDefaults | None = None
+    tasks: list[TaskSpec] = Field(
+        min_length=1,
+        max_length=MAX_TASKS,
+        description="Tasks, run strictly in this order.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(t, self.exists_one(u, u.name == t.name))",
+                    "message": "task names must be unique",
+                }
+            ]
+        },
+    )
+
+
+# ----- WorkflowRun spec -----
+
+
+class WorkflowRef(Model):
+    name: str = Field(min_length=1, max_length=253)
+
+
+class WorkflowRunSpec(Model):
+    workflow_ref: WorkflowRef
+    input: JsonObject = Field(default_factory=dict, description="Input of the first task.")
+
+
+# ----- WorkflowRun status -----
+
+
+class PinnedTask(Model):
+    """A task as the run executes it: copied from the Workflow at start, defaults resolved."""
+
+    name: str
+    handler: str | None = None
+    job: JobTemplate | None = None
+    retry: RetryPolicy
+    timeout_seconds: int
+
+
+class TaskStatus(Model):
+    name: str
+    phase: TaskPhase = TaskPhase.PENDING
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    next_retry_at: datetime | None = None
+    last_error: str | None = None
+
+
+class ConditionStatus(enum.StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(Model):
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+
+
+class WorkflowRunStatus(Model):
+    phase: RunPhase | None = None
+    workflow_generation: int | None = None
+    current_task: str | None = None
+    progress: str | None = None
+    retries: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    tasks: list[TaskStatus] = Field(default_factory=list)
+    pinned_tasks: list[PinnedTask] | None = Field(
+        default=None, description="The task list this run executes, copied at start."
+    )
+    output: JsonObject | None = Field(
+        default=None,
+        description="Output of the last task that succeeded; the run's output once Succeeded.",
+    )
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (RunPhase.SUCCEEDED, RunPhase.FAILED)

@@ -1,0 +1,32 @@
+"""The pure engine: `plan()` and the data it reads and returns (see `seqflow.engine.plan`)."""
+
+from seqflow.engine.plan import pin_tasks, plan
+from seqflow.engine.types import (
+    Action,
+    AttemptResult,
+    Decision,
+    EngineOptions,
+    EventType,
+    Observations,
+    PostEvent,
+    RunHandler,
+    RunView,
+    WakeAt,
+    WorkflowView,
+)
+
+__all__ = [
+    "Action",
+    "AttemptResult",
+    "Decision",
+    "EngineOptions",
+    "EventType",
+    "Observations",
+    "PostEvent",
+    "RunHandler",
+    "RunView",
+    "WakeAt",
+    "WorkflowView",
+    "pin_tasks",
+    "plan",
+]

@@ -1,0 +1,109 @@
+"""What the engine is told (the run, its workflow, what was observed) and what it decides.
+
+Plain frozen dataclasses: the reconciler fills the inputs from Kubernetes and the executors, and
+carries out the actions. Nothing here talks to the outside world.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from seqflow.api.models import JsonObject, PinnedTask, WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
+
+
+@dataclass(frozen=True)
+class RunView:
+    """The parts of a WorkflowRun object the engine needs."""
+
+    spec: WorkflowRunSpec
+    status: WorkflowRunStatus
+    generation: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    """The Workflow a run refers to, as currently known."""
+
+    spec: WorkflowSpec
+    generation: int
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """How one attempt of one task ended."""
+
+    task_index: int
+    attempt: int
+    output: JsonObject | None = None  # set when the attempt succeeded
+    error: str | None = None  # set when it failed
+    permanent: bool = False  # a failure that no retry can fix
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What the reconciler saw since the status was last written."""
+
+    workflow: WorkflowView | None = None
+    handlers: frozenset[str] = frozenset()
+    result: AttemptResult | None = None
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Operator-wide policy the engine applies."""
+
+    workflow_wait: timedelta = timedelta(seconds=30)
+    default_timeout_seconds: int = 300
+
+
+# ----- actions -----
+
+
+class EventType(enum.StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class RunHandler:
+    """Call the in-process handler of a task once (after the status saying so is written)."""
+
+    task_index: int
+    task: PinnedTask
+    attempt: int
+    input: JsonObject
+
+
+@dataclass(frozen=True)
+class WakeAt:
+    """Look at this run again at the given time (a backoff or a wait running out)."""
+
+    when: datetime
+
+    def delay_from(self, now: datetime) -> timedelta:
+        return max(self.when - now, timedelta(0))
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    """Tell the story in a Kubernetes Event on the run."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+Action = RunHandler | WakeAt | PostEvent
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: WorkflowRunStatus
+    actions: tuple[Action, ...] = field(default=())

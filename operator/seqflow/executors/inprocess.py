@@ -1,0 +1,135 @@
+"""In-process handlers: the registry, the `@task` decorator and the runner of one attempt.
+
+A handler is a plain callable, sync or async, taking the input dict and a `TaskContext` and
+returning a dict. Raising `PermanentError` fails the task at once; any other exception is retried
+by the task's policy. Sync handlers run in a bounded thread pool, async ones on the event loop,
+both under the task's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import importlib
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from seqflow.api.models import JsonObject
+from seqflow.engine import AttemptResult, RunHandler
+
+
+class PermanentError(Exception):
+    """Raised by a handler when retrying cannot help (bad input, a refused payment...)."""
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    namespace: str
+    run: str
+    run_uid: str
+    task: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across the attempts of one task of one run: pass it to external services so a
+        retried attempt (or one repeated after an operator restart) is not applied twice."""
+        return f"{self.run_uid}/{self.task}"
+
+
+Handler = Callable[[JsonObject, TaskContext], JsonObject | Awaitable[JsonObject]]
+
+
+class HandlerRegistry:
+    """Handlers by name."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, name: str, handler: Handler) -> None:
+        existing = self._handlers.get(name)
+        if existing is not None and existing is not handler:
+            raise ValueError(f'a different handler is already registered as "{name}"')
+        self._handlers[name] = handler
+
+    def get(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+
+registry = HandlerRegistry()
+
+
+def task(name: str, *, into: HandlerRegistry = registry) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler called `name`."""
+
+    def decorate(handler: Handler) -> Handler:
+        into.register(name, handler)
+        return handler
+
+    return decorate
+
+
+def import_handler_modules(modules: Iterable[str]) -> None:
+    """Import the modules that register handlers (a failure to import stops the operator)."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+class HandlerRunner:
+    """Runs one attempt of a handler task and reports how it ended, never raising."""
+
+    def __init__(self, *, handlers: HandlerRegistry, threads: int) -> None:
+        self._handlers = handlers
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="handler")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, action: RunHandler, context: TaskContext) -> AttemptResult:
+        def failed(message: str, *, permanent: bool = False) -> AttemptResult:
+            return AttemptResult(
+                task_index=action.task_index, attempt=action.attempt, error=message, permanent=permanent
+            )
+
+        name = action.task.handler or ""
+        handler = self._handlers.get(name)
+        if handler is None:
+            return failed(f'no handler registered as "{name}"', permanent=True)
+        timeout = action.task.timeout_seconds
+        try:
+            output = await asyncio.wait_for(self._call(handler, action.input, context), timeout)
+        except PermanentError as error:
+            return failed(str(error) or type(error).__name__, permanent=True)
+        except TimeoutError:
+            return failed(f"timed out after {timeout} s")
+        except Exception as error:  # a handler's failure is the attempt's outcome
+            return failed(f"{type(error).__name__}: {error}")
+        problem = _output_problem(output)
+        if problem:
+            return failed(problem)
+        return AttemptResult(task_index=action.task_index, attempt=action.attempt, output=output)
+
+    async def _call(self, handler: Handler, input: JsonObject, context: TaskContext) -> Any:
+        if inspect.iscoroutinefunction(handler):
+            return await handler(dict(input), context)
+        loop = asyncio.get_running_loop()
+        call = functools.partial(handler, dict(input), context)
+        result = await loop.run_in_executor(self._pool, call)
+        return await result if inspect.isawaitable(result) else result
+
+
+def _output_problem(output: Any) -> str | None:
+    if not isinstance(output, dict):
+        return f"the handler returned {type(output).__name__}, not a JSON object (dict)"
+    try:
+        json.dumps(output)
+    except (TypeError, ValueError) as error:
+        return f"the handler's output is not JSON-serializable: {error}"
+    return None

@@ -1,0 +1,31 @@
+"""Kopf handlers: each translates one kind of watch event into a call of the reconciler.
+
+Only `on.event` handlers are used: unlike create/update handlers they write nothing to the
+objects (no annotations, no finalizers), so GitOps tools see exactly what users applied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from seqflow.api.models import GROUP, VERSION
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.event(GROUP, VERSION, "workflowruns", registry=registry)
+    async def run_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.reconciler.on_run_event(event["type"], event["object"])
+
+    @kopf.on.event(GROUP, VERSION, "workflows", registry=registry)
+    async def workflow_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.reconciler.on_workflow_event(event["type"], event["object"])
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    return registry

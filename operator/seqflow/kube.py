@@ -1,0 +1,101 @@
+"""A small asyncio client for the few Kubernetes API calls the reconciler makes on its hot path.
+
+Credentials come from the `kubernetes` package's config loaders (in-cluster or kubeconfig), so
+every way of logging in that kubectl users know keeps working; requests go over one pooled
+aiohttp session, so no thread pool sits between the run loop and the API server.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from typing import Any
+
+import aiohttp
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from seqflow.api.models import GROUP, VERSION, JsonObject
+
+RUNS = "workflowruns"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def load_configuration() -> k8s_client.Configuration:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+def _ssl_context(configuration: k8s_client.Configuration) -> ssl.SSLContext | bool:
+    if not configuration.verify_ssl:
+        return False
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return context
+
+
+class KubeApi:
+    """JSON requests against the API server; non-2xx answers raise `ApiError`."""
+
+    def __init__(self, configuration: k8s_client.Configuration, *, connections: int) -> None:
+        self._configuration = configuration
+        self._base = configuration.host.rstrip("/")
+        connector = aiohttp.TCPConnector(limit=connections, ssl=_ssl_context(configuration))
+        self._session = aiohttp.ClientSession(connector=connector)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def request(
+        self, method: str, path: str, *, body: Any = None, content_type: str = "application/json"
+    ) -> JsonObject:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        for auth in self._configuration.auth_settings().values():
+            if auth.get("value"):
+                headers[auth["key"]] = auth["value"]
+        data = None if body is None else json.dumps(body)
+        async with self._session.request(method, self._base + path, data=data, headers=headers) as response:
+            text = await response.text()
+            if response.status >= 300:
+                raise ApiError(response.status, _message_of(text))
+            return json.loads(text) if text else {}
+
+    # ----- the calls seqflow makes -----
+
+    async def get_run(self, namespace: str, name: str) -> JsonObject:
+        return await self.request("GET", run_path(namespace, name))
+
+    async def patch_run_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
+        """A JSON merge patch of the status; refused with 409 when `patch` carries a
+        metadata.resourceVersion that is no longer current."""
+        return await self.request(
+            "PATCH",
+            run_path(namespace, name) + "/status",
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
+    async def create_event(self, namespace: str, event: JsonObject) -> JsonObject:
+        return await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+
+
+def run_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{RUNS}/{name}"
+
+
+def _message_of(text: str) -> str:
+    try:
+        return json.loads(text).get("message", text)
+    except (ValueError, AttributeError):
+        return text

@@ -1,0 +1,311 @@
+"""The I/O shell around the engine: observe a run, `plan()`, act, patch the status.
+
+Kopf's watch events land in `on_run_event` / `on_workflow_event`, which only update the caches
+and enqueue the run's key. A bounded pool of workers takes keys from the de-duplicating
+`WorkQueue` and reconciles one run at a time: plan, write the status (guarded by the
+resourceVersion it was planned from), post Events, run the next handler, plan again with its
+result. Backoff is a delayed re-add of the key; nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from seqflow.api.models import GROUP, VERSION, JsonObject, WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
+from seqflow.engine import (
+    AttemptResult,
+    Decision,
+    EngineOptions,
+    Observations,
+    PostEvent,
+    RunHandler,
+    RunView,
+    WakeAt,
+    WorkflowView,
+    plan,
+)
+from seqflow.executors.inprocess import HandlerRunner, TaskContext
+from seqflow.kube import ApiError, KubeApi
+from seqflow.workqueue import WorkQueue
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+MAX_EVENT_MESSAGE = 1024
+MAX_ERROR_DELAY = 30.0
+
+
+def key_of(body: JsonObject) -> Key:
+    meta = body["metadata"]
+    return meta["namespace"], meta["name"]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def status_patch(old: JsonObject, new: JsonObject) -> JsonObject:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`."""
+    patch: JsonObject = {key: None for key in old.keys() - new.keys()}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict) and value:
+            nested = status_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before or key not in old:
+            patch[key] = value
+    return patch
+
+
+def run_view(body: JsonObject) -> RunView:
+    meta = body["metadata"]
+    return RunView(
+        spec=WorkflowRunSpec.model_validate(body.get("spec") or {}),
+        status=WorkflowRunStatus.model_validate(body.get("status") or {}),
+        generation=meta.get("generation", 1),
+        created_at=datetime.fromisoformat(meta["creationTimestamp"]),
+    )
+
+
+class RunCache:
+    """The newest known body of every run, fed by watch events and by our own writes.
+
+    Our writes come back as watch events; their resourceVersions are remembered so that those
+    echoes neither replace a newer cached body nor wake a worker for nothing.
+    """
+
+    def __init__(self) -> None:
+        self._bodies: dict[Key, JsonObject] = {}
+        self._written: dict[Key, set[str]] = {}
+
+    def get(self, key: Key) -> JsonObject | None:
+        return self._bodies.get(key)
+
+    def values(self) -> list[JsonObject]:
+        return list(self._bodies.values())
+
+    def observe(self, body: JsonObject) -> bool:
+        """Take a watched body; True when it is news (not the echo of our own write)."""
+        key = key_of(body)
+        version = body["metadata"]["resourceVersion"]
+        written = self._written.get(key)
+        if written and version in written:
+            written.discard(version)
+            return False
+        self._bodies[key] = body
+        return True
+
+    def wrote(self, body: JsonObject) -> None:
+        key = key_of(body)
+        self._bodies[key] = body
+        self._written.setdefault(key, set()).add(body["metadata"]["resourceVersion"])
+
+    def drop(self, key: Key) -> None:
+        self._bodies.pop(key, None)
+        self._written.pop(key, None)
+
+
+@dataclass(frozen=True)
+class ReconcilerOptions:
+    workers: int
+    event_queue_size: int
+    engine: EngineOptions
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        api: KubeApi,
+        runner: HandlerRunner,
+        handler_names: frozenset[str],
+        options: ReconcilerOptions,
+    ) -> None:
+        self._api = api
+        self._runner = runner
+        self._handler_names = handler_names
+        self._options = options
+        self._runs = RunCache()
+        self._workflows: dict[Key, WorkflowView] = {}
+        self._queue = WorkQueue()
+        self._events: asyncio.Queue[JsonObject] = asyncio.Queue(options.event_queue_size)
+        self._unwritten: dict[Key, AttemptResult] = {}
+        self._errors: dict[Key, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._host = socket.gethostname()
+
+    # ----- lifecycle -----
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"seqflow-worker-{i}")
+            for i in range(self._options.workers)
+        ]
+        self._tasks.append(asyncio.create_task(self._post_events(), name="seqflow-events"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ----- events from Kopf -----
+
+    def on_run_event(self, event_type: str | None, body: JsonObject) -> None:
+        key = key_of(body)
+        if event_type == "DELETED":
+            self._runs.drop(key)
+            self._queue.forget(key)
+            self._unwritten.pop(key, None)
+            return
+        if self._runs.observe(body):
+            self._queue.add(key)
+
+    def on_workflow_event(self, event_type: str | None, body: JsonObject) -> None:
+        key = key_of(body)
+        if event_type == "DELETED":
+            self._workflows.pop(key, None)
+            return
+        try:
+            spec = WorkflowSpec.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            logger.warning("ignoring Workflow %s/%s: %s", *key, error)
+            return
+        self._workflows[key] = WorkflowView(spec=spec, generation=body["metadata"].get("generation", 1))
+        self._wake_runs_waiting_for(key)
+
+    def _wake_runs_waiting_for(self, workflow: Key) -> None:
+        namespace, name = workflow
+        for body in self._runs.values():
+            status = body.get("status") or {}
+            ref = (body.get("spec") or {}).get("workflowRef") or {}
+            if (
+                body["metadata"]["namespace"] == namespace
+                and ref.get("name") == name
+                and "pinnedTasks" not in status
+            ):
+                self._queue.add(key_of(body))
+
+    # ----- workers -----
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            try:
+                await self._reconcile(key)
+                self._errors.pop(key, None)
+            except Exception:
+                failures = self._errors.get(key, 0) + 1
+                self._errors[key] = failures
+                delay = min(0.5 * 2 ** (failures - 1), MAX_ERROR_DELAY)
+                logger.exception("reconciling run %s/%s failed; again in %.1f s", *key, delay)
+                self._queue.add_after(key, delay)
+            finally:
+                self._queue.done(key)
+
+    async def _reconcile(self, key: Key) -> None:
+        body = self._runs.get(key)
+        result = self._unwritten.pop(key, None)
+        while body is not None:
+            run = run_view(body)
+            decision = self._plan(key, run, result)
+            if decision.status != run.status:
+                try:
+                    body = await self._write_status(key, body, run.status, decision.status)
+                except ApiError as error:
+                    if error.status == 404:
+                        return
+                    if result is not None:
+                        self._unwritten[key] = result
+                    if error.status != 409:
+                        raise
+                    body = await self._api.get_run(*key)
+                    self._runs.wrote(body)
+                    continue
+            result = None
+            next_attempt = self._act(key, body, decision)
+            if next_attempt is None:
+                return
+            result = await self._runner.run(next_attempt, self._context(body, next_attempt))
+
+    def _plan(self, key: Key, run: RunView, result: AttemptResult | None) -> Decision:
+        workflow = self._workflows.get((key[0], run.spec.workflow_ref.name))
+        observed = Observations(workflow=workflow, handlers=self._handler_names, result=result)
+        return plan(run=run, observed=observed, now=now(), options=self._options.engine)
+
+    async def _write_status(
+        self, key: Key, body: JsonObject, old: WorkflowRunStatus, new: WorkflowRunStatus
+    ) -> JsonObject:
+        patch = {
+            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+            "status": status_patch(old.to_wire(), new.to_wire()),
+        }
+        written = await self._api.patch_run_status(*key, patch)
+        self._runs.wrote(written)
+        return written
+
+    def _act(self, key: Key, body: JsonObject, decision: Decision) -> RunHandler | None:
+        """Queue the Events and timers of a written decision; return the handler to run."""
+        next_attempt = None
+        for action in decision.actions:
+            if isinstance(action, PostEvent):
+                self._queue_event(body, action)
+            elif isinstance(action, WakeAt):
+                self._queue.add_after(key, action.delay_from(now()).total_seconds())
+            elif isinstance(action, RunHandler):
+                next_attempt = action
+        return next_attempt
+
+    def _context(self, body: JsonObject, action: RunHandler) -> TaskContext:
+        meta = body["metadata"]
+        return TaskContext(
+            namespace=meta["namespace"],
+            run=meta["name"],
+            run_uid=meta["uid"],
+            task=action.task.name,
+            attempt=action.attempt,
+        )
+
+    # ----- Kubernetes Events -----
+
+    def _queue_event(self, body: JsonObject, action: PostEvent) -> None:
+        meta = body["metadata"]
+        stamp = now().isoformat().replace("+00:00", "Z")
+        event: dict[str, Any] = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "WorkflowRun",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": action.type.value,
+            "reason": str(action.reason),
+            "message": action.message[:MAX_EVENT_MESSAGE],
+            "source": {"component": "seqflow"},
+            "reportingComponent": "seqflow.io/operator",
+            "reportingInstance": self._host,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:
+            logger.warning("event queue full; dropping %s event of %s", action.reason, meta["name"])
+
+    async def _post_events(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self._api.create_event(event["metadata"]["namespace"], event)
+            except Exception as error:  # Events are best effort: never stop the run loop
+                logger.warning("could not post event %s: %s", event["reason"], error)

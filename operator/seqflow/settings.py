@@ -1,0 +1,51 @@
+"""The operator's settings: one pydantic-settings object read from SEQFLOW_* variables at start.
+
+Nothing else in seqflow reads the environment; this object is built once and passed down.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SEQFLOW_", frozen=True)
+
+    handler_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Python modules to import at start; they register the in-process handlers.",
+    )
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Namespaces (globs allowed) to serve; empty: all."
+    )
+    max_concurrent_runs: int = Field(
+        default=16, ge=1, description="Runs whose tasks execute at the same time."
+    )
+    handler_threads: int = Field(
+        default=16, ge=1, description="Threads for synchronous handlers."
+    )
+    api_connections: int = Field(
+        default=16, ge=1, description="Concurrent connections to the Kubernetes API server."
+    )
+    workflow_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a run waits for its Workflow to appear before it fails.",
+    )
+    default_timeout_seconds: int = Field(
+        default=300, ge=1, description="Time limit of a task attempt when the Workflow sets none."
+    )
+    event_queue_size: int = Field(
+        default=1000, ge=1, description="Kubernetes Events waiting to be posted; beyond it they are dropped."
+    )
+    log_level: str = "INFO"
+
+    @field_validator("handler_modules", "namespaces", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

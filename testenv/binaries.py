@@ -1,0 +1,59 @@
+"""Locates the Kubernetes, kwok and helm binaries, building them once via hack/build-k8s.sh.
+
+The script caches its builds under ~/.cache/seqflow and is a fast no-op when they exist. Its
+progress goes to our stderr; its stdout ends with `kube_bin_dir=`, `kwok=` and `helm=` lines.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "hack" / "build-k8s.sh"
+
+
+@dataclass(frozen=True)
+class Binaries:
+    kube_bin_dir: Path
+    kwok: Path
+    helm: Path
+
+    @property
+    def kube_apiserver(self) -> Path:
+        return self.kube_bin_dir / "kube-apiserver"
+
+    @property
+    def kube_controller_manager(self) -> Path:
+        return self.kube_bin_dir / "kube-controller-manager"
+
+    @property
+    def kube_scheduler(self) -> Path:
+        return self.kube_bin_dir / "kube-scheduler"
+
+    @property
+    def kubectl(self) -> Path:
+        return self.kube_bin_dir / "kubectl"
+
+
+@functools.cache
+def ensure_binaries() -> Binaries:
+    """Runs the build script (once per process) and returns the paths it reports."""
+    done = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{BUILD_SCRIPT} failed with exit code {done.returncode} "
+                           "(its output is on stderr above)")
+    found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    missing = {"kube_bin_dir", "kwok", "helm"} - found.keys()
+    if missing:
+        raise RuntimeError(f"{BUILD_SCRIPT} did not report {', '.join(sorted(missing))}; "
+                           f"its stdout was:\n{done.stdout}")
+    binaries = Binaries(kube_bin_dir=Path(found["kube_bin_dir"]), kwok=Path(found["kwok"]),
+                        helm=Path(found["helm"]))
+    absent = [p for p in (binaries.kube_apiserver, binaries.kubectl, binaries.kwok,
+                          binaries.helm) if not p.is_file()]
+    if absent:
+        raise RuntimeError(f"{BUILD_SCRIPT} reported missing files: {absent}")
+    return binaries

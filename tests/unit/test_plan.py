@@ -1,0 +1,316 @@
+"""Table tests of the engine: every transition of a run, from inputs to new status and actions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from seqflow.api.models import (
+    ConditionStatus,
+    Reason,
+    RunPhase,
+    TaskPhase,
+    WorkflowRunSpec,
+    WorkflowRunStatus,
+    WorkflowSpec,
+)
+from seqflow.engine import (
+    AttemptResult,
+    Decision,
+    EngineOptions,
+    Observations,
+    PostEvent,
+    RunHandler,
+    RunView,
+    WakeAt,
+    WorkflowView,
+    plan,
+)
+from seqflow.engine.plan import INTERRUPTED
+
+T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
+OPTIONS = EngineOptions(workflow_wait=timedelta(seconds=30), default_timeout_seconds=60)
+HANDLERS = frozenset({"a", "b", "c"})
+
+WORKFLOW = WorkflowView(
+    spec=WorkflowSpec.model_validate(
+        {
+            "defaults": {"retry": {"maxRetries": 2, "backoffSeconds": 2, "backoffFactor": 3}},
+            "tasks": [
+                {"name": "A", "handler": "a"},
+                {"name": "B", "handler": "b", "retry": {"maxRetries": 3}, "timeoutSeconds": 5},
+                {"name": "C", "handler": "c"},
+            ],
+        }
+    ),
+    generation=4,
+)
+SPEC = WorkflowRunSpec.model_validate({"workflowRef": {"name": "wf"}, "input": {"n": 1}})
+
+
+def view(status: WorkflowRunStatus | None = None) -> RunView:
+    return RunView(spec=SPEC, status=status or WorkflowRunStatus(), generation=1, created_at=T0)
+
+
+def step(
+    status: WorkflowRunStatus | None = None,
+    *,
+    at: float = 0,
+    result: AttemptResult | None = None,
+    workflow: WorkflowView | None = WORKFLOW,
+    handlers: frozenset[str] = HANDLERS,
+) -> Decision:
+    observed = Observations(workflow=workflow, handlers=handlers, result=result)
+    return plan(run=view(status), observed=observed, now=T0 + timedelta(seconds=at), options=OPTIONS)
+
+
+def only(actions, kind):
+    found = [a for a in actions if isinstance(a, kind)]
+    assert len(found) == 1, actions
+    return found[0]
+
+
+def reasons(decision: Decision) -> list[str]:
+    return [a.reason for a in decision.actions if isinstance(a, PostEvent)]
+
+
+def condition(status: WorkflowRunStatus):
+    (cond,) = [c for c in status.conditions if c.type == "Succeeded"]
+    return cond
+
+
+def ok(index: int, attempt: int, output: dict) -> AttemptResult:
+    return AttemptResult(task_index=index, attempt=attempt, output=output)
+
+
+def err(index: int, attempt: int, message: str = "boom", permanent: bool = False) -> AttemptResult:
+    return AttemptResult(task_index=index, attempt=attempt, error=message, permanent=permanent)
+
+
+def run_to(decisions: list) -> WorkflowRunStatus:
+    """Feed results in sequence starting from a fresh run; return the last status."""
+    status = step().status
+    for at, result in decisions:
+        status = step(status, at=at, result=result).status
+    return status
+
+
+# ----- start -----
+
+
+def test_start_pins_definition_and_runs_first_task_with_run_input():
+    decision = step()
+    status = decision.status
+    assert status.phase == RunPhase.RUNNING
+    assert status.workflow_generation == 4
+    assert [t.name for t in status.pinned_tasks] == ["A", "B", "C"]
+    assert status.pinned_tasks[0].retry.max_retries == 2
+    assert status.pinned_tasks[1].retry.max_retries == 3  # task override
+    assert status.pinned_tasks[1].retry.backoff_factor == 3  # inherited from defaults
+    assert status.pinned_tasks[1].timeout_seconds == 5
+    assert status.pinned_tasks[0].timeout_seconds == 60  # operator default
+    assert status.tasks[0].phase == TaskPhase.RUNNING and status.tasks[0].attempts == 1
+    assert [t.phase for t in status.tasks[1:]] == [TaskPhase.PENDING] * 2
+    assert status.current_task == "A" and status.progress == "0/3" and status.started_at == T0
+    action = only(decision.actions, RunHandler)
+    assert (action.task_index, action.attempt, action.input) == (0, 1, {"n": 1})
+    assert reasons(decision) == [Reason.STARTED, Reason.TASK_STARTED]
+    assert condition(status).status == ConditionStatus.UNKNOWN
+
+
+def test_start_writes_observed_generation():
+    assert step().status.observed_generation == 1
+
+
+# ----- success and data flow -----
+
+
+def test_task_success_passes_output_to_next_task():
+    first = step()
+    decision = step(first.status, at=1, result=ok(0, 1, {"n": 2}))
+    status = decision.status
+    assert status.tasks[0].phase == TaskPhase.SUCCEEDED
+    assert status.tasks[0].finished_at == T0 + timedelta(seconds=1)
+    assert status.tasks[1].phase == TaskPhase.RUNNING
+    assert status.current_task == "B" and status.progress == "1/3"
+    assert status.output == {"n": 2}
+    action = only(decision.actions, RunHandler)
+    assert (action.task_index, action.attempt, action.input) == (1, 1, {"n": 2})
+    assert reasons(decision) == [Reason.TASK_SUCCEEDED, Reason.TASK_STARTED]
+
+
+def test_last_task_done_succeeds_run_with_last_output():
+    status = run_to([(1, ok(0, 1, {"n": 2})), (2, ok(1, 1, {"n": 3}))])
+    decision = step(status, at=3, result=ok(2, 1, {"n": 4}))
+    final = decision.status
+    assert final.phase == RunPhase.SUCCEEDED
+    assert final.output == {"n": 4}
+    assert final.progress == "3/3" and final.current_task is None
+    assert final.finished_at == T0 + timedelta(seconds=3)
+    assert condition(final).status == ConditionStatus.TRUE
+    assert condition(final).reason == Reason.SUCCEEDED
+    assert not any(isinstance(a, RunHandler) for a in decision.actions)
+
+
+def test_finished_run_is_left_alone():
+    status = run_to([(1, ok(0, 1, {})), (2, ok(1, 1, {})), (3, ok(2, 1, {}))])
+    decision = step(status, at=10)
+    assert decision.status == status and decision.actions == ()
+
+
+# ----- failures and retries -----
+
+
+def test_failure_with_retries_left_schedules_retry_with_backoff():
+    decision = step(step().status, at=1, result=err(0, 1, "gateway timeout"))
+    task = decision.status.tasks[0]
+    assert task.phase == TaskPhase.RETRYING
+    assert task.attempts == 1
+    assert task.last_error == "gateway timeout"
+    assert task.next_retry_at == T0 + timedelta(seconds=1 + 2)
+    assert decision.status.phase == RunPhase.RUNNING
+    assert only(decision.actions, WakeAt).when == task.next_retry_at
+    assert condition(decision.status).reason == Reason.TASK_RETRYING
+    assert reasons(decision) == [Reason.TASK_RETRYING]
+
+
+def test_backoff_not_elapsed_only_waits():
+    retrying = step(step().status, at=1, result=err(0, 1)).status
+    decision = step(retrying, at=2)
+    assert decision.status == retrying.model_copy(update={"observed_generation": 1})
+    assert decision.actions == (WakeAt(T0 + timedelta(seconds=3)),)
+
+
+def test_backoff_elapsed_starts_next_attempt_with_same_input():
+    retrying = step(step().status, at=1, result=err(0, 1)).status
+    decision = step(retrying, at=3)
+    task = decision.status.tasks[0]
+    assert task.phase == TaskPhase.RUNNING and task.attempts == 2 and task.next_retry_at is None
+    assert task.started_at == T0  # the task's first start is kept
+    action = only(decision.actions, RunHandler)
+    assert (action.attempt, action.input) == (2, {"n": 1})
+    assert decision.status.retries == 1
+
+
+def test_backoff_grows_by_factor_and_is_capped():
+    wf = WorkflowView(
+        spec=WorkflowSpec.model_validate(
+            {
+                "tasks": [
+                    {
+                        "name": "A",
+                        "handler": "a",
+                        "retry": {
+                            "maxRetries": 5,
+                            "backoffSeconds": 1,
+                            "backoffFactor": 2,
+                            "maxBackoffSeconds": 5,
+                        },
+                    }
+                ]
+            }
+        ),
+        generation=1,
+    )
+    status = step(workflow=wf).status
+    now = 0.0
+    delays = []
+    for attempt in range(1, 6):
+        status = step(status, at=now, result=err(0, attempt), workflow=wf).status
+        delay = (status.tasks[0].next_retry_at - (T0 + timedelta(seconds=now))).total_seconds()
+        delays.append(delay)
+        now += delay
+        status = step(status, at=now, workflow=wf).status
+    assert delays == [1, 2, 4, 5, 5]
+
+
+def test_retries_exhausted_fails_task_and_run_with_error():
+    status = step().status
+    for attempt, at in ((1, 1), (2, 4)):
+        status = step(status, at=at, result=err(0, attempt, "card declined")).status
+        status = step(status, at=at + 100).status
+    decision = step(status, at=200, result=err(0, 3, "card declined"))
+    final = decision.status
+    assert final.phase == RunPhase.FAILED
+    assert final.tasks[0].phase == TaskPhase.FAILED and final.tasks[0].attempts == 3
+    assert final.finished_at == T0 + timedelta(seconds=200)
+    cond = condition(final)
+    assert cond.status == ConditionStatus.FALSE and cond.reason == Reason.TASK_FAILED
+    assert "card declined" in cond.message and "3 attempts" in cond.message
+    assert final.retries == 2
+    assert not any(isinstance(a, (RunHandler, WakeAt)) for a in decision.actions)
+
+
+def test_permanent_error_fails_at_once():
+    decision = step(step().status, at=1, result=err(0, 1, "invalid order", permanent=True))
+    assert decision.status.phase == RunPhase.FAILED
+    assert decision.status.tasks[0].attempts == 1
+    assert "permanent error" in condition(decision.status).message
+
+
+def test_interrupted_attempt_after_restart_counts_and_is_retried():
+    running = step().status  # task A attempt 1 Running, no result: the operator died
+    decision = step(running, at=5)
+    task = decision.status.tasks[0]
+    assert task.phase == TaskPhase.RETRYING and task.attempts == 1
+    assert task.last_error == INTERRUPTED
+    assert reasons(decision) == [Reason.TASK_RETRYING]
+
+
+def test_interrupted_last_attempt_fails_run():
+    wf = WorkflowView(
+        spec=WorkflowSpec.model_validate(
+            {"tasks": [{"name": "A", "handler": "a", "retry": {"maxRetries": 0}}]}
+        ),
+        generation=1,
+    )
+    decision = step(step(workflow=wf).status, at=5, workflow=wf)
+    assert decision.status.phase == RunPhase.FAILED
+    assert condition(decision.status).reason == Reason.TASK_INTERRUPTED
+
+
+def test_stale_result_is_ignored():
+    retrying = step(step().status, at=1, result=err(0, 1)).status
+    running = step(retrying, at=3).status  # attempt 2 running
+    decision = step(running, at=4, result=ok(0, 1, {"late": True}))
+    assert decision.status == running and decision.actions == ()
+
+
+# ----- the run cannot start -----
+
+
+def test_unknown_workflow_waits_then_fails():
+    waiting = step(workflow=None, at=1)
+    assert waiting.status.phase == RunPhase.PENDING
+    assert condition(waiting.status).reason == Reason.WAITING_FOR_WORKFLOW
+    assert only(waiting.actions, WakeAt).when == T0 + timedelta(seconds=30)
+    assert reasons(waiting) == [Reason.WAITING_FOR_WORKFLOW]
+    assert reasons(step(waiting.status, workflow=None, at=2)) == []  # no repeated event
+
+    failed = step(waiting.status, workflow=None, at=30)
+    assert failed.status.phase == RunPhase.FAILED
+    cond = condition(failed.status)
+    assert cond.reason == Reason.WORKFLOW_NOT_FOUND and '"wf"' in cond.message
+
+
+def test_workflow_appearing_while_waiting_starts_run():
+    waiting = step(workflow=None, at=1).status
+    decision = step(waiting, at=2)
+    assert decision.status.phase == RunPhase.RUNNING
+    assert only(decision.actions, RunHandler).task_index == 0
+
+
+def test_unknown_handler_fails_before_anything_runs():
+    decision = step(handlers=frozenset({"a", "c"}))
+    assert decision.status.phase == RunPhase.FAILED
+    cond = condition(decision.status)
+    assert cond.reason == Reason.HANDLER_NOT_FOUND
+    assert 'task B: no handler registered as "b"' in cond.message
+    assert not any(isinstance(a, RunHandler) for a in decision.actions)
+
+
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_retry_delay_formula(attempt):
+    status = step().status
+    assert status.pinned_tasks[0].retry.delay_after(attempt) == 2 * 3 ** (attempt - 1)
