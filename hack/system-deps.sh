@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and the demo run for real when they are missing:
-# etcd (etcd-server) and MariaDB (mariadb-server). Go is expected on the machine.
+# Installs the Debian packages the tests and the demo need when they are missing: MariaDB
+# (mariadb-server) and openssl. Go is expected on the machine; etcd and Kubernetes are built
+# from the Go module proxy by hack/build-k8s.sh.
 set -euo pipefail
 
 missing=()
-command -v etcd >/dev/null || missing+=(etcd-server)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -4,7 +4,8 @@ Everything lives in one temp dir (data, certificates, tokens, kubeconfigs, one l
 Authentication is by static tokens: `admin` is in system:masters, the other users (by default
 `alice` and `bob`) have no rights beyond system:authenticated, for RBAC tests. With
 `with_jobs=True` it also runs kube-controller-manager, kube-scheduler and kwok with one fake
-node, so batch/v1 Jobs run to completion without a container runtime.
+node, so batch/v1 Jobs run without a container runtime: by default with kwok's "fast" stages
+(pods of a Job succeed at once); pass `kwok_configs` to use your own Stage files instead.
 
 Call `start()` from a long-lived thread: the children die when the starting thread exits.
 """
@@ -25,14 +26,14 @@ from typing import Sequence
 
 from testenv._proc import (Child, free_port, make_workdir, register_cleanup,
                            unregister_cleanup, wait_until)
-from testenv.binaries import Binaries, ensure_binaries
+from testenv.binaries import Binaries, ensure_binaries, kwok_stages
 
 ADMIN = "admin"
 KWOK_NODE = "kwok-node-0"
 JOB_CONTROLLERS = ("job-controller", "garbage-collector-controller", "namespace-controller",
                    "ttl-after-finished-controller", "serviceaccount-controller")
 
-_INSECURE = ssl.create_default_context()  # for /readyz polls: the CA file may not exist yet
+_INSECURE = ssl.create_default_context()
 _INSECURE.check_hostname = False
 _INSECURE.verify_mode = ssl.CERT_NONE
 
@@ -41,8 +42,10 @@ class ControlPlane:
     """etcd + kube-apiserver (+ controller-manager, scheduler and kwok with `with_jobs`)."""
 
     def __init__(self, *, with_jobs: bool = False, users: Sequence[str] = ("alice", "bob"),
-                 binaries: Binaries | None = None, start_timeout: float = 60.0) -> None:
+                 kwok_configs: Sequence[Path] | None = None, binaries: Binaries | None = None,
+                 start_timeout: float = 60.0) -> None:
         self.with_jobs = with_jobs
+        self.kwok_configs = kwok_configs
         self.start_timeout = start_timeout
         self.users = tuple(users)
         self._binaries = binaries
@@ -117,9 +120,6 @@ class ControlPlane:
         return child
 
     def _start_core(self, binaries: Binaries) -> None:
-        etcd_bin = shutil.which("etcd")
-        if etcd_bin is None:
-            raise FileNotFoundError("etcd not found; install the Debian package etcd-server")
         etcd_port, self.port = free_port(), free_port()
         tokens = self._dir / "tokens.csv"
         tokens.write_text("".join(
@@ -129,7 +129,7 @@ class ControlPlane:
         subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
                         "-out", str(sa_key)], check=True, capture_output=True)
         etcd = self._spawn("etcd", [
-            etcd_bin, f"--data-dir={self._dir / 'etcd'}",
+            binaries.etcd, f"--data-dir={self._dir / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
             f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
             f"--listen-peer-urls=http://127.0.0.1:{free_port()}", "--unsafe-no-fsync=true"])
@@ -146,11 +146,8 @@ class ControlPlane:
                    timeout=self.start_timeout, children=[etcd, apiserver])
 
     def _apiserver_ready(self) -> bool:
-        request = urllib.request.Request(
-            f"{self.server}/readyz", headers={"Authorization": f"Bearer {self._tokens[ADMIN]}"})
         try:
-            with urllib.request.urlopen(request, timeout=1, context=_INSECURE) as response:
-                return response.status == 200
+            return self._get("/readyz", timeout=1.0) == b"ok"
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
@@ -165,8 +162,12 @@ class ControlPlane:
             "--bind-address=127.0.0.1", f"--secure-port={free_port()}"])
         kwok_dir = self._dir / "kwok"
         kwok_dir.mkdir()
+        configs = self.kwok_configs
+        if configs is None:
+            configs = kwok_stages("node/fast", "pod/fast", binaries=binaries)
         self._spawn("kwok", [
-            binaries.kwok, kubeconfig, "--manage-all-nodes=false",
+            binaries.kwok, kubeconfig, *(f"--config={c}" for c in configs),
+            "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--manage-nodes-with-label-selector=", "--manage-single-node=",
             "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1"],
@@ -174,9 +175,21 @@ class ControlPlane:
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {
             "name": KWOK_NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
             "labels": {"type": "kwok", "kubernetes.io/hostname": KWOK_NODE}}}
-        self.kubectl("apply", "-f", "-", input=json.dumps(node))
-        self.kubectl("wait", "--for=condition=Ready", f"node/{KWOK_NODE}",
-                     f"--timeout={self.start_timeout:.0f}s")
+        self.kubectl("create", "-f", "-", input=json.dumps(node))
+        wait_until(self._node_ready, what=f"node {KWOK_NODE}", timeout=self.start_timeout,
+                   children=self._children)
+
+    def _node_ready(self) -> bool:
+        node = json.loads(self._get(f"/api/v1/nodes/{KWOK_NODE}"))
+        return any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in node.get("status", {}).get("conditions", []))
+
+    def _get(self, path: str, *, timeout: float = 5.0) -> bytes:
+        """GET as admin without verifying TLS: the CA file may not be written yet."""
+        request = urllib.request.Request(
+            f"{self.server}{path}", headers={"Authorization": f"Bearer {self._tokens[ADMIN]}"})
+        with urllib.request.urlopen(request, timeout=timeout, context=_INSECURE) as response:
+            return response.read()
 
     def kubectl(self, *args: str, user: str = ADMIN, input: str | None = None) -> str:
         """Runs kubectl as `user`; returns stdout, raises with stderr on failure."""

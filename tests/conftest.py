@@ -15,11 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Cluster
+from tests.support import REPO, Cluster
 from testenv import ControlPlane, MariaDB, ensure_binaries
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:

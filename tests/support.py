@@ -13,6 +13,8 @@ import pytest
 
 from testenv import ControlPlane
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 @dataclass
 class Cluster:
@@ -60,3 +62,60 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+class Runs:
+    """Reads WorkflowRuns through the API (the `kubernetes` client), as a user's tool would."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        from kubernetes import client, config
+
+        self._api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(kubeconfig)))
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._api.get_namespaced_custom_object(
+            "seqflow.io", "v1alpha1", namespace, "workflowruns", name
+        )
+
+    def watch(self, namespace: str, name: str, *, until, timeout: float) -> list[dict[str, Any]]:
+        """Every status the run goes through, until `until(status)` holds; all of them."""
+        from kubernetes import watch
+
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stream = watch.Watch().stream(
+                self._api.list_namespaced_custom_object,
+                "seqflow.io", "v1alpha1", namespace, "workflowruns",
+                field_selector=f"metadata.name={name}",
+                timeout_seconds=max(1, int(deadline - time.monotonic())),
+            )  # fmt: skip
+            for event in stream:
+                status = event["object"].get("status") or {}
+                if not seen or seen[-1] != status:
+                    seen.append(status)
+                if until(status):
+                    return seen
+        raise AssertionError(f"run {namespace}/{name} did not get there in {timeout} s; last status: {seen[-1:]}")
+
+
+def condition(status: dict[str, Any], type_: str = "Succeeded") -> dict[str, Any]:
+    return next(c for c in status.get("conditions", []) if c["type"] == type_)
+
+
+def workflow(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "seqflow.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {"tasks": tasks, **spec},
+    }
+
+
+def workflow_run(name: str, workflow_name: str, input: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "seqflow.io/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": name},
+        "spec": {"workflowRef": {"name": workflow_name}, "input": input or {}},
+    }

@@ -218,7 +218,7 @@ class Reconciler:
             decision = self._plan(key, run, result)
             if decision.status != run.status:
                 try:
-                    body = await self._write_status(key, body, run.status, decision.status)
+                    body = await self._write_status(key, body, decision.status)
                 except ApiError as error:
                     if error.status == 404:
                         return
@@ -240,12 +240,10 @@ class Reconciler:
         observed = Observations(workflow=workflow, handlers=self._handler_names, result=result)
         return plan(run=run, observed=observed, now=now(), options=self._options.engine)
 
-    async def _write_status(
-        self, key: Key, body: JsonObject, old: WorkflowRunStatus, new: WorkflowRunStatus
-    ) -> JsonObject:
+    async def _write_status(self, key: Key, body: JsonObject, new: WorkflowRunStatus) -> JsonObject:
         patch = {
             "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-            "status": status_patch(old.to_wire(), new.to_wire()),
+            "status": status_patch(body.get("status") or {}, new.to_wire()),
         }
         written = await self._api.patch_run_status(*key, patch)
         self._runs.wrote(written)

@@ -1,0 +1,55 @@
+"""Handlers the e2e tests run inside the operator (SEQFLOW_HANDLER_MODULES=seqflow_test_handlers).
+
+Each leaves evidence in its output so the tests can check order and data flow from the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import seqflow
+
+
+def _stepped(data: dict, context: seqflow.TaskContext) -> dict:
+    return {
+        **data,
+        "trail": [*data.get("trail", []), context.task],
+        "step": data.get("step", 0) + 1,
+    }
+
+
+@seqflow.task("test.step")
+async def step(data: dict, context: seqflow.TaskContext) -> dict:
+    """Waits `sleep` seconds (default 0), then appends its task name to `trail`."""
+    await asyncio.sleep(data.get("sleep", 0))
+    return _stepped(data, context)
+
+
+@seqflow.task("test.sync_step")
+def sync_step(data: dict, context: seqflow.TaskContext) -> dict:
+    time.sleep(data.get("sleep", 0))
+    return _stepped(data, context)
+
+
+@seqflow.task("test.flaky")
+def flaky(data: dict, context: seqflow.TaskContext) -> dict:
+    """Fails its first `fail_attempts` attempts."""
+    if context.attempt <= data.get("fail_attempts", 1):
+        raise RuntimeError(f"flaky failure on attempt {context.attempt}")
+    return _stepped(data, context)
+
+
+@seqflow.task("test.fail")
+def fail(data: dict, context: seqflow.TaskContext) -> dict:
+    raise RuntimeError(data.get("error", "card declined"))
+
+
+@seqflow.task("test.permanent")
+def permanent(data: dict, context: seqflow.TaskContext) -> dict:
+    raise seqflow.PermanentError("order ORD-9 does not exist")
+
+
+@seqflow.task("test.not_an_object")
+def not_an_object(data: dict, context: seqflow.TaskContext) -> list:
+    return ["not", "a", "dict"]
