@@ -3,27 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
+from tests.e2e.operators import start_operator
 from tests.support import Cluster, Runs
 from testenv.operator import OperatorProcess
-
-HERE = Path(__file__).resolve().parent
-SETTINGS = {
-    "SEQFLOW_HANDLER_MODULES": "seqflow.examples,seqflow_test_handlers",
-    "SEQFLOW_WORKFLOW_WAIT_SECONDS": "3",
-    "SEQFLOW_LOG_LEVEL": "DEBUG",
-}
-
-
-def start_operator(cluster: Cluster, log: Path, namespaces: str) -> OperatorProcess:
-    settings = {**SETTINGS, "SEQFLOW_NAMESPACES": namespaces}
-    return OperatorProcess(
-        kubeconfig=cluster.kubeconfig, settings=settings, log=log, python_path=(HERE,)
-    ).start()
-
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, crds: None, tmp_path_factory) -> Iterator[OperatorProcess]:

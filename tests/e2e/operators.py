@@ -1,0 +1,22 @@
+"""Starting the seqflow operator for e2e tests, with the test handlers loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support import Cluster
+from testenv.operator import OperatorProcess
+
+HERE = Path(__file__).resolve().parent
+SETTINGS = {
+    "SEQFLOW_HANDLER_MODULES": "seqflow.examples,seqflow_test_handlers",
+    "SEQFLOW_WORKFLOW_WAIT_SECONDS": "3",
+    "SEQFLOW_LOG_LEVEL": "DEBUG",
+}
+
+
+def start_operator(cluster: Cluster, log: Path, namespaces: str) -> OperatorProcess:
+    settings = {**SETTINGS, "SEQFLOW_NAMESPACES": namespaces}
+    return OperatorProcess(
+        kubeconfig=cluster.kubeconfig, settings=settings, log=log, python_path=(HERE,)
+    ).start()

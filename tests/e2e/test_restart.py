@@ -1,0 +1,47 @@
+"""The operator killed with SIGKILL in the middle of a run, then started again, finishes the run."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pytest
+
+from tests.e2e.operators import start_operator
+from tests.support import Cluster, Runs, workflow, workflow_run
+
+pytestmark = pytest.mark.cluster
+
+
+def test_sigkill_mid_task_retries_interrupted_attempt_and_finishes(
+    cluster: Cluster, runs: Runs, crds: None, tmp_path
+):
+    # A namespace of its own, served by an operator of its own that this test kills.
+    namespace = f"restart-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    operator = start_operator(cluster, tmp_path / "first.log", "restart-*")
+    retry = {"backoffSeconds": 0.5}
+    tasks = [{"name": n, "handler": "test.step", "retry": retry} for n in ("A", "B", "C")]
+    cluster.apply(workflow("slow", tasks), namespace=namespace)
+    cluster.apply(workflow_run("r1", "slow", {"sleep": 1.5}), namespace=namespace)
+
+    runs.watch(namespace, "r1", until=lambda s: s.get("currentTask") == "B", timeout=30)
+    operator.kill()
+    assert runs.get(namespace, "r1")["status"]["tasks"][1]["phase"] == "Running"
+
+    restarted = start_operator(cluster, tmp_path / "second.log", "restart-*")
+    try:
+        history = runs.watch(namespace, "r1", until=lambda s: s.get("phase") == "Succeeded", timeout=60)
+    finally:
+        restarted.stop()
+
+    interrupted = [s for s in history if s["tasks"][1]["phase"] == "Retrying"]
+    assert interrupted, history
+    assert "interrupted" in interrupted[0]["tasks"][1]["lastError"]
+    final = runs.get(namespace, "r1")["status"]
+    assert [t["attempts"] for t in final["tasks"]] == [1, 2, 1]
+    assert final["retries"] == 1
+    assert final["output"]["trail"] == ["A", "B", "C"]  # nothing skipped, nothing out of order
+    starts = [datetime.fromisoformat(t["startedAt"]) for t in final["tasks"]]
+    finishes = [datetime.fromisoformat(t["finishedAt"]) for t in final["tasks"]]
+    assert finishes[0] <= starts[1] and finishes[1] <= starts[2]

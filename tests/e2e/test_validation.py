@@ -1,0 +1,79 @@
+"""Bad manifests are refused by the API server (the CRD schemas) with messages a user can act on."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import Cluster, workflow, workflow_run
+
+pytestmark = pytest.mark.cluster
+
+HANDLER_TASK = {"name": "A", "handler": "x"}
+
+
+def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
+    done = cluster.apply(manifest, namespace=namespace, check=False)
+    assert done.returncode != 0, f"accepted: {manifest}"
+    return done.stderr
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        (workflow("w", []), "spec.tasks: Invalid value: 0: spec.tasks in body should have at least 1 items"),
+        (
+            {"apiVersion": "seqflow.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"}, "spec": {}},
+            'spec.tasks: Required value',
+        ),
+        (workflow("w", [HANDLER_TASK, {"name": "A", "handler": "y"}]), "task names must be unique"),
+        (
+            workflow("w", [{"name": "A", "handler": "x", "job": {"image": "busybox"}}]),
+            "a task needs exactly one of handler or job",
+        ),
+        (workflow("w", [{"name": "A"}]), "a task needs exactly one of handler or job"),
+        (
+            workflow("w", [{"name": "A", "handler": "x", "retry": {"maxRetries": -1}}]),
+            "spec.tasks[0].retry.maxRetries: Invalid value: -1: "
+            "spec.tasks[0].retry.maxRetries in body should be greater than or equal to 0",
+        ),
+        (
+            workflow("w", [HANDLER_TASK], defaults={"retry": {"backoffSeconds": 0}}),
+            "spec.defaults.retry.backoffSeconds in body should be greater than 0",
+        ),
+        (workflow("w", [{"name": "bad name!", "handler": "x"}]), "spec.tasks[0].name in body should match"),
+        (
+            workflow("w", [{"name": "A", "job": {"command": ["x"]}}]),
+            "spec.tasks[0].job.image: Required value",
+        ),
+    ],
+    ids=[
+        "no-tasks", "tasks-missing", "duplicate-names", "handler-and-job", "neither",
+        "negative-retries", "zero-backoff", "bad-task-name", "job-without-image",
+    ],
+)  # fmt: skip
+def test_bad_workflow_is_refused(cluster: Cluster, crds: None, manifest: dict, message: str):
+    assert message in refused(cluster, "default", manifest)
+
+
+def test_run_input_must_be_an_object(cluster: Cluster, crds: None):
+    run = workflow_run("r", "w")
+    run["spec"]["input"] = "ORD-1"
+    stderr = refused(cluster, "default", run)
+    assert 'spec.input: Invalid value: "string": spec.input in body must be of type object' in stderr
+
+
+def test_run_needs_a_workflow_ref(cluster: Cluster, crds: None):
+    run = workflow_run("r", "w")
+    del run["spec"]["workflowRef"]
+    assert "spec.workflowRef: Required value" in refused(cluster, "default", run)
+
+
+def test_good_manifests_are_accepted_unchanged(cluster: Cluster, crds: None):
+    manifest = workflow(
+        "valid",
+        [HANDLER_TASK, {"name": "B", "job": {"image": "busybox", "command": ["true"]}}],
+        defaults={"retry": {"maxRetries": 0}, "timeoutSeconds": 10},
+    )
+    cluster.apply(manifest, namespace="default")
+    stored = cluster.get_json("workflow", "valid", "-n", "default")
+    assert stored["spec"] == manifest["spec"]

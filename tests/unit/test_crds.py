@@ -1,0 +1,39 @@
+"""The committed CRDs are exactly what the models generate (run `make crds` after changing them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from seqflow.api.crd import custom_resource_definitions, openapi_schema
+from seqflow.api.models import WorkflowRunSpec
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+def test_committed_crds_match_models():
+    generated = {crd["metadata"]["name"]: crd for crd in custom_resource_definitions()}
+    committed = {p.stem: yaml.safe_load(p.read_text()) for p in CRDS.glob("*.yaml")}
+    assert committed.keys() == generated.keys()
+    for name, crd in generated.items():
+        assert committed[name] == crd, f"crds/{name}.yaml is stale: run `make crds`"
+
+
+def test_schema_is_structural():
+    schema = openapi_schema(WorkflowRunSpec)
+    text = yaml.safe_dump(schema)
+    for foreign in ("$ref", "anyOf", "title", "default", "additionalProperties"):
+        assert foreign not in text
+    assert schema["properties"]["input"] == {
+        "description": "Input of the first task.",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    assert schema["required"] == ["workflowRef"]
+
+
+def test_printer_columns():
+    run = custom_resource_definitions()[1]
+    columns = [c["name"] for c in run["spec"]["versions"][0]["additionalPrinterColumns"]]
+    assert columns[:6] == ["Workflow", "Phase", "Task", "Progress", "Retries", "Age"]
