@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -275,9 +276,11 @@ class Reconciler:
 
     def _queue_event(self, body: JsonObject, action: PostEvent) -> None:
         meta = body["metadata"]
-        stamp = now().isoformat().replace("+00:00", "Z")
+        at = now()
+        stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
         event: dict[str, Any] = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            # Named like client-go's recorder: same-second Events list in the order they happened.
+            "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "WorkflowRun",
@@ -288,9 +291,7 @@ class Reconciler:
             "type": action.type.value,
             "reason": str(action.reason),
             "message": action.message[:MAX_EVENT_MESSAGE],
-            "source": {"component": "seqflow"},
-            "reportingComponent": "seqflow.io/operator",
-            "reportingInstance": self._host,
+            "source": {"component": "seqflow", "host": self._host},
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,
             "count": 1,

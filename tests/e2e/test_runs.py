@@ -172,6 +172,9 @@ def test_examples_succeed(cluster: Cluster, runs: Runs, namespace: str):
         cluster.kubectl("apply", "-n", namespace, "-f", str(path))
     for name in ("order-001", "refund-001", "onboarding-alice"):
         kubectl_wait(cluster, namespace, name, "condition=Succeeded")
+    kubectl_wait(cluster, namespace, "refund-002-late", "jsonpath={.status.phase}=Failed")
+    late = condition(runs.get(namespace, "refund-002-late")["status"])
+    assert "refunds are possible within 30 days" in late["message"]
     order = runs.get(namespace, "order-001")["status"]
     assert order["retries"] == 1  # the flaky payment gateway, as the demo shows
     assert order["output"]["email"] == "receipt for ORD-001 sent"

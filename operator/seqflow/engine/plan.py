@@ -128,7 +128,10 @@ def _unrunnable(tasks: list[PinnedTask], *, handlers: frozenset[str]) -> str | N
 def _wait_for_workflow(
     *, status: WorkflowRunStatus, workflow: str, until: datetime, now: datetime
 ) -> Decision:
-    message = f'Workflow "{workflow}" not found; waiting until {until.isoformat()} for it to appear'
+    message = (
+        f'Workflow "{workflow}" not found; waiting until '
+        f'{until.isoformat(timespec="seconds")} for it to appear'
+    )
     waiting = status.model_copy(
         update={
             "phase": RunPhase.PENDING,
@@ -258,10 +261,11 @@ def _attempt_failed(
         failed = _with_task(status, index, failed_task)
         return _fail_run(failed, reason=reason, message=message, now=now)
 
-    retry_at = now + timedelta(seconds=policy.delay_after(attempt))
+    delay = policy.delay_after(attempt)
+    retry_at = now + timedelta(seconds=delay)
     message = (
         f"Task {task.name} attempt {attempt} failed: {result.error}; "
-        f"retry {attempt} of {policy.max_retries} at {retry_at.isoformat()}"
+        f"retry {attempt} of {policy.max_retries} in {delay:g} s"
     )
     retrying_task = task.model_copy(
         update={"phase": TaskPhase.RETRYING, "next_retry_at": retry_at, "last_error": result.error}

@@ -1,0 +1,86 @@
+"""`make demo`: seqflow on a local control plane, running the example workflows.
+
+Starts etcd and kube-apiserver (see testenv/), installs the CRDs, starts the operator with the
+example handlers, applies workflows/*.yaml and shows the runs progressing until all are done.
+With --keep everything stays up for you to play with until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from testenv import ControlPlane, ensure_binaries  # noqa: E402
+from testenv.operator import OperatorProcess  # noqa: E402
+
+FINISHED = {"Succeeded", "Failed"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the runs")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    kubectl_path = str(ensure_binaries().kubectl)
+    with ControlPlane() as control_plane:
+        print(f"local control plane ready in {control_plane.start_seconds:.1f} s at {control_plane.server}")
+
+        def kubectl(*words: str) -> str:
+            command = [kubectl_path, f"--kubeconfig={control_plane.kubeconfig}", *words]
+            return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+        print(kubectl("apply", "-f", str(REPO / "crds")), end="")
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflowruns.seqflow.io")
+        operator = OperatorProcess(
+            kubeconfig=control_plane.kubeconfig,
+            settings={"SEQFLOW_HANDLER_MODULES": "seqflow.examples"},
+        ).start()
+        print(f"operator started (pid {operator.pid}, log {operator.log})")
+        print(kubectl("apply", "-f", str(REPO / "workflows")), end="")
+
+        show_progress(kubectl, timeout=args.timeout)
+        print("\n$ kubectl describe workflowrun order-001   (events)")
+        describe = kubectl("describe", "workflowrun", "order-001")
+        print(describe[describe.index("Events:") :] if "Events:" in describe else describe)
+        print("$ kubectl get workflowruns")
+        print(kubectl("get", "workflowruns"), end="")
+
+        if args.keep:
+            print(f"\nEverything is running. In another shell:\n  export KUBECONFIG={control_plane.kubeconfig}")
+            print(f"  {kubectl_path} get workflowruns -w\nPress Ctrl-C to stop and clean up.")
+            try:
+                while operator.running():
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+        operator.stop()
+
+
+def show_progress(kubectl, *, timeout: float) -> None:
+    """Print the runs table each time it changes, until every run has finished."""
+    columns = "custom-columns=NAME:.metadata.name,PHASE:.status.phase,TASK:.status.currentTask,PROGRESS:.status.progress,RETRIES:.status.retries,REASON:.status.conditions[0].reason"
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        table = kubectl("get", "workflowruns", "-o", columns)
+        if table != last:
+            print(f"\n[{time.strftime('%H:%M:%S')}]\n{table}", end="")
+            last = table
+        phases = [line.split()[1] for line in table.splitlines()[1:]]
+        if phases and all(phase in FINISHED for phase in phases):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"the runs did not finish within {timeout} s")
+
+
+if __name__ == "__main__":
+    main()
