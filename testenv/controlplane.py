@@ -171,7 +171,9 @@ class ControlPlane:
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--manage-nodes-with-label-selector=", "--manage-single-node=",
             "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1"],
-            env={**os.environ, "KWOK_WORKDIR": str(kwok_dir)})
+            # etcd 3.4 cannot serve watch-list streams: have kwok's client-go not ask for them.
+            env={**os.environ, "KWOK_WORKDIR": str(kwok_dir),
+                 "KUBE_FEATURE_WatchListClient": "false"})
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {
             "name": KWOK_NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
             "labels": {"type": "kwok", "kubernetes.io/hostname": KWOK_NODE}}}

@@ -15,7 +15,7 @@ import yaml
 from seqflow.api.crd import custom_resource_definitions
 from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
-from seqflow.handlers import build_registry
+from seqflow.handlers import NoDiffBase, build_registry
 from seqflow.kube import KubeApi, load_configuration
 from seqflow.reconciler import Reconciler, ReconcilerOptions
 from seqflow.settings import Settings
@@ -61,6 +61,7 @@ async def run_operator(settings: Settings) -> None:
     kopf_settings = kopf.OperatorSettings()
     kopf_settings.peering.standalone = True
     kopf_settings.posting.enabled = False
+    kopf_settings.persistence.diffbase_storage = NoDiffBase()
     logging.getLogger("seqflow").info(
         "seqflow starting: handlers %s, %d workers", sorted(registry.names()), settings.max_concurrent_runs
     )

@@ -13,6 +13,20 @@ import kopf
 from seqflow.api.models import GROUP, VERSION
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """seqflow registers no change-detecting handlers, so Kopf needs no diff base; the default
+    storage would still deep-copy every object on every watch event to build one."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 

@@ -115,7 +115,7 @@ def test_start_pins_definition_and_runs_first_task_with_run_input():
     assert status.current_task == "A" and status.progress == "0/3" and status.started_at == T0
     action = only(decision.actions, RunHandler)
     assert (action.task_index, action.attempt, action.input) == (0, 1, {"n": 1})
-    assert reasons(decision) == [Reason.STARTED, Reason.TASK_STARTED]
+    assert reasons(decision) == [Reason.STARTED]
     assert condition(status).status == ConditionStatus.UNKNOWN
 
 
@@ -137,7 +137,7 @@ def test_task_success_passes_output_to_next_task():
     assert status.output == {"n": 2}
     action = only(decision.actions, RunHandler)
     assert (action.task_index, action.attempt, action.input) == (1, 1, {"n": 2})
-    assert reasons(decision) == [Reason.TASK_SUCCEEDED, Reason.TASK_STARTED]
+    assert reasons(decision) == [Reason.TASK_SUCCEEDED]
 
 
 def test_last_task_done_succeeds_run_with_last_output():

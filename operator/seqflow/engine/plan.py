@@ -206,11 +206,8 @@ def _start_attempt(
             ),
         }
     )
-    actions = [
-        *(events or []),
-        PostEvent(EventType.NORMAL, Reason.TASK_STARTED, message),
-        RunHandler(task_index=index, task=pinned, attempt=attempt, input=input),
-    ]
+    # No Event for a start: the status shows it, and the outcome's Event names the attempt.
+    actions = [*(events or []), RunHandler(task_index=index, task=pinned, attempt=attempt, input=input)]
     return Decision(running, tuple(actions))
 
 
