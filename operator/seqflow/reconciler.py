@@ -57,7 +57,7 @@ def status_patch(old: JsonObject, new: JsonObject) -> JsonObject:
     patch: JsonObject = {key: None for key in old.keys() - new.keys()}
     for key, value in new.items():
         before = old.get(key)
-        if isinstance(value, dict) and isinstance(before, dict) and value:
+        if isinstance(value, dict) and isinstance(before, dict):
             nested = status_patch(before, value)
             if nested:
                 patch[key] = nested

@@ -1,0 +1,66 @@
+"""The work queue: de-duplication, one worker per key, delayed re-adds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from seqflow.workqueue import WorkQueue
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 5))
+
+
+def test_waiting_key_is_added_once():
+    async def scenario():
+        queue = WorkQueue()
+        queue.add("a")
+        queue.add("a")
+        queue.add("b")
+        assert len(queue) == 2
+        assert [await queue.get(), await queue.get()] == ["a", "b"]
+
+    run(scenario())
+
+
+def test_key_added_while_processing_comes_back_after_done():
+    async def scenario():
+        queue = WorkQueue()
+        queue.add("a")
+        key = await queue.get()
+        queue.add("a")  # an event arrives while a worker holds "a"
+        assert len(queue) == 0  # not handed to a second worker
+        queue.done(key)
+        assert await queue.get() == "a"
+
+    run(scenario())
+
+
+def test_add_after_delays_and_earliest_timer_wins():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        queue = WorkQueue()
+        began = loop.time()
+        queue.add_after("a", 0.3)
+        queue.add_after("a", 0.1)
+        queue.add_after("a", 0.5)  # later than the pending timer: ignored
+        assert await queue.get() == "a"
+        assert 0.1 <= loop.time() - began < 0.25
+        queue.done("a")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(queue.get(), 0.6)
+
+    run(scenario())
+
+
+def test_forget_cancels_timer():
+    async def scenario():
+        queue = WorkQueue()
+        queue.add_after("a", 0.05)
+        queue.forget("a")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(queue.get(), 0.2)
+
+    run(scenario())
