@@ -1,4 +1,4 @@
-"""The seqflow command line: run the operator, print the CRDs."""
+"""The seqflow command line: run the operator, print the CRDs, run a handler in a Job."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 from seqflow.api.crd import custom_resource_definitions
 from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
-from seqflow.handlers import NoDiffBase, build_registry
+from seqflow.handlers import build_registry, configure
 from seqflow.kube import KubeApi, load_configuration
 from seqflow.reconciler import Reconciler, ReconcilerOptions
 from seqflow.settings import Settings
@@ -52,6 +52,7 @@ async def run_operator(settings: Settings) -> None:
         options=ReconcilerOptions(
             workers=settings.max_concurrent_runs,
             event_queue_size=settings.event_queue_size,
+            job_ttl_seconds=settings.job_ttl_seconds,
             engine=EngineOptions(
                 workflow_wait=timedelta(seconds=settings.workflow_wait_seconds),
                 default_timeout_seconds=settings.default_timeout_seconds,
@@ -59,9 +60,7 @@ async def run_operator(settings: Settings) -> None:
         ),
     )
     kopf_settings = kopf.OperatorSettings()
-    kopf_settings.peering.standalone = True
-    kopf_settings.posting.enabled = False
-    kopf_settings.persistence.diffbase_storage = NoDiffBase()
+    configure(kopf_settings)
     logging.getLogger("seqflow").info(
         "seqflow starting: handlers %s, %d workers", sorted(registry.names()), settings.max_concurrent_runs
     )
@@ -80,6 +79,12 @@ async def run_operator(settings: Settings) -> None:
         await api.close()
 
 
+def _task(args: argparse.Namespace) -> None:
+    from seqflow import entrypoint
+
+    entrypoint.main(args.handler, Settings().handler_modules)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seqflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     crds = commands.add_parser("crds", help="print the CRDs generated from the models")
     crds.add_argument("--output-dir", help="write one file per CRD into this directory")
     crds.set_defaults(func=_crds)
+    task = commands.add_parser(
+        "task", help="run one handler inside a Job's container (input and context from SEQFLOW_*)"
+    )
+    task.add_argument("handler", help="the registered handler name")
+    task.set_defaults(func=_task)
     args = parser.parse_args(argv)
     args.func(args)
 

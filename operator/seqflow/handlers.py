@@ -11,6 +11,16 @@ from typing import Any
 import kopf
 
 from seqflow.api.models import GROUP, VERSION
+from seqflow.executors.jobs import MANAGED_BY
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Kopf settings seqflow relies on."""
+    settings.peering.standalone = True
+    settings.posting.enabled = False
+    settings.persistence.diffbase_storage = NoDiffBase()
+    # Only our Jobs: filtered by the API server, not after the fact.
+    settings.watching.label_selectors["batch", "v1", "jobs"] = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -37,6 +47,10 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.event(GROUP, VERSION, "workflows", registry=registry)
     async def workflow_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.on_workflow_event(event["type"], event["object"])
+
+    @kopf.on.event("batch", "v1", "jobs", registry=registry)
+    async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.reconciler.on_job_event(event["type"], event["object"])
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -89,6 +89,17 @@ class KubeApi:
     async def create_event(self, namespace: str, event: JsonObject) -> JsonObject:
         return await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
 
+    async def create_job(self, namespace: str, job: JsonObject) -> JsonObject:
+        return await self.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=job)
+
+    async def get_job(self, namespace: str, name: str) -> JsonObject:
+        return await self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+
+    async def pods_of_job(self, namespace: str, job: str) -> list[JsonObject]:
+        selector = f"batch.kubernetes.io/job-name={job}"
+        answer = await self.request("GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}")
+        return answer.get("items") or []
+
 
 def run_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{RUNS}/{name}"

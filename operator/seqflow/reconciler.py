@@ -19,9 +19,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from seqflow.api.models import GROUP, VERSION, JsonObject, WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
+from seqflow.api.models import (
+    GROUP,
+    VERSION,
+    JsonObject,
+    TaskPhase,
+    WorkflowRunSpec,
+    WorkflowRunStatus,
+    WorkflowSpec,
+)
 from seqflow.engine import (
     AttemptResult,
+    CreateJob,
     Decision,
     EngineOptions,
     Observations,
@@ -33,6 +42,7 @@ from seqflow.engine import (
     plan,
 )
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
+from seqflow.executors.jobs import RunRef, attempt_of, job_finished, job_manifest, job_name, read_outcome
 from seqflow.kube import ApiError, KubeApi
 from seqflow.workqueue import WorkQueue
 
@@ -118,6 +128,7 @@ class RunCache:
 class ReconcilerOptions:
     workers: int
     event_queue_size: int
+    job_ttl_seconds: int | None
     engine: EngineOptions
 
 
@@ -136,6 +147,7 @@ class Reconciler:
         self._options = options
         self._runs = RunCache()
         self._workflows: dict[Key, WorkflowView] = {}
+        self._jobs: dict[Key, JsonObject] = {}
         self._queue = WorkQueue()
         self._events: asyncio.Queue[JsonObject] = asyncio.Queue(options.event_queue_size)
         self._unwritten: dict[Key, AttemptResult] = {}
@@ -182,6 +194,16 @@ class Reconciler:
         self._workflows[key] = WorkflowView(spec=spec, generation=body["metadata"].get("generation", 1))
         self._wake_runs_waiting_for(key)
 
+    def on_job_event(self, event_type: str | None, body: JsonObject) -> None:
+        key = key_of(body)
+        if event_type == "DELETED":
+            self._jobs.pop(key, None)
+            return
+        self._jobs[key] = body
+        owner = attempt_of(body)
+        if owner is not None:
+            self._queue.add((key[0], owner[0]))
+
     def _wake_runs_waiting_for(self, workflow: Key) -> None:
         namespace, name = workflow
         for body in self._runs.values():
@@ -216,7 +238,10 @@ class Reconciler:
         result = self._unwritten.pop(key, None)
         while body is not None:
             run = run_view(body)
-            decision = self._plan(key, run, result)
+            alive = False
+            if result is None:
+                result, alive = await self._observe_job(key, run)
+            decision = self._plan(key, run, result, alive)
             if decision.status != run.status:
                 try:
                     body = await self._write_status(key, body, decision.status)
@@ -230,15 +255,35 @@ class Reconciler:
                     body = await self._api.get_run(*key)
                     self._runs.wrote(body)
                     continue
-            result = None
-            next_attempt = self._act(key, body, decision)
-            if next_attempt is None:
+            result = await self._act(key, body, decision)
+            if result is None:
                 return
-            result = await self._runner.run(next_attempt, self._context(body, next_attempt))
 
-    def _plan(self, key: Key, run: RunView, result: AttemptResult | None) -> Decision:
+    async def _observe_job(self, key: Key, run: RunView) -> tuple[AttemptResult | None, bool]:
+        """The outcome of the current attempt when it is a finished Job; else whether its Job
+        is known to be running."""
+        status = run.status
+        index = status.current_index() if status.pinned_tasks and not status.finished else None
+        if index is None or status.pinned_tasks[index].job is None:
+            return None, False
+        task = status.tasks[index]
+        if task.phase != TaskPhase.RUNNING:
+            return None, False
+        name = job_name(key[1], index, task.attempts)
+        job = self._jobs.get((key[0], name))
+        if job is None:
+            return None, False
+        if not job_finished(job):
+            return None, True
+        pods = await self._api.pods_of_job(key[0], name)
+        pod = pods[0] if pods else None
+        return read_outcome(job=job, pod=pod, task_index=index, attempt=task.attempts), False
+
+    def _plan(self, key: Key, run: RunView, result: AttemptResult | None, alive: bool) -> Decision:
         workflow = self._workflows.get((key[0], run.spec.workflow_ref.name))
-        observed = Observations(workflow=workflow, handlers=self._handler_names, result=result)
+        observed = Observations(
+            workflow=workflow, handlers=self._handler_names, result=result, attempt_alive=alive
+        )
         return plan(run=run, observed=observed, now=now(), options=self._options.engine)
 
     async def _write_status(self, key: Key, body: JsonObject, new: WorkflowRunStatus) -> JsonObject:
@@ -250,17 +295,41 @@ class Reconciler:
         self._runs.wrote(written)
         return written
 
-    def _act(self, key: Key, body: JsonObject, decision: Decision) -> RunHandler | None:
-        """Queue the Events and timers of a written decision; return the handler to run."""
-        next_attempt = None
+    async def _act(self, key: Key, body: JsonObject, decision: Decision) -> AttemptResult | None:
+        """Carry out a written decision; return an attempt's result when one is known now."""
+        result = None
         for action in decision.actions:
             if isinstance(action, PostEvent):
                 self._queue_event(body, action)
             elif isinstance(action, WakeAt):
                 self._queue.add_after(key, action.delay_from(now()).total_seconds())
             elif isinstance(action, RunHandler):
-                next_attempt = action
-        return next_attempt
+                result = await self._runner.run(action, self._context(body, action))
+            elif isinstance(action, CreateJob):
+                result = await self._create_job(key, body, action)
+        return result
+
+    async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> AttemptResult | None:
+        meta = body["metadata"]
+        run = RunRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+        manifest = job_manifest(run=run, action=action, ttl_seconds=self._options.job_ttl_seconds)
+        try:
+            job = await self._api.create_job(run.namespace, manifest)
+        except ApiError as error:
+            if error.status == 409:  # created before: by us, for this very attempt
+                job = await self._api.get_job(run.namespace, manifest["metadata"]["name"])
+                self._queue.add(key)  # it may have finished while nobody watched
+            elif 400 <= error.status < 500 and error.status != 429:
+                return AttemptResult(
+                    task_index=action.task_index,
+                    attempt=action.attempt,
+                    error=f"the Job was refused: {error}",
+                    permanent=True,
+                )
+            else:
+                raise
+        self._jobs[(run.namespace, job["metadata"]["name"])] = job
+        return None
 
     def _context(self, body: JsonObject, action: RunHandler) -> TaskContext:
         meta = body["metadata"]

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEQFLOW_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="SEQFLOW_", env_parse_none_str="none", frozen=True)
 
     handler_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     )
     event_queue_size: int = Field(
         default=1000, ge=1, description="Kubernetes Events waiting to be posted; beyond it they are dropped."
+    )
+    job_ttl_seconds: int | None = Field(
+        default=3600,
+        ge=0,
+        description="Seconds a finished Job (and its pod) is kept; `none` keeps them.",
     )
     log_level: str = "INFO"
 

@@ -53,3 +53,19 @@ def permanent(data: dict, context: seqflow.TaskContext) -> dict:
 @seqflow.task("test.not_an_object")
 def not_an_object(data: dict, context: seqflow.TaskContext) -> list:
     return ["not", "a", "dict"]
+
+
+@seqflow.task("test.big_output")
+def big_output(data: dict, context: seqflow.TaskContext) -> dict:
+    return {"blob": "x" * 5000}
+
+
+@seqflow.task("test.context")
+def show_context(data: dict, context: seqflow.TaskContext) -> dict:
+    return {
+        "namespace": context.namespace,
+        "run": context.run,
+        "task": context.task,
+        "attempt": context.attempt,
+        "key": context.idempotency_key,
+    }

@@ -17,6 +17,7 @@ from seqflow.api.models import (
 )
 from seqflow.engine import (
     AttemptResult,
+    CreateJob,
     Decision,
     EngineOptions,
     Observations,
@@ -314,3 +315,64 @@ def test_unknown_handler_fails_before_anything_runs():
 def test_retry_delay_formula(attempt):
     status = step().status
     assert status.pinned_tasks[0].retry.delay_after(attempt) == 2 * 3 ** (attempt - 1)
+
+
+# ----- Job tasks -----
+
+JOB_WORKFLOW = WorkflowView(
+    spec=WorkflowSpec.model_validate(
+        {
+            "tasks": [
+                {"name": "A", "handler": "a"},
+                {
+                    "name": "J",
+                    "job": {"image": "registry.example/mailer:1.2"},
+                    "retry": {"maxRetries": 1, "backoffSeconds": 5},
+                    "timeoutSeconds": 20,
+                },
+            ]
+        }
+    ),
+    generation=1,
+)
+
+
+def job_step(status=None, *, at=0.0, result=None, alive=False) -> Decision:
+    observed = Observations(workflow=JOB_WORKFLOW, handlers=HANDLERS, result=result, attempt_alive=alive)
+    return plan(run=view(status), observed=observed, now=T0 + timedelta(seconds=at), options=OPTIONS)
+
+
+def test_job_task_starts_by_creating_its_job_with_previous_output():
+    decision = job_step(job_step().status, at=1, result=ok(0, 1, {"to": "bob"}))
+    action = only(decision.actions, CreateJob)
+    assert (action.task_index, action.attempt, action.input) == (1, 1, {"to": "bob"})
+    assert action.task.timeout_seconds == 20
+    assert decision.status.tasks[1].phase == TaskPhase.RUNNING
+
+
+def test_running_job_that_is_alive_is_left_alone():
+    running = job_step(job_step().status, at=1, result=ok(0, 1, {})).status
+    decision = job_step(running, at=2, alive=True)
+    assert decision.actions == () and decision.status == running
+
+
+def test_running_job_not_seen_is_created_again_for_the_same_attempt():
+    running = job_step(job_step().status, at=1, result=ok(0, 1, {"x": 1})).status
+    decision = job_step(running, at=2)  # e.g. after a restart, before the Job's event arrived
+    action = only(decision.actions, CreateJob)
+    assert (action.attempt, action.input) == (1, {"x": 1})
+    assert decision.status == running  # nothing counted as failed or interrupted
+
+
+def test_job_deadline_exceeded_is_retried_then_fails_with_that_reason():
+    running = job_step(job_step().status, at=1, result=ok(0, 1, {})).status
+    deadline = AttemptResult(task_index=1, attempt=1, error="DeadlineExceeded: too slow", reason="DeadlineExceeded")
+    retrying = job_step(running, at=30, result=deadline).status
+    assert retrying.tasks[1].phase == TaskPhase.RETRYING
+    assert retrying.tasks[1].next_retry_at == T0 + timedelta(seconds=35)
+    second = job_step(retrying, at=35)
+    assert only(second.actions, CreateJob).attempt == 2
+    again = AttemptResult(task_index=1, attempt=2, error="DeadlineExceeded: too slow", reason="DeadlineExceeded")
+    final = job_step(second.status, at=60, result=again).status
+    assert final.phase == RunPhase.FAILED
+    assert condition(final).reason == "DeadlineExceeded"

@@ -107,12 +107,31 @@ class EnvVar(Model):
 
 
 class JobTemplate(Model):
-    """The container a Job task runs."""
+    """What a Job task runs: one container in the simple form, or a whole pod template."""
 
-    image: str = Field(min_length=1)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.image) != has(self.podTemplate)",
+                    "message": "a job needs exactly one of image or podTemplate",
+                }
+            ]
+        }
+    )
+
+    image: str | None = Field(default=None, min_length=1, description="Image of the task container.")
     command: list[str] | None = None
     args: list[str] | None = None
     env: list[EnvVar] | None = None
+    resources: JsonObject | None = Field(
+        default=None, description="Resource requests and limits of the task container."
+    )
+    pod_template: JsonObject | None = Field(
+        default=None,
+        description="A full PodTemplateSpec (service account, node selector, volumes, "
+        "tolerations...). The task runs in its container named `task`, else its first one.",
+    )
 
 
 class TaskDefaults(Model):
@@ -234,3 +253,7 @@ class WorkflowRunStatus(Model):
     @property
     def finished(self) -> bool:
         return self.phase in (RunPhase.SUCCEEDED, RunPhase.FAILED)
+
+    def current_index(self) -> int | None:
+        """The task being worked on: the first that has not succeeded (None when all have)."""
+        return next((i for i, t in enumerate(self.tasks) if t.phase != TaskPhase.SUCCEEDED), None)

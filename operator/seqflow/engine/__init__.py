@@ -4,6 +4,7 @@ from seqflow.engine.plan import pin_tasks, plan
 from seqflow.engine.types import (
     Action,
     AttemptResult,
+    CreateJob,
     Decision,
     EngineOptions,
     EventType,
@@ -18,6 +19,7 @@ from seqflow.engine.types import (
 __all__ = [
     "Action",
     "AttemptResult",
+    "CreateJob",
     "Decision",
     "EngineOptions",
     "EventType",

@@ -23,6 +23,7 @@ from seqflow.api.models import (
 from seqflow.engine.types import (
     Action,
     AttemptResult,
+    CreateJob,
     Decision,
     EngineOptions,
     EventType,
@@ -45,7 +46,7 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
         return Decision(status)
     if status.pinned_tasks is None:
         return _start(run=run, status=status, observed=observed, now=now, options=options)
-    return _advance(run=run, status=status, result=observed.result, now=now)
+    return _advance(run=run, status=status, observed=observed, now=now)
 
 
 # ----- starting -----
@@ -113,12 +114,11 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
 
 
 def _unrunnable(tasks: list[PinnedTask], *, handlers: frozenset[str]) -> str | None:
-    problems = []
-    for task in tasks:
-        if task.job is not None:
-            problems.append(f"task {task.name} runs as a Job, which this operator cannot run yet")
-        elif task.handler not in handlers:
-            problems.append(f'task {task.name}: no handler registered as "{task.handler}"')
+    problems = [
+        f'task {task.name}: no handler registered as "{task.handler}"'
+        for task in tasks
+        if task.handler is not None and task.handler not in handlers
+    ]
     if not problems:
         return None
     known = ", ".join(sorted(handlers)) or "none"
@@ -150,11 +150,20 @@ def _wait_for_workflow(
 
 
 def _advance(
-    *, run: RunView, status: WorkflowRunStatus, result: AttemptResult | None, now: datetime
+    *, run: RunView, status: WorkflowRunStatus, observed: Observations, now: datetime
 ) -> Decision:
-    index = _current_index(status)
+    assert status.pinned_tasks is not None
+    index = status.current_index()
+    assert index is not None, "a started run that has not finished has a current task"
     task = status.tasks[index]
+    result = observed.result
     if task.phase == TaskPhase.RUNNING:
+        if result is None and status.pinned_tasks[index].job is not None:
+            if observed.attempt_alive:
+                return Decision(status)  # the Job is running; its events will wake us
+            # Not seen (yet): create it again; if it exists, that is a no-op that finds it.
+            job = _execute(status, index, task.attempts, _input_of(run, status, index))
+            return Decision(status, (job,))
         if result is None:
             # Nobody is executing this attempt any more: the operator stopped while it ran.
             result = AttemptResult(task_index=index, attempt=task.attempts, error=INTERRUPTED)
@@ -167,10 +176,6 @@ def _advance(
     if task.phase == TaskPhase.RETRYING and task.next_retry_at and now < task.next_retry_at:
         return Decision(status, (WakeAt(task.next_retry_at),))
     return _start_attempt(status=status, index=index, input=_input_of(run, status, index), now=now)
-
-
-def _current_index(status: WorkflowRunStatus) -> int:
-    return next(i for i, t in enumerate(status.tasks) if t.phase != TaskPhase.SUCCEEDED)
 
 
 def _input_of(run: RunView, status: WorkflowRunStatus, index: int) -> JsonObject:
@@ -207,8 +212,14 @@ def _start_attempt(
         }
     )
     # No Event for a start: the status shows it, and the outcome's Event names the attempt.
-    actions = [*(events or []), RunHandler(task_index=index, task=pinned, attempt=attempt, input=input)]
-    return Decision(running, tuple(actions))
+    return Decision(running, (*(events or []), _execute(status, index, attempt, input)))
+
+
+def _execute(status: WorkflowRunStatus, index: int, attempt: int, input: JsonObject) -> Action:
+    assert status.pinned_tasks is not None
+    task = status.pinned_tasks[index]
+    kind = CreateJob if task.job is not None else RunHandler
+    return kind(task_index=index, task=task, attempt=attempt, input=input)
 
 
 def _task_succeeded(
@@ -247,7 +258,9 @@ def _attempt_failed(
     policy = status.pinned_tasks[index].retry
     task = status.tasks[index]
     attempt = task.attempts
-    reason = Reason.TASK_INTERRUPTED if result.error == INTERRUPTED else Reason.TASK_FAILED
+    reason = result.reason or (
+        Reason.TASK_INTERRUPTED if result.error == INTERRUPTED else Reason.TASK_FAILED
+    )
 
     if result.permanent or attempt > policy.max_retries:
         why = "permanent error" if result.permanent else f"{attempt} attempts"
@@ -280,7 +293,7 @@ def _attempt_failed(
     )
 
 
-def _fail_run(status: WorkflowRunStatus, *, reason: Reason, message: str, now: datetime) -> Decision:
+def _fail_run(status: WorkflowRunStatus, *, reason: str, message: str, now: datetime) -> Decision:
     failed = status.model_copy(
         update={
             "phase": RunPhase.FAILED,
@@ -309,7 +322,7 @@ def _with_task(status: WorkflowRunStatus, index: int, task: TaskStatus) -> Workf
 def _set_condition(
     conditions: list[Condition],
     status: ConditionStatus,
-    reason: Reason,
+    reason: str,
     message: str,
     now: datetime,
 ) -> list[Condition]:

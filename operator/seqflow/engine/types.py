@@ -40,6 +40,7 @@ class AttemptResult:
     output: JsonObject | None = None  # set when the attempt succeeded
     error: str | None = None  # set when it failed
     permanent: bool = False  # a failure that no retry can fix
+    reason: str | None = None  # why it failed, when more precise than TaskFailed (DeadlineExceeded)
 
     @property
     def succeeded(self) -> bool:
@@ -53,6 +54,7 @@ class Observations:
     workflow: WorkflowView | None = None
     handlers: frozenset[str] = frozenset()
     result: AttemptResult | None = None
+    attempt_alive: bool = False  # the current attempt's Job exists and has not finished
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,17 @@ class RunHandler:
 
 
 @dataclass(frozen=True)
+class CreateJob:
+    """Create the Job of one attempt of a task (after the status saying so is written).
+    Creating it again is harmless: its name is a function of (run, task, attempt)."""
+
+    task_index: int
+    task: PinnedTask
+    attempt: int
+    input: JsonObject
+
+
+@dataclass(frozen=True)
 class WakeAt:
     """Look at this run again at the given time (a backoff or a wait running out)."""
 
@@ -100,7 +113,7 @@ class PostEvent:
     message: str
 
 
-Action = RunHandler | WakeAt | PostEvent
+Action = RunHandler | CreateJob | WakeAt | PostEvent
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,78 @@
+"""Running one registered handler inside a Job's container: `python -m seqflow task NAME`.
+
+Reads the input and the context from the environment the Job manifest sets (see
+`seqflow.executors.jobs`), calls the handler, and writes its output as JSON to the termination
+message. Exit codes: 0 done, 1 failed (retried by the task's policy), 65 permanent error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from seqflow.executors.inprocess import PermanentError, TaskContext, import_handler_modules, registry
+from seqflow.executors.jobs import PERMANENT_EXIT_CODE, TERMINATION_LOG, TERMINATION_MESSAGE_LIMIT
+
+
+def _read_input(environ: dict[str, str]) -> Any:
+    path = environ.get("SEQFLOW_INPUT_PATH")
+    if path and Path(path).is_file():
+        return json.loads(Path(path).read_text())
+    return json.loads(environ.get("SEQFLOW_INPUT", "{}"))
+
+
+def _context(environ: dict[str, str], handler: str) -> TaskContext:
+    return TaskContext(
+        namespace=environ.get("SEQFLOW_NAMESPACE", ""),
+        run=environ.get("SEQFLOW_RUN", ""),
+        run_uid=environ.get("SEQFLOW_RUN_UID", ""),
+        task=environ.get("SEQFLOW_TASK", handler),
+        attempt=int(environ.get("SEQFLOW_ATTEMPT", "1")),
+    )
+
+
+def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) -> int:
+    """Call the handler once; write its output or error to the termination message."""
+    output_path = Path(environ.get("SEQFLOW_OUTPUT_PATH", TERMINATION_LOG))
+
+    def finish(message: str, code: int) -> int:
+        output_path.write_text(message)
+        if code:
+            print(message, file=sys.stderr)
+        return code
+
+    import_handler_modules(modules)
+    handler = registry.get(handler_name)
+    if handler is None:
+        known = ", ".join(sorted(registry.names())) or "none"
+        return finish(f'no handler registered as "{handler_name}" (registered: {known})', PERMANENT_EXIT_CODE)
+    try:
+        data = _read_input(environ)
+        if not isinstance(data, dict):
+            raise PermanentError(f"the input must be a JSON object, got {type(data).__name__}")
+        result = handler(data, _context(environ, handler_name))
+        output = asyncio.run(result) if inspect.isawaitable(result) else result
+    except PermanentError as error:
+        return finish(str(error) or type(error).__name__, PERMANENT_EXIT_CODE)
+    except Exception as error:  # the attempt's outcome, reported to seqflow
+        return finish(f"{type(error).__name__}: {error}", 1)
+    if not isinstance(output, dict):
+        return finish(f"the handler returned {type(output).__name__}, not a JSON object (dict)", 1)
+    text = json.dumps(output, separators=(",", ":"))
+    size = len(text.encode())
+    if size > TERMINATION_MESSAGE_LIMIT:
+        return finish(
+            f"the output is {size} bytes; Kubernetes keeps at most {TERMINATION_MESSAGE_LIMIT} "
+            "bytes of a termination message: return less (large data belongs in storage)",
+            1,
+        )
+    return finish(text, 0)
+
+
+def main(handler_name: str, modules: list[str]) -> None:
+    sys.exit(run_task(handler_name, modules=modules, environ=dict(os.environ)))

@@ -1,0 +1,234 @@
+"""Job tasks: the batch/v1 Job of one attempt (a pure function of run, task and attempt) and
+the reading of its outcome from the Job's conditions and its pod's termination message.
+
+The input reaches the container as JSON twice: in the SEQFLOW_INPUT variable and in the file
+/seqflow/input.json (a downward-API volume of the pod's `seqflow.io/input` annotation). The
+container returns its output as a JSON object in its termination message.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from seqflow.api.models import GROUP, VERSION, JsonObject, PinnedTask
+from seqflow.engine import AttemptResult, CreateJob
+
+MAX_NAME = 63
+TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_MESSAGE_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
+INPUT_DIR = "/seqflow"
+INPUT_ANNOTATION = "seqflow.io/input"
+PERMANENT_EXIT_CODE = 65  # EX_DATAERR: the task's entrypoint says retrying cannot help
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "seqflow"}
+LABEL_RUN = "seqflow.io/run"
+LABEL_TASK = "seqflow.io/task"
+LABEL_ATTEMPT = "seqflow.io/attempt"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    namespace: str
+    name: str
+    uid: str
+
+
+def job_name(run: str, task_index: int, attempt: int) -> str:
+    """`<run>-<task index>-<attempt>`, shortened with a hash to at most 63 characters."""
+    name = f"{run}-{task_index}-{attempt}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{run[: MAX_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
+
+
+def _label_value(value: str) -> str:
+    if len(value) <= MAX_NAME:
+        return value
+    return value[:52].rstrip("-_.") + "-" + hashlib.sha256(value.encode()).hexdigest()[:10]
+
+
+def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> JsonObject:
+    task = action.task
+    assert task.job is not None
+    labels = {
+        **MANAGED_BY,
+        LABEL_RUN: _label_value(run.name),
+        LABEL_TASK: task.name,
+        LABEL_ATTEMPT: str(action.attempt),
+    }
+    input_json = json.dumps(action.input, separators=(",", ":"))
+    template = _pod_template(task)
+    template.setdefault("metadata", {})
+    template["metadata"].setdefault("labels", {}).update(labels)
+    template["metadata"].setdefault("annotations", {})[INPUT_ANNOTATION] = input_json
+    spec = template.setdefault("spec", {})
+    spec["restartPolicy"] = "Never"
+    spec.setdefault("volumes", []).append(
+        {
+            "name": "seqflow-input",
+            "downwardAPI": {
+                "items": [
+                    {
+                        "path": "input.json",
+                        "fieldRef": {"fieldPath": f"metadata.annotations['{INPUT_ANNOTATION}']"},
+                    }
+                ]
+            },
+        }
+    )
+    container = _task_container(spec)
+    container["terminationMessagePath"] = TERMINATION_LOG
+    container["terminationMessagePolicy"] = "File"
+    container.setdefault("volumeMounts", []).append(
+        {"name": "seqflow-input", "mountPath": INPUT_DIR, "readOnly": True}
+    )
+    container["env"] = [
+        *container.get("env", []),
+        *(
+            {"name": name, "value": value}
+            for name, value in (
+                ("SEQFLOW_INPUT", input_json),
+                ("SEQFLOW_INPUT_PATH", f"{INPUT_DIR}/input.json"),
+                ("SEQFLOW_OUTPUT_PATH", TERMINATION_LOG),
+                ("SEQFLOW_NAMESPACE", run.namespace),
+                ("SEQFLOW_RUN", run.name),
+                ("SEQFLOW_RUN_UID", run.uid),
+                ("SEQFLOW_TASK", task.name),
+                ("SEQFLOW_ATTEMPT", str(action.attempt)),
+            )
+        ),
+    ]
+    job_spec: JsonObject = {
+        "backoffLimit": 0,  # seqflow owns retries: one pod per attempt
+        "activeDeadlineSeconds": task.timeout_seconds,
+        "template": template,
+    }
+    if ttl_seconds is not None:
+        job_spec["ttlSecondsAfterFinished"] = ttl_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(run.name, action.task_index, action.attempt),
+            "namespace": run.namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "WorkflowRun",
+                    "name": run.name,
+                    "uid": run.uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": job_spec,
+    }
+
+
+def _pod_template(task: PinnedTask) -> JsonObject:
+    job = task.job
+    assert job is not None
+    if job.pod_template is not None:
+        return copy.deepcopy(job.pod_template)
+    container: JsonObject = {"name": "task", "image": job.image}
+    if job.command is not None:
+        container["command"] = list(job.command)
+    if job.args is not None:
+        container["args"] = list(job.args)
+    if job.env:
+        container["env"] = [e.to_wire() for e in job.env]
+    if job.resources is not None:
+        container["resources"] = copy.deepcopy(job.resources)
+    return {"spec": {"containers": [container]}}
+
+
+def _task_container(pod_spec: JsonObject) -> JsonObject:
+    containers: list[JsonObject] = pod_spec.get("containers") or []
+    if not containers:
+        raise ValueError("the job's podTemplate has no containers")
+    return next((c for c in containers if c.get("name") == "task"), containers[0])
+
+
+# ----- outcome -----
+
+
+def _condition(job: JsonObject, kind: str) -> JsonObject | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_finished(job: JsonObject) -> bool:
+    return bool(_condition(job, "Complete") or _condition(job, "Failed"))
+
+
+def attempt_of(job: JsonObject) -> tuple[str, int] | None:
+    """The (run name, attempt) a Job of ours belongs to, from its owner and labels."""
+    owners = job["metadata"].get("ownerReferences") or []
+    run = next((o["name"] for o in owners if o.get("kind") == "WorkflowRun"), None)
+    attempt = (job["metadata"].get("labels") or {}).get(LABEL_ATTEMPT, "")
+    return (run, int(attempt)) if run and attempt.isdigit() else None
+
+
+def terminated_state(pod: JsonObject | None) -> JsonObject:
+    """The task container's `terminated` state, or {} when there is none."""
+    if pod is None:
+        return {}
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    wanted = "task" if "task" in names else (names[0] if names else None)
+    for status in statuses:
+        if status.get("name") == wanted:
+            return (status.get("state") or {}).get("terminated") or {}
+    return {}
+
+
+def read_outcome(*, job: JsonObject, pod: JsonObject | None, task_index: int, attempt: int) -> AttemptResult:
+    """How a finished Job's attempt ended: output from the termination message, or why not."""
+
+    def failed(error: str, *, permanent: bool = False, reason: str | None = None) -> AttemptResult:
+        return AttemptResult(
+            task_index=task_index, attempt=attempt, error=error, permanent=permanent, reason=reason
+        )
+
+    terminated = terminated_state(pod)
+    message = (terminated.get("message") or "").strip()
+    failure = _condition(job, "Failed")
+    if failure is not None:
+        reason = failure.get("reason") or "Failed"
+        if reason == "DeadlineExceeded":
+            limit = (job.get("spec") or {}).get("activeDeadlineSeconds")
+            return failed(f"DeadlineExceeded: the Job ran longer than its {limit} s deadline", reason=reason)
+        code = terminated.get("exitCode")
+        detail = f"exit code {code}" if code is not None else f"{reason}: {failure.get('message', '')}"
+        return failed(f"{detail}: {message}" if message else detail, permanent=code == PERMANENT_EXIT_CODE)
+
+    output, problem = parse_output(message)
+    if problem:
+        return failed(problem)
+    return AttemptResult(task_index=task_index, attempt=attempt, output=output)
+
+
+def parse_output(message: str) -> tuple[JsonObject | None, str | None]:
+    if not message:
+        return None, "the task wrote no output: a JSON object is expected in its termination message"
+    try:
+        output: Any = json.loads(message)
+    except ValueError:
+        if len(message.encode()) >= TERMINATION_MESSAGE_LIMIT:
+            return None, (
+                f"the output is not valid JSON, probably cut at Kubernetes' limit of "
+                f"{TERMINATION_MESSAGE_LIMIT} bytes for a termination message: keep outputs smaller"
+            )
+        return None, f"the output is not valid JSON: {message[:200]!r}"
+    if not isinstance(output, dict):
+        return None, f"the output must be a JSON object, got {type(output).__name__}"
+    return output, None

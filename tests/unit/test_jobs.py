@@ -1,0 +1,152 @@
+"""Job tasks: the manifest of an attempt and the reading of a finished Job's outcome."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seqflow.api.models import JobTemplate, PinnedTask, RetryPolicy
+from seqflow.engine import CreateJob
+from seqflow.executors.jobs import (
+    PERMANENT_EXIT_CODE,
+    RunRef,
+    job_manifest,
+    job_name,
+    read_outcome,
+)
+
+RUN = RunRef(namespace="shop", name="order-001", uid="uid-123")
+
+
+def action(job: dict, *, attempt: int = 2, timeout: int = 45, data: dict | None = None) -> CreateJob:
+    task = PinnedTask(
+        name="SendEmail",
+        job=JobTemplate.model_validate(job),
+        retry=RetryPolicy(),
+        timeout_seconds=timeout,
+    )
+    return CreateJob(task_index=2, task=task, attempt=attempt, input=data or {"order": "ORD-1"})
+
+
+def env_of(container: dict) -> dict:
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_simple_form_manifest():
+    manifest = job_manifest(
+        run=RUN,
+        action=action({"image": "mailer:1.2", "command": ["send"], "env": [{"name": "MODE", "value": "x"}],
+                       "resources": {"limits": {"cpu": "1"}}}),  # fmt: skip
+        ttl_seconds=600,
+    )
+    meta, spec = manifest["metadata"], manifest["spec"]
+    assert meta["name"] == "order-001-2-2"
+    assert meta["labels"] == {
+        "app.kubernetes.io/managed-by": "seqflow",
+        "seqflow.io/run": "order-001",
+        "seqflow.io/task": "SendEmail",
+        "seqflow.io/attempt": "2",
+    }
+    assert meta["ownerReferences"] == [
+        {"apiVersion": "seqflow.io/v1alpha1", "kind": "WorkflowRun", "name": "order-001", "uid": "uid-123",
+         "controller": True}
+    ]  # fmt: skip
+    assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 45
+    assert spec["ttlSecondsAfterFinished"] == 600
+    pod = spec["template"]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert json.loads(pod["metadata"]["annotations"]["seqflow.io/input"]) == {"order": "ORD-1"}
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "mailer:1.2" and container["command"] == ["send"]
+    assert container["resources"] == {"limits": {"cpu": "1"}}
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    env = env_of(container)
+    assert env["MODE"] == "x"
+    assert json.loads(env["SEQFLOW_INPUT"]) == {"order": "ORD-1"}
+    assert env["SEQFLOW_INPUT_PATH"] == "/seqflow/input.json"
+    assert (env["SEQFLOW_RUN"], env["SEQFLOW_TASK"], env["SEQFLOW_ATTEMPT"]) == ("order-001", "SendEmail", "2")
+    assert {"name": "seqflow-input", "mountPath": "/seqflow", "readOnly": True} in container["volumeMounts"]
+    assert job_manifest(run=RUN, action=action({"image": "i"}), ttl_seconds=None)["spec"].keys() == {
+        "backoffLimit", "activeDeadlineSeconds", "template"
+    }  # fmt: skip
+
+
+def test_pod_template_form_keeps_everything_and_uses_the_task_container():
+    template = {
+        "metadata": {"labels": {"team": "mail"}},
+        "spec": {
+            "serviceAccountName": "mailer",
+            "nodeSelector": {"pool": "batch"},
+            "tolerations": [{"key": "batch", "operator": "Exists"}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "mailer"}}],
+            "containers": [
+                {"name": "proxy", "image": "envoy"},
+                {"name": "task", "image": "mailer:1.2", "env": [{"name": "A", "value": "1"}]},
+            ],
+        },
+    }
+    pod = job_manifest(run=RUN, action=action({"podTemplate": template}), ttl_seconds=None)["spec"]["template"]
+    assert pod["spec"]["serviceAccountName"] == "mailer" and pod["spec"]["nodeSelector"] == {"pool": "batch"}
+    assert pod["metadata"]["labels"]["team"] == "mail"
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["cfg", "seqflow-input"]
+    proxy, task = pod["spec"]["containers"]
+    assert "env" not in proxy and env_of(task)["A"] == "1" and "SEQFLOW_INPUT" in env_of(task)
+    assert template["spec"]["containers"][1]["env"] == [{"name": "A", "value": "1"}]  # not mutated
+
+
+def test_job_name_is_deterministic_and_short():
+    long_run = "r" * 80
+    name = job_name(long_run, 12, 3)
+    assert len(name) <= 63 and name == job_name(long_run, 12, 3)
+    assert name != job_name(long_run, 12, 4) and name != job_name(long_run, 11, 3)
+    assert job_name("order-001", 0, 1) == "order-001-0-1"
+
+
+def job(condition: str, reason: str = "", deadline: int = 45) -> dict:
+    return {
+        "spec": {"activeDeadlineSeconds": deadline},
+        "status": {"conditions": [{"type": condition, "status": "True", "reason": reason, "message": "m"}]},
+    }
+
+
+def pod(exit_code: int, message: str) -> dict:
+    return {
+        "spec": {"containers": [{"name": "task"}]},
+        "status": {"containerStatuses": [
+            {"name": "task", "state": {"terminated": {"exitCode": exit_code, "message": message}}}
+        ]},
+    }  # fmt: skip
+
+
+def test_complete_job_output_comes_from_termination_message():
+    result = read_outcome(job=job("Complete"), pod=pod(0, '{"sent": true}'), task_index=2, attempt=1)
+    assert result.succeeded and result.output == {"sent": True}
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ("", "the task wrote no output"),
+        ("sent!", "the output is not valid JSON: 'sent!'"),
+        ("[1, 2]", "the output must be a JSON object, got list"),
+        ('{"a": "' + "x" * 5000, "probably cut at Kubernetes' limit of 4096 bytes"),
+    ],
+)
+def test_complete_job_with_bad_output_fails_the_attempt(message, error):
+    result = read_outcome(job=job("Complete"), pod=pod(0, message), task_index=2, attempt=1)
+    assert not result.succeeded and error in result.error and not result.permanent
+
+
+def test_failed_job_reports_exit_code_and_message():
+    result = read_outcome(job=job("Failed", "BackoffLimitExceeded"), pod=pod(1, "SMTP refused"), task_index=2, attempt=1)
+    assert result.error == "exit code 1: SMTP refused" and not result.permanent
+    permanent = read_outcome(job=job("Failed", "BackoffLimitExceeded"), pod=pod(PERMANENT_EXIT_CODE, "no such user"),
+                             task_index=2, attempt=1)  # fmt: skip
+    assert permanent.permanent and permanent.error == f"exit code {PERMANENT_EXIT_CODE}: no such user"
+
+
+def test_deadline_exceeded_is_its_own_reason():
+    result = read_outcome(job=job("Failed", "DeadlineExceeded", 5), pod=None, task_index=2, attempt=1)
+    assert result.reason == "DeadlineExceeded"
+    assert result.error == "DeadlineExceeded: the Job ran longer than its 5 s deadline"
