@@ -43,12 +43,17 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         (workflow("w", [{"name": "bad name!", "handler": "x"}]), "spec.tasks[0].name in body should match"),
         (
             workflow("w", [{"name": "A", "job": {"command": ["x"]}}]),
-            "spec.tasks[0].job.image: Required value",
+            "a job needs exactly one of image or podTemplate",
+        ),
+        (
+            workflow("w", [{"name": "A", "job": {"image": "x", "podTemplate": {"spec": {}}}}]),
+            "a job needs exactly one of image or podTemplate",
         ),
     ],
     ids=[
         "no-tasks", "tasks-missing", "duplicate-names", "handler-and-job", "neither",
         "negative-retries", "zero-backoff", "bad-task-name", "job-without-image",
+        "job-image-and-template",
     ],
 )  # fmt: skip
 def test_bad_workflow_is_refused(cluster: Cluster, crds: None, manifest: dict, message: str):
