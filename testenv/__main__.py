@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         up(jobs=args.jobs, mariadb=args.mariadb)
     else:
         binaries = ensure_binaries()
-        for name in ("kube_apiserver", "kube_controller_manager", "kube_scheduler", "kubectl",
-                     "kwok", "helm"):
+        for name in ("etcd", "kube_apiserver", "kube_controller_manager", "kube_scheduler",
+                     "kubectl", "kwok", "helm"):
             print(f"{name}={getattr(binaries, name)}")
 
 

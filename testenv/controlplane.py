@@ -4,8 +4,9 @@ Everything lives in one temp dir (data, certificates, tokens, kubeconfigs, one l
 Authentication is by static tokens: `admin` is in system:masters, the other users (by default
 `alice` and `bob`) have no rights beyond system:authenticated, for RBAC tests. With
 `with_jobs=True` it also runs kube-controller-manager, kube-scheduler and kwok with one fake
-node, so batch/v1 Jobs run without a container runtime: by default with kwok's "fast" stages
-(pods of a Job succeed at once); pass `kwok_configs` to use your own Stage files instead.
+node, so batch/v1 Jobs run without a container runtime: by default with kwok's "fast" node
+stages and seqflow's pod stages (kwok-stages.yaml: a pod's annotations decide how long it runs,
+its exit code and its termination message); pass `kwok_configs` to use other Stage files.
 
 Call `start()` from a long-lived thread: the children die when the starting thread exits.
 """
@@ -30,6 +31,7 @@ from testenv.binaries import Binaries, ensure_binaries, kwok_stages
 
 ADMIN = "admin"
 KWOK_NODE = "kwok-node-0"
+POD_STAGES = Path(__file__).resolve().parent / "kwok-stages.yaml"
 JOB_CONTROLLERS = ("job-controller", "garbage-collector-controller", "namespace-controller",
                    "ttl-after-finished-controller", "serviceaccount-controller")
 
@@ -164,16 +166,14 @@ class ControlPlane:
         kwok_dir.mkdir()
         configs = self.kwok_configs
         if configs is None:
-            configs = kwok_stages("node/fast", "pod/fast", binaries=binaries)
+            configs = [*kwok_stages("node/fast", binaries=binaries), POD_STAGES]
         self._spawn("kwok", [
             binaries.kwok, kubeconfig, *(f"--config={c}" for c in configs),
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--manage-nodes-with-label-selector=", "--manage-single-node=",
             "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1"],
-            # etcd 3.4 cannot serve watch-list streams: have kwok's client-go not ask for them.
-            env={**os.environ, "KWOK_WORKDIR": str(kwok_dir),
-                 "KUBE_FEATURE_WatchListClient": "false"})
+            env={**os.environ, "KWOK_WORKDIR": str(kwok_dir)})
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {
             "name": KWOK_NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
             "labels": {"type": "kwok", "kubernetes.io/hostname": KWOK_NODE}}}

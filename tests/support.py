@@ -51,6 +51,11 @@ class Cluster:
             pytest.skip("token users exist only on the local control plane")
         return self.control_plane.kubeconfig_for(user)
 
+    def require_kwok(self) -> None:
+        """Job tests decide a pod's fate through kwok stages (testenv/kwok-stages.yaml)."""
+        if self.control_plane is None:
+            pytest.skip("Job tests need the local control plane's kwok node")
+
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
     """Poll `predicate()` until it returns something truthy; return that."""

@@ -12,11 +12,12 @@ SETTINGS = {
     "SEQFLOW_HANDLER_MODULES": "seqflow.examples,seqflow_test_handlers",
     "SEQFLOW_WORKFLOW_WAIT_SECONDS": "3",
     "SEQFLOW_LOG_LEVEL": "DEBUG",
+    "SEQFLOW_JOB_TTL_SECONDS": "none",  # keep finished Jobs, so tests can inspect them
 }
 
 
-def start_operator(cluster: Cluster, log: Path, namespaces: str) -> OperatorProcess:
-    settings = {**SETTINGS, "SEQFLOW_NAMESPACES": namespaces}
+def start_operator(cluster: Cluster, log: Path, namespaces: str, **settings: str) -> OperatorProcess:
+    settings = {**SETTINGS, "SEQFLOW_NAMESPACES": namespaces, **settings}
     return OperatorProcess(
         kubeconfig=cluster.kubeconfig, settings=settings, log=log, python_path=(HERE,)
     ).start()

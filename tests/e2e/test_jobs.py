@@ -1,0 +1,154 @@
+"""End to end: tasks that run as batch/v1 Jobs (pods played by kwok; their annotations decide
+how long they run, their exit code and their termination message; see testenv/kwok-stages.yaml)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.e2e.operators import start_operator
+from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow_run
+
+pytestmark = [pytest.mark.cluster]
+
+
+@pytest.fixture(autouse=True)
+def _kwok(cluster: Cluster) -> None:
+    cluster.require_kwok()
+
+
+def job_task(name: str, *, annotations: dict | None = None, **extra) -> dict:
+    template = {
+        "metadata": {"annotations": annotations or {}},
+        "spec": {"containers": [{"name": "task", "image": "registry.example/task:1"}]},
+    }
+    return {"name": name, "job": {"podTemplate": template}, **extra}
+
+
+def jobs_of(cluster: Cluster, namespace: str, run: str) -> list[dict]:
+    return cluster.get_json("jobs", "-n", namespace, "-l", f"seqflow.io/run={run}")["items"]
+
+
+def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str, timeout: int = 60) -> None:
+    cluster.kubectl("wait", "-n", namespace, f"workflowrun/{name}",
+                    f"--for=jsonpath={{.status.phase}}={phase}", f"--timeout={timeout}s")  # fmt: skip
+
+
+@pytest.mark.usefixtures("operator")
+def test_mixed_workflow_passes_outputs_through_the_job(cluster: Cluster, runs: Runs, namespace: str):
+    tasks = [
+        {"name": "Prepare", "handler": "test.step"},
+        job_task("Render"),
+        {"name": "Publish", "handler": "test.step"},
+    ]
+    cluster.apply(workflow("mixed", tasks), namespace=namespace)
+    cluster.apply(workflow_run("r1", "mixed", {"doc": "D-1"}), namespace=namespace)
+    wait_phase(cluster, namespace, "r1", "Succeeded")
+
+    status = runs.get(namespace, "r1")["status"]
+    output = status["output"]
+    # The Job's pod echoed its input in its termination message; the next task got that.
+    assert output["input"] == {"doc": "D-1", "trail": ["Prepare"], "step": 1}
+    assert output["job"].startswith("r1-1-1-")  # the pod of Job r1-1-1
+    assert output["trail"] == ["Publish"] and output["step"] == 1
+    (job,) = jobs_of(cluster, namespace, "r1")
+    assert job["metadata"]["name"] == "r1-1-1"
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "WorkflowRun"
+    assert job["spec"]["backoffLimit"] == 0
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["SEQFLOW_INPUT"]) == output["input"]
+    assert [t["attempts"] for t in status["tasks"]] == [1, 1, 1]
+
+
+@pytest.mark.usefixtures("operator")
+def test_failing_job_is_retried_with_a_new_job_then_fails(cluster: Cluster, runs: Runs, namespace: str):
+    failing = {"test.seqflow.io/exit-code": "1", "test.seqflow.io/message": "SMTP refused"}
+    task = job_task("Mail", annotations=failing, retry={"maxRetries": 2, "backoffSeconds": 1})
+    cluster.apply(workflow("mail", [task]), namespace=namespace)
+    cluster.apply(workflow_run("r1", "mail"), namespace=namespace)
+
+    history = runs.watch(namespace, "r1", until=lambda s: s.get("phase") == "Failed", timeout=90)
+    retrying = [s["tasks"][0] for s in history if s.get("tasks") and s["tasks"][0]["phase"] == "Retrying"]
+    assert {t["attempts"] for t in retrying} == {1, 2}
+    assert retrying[0]["lastError"] == "exit code 1: SMTP refused"
+    status = history[-1]
+    assert status["tasks"][0]["attempts"] == 3
+    assert "SMTP refused" in condition(status)["message"]
+    names = sorted(j["metadata"]["name"] for j in jobs_of(cluster, namespace, "r1"))
+    assert names == ["r1-0-1", "r1-0-2", "r1-0-3"]  # one Job per attempt
+
+
+@pytest.mark.usefixtures("operator")
+def test_permanent_exit_code_fails_at_once(cluster: Cluster, runs: Runs, namespace: str):
+    permanent = {"test.seqflow.io/exit-code": "65", "test.seqflow.io/message": "no such customer"}
+    cluster.apply(workflow("perm-job", [job_task("Mail", annotations=permanent)]), namespace=namespace)
+    cluster.apply(workflow_run("r1", "perm-job"), namespace=namespace)
+    wait_phase(cluster, namespace, "r1", "Failed")
+    status = runs.get(namespace, "r1")["status"]
+    assert status["tasks"][0]["attempts"] == 1
+    assert "permanent error" in condition(status)["message"]
+
+
+@pytest.mark.usefixtures("operator")
+def test_job_past_its_deadline_fails_with_deadline_exceeded(cluster: Cluster, runs: Runs, namespace: str):
+    slow = job_task("Crunch", annotations={"test.seqflow.io/duration": "60s"}, timeoutSeconds=2,
+                    retry={"maxRetries": 0})  # fmt: skip
+    cluster.apply(workflow("slow-job", [slow]), namespace=namespace)
+    cluster.apply(workflow_run("r1", "slow-job"), namespace=namespace)
+    wait_phase(cluster, namespace, "r1", "Failed")
+    status = runs.get(namespace, "r1")["status"]
+    cond = condition(status)
+    assert cond["reason"] == "DeadlineExceeded"
+    assert status["tasks"][0]["lastError"] == "DeadlineExceeded: the Job ran longer than its 2 s deadline"
+    (job,) = jobs_of(cluster, namespace, "r1")
+    assert job["spec"]["activeDeadlineSeconds"] == 2
+
+
+@pytest.mark.usefixtures("operator")
+def test_deleting_a_run_deletes_its_jobs(cluster: Cluster, runs: Runs, namespace: str):
+    slow = job_task("Crunch", annotations={"test.seqflow.io/duration": "60s"})
+    cluster.apply(workflow("gc", [slow]), namespace=namespace)
+    cluster.apply(workflow_run("r1", "gc"), namespace=namespace)
+    wait_for(lambda: jobs_of(cluster, namespace, "r1"), timeout=30, what="the run's Job")
+    cluster.kubectl("delete", "workflowrun", "r1", "-n", namespace)
+    wait_for(lambda: not jobs_of(cluster, namespace, "r1"), timeout=60, what="the Job to be collected")
+
+
+def test_finished_jobs_expire_after_their_ttl(cluster: Cluster, runs: Runs, crds: None, tmp_path):
+    namespace = f"ttl-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    operator = start_operator(cluster, tmp_path / "ttl.log", "ttl-*", SEQFLOW_JOB_TTL_SECONDS="2")
+    try:
+        cluster.apply(workflow("ttl", [job_task("Quick")]), namespace=namespace)
+        cluster.apply(workflow_run("r1", "ttl"), namespace=namespace)
+        wait_phase(cluster, namespace, "r1", "Succeeded")
+        (job,) = jobs_of(cluster, namespace, "r1")
+        assert job["spec"]["ttlSecondsAfterFinished"] == 2
+        wait_for(lambda: not jobs_of(cluster, namespace, "r1"), timeout=60, what="the finished Job to expire")
+    finally:
+        operator.stop()
+    assert runs.get(namespace, "r1")["status"]["phase"] == "Succeeded"
+
+
+def test_operator_restart_while_a_job_runs_creates_no_second_job(
+    cluster: Cluster, runs: Runs, crds: None, tmp_path
+):
+    namespace = f"restart-job-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    operator = start_operator(cluster, tmp_path / "first.log", "restart-job-*")
+    tasks = [job_task("Crunch", annotations={"test.seqflow.io/duration": "5s"}), {"name": "After", "handler": "test.step"}]
+    cluster.apply(workflow("long-job", tasks), namespace=namespace)
+    cluster.apply(workflow_run("r1", "long-job"), namespace=namespace)
+    wait_for(lambda: jobs_of(cluster, namespace, "r1"), timeout=30, what="the run's Job")
+    operator.kill()
+
+    restarted = start_operator(cluster, tmp_path / "second.log", "restart-job-*")
+    try:
+        wait_phase(cluster, namespace, "r1", "Succeeded")
+    finally:
+        restarted.stop()
+    status = runs.get(namespace, "r1")["status"]
+    assert [t["attempts"] for t in status["tasks"]] == [1, 1]
+    assert [j["metadata"]["name"] for j in jobs_of(cluster, namespace, "r1")] == ["r1-0-1"]
