@@ -1,4 +1,4 @@
-"""The benchmark's task: does nothing but note when it started and ended, in its output."""
+"""The benchmarks' task: does nothing but note when it started and ended, in its output."""
 
 from __future__ import annotations
 
@@ -9,5 +9,7 @@ import seqflow
 
 @seqflow.task("bench.noop")
 async def noop(data: dict, context: seqflow.TaskContext) -> dict:
+    """Appends [start, end] to `marks`, also when its input is a Job's echo of the marks."""
     started = time.time()
-    return {**data, "marks": [*data.get("marks", []), [started, time.time()]]}
+    marks = data.get("marks") or (data.get("input") or {}).get("marks") or []
+    return {"marks": [*marks, [started, time.time()]]}
