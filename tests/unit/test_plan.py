@@ -376,3 +376,66 @@ def test_job_deadline_exceeded_is_retried_then_fails_with_that_reason():
     final = job_step(second.status, at=60, result=again).status
     assert final.phase == RunPhase.FAILED
     assert condition(final).reason == "DeadlineExceeded"
+
+
+# ----- history -----
+
+
+def kinds(status: WorkflowRunStatus) -> list[tuple[int, str, str | None, int | None]]:
+    return [(r.seq, r.type, r.task, r.attempt) for r in status.pending_history]
+
+
+def test_activity_log_entries_are_recorded_in_order():
+    status = run_to([(1, err(0, 1, "flaky")), (3, None), (4, ok(0, 2, {"n": 2})), (5, ok(1, 1, {"n": 3})),
+                     (6, ok(2, 1, {"n": 4}))])  # fmt: skip
+    assert kinds(status) == [
+        (1, "WORKFLOW_STARTED", None, None),
+        (2, "TASK_STARTED", "A", 1),
+        (3, "TASK_RETRY", "A", 1),
+        (4, "TASK_STARTED", "A", 2),
+        (5, "TASK_COMPLETED", "A", 2),
+        (6, "TASK_STARTED", "B", 1),
+        (7, "TASK_COMPLETED", "B", 1),
+        (8, "TASK_STARTED", "C", 1),
+        (9, "TASK_COMPLETED", "C", 1),
+        (10, "WORKFLOW_COMPLETED", None, None),
+    ]
+    records = status.pending_history
+    assert records[0].details["input"] == {"n": 1} and records[0].details["tasks"] == ["A", "B", "C"]
+    assert records[2].details["error"] == "flaky" and records[2].details["backoff_seconds"] == 2
+    assert records[2].details["retry_count"] == 1
+    assert records[5].details["input"] == {"n": 2}  # B's input: A's output
+    assert records[9].details["output"] == {"n": 4}
+    assert status.history_seq == 10
+
+
+def test_failures_are_recorded():
+    failed = step(step().status, at=1, result=err(0, 1, "nope", permanent=True)).status
+    assert [r.type for r in failed.pending_history][-2:] == ["TASK_FAILED", "WORKFLOW_FAILED"]
+    assert failed.pending_history[-2].details["permanent"] is True
+    not_found = step(workflow=None, at=60).status
+    assert [r.type for r in not_found.pending_history] == ["WORKFLOW_FAILED"]
+    assert not_found.pending_history[0].details["reason"] == "WorkflowNotFound"
+
+
+def test_written_entries_are_trimmed_from_status():
+    status = step(step().status, at=1, result=err(0, 1)).status  # 3 entries, waiting to retry
+    observed = Observations(workflow=WORKFLOW, handlers=HANDLERS, history_written_through=2)
+    trimmed = plan(run=view(status), observed=observed, now=T0 + timedelta(seconds=2), options=OPTIONS)
+    assert [r.seq for r in trimmed.status.pending_history] == [3]
+    retried = step(trimmed.status, at=5)
+    assert [r.seq for r in retried.status.pending_history] == [3, 4]  # numbering goes on
+
+
+def test_run_holds_while_history_backlog_is_full():
+    small = EngineOptions(max_pending_history=3)
+    observed = Observations(workflow=WORKFLOW, handlers=HANDLERS)
+    running = plan(run=view(), observed=observed, now=T0, options=small).status  # 2 entries
+    done = Observations(workflow=WORKFLOW, handlers=HANDLERS, result=ok(0, 1, {"n": 2}))
+    held = plan(run=view(running), observed=done, now=T0, options=small)
+    assert held.status.tasks[0].phase == TaskPhase.SUCCEEDED  # the result is kept
+    assert held.status.tasks[1].phase == TaskPhase.PENDING  # but B waits for the store
+    assert not any(isinstance(a, RunHandler) for a in held.actions)
+    drained = Observations(workflow=WORKFLOW, handlers=HANDLERS, history_written_through=3)
+    resumed = plan(run=view(held.status), observed=drained, now=T0, options=small)
+    assert only(resumed.actions, RunHandler).input == {"n": 2}

@@ -217,6 +217,30 @@ class TaskStatus(Model):
     last_error: str | None = None
 
 
+class HistoryEvent(enum.StrEnum):
+    """Types of the activity log entries kept in the history store."""
+
+    WORKFLOW_STARTED = "WORKFLOW_STARTED"
+    TASK_STARTED = "TASK_STARTED"
+    TASK_RETRY = "TASK_RETRY"
+    TASK_FAILED = "TASK_FAILED"
+    TASK_COMPLETED = "TASK_COMPLETED"
+    WORKFLOW_COMPLETED = "WORKFLOW_COMPLETED"
+    WORKFLOW_FAILED = "WORKFLOW_FAILED"
+
+
+class HistoryRecord(Model):
+    """One entry of the activity log, kept in the run's status until the store has it."""
+
+    seq: int = Field(description="Position in the run's activity log, from 1.")
+    type: HistoryEvent
+    at: datetime
+    task: str | None = None
+    task_index: int | None = None
+    attempt: int | None = None
+    details: JsonObject = Field(default_factory=dict)
+
+
 class ConditionStatus(enum.StrEnum):
     TRUE = "True"
     FALSE = "False"
@@ -249,6 +273,11 @@ class WorkflowRunStatus(Model):
     )
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    history_seq: int = Field(default=0, description="Number of activity log entries so far.")
+    pending_history: list[HistoryRecord] = Field(
+        default_factory=list,
+        description="Activity log entries not yet in the history store (trimmed once written).",
+    )
 
     @property
     def finished(self) -> bool:

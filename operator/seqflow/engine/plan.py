@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from seqflow.api.models import (
     Condition,
     ConditionStatus,
+    HistoryEvent,
+    HistoryRecord,
     JsonObject,
     PinnedTask,
     Reason,
@@ -41,12 +43,19 @@ INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
 
 def plan(*, run: RunView, observed: Observations, now: datetime, options: EngineOptions) -> Decision:
     """Decide the next status of `run` and what to do about it."""
-    status = run.status.model_copy(update={"observed_generation": run.generation})
+    status = run.status.model_copy(
+        update={
+            "observed_generation": run.generation,
+            "pending_history": [
+                r for r in run.status.pending_history if r.seq > observed.history_written_through
+            ],
+        }
+    )
     if status.finished:
         return Decision(status)
     if status.pinned_tasks is None:
         return _start(run=run, status=status, observed=observed, now=now, options=options)
-    return _advance(run=run, status=status, observed=observed, now=now)
+    return _advance(run=run, status=status, observed=observed, now=now, options=options)
 
 
 # ----- starting -----
@@ -77,15 +86,25 @@ def _start(
     if problem:
         return _fail_run(status, reason=Reason.HANDLER_NOT_FOUND, message=problem, now=now)
 
-    started = status.model_copy(
-        update={
-            "phase": RunPhase.RUNNING,
-            "workflow_generation": observed.workflow.generation,
-            "pinned_tasks": tasks,
-            "tasks": [TaskStatus(name=t.name) for t in tasks],
-            "started_at": now,
-            "progress": f"0/{len(tasks)}",
-        }
+    started = _record(
+        status.model_copy(
+            update={
+                "phase": RunPhase.RUNNING,
+                "workflow_generation": observed.workflow.generation,
+                "pinned_tasks": tasks,
+                "tasks": [TaskStatus(name=t.name) for t in tasks],
+                "started_at": now,
+                "progress": f"0/{len(tasks)}",
+            }
+        ),
+        HistoryEvent.WORKFLOW_STARTED,
+        now,
+        details={
+            "workflow": name,
+            "generation": observed.workflow.generation,
+            "tasks": [t.name for t in tasks],
+            "input": run.spec.input,
+        },
     )
     event = PostEvent(
         EventType.NORMAL,
@@ -93,7 +112,9 @@ def _start(
         f'Started Workflow "{name}" (generation {observed.workflow.generation}, '
         f"{len(tasks)} tasks)",
     )
-    return _start_attempt(status=started, index=0, input=run.spec.input, now=now, events=[event])
+    return _start_attempt(
+        status=started, index=0, input=run.spec.input, now=now, options=options, events=[event]
+    )
 
 
 def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedTask]:
@@ -150,7 +171,12 @@ def _wait_for_workflow(
 
 
 def _advance(
-    *, run: RunView, status: WorkflowRunStatus, observed: Observations, now: datetime
+    *,
+    run: RunView,
+    status: WorkflowRunStatus,
+    observed: Observations,
+    now: datetime,
+    options: EngineOptions,
 ) -> Decision:
     assert status.pinned_tasks is not None
     index = status.current_index()
@@ -170,12 +196,15 @@ def _advance(
         elif (result.task_index, result.attempt) != (index, task.attempts):
             return Decision(status)  # a stale result of an attempt already accounted for
         if result.succeeded:
-            return _task_succeeded(status=status, index=index, output=result.output or {}, now=now)
+            output = result.output or {}
+            return _task_succeeded(status=status, index=index, output=output, now=now, options=options)
         return _attempt_failed(status=status, index=index, result=result, now=now)
 
     if task.phase == TaskPhase.RETRYING and task.next_retry_at and now < task.next_retry_at:
         return Decision(status, (WakeAt(task.next_retry_at),))
-    return _start_attempt(status=status, index=index, input=_input_of(run, status, index), now=now)
+    return _start_attempt(
+        status=status, index=index, input=_input_of(run, status, index), now=now, options=options
+    )
 
 
 def _input_of(run: RunView, status: WorkflowRunStatus, index: int) -> JsonObject:
@@ -188,9 +217,14 @@ def _start_attempt(
     index: int,
     input: JsonObject,
     now: datetime,
+    options: EngineOptions,
     events: list[PostEvent] | None = None,
 ) -> Decision:
     assert status.pinned_tasks is not None
+    if len(status.pending_history) >= options.max_pending_history:
+        # The history store is behind (down?): hold here rather than lose entries. Writing
+        # them trims the list, and that status change brings the run back.
+        return Decision(status, tuple(events or ()))
     pinned = status.pinned_tasks[index]
     current = status.tasks[index]
     attempt = current.attempts + 1
@@ -203,7 +237,15 @@ def _start_attempt(
         }
     )
     message = f"Task {pinned.name} attempt {attempt} started"
-    running = _with_task(status, index, task).model_copy(
+    started = _record(
+        status,
+        HistoryEvent.TASK_STARTED,
+        now,
+        index=index,
+        attempt=attempt,
+        details={"input": input, "executor": "job" if pinned.job is not None else "handler"},
+    )
+    running = _with_task(started, index, task).model_copy(
         update={
             "current_task": pinned.name,
             "conditions": _set_condition(
@@ -223,21 +265,33 @@ def _execute(status: WorkflowRunStatus, index: int, attempt: int, input: JsonObj
 
 
 def _task_succeeded(
-    *, status: WorkflowRunStatus, index: int, output: JsonObject, now: datetime
+    *,
+    status: WorkflowRunStatus,
+    index: int,
+    output: JsonObject,
+    now: datetime,
+    options: EngineOptions,
 ) -> Decision:
     task = status.tasks[index].model_copy(
         update={"phase": TaskPhase.SUCCEEDED, "finished_at": now, "last_error": None}
     )
-    done = _with_task(status, index, task).model_copy(update={"output": output})
+    recorded = _record(
+        status, HistoryEvent.TASK_COMPLETED, now, index=index, attempt=task.attempts,
+        details={"output": output},
+    )  # fmt: skip
+    done = _with_task(recorded, index, task).model_copy(update={"output": output})
     event = PostEvent(
         EventType.NORMAL,
         Reason.TASK_SUCCEEDED,
         f"Task {task.name} succeeded on attempt {task.attempts}",
     )
     if index + 1 < len(done.tasks):
-        return _start_attempt(status=done, index=index + 1, input=output, now=now, events=[event])
+        return _start_attempt(
+            status=done, index=index + 1, input=output, now=now, options=options, events=[event]
+        )
 
     message = f"All {len(done.tasks)} tasks succeeded"
+    done = _record(done, HistoryEvent.WORKFLOW_COMPLETED, now, details={"output": output})
     finished = done.model_copy(
         update={
             "phase": RunPhase.SUCCEEDED,
@@ -268,8 +322,12 @@ def _attempt_failed(
         failed_task = task.model_copy(
             update={"phase": TaskPhase.FAILED, "finished_at": now, "last_error": result.error}
         )
-        failed = _with_task(status, index, failed_task)
-        return _fail_run(failed, reason=reason, message=message, now=now)
+        recorded = _record(
+            status, HistoryEvent.TASK_FAILED, now, index=index, attempt=attempt,
+            details={"error": result.error, "reason": reason, "permanent": result.permanent,
+                     "attempts": attempt},
+        )  # fmt: skip
+        return _fail_run(_with_task(recorded, index, failed_task), reason=reason, message=message, now=now)
 
     delay = policy.delay_after(attempt)
     retry_at = now + timedelta(seconds=delay)
@@ -280,7 +338,13 @@ def _attempt_failed(
     retrying_task = task.model_copy(
         update={"phase": TaskPhase.RETRYING, "next_retry_at": retry_at, "last_error": result.error}
     )
-    retrying = _with_task(status, index, retrying_task).model_copy(
+    recorded = _record(
+        status, HistoryEvent.TASK_RETRY, now, index=index, attempt=attempt,
+        details={"error": result.error, "reason": reason, "retry_count": attempt,
+                 "max_retries": policy.max_retries, "backoff_seconds": delay,
+                 "next_retry_at": retry_at.isoformat()},
+    )  # fmt: skip
+    retrying = _with_task(recorded, index, retrying_task).model_copy(
         update={
             "conditions": _set_condition(
                 status.conditions, ConditionStatus.UNKNOWN, Reason.TASK_RETRYING, message, now
@@ -294,6 +358,9 @@ def _attempt_failed(
 
 
 def _fail_run(status: WorkflowRunStatus, *, reason: str, message: str, now: datetime) -> Decision:
+    status = _record(
+        status, HistoryEvent.WORKFLOW_FAILED, now, details={"reason": reason, "message": message}
+    )
     failed = status.model_copy(
         update={
             "phase": RunPhase.FAILED,
@@ -305,6 +372,31 @@ def _fail_run(status: WorkflowRunStatus, *, reason: str, message: str, now: date
 
 
 # ----- small helpers -----
+
+
+def _record(
+    status: WorkflowRunStatus,
+    type: HistoryEvent,
+    now: datetime,
+    *,
+    index: int | None = None,
+    attempt: int | None = None,
+    details: JsonObject,
+) -> WorkflowRunStatus:
+    """Append an activity log entry to the status, to be written to the history store."""
+    seq = status.history_seq + 1
+    record = HistoryRecord(
+        seq=seq,
+        type=type,
+        at=now,
+        task=status.tasks[index].name if index is not None else None,
+        task_index=index,
+        attempt=attempt,
+        details=details,
+    )
+    return status.model_copy(
+        update={"history_seq": seq, "pending_history": [*status.pending_history, record]}
+    )
 
 
 def _with_task(status: WorkflowRunStatus, index: int, task: TaskStatus) -> WorkflowRunStatus:

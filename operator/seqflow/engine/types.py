@@ -55,6 +55,7 @@ class Observations:
     handlers: frozenset[str] = frozenset()
     result: AttemptResult | None = None
     attempt_alive: bool = False  # the current attempt's Job exists and has not finished
+    history_written_through: int = 0  # activity log entries up to this seq are in the store
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class EngineOptions:
 
     workflow_wait: timedelta = timedelta(seconds=30)
     default_timeout_seconds: int = 300
+    max_pending_history: int = 200  # entries held in a status while the store is behind
 
 
 # ----- actions -----
