@@ -1,0 +1,28 @@
+# The seqflow operator image.
+#
+#   docker build -t seqflow:0.1.0 .
+#   docker run --rm seqflow:0.1.0 --help
+#
+# The same image runs the operator (`run`, the default), the history migrations (`migrate`) and
+# handlers inside Job tasks (`task NAME`). To add your own handler modules, build FROM this image,
+# `pip install` them and list them in SEQFLOW_HANDLER_MODULES.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A fixed numeric user, so Kubernetes can check runAsNonRoot; it has a passwd entry because
+# Python's getpass (used by Kopf to name itself when POD_ID is unset) needs one.
+RUN groupadd --system --gid 65532 seqflow \
+ && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin seqflow
+
+# pyproject.toml names README.md as the package's readme, so it is needed to build.
+COPY pyproject.toml README.md /src/
+COPY operator/ /src/operator/
+RUN pip install --no-cache-dir /src && rm -rf /src
+
+USER 65532:65532
+ENTRYPOINT ["python", "-m", "seqflow"]
+CMD ["run"]

@@ -1,0 +1,1 @@
+"""The history store: runs, attempts and the activity log in MySQL (or embedded SQLite)."""

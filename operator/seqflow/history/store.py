@@ -1,0 +1,343 @@
+"""The history store: idempotent writes of activity log entries and the queries that read them.
+
+Writes take a run's identity and a batch of its activity log entries (in order) and, in one
+transaction, insert the entries and bring the run and attempt rows up to date. Every row is
+keyed (run uid; run uid + task + attempt; run uid + seq) and the run row remembers the last
+entry it reflects, so writing a batch again changes nothing: that is what makes replays after
+a crash or an outage safe.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, UniqueConstraint, and_, create_engine, delete, event, or_, select, text
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Insert
+
+from seqflow.api.models import HistoryEvent, HistoryRecord, JsonObject, RunPhase, TaskPhase
+from seqflow.history.tables import ActivityRow, AttemptRow, RunRow
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    uid: str
+    namespace: str
+    name: str
+    workflow: str
+    input: JsonObject
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    namespace: str | None = None
+    workflow: str | None = None
+    phase: str | None = None
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine that fails fast when the server is away (so an outage delays, never hangs)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 5})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_recycle=300,
+        connect_args={"connect_timeout": 3, "read_timeout": 10, "write_timeout": 10},
+    )
+
+
+def _naive_utc(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment is not None else None
+
+
+def _aware(moment: datetime | None) -> str | None:
+    return moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+class HistoryStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    # ----- writing -----
+
+    def write(self, run: RunIdentity, records: Iterable[HistoryRecord]) -> int:
+        """Write a batch of one run's activity log entries; return the last seq written."""
+        records = sorted(records, key=lambda r: r.seq)
+        with self.engine.begin() as connection:
+            applied = connection.scalar(
+                select(RunRow.history_seq).where(RunRow.uid == run.uid).with_for_update()
+            )
+            # Entries the rows already reflect (a replay) must not move them backwards.
+            fresh = [r for r in records if r.seq > (applied or 0)]
+            row, changes = _run_values(run, fresh)
+            self._upsert(connection, RunRow, row, updates=changes)
+            for attempt in _attempt_values(run.uid, fresh):
+                updates = {k: v for k, v in attempt.items() if k not in _INSERT_ONLY}
+                self._upsert(connection, AttemptRow, attempt, updates=updates)
+            if fresh:
+                entries = [_activity_values(run.uid, r) for r in fresh]
+                connection.execute(self._insert_ignore(connection, ActivityRow), entries)
+        return records[-1].seq if records else 0
+
+    def _upsert(self, connection: Connection, table: type, row: JsonObject, *, updates: JsonObject) -> None:
+        """Insert `row`; if a row with the same unique key exists, set `updates` on it instead."""
+        if not updates:
+            connection.execute(self._insert_ignore(connection, table), [row])
+        elif connection.dialect.name == "sqlite":
+            (unique,) = (c for c in table.__table__.constraints if isinstance(c, UniqueConstraint))
+            statement = sqlite.insert(table).values(row)
+            connection.execute(statement.on_conflict_do_update(index_elements=unique.columns, set_=updates))
+        else:
+            connection.execute(mysql.insert(table).values(row).on_duplicate_key_update(**updates))
+
+    @staticmethod
+    def _insert_ignore(connection: Connection, table: type) -> Insert:
+        if connection.dialect.name == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing()
+        return mysql.insert(table).prefix_with("IGNORE")
+
+    # ----- reading -----
+
+    def list_runs(
+        self, *, filter: RunFilter, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[JsonObject], str | None]:
+        """Runs newest first; pass the returned cursor to get the next page (keyset pagination)."""
+        limit = max(1, min(limit, MAX_PAGE))
+        query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit + 1)
+        for column, value in (
+            (RunRow.namespace, filter.namespace),
+            (RunRow.workflow, filter.workflow),
+            (RunRow.phase, filter.phase),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if cursor:
+            created_at, row_id = decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    RunRow.created_at < created_at,
+                    and_(RunRow.created_at == created_at, RunRow.id < row_id),
+                )
+            )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+        return [_run_json(r) for r in page], next_cursor
+
+    def get_run(self, namespace: str, name: str) -> JsonObject | None:
+        """The newest run of that name, with its attempts and activity log."""
+        with self.engine.connect() as connection:
+            run = connection.execute(
+                select(RunRow)
+                .where(RunRow.namespace == namespace, RunRow.name == name)
+                .order_by(RunRow.created_at.desc(), RunRow.id.desc())
+                .limit(1)
+            ).first()
+            if run is None:
+                return None
+            attempts = connection.execute(
+                select(AttemptRow)
+                .where(AttemptRow.run_uid == run.uid)
+                .order_by(AttemptRow.task_index, AttemptRow.attempt)
+            ).all()
+            activity = connection.execute(
+                select(ActivityRow).where(ActivityRow.run_uid == run.uid).order_by(ActivityRow.seq)
+            ).all()
+        return {
+            **_run_json(run),
+            "attempts": [_attempt_json(a) for a in attempts],
+            "activity": [_activity_json(e) for e in activity],
+        }
+
+    # ----- retention -----
+
+    def delete_finished_before(self, cutoff: datetime, *, batch: int = 1000) -> int:
+        """Delete runs that finished before `cutoff`, with their attempts and activity log,
+        `batch` runs per transaction; return how many runs were deleted."""
+        deleted = 0
+        while True:
+            with self.engine.begin() as connection:
+                uids = list(
+                    connection.scalars(
+                        select(RunRow.uid).where(RunRow.finished_at < _naive_utc(cutoff)).limit(batch)
+                    )
+                )
+                if not uids:
+                    return deleted
+                connection.execute(delete(ActivityRow).where(ActivityRow.run_uid.in_(uids)))
+                connection.execute(delete(AttemptRow).where(AttemptRow.run_uid.in_(uids)))
+                connection.execute(delete(RunRow).where(RunRow.uid.in_(uids)))
+            deleted += len(uids)
+
+
+# Columns set when a row is first written and never changed by a later write.
+_INSERT_ONLY = {"uid", "run_uid", "namespace", "name", "workflow", "input", "created_at", "task_index", "attempt", "task"}
+
+
+def _run_values(run: RunIdentity, records: list[HistoryRecord]) -> tuple[JsonObject, JsonObject]:
+    """The run row to insert, and the columns `records` change when it exists."""
+    changes: JsonObject = {}
+    for record in records:
+        if record.type == HistoryEvent.WORKFLOW_STARTED:
+            changes.update(
+                phase=RunPhase.RUNNING.value,
+                started_at=_naive_utc(record.at),
+                workflow_generation=record.details.get("generation"),
+            )
+        elif record.type == HistoryEvent.WORKFLOW_COMPLETED:
+            changes.update(
+                phase=RunPhase.SUCCEEDED.value,
+                finished_at=_naive_utc(record.at),
+                output=record.details.get("output"),
+            )
+        elif record.type == HistoryEvent.WORKFLOW_FAILED:
+            changes.update(
+                phase=RunPhase.FAILED.value,
+                finished_at=_naive_utc(record.at),
+                error=record.details.get("message"),
+            )
+    row = {
+        "uid": run.uid,
+        "namespace": run.namespace,
+        "name": run.name,
+        "workflow": run.workflow,
+        "input": run.input,
+        "created_at": _naive_utc(run.created_at),
+        "phase": RunPhase.PENDING.value,
+        **changes,
+    }
+    if records:
+        row["history_seq"] = changes["history_seq"] = records[-1].seq
+    return row, changes
+
+
+def _attempt_values(run_uid: str, records: list[HistoryRecord]) -> list[JsonObject]:
+    """The attempt rows touched by `records`, each with the columns the entries tell."""
+    attempts: dict[tuple[int, int], JsonObject] = {}
+    for record in records:
+        if record.task_index is None or record.attempt is None:
+            continue
+        row = attempts.setdefault(
+            (record.task_index, record.attempt),
+            {
+                "run_uid": run_uid,
+                "task_index": record.task_index,
+                "task": record.task,
+                "attempt": record.attempt,
+                "phase": TaskPhase.RUNNING.value,
+            },
+        )
+        if record.type == HistoryEvent.TASK_STARTED:
+            row.update(
+                started_at=_naive_utc(record.at),
+                input=record.details.get("input"),
+                executor=record.details.get("executor"),
+            )
+        elif record.type == HistoryEvent.TASK_COMPLETED:
+            row.update(
+                phase=TaskPhase.SUCCEEDED.value,
+                finished_at=_naive_utc(record.at),
+                output=record.details.get("output"),
+            )
+        elif record.type in (HistoryEvent.TASK_RETRY, HistoryEvent.TASK_FAILED):
+            row.update(
+                phase=TaskPhase.FAILED.value,
+                finished_at=_naive_utc(record.at),
+                error=record.details.get("error"),
+            )
+    return list(attempts.values())
+
+
+def _activity_values(run_uid: str, record: HistoryRecord) -> JsonObject:
+    return {
+        "run_uid": run_uid,
+        "seq": record.seq,
+        "event": record.type.value,
+        "task": record.task,
+        "attempt": record.attempt,
+        "details": record.details,
+        "occurred_at": _naive_utc(record.at),
+    }
+
+
+def encode_cursor(created_at: datetime, row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        created_at, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created_at), int(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
+        raise BadCursor("cursor is not one this API returned") from error
+
+
+def _run_json(row: Any) -> JsonObject:
+    return {
+        "uid": row.uid,
+        "namespace": row.namespace,
+        "name": row.name,
+        "workflow": row.workflow,
+        "workflowGeneration": row.workflow_generation,
+        "phase": row.phase,
+        "input": row.input,
+        "output": row.output,
+        "error": row.error,
+        "createdAt": _aware(row.created_at),
+        "startedAt": _aware(row.started_at),
+        "finishedAt": _aware(row.finished_at),
+    }
+
+
+def _attempt_json(row: Any) -> JsonObject:
+    return {
+        "task": row.task,
+        "taskIndex": row.task_index,
+        "attempt": row.attempt,
+        "executor": row.executor,
+        "phase": row.phase,
+        "input": row.input,
+        "output": row.output,
+        "error": row.error,
+        "startedAt": _aware(row.started_at),
+        "finishedAt": _aware(row.finished_at),
+    }
+
+
+def _activity_json(row: Any) -> JsonObject:
+    return {
+        "seq": row.seq,
+        "event": row.event,
+        "task": row.task,
+        "attempt": row.attempt,
+        "details": row.details,
+        "at": _aware(row.occurred_at),
+    }

@@ -1,0 +1,87 @@
+"""The history store's tables: runs, task attempts and the activity log (SQLAlchemy 2.0).
+
+The schema itself is created and upgraded by the Alembic migrations beside this module; these
+typed models are what the repository queries. Times are stored as naive UTC with microseconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite auto-increments INTEGER keys only
+Json = JSON().with_variant(mysql.JSON(), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RunRow(Base):
+    """One WorkflowRun: identity, outcome and the data that went in and came out."""
+
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        UniqueConstraint("uid", name="uq_runs_uid"),
+        Index("ix_runs_namespace_created", "namespace", "created_at", "id"),
+        Index("ix_runs_namespace_workflow_created", "namespace", "workflow", "created_at", "id"),
+        Index("ix_runs_namespace_phase_created", "namespace", "phase", "created_at", "id"),
+        Index("ix_runs_created", "created_at", "id"),
+        Index("ix_runs_finished", "finished_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(36))
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253))
+    workflow: Mapped[str] = mapped_column(String(253))
+    workflow_generation: Mapped[int | None] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(16))
+    input: Mapped[Any] = mapped_column(Json)
+    output: Mapped[Any | None] = mapped_column(Json)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    history_seq: Mapped[int] = mapped_column(Integer, default=0)  # last activity entry applied
+
+
+class AttemptRow(Base):
+    """One attempt of one task of a run."""
+
+    __tablename__ = "task_attempts"
+    __table_args__ = (UniqueConstraint("run_uid", "task_index", "attempt", name="uq_attempts_run_task_attempt"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_uid: Mapped[str] = mapped_column(String(36))
+    task_index: Mapped[int] = mapped_column(Integer)
+    task: Mapped[str] = mapped_column(String(63))
+    attempt: Mapped[int] = mapped_column(Integer)
+    executor: Mapped[str | None] = mapped_column(String(16))
+    phase: Mapped[str] = mapped_column(String(16))
+    input: Mapped[Any | None] = mapped_column(Json)
+    output: Mapped[Any | None] = mapped_column(Json)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class ActivityRow(Base):
+    """One entry of a run's activity log (TASK_STARTED, TASK_RETRY, WORKFLOW_COMPLETED...)."""
+
+    __tablename__ = "activity_log"
+    __table_args__ = (UniqueConstraint("run_uid", "seq", name="uq_activity_run_seq"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_uid: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str | None] = mapped_column(String(63))
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[Any] = mapped_column(Json)
+    occurred_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -1,0 +1,128 @@
+"""The history store on both backends it supports: MariaDB (through PyMySQL) and SQLite."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from seqflow.api.models import HistoryEvent, HistoryRecord
+from seqflow.history.migrate import upgrade
+from seqflow.history.store import BadCursor, HistoryStore, RunFilter, RunIdentity, create_store_engine
+from seqflow.history.tables import ActivityRow, AttemptRow, RunRow
+
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def store(request, tmp_path_factory) -> HistoryStore:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('history') / 'history.sqlite'}"
+    else:
+        url = request.getfixturevalue("database_url")
+    engine = create_store_engine(url)
+    upgrade(engine)
+    upgrade(engine)  # a second upgrade is a no-op
+    return HistoryStore(engine)
+
+
+def identity(namespace: str, name: str = "r1", created: datetime = T0) -> RunIdentity:
+    return RunIdentity(
+        uid=str(uuid.uuid4()), namespace=namespace, name=name, workflow="wf", input={"n": 1}, created_at=created
+    )
+
+
+def entry(seq: int, type: HistoryEvent, *, task: str | None = None, index=None, attempt=None, **details):
+    return HistoryRecord(seq=seq, type=type, at=T0 + timedelta(seconds=seq), task=task, task_index=index,
+                         attempt=attempt, details=details)  # fmt: skip
+
+
+LOG = [
+    entry(1, HistoryEvent.WORKFLOW_STARTED, workflow="wf", generation=2, input={"n": 1}),
+    entry(2, HistoryEvent.TASK_STARTED, task="A", index=0, attempt=1, input={"n": 1}, executor="handler"),
+    entry(3, HistoryEvent.TASK_RETRY, task="A", index=0, attempt=1, error="boom", retry_count=1),
+    entry(4, HistoryEvent.TASK_STARTED, task="A", index=0, attempt=2, input={"n": 1}, executor="handler"),
+    entry(5, HistoryEvent.TASK_COMPLETED, task="A", index=0, attempt=2, output={"n": 2}),
+    entry(6, HistoryEvent.WORKFLOW_COMPLETED, output={"n": 2}),
+]
+
+
+def counts(store: HistoryStore, uid: str) -> tuple[int, int, int]:
+    with store.engine.connect() as connection:
+        return tuple(
+            connection.scalar(select(func.count()).select_from(table).where(column == uid))
+            for table, column in ((RunRow, RunRow.uid), (AttemptRow, AttemptRow.run_uid), (ActivityRow, ActivityRow.run_uid))
+        )  # fmt: skip
+
+
+def test_batches_build_run_attempts_and_log_and_replays_change_nothing(store: HistoryStore):
+    namespace = f"ns-{uuid.uuid4().hex[:6]}"
+    run = identity(namespace)
+    assert store.write(run, LOG[:2]) == 2
+    middle = store.get_run(namespace, "r1")
+    assert middle["phase"] == "Running" and middle["attempts"][0]["phase"] == "Running"
+
+    assert store.write(run, LOG[2:]) == 6
+    store.write(run, LOG[2:])  # a replay after a crash
+    store.write(run, LOG[:2])
+    assert counts(store, run.uid) == (1, 2, 6)
+
+    shown = store.get_run(namespace, "r1")
+    assert shown["phase"] == "Succeeded" and shown["output"] == {"n": 2} and shown["input"] == {"n": 1}
+    assert shown["workflowGeneration"] == 2
+    assert shown["startedAt"] == "2026-11-21T10:00:01Z" and shown["finishedAt"] == "2026-11-21T10:00:06Z"
+    first, second = shown["attempts"]
+    assert (first["attempt"], first["phase"], first["error"]) == (1, "Failed", "boom")
+    assert (second["phase"], second["input"], second["output"]) == ("Succeeded", {"n": 1}, {"n": 2})
+    assert second["startedAt"] == "2026-11-21T10:00:04Z"
+    assert [a["event"] for a in shown["activity"]] == [e.type for e in LOG]
+    assert shown["activity"][2]["details"] == {"error": "boom", "retry_count": 1}
+
+
+def test_run_that_never_started_is_recorded_as_failed(store: HistoryStore):
+    namespace = f"ns-{uuid.uuid4().hex[:6]}"
+    store.write(identity(namespace), [entry(1, HistoryEvent.WORKFLOW_FAILED, reason="WorkflowNotFound",
+                                            message='Workflow "wf" not found')])  # fmt: skip
+    shown = store.get_run(namespace, "r1")
+    assert shown["phase"] == "Failed" and shown["error"] == 'Workflow "wf" not found'
+    assert shown["attempts"] == [] and shown["startedAt"] is None
+
+
+def test_keyset_pages_cover_every_run_once_newest_first(store: HistoryStore):
+    namespace = f"ns-{uuid.uuid4().hex[:6]}"
+    for i in range(23):
+        run = identity(namespace, f"run-{i:02d}", T0 + timedelta(seconds=i // 2))  # ties on time
+        phase_entry = HistoryEvent.WORKFLOW_COMPLETED if i % 3 else HistoryEvent.WORKFLOW_FAILED
+        store.write(run, [entry(1, HistoryEvent.WORKFLOW_STARTED), entry(2, phase_entry, message="x")])
+    seen, cursor = [], None
+    while True:
+        page, cursor = store.list_runs(filter=RunFilter(namespace=namespace), limit=5, cursor=cursor)
+        seen += [r["name"] for r in page]
+        if cursor is None:
+            break
+    assert len(seen) == 23 and len(set(seen)) == 23
+    created = [int(n.split("-")[1]) // 2 for n in seen]
+    assert created == sorted(created, reverse=True)
+    failed, _ = store.list_runs(filter=RunFilter(namespace=namespace, phase="Failed"), limit=100)
+    assert sorted(r["name"] for r in failed) == [f"run-{i:02d}" for i in range(0, 23, 3)]
+    other, _ = store.list_runs(filter=RunFilter(namespace=namespace, workflow="other"))
+    assert other == []
+
+
+def test_bad_cursor_is_refused(store: HistoryStore):
+    with pytest.raises(BadCursor):
+        store.list_runs(filter=RunFilter(), cursor="not-a-cursor")
+
+
+def test_retention_deletes_old_finished_runs_in_batches(store: HistoryStore):
+    namespace = f"ns-{uuid.uuid4().hex[:6]}"
+    runs = [identity(namespace, f"old-{i}") for i in range(5)]
+    for run in runs:
+        store.write(run, LOG)  # finished at T0 + 6 s
+    recent = identity(namespace, "recent")
+    store.write(recent, LOG[:2])  # still running
+    assert store.delete_finished_before(T0 + timedelta(seconds=7), batch=2) >= 5
+    assert all(counts(store, run.uid) == (0, 0, 0) for run in runs)
+    assert counts(store, recent.uid) == (1, 1, 2)
