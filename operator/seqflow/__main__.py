@@ -1,23 +1,19 @@
-"""The seqflow command line: run the operator, print the CRDs, run a handler in a Job."""
+"""The seqflow command line: run the operator, print the CRDs, run a handler in a Job, migrate
+and read the history store."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
 
-import kopf
 import yaml
 
 from seqflow.api.crd import custom_resource_definitions
-from seqflow.engine import EngineOptions
-from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
-from seqflow.handlers import build_registry, configure
-from seqflow.kube import KubeApi, load_configuration
-from seqflow.reconciler import Reconciler, ReconcilerOptions
 from seqflow.settings import Settings
 
 
@@ -38,45 +34,41 @@ def _run(args: argparse.Namespace) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event
+    from seqflow.app import run_operator
+
     asyncio.run(run_operator(settings))
 
 
-async def run_operator(settings: Settings) -> None:
-    import_handler_modules(settings.handler_modules)
-    api = KubeApi(load_configuration(), connections=settings.api_connections)
-    runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
-    reconciler = Reconciler(
-        api=api,
-        runner=runner,
-        handler_names=registry.names(),
-        options=ReconcilerOptions(
-            workers=settings.max_concurrent_runs,
-            event_queue_size=settings.event_queue_size,
-            job_ttl_seconds=settings.job_ttl_seconds,
-            engine=EngineOptions(
-                workflow_wait=timedelta(seconds=settings.workflow_wait_seconds),
-                default_timeout_seconds=settings.default_timeout_seconds,
-            ),
-        ),
-    )
-    kopf_settings = kopf.OperatorSettings()
-    configure(kopf_settings)
-    logging.getLogger("seqflow").info(
-        "seqflow starting: handlers %s, %d workers", sorted(registry.names()), settings.max_concurrent_runs
-    )
-    reconciler.start()
+def _migrate(args: argparse.Namespace) -> None:
+    from seqflow.app import open_store
+    from seqflow.history.migrate import upgrade
+
+    store = open_store(Settings())
+    upgrade(store.engine)
+    print(f"history schema up to date in {store.engine.url.render_as_string()}")
+
+
+def _history(args: argparse.Namespace) -> None:
+    from seqflow.app import open_store
+    from seqflow.history.store import BadCursor, RunFilter
+
+    store = open_store(Settings())
+    if args.action == "show":
+        run = store.get_run(args.namespace, args.name)
+        if run is None:
+            sys.exit(f"no history of run {args.namespace}/{args.name}")
+        print(json.dumps(run, indent=2))
+        return
+    run_filter = RunFilter(namespace=args.namespace, workflow=args.workflow, phase=args.phase)
     try:
-        await kopf.operator(
-            registry=build_registry(),
-            settings=kopf_settings,
-            memo=kopf.Memo(reconciler=reconciler),
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-        )
-    finally:
-        await reconciler.stop()
-        runner.close()
-        await api.close()
+        items, cursor = store.list_runs(filter=run_filter, limit=args.limit, cursor=args.cursor)
+    except BadCursor as error:
+        sys.exit(str(error))
+    for run in items:
+        print(f"{run['namespace']}/{run['name']}  {run['workflow']}  {run['phase']}  "
+              f"created {run['createdAt']}  finished {run['finishedAt'] or '-'}")  # fmt: skip
+    if cursor:
+        print(f"more: --cursor {cursor}")
 
 
 def _task(args: argparse.Namespace) -> None:
@@ -98,6 +90,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     task.add_argument("handler", help="the registered handler name")
     task.set_defaults(func=_task)
+    migrate = commands.add_parser("migrate", help="create or upgrade the history schema")
+    migrate.set_defaults(func=_migrate)
+    history = commands.add_parser("history", help="read the history store (SEQFLOW_DATABASE_URL)")
+    actions = history.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="runs, newest first")
+    listing.add_argument("--namespace")
+    listing.add_argument("--workflow")
+    listing.add_argument("--phase", choices=["Pending", "Running", "Succeeded", "Failed"])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--cursor", help="from the previous page's last line")
+    show = actions.add_parser("show", help="one run with its attempts and activity log, as JSON")
+    show.add_argument("namespace")
+    show.add_argument("name")
+    history.set_defaults(func=_history)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -76,6 +76,12 @@ class KubeApi:
     async def get_run(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", run_path(namespace, name))
 
+    async def patch_run(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
+        """A JSON merge patch of the run itself (seqflow only touches its finalizer)."""
+        return await self.request(
+            "PATCH", run_path(namespace, name), body=patch, content_type="application/merge-patch+json"
+        )
+
     async def patch_run_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
         """A JSON merge patch of the status; refused with 409 when `patch` carries a
         metadata.resourceVersion that is no longer current."""

@@ -43,6 +43,7 @@ from seqflow.engine import (
 )
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import RunRef, attempt_of, job_finished, job_manifest, job_name, read_outcome
+from seqflow.history.sync import HistoryWriter
 from seqflow.kube import ApiError, KubeApi
 from seqflow.workqueue import WorkQueue
 
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 MAX_EVENT_MESSAGE = 1024
+FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is written
 MAX_ERROR_DELAY = 30.0
 
 
@@ -138,11 +140,13 @@ class Reconciler:
         *,
         api: KubeApi,
         runner: HandlerRunner,
+        history: HistoryWriter,
         handler_names: frozenset[str],
         options: ReconcilerOptions,
     ) -> None:
         self._api = api
         self._runner = runner
+        self._history = history
         self._handler_names = handler_names
         self._options = options
         self._runs = RunCache()
@@ -237,11 +241,19 @@ class Reconciler:
         body = self._runs.get(key)
         result = self._unwritten.pop(key, None)
         while body is not None:
+            finalizers = body["metadata"].get("finalizers") or []
+            if body["metadata"].get("deletionTimestamp"):
+                await self._finalize(key, body, finalizers)
+                return
+            if FINALIZER not in finalizers:
+                body = await self._set_finalizers(key, body, [*finalizers, FINALIZER])
+                continue
             run = run_view(body)
+            written = await self._flush_history(key, body, run.status)
             alive = False
             if result is None:
                 result, alive = await self._observe_job(key, run)
-            decision = self._plan(key, run, result, alive)
+            decision = self._plan(key, run, result, alive, written or 0)
             if decision.status != run.status:
                 try:
                     body = await self._write_status(key, body, decision.status)
@@ -256,8 +268,38 @@ class Reconciler:
                     self._runs.wrote(body)
                     continue
             result = await self._act(key, body, decision)
-            if result is None:
+            # Go round again to run the next attempt, or to write new entries to the store.
+            if result is None and (written is None or not decision.status.pending_history):
                 return
+
+    async def _flush_history(self, key: Key, body: JsonObject, status: WorkflowRunStatus) -> int | None:
+        written = await self._history.flush(body, status)
+        if written is None:
+            self._queue.add_after(key, self._history.retry_delay(body))
+        return written
+
+    async def _finalize(self, key: Key, body: JsonObject, finalizers: list[str]) -> None:
+        """A deleted run goes once the store has its whole history."""
+        if FINALIZER not in finalizers:
+            return
+        if await self._flush_history(key, body, run_view(body).status) is None:
+            return  # the store is away: the finalizer holds the run until it is back
+        await self._set_finalizers(key, body, [f for f in finalizers if f != FINALIZER])
+
+    async def _set_finalizers(self, key: Key, body: JsonObject, finalizers: list[str]) -> JsonObject | None:
+        patch = {
+            "metadata": {"finalizers": finalizers, "resourceVersion": body["metadata"]["resourceVersion"]}
+        }
+        try:
+            written = await self._api.patch_run(*key, patch)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            if error.status != 409:
+                raise
+            written = await self._api.get_run(*key)
+        self._runs.wrote(written)
+        return written
 
     async def _observe_job(self, key: Key, run: RunView) -> tuple[AttemptResult | None, bool]:
         """The outcome of the current attempt when it is a finished Job; else whether its Job
@@ -279,10 +321,16 @@ class Reconciler:
         pod = pods[0] if pods else None
         return read_outcome(job=job, pod=pod, task_index=index, attempt=task.attempts), False
 
-    def _plan(self, key: Key, run: RunView, result: AttemptResult | None, alive: bool) -> Decision:
+    def _plan(
+        self, key: Key, run: RunView, result: AttemptResult | None, alive: bool, written: int
+    ) -> Decision:
         workflow = self._workflows.get((key[0], run.spec.workflow_ref.name))
         observed = Observations(
-            workflow=workflow, handlers=self._handler_names, result=result, attempt_alive=alive
+            workflow=workflow,
+            handlers=self._handler_names,
+            result=result,
+            attempt_alive=alive,
+            history_written_through=written,
         )
         return plan(run=run, observed=observed, now=now(), options=self._options.engine)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -45,6 +45,25 @@ class Settings(BaseSettings):
         default=3600,
         ge=0,
         description="Seconds a finished Job (and its pod) is kept; `none` keeps them.",
+    )
+    database_url: SecretStr = Field(
+        default=SecretStr("sqlite:///seqflow-history.sqlite"),
+        description="SQLAlchemy URL of the history store, e.g. mysql+pymysql://user:pw@host/db; "
+        "embedded SQLite when unset. Never logged.",
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Create or upgrade the history schema when the operator starts."
+    )
+    history_retention_days: float | None = Field(
+        default=None, gt=0, description="Delete runs finished longer ago than this; `none` keeps all."
+    )
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of /healthz, /readyz and the history API."
+    )
+    http_auth: bool = Field(
+        default=True,
+        description="Check history API callers' bearer tokens (TokenReview) and their RBAC "
+        "(SubjectAccessReview). Turn off for local development only.",
     )
     log_level: str = "INFO"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import pytest
 
 from tests.e2e.operators import start_operator
@@ -10,9 +11,9 @@ from tests.support import Cluster, Runs
 from testenv.operator import OperatorProcess
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, crds: None, tmp_path_factory) -> Iterator[OperatorProcess]:
+def operator(cluster: Cluster, crds: None, database_url: str, tmp_path_factory) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = start_operator(cluster, log, "e2e-*")
+    process = start_operator(cluster, log, "e2e-*", database_url)
     yield process
     process.stop()
     print(f"\noperator log: {log}\n{process.tail(40)}")

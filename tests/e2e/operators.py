@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support import Cluster
+from testenv._proc import free_port
 from testenv.operator import OperatorProcess
 
 HERE = Path(__file__).resolve().parent
@@ -16,8 +17,21 @@ SETTINGS = {
 }
 
 
-def start_operator(cluster: Cluster, log: Path, namespaces: str, **settings: str) -> OperatorProcess:
-    settings = {**SETTINGS, "SEQFLOW_NAMESPACES": namespaces, **settings}
+def start_operator(
+    cluster: Cluster, log: Path, namespaces: str, database_url: str, **settings: str
+) -> OperatorProcess:
+    """An operator serving `namespaces`, its HTTP endpoints on a free port (`http_url(...)`)."""
+    settings = {
+        **SETTINGS,
+        "SEQFLOW_NAMESPACES": namespaces,
+        "SEQFLOW_DATABASE_URL": database_url,
+        "SEQFLOW_HTTP_PORT": str(free_port()),
+        **settings,
+    }
     return OperatorProcess(
         kubeconfig=cluster.kubeconfig, settings=settings, log=log, python_path=(HERE,)
     ).start()
+
+
+def http_url(operator: OperatorProcess) -> str:
+    return f"http://127.0.0.1:{operator.settings['SEQFLOW_HTTP_PORT']}"

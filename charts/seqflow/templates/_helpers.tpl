@@ -68,6 +68,11 @@ app.kubernetes.io/component: operator
 {{- if or .Values.database.existingSecret .Values.database.url }}true{{ end }}
 {{- end }}
 
+{{/* "true" when the chart stores database.url in a Secret of its own, else empty. */}}
+{{- define "seqflow.databaseSecret" -}}
+{{- if and .Values.database.url (not .Values.database.existingSecret) }}true{{ end }}
+{{- end }}
+
 {{/* The Secret the operator reads SEQFLOW_DATABASE_URL from. */}}
 {{- define "seqflow.databaseSecretName" -}}
 {{- default (printf "%s-database" (include "seqflow.fullname" .)) .Values.database.existingSecret }}
@@ -136,7 +141,8 @@ Kopf peering: it watches the peering objects (list and watch cannot be limited b
 writes its keep-alives into the status of the one named peering.name.
 */}}
 {{- define "seqflow.peeringRules" -}}
-{{- $resource := ternary "clusterkopfpeerings" "kopfpeerings" .Values.rbac.clusterWide }}
+{{- $resource := ternary "clusterkopfpeerings" "kopfpeerings" .Values.rbac.clusterWide -}}
+# Kopf peering: watch the peering objects, keep-alives in the status of ours.
 - apiGroups: [kopf.dev]
   resources: [{{ $resource }}]
   verbs: [list, watch]
@@ -158,6 +164,6 @@ Called with (dict "root" $ "secretName" NAME).
       name: {{ .secretName }}
       key: {{ required "database.secretKey is required" .root.Values.database.secretKey }}
 {{- else }}
-  value: sqlite:////var/lib/seqflow/history.sqlite
+  value: "sqlite:////var/lib/seqflow/history.sqlite"
 {{- end }}
 {{- end }}

@@ -1,0 +1,94 @@
+"""The operator assembled from its settings: API client, history store, reconciler, HTTP
+endpoints and Kopf, started together and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+import kopf
+
+from seqflow.engine import EngineOptions
+from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
+from seqflow.handlers import build_registry, configure
+from seqflow.history.migrate import upgrade
+from seqflow.history.store import HistoryStore, create_store_engine
+from seqflow.history.sync import HistoryWriter
+from seqflow.kube import KubeApi, load_configuration
+from seqflow.reconciler import Reconciler, ReconcilerOptions
+from seqflow.settings import Settings
+from seqflow.web import Authorizer, HistoryApi, serve
+
+logger = logging.getLogger("seqflow")
+RETENTION_INTERVAL = 3600.0
+
+
+def open_store(settings: Settings) -> HistoryStore:
+    return HistoryStore(create_store_engine(settings.database_url.get_secret_value()))
+
+
+async def run_operator(settings: Settings) -> None:
+    import_handler_modules(settings.handler_modules)
+    store = open_store(settings)
+    if settings.migrate_on_start:
+        await asyncio.to_thread(upgrade, store.engine)
+    api = KubeApi(load_configuration(), connections=settings.api_connections)
+    runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
+    reconciler = Reconciler(
+        api=api,
+        runner=runner,
+        history=HistoryWriter(store),
+        handler_names=registry.names(),
+        options=ReconcilerOptions(
+            workers=settings.max_concurrent_runs,
+            event_queue_size=settings.event_queue_size,
+            job_ttl_seconds=settings.job_ttl_seconds,
+            engine=EngineOptions(
+                workflow_wait=timedelta(seconds=settings.workflow_wait_seconds),
+                default_timeout_seconds=settings.default_timeout_seconds,
+            ),
+        ),
+    )
+    authorizer = Authorizer(api) if settings.http_auth else None
+    if authorizer is None:
+        logger.warning("the history API does not check callers (SEQFLOW_HTTP_AUTH=false)")
+    http = await serve(HistoryApi(store=store, authorizer=authorizer).application(), port=settings.http_port)
+    kopf_settings = kopf.OperatorSettings()
+    configure(kopf_settings)
+    logger.info(
+        "seqflow starting: handlers %s, %d workers, history in %s, http on :%d",
+        sorted(registry.names()), settings.max_concurrent_runs, store.engine.url.render_as_string(),
+        settings.http_port,
+    )  # fmt: skip
+    reconciler.start()
+    retention = asyncio.create_task(_prune_history(store, settings.history_retention_days))
+    try:
+        await kopf.operator(
+            registry=build_registry(),
+            settings=kopf_settings,
+            memo=kopf.Memo(reconciler=reconciler),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+        )
+    finally:
+        retention.cancel()
+        await reconciler.stop()
+        await http.cleanup()
+        runner.close()
+        await api.close()
+        store.engine.dispose()
+
+
+async def _prune_history(store: HistoryStore, days: float | None) -> None:
+    """Delete history older than the retention period, once an hour."""
+    if days is None:
+        return
+    while True:
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+        with contextlib.suppress(Exception):  # the store being away only delays pruning
+            deleted = await asyncio.to_thread(store.delete_finished_before, cutoff)
+            if deleted:
+                logger.info("deleted the history of %d runs finished before %s", deleted, cutoff)
+        await asyncio.sleep(RETENTION_INTERVAL)

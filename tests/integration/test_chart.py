@@ -1,0 +1,323 @@
+"""The Helm chart in charts/seqflow: it lints, renders manifests the API server accepts, ships the
+repository's CRDs unchanged, grants no wildcard permissions, wires the operator's settings, and
+installs and uninstalls on a real cluster."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import REPO, Cluster, wait_for
+from testenv import ensure_binaries
+
+pytestmark = pytest.mark.cluster
+
+CHART = REPO / "charts" / "seqflow"
+DATABASE_URL = "mysql+pymysql://seqflow:secret@mysql:3306/seqflow"
+KOPF_CRDS = ("clusterkopfpeerings.kopf.dev.yaml", "kopfpeerings.kopf.dev.yaml")
+
+
+def value_sets(watch: tuple[str, str] = ("a", "b")) -> dict[str, list[str]]:
+    """`helm --set` arguments covering the chart's branches, by name."""
+    return {
+        "default": [],
+        "namespaced": ["--set", "rbac.clusterWide=false", "--set", f"watchNamespaces={{{','.join(watch)}}}"],
+        "database-url": ["--set", f"database.url={DATABASE_URL}"],
+        "existing-secret-standalone": [
+            "--set", "database.existingSecret=seqflow-db", "--set", "peering.enabled=false",
+            "--set", "handlerModules={seqflow.examples,mycompany.handlers}",
+        ],  # fmt: skip
+    }
+
+
+VALUE_SETS = list(value_sets())
+
+
+class Helm:
+    """The helm binary, with its cache, config and data kept out of the user's home."""
+
+    def __init__(self, path: str, home: Path) -> None:
+        self.path = path
+        self.env = {
+            **os.environ,
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([self.path, *args], capture_output=True, text=True, env=self.env, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        return done
+
+    def template(self, *args: str, namespace: str = "seqflow") -> str:
+        return self("template", "test", str(CHART), "--namespace", namespace, *args).stdout
+
+    def render(self, *args: str, namespace: str = "seqflow") -> list[dict[str, Any]]:
+        return [doc for doc in yaml.safe_load_all(self.template(*args, namespace=namespace)) if doc]
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(str(ensure_binaries().helm), tmp_path_factory.mktemp("helm-home"))
+
+
+def find(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = find(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.fixture(scope="module")
+def chart_crds(cluster: Cluster) -> None:
+    """The chart's CRDs (seqflow's and Kopf's peering ones), applied for real."""
+    cluster.kubectl("apply", "-f", str(CHART / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    *(f"crd/{path.stem}" for path in (CHART / "crds").glob("*.yaml")))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def namespaces(cluster: Cluster) -> Iterator[list[str]]:
+    """A release namespace and two namespaces to watch, removed afterwards."""
+    suffix = uuid.uuid4().hex[:5]
+    names = [f"chart-{role}-{suffix}" for role in ("release", "a", "b")]
+    for name in names:
+        cluster.kubectl("create", "namespace", name)
+    yield names
+    cluster.kubectl("delete", "namespace", "--wait=false", *names)
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_lint(helm: Helm, values: str):
+    for strict in ([], ["--strict"]):
+        done = helm("lint", *strict, str(CHART), *value_sets()[values])
+        assert "0 chart(s) failed" in done.stdout
+
+
+def test_chart_crds_are_the_repository_crds():
+    repo_crds = sorted(path.name for path in (REPO / "crds").glob("*.yaml"))
+    chart_crds = sorted(path.name for path in (CHART / "crds").glob("*.yaml"))
+    assert chart_crds == sorted([*repo_crds, *KOPF_CRDS])
+    match, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CHART / "crds", repo_crds, shallow=False)
+    assert (mismatch, errors) == ([], []), "copy crds/*.yaml to charts/seqflow/crds/"
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_server_accepts_the_rendered_manifests(
+    cluster: Cluster, helm: Helm, chart_crds: None, namespaces: list[str], values: str
+):
+    release, *watched = namespaces
+    manifests = helm.template(*value_sets((watched[0], watched[1]))[values], namespace=release)
+    done = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=manifests)
+    assert "(server dry run)" in done.stdout
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_rbac_has_no_wildcards(helm: Helm, values: str):
+    docs = helm.render(*value_sets()[values])
+    roles = find(docs, "Role") + find(docs, "ClusterRole")
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for field in ("verbs", "resources", "apiGroups"):
+                assert not any("*" in item for item in rule.get(field, [])), (role["kind"], rule)
+
+
+NAMESPACED_PERMISSIONS = {
+    ("seqflow.io", "workflows"): {"get", "list", "watch"},
+    ("seqflow.io", "workflowruns"): {"get", "list", "watch", "patch"},
+    ("seqflow.io", "workflowruns/status"): {"get", "patch"},
+    ("", "events"): {"create", "patch"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+    ("", "pods"): {"get", "list"},
+}
+CLUSTER_PERMISSIONS = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("", "namespaces"): {"get", "list", "watch"},
+    ("authentication.k8s.io", "tokenreviews"): {"create"},
+    ("authorization.k8s.io", "subjectaccessreviews"): {"create"},
+}
+PEERING_VERBS = {"get", "list", "watch", "patch"}
+
+
+def permissions(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+def test_rbac_grants_exactly_what_the_operator_uses(helm: Helm):
+    (cluster_role,) = find(helm.render(), "ClusterRole")
+    assert permissions(cluster_role) == {
+        **CLUSTER_PERMISSIONS, **NAMESPACED_PERMISSIONS, ("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS,
+    }  # fmt: skip
+
+    docs = helm.render(*value_sets()["namespaced"])
+    (cluster_role,) = find(docs, "ClusterRole")
+    assert permissions(cluster_role) == CLUSTER_PERMISSIONS
+    roles = find(docs, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == ["a", "b"]
+    for role in roles:
+        assert permissions(role) == {**NAMESPACED_PERMISSIONS, ("kopf.dev", "kopfpeerings"): PEERING_VERBS}
+    bindings = find(docs, "RoleBinding")
+    assert sorted(binding["metadata"]["namespace"] for binding in bindings) == ["a", "b"]
+    assert {b["subjects"][0]["namespace"] for b in bindings} == {"seqflow"}
+
+    (cluster_role,) = find(helm.render("--set", "peering.enabled=false"), "ClusterRole")
+    assert ("kopf.dev", "clusterkopfpeerings") not in permissions(cluster_role)
+
+
+def test_operator_settings(helm: Helm):
+    docs = helm.render()
+    container = operator_container(docs)
+    env = {var["name"]: var.get("value", var.get("valueFrom")) for var in container["env"]}
+    assert env == {
+        "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "SEQFLOW_HANDLER_MODULES": "",
+        "SEQFLOW_NAMESPACES": "",
+        "SEQFLOW_MAX_CONCURRENT_RUNS": "16",
+        "SEQFLOW_JOB_TTL_SECONDS": "3600",
+        "SEQFLOW_LOG_LEVEL": "INFO",
+        "SEQFLOW_LOG_FORMAT": "json",
+        "SEQFLOW_HTTP_PORT": "8080",
+        "SEQFLOW_METRICS_PORT": "9090",
+        "SEQFLOW_PEERING": "seqflow",
+        "SEQFLOW_PRIORITY": "100",
+        "SEQFLOW_DATABASE_URL": "sqlite:////var/lib/seqflow/history.sqlite",
+        "SEQFLOW_MIGRATE_ON_START": "true",
+    }
+    # Embedded SQLite: its file lives in a writable volume, since the root filesystem is read-only.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "/var/lib/seqflow" in {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert container["args"] == ["run"]
+    assert {probe: container[probe]["httpGet"]["path"] for probe in ("livenessProbe", "readinessProbe")} == {
+        "livenessProbe": "/healthz", "readinessProbe": "/readyz",
+    }  # fmt: skip
+    assert not find(docs, "Job") and not find(docs, "Secret")
+    (peering,) = find(docs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "seqflow"
+
+    docs = helm.render(*value_sets()["namespaced"])
+    env = {var["name"]: var.get("value") for var in operator_container(docs)["env"]}
+    assert env["SEQFLOW_NAMESPACES"] == "a,b"
+    assert sorted(peering["metadata"]["namespace"] for peering in find(docs, "KopfPeering")) == ["a", "b"]
+
+    docs = helm.render(*value_sets()["existing-secret-standalone"])
+    env = {var["name"]: var for var in operator_container(docs)["env"]}
+    assert env["SEQFLOW_PEERING"]["value"] == "" and "SEQFLOW_PRIORITY" not in env
+    assert env["SEQFLOW_HANDLER_MODULES"]["value"] == "seqflow.examples,mycompany.handlers"
+    assert env["SEQFLOW_DATABASE_URL"]["valueFrom"] == {"secretKeyRef": {"name": "seqflow-db", "key": "url"}}
+    assert env["SEQFLOW_MIGRATE_ON_START"]["value"] == "false"
+    assert not find(docs, "ClusterKopfPeering") and not find(docs, "Secret")
+
+
+def test_migration_hook_uses_the_database_secret(helm: Helm):
+    docs = helm.render(*value_sets()["database-url"])
+    container = operator_container(docs)
+    env = {var["name"]: var for var in container["env"]}
+    assert env["SEQFLOW_MIGRATE_ON_START"]["value"] == "false"
+    operator_ref = env["SEQFLOW_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+
+    (job,) = find(docs, "Job")
+    assert job["metadata"]["annotations"] == {
+        "helm.sh/hook": "pre-install,pre-upgrade",
+        "helm.sh/hook-weight": "0",
+        "helm.sh/hook-delete-policy": "before-hook-creation,hook-succeeded",
+    }
+    pod = job["spec"]["template"]["spec"]
+    (migrate,) = pod["containers"]
+    assert migrate["args"] == ["migrate"] and migrate["image"] == container["image"]
+    assert migrate["securityContext"] == container["securityContext"]
+    job_env = {var["name"]: var for var in migrate["env"]}
+    job_ref = job_env["SEQFLOW_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+
+    # The operator's Secret and the hook's copy, made before the hook runs, hold the same URL.
+    secrets = {secret["metadata"]["name"]: secret for secret in find(docs, "Secret")}
+    assert secrets.keys() == {operator_ref["name"], job_ref["name"]}
+    assert secrets[operator_ref["name"]]["stringData"] == {operator_ref["key"]: DATABASE_URL}
+    assert secrets[job_ref["name"]]["stringData"] == {job_ref["key"]: DATABASE_URL}
+    assert int(secrets[job_ref["name"]]["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
+
+    assert not find(helm.render(*value_sets()["database-url"], "--set", "migration.enabled=false"), "Job")
+
+
+def test_service_monitor_selects_the_service(helm: Helm):
+    values = ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=prom"]
+    helm("lint", "--strict", str(CHART), *values)
+    docs = helm.render(*values)
+    (monitor,) = find(docs, "ServiceMonitor")
+    (service,) = find(docs, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert not find(helm.render(), "ServiceMonitor")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "rbac.clusterWide=false"], "needs watchNamespaces"),
+        (["--set", "watchNamespaces={a}"], "watchNamespaces needs rbac.clusterWide=false"),
+        (["--set", "peering.name="], "peering.name is required"),
+    ],
+)
+def test_inconsistent_values_are_refused(helm: Helm, values: list[str], message: str):
+    done = helm("template", "test", str(CHART), *values, check=False)
+    assert done.returncode != 0 and message in done.stderr
+
+
+@pytest.mark.parametrize("values", ["default", "namespaced-database-url"])
+def test_install_and_uninstall(cluster: Cluster, helm: Helm, namespaces: list[str], values: str):
+    release_namespace, *watched = namespaces
+    release = f"seqflow-{uuid.uuid4().hex[:6]}"
+    peering = f"chart-test-{uuid.uuid4().hex[:6]}"  # never the name a running operator uses
+    args = ["--set", f"peering.name={peering}"]
+    if values == "namespaced-database-url":
+        # The pre-install migration hook must complete: only kwok's pods do without the image.
+        cluster.require_kwok()
+        args += [*value_sets((watched[0], watched[1]))["namespaced"], *value_sets()["database-url"]]
+    kube = [f"--kubeconfig={cluster.kubeconfig}", "--namespace", release_namespace]
+
+    # The image does not exist here, so nothing waits for the pods; the install itself must work.
+    helm("install", release, str(CHART), *kube, *args, "--wait=false", "--timeout=120s")
+    try:
+        assert "STATUS: deployed" in helm("status", release, *kube).stdout
+        deployment = cluster.get_json("deployment", "-n", release_namespace, release)
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == release
+        if values == "default":
+            cluster.get_json("clusterkopfpeering", peering)
+        else:
+            for namespace in watched:
+                cluster.get_json("role", "-n", namespace, release)
+                cluster.get_json("kopfpeering", "-n", namespace, peering)
+            # The hook's Job and its copy of the Secret are gone once it succeeded.
+            assert cluster.kubectl("get", "job", "-n", release_namespace, f"{release}-migrate",
+                                   check=False).returncode != 0  # fmt: skip
+            cluster.get_json("secret", "-n", release_namespace, f"{release}-database")
+    finally:
+        helm("uninstall", release, *kube, "--wait")
+
+    def gone() -> bool:
+        return all(
+            cluster.kubectl("get", kind, name, "-n", release_namespace, check=False).returncode != 0
+            for kind, name in [("deployment", release), ("clusterrole", release), ("serviceaccount", release)]
+        )
+
+    wait_for(gone, timeout=30, what=f"release {release} to be removed")
