@@ -32,8 +32,7 @@ def open_store(settings: Settings) -> HistoryStore:
 async def run_operator(settings: Settings) -> None:
     import_handler_modules(settings.handler_modules)
     store = open_store(settings)
-    if settings.migrate_on_start:
-        await asyncio.to_thread(upgrade, store.engine)
+    migration = asyncio.create_task(_migrate(store)) if settings.migrate_on_start else None
     api = KubeApi(load_configuration(), connections=settings.api_connections)
     runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
     reconciler = Reconciler(
@@ -74,11 +73,27 @@ async def run_operator(settings: Settings) -> None:
         )
     finally:
         retention.cancel()
+        if migration is not None:
+            migration.cancel()
         await reconciler.stop()
         await http.cleanup()
         runner.close()
         await api.close()
         store.engine.dispose()
+
+
+async def _migrate(store: HistoryStore) -> None:
+    """Bring the schema up to date; while the database is away, keep trying (runs go on, their
+    history waits in their status)."""
+    delay = 1.0
+    while True:
+        try:
+            await asyncio.to_thread(upgrade, store.engine)
+            return
+        except Exception as error:  # the store being away must not stop the operator
+            logger.warning("history schema not migrated (%s); again in %.0f s", type(error).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 async def _prune_history(store: HistoryStore, days: float | None) -> None:
