@@ -14,6 +14,7 @@ import pytest
 from testenv import ControlPlane
 
 REPO = Path(__file__).resolve().parent.parent
+OPERATOR_USER = "seqflow-operator"  # the e2e operators authenticate as this user, bound to the chart's RBAC
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -29,13 +28,10 @@ def _crds(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per watch event
     from seqflow.app import run_operator
+    from seqflow.logs import configure_logging
 
+    configure_logging(level=settings.log_level, json_format=settings.log_format == "json")
     asyncio.run(run_operator(settings))
 
 

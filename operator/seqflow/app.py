@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 
 import kopf
+from prometheus_client import CollectorRegistry, start_http_server
 
 from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
@@ -17,6 +19,7 @@ from seqflow.history.migrate import upgrade
 from seqflow.history.store import HistoryStore, create_store_engine
 from seqflow.history.sync import HistoryWriter
 from seqflow.kube import KubeApi, load_configuration
+from seqflow.metrics import Metrics
 from seqflow.reconciler import Reconciler, ReconcilerOptions
 from seqflow.settings import Settings
 from seqflow.web import Authorizer, HistoryApi, serve
@@ -33,12 +36,18 @@ async def run_operator(settings: Settings) -> None:
     import_handler_modules(settings.handler_modules)
     store = open_store(settings)
     migration = asyncio.create_task(_migrate(store)) if settings.migrate_on_start else None
-    api = KubeApi(load_configuration(), connections=settings.api_connections)
+    metrics = Metrics(CollectorRegistry())
+    api = KubeApi(
+        load_configuration(),
+        connections=settings.api_connections,
+        observe=lambda verb, resource, code, seconds: metrics.api_requests.labels(verb, resource, code).observe(seconds),
+    )
     runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
     reconciler = Reconciler(
         api=api,
         runner=runner,
         history=HistoryWriter(store),
+        metrics=metrics,
         handler_names=registry.names(),
         options=ReconcilerOptions(
             workers=settings.max_concurrent_runs,
@@ -54,8 +63,15 @@ async def run_operator(settings: Settings) -> None:
     if authorizer is None:
         logger.warning("the history API does not check callers (SEQFLOW_HTTP_AUTH=false)")
     http = await serve(HistoryApi(store=store, authorizer=authorizer).application(), port=settings.http_port)
+    metrics_server = None
+    if settings.metrics_port:
+        metrics_server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)
     kopf_settings = kopf.OperatorSettings()
     configure(kopf_settings)
+    if settings.peering:
+        kopf_settings.peering.standalone = False
+        kopf_settings.peering.name = settings.peering
+        kopf_settings.peering.priority = settings.priority * 1000 + random.randrange(1000)
     logger.info(
         "seqflow starting: handlers %s, %d workers, history in %s, http on :%d",
         sorted(registry.names()), settings.max_concurrent_runs, store.engine.url.render_as_string(),
@@ -77,6 +93,8 @@ async def run_operator(settings: Settings) -> None:
             migration.cancel()
         await reconciler.stop()
         await http.cleanup()
+        if metrics_server is not None:
+            metrics_server.shutdown()
         runner.close()
         await api.close()
         store.engine.dispose()

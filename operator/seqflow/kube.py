@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -45,11 +47,17 @@ def _ssl_context(configuration: k8s_client.Configuration) -> ssl.SSLContext | bo
     return context
 
 
+Observer = Callable[[str, str, int, float], None]  # verb, resource, status code, seconds
+
+
 class KubeApi:
     """JSON requests against the API server; non-2xx answers raise `ApiError`."""
 
-    def __init__(self, configuration: k8s_client.Configuration, *, connections: int) -> None:
+    def __init__(
+        self, configuration: k8s_client.Configuration, *, connections: int, observe: Observer | None = None
+    ) -> None:
         self._configuration = configuration
+        self._observe = observe
         self._base = configuration.host.rstrip("/")
         connector = aiohttp.TCPConnector(limit=connections, ssl=_ssl_context(configuration))
         self._session = aiohttp.ClientSession(connector=connector)
@@ -65,8 +73,11 @@ class KubeApi:
             if auth.get("value"):
                 headers[auth["key"]] = auth["value"]
         data = None if body is None else json.dumps(body)
+        began = time.perf_counter()
         async with self._session.request(method, self._base + path, data=data, headers=headers) as response:
             text = await response.text()
+            if self._observe is not None:
+                self._observe(method, resource_of(path), response.status, time.perf_counter() - began)
             if response.status >= 300:
                 raise ApiError(response.status, _message_of(text))
             return json.loads(text) if text else {}
@@ -109,6 +120,16 @@ class KubeApi:
 
 def run_path(namespace: str, name: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{RUNS}/{name}"
+
+
+def resource_of(path: str) -> str:
+    """`workflowruns/status`, `jobs`, `tokenreviews`... from an API path."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if "namespaces" in parts and parts.index("namespaces") + 2 < len(parts):
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[-1:]
+    return parts[0] + ("/status" if parts[-1] == "status" and len(parts) > 2 else "")
 
 
 def _message_of(text: str) -> str:

@@ -42,8 +42,17 @@ from seqflow.engine import (
     plan,
 )
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
-from seqflow.executors.jobs import RunRef, attempt_of, job_finished, job_manifest, job_name, read_outcome
+from seqflow.executors.jobs import (
+    RunRef,
+    attempt_of,
+    job_duration,
+    job_finished,
+    job_manifest,
+    job_name,
+    read_outcome,
+)
 from seqflow.history.sync import HistoryWriter
+from seqflow.metrics import Metrics
 from seqflow.kube import ApiError, KubeApi
 from seqflow.workqueue import WorkQueue
 
@@ -125,6 +134,12 @@ class RunCache:
         self._bodies.pop(key, None)
         self._written.pop(key, None)
 
+    def active(self) -> int:
+        return sum((b.get("status") or {}).get("phase") in ("Pending", "Running") for b in self._bodies.values())
+
+    def pending_history(self) -> int:
+        return sum(len((b.get("status") or {}).get("pendingHistory") or ()) for b in self._bodies.values())
+
 
 @dataclass(frozen=True)
 class ReconcilerOptions:
@@ -141,15 +156,18 @@ class Reconciler:
         api: KubeApi,
         runner: HandlerRunner,
         history: HistoryWriter,
+        metrics: Metrics,
         handler_names: frozenset[str],
         options: ReconcilerOptions,
     ) -> None:
         self._api = api
         self._runner = runner
         self._history = history
+        self._metrics = metrics
         self._handler_names = handler_names
         self._options = options
         self._runs = RunCache()
+        metrics.watch_runs(active=self._runs.active, pending_history=self._runs.pending_history)
         self._workflows: dict[Key, WorkflowView] = {}
         self._jobs: dict[Key, JsonObject] = {}
         self._queue = WorkQueue()
@@ -229,6 +247,7 @@ class Reconciler:
                 await self._reconcile(key)
                 self._errors.pop(key, None)
             except Exception:
+                self._metrics.reconcile_errors.inc()
                 failures = self._errors.get(key, 0) + 1
                 self._errors[key] = failures
                 delay = min(0.5 * 2 ** (failures - 1), MAX_ERROR_DELAY)
@@ -267,10 +286,24 @@ class Reconciler:
                     body = await self._api.get_run(*key)
                     self._runs.wrote(body)
                     continue
+                self._report(key, run, decision.status)
             result = await self._act(key, body, decision)
             # Go round again to run the next attempt, or to write new entries to the store.
             if result is None and (written is None or not decision.status.pending_history):
                 return
+
+    def _report(self, key: Key, run: RunView, written: WorkflowRunStatus) -> None:
+        """Log and count the transitions a written status made (its new activity log entries)."""
+        workflow = run.spec.workflow_ref.name
+        new = [r for r in written.pending_history if r.seq > run.status.history_seq]
+        self._metrics.count(workflow, new)
+        for record in new:
+            error = record.details.get("error") or record.details.get("message")
+            logger.info(
+                "%s %s", record.type.value, workflow,
+                extra={"namespace": key[0], "run": key[1], "task": record.task, "attempt": record.attempt,
+                       "event": record.type.value, "error": error},
+            )  # fmt: skip
 
     async def _flush_history(self, key: Key, body: JsonObject, status: WorkflowRunStatus) -> int | None:
         written = await self._history.flush(body, status)
@@ -318,8 +351,13 @@ class Reconciler:
         if not job_finished(job):
             return None, True
         pods = await self._api.pods_of_job(key[0], name)
-        pod = pods[0] if pods else None
-        return read_outcome(job=job, pod=pod, task_index=index, attempt=task.attempts), False
+        outcome = read_outcome(job=job, pod=pods[0] if pods else None, task_index=index, attempt=task.attempts)
+        seconds = job_duration(job)
+        if seconds is not None:
+            self._metrics.attempt(
+                workflow=run.spec.workflow_ref.name, task=task.name, succeeded=outcome.succeeded, seconds=seconds
+            )
+        return outcome, False
 
     def _plan(
         self, key: Key, run: RunView, result: AttemptResult | None, alive: bool, written: int
@@ -352,7 +390,14 @@ class Reconciler:
             elif isinstance(action, WakeAt):
                 self._queue.add_after(key, action.delay_from(now()).total_seconds())
             elif isinstance(action, RunHandler):
+                began = time.perf_counter()
                 result = await self._runner.run(action, self._context(body, action))
+                self._metrics.attempt(
+                    workflow=body["spec"]["workflowRef"]["name"],
+                    task=action.task.name,
+                    succeeded=result.succeeded,
+                    seconds=time.perf_counter() - began,
+                )
             elif isinstance(action, CreateJob):
                 result = await self._create_job(key, body, action)
         return result

@@ -5,7 +5,7 @@ Nothing else in seqflow reads the environment; this object is built once and pas
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -65,7 +65,22 @@ class Settings(BaseSettings):
         description="Check history API callers' bearer tokens (TokenReview) and their RBAC "
         "(SubjectAccessReview). Turn off for local development only.",
     )
+    metrics_port: int = Field(
+        default=9090, ge=0, le=65535, description="Port of the Prometheus metrics (/metrics); 0: off."
+    )
+    peering: str = Field(
+        default="",
+        description="Kopf peering object shared by the replicas (one active, the others on "
+        "standby); empty: standalone.",
+    )
+    priority: int = Field(
+        default=0,
+        ge=0,
+        description="Peering priority; each replica adds a random number below 1000 to "
+        "1000 x this, so replicas differ and the highest runs.",
+    )
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("handler_modules", "namespaces", mode="before")
     @classmethod

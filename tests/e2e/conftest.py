@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.operators import start_operator
-from tests.support import Cluster, Runs
+from tests.e2e.operators import bind_chart_rbac, start_operator
+from tests.support import OPERATOR_USER, Cluster, Runs
 from testenv.operator import OperatorProcess
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, crds: None, database_url: str, tmp_path_factory) -> Iterator[OperatorProcess]:
+def operator_kubeconfig(cluster: Cluster) -> Path:
+    """The operators' credentials: a user bound only to the Helm chart's role (least privilege,
+    checked by every e2e test); an existing cluster's own kubeconfig otherwise."""
+    if cluster.control_plane is None:
+        return cluster.kubeconfig
+    bind_chart_rbac(cluster, OPERATOR_USER)
+    return cluster.kubeconfig_for(OPERATOR_USER)
+
+
+@pytest.fixture(scope="session")
+def operator(
+    operator_kubeconfig: Path, crds: None, database_url: str, tmp_path_factory
+) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = start_operator(cluster, log, "e2e-*", database_url)
+    process = start_operator(operator_kubeconfig, log, "e2e-*", database_url)
     yield process
     process.stop()
     print(f"\noperator log: {log}\n{process.tail(40)}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from tests.support import Cluster
+import yaml
+
+from tests.support import REPO, Cluster
+from testenv import ensure_binaries
 from testenv._proc import free_port
 from testenv.operator import OperatorProcess
 
@@ -18,19 +22,36 @@ SETTINGS = {
 
 
 def start_operator(
-    cluster: Cluster, log: Path, namespaces: str, database_url: str, **settings: str
+    kubeconfig: Path, log: Path, namespaces: str, database_url: str, **settings: str
 ) -> OperatorProcess:
-    """An operator serving `namespaces`, its HTTP endpoints on a free port (`http_url(...)`)."""
+    """An operator serving `namespaces`, its HTTP endpoints and metrics on free ports."""
     settings = {
         **SETTINGS,
         "SEQFLOW_NAMESPACES": namespaces,
         "SEQFLOW_DATABASE_URL": database_url,
         "SEQFLOW_HTTP_PORT": str(free_port()),
+        "SEQFLOW_METRICS_PORT": str(free_port()),
         **settings,
     }
-    return OperatorProcess(
-        kubeconfig=cluster.kubeconfig, settings=settings, log=log, python_path=(HERE,)
-    ).start()
+    return OperatorProcess(kubeconfig=kubeconfig, settings=settings, log=log, python_path=(HERE,)).start()
+
+
+def bind_chart_rbac(cluster: Cluster, user: str) -> None:
+    """Grant `user` exactly the chart's (cluster-wide) role, as the chart grants its ServiceAccount."""
+    helm = str(ensure_binaries().helm)
+    rendered = subprocess.run(
+        [helm, "template", "seqflow-e2e", str(REPO / "charts" / "seqflow"), "--set", "peering.enabled=false",
+         "--show-only", "templates/rbac.yaml"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    (role,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole"]
+    cluster.apply(role, namespace="default")
+    cluster.kubectl("create", "clusterrolebinding", f"{user}-chart-role", f"--clusterrole={role['metadata']['name']}",
+                    f"--user={user}")  # fmt: skip
+
+
+def metrics_url(operator: OperatorProcess) -> str:
+    return f"http://127.0.0.1:{operator.settings['SEQFLOW_METRICS_PORT']}/metrics"
 
 
 def http_url(operator: OperatorProcess) -> str:

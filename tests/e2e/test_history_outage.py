@@ -32,10 +32,10 @@ def statuses(runs: Runs, namespace: str) -> dict[str, dict]:
     return {f"r{i:02d}": runs.get(namespace, f"r{i:02d}").get("status") or {} for i in range(RUNS)}
 
 
-def test_outage_delays_history_and_loses_nothing(cluster: Cluster, runs: Runs, crds: None, mariadb, tmp_path):
+def test_outage_delays_history_and_loses_nothing(cluster: Cluster, runs: Runs, crds: None, mariadb, operator_kubeconfig, tmp_path):
     namespace = f"outage-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
-    operator = start_operator(cluster, tmp_path / "first.log", "outage-*", mariadb.url)
+    operator = start_operator(operator_kubeconfig, tmp_path / "first.log", "outage-*", mariadb.url)
     tasks = [{"name": n, "handler": "test.step", "retry": {"backoffSeconds": 0.5}} for n in ("A", "B", "C")]
     cluster.apply(workflow("steps", tasks), namespace=namespace)
     for i in range(RUNS // 2):
@@ -48,7 +48,7 @@ def test_outage_delays_history_and_loses_nothing(cluster: Cluster, runs: Runs, c
         cluster.apply(workflow_run(f"r{i:02d}", "steps", {"sleep": 1.5}), namespace=namespace)
     time.sleep(3)
     operator.kill()  # while the database is down, in the middle of the second half's tasks
-    operator = start_operator(cluster, tmp_path / "second.log", "outage-*", mariadb.url)
+    operator = start_operator(operator_kubeconfig, tmp_path / "second.log", "outage-*", mariadb.url)
     try:
         # Runs go on without the database: they finish, their history waiting in their status.
         wait_for(lambda: all(s.get("phase") == "Succeeded" for s in statuses(runs, namespace).values()),

@@ -117,11 +117,11 @@ def test_deleting_a_run_deletes_its_jobs(cluster: Cluster, runs: Runs, namespace
 
 
 def test_finished_jobs_expire_after_their_ttl(
-    cluster: Cluster, runs: Runs, crds: None, database_url: str, tmp_path
+    cluster: Cluster, runs: Runs, crds: None, database_url: str, operator_kubeconfig, tmp_path
 ):
     namespace = f"ttl-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
-    operator = start_operator(cluster, tmp_path / "ttl.log", "ttl-*", database_url, SEQFLOW_JOB_TTL_SECONDS="2")
+    operator = start_operator(operator_kubeconfig, tmp_path / "ttl.log", "ttl-*", database_url, SEQFLOW_JOB_TTL_SECONDS="2")
     try:
         cluster.apply(workflow("ttl", [job_task("Quick")]), namespace=namespace)
         cluster.apply(workflow_run("r1", "ttl"), namespace=namespace)
@@ -135,18 +135,18 @@ def test_finished_jobs_expire_after_their_ttl(
 
 
 def test_operator_restart_while_a_job_runs_creates_no_second_job(
-    cluster: Cluster, runs: Runs, crds: None, database_url: str, tmp_path
+    cluster: Cluster, runs: Runs, crds: None, database_url: str, operator_kubeconfig, tmp_path
 ):
     namespace = f"restart-job-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
-    operator = start_operator(cluster, tmp_path / "first.log", "restart-job-*", database_url)
+    operator = start_operator(operator_kubeconfig, tmp_path / "first.log", "restart-job-*", database_url)
     tasks = [job_task("Crunch", annotations={"test.seqflow.io/duration": "5s"}), {"name": "After", "handler": "test.step"}]
     cluster.apply(workflow("long-job", tasks), namespace=namespace)
     cluster.apply(workflow_run("r1", "long-job"), namespace=namespace)
     wait_for(lambda: jobs_of(cluster, namespace, "r1"), timeout=30, what="the run's Job")
     operator.kill()
 
-    restarted = start_operator(cluster, tmp_path / "second.log", "restart-job-*", database_url)
+    restarted = start_operator(operator_kubeconfig, tmp_path / "second.log", "restart-job-*", database_url)
     try:
         wait_phase(cluster, namespace, "r1", "Succeeded")
     finally:

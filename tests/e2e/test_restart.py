@@ -14,12 +14,12 @@ pytestmark = pytest.mark.cluster
 
 
 def test_sigkill_mid_task_retries_interrupted_attempt_and_finishes(
-    cluster: Cluster, runs: Runs, crds: None, database_url: str, tmp_path
+    cluster: Cluster, runs: Runs, crds: None, database_url: str, operator_kubeconfig, tmp_path
 ):
     # A namespace of its own, served by an operator of its own that this test kills.
     namespace = f"restart-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
-    operator = start_operator(cluster, tmp_path / "first.log", "restart-*", database_url)
+    operator = start_operator(operator_kubeconfig, tmp_path / "first.log", "restart-*", database_url)
     retry = {"backoffSeconds": 0.5}
     tasks = [{"name": n, "handler": "test.step", "retry": retry} for n in ("A", "B", "C")]
     cluster.apply(workflow("slow", tasks), namespace=namespace)
@@ -29,7 +29,7 @@ def test_sigkill_mid_task_retries_interrupted_attempt_and_finishes(
     operator.kill()
     assert runs.get(namespace, "r1")["status"]["tasks"][1]["phase"] == "Running"
 
-    restarted = start_operator(cluster, tmp_path / "second.log", "restart-*", database_url)
+    restarted = start_operator(operator_kubeconfig, tmp_path / "second.log", "restart-*", database_url)
     try:
         history = runs.watch(namespace, "r1", until=lambda s: s.get("phase") == "Succeeded", timeout=60)
     finally:

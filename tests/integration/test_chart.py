@@ -139,10 +139,10 @@ def test_rbac_has_no_wildcards(helm: Helm, values: str):
 NAMESPACED_PERMISSIONS = {
     ("seqflow.io", "workflows"): {"get", "list", "watch"},
     ("seqflow.io", "workflowruns"): {"get", "list", "watch", "patch"},
-    ("seqflow.io", "workflowruns/status"): {"get", "patch"},
-    ("", "events"): {"create", "patch"},
-    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("", "pods"): {"get", "list"},
+    ("seqflow.io", "workflowruns/status"): {"patch"},
+    ("", "events"): {"create"},
+    ("batch", "jobs"): {"create", "get", "list", "watch"},
+    ("", "pods"): {"list"},
 }
 CLUSTER_PERMISSIONS = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},

@@ -105,17 +105,17 @@ gets a copy of its own, made just before it and removed after it.
   verbs: [get, list, watch, patch]
 - apiGroups: [seqflow.io]
   resources: [workflowruns/status]
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 # Job tasks, one Job per attempt; their pods' termination messages carry the outputs.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [create, get, list, watch, delete]
+  verbs: [create, get, list, watch]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list]
+  verbs: [list]
 {{- end }}
 
 {{/* What the operator needs cluster-wide in every mode. */}}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from seqflow.api.models import GROUP, VERSION, JsonObject, PinnedTask
@@ -168,6 +168,17 @@ def _condition(job: JsonObject, kind: str) -> JsonObject | None:
 
 def job_finished(job: JsonObject) -> bool:
     return bool(_condition(job, "Complete") or _condition(job, "Failed"))
+
+
+def job_duration(job: JsonObject) -> float | None:
+    """Seconds from the Job's start to its end (Kubernetes keeps whole seconds)."""
+    status = job.get("status") or {}
+    end = status.get("completionTime") or next(
+        (c.get("lastTransitionTime") for c in status.get("conditions") or [] if c.get("type") == "Failed"), None
+    )
+    if not status.get("startTime") or not end:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(status["startTime"])).total_seconds()
 
 
 def attempt_of(job: JsonObject) -> tuple[str, int] | None:
