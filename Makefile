@@ -26,6 +26,7 @@ unit: $(VENV)/.installed
 
 crds: $(VENV)/.installed
 	$(PY) -m seqflow crds --output-dir crds
+	cp crds/*.yaml charts/seqflow/crds/
 
 bench: $(VENV)/.installed tools
 	$(PY) bench/throughput.py $(BENCH_ARGS)

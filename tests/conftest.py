@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import OPERATOR_USER, REPO, Cluster
+from tests.support import OPERATOR_USER, REPO, Cluster, wait_for
 from testenv import ControlPlane, MariaDB, ensure_binaries
 
 @pytest.fixture(scope="session")
@@ -46,6 +46,13 @@ def crds(cluster: Cluster) -> None:
         "wait", "--for=condition=Established", "--timeout=60s",
         "crd/workflows.seqflow.io", "crd/workflowruns.seqflow.io",
     )  # fmt: skip
+    # Kopf discovers resources through /apis once at start: let discovery catch up first.
+    wait_for(
+        lambda: "workflowruns" in cluster.kubectl("get", "--raw", "/apis/seqflow.io/v1alpha1", check=False).stdout
+        and "seqflow.io" in cluster.kubectl("get", "--raw", "/apis", check=False).stdout,
+        timeout=30,
+        what="the seqflow.io API in discovery",
+    )
 
 
 @pytest.fixture

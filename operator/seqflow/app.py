@@ -10,7 +10,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import kopf
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 
 from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
@@ -36,6 +36,7 @@ async def run_operator(settings: Settings) -> None:
     import_handler_modules(settings.handler_modules)
     store = open_store(settings)
     migration = asyncio.create_task(_migrate(store)) if settings.migrate_on_start else None
+    disable_created_metrics()  # no *_created series: they double the exposition for little use
     metrics = Metrics(CollectorRegistry())
     api = KubeApi(
         load_configuration(),

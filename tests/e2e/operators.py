@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import yaml
 
-from tests.support import REPO, Cluster
+from tests.support import REPO, Cluster, wait_for
 from testenv import ensure_binaries
 from testenv._proc import free_port
 from testenv.operator import OperatorProcess
@@ -33,7 +34,19 @@ def start_operator(
         "SEQFLOW_METRICS_PORT": str(free_port()),
         **settings,
     }
-    return OperatorProcess(kubeconfig=kubeconfig, settings=settings, log=log, python_path=(HERE,)).start()
+    operator = OperatorProcess(kubeconfig=kubeconfig, settings=settings, log=log, python_path=(HERE,)).start()
+    wait_for(lambda: _answers(metrics_url(operator)) or not operator.running(), timeout=30,
+             what="the operator's endpoints")  # fmt: skip
+    assert operator.running(), operator.tail()
+    return operator
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def bind_chart_rbac(cluster: Cluster, user: str) -> None:
