@@ -21,7 +21,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from kubernetes import client, config, watch  # noqa: E402
 
-from testenv import ControlPlane, ensure_binaries  # noqa: E402
+from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
+from testenv._proc import free_port  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
 from throughput import GROUP, NAMESPACE, PLURAL, VERSION, percentile, run_manifest, wait_finished  # noqa: E402
 
@@ -42,7 +43,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
 
-    with ControlPlane(with_jobs=True) as control_plane:
+    with ControlPlane(with_jobs=True) as control_plane, MariaDB() as mariadb:
         kubectl = [str(ensure_binaries().kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
         subprocess.run([*kubectl, "apply", "-f", str(HERE.parent / "crds")], check=True, capture_output=True)
         established = ["wait", "--for=condition=Established", "crd/workflowruns.seqflow.io"]
@@ -57,7 +58,13 @@ def main() -> None:
         api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "workflows", workflow)
         operator = OperatorProcess(
             kubeconfig=control_plane.kubeconfig,
-            settings={"SEQFLOW_HANDLER_MODULES": "bench_handlers", "SEQFLOW_LOG_LEVEL": "WARNING"},
+            settings={
+                "SEQFLOW_HANDLER_MODULES": "bench_handlers",
+                "SEQFLOW_LOG_LEVEL": "WARNING",
+                "SEQFLOW_DATABASE_URL": mariadb.url,
+                "SEQFLOW_HTTP_PORT": str(free_port()),
+                "SEQFLOW_METRICS_PORT": str(free_port()),
+            },
             python_path=(HERE,),
         ).start()
         completed: dict[str, float] = {}

@@ -15,6 +15,7 @@ import subprocess
 import statistics
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +24,8 @@ sys.path[:0] = [str(HERE.parent)]
 
 from kubernetes import client, config, watch  # noqa: E402
 
-from testenv import ControlPlane, ensure_binaries  # noqa: E402
+from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
+from testenv._proc import free_port  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
 
 NAMESPACE = "default"
@@ -55,6 +57,18 @@ def cpu_seconds_of_children() -> dict[str, float]:
         if int(fields[1]) == os.getpid():
             used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     return used
+
+
+def api_requests(metrics_port: str) -> list[tuple[str, int]]:
+    """The operator's own API requests by verb and resource, from its metrics."""
+    counts: dict[str, int] = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("seqflow_kubernetes_api_request_duration_seconds_count{"):
+                labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
+                what = f"{labels['verb'].strip(chr(34))} {labels['resource'].strip(chr(34))}"
+                counts[what] = counts.get(what, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return sorted(counts.items(), key=lambda item: -item[1])
 
 
 def run_manifest(name: str) -> dict:
@@ -92,7 +106,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16, help="SEQFLOW_MAX_CONCURRENT_RUNS")
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
-    with ControlPlane() as control_plane:
+    with ControlPlane() as control_plane, MariaDB() as mariadb:
         kubectl = [str(ensure_binaries().kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
         subprocess.run([*kubectl, "apply", "-f", str(HERE.parent / "crds")], check=True, capture_output=True)
         established = ["wait", "--for=condition=Established", "crd/workflowruns.seqflow.io"]
@@ -109,6 +123,9 @@ def main() -> None:
                 "SEQFLOW_HANDLER_MODULES": "bench_handlers",
                 "SEQFLOW_MAX_CONCURRENT_RUNS": str(args.workers),
                 "SEQFLOW_LOG_LEVEL": "WARNING",
+                "SEQFLOW_DATABASE_URL": mariadb.url,
+                "SEQFLOW_HTTP_PORT": str(free_port()),
+                "SEQFLOW_METRICS_PORT": str(free_port()),
             },
             python_path=(HERE,),
         ).start()
@@ -130,6 +147,7 @@ def main() -> None:
         finished = wait_finished(api, set(names), args.timeout)
         ended = time.time()
         rss = peak_rss_mb(operator.pid)
+        requests = api_requests(operator.settings["SEQFLOW_METRICS_PORT"])
         cpu = {name: used - cpu_before.get(name, 0.0) for name, used in cpu_seconds_of_children().items()}
         operator.stop()
 
@@ -148,6 +166,7 @@ def main() -> None:
     print(f"create-to-first-task    p50 {percentile(first_task, 0.5):.1f} ms, p95 {percentile(first_task, 0.95):.1f} ms")
     print(f"operator peak RSS       {rss:.1f} MB")
     print(f"watch saw all finished  {ended - began:.2f} s")
+    print("API requests            " + ", ".join(f"{n} {what}" for what, n in requests))
     busy = ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(cpu.items(), key=lambda i: -i[1]) if seconds >= 0.05)
     print(f"CPU seconds used        {busy} (2 cores: {2 * (ended - began):.1f} available)")
 

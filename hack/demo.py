@@ -1,13 +1,16 @@
 """`make demo`: seqflow on a local control plane, running the example workflows.
 
-Starts etcd and kube-apiserver (see testenv/), installs the CRDs, starts the operator with the
-example handlers, applies workflows/*.yaml and shows the runs progressing until all are done.
-With --keep everything stays up for you to play with until Ctrl-C.
+Starts etcd and kube-apiserver and a MariaDB for the history (see testenv/), installs the CRDs,
+starts the operator with the example handlers, applies workflows/*.yaml, shows the runs
+progressing until all are done, then one run's Events and its history. With --keep everything
+stays up for you to play with until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from testenv import ControlPlane, ensure_binaries  # noqa: E402
+from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
+from testenv._proc import free_port  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
 
 FINISHED = {"Succeeded", "Failed"}
@@ -31,8 +35,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     kubectl_path = str(ensure_binaries().kubectl)
-    with ControlPlane() as control_plane:
+    with ControlPlane() as control_plane, MariaDB() as mariadb:
         print(f"local control plane ready in {control_plane.start_seconds:.1f} s at {control_plane.server}")
+        print(f"MariaDB for the history ready in {mariadb.start_seconds:.1f} s")
 
         def kubectl(*words: str) -> str:
             command = [kubectl_path, f"--kubeconfig={control_plane.kubeconfig}", *words]
@@ -40,10 +45,13 @@ def main() -> None:
 
         print(kubectl("apply", "-f", str(REPO / "crds")), end="")
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflowruns.seqflow.io")
-        operator = OperatorProcess(
-            kubeconfig=control_plane.kubeconfig,
-            settings={"SEQFLOW_HANDLER_MODULES": "seqflow.examples"},
-        ).start()
+        settings = {
+            "SEQFLOW_HANDLER_MODULES": "seqflow.examples",
+            "SEQFLOW_DATABASE_URL": mariadb.url,
+            "SEQFLOW_HTTP_PORT": str(free_port()),
+            "SEQFLOW_METRICS_PORT": str(free_port()),
+        }
+        operator = OperatorProcess(kubeconfig=control_plane.kubeconfig, settings=settings).start()
         print(f"operator started (pid {operator.pid}, log {operator.log})")
         print(kubectl("apply", "-f", str(REPO / "workflows")), end="")
 
@@ -53,16 +61,37 @@ def main() -> None:
         print(describe[describe.index("Events:") :] if "Events:" in describe else describe)
         print("$ kubectl get workflowruns")
         print(kubectl("get", "workflowruns"), end="")
+        show_history(mariadb.url)
 
         if args.keep:
             print(f"\nEverything is running. In another shell:\n  export KUBECONFIG={control_plane.kubeconfig}")
-            print(f"  {kubectl_path} get workflowruns -w\nPress Ctrl-C to stop and clean up.")
+            print(f"  {kubectl_path} get workflowruns -w")
+            print(f"  SEQFLOW_DATABASE_URL='{mariadb.url}' {sys.executable} -m seqflow history list")
+            print(f"  curl localhost:{settings['SEQFLOW_METRICS_PORT']}/metrics")
+            print("Press Ctrl-C to stop and clean up.")
             try:
                 while operator.running():
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
         operator.stop()
+
+
+def show_history(database_url: str) -> None:
+    """The history store's view of order-001, once the operator has written all of it."""
+    environment = {**os.environ, "SEQFLOW_DATABASE_URL": database_url, "PYTHONPATH": str(REPO / "operator")}
+    command = [sys.executable, "-m", "seqflow", "history", "show", "default", "order-001"]
+    deadline = time.monotonic() + 30
+    while True:
+        run = json.loads(subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout)
+        if run["phase"] == "Succeeded" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print("\n$ python -m seqflow history show default order-001   (activity log, from MariaDB)")
+    for entry in run["activity"]:
+        task = f"{entry['task']}#{entry['attempt']}" if entry["task"] else ""
+        error = entry["details"].get("error", "")
+        print(f"  {entry['seq']:>2} {entry['at']}  {entry['event']:<18} {task:<16} {error}")
 
 
 def show_progress(kubectl, *, timeout: float) -> None:

@@ -20,6 +20,7 @@ from kubernetes import config as k8s_config
 from seqflow.api.models import GROUP, VERSION, JsonObject
 
 RUNS = "workflowruns"
+AUTH_REFRESH_SECONDS = 60.0
 
 
 class ApiError(Exception):
@@ -58,6 +59,8 @@ class KubeApi:
     ) -> None:
         self._configuration = configuration
         self._observe = observe
+        self._auth: dict[str, str] = {}
+        self._auth_until = 0.0
         self._base = configuration.host.rstrip("/")
         connector = aiohttp.TCPConnector(limit=connections, ssl=_ssl_context(configuration))
         self._session = aiohttp.ClientSession(connector=connector)
@@ -68,10 +71,7 @@ class KubeApi:
     async def request(
         self, method: str, path: str, *, body: Any = None, content_type: str = "application/json"
     ) -> JsonObject:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        for auth in self._configuration.auth_settings().values():
-            if auth.get("value"):
-                headers[auth["key"]] = auth["value"]
+        headers = {"Accept": "application/json", "Content-Type": content_type, **self._auth_headers()}
         data = None if body is None else json.dumps(body)
         began = time.perf_counter()
         async with self._session.request(method, self._base + path, data=data, headers=headers) as response:
@@ -81,6 +81,18 @@ class KubeApi:
             if response.status >= 300:
                 raise ApiError(response.status, _message_of(text))
             return json.loads(text) if text else {}
+
+    def _auth_headers(self) -> dict[str, str]:
+        """The credentials' headers, refreshed every minute (service account tokens rotate; the
+        kubeconfig loader re-reads everything on each refresh, too costly for every request)."""
+        if time.monotonic() >= self._auth_until:
+            self._auth = {
+                auth["key"]: auth["value"]
+                for auth in self._configuration.auth_settings().values()
+                if auth.get("value")
+            }
+            self._auth_until = time.monotonic() + AUTH_REFRESH_SECONDS
+        return self._auth
 
     # ----- the calls seqflow makes -----
 

@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 MAX_EVENT_MESSAGE = 1024
+EVENT_POSTERS = 4
 FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is written
 MAX_ERROR_DELAY = 30.0
 
@@ -173,8 +174,11 @@ class Reconciler:
         self._queue = WorkQueue()
         self._events: asyncio.Queue[JsonObject] = asyncio.Queue(options.event_queue_size)
         self._unwritten: dict[Key, AttemptResult] = {}
+        self._flushing: set[Key] = set()  # runs whose history is being written right now
+        self._flushed: dict[Key, int] = {}  # the store has each run's entries up to this seq
         self._errors: dict[Key, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._host = socket.gethostname()
 
     # ----- lifecycle -----
@@ -184,12 +188,15 @@ class Reconciler:
             asyncio.create_task(self._work(), name=f"seqflow-worker-{i}")
             for i in range(self._options.workers)
         ]
-        self._tasks.append(asyncio.create_task(self._post_events(), name="seqflow-events"))
+        self._tasks += [
+            asyncio.create_task(self._post_events(), name=f"seqflow-events-{i}") for i in range(EVENT_POSTERS)
+        ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._background]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ----- events from Kopf -----
 
@@ -199,6 +206,7 @@ class Reconciler:
             self._runs.drop(key)
             self._queue.forget(key)
             self._unwritten.pop(key, None)
+            self._flushed.pop(key, None)
             return
         if self._runs.observe(body):
             self._queue.add(key)
@@ -268,11 +276,11 @@ class Reconciler:
                 body = await self._set_finalizers(key, body, [*finalizers, FINALIZER])
                 continue
             run = run_view(body)
-            written = await self._flush_history(key, body, run.status)
+            self._flush_in_background(key, body, run.status)
             alive = False
             if result is None:
                 result, alive = await self._observe_job(key, run)
-            decision = self._plan(key, run, result, alive, written or 0)
+            decision = self._plan(key, run, result, alive, self._flushed.get(key, 0))
             if decision.status != run.status:
                 try:
                     body = await self._write_status(key, body, decision.status)
@@ -288,8 +296,7 @@ class Reconciler:
                     continue
                 self._report(key, run, decision.status)
             result = await self._act(key, body, decision)
-            # Go round again to run the next attempt, or to write new entries to the store.
-            if result is None and (written is None or not decision.status.pending_history):
+            if result is None:
                 return
 
     def _report(self, key: Key, run: RunView, written: WorkflowRunStatus) -> None:
@@ -305,17 +312,34 @@ class Reconciler:
                        "event": record.type.value, "error": error},
             )  # fmt: skip
 
-    async def _flush_history(self, key: Key, body: JsonObject, status: WorkflowRunStatus) -> int | None:
-        written = await self._history.flush(body, status)
-        if written is None:
-            self._queue.add_after(key, self._history.retry_delay(body))
-        return written
+    def _flush_in_background(self, key: Key, body: JsonObject, status: WorkflowRunStatus) -> None:
+        """Write the run's pending history without holding up its next task; once written, the
+        run comes back to trim those entries from its status (or, on failure, later, to retry)."""
+        if key in self._flushing or not status.pending_history:
+            return
+        self._flushing.add(key)
+
+        async def flush() -> None:
+            try:
+                written = await self._history.flush(body, status)
+            finally:
+                self._flushing.discard(key)
+            if written is None:
+                self._queue.add_after(key, self._history.retry_delay(body))
+            else:
+                self._flushed[key] = max(self._flushed.get(key, 0), written)
+                self._queue.add(key)
+
+        task = asyncio.create_task(flush())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _finalize(self, key: Key, body: JsonObject, finalizers: list[str]) -> None:
         """A deleted run goes once the store has its whole history."""
         if FINALIZER not in finalizers:
             return
-        if await self._flush_history(key, body, run_view(body).status) is None:
+        if await self._history.flush(body, run_view(body).status) is None:
+            self._queue.add_after(key, self._history.retry_delay(body))
             return  # the store is away: the finalizer holds the run until it is back
         await self._set_finalizers(key, body, [f for f in finalizers if f != FINALIZER])
 

@@ -61,9 +61,11 @@ def create_store_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
+    # No pre-ping: a connection the server dropped fails one write, which is retried anyway.
     return create_engine(
         url,
-        pool_pre_ping=True,
+        pool_size=8,
+        max_overflow=8,
         pool_recycle=300,
         connect_args={"connect_timeout": 3, "read_timeout": 10, "write_timeout": 10},
     )
