@@ -16,7 +16,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Python's getpass (used by Kopf to name itself when POD_ID is unset) needs one.
 RUN groupadd --system --gid 65532 seqflow \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin seqflow
+        --shell /usr/sbin/nologin seqflow \
+ && install -d -o 65532 -g 65532 /var/lib/seqflow
+
+# Without a database URL the history goes to an embedded SQLite file in this writable directory.
+ENV SEQFLOW_DATABASE_URL=sqlite:////var/lib/seqflow/history.sqlite
 
 # pyproject.toml names README.md as the package's readme, so it is needed to build.
 COPY pyproject.toml README.md /src/
