@@ -4,9 +4,8 @@ endpoints and Kopf, started together and stopped together."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
+import time
 from datetime import UTC, datetime, timedelta
 
 import kopf
@@ -26,6 +25,7 @@ from seqflow.web import Authorizer, HistoryApi, serve
 
 logger = logging.getLogger("seqflow")
 RETENTION_INTERVAL = 3600.0
+PRIORITY_SPAN = 10**15  # more than the milliseconds since 1970 for the next 30,000 years
 
 
 def open_store(settings: Settings) -> HistoryStore:
@@ -71,8 +71,12 @@ async def run_operator(settings: Settings) -> None:
     configure(kopf_settings)
     if settings.peering:
         kopf_settings.peering.standalone = False
+        kopf_settings.peering.mandatory = True
         kopf_settings.peering.name = settings.peering
-        kopf_settings.peering.priority = settings.priority * 1000 + random.randrange(1000)
+        kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
+        # Distinct priorities (equal ones pause everybody); among replicas of one priority the
+        # longest-running wins, so a replica that restarts comes back as a standby.
+        kopf_settings.peering.priority = settings.priority * PRIORITY_SPAN + (PRIORITY_SPAN - time.time_ns() // 10**6)
     logger.info(
         "seqflow starting: handlers %s, %d workers, history in %s, http on :%d",
         sorted(registry.names()), settings.max_concurrent_runs, store.engine.url.render_as_string(),
@@ -121,8 +125,11 @@ async def _prune_history(store: HistoryStore, days: float | None) -> None:
         return
     while True:
         cutoff = datetime.now(UTC) - timedelta(days=days)
-        with contextlib.suppress(Exception):  # the store being away only delays pruning
+        try:
             deleted = await asyncio.to_thread(store.delete_finished_before, cutoff)
+        except Exception as error:  # the store being away only delays pruning
+            logger.warning("history retention skipped this hour: %s", type(error).__name__)
+        else:
             if deleted:
                 logger.info("deleted the history of %d runs finished before %s", deleted, cutoff)
         await asyncio.sleep(RETENTION_INTERVAL)

@@ -15,7 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from seqflow.executors.inprocess import PermanentError, TaskContext, import_handler_modules, registry
+from seqflow.executors.inprocess import (
+    PermanentError,
+    TaskContext,
+    import_handler_modules,
+    output_problem,
+    registry,
+)
 from seqflow.executors.jobs import PERMANENT_EXIT_CODE, TERMINATION_LOG, TERMINATION_MESSAGE_LIMIT
 
 
@@ -61,17 +67,10 @@ def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) 
         return finish(str(error) or type(error).__name__, PERMANENT_EXIT_CODE)
     except Exception as error:  # the attempt's outcome, reported to seqflow
         return finish(f"{type(error).__name__}: {error}", 1)
-    if not isinstance(output, dict):
-        return finish(f"the handler returned {type(output).__name__}, not a JSON object (dict)", 1)
-    text = json.dumps(output, separators=(",", ":"))
-    size = len(text.encode())
-    if size > TERMINATION_MESSAGE_LIMIT:
-        return finish(
-            f"the output is {size} bytes; Kubernetes keeps at most {TERMINATION_MESSAGE_LIMIT} "
-            "bytes of a termination message: return less (large data belongs in storage)",
-            1,
-        )
-    return finish(text, 0)
+    problem = output_problem(output, limit=TERMINATION_MESSAGE_LIMIT)
+    if problem:
+        return finish(f"{problem} (Kubernetes keeps at most {TERMINATION_MESSAGE_LIMIT} bytes of a termination message)", 1)
+    return finish(json.dumps(output, separators=(",", ":")), 0)
 
 
 def main(handler_name: str, modules: list[str]) -> None:

@@ -15,7 +15,7 @@ from seqflow.executors.jobs import MANAGED_BY
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
-    """Kopf settings seqflow relies on."""
+    """Kopf settings seqflow relies on (standalone unless the app sets up peering)."""
     settings.peering.standalone = True
     settings.posting.enabled = False
     settings.persistence.diffbase_storage = NoDiffBase()

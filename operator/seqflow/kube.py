@@ -1,8 +1,8 @@
 """A small asyncio client for the few Kubernetes API calls the reconciler makes on its hot path.
 
-Credentials come from the `kubernetes` package's config loaders (in-cluster or kubeconfig), so
-every way of logging in that kubectl users know keeps working; requests go over one pooled
-aiohttp session, so no thread pool sits between the run loop and the API server.
+Credentials come from the `kubernetes` package's config loaders (in-cluster or kubeconfig:
+tokens, client certificates, exec and auth-provider plugins; not proxies); requests go over one
+pooled aiohttp session, so no thread pool sits between the run loop and the API server.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from seqflow.api.models import GROUP, VERSION, JsonObject
 
 RUNS = "workflowruns"
 AUTH_REFRESH_SECONDS = 60.0
+REQUEST_TIMEOUT = 30.0
 
 
 class ApiError(Exception):
@@ -63,7 +64,7 @@ class KubeApi:
         self._auth_until = 0.0
         self._base = configuration.host.rstrip("/")
         connector = aiohttp.TCPConnector(limit=connections, ssl=_ssl_context(configuration))
-        self._session = aiohttp.ClientSession(connector=connector)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
 
     async def close(self) -> None:
         await self._session.close()
@@ -124,8 +125,11 @@ class KubeApi:
     async def get_job(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
 
-    async def pods_of_job(self, namespace: str, job: str) -> list[JsonObject]:
-        selector = f"batch.kubernetes.io/job-name={job}"
+    async def get_workflow(self, namespace: str, name: str) -> JsonObject:
+        return await self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}")
+
+    async def pods_of_job(self, namespace: str, job_uid: str) -> list[JsonObject]:
+        selector = f"batch.kubernetes.io/controller-uid={job_uid}"
         answer = await self.request("GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}")
         return answer.get("items") or []
 

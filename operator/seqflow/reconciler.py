@@ -44,12 +44,13 @@ from seqflow.engine import (
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
     RunRef,
-    attempt_of,
     job_duration,
     job_finished,
     job_manifest,
     job_name,
+    owned_by,
     read_outcome,
+    run_of,
 )
 from seqflow.history.sync import HistoryWriter
 from seqflow.metrics import Metrics
@@ -126,6 +127,10 @@ class RunCache:
         self._bodies[key] = body
         return True
 
+    def refresh(self, body: JsonObject) -> None:
+        """Take a body read from the API (not our write: its watch event still counts)."""
+        self._bodies[key_of(body)] = body
+
     def wrote(self, body: JsonObject) -> None:
         key = key_of(body)
         self._bodies[key] = body
@@ -173,9 +178,9 @@ class Reconciler:
         self._jobs: dict[Key, JsonObject] = {}
         self._queue = WorkQueue()
         self._events: asyncio.Queue[JsonObject] = asyncio.Queue(options.event_queue_size)
-        self._unwritten: dict[Key, AttemptResult] = {}
-        self._flushing: set[Key] = set()  # runs whose history is being written right now
-        self._flushed: dict[Key, int] = {}  # the store has each run's entries up to this seq
+        self._unwritten: dict[str, AttemptResult] = {}  # by run uid: results a failed write lost
+        self._flushing: set[str] = set()  # uids of runs whose history is being written now
+        self._flushed: dict[str, int] = {}  # by run uid: the store has its entries up to this seq
         self._errors: dict[Key, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -203,10 +208,11 @@ class Reconciler:
     def on_run_event(self, event_type: str | None, body: JsonObject) -> None:
         key = key_of(body)
         if event_type == "DELETED":
+            uid = body["metadata"]["uid"]
             self._runs.drop(key)
             self._queue.forget(key)
-            self._unwritten.pop(key, None)
-            self._flushed.pop(key, None)
+            self._unwritten.pop(uid, None)
+            self._flushed.pop(uid, None)
             return
         if self._runs.observe(body):
             self._queue.add(key)
@@ -230,9 +236,9 @@ class Reconciler:
             self._jobs.pop(key, None)
             return
         self._jobs[key] = body
-        owner = attempt_of(body)
-        if owner is not None:
-            self._queue.add((key[0], owner[0]))
+        run = run_of(body)
+        if run is not None:
+            self._queue.add((key[0], run))
 
     def _wake_runs_waiting_for(self, workflow: Key) -> None:
         namespace, name = workflow
@@ -266,38 +272,75 @@ class Reconciler:
 
     async def _reconcile(self, key: Key) -> None:
         body = self._runs.get(key)
-        result = self._unwritten.pop(key, None)
-        while body is not None:
-            finalizers = body["metadata"].get("finalizers") or []
-            if body["metadata"].get("deletionTimestamp"):
-                await self._finalize(key, body, finalizers)
-                return
-            if FINALIZER not in finalizers:
-                body = await self._set_finalizers(key, body, [*finalizers, FINALIZER])
-                continue
-            run = run_view(body)
-            self._flush_in_background(key, body, run.status)
-            alive = False
-            if result is None:
-                result, alive = await self._observe_job(key, run)
-            decision = self._plan(key, run, result, alive, self._flushed.get(key, 0))
-            if decision.status != run.status:
-                try:
-                    body = await self._write_status(key, body, decision.status)
-                except ApiError as error:
-                    if error.status == 404:
-                        return
-                    if result is not None:
-                        self._unwritten[key] = result
-                    if error.status != 409:
-                        raise
-                    body = await self._api.get_run(*key)
-                    self._runs.wrote(body)
-                    continue
-                self._report(key, run, decision.status)
-            result = await self._act(key, body, decision)
-            if result is None:
-                return
+        if body is None:
+            return
+        uid = body["metadata"]["uid"]
+        result = self._unwritten.pop(uid, None)
+        try:
+            while body is not None:
+                body, result = await self._step(key, body, result)
+        except BaseException:
+            if result is not None:  # keep a finished attempt's result for the retry of this cycle
+                self._unwritten[uid] = result
+            raise
+
+    async def _step(
+        self, key: Key, body: JsonObject, result: AttemptResult | None
+    ) -> tuple[JsonObject | None, AttemptResult | None]:
+        """One round: plan, write, act. Returns the body and result for another round, or a
+        None body when the run needs nothing more for now."""
+        finalizers = body["metadata"].get("finalizers") or []
+        if body["metadata"].get("deletionTimestamp"):
+            await self._finalize(key, body, finalizers)
+            return None, None
+        if FINALIZER not in finalizers:
+            return await self._set_finalizers(key, body, [*finalizers, FINALIZER]), result
+        run = run_view(body)
+        uid = body["metadata"]["uid"]
+        self._flush_in_background(key, body, run.status)
+        alive = False
+        if result is None:
+            result, alive = await self._observe_job(key, body, run)
+        workflow = await self._workflow_of(key, run)
+        decision = self._plan(run=run, workflow=workflow, result=result, alive=alive, written=self._flushed.get(uid, 0))
+        if decision.status != run.status:
+            try:
+                body = await self._write_status(key, body, decision.status)
+            except ApiError as error:
+                if error.status == 404:
+                    return None, None
+                if error.status != 409:
+                    raise
+                return await self._reread(key), result  # plan again on what is there now
+            self._report(key, run, decision.status)
+        result = await self._act(key, body, decision)
+        return (body, result) if result is not None else (None, None)
+
+    async def _reread(self, key: Key) -> JsonObject | None:
+        try:
+            body = await self._api.get_run(*key)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        self._runs.refresh(body)
+        return body
+
+    async def _workflow_of(self, key: Key, run: RunView) -> WorkflowView | None:
+        """The run's Workflow from the cache; before a run starts, a miss is checked with the API
+        server (at start-up the Workflows' watch may not have delivered it yet)."""
+        name = run.spec.workflow_ref.name
+        cached = self._workflows.get((key[0], name))
+        if cached is not None or run.status.pinned_tasks is not None:
+            return cached
+        try:
+            body = await self._api.get_workflow(key[0], name)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+        self.on_workflow_event("ADDED", body)
+        return self._workflows.get((key[0], name))
 
     def _report(self, key: Key, run: RunView, written: WorkflowRunStatus) -> None:
         """Log and count the transitions a written status made (its new activity log entries)."""
@@ -315,19 +358,20 @@ class Reconciler:
     def _flush_in_background(self, key: Key, body: JsonObject, status: WorkflowRunStatus) -> None:
         """Write the run's pending history without holding up its next task; once written, the
         run comes back to trim those entries from its status (or, on failure, later, to retry)."""
-        if key in self._flushing or not status.pending_history:
+        uid = body["metadata"]["uid"]
+        if uid in self._flushing or not status.pending_history:
             return
-        self._flushing.add(key)
+        self._flushing.add(uid)
 
         async def flush() -> None:
             try:
                 written = await self._history.flush(body, status)
             finally:
-                self._flushing.discard(key)
+                self._flushing.discard(uid)
             if written is None:
                 self._queue.add_after(key, self._history.retry_delay(body))
             else:
-                self._flushed[key] = max(self._flushed.get(key, 0), written)
+                self._flushed[uid] = max(self._flushed.get(uid, 0), written)
                 self._queue.add(key)
 
         task = asyncio.create_task(flush())
@@ -341,9 +385,13 @@ class Reconciler:
         if await self._history.flush(body, run_view(body).status) is None:
             self._queue.add_after(key, self._history.retry_delay(body))
             return  # the store is away: the finalizer holds the run until it is back
-        await self._set_finalizers(key, body, [f for f in finalizers if f != FINALIZER])
+        written = await self._set_finalizers(key, body, [f for f in finalizers if f != FINALIZER])
+        if written is not None and FINALIZER in (written["metadata"].get("finalizers") or []):
+            self._queue.add(key)  # changed meanwhile: look again
 
     async def _set_finalizers(self, key: Key, body: JsonObject, finalizers: list[str]) -> JsonObject | None:
+        """Set the run's finalizers (guarded by its resourceVersion); on a conflict, the run as
+        it is now, for another look."""
         patch = {
             "metadata": {"finalizers": finalizers, "resourceVersion": body["metadata"]["resourceVersion"]}
         }
@@ -354,11 +402,11 @@ class Reconciler:
                 return None
             if error.status != 409:
                 raise
-            written = await self._api.get_run(*key)
+            return await self._reread(key)
         self._runs.wrote(written)
         return written
 
-    async def _observe_job(self, key: Key, run: RunView) -> tuple[AttemptResult | None, bool]:
+    async def _observe_job(self, key: Key, body: JsonObject, run: RunView) -> tuple[AttemptResult | None, bool]:
         """The outcome of the current attempt when it is a finished Job; else whether its Job
         is known to be running."""
         status = run.status
@@ -368,13 +416,13 @@ class Reconciler:
         task = status.tasks[index]
         if task.phase != TaskPhase.RUNNING:
             return None, False
-        name = job_name(key[1], index, task.attempts)
+        name = job_name(run=key[1], task_index=index, attempt=task.attempts)
         job = self._jobs.get((key[0], name))
-        if job is None:
+        if job is None or not owned_by(job, body["metadata"]["uid"]):
             return None, False
         if not job_finished(job):
             return None, True
-        pods = await self._api.pods_of_job(key[0], name)
+        pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
         outcome = read_outcome(job=job, pod=pods[0] if pods else None, task_index=index, attempt=task.attempts)
         seconds = job_duration(job)
         if seconds is not None:
@@ -384,9 +432,14 @@ class Reconciler:
         return outcome, False
 
     def _plan(
-        self, key: Key, run: RunView, result: AttemptResult | None, alive: bool, written: int
+        self,
+        *,
+        run: RunView,
+        workflow: WorkflowView | None,
+        result: AttemptResult | None,
+        alive: bool,
+        written: int,
     ) -> Decision:
-        workflow = self._workflows.get((key[0], run.spec.workflow_ref.name))
         observed = Observations(
             workflow=workflow,
             handlers=self._handler_names,
@@ -433,10 +486,15 @@ class Reconciler:
         try:
             job = await self._api.create_job(run.namespace, manifest)
         except ApiError as error:
-            if error.status == 409:  # created before: by us, for this very attempt
+            if error.status == 409:  # created before: by us, for this very attempt?
                 job = await self._api.get_job(run.namespace, manifest["metadata"]["name"])
+                if not owned_by(job, run.uid):
+                    raise RuntimeError(
+                        f"Job {manifest['metadata']['name']} belongs to an earlier run of the same name; "
+                        "waiting for the garbage collector to remove it"
+                    ) from error
                 self._queue.add(key)  # it may have finished while nobody watched
-            elif 400 <= error.status < 500 and error.status != 429:
+            elif error.status in (400, 422):  # the manifest itself is refused: no retry helps
                 return AttemptResult(
                     task_index=action.task_index,
                     attempt=action.attempt,
@@ -466,7 +524,7 @@ class Reconciler:
         stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
         event: dict[str, Any] = {
             # Named like client-go's recorder: same-second Events list in the order they happened.
-            "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": meta["namespace"]},
+            "metadata": {"name": f"{meta['name'][:200]}.{time.time_ns():x}", "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "WorkflowRun",

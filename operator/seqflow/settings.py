@@ -76,8 +76,11 @@ class Settings(BaseSettings):
     priority: int = Field(
         default=0,
         ge=0,
-        description="Peering priority; each replica adds a random number below 1000 to "
-        "1000 x this, so replicas differ and the highest runs.",
+        description="Peering priority: a higher one takes over; among replicas of the same one, "
+        "the longest-running is active.",
+    )
+    peering_lifetime_seconds: int = Field(
+        default=60, ge=1, description="How long a silent active replica counts as alive before a standby takes over."
     )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -30,6 +30,7 @@ from seqflow.kube import ApiError, KubeApi
 
 logger = logging.getLogger(__name__)
 CACHE_SECONDS = 30.0
+MAX_CACHED = 10_000  # answers kept; past that the caches start afresh (bounded memory)
 LIST_PARAMS = {"namespace", "workflow", "phase", "limit", "cursor"}
 
 
@@ -75,6 +76,8 @@ class Authorizer:
                 groups=tuple(info.get("groups") or ()),
                 extra=tuple(sorted((k, tuple(v)) for k, v in (info.get("extra") or {}).items())),
             )
+        if len(self._users) >= MAX_CACHED:
+            self._users.clear()
         self._users[digest] = (time.monotonic() + CACHE_SECONDS, user)
         return user
 
@@ -104,6 +107,8 @@ class Authorizer:
             },
         )
         allowed = bool((review.get("status") or {}).get("allowed"))
+        if len(self._decisions) >= MAX_CACHED:
+            self._decisions.clear()
         self._decisions[key] = (time.monotonic() + CACHE_SECONDS, allowed)
         return allowed
 

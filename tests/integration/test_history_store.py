@@ -13,7 +13,7 @@ from seqflow.history.migrate import upgrade
 from seqflow.history.store import BadCursor, HistoryStore, RunFilter, RunIdentity, create_store_engine
 from seqflow.history.tables import ActivityRow, AttemptRow, RunRow
 
-T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+T0 = datetime(2001, 1, 1, 10, 0, tzinfo=UTC)  # long ago: retention tests delete only test data
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
@@ -72,11 +72,11 @@ def test_batches_build_run_attempts_and_log_and_replays_change_nothing(store: Hi
     shown = store.get_run(namespace, "r1")
     assert shown["phase"] == "Succeeded" and shown["output"] == {"n": 2} and shown["input"] == {"n": 1}
     assert shown["workflowGeneration"] == 2
-    assert shown["startedAt"] == "2026-11-21T10:00:01Z" and shown["finishedAt"] == "2026-11-21T10:00:06Z"
+    assert shown["startedAt"] == "2001-01-01T10:00:01Z" and shown["finishedAt"] == "2001-01-01T10:00:06Z"
     first, second = shown["attempts"]
     assert (first["attempt"], first["phase"], first["error"]) == (1, "Failed", "boom")
     assert (second["phase"], second["input"], second["output"]) == ("Succeeded", {"n": 1}, {"n": 2})
-    assert second["startedAt"] == "2026-11-21T10:00:04Z"
+    assert second["startedAt"] == "2001-01-01T10:00:04Z"
     assert [a["event"] for a in shown["activity"]] == [e.type for e in LOG]
     assert shown["activity"][2]["details"] == {"error": "boom", "retry_count": 1}
 

@@ -10,7 +10,6 @@ import pytest
 from seqflow.api.models import PinnedTask, RetryPolicy
 from seqflow.engine import RunHandler
 from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, PermanentError, TaskContext, task
-from seqflow.settings import Settings
 
 registry = HandlerRegistry()
 
@@ -105,9 +104,3 @@ def test_registering_another_handler_under_a_taken_name_fails():
     with pytest.raises(ValueError, match='already registered as "echo"'):
         registry.register("echo", lambda data, context: data)
 
-
-def test_settings_read_lists_from_comma_separated_variables(monkeypatch):
-    monkeypatch.setenv("SEQFLOW_HANDLER_MODULES", "a.b, c")
-    monkeypatch.setenv("SEQFLOW_NAMESPACES", "e2e-*")
-    settings = Settings()
-    assert settings.handler_modules == ["a.b", "c"] and settings.namespaces == ["e2e-*"]

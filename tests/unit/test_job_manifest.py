@@ -97,10 +97,11 @@ def test_pod_template_form_keeps_everything_and_uses_the_task_container():
 
 def test_job_name_is_deterministic_and_short():
     long_run = "r" * 80
-    name = job_name(long_run, 12, 3)
-    assert len(name) <= 63 and name == job_name(long_run, 12, 3)
-    assert name != job_name(long_run, 12, 4) and name != job_name(long_run, 11, 3)
-    assert job_name("order-001", 0, 1) == "order-001-0-1"
+    name = job_name(run=long_run, task_index=12, attempt=3)
+    assert len(name) <= 63 and name == job_name(run=long_run, task_index=12, attempt=3)
+    assert name != job_name(run=long_run, task_index=12, attempt=4)
+    assert name != job_name(run=long_run, task_index=11, attempt=3)
+    assert job_name(run="order-001", task_index=0, attempt=1) == "order-001-0-1"
 
 
 def job(condition: str, reason: str = "", deadline: int = 45) -> dict:

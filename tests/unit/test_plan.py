@@ -439,3 +439,20 @@ def test_run_holds_while_history_backlog_is_full():
     drained = Observations(workflow=WORKFLOW, handlers=HANDLERS, history_written_through=3)
     resumed = plan(run=view(held.status), observed=drained, now=T0, options=small)
     assert only(resumed.actions, RunHandler).input == {"n": 2}
+
+
+def test_long_errors_are_clipped():
+    decision = step(step().status, at=1, result=err(0, 1, "x" * 5000))
+    assert len(decision.status.tasks[0].last_error) == 1024
+    assert decision.status.pending_history[-1].details["error"].endswith("…")
+
+
+def test_run_holds_while_history_backlog_is_too_big():
+    small = EngineOptions(max_pending_history_bytes=1000)
+    big = {"blob": "x" * 2000}
+    observed = Observations(workflow=WORKFLOW, handlers=HANDLERS)
+    running = plan(run=view(), observed=observed, now=T0, options=small).status
+    done = Observations(workflow=WORKFLOW, handlers=HANDLERS, result=ok(0, 1, big))
+    held = plan(run=view(running), observed=done, now=T0, options=small)
+    assert held.status.tasks[1].phase == TaskPhase.PENDING
+    assert not any(isinstance(a, RunHandler) for a in held.actions)

@@ -6,6 +6,8 @@ what the table tests in tests/unit/test_plan.py rely on.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from seqflow.api.models import (
@@ -38,6 +40,7 @@ from seqflow.engine.types import (
 )
 
 CONDITION = "Succeeded"
+MAX_ERROR = 1024  # characters of an error kept in the status, the Events and the history
 INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
 
 
@@ -221,7 +224,7 @@ def _start_attempt(
     events: list[PostEvent] | None = None,
 ) -> Decision:
     assert status.pinned_tasks is not None
-    if len(status.pending_history) >= options.max_pending_history:
+    if _backlog_full(status, options):
         # The history store is behind (down?): hold here rather than lose entries. Writing
         # them trims the list, and that status change brings the run back.
         return Decision(status, tuple(events or ()))
@@ -309,6 +312,7 @@ def _attempt_failed(
     *, status: WorkflowRunStatus, index: int, result: AttemptResult, now: datetime
 ) -> Decision:
     assert status.pinned_tasks is not None and result.error is not None
+    result = replace(result, error=_clip(result.error))
     policy = status.pinned_tasks[index].retry
     task = status.tasks[index]
     attempt = task.attempts
@@ -372,6 +376,20 @@ def _fail_run(status: WorkflowRunStatus, *, reason: str, message: str, now: date
 
 
 # ----- small helpers -----
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
+
+
+def _backlog_full(status: WorkflowRunStatus, options: EngineOptions) -> bool:
+    """Whether the entries waiting for the history store fill the room the status has for them
+    (by count, and by size: the whole object must stay well below etcd's limit)."""
+    pending = status.pending_history
+    if len(pending) >= options.max_pending_history:
+        return True
+    size = sum(len(json.dumps(r.details, separators=(",", ":"))) for r in pending)
+    return size >= options.max_pending_history_bytes
 
 
 def _record(

@@ -65,6 +65,7 @@ class EngineOptions:
     workflow_wait: timedelta = timedelta(seconds=30)
     default_timeout_seconds: int = 300
     max_pending_history: int = 200  # entries held in a status while the store is behind
+    max_pending_history_bytes: int = 256 * 1024  # and their size (inputs and outputs included)
 
 
 # ----- actions -----

@@ -1,1 +1,1 @@
-"""Ways to execute a task attempt: in-process Python handlers (and, later, batch/v1 Jobs)."""
+"""Ways to execute a task attempt: in-process Python handlers and batch/v1 Jobs."""

@@ -111,7 +111,7 @@ class HandlerRunner:
             return failed(f"timed out after {timeout} s")
         except Exception as error:  # a handler's failure is the attempt's outcome
             return failed(f"{type(error).__name__}: {error}")
-        problem = _output_problem(output)
+        problem = output_problem(output)
         if problem:
             return failed(problem)
         return AttemptResult(task_index=action.task_index, attempt=action.attempt, output=output)
@@ -125,11 +125,17 @@ class HandlerRunner:
         return await result if inspect.isawaitable(result) else result
 
 
-def _output_problem(output: Any) -> str | None:
+MAX_OUTPUT_BYTES = 64 * 1024  # outputs travel in the run's status; large data belongs in storage
+
+
+def output_problem(output: Any, *, limit: int = MAX_OUTPUT_BYTES) -> str | None:
+    """Why a handler's return value cannot be a task's output, or None when it can."""
     if not isinstance(output, dict):
         return f"the handler returned {type(output).__name__}, not a JSON object (dict)"
     try:
-        json.dumps(output)
+        size = len(json.dumps(output, separators=(",", ":")).encode())
     except (TypeError, ValueError) as error:
         return f"the handler's output is not JSON-serializable: {error}"
+    if size > limit:
+        return f"the output is {size} bytes, more than the {limit} a task may pass on: keep large data in storage"
     return None

@@ -38,19 +38,17 @@ class RunRef:
     uid: str
 
 
-def job_name(run: str, task_index: int, attempt: int) -> str:
+def job_name(*, run: str, task_index: int, attempt: int) -> str:
     """`<run>-<task index>-<attempt>`, shortened with a hash to at most 63 characters."""
-    name = f"{run}-{task_index}-{attempt}"
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return f"{run[: MAX_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
+    return _shortened(f"{run}-{task_index}-{attempt}")
 
 
-def _label_value(value: str) -> str:
+def _shortened(value: str) -> str:
+    """`value` itself when it fits in 63 characters, else its head and a hash of all of it."""
     if len(value) <= MAX_NAME:
         return value
-    return value[:52].rstrip("-_.") + "-" + hashlib.sha256(value.encode()).hexdigest()[:10]
+    digest = hashlib.sha256(value.encode()).hexdigest()[:10]
+    return f"{value[: MAX_NAME - len(digest) - 1].rstrip('-_.')}-{digest}"
 
 
 def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> JsonObject:
@@ -58,7 +56,7 @@ def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> 
     assert task.job is not None
     labels = {
         **MANAGED_BY,
-        LABEL_RUN: _label_value(run.name),
+        LABEL_RUN: _shortened(run.name),
         LABEL_TASK: task.name,
         LABEL_ATTEMPT: str(action.attempt),
     }
@@ -115,7 +113,7 @@ def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> 
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(run.name, action.task_index, action.attempt),
+            "name": job_name(run=run.name, task_index=action.task_index, attempt=action.attempt),
             "namespace": run.namespace,
             "labels": labels,
             "ownerReferences": [
@@ -181,22 +179,23 @@ def job_duration(job: JsonObject) -> float | None:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(status["startTime"])).total_seconds()
 
 
-def attempt_of(job: JsonObject) -> tuple[str, int] | None:
-    """The (run name, attempt) a Job of ours belongs to, from its owner and labels."""
+def run_of(job: JsonObject) -> str | None:
+    """The name of the WorkflowRun that owns a Job of ours."""
     owners = job["metadata"].get("ownerReferences") or []
-    run = next((o["name"] for o in owners if o.get("kind") == "WorkflowRun"), None)
-    attempt = (job["metadata"].get("labels") or {}).get(LABEL_ATTEMPT, "")
-    return (run, int(attempt)) if run and attempt.isdigit() else None
+    return next((o["name"] for o in owners if o.get("kind") == "WorkflowRun"), None)
+
+
+def owned_by(job: JsonObject, run_uid: str) -> bool:
+    """Whether the Job belongs to this very run (not to an earlier run of the same name)."""
+    return any(o.get("uid") == run_uid for o in job["metadata"].get("ownerReferences") or [])
 
 
 def terminated_state(pod: JsonObject | None) -> JsonObject:
     """The task container's `terminated` state, or {} when there is none."""
-    if pod is None:
+    if pod is None or not (pod.get("spec") or {}).get("containers"):
         return {}
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-    wanted = "task" if "task" in names else (names[0] if names else None)
-    for status in statuses:
+    wanted = _task_container(pod["spec"])["name"]
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
         if status.get("name") == wanted:
             return (status.get("state") or {}).get("terminated") or {}
     return {}
