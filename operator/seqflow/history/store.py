@@ -16,15 +16,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, UniqueConstraint, and_, create_engine, delete, event, or_, select, text
+from sqlalchemy import Engine, UniqueConstraint, and_, create_engine, delete, event, or_, select, text, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Insert
 
 from seqflow.api.models import HistoryEvent, HistoryRecord, JsonObject, RunPhase, TaskPhase
 from seqflow.history.tables import ActivityRow, AttemptRow, RunRow
 
 MAX_PAGE = 500
+DEADLOCK_RETRIES = 3
+
+
+def _mysql_code(error: OperationalError) -> int | None:
+    args = getattr(error.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 @dataclass(frozen=True)
@@ -92,21 +99,31 @@ class HistoryStore:
     def write(self, run: RunIdentity, records: Iterable[HistoryRecord]) -> int:
         """Write a batch of one run's activity log entries; return the last seq written."""
         records = sorted(records, key=lambda r: r.seq)
-        with self.engine.begin() as connection:
-            applied = connection.scalar(
-                select(RunRow.history_seq).where(RunRow.uid == run.uid).with_for_update()
-            )
-            # Entries the rows already reflect (a replay) must not move them backwards.
-            fresh = [r for r in records if r.seq > (applied or 0)]
-            row, changes = _run_values(run, fresh)
-            self._upsert(connection, RunRow, row, updates=changes)
-            for attempt in _attempt_values(run.uid, fresh):
-                updates = {k: v for k, v in attempt.items() if k not in _INSERT_ONLY}
-                self._upsert(connection, AttemptRow, attempt, updates=updates)
-            if fresh:
-                entries = [_activity_values(run.uid, r) for r in fresh]
-                connection.execute(self._insert_ignore(connection, ActivityRow), entries)
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                with self.engine.begin() as connection:
+                    self._write(connection, run, records)
+                break
+            except OperationalError as error:  # InnoDB picked this transaction as a deadlock victim
+                if attempt == DEADLOCK_RETRIES or _mysql_code(error) not in (1205, 1213):
+                    raise
         return records[-1].seq if records else 0
+
+    def _write(self, connection: Connection, run: RunIdentity, records: list[HistoryRecord]) -> None:
+        # Create the row first, so that the lock below is on a row, not on a gap of the index
+        # (two first writes locking the same gap would deadlock).
+        connection.execute(self._insert_ignore(connection, RunRow), [_new_run_row(run)])
+        applied = connection.scalar(select(RunRow.history_seq).where(RunRow.uid == run.uid).with_for_update())
+        # Entries the rows already reflect (a replay) must not move them backwards.
+        fresh = [r for r in records if r.seq > (applied or 0)]
+        if not fresh:
+            return
+        connection.execute(update(RunRow).where(RunRow.uid == run.uid).values(_run_changes(fresh)))
+        for attempt in _attempt_values(run.uid, fresh):
+            updates = {k: v for k, v in attempt.items() if k not in _INSERT_ONLY}
+            self._upsert(connection, AttemptRow, attempt, updates=updates)
+        entries = [_activity_values(run.uid, r) for r in fresh]
+        connection.execute(self._insert_ignore(connection, ActivityRow), entries)
 
     def _upsert(self, connection: Connection, table: type, row: JsonObject, *, updates: JsonObject) -> None:
         """Insert `row`; if a row with the same unique key exists, set `updates` on it instead."""
@@ -200,13 +217,27 @@ class HistoryStore:
             deleted += len(uids)
 
 
-# Columns set when a row is first written and never changed by a later write.
-_INSERT_ONLY = {"uid", "run_uid", "namespace", "name", "workflow", "input", "created_at", "task_index", "attempt", "task"}
+# Columns of an attempt row set when it is first written and never changed by a later write.
+_INSERT_ONLY = {"run_uid", "task_index", "attempt", "task"}
 
 
-def _run_values(run: RunIdentity, records: list[HistoryRecord]) -> tuple[JsonObject, JsonObject]:
-    """The run row to insert, and the columns `records` change when it exists."""
-    changes: JsonObject = {}
+def _new_run_row(run: RunIdentity) -> JsonObject:
+    """A run's row before any activity log entry is applied to it."""
+    return {
+        "uid": run.uid,
+        "namespace": run.namespace,
+        "name": run.name,
+        "workflow": run.workflow,
+        "input": run.input,
+        "created_at": _naive_utc(run.created_at),
+        "phase": RunPhase.PENDING.value,
+        "history_seq": 0,
+    }
+
+
+def _run_changes(records: list[HistoryRecord]) -> JsonObject:
+    """The run row's columns after applying `records` (in order, at least one)."""
+    changes: JsonObject = {"history_seq": records[-1].seq}
     for record in records:
         if record.type == HistoryEvent.WORKFLOW_STARTED:
             changes.update(
@@ -226,19 +257,7 @@ def _run_values(run: RunIdentity, records: list[HistoryRecord]) -> tuple[JsonObj
                 finished_at=_naive_utc(record.at),
                 error=record.details.get("message"),
             )
-    row = {
-        "uid": run.uid,
-        "namespace": run.namespace,
-        "name": run.name,
-        "workflow": run.workflow,
-        "input": run.input,
-        "created_at": _naive_utc(run.created_at),
-        "phase": RunPhase.PENDING.value,
-        **changes,
-    }
-    if records:
-        row["history_seq"] = changes["history_seq"] = records[-1].seq
-    return row, changes
+    return changes
 
 
 def _attempt_values(run_uid: str, records: list[HistoryRecord]) -> list[JsonObject]:
