@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from seqflow.api.crd import custom_resource_definitions
+from seqflow.api.models import RunPhase
 from seqflow.settings import Settings
 
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     listing = actions.add_parser("list", help="runs, newest first")
     listing.add_argument("--namespace")
     listing.add_argument("--workflow")
-    listing.add_argument("--phase", choices=["Pending", "Running", "Succeeded", "Failed"])
+    listing.add_argument("--phase", choices=[phase.value for phase in RunPhase])
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--cursor", help="from the previous page's last line")
     show = actions.add_parser("show", help="one run with its attempts and activity log, as JSON")

@@ -22,6 +22,7 @@ from seqflow.metrics import Metrics
 from seqflow.reconciler import Reconciler, ReconcilerOptions
 from seqflow.settings import Settings
 from seqflow.web import Authorizer, HistoryApi, serve
+from seqflow.workqueue import backoff
 
 logger = logging.getLogger("seqflow")
 RETENTION_INTERVAL = 3600.0
@@ -108,15 +109,16 @@ async def run_operator(settings: Settings) -> None:
 async def _migrate(store: HistoryStore) -> None:
     """Bring the schema up to date; while the database is away, keep trying (runs go on, their
     history waits in their status)."""
-    delay = 1.0
+    failures = 0
     while True:
         try:
             await asyncio.to_thread(upgrade, store.engine)
             return
         except Exception as error:  # the store being away must not stop the operator
+            failures += 1
+            delay = backoff(failures, first=1.0)
             logger.warning("history schema not migrated (%s); again in %.0f s", type(error).__name__, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
 
 async def _prune_history(store: HistoryStore, days: float | None) -> None:

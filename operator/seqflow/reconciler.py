@@ -23,6 +23,7 @@ from seqflow.api.models import (
     GROUP,
     VERSION,
     JsonObject,
+    RunPhase,
     TaskPhase,
     WorkflowRunSpec,
     WorkflowRunStatus,
@@ -55,7 +56,7 @@ from seqflow.executors.jobs import (
 from seqflow.history.sync import HistoryWriter
 from seqflow.metrics import Metrics
 from seqflow.kube import ApiError, KubeApi
-from seqflow.workqueue import WorkQueue
+from seqflow.workqueue import WorkQueue, backoff
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ Key = tuple[str, str]  # (namespace, name)
 MAX_EVENT_MESSAGE = 1024
 EVENT_POSTERS = 4
 FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is written
-MAX_ERROR_DELAY = 30.0
 
 
 def key_of(body: JsonObject) -> Key:
@@ -141,7 +141,8 @@ class RunCache:
         self._written.pop(key, None)
 
     def active(self) -> int:
-        return sum((b.get("status") or {}).get("phase") in ("Pending", "Running") for b in self._bodies.values())
+        active = (RunPhase.PENDING, RunPhase.RUNNING)
+        return sum((b.get("status") or {}).get("phase") in active for b in self._bodies.values())
 
     def pending_history(self) -> int:
         return sum(len((b.get("status") or {}).get("pendingHistory") or ()) for b in self._bodies.values())
@@ -264,7 +265,7 @@ class Reconciler:
                 self._metrics.reconcile_errors.inc()
                 failures = self._errors.get(key, 0) + 1
                 self._errors[key] = failures
-                delay = min(0.5 * 2 ** (failures - 1), MAX_ERROR_DELAY)
+                delay = backoff(failures)
                 logger.exception("reconciling run %s/%s failed; again in %.1f s", *key, delay)
                 self._queue.add_after(key, delay)
             finally:

@@ -61,3 +61,8 @@ class WorkQueue:
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
+
+
+def backoff(failures: int, *, first: float = 0.5, limit: float = 30.0) -> float:
+    """Seconds to wait after the `failures`-th consecutive failure: doubling, capped."""
+    return min(first * 2 ** (max(failures, 1) - 1), limit)

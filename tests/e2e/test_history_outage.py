@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.e2e.operators import start_operator
+from tests.e2e.operators import http_url, start_operator
 from tests.support import Cluster, Runs, wait_for, workflow, workflow_run
 from testenv import MariaDB
 
@@ -55,6 +57,10 @@ def test_outage_delays_history_and_loses_nothing(cluster: Cluster, runs: Runs, c
                  timeout=OUTAGE_SECONDS - (time.monotonic() - down_at), what="runs to finish during the outage")  # fmt: skip
         pending = sum(len(s.get("pendingHistory", [])) for s in statuses(runs, namespace).values())
         assert pending > 0
+        ready = urllib.request.Request(http_url(operator) + "/readyz")
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(ready, timeout=10)
+        assert not_ready.value.code == 503  # readiness follows the history store
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
         mariadb.start_server()
         wait_for(lambda: not any(s.get("pendingHistory") for s in statuses(runs, namespace).values()),

@@ -15,9 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from seqflow.api.models import JsonObject, WorkflowRunSpec, WorkflowRunStatus
 from seqflow.history.store import HistoryStore, RunIdentity
+from seqflow.workqueue import backoff
 
 logger = logging.getLogger(__name__)
-MAX_RETRY_DELAY = 30.0
 
 
 def identity_of(body: JsonObject) -> RunIdentity:
@@ -58,5 +58,4 @@ class HistoryWriter:
         return written
 
     def retry_delay(self, body: JsonObject) -> float:
-        failures = self._failures.get(body["metadata"]["uid"], 1)
-        return min(0.5 * 2 ** (failures - 1), MAX_RETRY_DELAY)
+        return backoff(self._failures.get(body["metadata"]["uid"], 1))

@@ -1,0 +1,234 @@
+"""The reconciler against a fake of its own seam, `KubeApi`: conflicts, lost writes, the
+finalizer and cold caches. (The real API server is exercised by the e2e tests.)"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from seqflow.engine import EngineOptions
+from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, task
+from seqflow.kube import ApiError
+from seqflow.metrics import Metrics
+from seqflow.reconciler import FINALIZER, Reconciler, ReconcilerOptions, status_patch
+
+calls: list[str] = []
+handlers = HandlerRegistry()
+
+
+@task("count", into=handlers)
+def count(data: dict, context) -> dict:
+    calls.append(context.task)
+    return {"n": data.get("n", 0) + 1}
+
+
+def merge(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge(result.get(key), value)
+    return result
+
+
+class FakeApi:
+    """Runs and Workflows in memory, with resourceVersions and optimistic concurrency."""
+
+    def __init__(self) -> None:
+        self.runs: dict[tuple[str, str], dict] = {}
+        self.workflows: dict[tuple[str, str], dict] = {}
+        self.version = 0
+        self.status_patches = 0
+        self.fail_status_patch: dict[int, BaseException] = {}  # by the patch's number, from 1
+        self.events: list[dict] = []
+
+    def bump(self, body: dict) -> dict:
+        self.version += 1
+        body["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(body)
+
+    def add_run(self, name: str, workflow: str) -> dict:
+        meta = {"namespace": "ns", "name": name, "uid": f"uid-{name}", "generation": 1,
+                "creationTimestamp": "2026-11-21T10:00:00Z"}  # fmt: skip
+        body = {"metadata": meta, "spec": {"workflowRef": {"name": workflow}, "input": {"n": 0}}}
+        self.runs[("ns", name)] = body
+        return self.bump(body)
+
+    def add_workflow(self, name: str, tasks: list[str]) -> dict:
+        body = {"metadata": {"namespace": "ns", "name": name, "generation": 1},
+                "spec": {"tasks": [{"name": t, "handler": "count"} for t in tasks]}}  # fmt: skip
+        self.workflows[("ns", name)] = body
+        return copy.deepcopy(body)
+
+    def _guarded(self, namespace: str, name: str, patch: dict) -> dict:
+        body = self.runs.get((namespace, name))
+        if body is None:
+            raise ApiError(404, "not found")
+        if patch["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
+            raise ApiError(409, "the object has been modified")
+        return body
+
+    async def get_run(self, namespace: str, name: str) -> dict:
+        if (namespace, name) not in self.runs:
+            raise ApiError(404, "not found")
+        return copy.deepcopy(self.runs[(namespace, name)])
+
+    async def patch_run(self, namespace: str, name: str, patch: dict) -> dict:
+        body = self._guarded(namespace, name, patch)
+        body["metadata"]["finalizers"] = patch["metadata"]["finalizers"]
+        return self.bump(body)
+
+    async def patch_run_status(self, namespace: str, name: str, patch: dict) -> dict:
+        self.status_patches += 1
+        if self.status_patches in self.fail_status_patch:
+            raise self.fail_status_patch.pop(self.status_patches)
+        body = self._guarded(namespace, name, patch)
+        body["status"] = merge(body.get("status") or {}, patch["status"])
+        return self.bump(body)
+
+    async def get_workflow(self, namespace: str, name: str) -> dict:
+        if (namespace, name) not in self.workflows:
+            raise ApiError(404, "not found")
+        return copy.deepcopy(self.workflows[(namespace, name)])
+
+    async def create_event(self, namespace: str, event: dict) -> dict:
+        self.events.append(event)
+        return event
+
+
+class FakeHistory:
+    def __init__(self) -> None:
+        self.available = True
+        self.written: list[int] = []
+
+    async def flush(self, body: dict, status) -> int | None:
+        if not status.pending_history:
+            return 0
+        if not self.available:
+            return None
+        self.written += [r.seq for r in status.pending_history if r.seq not in self.written]
+        return status.pending_history[-1].seq
+
+    def retry_delay(self, body: dict) -> float:
+        return 0.05
+
+
+def reconciler(api: FakeApi, history: FakeHistory) -> Reconciler:
+    return Reconciler(
+        api=api,  # type: ignore[arg-type]
+        runner=HandlerRunner(handlers=handlers, threads=2),
+        history=history,  # type: ignore[arg-type]
+        metrics=Metrics(CollectorRegistry()),
+        handler_names=handlers.names(),
+        options=ReconcilerOptions(workers=2, event_queue_size=100, job_ttl_seconds=None, engine=EngineOptions()),
+    )
+
+
+async def settle(predicate, timeout: float = 5.0) -> None:
+    async def wait() -> None:
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(wait(), timeout)
+
+
+def run_status(api: FakeApi, name: str = "r") -> dict:
+    return api.runs[("ns", name)].get("status") or {}
+
+
+def scenario(body) -> None:
+    async def main() -> None:
+        calls.clear()
+        api, history = FakeApi(), FakeHistory()
+        subject = reconciler(api, history)
+        subject.start()
+        try:
+            await body(api, history, subject)
+        finally:
+            await subject.stop()
+
+    asyncio.run(main())
+
+
+def test_runs_to_success_writes_history_and_trims_it():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded" and not run_status(api).get("pendingHistory"))
+        assert calls == ["A", "B"]
+        assert run_status(api)["output"] == {"n": 2}
+        assert history.written == list(range(1, 7))
+        assert FINALIZER in api.runs[("ns", "r")]["metadata"]["finalizers"]
+
+    scenario(body)
+
+
+def test_status_conflict_replans_without_running_the_handler_again():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
+        api.fail_status_patch = {2: ApiError(409, "modified")}  # the write of A's result
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        assert not api.fail_status_patch  # the conflict did happen
+        assert calls == ["A", "B"]
+        assert [t["attempts"] for t in run_status(api)["tasks"]] == [1, 1]
+
+    scenario(body)
+
+
+def test_result_survives_a_failed_write_and_is_not_run_twice():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
+        # The write of A's result is lost on the network, once; the cycle fails and is retried.
+        api.fail_status_patch = {2: aiohttp.ClientConnectionError("reset")}
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        assert not api.fail_status_patch
+        assert calls == ["A", "B"]
+        assert [t["attempts"] for t in run_status(api)["tasks"]] == [1, 1]
+
+    scenario(body)
+
+
+def test_workflow_missing_from_the_cache_is_read_from_the_api():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        api.add_workflow("w", ["A"])  # exists, but its watch event has not come yet
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded")
+
+    scenario(body)
+
+
+def test_deleted_run_keeps_its_finalizer_until_history_is_written():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A"]))
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        history.available = False
+        stored = api.runs[("ns", "r")]
+        stored["status"]["pendingHistory"] = [
+            {"seq": 99, "type": "WORKFLOW_COMPLETED", "at": "2026-11-21T10:00:01Z", "details": {}}
+        ]
+        stored["metadata"]["deletionTimestamp"] = "2026-11-21T10:00:02Z"
+        subject.on_run_event("MODIFIED", api.bump(stored))
+        await asyncio.sleep(0.3)
+        assert FINALIZER in api.runs[("ns", "r")]["metadata"]["finalizers"]  # held: store away
+        history.available = True
+        await settle(lambda: FINALIZER not in api.runs[("ns", "r")]["metadata"]["finalizers"])
+        assert 99 in history.written
+
+    scenario(body)
+
+
+@pytest.mark.parametrize("old", [{"a": 1}, {}])
+def test_status_patch_round_trip(old):
+    new = {"b": 2}
+    assert merge(old, status_patch(old, new)) == new
