@@ -22,9 +22,16 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from kubernetes import client, config, watch  # noqa: E402
 
 from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
-from testenv._proc import free_port  # noqa: E402
-from testenv.operator import OperatorProcess  # noqa: E402
-from throughput import GROUP, NAMESPACE, PLURAL, VERSION, percentile, run_manifest, wait_finished  # noqa: E402
+from throughput import (  # noqa: E402
+    GROUP,
+    NAMESPACE,
+    PLURAL,
+    VERSION,
+    percentile,
+    run_manifest,
+    start_operator,
+    wait_finished,
+)
 
 
 def watch_job_completions(kubeconfig: Path, seen: dict[str, float], stop: threading.Event) -> None:
@@ -48,7 +55,9 @@ def main() -> None:
         subprocess.run([*kubectl, "apply", "-f", str(HERE.parent / "crds")], check=True, capture_output=True)
         established = ["wait", "--for=condition=Established", "crd/workflowruns.seqflow.io"]
         subprocess.run([*kubectl, *established], check=True, capture_output=True)
-        api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(control_plane.kubeconfig)))
+        api = client.CustomObjectsApi(
+            config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+        )
         job = {"podTemplate": {"spec": {"containers": [{"name": "task", "image": "registry.example/x:1"}]}}}
         tasks = []
         for i in range(args.pairs):
@@ -56,17 +65,7 @@ def main() -> None:
         workflow = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workflow", "metadata": {"name": "bench"},
                     "spec": {"tasks": tasks}}  # fmt: skip
         api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "workflows", workflow)
-        operator = OperatorProcess(
-            kubeconfig=control_plane.kubeconfig,
-            settings={
-                "SEQFLOW_HANDLER_MODULES": "bench_handlers",
-                "SEQFLOW_LOG_LEVEL": "WARNING",
-                "SEQFLOW_DATABASE_URL": mariadb.url,
-                "SEQFLOW_HTTP_PORT": str(free_port()),
-                "SEQFLOW_METRICS_PORT": str(free_port()),
-            },
-            python_path=(HERE,),
-        ).start()
+        operator = start_operator(control_plane.kubeconfig, mariadb.url)
         completed: dict[str, float] = {}
         stop = threading.Event()
         watcher = threading.Thread(
@@ -87,8 +86,12 @@ def main() -> None:
         marks = body["status"]["output"]["marks"]
         for i, (start, _end) in enumerate(marks):
             gaps.append((start - completed[f"{name}-{2 * i}-1"]) * 1000)
-    print(f"runs x (Job, task) pairs   {args.runs} x {args.pairs}: {len(gaps)} Job-to-task gaps in {elapsed:.1f} s")
-    print(f"Job Complete -> next task  p50 {percentile(gaps, 0.5):.1f} ms, p95 {percentile(gaps, 0.95):.1f} ms")
+    print(
+        f"runs x (Job, task) pairs   {args.runs} x {args.pairs}: {len(gaps)} Job-to-task gaps in {elapsed:.1f} s"
+    )
+    print(
+        f"Job Complete -> next task  p50 {percentile(gaps, 0.5):.1f} ms, p95 {percentile(gaps, 0.95):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import statistics
 import sys
 import time
 import urllib.request
@@ -65,10 +64,28 @@ def api_requests(metrics_port: str) -> list[tuple[str, int]]:
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
         for line in response.read().decode().splitlines():
             if line.startswith("seqflow_kubernetes_api_request_duration_seconds_count{"):
-                labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
+                labels = dict(
+                    part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(",")
+                )
                 what = f"{labels['verb'].strip(chr(34))} {labels['resource'].strip(chr(34))}"
                 counts[what] = counts.get(what, 0) + int(float(line.rsplit(" ", 1)[1]))
     return sorted(counts.items(), key=lambda item: -item[1])
+
+
+def start_operator(kubeconfig: Path, database_url: str, **settings: str) -> OperatorProcess:
+    """The operator with the benchmark's handler, history in MariaDB, quiet logs, free ports."""
+    return OperatorProcess(
+        kubeconfig=kubeconfig,
+        settings={
+            "SEQFLOW_HANDLER_MODULES": "bench_handlers",
+            "SEQFLOW_LOG_LEVEL": "WARNING",
+            "SEQFLOW_DATABASE_URL": database_url,
+            "SEQFLOW_HTTP_PORT": str(free_port()),
+            "SEQFLOW_METRICS_PORT": str(free_port()),
+            **settings,
+        },
+        python_path=(HERE,),
+    ).start()
 
 
 def run_manifest(name: str) -> dict:
@@ -111,24 +128,17 @@ def main() -> None:
         subprocess.run([*kubectl, "apply", "-f", str(HERE.parent / "crds")], check=True, capture_output=True)
         established = ["wait", "--for=condition=Established", "crd/workflowruns.seqflow.io"]
         subprocess.run([*kubectl, *established], check=True, capture_output=True)
-        api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(control_plane.kubeconfig)))
+        api = client.CustomObjectsApi(
+            config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+        )
         tasks = [{"name": f"t{i}", "handler": "bench.noop"} for i in range(args.tasks)]
         workflow = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workflow", "metadata": {"name": "bench"},
                     "spec": {"tasks": tasks}}  # fmt: skip
         api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "workflows", workflow)
 
-        operator = OperatorProcess(
-            kubeconfig=control_plane.kubeconfig,
-            settings={
-                "SEQFLOW_HANDLER_MODULES": "bench_handlers",
-                "SEQFLOW_MAX_CONCURRENT_RUNS": str(args.workers),
-                "SEQFLOW_LOG_LEVEL": "WARNING",
-                "SEQFLOW_DATABASE_URL": mariadb.url,
-                "SEQFLOW_HTTP_PORT": str(free_port()),
-                "SEQFLOW_METRICS_PORT": str(free_port()),
-            },
-            python_path=(HERE,),
-        ).start()
+        operator = start_operator(
+            control_plane.kubeconfig, mariadb.url, SEQFLOW_MAX_CONCURRENT_RUNS=str(args.workers)
+        )
         api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, run_manifest("warmup"))
         wait_finished(api, {"warmup"}, 60)
 
@@ -158,16 +168,24 @@ def main() -> None:
     last_end = max(m[-1][1] for m in marks.values())
     total_tasks = args.runs * args.tasks
 
-    print(f"runs x tasks            {args.runs} x {args.tasks} ({args.workers} workers), {len(failed)} failed")
+    print(
+        f"runs x tasks            {args.runs} x {args.tasks} ({args.workers} workers), {len(failed)} failed"
+    )
     print(f"create requests         {created - began:.2f} s for {args.runs} runs")
     print(f"wall time               {last_end - began:.2f} s from first create to last task end")
     print(f"throughput              {total_tasks / (last_end - began):.1f} tasks/s")
     print(f"task-to-task gap        p50 {percentile(gaps, 0.5):.1f} ms, p95 {percentile(gaps, 0.95):.1f} ms")
-    print(f"create-to-first-task    p50 {percentile(first_task, 0.5):.1f} ms, p95 {percentile(first_task, 0.95):.1f} ms")
+    print(
+        f"create-to-first-task    p50 {percentile(first_task, 0.5):.1f} ms, p95 {percentile(first_task, 0.95):.1f} ms"
+    )
     print(f"operator peak RSS       {rss:.1f} MB")
     print(f"watch saw all finished  {ended - began:.2f} s")
     print("API requests            " + ", ".join(f"{n} {what}" for what, n in requests))
-    busy = ", ".join(f"{name} {seconds:.1f}" for name, seconds in sorted(cpu.items(), key=lambda i: -i[1]) if seconds >= 0.05)
+    busy = ", ".join(
+        f"{name} {seconds:.1f}"
+        for name, seconds in sorted(cpu.items(), key=lambda i: -i[1])
+        if seconds >= 0.05
+    )
     print(f"CPU seconds used        {busy} (2 cores: {2 * (ended - began):.1f} available)")
 
 

@@ -64,7 +64,9 @@ def main() -> None:
         show_history(mariadb.url)
 
         if args.keep:
-            print(f"\nEverything is running. In another shell:\n  export KUBECONFIG={control_plane.kubeconfig}")
+            print(
+                f"\nEverything is running. In another shell:\n  export KUBECONFIG={control_plane.kubeconfig}"
+            )
             print(f"  {kubectl_path} get workflowruns -w")
             print(f"  SEQFLOW_DATABASE_URL='{mariadb.url}' {sys.executable} -m seqflow history list")
             print(f"  curl localhost:{settings['SEQFLOW_METRICS_PORT']}/metrics")
@@ -83,7 +85,9 @@ def show_history(database_url: str) -> None:
     command = [sys.executable, "-m", "seqflow", "history", "show", "default", "order-001"]
     deadline = time.monotonic() + 30
     while True:
-        run = json.loads(subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout)
+        run = json.loads(
+            subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout
+        )
         if run["phase"] == "Succeeded" or time.monotonic() > deadline:
             break
         time.sleep(0.5)

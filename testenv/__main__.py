@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m testenv", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up", help="run a local control plane until interrupted")
-    up_parser.add_argument("--jobs", action="store_true",
-                           help="also run controller-manager, scheduler and kwok for Jobs")
+    up_parser.add_argument(
+        "--jobs", action="store_true", help="also run controller-manager, scheduler and kwok for Jobs"
+    )
     up_parser.add_argument("--mariadb", action="store_true", help="also run MariaDB")
     commands.add_parser("binaries", help="build or locate the binaries and print their paths")
     args = parser.parse_args(argv)
@@ -51,8 +52,15 @@ def main(argv: list[str] | None = None) -> None:
         up(jobs=args.jobs, mariadb=args.mariadb)
     else:
         binaries = ensure_binaries()
-        for name in ("etcd", "kube_apiserver", "kube_controller_manager", "kube_scheduler",
-                     "kubectl", "kwok", "helm"):
+        for name in (
+            "etcd",
+            "kube_apiserver",
+            "kube_controller_manager",
+            "kube_scheduler",
+            "kubectl",
+            "kwok",
+            "helm",
+        ):
             print(f"{name}={getattr(binaries, name)}")
 
 

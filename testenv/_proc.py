@@ -75,15 +75,21 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
 class Child:
     """One server process whose stdout and stderr go to a log file."""
 
-    def __init__(self, name: str, argv: Sequence[str | os.PathLike], *, log: Path,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str | os.PathLike], *, log: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log = log
         with open(log, "ab") as out:
             self.popen = subprocess.Popen(
-                [str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, env=dict(env) if env is not None else None,
-                process_group=0, preexec_fn=_die_with_parent(os.getpid()))
+                [str(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                process_group=0,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
 
     def running(self) -> bool:
         return self.popen.poll() is None
@@ -106,12 +112,14 @@ class Child:
         return "\n".join(text.splitlines()[-lines:])
 
     def exited_error(self) -> RuntimeError:
-        return RuntimeError(f"{self.name} exited with code {self.popen.returncode}; "
-                            f"last lines of {self.log}:\n{self.tail()}")
+        return RuntimeError(
+            f"{self.name} exited with code {self.popen.returncode}; last lines of {self.log}:\n{self.tail()}"
+        )
 
 
-def wait_until(ready: Callable[[], bool], *, what: str, timeout: float,
-               children: Sequence[Child], interval: float = 0.05) -> None:
+def wait_until(
+    ready: Callable[[], bool], *, what: str, timeout: float, children: Sequence[Child], interval: float = 0.05
+) -> None:
     """Polls `ready()` until it is true; fails fast if one of `children` exits."""
     deadline = time.monotonic() + timeout
     while not ready():

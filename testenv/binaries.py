@@ -47,20 +47,25 @@ class Binaries:
 @functools.cache
 def ensure_binaries() -> Binaries:
     """Runs the build script (once per process) and returns the paths it reports."""
-    done = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True,
-                          check=False)
+    done = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{BUILD_SCRIPT} failed with exit code {done.returncode} "
-                           "(its output is on stderr above)")
+        raise RuntimeError(
+            f"{BUILD_SCRIPT} failed with exit code {done.returncode} (its output is on stderr above)"
+        )
     found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     missing = {"kube_bin_dir", "kwok", "helm"} - found.keys()
     if missing:
-        raise RuntimeError(f"{BUILD_SCRIPT} did not report {', '.join(sorted(missing))}; "
-                           f"its stdout was:\n{done.stdout}")
-    binaries = Binaries(kube_bin_dir=Path(found["kube_bin_dir"]), kwok=Path(found["kwok"]),
-                        helm=Path(found["helm"]))
-    absent = [p for p in (binaries.etcd, binaries.kube_apiserver, binaries.kubectl, binaries.kwok,
-                          binaries.helm) if not p.is_file()]
+        raise RuntimeError(
+            f"{BUILD_SCRIPT} did not report {', '.join(sorted(missing))}; its stdout was:\n{done.stdout}"
+        )
+    binaries = Binaries(
+        kube_bin_dir=Path(found["kube_bin_dir"]), kwok=Path(found["kwok"]), helm=Path(found["helm"])
+    )
+    absent = [
+        p
+        for p in (binaries.etcd, binaries.kube_apiserver, binaries.kubectl, binaries.kwok, binaries.helm)
+        if not p.is_file()
+    ]
     if absent:
         raise RuntimeError(f"{BUILD_SCRIPT} reported missing files: {absent}")
     return binaries
@@ -76,18 +81,26 @@ def kwok_stages(*groups: str, binaries: Binaries | None = None) -> list[Path]:
     missing = [group for group in groups if not (stage_dir / group).is_dir()]
     if missing:
         raise FileNotFoundError(f"kwok has no stage groups {missing} under {stage_dir}")
-    return [f for group in groups for f in sorted((stage_dir / group).glob("*.yaml"))
-            if f.name != "kustomization.yaml"]
+    return [
+        f
+        for group in groups
+        for f in sorted((stage_dir / group).glob("*.yaml"))
+        if f.name != "kustomization.yaml"
+    ]
 
 
 @functools.cache
 def _kwok_source(binaries: Binaries) -> Path:
-    version = subprocess.run([str(binaries.kwok), "--version"], capture_output=True, text=True,
-                             check=True).stdout.split()[2]  # "kwok version v0.8.0 go1.26 ..."
-    download = subprocess.run(["go", "mod", "download", "-json", f"sigs.k8s.io/kwok@{version}"],
-                              capture_output=True, text=True, check=False,
-                              env={**os.environ, "GOWORK": "off", "GOFLAGS": ""})
+    version = subprocess.run(
+        [str(binaries.kwok), "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[2]  # "kwok version v0.8.0 go1.26 ..."
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", f"sigs.k8s.io/kwok@{version}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GOWORK": "off", "GOFLAGS": ""},
+    )
     if download.returncode != 0:
-        raise RuntimeError(f"cannot fetch kwok {version} sources: {download.stdout}"
-                           f"{download.stderr}")
+        raise RuntimeError(f"cannot fetch kwok {version} sources: {download.stdout}{download.stderr}")
     return Path(json.loads(download.stdout)["Dir"])

@@ -25,15 +25,19 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-from testenv._proc import (Child, free_port, make_workdir, register_cleanup,
-                           unregister_cleanup, wait_until)
+from testenv._proc import Child, free_port, make_workdir, register_cleanup, unregister_cleanup, wait_until
 from testenv.binaries import Binaries, ensure_binaries, kwok_stages
 
 ADMIN = "admin"
 KWOK_NODE = "kwok-node-0"
 POD_STAGES = Path(__file__).resolve().parent / "kwok-stages.yaml"
-JOB_CONTROLLERS = ("job-controller", "garbage-collector-controller", "namespace-controller",
-                   "ttl-after-finished-controller", "serviceaccount-controller")
+JOB_CONTROLLERS = (
+    "job-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "ttl-after-finished-controller",
+    "serviceaccount-controller",
+)
 
 _INSECURE = ssl.create_default_context()
 _INSECURE.check_hostname = False
@@ -43,9 +47,15 @@ _INSECURE.verify_mode = ssl.CERT_NONE
 class ControlPlane:
     """etcd + kube-apiserver (+ controller-manager, scheduler and kwok with `with_jobs`)."""
 
-    def __init__(self, *, with_jobs: bool = False, users: Sequence[str] = ("alice", "bob"),
-                 kwok_configs: Sequence[Path] | None = None, binaries: Binaries | None = None,
-                 start_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        with_jobs: bool = False,
+        users: Sequence[str] = ("alice", "bob"),
+        kwok_configs: Sequence[Path] | None = None,
+        binaries: Binaries | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
         self.with_jobs = with_jobs
         self.kwok_configs = kwok_configs
         self.start_timeout = start_timeout
@@ -89,12 +99,19 @@ class ControlPlane:
         if path.exists():
             return path
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": user,
-            "clusters": [{"name": "seqflow-test", "cluster": {
-                "server": self.server, "certificate-authority": str(self.ca_file)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": user,
+            "clusters": [
+                {
+                    "name": "seqflow-test",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)},
+                }
+            ],
             "users": [{"name": user, "user": {"token": self.token_for(user)}}],
-            "contexts": [{"name": user, "context": {"cluster": "seqflow-test", "user": user,
-                                                    "namespace": "default"}}],
+            "contexts": [
+                {"name": user, "context": {"cluster": "seqflow-test", "user": user, "namespace": "default"}}
+            ],
         }
         path.write_text(json.dumps(config, indent=2) + "\n")
         return path
@@ -115,8 +132,9 @@ class ControlPlane:
         self.start_seconds = time.monotonic() - began
         return self
 
-    def _spawn(self, name: str, argv: Sequence[str | os.PathLike],
-               env: dict[str, str] | None = None) -> Child:
+    def _spawn(
+        self, name: str, argv: Sequence[str | os.PathLike], env: dict[str, str] | None = None
+    ) -> Child:
         child = Child(name, argv, log=self._dir / f"{name}.log", env=env)
         self._children.append(child)
         return child
@@ -124,28 +142,54 @@ class ControlPlane:
     def _start_core(self, binaries: Binaries) -> None:
         etcd_port, self.port = free_port(), free_port()
         tokens = self._dir / "tokens.csv"
-        tokens.write_text("".join(
-            f'{token},{user},{user}{",system:masters" if user == ADMIN else ""}\n'
-            for user, token in self._tokens.items()))
+        tokens.write_text(
+            "".join(
+                f"{token},{user},{user}{',system:masters' if user == ADMIN else ''}\n"
+                for user, token in self._tokens.items()
+            )
+        )
         sa_key = self._dir / "sa.key"
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout",
-                        "-out", str(sa_key)], check=True, capture_output=True)
-        etcd = self._spawn("etcd", [
-            binaries.etcd, f"--data-dir={self._dir / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{free_port()}", "--unsafe-no-fsync=true"])
-        apiserver = self._spawn("kube-apiserver", [
-            binaries.kube_apiserver, f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={self.port}", f"--cert-dir={self._dir / 'pki'}",
-            f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-            f"--service-account-issuer={self.server}", f"--service-account-key-file={sa_key}",
-            f"--service-account-signing-key-file={sa_key}",
-            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition"])
-        wait_until(self._apiserver_ready, what="kube-apiserver /readyz",
-                   timeout=self.start_timeout, children=[etcd, apiserver])
+        subprocess.run(
+            ["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(sa_key)],
+            check=True,
+            capture_output=True,
+        )
+        etcd = self._spawn(
+            "etcd",
+            [
+                binaries.etcd,
+                f"--data-dir={self._dir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{free_port()}",
+                "--unsafe-no-fsync=true",
+            ],
+        )
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                binaries.kube_apiserver,
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                f"--cert-dir={self._dir / 'pki'}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                f"--service-account-issuer={self.server}",
+                f"--service-account-key-file={sa_key}",
+                f"--service-account-signing-key-file={sa_key}",
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+            ],
+        )
+        wait_until(
+            self._apiserver_ready,
+            what="kube-apiserver /readyz",
+            timeout=self.start_timeout,
+            children=[etcd, apiserver],
+        )
 
     def _apiserver_ready(self) -> bool:
         try:
@@ -155,49 +199,86 @@ class ControlPlane:
 
     def _start_job_runtime(self, binaries: Binaries) -> None:
         kubeconfig = f"--kubeconfig={self.kubeconfig}"
-        self._spawn("kube-controller-manager", [
-            binaries.kube_controller_manager, kubeconfig, "--leader-elect=false",
-            "--bind-address=127.0.0.1", "--secure-port=0",
-            f"--controllers={','.join(JOB_CONTROLLERS)}"])
-        self._spawn("kube-scheduler", [
-            binaries.kube_scheduler, kubeconfig, "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}"])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                binaries.kube_controller_manager,
+                kubeconfig,
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                f"--controllers={','.join(JOB_CONTROLLERS)}",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                binaries.kube_scheduler,
+                kubeconfig,
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+            ],
+        )
         kwok_dir = self._dir / "kwok"
         kwok_dir.mkdir()
         configs = self.kwok_configs
         if configs is None:
             configs = [*kwok_stages("node/fast", binaries=binaries), POD_STAGES]
-        self._spawn("kwok", [
-            binaries.kwok, kubeconfig, *(f"--config={c}" for c in configs),
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--manage-nodes-with-label-selector=", "--manage-single-node=",
-            "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1"],
-            env={**os.environ, "KWOK_WORKDIR": str(kwok_dir)})
-        node = {"apiVersion": "v1", "kind": "Node", "metadata": {
-            "name": KWOK_NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": {"type": "kwok", "kubernetes.io/hostname": KWOK_NODE}}}
+        self._spawn(
+            "kwok",
+            [
+                binaries.kwok,
+                kubeconfig,
+                *(f"--config={c}" for c in configs),
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--manage-nodes-with-label-selector=",
+                "--manage-single-node=",
+                "--cidr=10.0.0.0/16",
+                "--node-ip=10.0.0.1",
+            ],
+            env={**os.environ, "KWOK_WORKDIR": str(kwok_dir)},
+        )
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": KWOK_NODE,
+                "annotations": {"kwok.x-k8s.io/node": "fake"},
+                "labels": {"type": "kwok", "kubernetes.io/hostname": KWOK_NODE},
+            },
+        }
         self.kubectl("create", "-f", "-", input=json.dumps(node))
-        wait_until(self._node_ready, what=f"node {KWOK_NODE}", timeout=self.start_timeout,
-                   children=self._children)
+        wait_until(
+            self._node_ready, what=f"node {KWOK_NODE}", timeout=self.start_timeout, children=self._children
+        )
 
     def _node_ready(self) -> bool:
         node = json.loads(self._get(f"/api/v1/nodes/{KWOK_NODE}"))
-        return any(c["type"] == "Ready" and c["status"] == "True"
-                   for c in node.get("status", {}).get("conditions", []))
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
 
     def _get(self, path: str, *, timeout: float = 5.0) -> bytes:
         """GET as admin without verifying TLS: the CA file may not be written yet."""
         request = urllib.request.Request(
-            f"{self.server}{path}", headers={"Authorization": f"Bearer {self._tokens[ADMIN]}"})
+            f"{self.server}{path}", headers={"Authorization": f"Bearer {self._tokens[ADMIN]}"}
+        )
         with urllib.request.urlopen(request, timeout=timeout, context=_INSECURE) as response:
             return response.read()
 
     def kubectl(self, *args: str, user: str = ADMIN, input: str | None = None) -> str:
         """Runs kubectl as `user`; returns stdout, raises with stderr on failure."""
         kubectl = (self._binaries or ensure_binaries()).kubectl
-        done = subprocess.run([str(kubectl), f"--kubeconfig={self.kubeconfig_for(user)}", *args],
-                              input=input, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [str(kubectl), f"--kubeconfig={self.kubeconfig_for(user)}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout

@@ -14,8 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from testenv._proc import (Child, free_port, make_workdir, register_cleanup,
-                           unregister_cleanup, wait_until)
+from testenv._proc import Child, free_port, make_workdir, register_cleanup, unregister_cleanup, wait_until
 
 _SBIN = "/usr/sbin:/usr/bin"
 
@@ -30,8 +29,9 @@ def _tool(name: str) -> str:
 class MariaDB:
     """One MariaDB server; `url` is a SQLAlchemy URL for the PyMySQL driver."""
 
-    def __init__(self, *, database: str = "seqflow", user: str = "seqflow",
-                 start_timeout: float = 30.0) -> None:
+    def __init__(
+        self, *, database: str = "seqflow", user: str = "seqflow", start_timeout: float = 30.0
+    ) -> None:
         self.database = database
         self.user = user
         self.password = secrets.token_hex(12)
@@ -43,8 +43,7 @@ class MariaDB:
 
     @property
     def url(self) -> str:
-        return (f"mysql+pymysql://{self.user}:{self.password}@127.0.0.1:{self.port}"
-                f"/{self.database}")
+        return f"mysql+pymysql://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
 
     @property
     def admin_socket(self) -> Path:
@@ -68,7 +67,8 @@ class MariaDB:
             self.admin_sql(
                 f"CREATE DATABASE `{self.database}`;"
                 f" CREATE USER '{self.user}'@'%' IDENTIFIED BY '{self.password}';"
-                f" GRANT ALL ON `{self.database}`.* TO '{self.user}'@'%';")
+                f" GRANT ALL ON `{self.database}`.* TO '{self.user}'@'%';"
+            )
         except BaseException:
             self.stop()
             raise
@@ -79,21 +79,40 @@ class MariaDB:
         log = self._dir / "install-db.log"
         with open(log, "wb") as out:
             done = subprocess.run(
-                [_tool("mariadb-install-db"), "--no-defaults", f"--datadir={self._dir / 'data'}",
-                 "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"],
-                stdout=out, stderr=subprocess.STDOUT, check=False)
+                [
+                    _tool("mariadb-install-db"),
+                    "--no-defaults",
+                    f"--datadir={self._dir / 'data'}",
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
         if done.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed; see {log}:\n{log.read_text()}")
 
     def start_server(self) -> None:
         """Starts mariadbd on the existing datadir and port; waits until it answers."""
-        self._server = Child("mariadbd", [
-            _tool("mariadbd"), "--no-defaults", f"--datadir={self._dir / 'data'}", "--user=root",
-            "--bind-address=127.0.0.1", f"--port={self.port}", f"--socket={self.admin_socket}",
-            f"--pid-file={self._dir / 'mysqld.pid'}", "--skip-log-bin",
-            "--innodb-flush-log-at-trx-commit=2"], log=self._dir / "mariadbd.log")
-        wait_until(self._answers, what="mariadbd", timeout=self.start_timeout,
-                   children=[self._server])
+        self._server = Child(
+            "mariadbd",
+            [
+                _tool("mariadbd"),
+                "--no-defaults",
+                f"--datadir={self._dir / 'data'}",
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                f"--port={self.port}",
+                f"--socket={self.admin_socket}",
+                f"--pid-file={self._dir / 'mysqld.pid'}",
+                "--skip-log-bin",
+                "--innodb-flush-log-at-trx-commit=2",
+            ],
+            log=self._dir / "mariadbd.log",
+        )
+        wait_until(self._answers, what="mariadbd", timeout=self.start_timeout, children=[self._server])
 
     def stop_server(self) -> None:
         """Stops mariadbd, keeping the datadir for `start_server()`."""
@@ -102,15 +121,32 @@ class MariaDB:
             self._server = None
 
     def _answers(self) -> bool:
-        ping = [_tool("mariadb-admin"), "--no-defaults", "-uroot", f"--socket={self.admin_socket}",
-                "--connect-timeout=1", "ping"]
+        ping = [
+            _tool("mariadb-admin"),
+            "--no-defaults",
+            "-uroot",
+            f"--socket={self.admin_socket}",
+            "--connect-timeout=1",
+            "ping",
+        ]
         return subprocess.run(ping, capture_output=True, check=False).returncode == 0
 
     def admin_sql(self, sql: str) -> str:
         """Runs SQL as root over the admin socket; returns the tab-separated output."""
         done = subprocess.run(
-            [_tool("mariadb"), "--no-defaults", "-uroot", f"--socket={self.admin_socket}",
-             "--batch", "-e", sql], capture_output=True, text=True, check=False)
+            [
+                _tool("mariadb"),
+                "--no-defaults",
+                "-uroot",
+                f"--socket={self.admin_socket}",
+                "--batch",
+                "-e",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"mariadb failed on {sql!r}: {done.stderr.strip()}")
         return done.stdout

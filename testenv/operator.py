@@ -45,7 +45,9 @@ class OperatorProcess:
             "PYTHONPATH": os.pathsep.join(paths),
             "PYTHONUNBUFFERED": "1",
         }
-        self._child = Child("seqflow-operator", [sys.executable, "-m", "seqflow", "run"], log=self.log, env=env)
+        self._child = Child(
+            "seqflow-operator", [sys.executable, "-m", "seqflow", "run"], log=self.log, env=env
+        )
         register_cleanup(self.stop)
         return self
 

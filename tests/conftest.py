@@ -18,6 +18,7 @@ import pytest
 from tests.support import OPERATOR_USER, REPO, Cluster, wait_for
 from testenv import ControlPlane, MariaDB, ensure_binaries
 
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     existing = os.environ.get("SEQFLOW_TEST_KUBECONFIG")
@@ -48,8 +49,10 @@ def crds(cluster: Cluster) -> None:
     )  # fmt: skip
     # Kopf discovers resources through /apis once at start: let discovery catch up first.
     wait_for(
-        lambda: "workflowruns" in cluster.kubectl("get", "--raw", "/apis/seqflow.io/v1alpha1", check=False).stdout
-        and "seqflow.io" in cluster.kubectl("get", "--raw", "/apis", check=False).stdout,
+        lambda: (
+            "workflowruns" in cluster.kubectl("get", "--raw", "/apis/seqflow.io/v1alpha1", check=False).stdout
+            and "seqflow.io" in cluster.kubectl("get", "--raw", "/apis", check=False).stdout
+        ),
         timeout=30,
         what="the seqflow.io API in discovery",
     )

@@ -102,7 +102,9 @@ class Runs:
                     seen.append(status)
                 if until(status):
                     return seen
-        raise AssertionError(f"run {namespace}/{name} did not get there in {timeout} s; last status: {seen[-1:]}")
+        raise AssertionError(
+            f"run {namespace}/{name} did not get there in {timeout} s; last status: {seen[-1:]}"
+        )
 
 
 def condition(status: dict[str, Any], type_: str = "Succeeded") -> dict[str, Any]:

@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import yaml

@@ -42,7 +42,9 @@ async def run_operator(settings: Settings) -> None:
     api = KubeApi(
         load_configuration(),
         connections=settings.api_connections,
-        observe=lambda verb, resource, code, seconds: metrics.api_requests.labels(verb, resource, code).observe(seconds),
+        observe=lambda verb, resource, code, seconds: metrics.api_requests.labels(
+            verb, resource, code
+        ).observe(seconds),
     )
     runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
     reconciler = Reconciler(
@@ -77,7 +79,9 @@ async def run_operator(settings: Settings) -> None:
         kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
         # Distinct priorities (equal ones pause everybody); among replicas of one priority the
         # longest-running wins, so a replica that restarts comes back as a standby.
-        kopf_settings.peering.priority = settings.priority * PRIORITY_SPAN + (PRIORITY_SPAN - time.time_ns() // 10**6)
+        kopf_settings.peering.priority = settings.priority * PRIORITY_SPAN + (
+            PRIORITY_SPAN - time.time_ns() // 10**6
+        )
     logger.info(
         "seqflow starting: handlers %s, %d workers, history in %s, http on :%d",
         sorted(registry.names()), settings.max_concurrent_runs, store.engine.url.render_as_string(),

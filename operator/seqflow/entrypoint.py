@@ -69,7 +69,10 @@ def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) 
         return finish(f"{type(error).__name__}: {error}", 1)
     problem = output_problem(output, limit=TERMINATION_MESSAGE_LIMIT)
     if problem:
-        return finish(f"{problem} (Kubernetes keeps at most {TERMINATION_MESSAGE_LIMIT} bytes of a termination message)", 1)
+        return finish(
+            f"{problem} (Kubernetes keeps at most {TERMINATION_MESSAGE_LIMIT} bytes of a termination message)",
+            1,
+        )
     return finish(json.dumps(output, separators=(",", ":")), 0)
 
 

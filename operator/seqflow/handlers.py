@@ -20,7 +20,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False
     settings.persistence.diffbase_storage = NoDiffBase()
     # Only our Jobs: filtered by the API server, not after the fact.
-    settings.watching.label_selectors["batch", "v1", "jobs"] = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+    settings.watching.label_selectors["batch", "v1", "jobs"] = ",".join(
+        f"{k}={v}" for k, v in MANAGED_BY.items()
+    )
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

@@ -64,7 +64,9 @@ class KubeApi:
         self._auth_until = 0.0
         self._base = configuration.host.rstrip("/")
         connector = aiohttp.TCPConnector(limit=connections, ssl=_ssl_context(configuration))
-        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        )
 
     async def close(self) -> None:
         await self._session.close()

@@ -23,7 +23,10 @@ class Metrics:
             "seqflow_runs_started", "WorkflowRuns started.", ["workflow"], registry=registry
         )
         self.runs_finished = Counter(
-            "seqflow_runs_finished", "WorkflowRuns finished, by outcome.", ["workflow", "phase"], registry=registry
+            "seqflow_runs_finished",
+            "WorkflowRuns finished, by outcome.",
+            ["workflow", "phase"],
+            registry=registry,
         )
         self.task_attempts = Histogram(
             "seqflow_task_attempt_duration_seconds",

@@ -303,7 +303,9 @@ class Reconciler:
         if result is None:
             result, alive = await self._observe_job(key, body, run)
         workflow = await self._workflow_of(key, run)
-        decision = self._plan(run=run, workflow=workflow, result=result, alive=alive, written=self._flushed.get(uid, 0))
+        decision = self._plan(
+            run=run, workflow=workflow, result=result, alive=alive, written=self._flushed.get(uid, 0)
+        )
         if decision.status != run.status:
             try:
                 body = await self._write_status(key, body, decision.status)
@@ -407,7 +409,9 @@ class Reconciler:
         self._runs.wrote(written)
         return written
 
-    async def _observe_job(self, key: Key, body: JsonObject, run: RunView) -> tuple[AttemptResult | None, bool]:
+    async def _observe_job(
+        self, key: Key, body: JsonObject, run: RunView
+    ) -> tuple[AttemptResult | None, bool]:
         """The outcome of the current attempt when it is a finished Job; else whether its Job
         is known to be running."""
         status = run.status
@@ -424,11 +428,16 @@ class Reconciler:
         if not job_finished(job):
             return None, True
         pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
-        outcome = read_outcome(job=job, pod=pods[0] if pods else None, task_index=index, attempt=task.attempts)
+        outcome = read_outcome(
+            job=job, pod=pods[0] if pods else None, task_index=index, attempt=task.attempts
+        )
         seconds = job_duration(job)
         if seconds is not None:
             self._metrics.attempt(
-                workflow=run.spec.workflow_ref.name, task=task.name, succeeded=outcome.succeeded, seconds=seconds
+                workflow=run.spec.workflow_ref.name,
+                task=task.name,
+                succeeded=outcome.succeeded,
+                seconds=seconds,
             )
         return outcome, False
 

@@ -24,9 +24,7 @@ class Settings(BaseSettings):
     max_concurrent_runs: int = Field(
         default=16, ge=1, description="Runs whose tasks execute at the same time."
     )
-    handler_threads: int = Field(
-        default=16, ge=1, description="Threads for synchronous handlers."
-    )
+    handler_threads: int = Field(default=16, ge=1, description="Threads for synchronous handlers.")
     api_connections: int = Field(
         default=16, ge=1, description="Concurrent connections to the Kubernetes API server."
     )
@@ -80,7 +78,9 @@ class Settings(BaseSettings):
         "the longest-running is active.",
     )
     peering_lifetime_seconds: int = Field(
-        default=60, ge=1, description="How long a silent active replica counts as alive before a standby takes over."
+        default=60,
+        ge=1,
+        description="How long a silent active replica counts as alive before a standby takes over.",
     )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

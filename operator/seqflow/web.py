@@ -150,7 +150,9 @@ class HistoryApi:
         query = request.query
         unknown = sorted(set(query) - LIST_PARAMS)
         if unknown:
-            raise HttpError(400, f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(sorted(LIST_PARAMS))}")
+            raise HttpError(
+                400, f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(sorted(LIST_PARAMS))}"
+            )
         limit = _limit(query.get("limit", "50"))
         phase = query.get("phase")
         if phase is not None and phase not in {p.value for p in RunPhase}:

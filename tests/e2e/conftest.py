@@ -11,6 +11,7 @@ from tests.e2e.operators import bind_chart_rbac, start_operator
 from tests.support import OPERATOR_USER, Cluster, Runs
 from testenv.operator import OperatorProcess
 
+
 @pytest.fixture(scope="session")
 def operator_kubeconfig(cluster: Cluster) -> Path:
     """The operators' credentials: a user bound only to the Helm chart's role (least privilege,

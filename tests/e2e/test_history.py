@@ -40,7 +40,9 @@ def admin_token(cluster: Cluster) -> str:
 def history_written(runs: Runs, namespace: str, names: list[str]) -> None:
     def done() -> bool:
         statuses = [runs.get(namespace, n).get("status") or {} for n in names]
-        return all(s.get("phase") in ("Succeeded", "Failed") and not s.get("pendingHistory") for s in statuses)
+        return all(
+            s.get("phase") in ("Succeeded", "Failed") and not s.get("pendingHistory") for s in statuses
+        )
 
     wait_for(done, timeout=90, what="runs to finish and their history to be written")
 
@@ -85,7 +87,12 @@ def test_examples_history_is_complete_and_in_order(
     assert retry["retry_count"] == 1 and retry["backoff_seconds"] == 2 and retry["max_retries"] == 5
 
     code, late = get(operator, f"/api/v1/namespaces/{namespace}/runs/refund-002-late", token)
-    assert [e["event"] for e in late["activity"]] == ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_FAILED", "WORKFLOW_FAILED"]
+    assert [e["event"] for e in late["activity"]] == [
+        "WORKFLOW_STARTED",
+        "TASK_STARTED",
+        "TASK_FAILED",
+        "WORKFLOW_FAILED",
+    ]
     assert late["phase"] == "Failed" and "within 30 days" in late["error"]
 
     code, page = get(operator, f"/api/v1/runs?namespace={namespace}&limit=3", token)

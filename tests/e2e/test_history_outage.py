@@ -34,7 +34,9 @@ def statuses(runs: Runs, namespace: str) -> dict[str, dict]:
     return {f"r{i:02d}": runs.get(namespace, f"r{i:02d}").get("status") or {} for i in range(RUNS)}
 
 
-def test_outage_delays_history_and_loses_nothing(cluster: Cluster, runs: Runs, crds: None, mariadb, operator_kubeconfig, tmp_path):
+def test_outage_delays_history_and_loses_nothing(
+    cluster: Cluster, runs: Runs, crds: None, mariadb, operator_kubeconfig, tmp_path
+):
     namespace = f"outage-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     operator = start_operator(operator_kubeconfig, tmp_path / "first.log", "outage-*", mariadb.url)
@@ -72,14 +74,17 @@ def test_outage_delays_history_and_loses_nothing(cluster: Cluster, runs: Runs, c
     engine = create_engine(mariadb.url)
     with engine.connect() as db:
         rows = db.execute(
-            text("SELECT name, uid, phase, history_seq FROM workflow_runs WHERE namespace = :ns"), {"ns": namespace}
+            text("SELECT name, uid, phase, history_seq FROM workflow_runs WHERE namespace = :ns"),
+            {"ns": namespace},
         ).all()
         assert sorted(r.name for r in rows) == sorted(final)  # every run, once
         interrupted = 0
         for row in rows:
             status = final[row.name]
             assert row.phase == "Succeeded" and row.history_seq == status["historySeq"]
-            seqs = db.scalars(text("SELECT seq FROM activity_log WHERE run_uid = :u ORDER BY seq"), {"u": row.uid}).all()
+            seqs = db.scalars(
+                text("SELECT seq FROM activity_log WHERE run_uid = :u ORDER BY seq"), {"u": row.uid}
+            ).all()
             assert seqs == list(range(1, status["historySeq"] + 1))  # every entry, once, in order
             attempts = db.execute(
                 text("SELECT task, attempt, phase FROM task_attempts WHERE run_uid = :u ORDER BY task_index, attempt"),
@@ -87,6 +92,10 @@ def test_outage_delays_history_and_loses_nothing(cluster: Cluster, runs: Runs, c
             ).all()  # fmt: skip
             expected = [(t["name"], a) for t in status["tasks"] for a in range(1, t["attempts"] + 1)]
             assert [(a.task, a.attempt) for a in attempts] == expected  # every attempt, once
-            assert [a.phase for a in attempts if (a.task, a.attempt) in {(t["name"], t["attempts"]) for t in status["tasks"]}] == ["Succeeded"] * 3
+            assert [
+                a.phase
+                for a in attempts
+                if (a.task, a.attempt) in {(t["name"], t["attempts"]) for t in status["tasks"]}
+            ] == ["Succeeded"] * 3
             interrupted += len(attempts) - 3
     assert interrupted >= 1  # the SIGKILL interrupted attempts, and their retries are recorded

@@ -121,7 +121,9 @@ def test_finished_jobs_expire_after_their_ttl(
 ):
     namespace = f"ttl-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
-    operator = start_operator(operator_kubeconfig, tmp_path / "ttl.log", "ttl-*", database_url, SEQFLOW_JOB_TTL_SECONDS="2")
+    operator = start_operator(
+        operator_kubeconfig, tmp_path / "ttl.log", "ttl-*", database_url, SEQFLOW_JOB_TTL_SECONDS="2"
+    )
     try:
         cluster.apply(workflow("ttl", [job_task("Quick")]), namespace=namespace)
         cluster.apply(workflow_run("r1", "ttl"), namespace=namespace)
@@ -140,7 +142,10 @@ def test_operator_restart_while_a_job_runs_creates_no_second_job(
     namespace = f"restart-job-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     operator = start_operator(operator_kubeconfig, tmp_path / "first.log", "restart-job-*", database_url)
-    tasks = [job_task("Crunch", annotations={"test.seqflow.io/duration": "5s"}), {"name": "After", "handler": "test.step"}]
+    tasks = [
+        job_task("Crunch", annotations={"test.seqflow.io/duration": "5s"}),
+        {"name": "After", "handler": "test.step"},
+    ]
     cluster.apply(workflow("long-job", tasks), namespace=namespace)
     cluster.apply(workflow_run("r1", "long-job"), namespace=namespace)
     wait_for(lambda: jobs_of(cluster, namespace, "r1"), timeout=30, what="the run's Job")

@@ -31,7 +31,9 @@ def sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_metrics_move_as_runs_progress(cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess):
+def test_metrics_move_as_runs_progress(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
+):
     retry = {"maxRetries": 2, "backoffSeconds": 0.5}
     cluster.apply(workflow("metered", [{"name": "Pay", "handler": "test.flaky", "retry": retry},
                                        {"name": "Ship", "handler": "test.step"}]), namespace=namespace)  # fmt: skip
@@ -46,7 +48,9 @@ def test_metrics_move_as_runs_progress(cluster: Cluster, runs: Runs, namespace: 
         """The operator counts a transition right after its status write: scrape until it has."""
         text = scrape(operator)
         runs_finished = sample(text, "seqflow_runs_finished_total", **finished)
-        return text if runs_finished - sample(before, "seqflow_runs_finished_total", **finished) == 3 else None
+        return (
+            text if runs_finished - sample(before, "seqflow_runs_finished_total", **finished) == 3 else None
+        )
 
     after = wait_for(counted, timeout=10, what="the finished runs to be counted")
 
@@ -56,8 +60,19 @@ def test_metrics_move_as_runs_progress(cluster: Cluster, runs: Runs, namespace: 
     assert moved("seqflow_runs_started_total", workflow="metered") == 3
     assert moved("seqflow_runs_finished_total", workflow="metered", phase="Succeeded") == 3
     assert moved("seqflow_task_retries_total", workflow="metered", task="Pay") == 3
-    assert moved("seqflow_task_attempt_duration_seconds_count", workflow="metered", task="Pay", outcome="failed") == 3
-    assert moved("seqflow_task_attempt_duration_seconds_count", workflow="metered", task="Ship", outcome="succeeded") == 3
+    assert (
+        moved("seqflow_task_attempt_duration_seconds_count", workflow="metered", task="Pay", outcome="failed")
+        == 3
+    )
+    assert (
+        moved(
+            "seqflow_task_attempt_duration_seconds_count",
+            workflow="metered",
+            task="Ship",
+            outcome="succeeded",
+        )
+        == 3
+    )
     patches = moved("seqflow_kubernetes_api_request_duration_seconds_count", verb="PATCH",
                     resource="workflowruns/status", code="200")  # fmt: skip
     assert patches >= 3 * 4  # start, retry, retried attempt, next task, end (some merged)
@@ -91,7 +106,11 @@ def test_json_logs_carry_run_fields_and_no_secrets(
     assert lines and len(lines) == len([line for line in log.read_text().splitlines() if line.strip()])
     failed = next(line for line in lines if line.get("event") == "TASK_FAILED")
     assert failed["namespace"] == namespace and failed["run"] == "r1"
-    assert failed["task"] == "Only" and failed["attempt"] == 1 and failed["error"] == "RuntimeError: card declined"
+    assert (
+        failed["task"] == "Only"
+        and failed["attempt"] == 1
+        and failed["error"] == "RuntimeError: card declined"
+    )
     assert {"time", "level", "logger", "message"} <= failed.keys()
     text = log.read_text()
     password = database_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[-1]
@@ -109,7 +128,9 @@ def test_operator_credentials_are_refused_outside_the_chart_role(cluster: Cluste
         assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), verb
 
 
-def test_reapplying_examples_shows_no_diff(cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess):
+def test_reapplying_examples_shows_no_diff(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
+):
     paths = sorted(str(p) for p in (REPO / "workflows").glob("*.yaml"))
     args = [a for p in paths for a in ("-f", p)]
     for _ in range(2):

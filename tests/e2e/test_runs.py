@@ -34,9 +34,16 @@ def test_three_tasks_run_in_order_and_pass_data_on(cluster: Cluster, runs: Runs,
     assert outputs["1/3"]["trail"] == ["Reserve"] and outputs["1/3"]["step"] == 1
     assert outputs["2/3"]["trail"] == ["Reserve", "Charge"] and outputs["2/3"]["step"] == 2
     final = runs.get(namespace, "r1")["status"]
-    assert final["output"] == {"order": "ORD-1", "sleep": 0.5, "trail": ["Reserve", "Charge", "Ship"], "step": 3}
+    assert final["output"] == {
+        "order": "ORD-1",
+        "sleep": 0.5,
+        "trail": ["Reserve", "Charge", "Ship"],
+        "step": 3,
+    }
     # While a task ran, the status named it and the ones before it had succeeded.
-    running = [(s["currentTask"], [t["phase"] for t in s["tasks"]]) for s in history if s.get("phase") == "Running"]
+    running = [
+        (s["currentTask"], [t["phase"] for t in s["tasks"]]) for s in history if s.get("phase") == "Running"
+    ]
     assert ("Charge", ["Succeeded", "Running", "Pending"]) in running
     # Strictly sequential: each task starts no earlier than the one before it finished.
     tasks = final["tasks"]

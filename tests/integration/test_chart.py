@@ -32,8 +32,12 @@ def value_sets(watch: tuple[str, str] = ("a", "b")) -> dict[str, list[str]]:
         "namespaced": ["--set", "rbac.clusterWide=false", "--set", f"watchNamespaces={{{','.join(watch)}}}"],
         "database-url": ["--set", f"database.url={DATABASE_URL}"],
         "existing-secret-standalone": [
-            "--set", "database.existingSecret=seqflow-db", "--set", "peering.enabled=false",
-            "--set", "handlerModules={seqflow.examples,mycompany.handlers}",
+            "--set",
+            "database.existingSecret=seqflow-db",
+            "--set",
+            "peering.enabled=false",
+            "--set",
+            "handlerModules={seqflow.examples,mycompany.handlers}",
         ],  # fmt: skip
     }
 
@@ -258,7 +262,12 @@ def test_migration_hook_uses_the_database_secret(helm: Helm):
 
 
 def test_service_monitor_selects_the_service(helm: Helm):
-    values = ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=prom"]
+    values = [
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prom",
+    ]
     helm("lint", "--strict", str(CHART), *values)
     docs = helm.render(*values)
     (monitor,) = find(docs, "ServiceMonitor")

@@ -22,7 +22,9 @@ def run_in_job_environment(handler: str, data: dict, tmp_path: Path, *, input_fi
     """Build the attempt's Job, then run its container's command as the kubelet would."""
     task = PinnedTask(name="Check", job=JobTemplate(image="x"), retry=RetryPolicy(), timeout_seconds=5)
     action = CreateJob(task_index=0, task=task, attempt=2, input=data)
-    manifest = job_manifest(run=RunRef(namespace="ns", name="run-1", uid="u-1"), action=action, ttl_seconds=None)
+    manifest = job_manifest(
+        run=RunRef(namespace="ns", name="run-1", uid="u-1"), action=action, ttl_seconds=None
+    )
     pod = manifest["spec"]["template"]
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
     # What the downward-API volume and the termination log are in a real pod:
@@ -34,7 +36,11 @@ def run_in_job_environment(handler: str, data: dict, tmp_path: Path, *, input_fi
     env["SEQFLOW_HANDLER_MODULES"] = "seqflow_test_handlers"
     env["PYTHONPATH"] = os.pathsep.join([str(HANDLERS), str(REPO / "operator")])
     done = subprocess.run(
-        [sys.executable, "-m", "seqflow", "task", handler], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "seqflow", "task", handler],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return done, (tmp_path / "termination-log").read_text()
 
@@ -69,4 +75,10 @@ def test_failures_exit_non_zero_with_the_reason(tmp_path, handler, code, message
 def test_attempt_context_comes_from_the_environment(tmp_path):
     done, message = run_in_job_environment("test.context", {}, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert json.loads(message) == {"namespace": "ns", "run": "run-1", "task": "Check", "attempt": 2, "key": "u-1/Check"}
+    assert json.loads(message) == {
+        "namespace": "ns",
+        "run": "run-1",
+        "task": "Check",
+        "attempt": 2,
+        "key": "u-1/Check",
+    }

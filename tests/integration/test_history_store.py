@@ -30,7 +30,12 @@ def store(request, tmp_path_factory) -> HistoryStore:
 
 def identity(namespace: str, name: str = "r1", created: datetime = T0) -> RunIdentity:
     return RunIdentity(
-        uid=str(uuid.uuid4()), namespace=namespace, name=name, workflow="wf", input={"n": 1}, created_at=created
+        uid=str(uuid.uuid4()),
+        namespace=namespace,
+        name=name,
+        workflow="wf",
+        input={"n": 1},
+        created_at=created,
     )
 
 

@@ -73,7 +73,9 @@ def test_sqlalchemy_pymysql_round_trip(database_url: str):
         connection.execute(sa.text(f"INSERT INTO {table} VALUES (1, :p)"), {"p": '{"order": "ORD-1"}'})
     with engine.connect() as connection:
         version = connection.execute(sa.text("SELECT VERSION()")).scalar_one()
-        payload = connection.execute(sa.text(f"SELECT JSON_VALUE(payload, '$.order') FROM {table}")).scalar_one()
+        payload = connection.execute(
+            sa.text(f"SELECT JSON_VALUE(payload, '$.order') FROM {table}")
+        ).scalar_one()
         connection.execute(sa.text(f"DROP TABLE {table}"))
     assert engine.dialect.driver == "pymysql"
     assert "MariaDB" in version or version[0].isdigit()

@@ -103,4 +103,3 @@ def test_output_must_be_json():
 def test_registering_another_handler_under_a_taken_name_fails():
     with pytest.raises(ValueError, match='already registered as "echo"'):
         registry.register("echo", lambda data, context: data)
-

@@ -36,8 +36,14 @@ def env_of(container: dict) -> dict:
 def test_simple_form_manifest():
     manifest = job_manifest(
         run=RUN,
-        action=action({"image": "mailer:1.2", "command": ["send"], "env": [{"name": "MODE", "value": "x"}],
-                       "resources": {"limits": {"cpu": "1"}}}),  # fmt: skip
+        action=action(
+            {
+                "image": "mailer:1.2",
+                "command": ["send"],
+                "env": [{"name": "MODE", "value": "x"}],
+                "resources": {"limits": {"cpu": "1"}},
+            }
+        ),  # fmt: skip
         ttl_seconds=600,
     )
     meta, spec = manifest["metadata"], manifest["spec"]
@@ -65,7 +71,11 @@ def test_simple_form_manifest():
     assert env["MODE"] == "x"
     assert json.loads(env["SEQFLOW_INPUT"]) == {"order": "ORD-1"}
     assert env["SEQFLOW_INPUT_PATH"] == "/seqflow/input.json"
-    assert (env["SEQFLOW_RUN"], env["SEQFLOW_TASK"], env["SEQFLOW_ATTEMPT"]) == ("order-001", "SendEmail", "2")
+    assert (env["SEQFLOW_RUN"], env["SEQFLOW_TASK"], env["SEQFLOW_ATTEMPT"]) == (
+        "order-001",
+        "SendEmail",
+        "2",
+    )
     assert {"name": "seqflow-input", "mountPath": "/seqflow", "readOnly": True} in container["volumeMounts"]
     assert job_manifest(run=RUN, action=action({"image": "i"}), ttl_seconds=None)["spec"].keys() == {
         "backoffLimit", "activeDeadlineSeconds", "template"
@@ -86,7 +96,9 @@ def test_pod_template_form_keeps_everything_and_uses_the_task_container():
             ],
         },
     }
-    pod = job_manifest(run=RUN, action=action({"podTemplate": template}), ttl_seconds=None)["spec"]["template"]
+    pod = job_manifest(run=RUN, action=action({"podTemplate": template}), ttl_seconds=None)["spec"][
+        "template"
+    ]
     assert pod["spec"]["serviceAccountName"] == "mailer" and pod["spec"]["nodeSelector"] == {"pool": "batch"}
     assert pod["metadata"]["labels"]["team"] == "mail"
     assert [v["name"] for v in pod["spec"]["volumes"]] == ["cfg", "seqflow-input"]
@@ -140,7 +152,9 @@ def test_complete_job_with_bad_output_fails_the_attempt(message, error):
 
 
 def test_failed_job_reports_exit_code_and_message():
-    result = read_outcome(job=job("Failed", "BackoffLimitExceeded"), pod=pod(1, "SMTP refused"), task_index=2, attempt=1)
+    result = read_outcome(
+        job=job("Failed", "BackoffLimitExceeded"), pod=pod(1, "SMTP refused"), task_index=2, attempt=1
+    )
     assert result.error == "exit code 1: SMTP refused" and not result.permanent
     permanent = read_outcome(job=job("Failed", "BackoffLimitExceeded"), pod=pod(PERMANENT_EXIT_CODE, "no such user"),
                              task_index=2, attempt=1)  # fmt: skip

@@ -366,13 +366,17 @@ def test_running_job_not_seen_is_created_again_for_the_same_attempt():
 
 def test_job_deadline_exceeded_is_retried_then_fails_with_that_reason():
     running = job_step(job_step().status, at=1, result=ok(0, 1, {})).status
-    deadline = AttemptResult(task_index=1, attempt=1, error="DeadlineExceeded: too slow", reason="DeadlineExceeded")
+    deadline = AttemptResult(
+        task_index=1, attempt=1, error="DeadlineExceeded: too slow", reason="DeadlineExceeded"
+    )
     retrying = job_step(running, at=30, result=deadline).status
     assert retrying.tasks[1].phase == TaskPhase.RETRYING
     assert retrying.tasks[1].next_retry_at == T0 + timedelta(seconds=35)
     second = job_step(retrying, at=35)
     assert only(second.actions, CreateJob).attempt == 2
-    again = AttemptResult(task_index=1, attempt=2, error="DeadlineExceeded: too slow", reason="DeadlineExceeded")
+    again = AttemptResult(
+        task_index=1, attempt=2, error="DeadlineExceeded: too slow", reason="DeadlineExceeded"
+    )
     final = job_step(second.status, at=60, result=again).status
     assert final.phase == RunPhase.FAILED
     assert condition(final).reason == "DeadlineExceeded"

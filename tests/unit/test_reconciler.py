@@ -8,14 +8,13 @@ import copy
 from typing import Any
 
 import aiohttp
-import pytest
 from prometheus_client import CollectorRegistry
 
 from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, task
 from seqflow.kube import ApiError
 from seqflow.metrics import Metrics
-from seqflow.reconciler import FINALIZER, Reconciler, ReconcilerOptions, status_patch
+from seqflow.reconciler import FINALIZER, Reconciler, ReconcilerOptions, RunCache, status_patch
 
 calls: list[str] = []
 handlers = HandlerRegistry()
@@ -128,7 +127,9 @@ def reconciler(api: FakeApi, history: FakeHistory) -> Reconciler:
         history=history,  # type: ignore[arg-type]
         metrics=Metrics(CollectorRegistry()),
         handler_names=handlers.names(),
-        options=ReconcilerOptions(workers=2, event_queue_size=100, job_ttl_seconds=None, engine=EngineOptions()),
+        options=ReconcilerOptions(
+            workers=2, event_queue_size=100, job_ttl_seconds=None, engine=EngineOptions()
+        ),
     )
 
 
@@ -162,7 +163,9 @@ def test_runs_to_success_writes_history_and_trims_it():
     async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
         subject.on_run_event(None, api.add_run("r", "w"))
-        await settle(lambda: run_status(api).get("phase") == "Succeeded" and not run_status(api).get("pendingHistory"))
+        await settle(
+            lambda: run_status(api).get("phase") == "Succeeded" and not run_status(api).get("pendingHistory")
+        )
         assert calls == ["A", "B"]
         assert run_status(api)["output"] == {"n": 2}
         assert history.written == list(range(1, 7))
@@ -228,7 +231,41 @@ def test_deleted_run_keeps_its_finalizer_until_history_is_written():
     scenario(body)
 
 
-@pytest.mark.parametrize("old", [{"a": 1}, {}])
-def test_status_patch_round_trip(old):
-    new = {"b": 2}
+# ----- the status merge patch and the run cache -----
+
+
+def stored(rv: str, **status) -> dict:
+    return {"metadata": {"namespace": "ns", "name": "r", "resourceVersion": rv}, "status": status}
+
+
+def test_status_patch_turns_old_into_new():
+    old = {
+        "phase": "Running",
+        "output": {"a": 1, "b": 2},
+        "tasks": [{"n": 1}],
+        "currentTask": "A",
+        "retries": 0,
+    }
+    new = {"phase": "Succeeded", "output": {"c": 3}, "tasks": [{"n": 1}, {"n": 2}], "retries": 0}
+    patch = status_patch(old, new)
+    assert merge(old, patch) == new
+    assert patch["currentTask"] is None  # removed fields are nulled
+    assert patch["output"] == {"a": None, "b": None, "c": 3}  # not merged into the old output
+    assert "retries" not in patch  # unchanged fields are left out
+
+
+def test_status_patch_writes_empty_object_and_new_keys():
+    assert status_patch({}, {"output": {}, "retries": 0}) == {"output": {}, "retries": 0}
+    old, new = {"output": {"a": 1}}, {"output": {}}
     assert merge(old, status_patch(old, new)) == new
+
+
+def test_run_cache_skips_echo_of_own_write_but_takes_news():
+    cache = RunCache()
+    assert cache.observe(stored("1", phase="Pending")) is True
+    cache.wrote(stored("2", phase="Running"))
+    assert cache.observe(stored("2", phase="Running")) is False  # our own write coming back
+    assert cache.get(("ns", "r"))["metadata"]["resourceVersion"] == "2"
+    assert cache.observe(stored("3", phase="Running")) is True  # someone else's change
+    cache.drop(("ns", "r"))
+    assert cache.get(("ns", "r")) is None

@@ -24,9 +24,7 @@ JsonObject = dict[str, Any]
 class Model(BaseModel):
     """Base: camelCase on the wire, snake_case in Python, immutable."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
     def to_wire(self) -> JsonObject:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

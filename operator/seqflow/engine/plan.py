@@ -112,8 +112,7 @@ def _start(
     event = PostEvent(
         EventType.NORMAL,
         Reason.STARTED,
-        f'Started Workflow "{name}" (generation {observed.workflow.generation}, '
-        f"{len(tasks)} tasks)",
+        f'Started Workflow "{name}" (generation {observed.workflow.generation}, {len(tasks)} tasks)',
     )
     return _start_attempt(
         status=started, index=0, input=run.spec.input, now=now, options=options, events=[event]
@@ -154,7 +153,7 @@ def _wait_for_workflow(
 ) -> Decision:
     message = (
         f'Workflow "{workflow}" not found; waiting until '
-        f'{until.isoformat(timespec="seconds")} for it to appear'
+        f"{until.isoformat(timespec='seconds')} for it to appear"
     )
     waiting = status.model_copy(
         update={
@@ -316,9 +315,7 @@ def _attempt_failed(
     policy = status.pinned_tasks[index].retry
     task = status.tasks[index]
     attempt = task.attempts
-    reason = result.reason or (
-        Reason.TASK_INTERRUPTED if result.error == INTERRUPTED else Reason.TASK_FAILED
-    )
+    reason = result.reason or (Reason.TASK_INTERRUPTED if result.error == INTERRUPTED else Reason.TASK_FAILED)
 
     if result.permanent or attempt > policy.max_retries:
         why = "permanent error" if result.permanent else f"{attempt} attempts"

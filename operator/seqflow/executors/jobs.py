@@ -172,7 +172,8 @@ def job_duration(job: JsonObject) -> float | None:
     """Seconds from the Job's start to its end (Kubernetes keeps whole seconds)."""
     status = job.get("status") or {}
     end = status.get("completionTime") or next(
-        (c.get("lastTransitionTime") for c in status.get("conditions") or [] if c.get("type") == "Failed"), None
+        (c.get("lastTransitionTime") for c in status.get("conditions") or [] if c.get("type") == "Failed"),
+        None,
     )
     if not status.get("startTime") or not end:
         return None

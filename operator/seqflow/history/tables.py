@@ -55,7 +55,9 @@ class AttemptRow(Base):
     """One attempt of one task of a run."""
 
     __tablename__ = "task_attempts"
-    __table_args__ = (UniqueConstraint("run_uid", "task_index", "attempt", name="uq_attempts_run_task_attempt"),)
+    __table_args__ = (
+        UniqueConstraint("run_uid", "task_index", "attempt", name="uq_attempts_run_task_attempt"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     run_uid: Mapped[str] = mapped_column(String(36))

@@ -41,7 +41,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_runs_namespace_workflow_created", "workflow_runs", ["namespace", "workflow", "created_at", "id"]
     )
-    op.create_index("ix_runs_namespace_phase_created", "workflow_runs", ["namespace", "phase", "created_at", "id"])
+    op.create_index(
+        "ix_runs_namespace_phase_created", "workflow_runs", ["namespace", "phase", "created_at", "id"]
+    )
     op.create_index("ix_runs_created", "workflow_runs", ["created_at", "id"])
     op.create_index("ix_runs_finished", "workflow_runs", ["finished_at"])
 
