@@ -10,7 +10,6 @@ start is when its handler began (it notes the time in its output). Prints p50 an
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import threading
 import time
@@ -21,12 +20,13 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from kubernetes import client, config, watch  # noqa: E402
 
-from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
+from testenv import ControlPlane, MariaDB  # noqa: E402
 from throughput import (  # noqa: E402
     GROUP,
     NAMESPACE,
     PLURAL,
     VERSION,
+    install_crds,
     percentile,
     run_manifest,
     start_operator,
@@ -51,13 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with ControlPlane(with_jobs=True) as control_plane, MariaDB() as mariadb:
-        kubectl = [str(ensure_binaries().kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
-        subprocess.run([*kubectl, "apply", "-f", str(HERE.parent / "crds")], check=True, capture_output=True)
-        established = ["wait", "--for=condition=Established", "crd/workflowruns.seqflow.io"]
-        subprocess.run([*kubectl, *established], check=True, capture_output=True)
-        api = client.CustomObjectsApi(
-            config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-        )
+        api = install_crds(control_plane)
         job = {"podTemplate": {"spec": {"containers": [{"name": "task", "image": "registry.example/x:1"}]}}}
         tasks = []
         for i in range(args.pairs):

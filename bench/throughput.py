@@ -72,6 +72,15 @@ def api_requests(metrics_port: str) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: -item[1])
 
 
+def install_crds(control_plane: ControlPlane) -> client.CustomObjectsApi:
+    """Apply seqflow's CRDs; return an API client for its objects."""
+    kubectl = [str(ensure_binaries().kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
+    subprocess.run([*kubectl, "apply", "-f", str(HERE.parent / "crds")], check=True, capture_output=True)
+    established = ["wait", "--for=condition=Established", "crd/workflowruns.seqflow.io"]
+    subprocess.run([*kubectl, *established], check=True, capture_output=True)
+    return client.CustomObjectsApi(config.new_client_from_config(config_file=str(control_plane.kubeconfig)))
+
+
 def start_operator(kubeconfig: Path, database_url: str, **settings: str) -> OperatorProcess:
     """The operator with the benchmark's handler, history in MariaDB, quiet logs, free ports."""
     return OperatorProcess(
@@ -124,13 +133,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     with ControlPlane() as control_plane, MariaDB() as mariadb:
-        kubectl = [str(ensure_binaries().kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
-        subprocess.run([*kubectl, "apply", "-f", str(HERE.parent / "crds")], check=True, capture_output=True)
-        established = ["wait", "--for=condition=Established", "crd/workflowruns.seqflow.io"]
-        subprocess.run([*kubectl, *established], check=True, capture_output=True)
-        api = client.CustomObjectsApi(
-            config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-        )
+        api = install_crds(control_plane)
         tasks = [{"name": f"t{i}", "handler": "bench.noop"} for i in range(args.tasks)]
         workflow = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workflow", "metadata": {"name": "bench"},
                     "spec": {"tasks": tasks}}  # fmt: skip
