@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 
 from seqflow.api.models import (
-    GROUP,
-    VERSION,
     JsonObject,
     RunPhase,
     TaskPhase,
@@ -42,6 +38,7 @@ from seqflow.engine import (
     WorkflowView,
     plan,
 )
+from seqflow.events import EventRecorder
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
     RunRef,
@@ -61,8 +58,6 @@ from seqflow.workqueue import WorkQueue, backoff
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
-MAX_EVENT_MESSAGE = 1024
-EVENT_POSTERS = 4
 FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is written
 
 
@@ -178,14 +173,13 @@ class Reconciler:
         self._workflows: dict[Key, WorkflowView] = {}
         self._jobs: dict[Key, JsonObject] = {}
         self._queue = WorkQueue()
-        self._events: asyncio.Queue[JsonObject] = asyncio.Queue(options.event_queue_size)
+        self._events = EventRecorder(api, queue_size=options.event_queue_size)
         self._unwritten: dict[str, AttemptResult] = {}  # by run uid: results a failed write lost
         self._flushing: set[str] = set()  # uids of runs whose history is being written now
         self._flushed: dict[str, int] = {}  # by run uid: the store has its entries up to this seq
         self._errors: dict[Key, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
-        self._host = socket.gethostname()
 
     # ----- lifecycle -----
 
@@ -194,9 +188,7 @@ class Reconciler:
             asyncio.create_task(self._work(), name=f"seqflow-worker-{i}")
             for i in range(self._options.workers)
         ]
-        self._tasks += [
-            asyncio.create_task(self._post_events(), name=f"seqflow-events-{i}") for i in range(EVENT_POSTERS)
-        ]
+        self._tasks += self._events.posters()
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *self._background]
@@ -473,7 +465,7 @@ class Reconciler:
         result = None
         for action in decision.actions:
             if isinstance(action, PostEvent):
-                self._queue_event(body, action)
+                self._events.record(body, action)
             elif isinstance(action, WakeAt):
                 self._queue.add_after(key, action.delay_from(now()).total_seconds())
             elif isinstance(action, RunHandler):
@@ -525,40 +517,3 @@ class Reconciler:
             task=action.task.name,
             attempt=action.attempt,
         )
-
-    # ----- Kubernetes Events -----
-
-    def _queue_event(self, body: JsonObject, action: PostEvent) -> None:
-        meta = body["metadata"]
-        at = now()
-        stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-        event: dict[str, Any] = {
-            # Named like client-go's recorder: same-second Events list in the order they happened.
-            "metadata": {"name": f"{meta['name'][:200]}.{time.time_ns():x}", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "WorkflowRun",
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-            },
-            "type": action.type.value,
-            "reason": str(action.reason),
-            "message": action.message[:MAX_EVENT_MESSAGE],
-            "source": {"component": "seqflow", "host": self._host},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        try:
-            self._events.put_nowait(event)
-        except asyncio.QueueFull:
-            logger.warning("event queue full; dropping %s event of %s", action.reason, meta["name"])
-
-    async def _post_events(self) -> None:
-        while True:
-            event = await self._events.get()
-            try:
-                await self._api.create_event(event["metadata"]["namespace"], event)
-            except Exception as error:  # Events are best effort: never stop the run loop
-                logger.warning("could not post event %s: %s", event["reason"], error)

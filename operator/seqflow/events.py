@@ -1,0 +1,71 @@
+"""Kubernetes Events on WorkflowRuns: the story `kubectl describe workflowrun` tells.
+
+Best effort by design: Events wait in a bounded queue and a few posters send them, so posting
+never holds up a run; when the queue is full, an Event is dropped (and logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from datetime import UTC, datetime
+
+from seqflow.api.models import GROUP, VERSION, JsonObject
+from seqflow.engine import PostEvent
+from seqflow.kube import KubeApi
+
+logger = logging.getLogger(__name__)
+MAX_MESSAGE = 1024
+POSTERS = 4
+
+
+def event_of(run: JsonObject, action: PostEvent, *, host: str) -> JsonObject:
+    """A core/v1 Event about `run`."""
+    meta = run["metadata"]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        # Named like client-go's recorder: same-second Events list in the order they happened.
+        "metadata": {"name": f"{meta['name'][:200]}.{time.time_ns():x}", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "WorkflowRun",
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+        },
+        "type": action.type.value,
+        "reason": str(action.reason),
+        "message": action.message[:MAX_MESSAGE],
+        "source": {"component": "seqflow", "host": host},
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+class EventRecorder:
+    def __init__(self, api: KubeApi, *, queue_size: int) -> None:
+        self._api = api
+        self._queue: asyncio.Queue[JsonObject] = asyncio.Queue(queue_size)
+        self._host = socket.gethostname()
+
+    def posters(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self._post(), name=f"seqflow-events-{i}") for i in range(POSTERS)]
+
+    def record(self, run: JsonObject, action: PostEvent) -> None:
+        try:
+            self._queue.put_nowait(event_of(run, action, host=self._host))
+        except asyncio.QueueFull:
+            logger.warning(
+                "event queue full; dropping %s event of %s", action.reason, run["metadata"]["name"]
+            )
+
+    async def _post(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self._api.create_event(event["metadata"]["namespace"], event)
+            except Exception as error:  # Events are best effort: never stop the run loop
+                logger.warning("could not post event %s: %s", event["reason"], error)
