@@ -265,17 +265,9 @@ class Reconciler:
 
     async def _reconcile(self, key: Key) -> None:
         body = self._runs.get(key)
-        if body is None:
-            return
-        uid = body["metadata"]["uid"]
-        result = self._unwritten.pop(uid, None)
-        try:
-            while body is not None:
-                body, result = await self._step(key, body, result)
-        except BaseException:
-            if result is not None:  # keep a finished attempt's result for the retry of this cycle
-                self._unwritten[uid] = result
-            raise
+        result = self._unwritten.pop(body["metadata"]["uid"], None) if body else None
+        while body is not None:
+            body, result = await self._step(key, body, result)
 
     async def _step(
         self, key: Key, body: JsonObject, result: AttemptResult | None
@@ -289,8 +281,27 @@ class Reconciler:
         if FINALIZER not in finalizers:
             return await self._set_finalizers(key, body, [*finalizers, FINALIZER]), result
         run = run_view(body)
+        try:
+            written = await self._plan_and_write(key, body, run, result)
+        except BaseException:
+            if result is not None:  # not written yet: keep it for the retry of this cycle
+                self._unwritten[body["metadata"]["uid"]] = result
+            raise
+        if written is None:
+            return None, None
+        body, decision = written
+        if decision is None:  # a conflict: plan again on what is there now
+            return body, result
+        result = await self._act(key, body, decision)
+        return (body, result) if result is not None else (None, None)
+
+    async def _plan_and_write(
+        self, key: Key, body: JsonObject, run: RunView, result: AttemptResult | None
+    ) -> tuple[JsonObject, Decision | None] | None:
+        """Plan the run and write its new status. Returns the written body and the decision;
+        the body as it is now and no decision after a conflict; None when the run is gone."""
         uid = body["metadata"]["uid"]
-        self._flush_in_background(key, body, run.status)
+        self._flush_in_background(key, body, run)
         alive = False
         if result is None:
             result, alive = await self._observe_job(key, body, run)
@@ -298,18 +309,19 @@ class Reconciler:
         decision = self._plan(
             run=run, workflow=workflow, result=result, alive=alive, written=self._flushed.get(uid, 0)
         )
-        if decision.status != run.status:
-            try:
-                body = await self._write_status(key, body, decision.status)
-            except ApiError as error:
-                if error.status == 404:
-                    return None, None
-                if error.status != 409:
-                    raise
-                return await self._reread(key), result  # plan again on what is there now
-            self._report(key, run, decision.status)
-        result = await self._act(key, body, decision)
-        return (body, result) if result is not None else (None, None)
+        if decision.status == run.status:
+            return body, decision
+        try:
+            body = await self._write_status(key, body, decision.status)
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            if error.status != 409:
+                raise
+            fresh = await self._reread(key)
+            return (fresh, None) if fresh is not None else None
+        self._report(key, run, decision.status)
+        return body, decision
 
     async def _reread(self, key: Key) -> JsonObject | None:
         try:
@@ -350,17 +362,17 @@ class Reconciler:
                        "event": record.type.value, "error": error},
             )  # fmt: skip
 
-    def _flush_in_background(self, key: Key, body: JsonObject, status: WorkflowRunStatus) -> None:
+    def _flush_in_background(self, key: Key, body: JsonObject, run: RunView) -> None:
         """Write the run's pending history without holding up its next task; once written, the
         run comes back to trim those entries from its status (or, on failure, later, to retry)."""
         uid = body["metadata"]["uid"]
-        if uid in self._flushing or not status.pending_history:
+        if uid in self._flushing or not run.status.pending_history:
             return
         self._flushing.add(uid)
 
         async def flush() -> None:
             try:
-                written = await self._history.flush(body, status)
+                written = await self._history.flush(body, run)
             finally:
                 self._flushing.discard(uid)
             if written is None:
@@ -377,7 +389,7 @@ class Reconciler:
         """A deleted run goes once the store has its whole history."""
         if FINALIZER not in finalizers:
             return
-        if await self._history.flush(body, run_view(body).status) is None:
+        if await self._history.flush(body, run_view(body)) is None:
             self._queue.add_after(key, self._history.retry_delay(body))
             return  # the store is away: the finalizer holds the run until it is back
         written = await self._set_finalizers(key, body, [f for f in finalizers if f != FINALIZER])

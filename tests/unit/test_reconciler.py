@@ -48,6 +48,8 @@ class FakeApi:
         self.status_patches = 0
         self.fail_status_patch: dict[int, BaseException] = {}  # by the patch's number, from 1
         self.events: list[dict] = []
+        self.jobs: dict[str, dict] = {}
+        self.fail_job_creations: list[BaseException] = []
 
     def bump(self, body: dict) -> dict:
         self.version += 1
@@ -98,6 +100,14 @@ class FakeApi:
             raise ApiError(404, "not found")
         return copy.deepcopy(self.workflows[(namespace, name)])
 
+    async def create_job(self, namespace: str, job: dict) -> dict:
+        if self.fail_job_creations:
+            raise self.fail_job_creations.pop(0)
+        job = {**copy.deepcopy(job), "status": {}}
+        job["metadata"]["uid"] = f"job-{len(self.jobs)}"
+        self.jobs[job["metadata"]["name"]] = job
+        return copy.deepcopy(job)
+
     async def create_event(self, namespace: str, event: dict) -> dict:
         self.events.append(event)
         return event
@@ -108,7 +118,8 @@ class FakeHistory:
         self.available = True
         self.written: list[int] = []
 
-    async def flush(self, body: dict, status) -> int | None:
+    async def flush(self, body: dict, run) -> int | None:
+        status = run.status
         if not status.pending_history:
             return 0
         if not self.available:
@@ -197,6 +208,21 @@ def test_result_survives_a_failed_write_and_is_not_run_twice():
         assert not api.fail_status_patch
         assert calls == ["A", "B"]
         assert [t["attempts"] for t in run_status(api)["tasks"]] == [1, 1]
+
+    scenario(body)
+
+
+def test_job_creation_failing_after_a_written_result_is_retried():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        workflow = api.add_workflow("w", ["A"])
+        workflow["spec"]["tasks"].append({"name": "J", "job": {"image": "registry.example/j:1"}})
+        api.workflows[("ns", "w")] = copy.deepcopy(workflow)
+        subject.on_workflow_event(None, workflow)
+        api.fail_job_creations = [ApiError(500, "etcd timeout")]  # after A's result is written
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: "r-1-1" in api.jobs)
+        assert calls == ["A"]
+        assert [t["phase"] for t in run_status(api)["tasks"]] == ["Succeeded", "Running"]
 
     scenario(body)
 

@@ -9,27 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from seqflow.api.models import JsonObject, WorkflowRunSpec, WorkflowRunStatus
+from seqflow.api.models import JsonObject
+from seqflow.engine import RunView
 from seqflow.history.store import HistoryStore, RunIdentity
 from seqflow.workqueue import backoff
 
 logger = logging.getLogger(__name__)
 
 
-def identity_of(body: JsonObject) -> RunIdentity:
+def identity_of(body: JsonObject, run: RunView) -> RunIdentity:
     meta = body["metadata"]
-    spec = WorkflowRunSpec.model_validate(body.get("spec") or {})
     return RunIdentity(
         uid=meta["uid"],
         namespace=meta["namespace"],
         name=meta["name"],
-        workflow=spec.workflow_ref.name,
-        input=spec.input,
-        created_at=datetime.fromisoformat(meta["creationTimestamp"]),
+        workflow=run.spec.workflow_ref.name,
+        input=run.spec.input,
+        created_at=run.created_at,
     )
 
 
@@ -38,14 +37,17 @@ class HistoryWriter:
         self.store = store
         self._failures: dict[str, int] = {}
 
-    async def flush(self, body: JsonObject, status: WorkflowRunStatus) -> int | None:
+    async def flush(self, body: JsonObject, run: RunView) -> int | None:
         """Write the run's pending entries; return the last seq now in the store (0 when none
         were pending), or None when the store could not be reached."""
+        status = run.status
         if not status.pending_history:
             return 0
         uid = body["metadata"]["uid"]
         try:
-            written = await asyncio.to_thread(self.store.write, identity_of(body), status.pending_history)
+            written = await asyncio.to_thread(
+                self.store.write, identity_of(body, run), status.pending_history
+            )
         except (SQLAlchemyError, OSError) as error:
             self._failures[uid] = self._failures.get(uid, 0) + 1
             logger.warning(
