@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 
 import kopf
@@ -26,7 +25,6 @@ from seqflow.workqueue import backoff
 
 logger = logging.getLogger("seqflow")
 RETENTION_INTERVAL = 3600.0
-PRIORITY_SPAN = 10**15  # more than the milliseconds since 1970 for the next 30,000 years
 
 
 def open_store(settings: Settings) -> HistoryStore:
@@ -71,17 +69,7 @@ async def run_operator(settings: Settings) -> None:
     if settings.metrics_port:
         metrics_server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)
     kopf_settings = kopf.OperatorSettings()
-    configure(kopf_settings)
-    if settings.peering:
-        kopf_settings.peering.standalone = False
-        kopf_settings.peering.mandatory = True
-        kopf_settings.peering.name = settings.peering
-        kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
-        # Distinct priorities (equal ones pause everybody); among replicas of one priority the
-        # longest-running wins, so a replica that restarts comes back as a standby.
-        kopf_settings.peering.priority = settings.priority * PRIORITY_SPAN + (
-            PRIORITY_SPAN - time.time_ns() // 10**6
-        )
+    configure(kopf_settings, settings)
     logger.info(
         "seqflow starting: handlers %s, %d workers, history in %s, http on :%d",
         sorted(registry.names()), settings.max_concurrent_runs, store.engine.url.render_as_string(),

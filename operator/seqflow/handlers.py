@@ -6,23 +6,35 @@ objects (no annotations, no finalizers), so GitOps tools see exactly what users 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kopf
 
 from seqflow.api.models import GROUP, VERSION
 from seqflow.executors.jobs import MANAGED_BY
+from seqflow.settings import Settings
+
+PRIORITY_SPAN = 10**15  # more than the milliseconds since 1970 for the next 30,000 years
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
-    """Kopf settings seqflow relies on (standalone unless the app sets up peering)."""
-    settings.peering.standalone = True
-    settings.posting.enabled = False
-    settings.persistence.diffbase_storage = NoDiffBase()
+def configure(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
+    """The Kopf settings seqflow relies on, and its peering (standalone when none is named)."""
+    kopf_settings.posting.enabled = False
+    kopf_settings.persistence.diffbase_storage = NoDiffBase()
     # Only our Jobs: filtered by the API server, not after the fact.
-    settings.watching.label_selectors["batch", "v1", "jobs"] = ",".join(
+    kopf_settings.watching.label_selectors["batch", "v1", "jobs"] = ",".join(
         f"{k}={v}" for k, v in MANAGED_BY.items()
     )
+    peering = kopf_settings.peering
+    peering.standalone = not settings.peering
+    if settings.peering:
+        peering.mandatory = True
+        peering.name = settings.peering
+        peering.lifetime = settings.peering_lifetime_seconds
+        # Distinct priorities (equal ones pause everybody); among replicas of one priority the
+        # longest-running wins, so a replica that restarts comes back as a standby.
+        peering.priority = settings.priority * PRIORITY_SPAN + (PRIORITY_SPAN - time.time_ns() // 10**6)
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

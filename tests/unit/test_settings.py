@@ -18,3 +18,28 @@ def test_none_turns_optional_settings_off_and_secrets_stay_hidden(monkeypatch):
     settings = Settings()
     assert settings.job_ttl_seconds is None
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+
+
+def test_peering_configuration_orders_replicas_by_start(monkeypatch):
+    import time
+
+    import kopf
+
+    from seqflow.handlers import configure
+
+    standalone = kopf.OperatorSettings()
+    configure(standalone, Settings())
+    assert standalone.peering.standalone is True
+
+    monkeypatch.setenv("SEQFLOW_PEERING", "seqflow")
+    monkeypatch.setenv("SEQFLOW_PRIORITY", "2")
+    first, second = kopf.OperatorSettings(), kopf.OperatorSettings()
+    configure(first, Settings())
+    time.sleep(0.002)
+    configure(second, Settings())
+    assert not first.peering.standalone and first.peering.mandatory and first.peering.name == "seqflow"
+    assert first.peering.priority > second.peering.priority  # the older replica stays active
+    monkeypatch.setenv("SEQFLOW_PRIORITY", "3")
+    later_but_higher = kopf.OperatorSettings()
+    configure(later_but_higher, Settings())
+    assert later_but_higher.peering.priority > first.peering.priority
