@@ -7,9 +7,10 @@ from alembic.config import Config
 from sqlalchemy import Engine
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine) -> None:
+    """Apply every migration the schema does not have yet."""
     with engine.begin() as connection:
         config = Config()
         config.set_main_option("script_location", "seqflow.history:migrations")
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        command.upgrade(config, "head")

@@ -34,7 +34,7 @@ def identity_of(body: JsonObject, run: RunView) -> RunIdentity:
 
 class HistoryWriter:
     def __init__(self, store: HistoryStore) -> None:
-        self.store = store
+        self._store = store
         self._failures: dict[str, int] = {}
 
     async def flush(self, body: JsonObject, run: RunView) -> int | None:
@@ -46,7 +46,7 @@ class HistoryWriter:
         uid = body["metadata"]["uid"]
         try:
             written = await asyncio.to_thread(
-                self.store.write, identity_of(body, run), status.pending_history
+                self._store.write, identity_of(body, run), status.pending_history
             )
         except (SQLAlchemyError, OSError) as error:
             self._failures[uid] = self._failures.get(uid, 0) + 1
