@@ -23,9 +23,9 @@ RUN groupadd --system --gid 65532 seqflow \
 ENV SEQFLOW_DATABASE_URL=sqlite:////var/lib/seqflow/history.sqlite
 
 # pyproject.toml names README.md as the package's readme, so it is needed to build.
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md constraints.txt /src/
 COPY operator/ /src/operator/
-RUN pip install --no-cache-dir /src && rm -rf /src
+RUN pip install --no-cache-dir -c /src/constraints.txt /src && rm -rf /src
 
 USER 65532:65532
 ENTRYPOINT ["python", "-m", "seqflow"]

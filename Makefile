@@ -3,13 +3,25 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test unit crds bench tools clean
+.PHONY: demo test unit lint crds bench chaos tools lock clean
 
-$(VENV)/.installed: pyproject.toml
+# Installs are pinned by constraints.txt (`make lock` writes it anew from a fresh resolve).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
+
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q -e '.[test]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^seqflow' > constraints.txt
+	rm -rf .lock-venv
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check operator testenv tests bench hack
+	$(VENV)/bin/ruff format --check operator testenv tests bench hack
+	$(VENV)/bin/mypy
 
 tools:
 	bash hack/system-deps.sh
@@ -18,7 +30,7 @@ tools:
 demo: $(VENV)/.installed tools
 	$(PY) hack/demo.py $(DEMO_ARGS)
 
-test: $(VENV)/.installed tools
+test: lint tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed
@@ -30,6 +42,9 @@ crds: $(VENV)/.installed
 
 bench: $(VENV)/.installed tools
 	$(PY) bench/throughput.py $(BENCH_ARGS)
+
+chaos: $(VENV)/.installed tools
+	$(PY) bench/chaos.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

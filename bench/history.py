@@ -40,18 +40,31 @@ def write_throughput(store: HistoryStore, runs: int, tasks: int, writers: int) -
     with ThreadPoolExecutor(writers) as pool:
         entries = sum(pool.map(lambda r: write_run(store, r, tasks), range(runs)))
     elapsed = time.perf_counter() - began
-    print(f"history writes          {entries} entries of {runs} runs in {elapsed:.2f} s with {writers} writers: "
-          f"{entries / elapsed:.0f} entries/s ({entries / 2 / elapsed:.0f} transactions/s)")  # fmt: skip
+    print(
+        f"history writes          {entries} entries of {runs} runs in {elapsed:.2f} s "
+        f"with {writers} writers: "
+        f"{entries / elapsed:.0f} entries/s ({entries / 2 / elapsed:.0f} transactions/s)"
+    )
 
 
 def write_run(store: HistoryStore, r: int, tasks: int) -> int:
-    run = RunIdentity(uid=str(uuid.uuid4()), namespace="bench", name=f"w-{r}", workflow="wf",
-                      input={"n": r}, created_at=T0)  # fmt: skip
+    run = RunIdentity(
+        uid=str(uuid.uuid4()), namespace="bench", name=f"w-{r}", workflow="wf", input={"n": r}, created_at=T0
+    )
     log = [HistoryRecord(seq=1, type=HistoryEvent.WORKFLOW_STARTED, at=T0, details={"input": {"n": r}})]
     for t in range(tasks):
         for kind in (HistoryEvent.TASK_STARTED, HistoryEvent.TASK_COMPLETED):
-            log.append(HistoryRecord(seq=len(log) + 1, type=kind, at=T0, task=f"t{t}", task_index=t,
-                                     attempt=1, details={"output": {"n": r}}))  # fmt: skip
+            log.append(
+                HistoryRecord(
+                    seq=len(log) + 1,
+                    type=kind,
+                    at=T0,
+                    task=f"t{t}",
+                    task_index=t,
+                    attempt=1,
+                    details={"output": {"n": r}},
+                )
+            )
     log.append(HistoryRecord(seq=len(log) + 1, type=HistoryEvent.WORKFLOW_COMPLETED, at=T0, details={}))
     for i in range(0, len(log), 2):
         store.write(run, log[i : i + 2])
@@ -112,10 +125,15 @@ def main() -> None:
         fill(store, args.runs)
         list_latency(store, label="all namespaces", filter=RunFilter(), depth=1000)
         list_latency(store, label="one namespace", filter=RunFilter(namespace="team-3"), depth=90)
-        list_latency(store, label="namespace + workflow", filter=RunFilter(namespace="team-3", workflow="workflow-3"),
-                     depth=90)  # fmt: skip
-        list_latency(store, label="namespace + Failed", filter=RunFilter(namespace="team-8", phase="Failed"),
-                     depth=90)  # fmt: skip
+        list_latency(
+            store,
+            label="namespace + workflow",
+            filter=RunFilter(namespace="team-3", workflow="workflow-3"),
+            depth=90,
+        )
+        list_latency(
+            store, label="namespace + Failed", filter=RunFilter(namespace="team-8", phase="Failed"), depth=90
+        )
         store.engine.dispose()
 
 

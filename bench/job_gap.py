@@ -19,8 +19,6 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from kubernetes import client, config, watch  # noqa: E402
-
-from testenv import ControlPlane, MariaDB  # noqa: E402
 from throughput import (  # noqa: E402
     GROUP,
     NAMESPACE,
@@ -32,6 +30,8 @@ from throughput import (  # noqa: E402
     start_operator,
     wait_finished,
 )
+
+from testenv import ControlPlane, MariaDB  # noqa: E402
 
 
 def watch_job_completions(kubeconfig: Path, seen: dict[str, float], stop: threading.Event) -> None:
@@ -56,8 +56,12 @@ def main() -> None:
         tasks = []
         for i in range(args.pairs):
             tasks += [{"name": f"job{i}", "job": job}, {"name": f"noop{i}", "handler": "bench.noop"}]
-        workflow = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workflow", "metadata": {"name": "bench"},
-                    "spec": {"tasks": tasks}}  # fmt: skip
+        workflow = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Workflow",
+            "metadata": {"name": "bench"},
+            "spec": {"tasks": tasks},
+        }
         api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "workflows", workflow)
         operator = start_operator(control_plane.kubeconfig, mariadb.url)
         completed: dict[str, float] = {}
@@ -81,7 +85,8 @@ def main() -> None:
         for i, (start, _end) in enumerate(marks):
             gaps.append((start - completed[f"{name}-{2 * i}-1"]) * 1000)
     print(
-        f"runs x (Job, task) pairs   {args.runs} x {args.pairs}: {len(gaps)} Job-to-task gaps in {elapsed:.1f} s"
+        f"runs x (Job, task) pairs   {args.runs} x {args.pairs}: "
+        f"{len(gaps)} Job-to-task gaps in {elapsed:.1f} s"
     )
     print(
         f"Job Complete -> next task  p50 {percentile(gaps, 0.5):.1f} ms, p95 {percentile(gaps, 0.95):.1f} ms"

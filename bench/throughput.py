@@ -10,6 +10,7 @@ the create request to the first task's start, and the operator's peak RSS.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -111,9 +112,13 @@ def wait_finished(api: client.CustomObjectsApi, names: set[str], timeout: float)
     deadline = time.monotonic() + timeout
     while len(done) < len(names) and time.monotonic() < deadline:
         stream = watch.Watch().stream(
-            api.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, PLURAL,
+            api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
             timeout_seconds=max(1, int(deadline - time.monotonic())),
-        )  # fmt: skip
+        )
         for event in stream:
             body = event["object"]
             name = body["metadata"]["name"]
@@ -135,8 +140,12 @@ def main() -> None:
     with ControlPlane() as control_plane, MariaDB() as mariadb:
         api = install_crds(control_plane)
         tasks = [{"name": f"t{i}", "handler": "bench.noop"} for i in range(args.tasks)]
-        workflow = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workflow", "metadata": {"name": "bench"},
-                    "spec": {"tasks": tasks}}  # fmt: skip
+        workflow = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Workflow",
+            "metadata": {"name": "bench"},
+            "spec": {"tasks": tasks},
+        }
         api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "workflows", workflow)
 
         operator = start_operator(
@@ -166,7 +175,7 @@ def main() -> None:
 
     failed = [n for n, b in finished.items() if b["status"]["phase"] != "Succeeded"]
     marks = {n: b["status"]["output"]["marks"] for n, b in finished.items() if n not in failed}
-    gaps = [(nxt[0] - prev[1]) * 1000 for m in marks.values() for prev, nxt in zip(m, m[1:])]
+    gaps = [(nxt[0] - prev[1]) * 1000 for m in marks.values() for prev, nxt in itertools.pairwise(m)]
     first_task = [(m[0][0] - created_at[n]) * 1000 for n, m in marks.items()]
     last_end = max(m[-1][1] for m in marks.values())
     total_tasks = args.runs * args.tasks
@@ -179,7 +188,8 @@ def main() -> None:
     print(f"throughput              {total_tasks / (last_end - began):.1f} tasks/s")
     print(f"task-to-task gap        p50 {percentile(gaps, 0.5):.1f} ms, p95 {percentile(gaps, 0.95):.1f} ms")
     print(
-        f"create-to-first-task    p50 {percentile(first_task, 0.5):.1f} ms, p95 {percentile(first_task, 0.95):.1f} ms"
+        f"create-to-first-task    p50 {percentile(first_task, 0.5):.1f} ms, "
+        f"p95 {percentile(first_task, 0.95):.1f} ms"
     )
     print(f"operator peak RSS       {rss:.1f} MB")
     print(f"watch saw all finished  {ended - began:.2f} s")

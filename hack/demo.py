@@ -100,7 +100,10 @@ def show_history(database_url: str) -> None:
 
 def show_progress(kubectl, *, timeout: float) -> None:
     """Print the runs table each time it changes, until every run has finished."""
-    columns = "custom-columns=NAME:.metadata.name,PHASE:.status.phase,TASK:.status.currentTask,PROGRESS:.status.progress,RETRIES:.status.retries,REASON:.status.conditions[0].reason"
+    columns = (
+        "custom-columns=NAME:.metadata.name,PHASE:.status.phase,TASK:.status.currentTask,"
+        "PROGRESS:.status.progress,RETRIES:.status.retries,REASON:.status.conditions[0].reason"
+    )
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:

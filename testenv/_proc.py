@@ -19,8 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -59,7 +59,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
@@ -76,7 +77,12 @@ class Child:
     """One server process whose stdout and stderr go to a log file."""
 
     def __init__(
-        self, name: str, argv: Sequence[str | os.PathLike], *, log: Path, env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        log: Path,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.log = log

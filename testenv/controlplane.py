@@ -22,8 +22,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from testenv._proc import Child, free_port, make_workdir, register_cleanup, unregister_cleanup, wait_until
 from testenv.binaries import Binaries, ensure_binaries, kwok_stages
@@ -133,7 +133,7 @@ class ControlPlane:
         return self
 
     def _spawn(
-        self, name: str, argv: Sequence[str | os.PathLike], env: dict[str, str] | None = None
+        self, name: str, argv: Sequence[str | os.PathLike[str]], env: dict[str, str] | None = None
     ) -> Child:
         child = Child(name, argv, log=self._dir / f"{name}.log", env=env)
         self._children.append(child)
@@ -165,30 +165,40 @@ class ControlPlane:
                 "--unsafe-no-fsync=true",
             ],
         )
-        apiserver = self._spawn(
-            "kube-apiserver",
-            [
-                binaries.kube_apiserver,
-                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={self.port}",
-                f"--cert-dir={self._dir / 'pki'}",
-                f"--token-auth-file={tokens}",
-                "--authorization-mode=RBAC",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--allow-privileged=true",
-                f"--service-account-issuer={self.server}",
-                f"--service-account-key-file={sa_key}",
-                f"--service-account-signing-key-file={sa_key}",
-                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
-            ],
-        )
+        self._apiserver_argv: list[str | os.PathLike[str]] = [
+            binaries.kube_apiserver,
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.port}",
+            f"--cert-dir={self._dir / 'pki'}",
+            f"--token-auth-file={tokens}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+            f"--service-account-issuer={self.server}",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+        ]
+        self._apiserver = self._spawn("kube-apiserver", self._apiserver_argv)
         wait_until(
             self._apiserver_ready,
             what="kube-apiserver /readyz",
             timeout=self.start_timeout,
-            children=[etcd, apiserver],
+            children=[etcd, self._apiserver],
+        )
+
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver (SIGTERM) and start it again on the same port and data."""
+        self._apiserver.stop()
+        self._children.remove(self._apiserver)
+        self._apiserver = self._spawn("kube-apiserver", self._apiserver_argv)
+        wait_until(
+            self._apiserver_ready,
+            what="kube-apiserver /readyz",
+            timeout=self.start_timeout,
+            children=[self._apiserver],
         )
 
     def _apiserver_ready(self) -> bool:
@@ -267,7 +277,8 @@ class ControlPlane:
             f"{self.server}{path}", headers={"Authorization": f"Bearer {self._tokens[ADMIN]}"}
         )
         with urllib.request.urlopen(request, timeout=timeout, context=_INSECURE) as response:
-            return response.read()
+            body: bytes = response.read()
+            return body
 
     def kubectl(self, *args: str, user: str = ADMIN, input: str | None = None) -> str:
         """Runs kubectl as `user`; returns stdout, raises with stderr on failure."""

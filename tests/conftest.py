@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import OPERATOR_USER, REPO, Cluster, wait_for
 from testenv import ControlPlane, MariaDB, ensure_binaries
+from tests.support import OPERATOR_USER, REPO, Cluster, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +44,12 @@ def database_url() -> Iterator[str]:
 def crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
     cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/workflows.seqflow.io", "crd/workflowruns.seqflow.io",
-    )  # fmt: skip
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/workflows.seqflow.io",
+        "crd/workflowruns.seqflow.io",
+    )
     # Kopf discovers resources through /apis once at start: let discovery catch up first.
     wait_for(
         lambda: (

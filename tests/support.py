@@ -92,10 +92,13 @@ class Runs:
         while time.monotonic() < deadline:
             stream = watch.Watch().stream(
                 self._api.list_namespaced_custom_object,
-                "seqflow.io", "v1alpha1", namespace, "workflowruns",
+                "seqflow.io",
+                "v1alpha1",
+                namespace,
+                "workflowruns",
                 field_selector=f"metadata.name={name}",
                 timeout_seconds=max(1, int(deadline - time.monotonic())),
-            )  # fmt: skip
+            )
             for event in stream:
                 status = event["object"].get("status") or {}
                 if not seen or seen[-1] != status:

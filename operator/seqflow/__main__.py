@@ -4,19 +4,21 @@ and read the history store."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
 from pathlib import Path
 
-import yaml
-
-from seqflow.api.crd import custom_resource_definitions
 from seqflow.api.models import RunPhase
-from seqflow.settings import Settings
+from seqflow.settings import StartupError, load_settings
+
+# Each command imports what it needs when it runs: `seqflow history` answers without loading
+# Kopf, the Kubernetes client or aiohttp.
 
 
 def _crds(args: argparse.Namespace) -> None:
+    import yaml
+
+    from seqflow.api.crd import custom_resource_definitions
+
     for crd in custom_resource_definitions():
         text = yaml.safe_dump(crd, sort_keys=False)
         if args.output_dir:
@@ -27,7 +29,9 @@ def _crds(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    settings = Settings()
+    import asyncio
+
+    settings = load_settings()
     from seqflow.app import run_operator
     from seqflow.logs import configure_logging
 
@@ -36,19 +40,23 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from seqflow.app import open_store
     from seqflow.history.migrate import upgrade
+    from seqflow.history.store import open_store
 
-    store = open_store(Settings())
+    store = open_store(load_settings().database_url.get_secret_value())
     upgrade(store.engine)
     print(f"history schema up to date in {store.engine.url.render_as_string()}")
 
 
 def _history(args: argparse.Namespace) -> None:
-    from seqflow.app import open_store
-    from seqflow.history.store import BadCursor, RunFilter
+    import json
 
-    store = open_store(Settings())
+    from seqflow.history.store import BadCursor, NoStore, RunFilter, open_store
+
+    try:
+        store = open_store(load_settings().database_url.get_secret_value(), create=False)
+    except NoStore as error:
+        raise StartupError(str(error)) from None
     if args.action == "show":
         run = store.get_run(args.namespace, args.name)
         if run is None:
@@ -61,8 +69,10 @@ def _history(args: argparse.Namespace) -> None:
     except BadCursor as error:
         sys.exit(str(error))
     for run in items:
-        print(f"{run['namespace']}/{run['name']}  {run['workflow']}  {run['phase']}  "
-              f"created {run['createdAt']}  finished {run['finishedAt'] or '-'}")  # fmt: skip
+        print(
+            f"{run['namespace']}/{run['name']}  {run['workflow']}  {run['phase']}  "
+            f"created {run['createdAt']}  finished {run['finishedAt'] or '-'}"
+        )
     if cursor:
         print(f"more: --cursor {cursor}")
 
@@ -70,7 +80,7 @@ def _history(args: argparse.Namespace) -> None:
 def _task(args: argparse.Namespace) -> None:
     from seqflow import entrypoint
 
-    entrypoint.main(args.handler, Settings().handler_modules)
+    entrypoint.main(args.handler, load_settings().handler_modules)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,7 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     show.add_argument("name")
     history.set_defaults(func=_history)
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except StartupError as error:
+        sys.exit(f"seqflow: {error}")
 
 
 if __name__ == "__main__":

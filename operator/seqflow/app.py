@@ -14,7 +14,7 @@ from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
 from seqflow.handlers import build_registry, configure
 from seqflow.history.migrate import upgrade
-from seqflow.history.store import HistoryStore, create_store_engine
+from seqflow.history.store import HistoryStore, open_store
 from seqflow.history.sync import HistoryWriter
 from seqflow.kube import KubeApi, load_configuration
 from seqflow.metrics import Metrics
@@ -27,18 +27,15 @@ logger = logging.getLogger("seqflow")
 RETENTION_INTERVAL = 3600.0
 
 
-def open_store(settings: Settings) -> HistoryStore:
-    return HistoryStore(create_store_engine(settings.database_url.get_secret_value()))
-
-
 async def run_operator(settings: Settings) -> None:
     import_handler_modules(settings.handler_modules)
-    store = open_store(settings)
+    configuration = load_configuration()  # start-up mistakes first, before anything starts
+    store = open_store(settings.database_url.get_secret_value())
     migration = asyncio.create_task(_migrate(store)) if settings.migrate_on_start else None
     disable_created_metrics()  # no *_created series: they double the exposition for little use
     metrics = Metrics(CollectorRegistry())
     api = KubeApi(
-        load_configuration(),
+        configuration,
         connections=settings.api_connections,
         observe=lambda verb, resource, code, seconds: metrics.api_requests.labels(
             verb, resource, code
@@ -72,9 +69,11 @@ async def run_operator(settings: Settings) -> None:
     configure(kopf_settings, settings)
     logger.info(
         "seqflow starting: handlers %s, %d workers, history in %s, http on :%d",
-        sorted(registry.names()), settings.max_concurrent_runs, store.engine.url.render_as_string(),
+        sorted(registry.names()),
+        settings.max_concurrent_runs,
+        store.engine.url.render_as_string(),
         settings.http_port,
-    )  # fmt: skip
+    )
     reconciler.start()
     retention = asyncio.create_task(_prune_history(store, settings.history_retention_days))
     try:

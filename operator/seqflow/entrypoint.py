@@ -12,9 +12,11 @@ import inspect
 import json
 import os
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+from seqflow.api.models import JsonObject
 from seqflow.executors.inprocess import (
     PermanentError,
     TaskContext,
@@ -23,6 +25,7 @@ from seqflow.executors.inprocess import (
     registry,
 )
 from seqflow.executors.jobs import PERMANENT_EXIT_CODE, TERMINATION_LOG, TERMINATION_MESSAGE_LIMIT
+from seqflow.settings import StartupError
 
 
 def _read_input(environ: dict[str, str]) -> Any:
@@ -42,6 +45,10 @@ def _context(environ: dict[str, str], handler: str) -> TaskContext:
     )
 
 
+async def _awaited(result: Awaitable[JsonObject]) -> JsonObject:
+    return await result
+
+
 def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) -> int:
     """Call the handler once; write its output or error to the termination message."""
     output_path = Path(environ.get("SEQFLOW_OUTPUT_PATH", TERMINATION_LOG))
@@ -52,7 +59,10 @@ def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) 
             print(message, file=sys.stderr)
         return code
 
-    import_handler_modules(modules)
+    try:
+        import_handler_modules(modules)
+    except StartupError as error:
+        return finish(str(error), PERMANENT_EXIT_CODE)
     handler = registry.get(handler_name)
     if handler is None:
         known = ", ".join(sorted(registry.names())) or "none"
@@ -62,7 +72,7 @@ def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) 
         if not isinstance(data, dict):
             raise PermanentError(f"the input must be a JSON object, got {type(data).__name__}")
         result = handler(data, _context(environ, handler_name))
-        output = asyncio.run(result) if inspect.isawaitable(result) else result
+        output = asyncio.run(_awaited(result)) if inspect.isawaitable(result) else result
     except PermanentError as error:
         return finish(str(error) or type(error).__name__, PERMANENT_EXIT_CODE)
     except Exception as error:  # the attempt's outcome, reported to seqflow
@@ -70,8 +80,9 @@ def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) 
     problem = output_problem(output, limit=TERMINATION_MESSAGE_LIMIT)
     if problem:
         return finish(
-            f"{problem} (Kubernetes keeps at most {TERMINATION_MESSAGE_LIMIT} bytes of a termination message)",
-            1,
+            f"{problem} (Kubernetes keeps at most {TERMINATION_MESSAGE_LIMIT} bytes "
+            "of a termination message)",
+            PERMANENT_EXIT_CODE,  # the same input gives the same output: no retry helps
         )
     return finish(json.dumps(output, separators=(",", ":")), 0)
 

@@ -7,6 +7,7 @@ pooled aiohttp session, so no thread pool sits between the run loop and the API 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import time
@@ -18,16 +19,79 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from seqflow.api.models import GROUP, VERSION, JsonObject
+from seqflow.settings import StartupError
 
 RUNS = "workflowruns"
 AUTH_REFRESH_SECONDS = 60.0
 REQUEST_TIMEOUT = 30.0
 
 
+FIELD_MANAGER = "seqflow"  # how the operator's writes show in managedFields
+THROTTLE_RETRIES = 3  # 429 answers waited out (as their Retry-After says) before giving up
+MAX_RETRY_AFTER = 10.0
+
+
 class ApiError(Exception):
+    """A non-2xx answer of the API server; the subclasses are the answers seqflow acts on."""
+
+    status = 0
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
+        self.message = message
+
+
+class Invalid(ApiError):
+    """400 / 422: the request itself is refused; sending it again cannot help."""
+
+
+class Unauthorized(ApiError):
+    """401: the credentials were refused (even after re-reading them once)."""
+
+
+class Forbidden(ApiError):
+    """403: RBAC refuses the request."""
+
+
+class NotFound(ApiError):
+    """404: the object is gone."""
+
+
+class Conflict(ApiError):
+    """409: the object changed since the version the request was based on, or already exists."""
+
+
+class Gone(ApiError):
+    """410: the resourceVersion is too old for a watch or a list continuation: list again."""
+
+
+class EntityTooLarge(ApiError):
+    """413, or etcd's "request is too large": the object would exceed the size etcd stores."""
+
+
+class TooManyRequests(ApiError):
+    """429: the API server is overloaded (still so after waiting out Retry-After)."""
+
+
+_ERRORS: dict[int, type[ApiError]] = {
+    400: Invalid,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    413: EntityTooLarge,
+    422: Invalid,
+    429: TooManyRequests,
+}
+
+
+def api_error(status: int, message: str) -> ApiError:
+    """The typed error of an answer."""
+    if "request is too large" in message:  # etcd's limit, passed on by the API server as a 500
+        return EntityTooLarge(status, message)
+    return _ERRORS.get(status, ApiError)(status, message)
 
 
 def load_configuration() -> k8s_client.Configuration:
@@ -36,7 +100,12 @@ def load_configuration() -> k8s_client.Configuration:
     try:
         k8s_config.load_incluster_config(client_configuration=configuration)
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config(client_configuration=configuration)
+        try:
+            k8s_config.load_kube_config(client_configuration=configuration)
+        except (k8s_config.ConfigException, OSError) as error:
+            raise StartupError(
+                f"no Kubernetes credentials: not running in a pod, and no usable kubeconfig ({error})"
+            ) from None
     return configuration
 
 
@@ -74,26 +143,45 @@ class KubeApi:
     async def request(
         self, method: str, path: str, *, body: Any = None, content_type: str = "application/json"
     ) -> JsonObject:
-        headers = {"Accept": "application/json", "Content-Type": content_type, **self._auth_headers()}
+        """Send one request: 429 answers are waited out as their Retry-After says, refused
+        credentials are re-read once; any other non-2xx answer raises its typed `ApiError`."""
+        if method in ("POST", "PUT", "PATCH"):
+            path += ("&" if "?" in path else "?") + f"fieldManager={FIELD_MANAGER}"
         data = None if body is None else json.dumps(body)
+        throttled = 0
+        reauthenticated = False
+        while True:
+            status, text, retry_after = await self._send(method, path, data, content_type)
+            if status < 300:
+                answer: JsonObject = json.loads(text) if text else {}
+                return answer
+            if status == 429 and throttled < THROTTLE_RETRIES:
+                throttled += 1
+                await asyncio.sleep(retry_after)
+            elif status == 401 and not reauthenticated:
+                reauthenticated = True
+                self._auth_until = 0.0  # the token may have rotated: read the credentials again
+            else:
+                raise api_error(status, _message_of(text))
+
+    async def _send(
+        self, method: str, path: str, data: str | None, content_type: str
+    ) -> tuple[int, str, float]:
+        """One round trip: the status code, the body and the Retry-After delay."""
+        headers = {"Accept": "application/json", "Content-Type": content_type, **self._auth_headers()}
         began = time.perf_counter()
         async with self._session.request(method, self._base + path, data=data, headers=headers) as response:
             text = await response.text()
-            if self._observe is not None:
-                self._observe(method, resource_of(path), response.status, time.perf_counter() - began)
-            if response.status >= 300:
-                raise ApiError(response.status, _message_of(text))
-            return json.loads(text) if text else {}
+        if self._observe is not None:
+            self._observe(method, resource_of(path), response.status, time.perf_counter() - began)
+        return response.status, text, _retry_after(response.headers.get("Retry-After"))
 
     def _auth_headers(self) -> dict[str, str]:
         """The credentials' headers, refreshed every minute (service account tokens rotate; the
         kubeconfig loader re-reads everything on each refresh, too costly for every request)."""
         if time.monotonic() >= self._auth_until:
-            self._auth = {
-                auth["key"]: auth["value"]
-                for auth in self._configuration.auth_settings().values()
-                if auth.get("value")
-            }
+            bearer = self._configuration.auth_settings().get("BearerToken")
+            self._auth = {bearer["key"]: bearer["value"]} if bearer and bearer["value"] else {}
             self._auth_until = time.monotonic() + AUTH_REFRESH_SECONDS
         return self._auth
 
@@ -152,6 +240,16 @@ def resource_of(path: str) -> str:
 
 def _message_of(text: str) -> str:
     try:
-        return json.loads(text).get("message", text)
+        message = json.loads(text).get("message", text)
     except (ValueError, AttributeError):
         return text
+    return str(message)
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds to wait, from a Retry-After header in seconds (the API server's form)."""
+    try:
+        seconds = float(value) if value else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

@@ -36,13 +36,16 @@ class Metrics:
             registry=registry,
         )
         self.task_retries = Counter(
-            "seqflow_task_retries", "Failed task attempts that will be retried.", ["workflow", "task"],
+            "seqflow_task_retries",
+            "Failed task attempts that will be retried.",
+            ["workflow", "task"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.runs_active = Gauge(
-            "seqflow_runs_active", "WorkflowRuns started and not finished, as this operator sees them.",
+            "seqflow_runs_active",
+            "WorkflowRuns started and not finished, as this operator sees them.",
             registry=registry,
-        )  # fmt: skip
+        )
         self.history_pending = Gauge(
             "seqflow_history_pending_entries",
             "Activity log entries waiting in run statuses to be written to the history store.",

@@ -14,11 +14,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import assert_never
 
 from pydantic import ValidationError
 
 from seqflow.api.models import (
+    MAX_DATA_BYTES,
     JsonObject,
+    Reason,
     RunPhase,
     TaskPhase,
     WorkflowRunSpec,
@@ -30,17 +33,20 @@ from seqflow.engine import (
     CreateJob,
     Decision,
     EngineOptions,
+    EventType,
     Observations,
     PostEvent,
     RunHandler,
     RunView,
     WakeAt,
     WorkflowView,
+    fail_unrecordable,
     plan,
 )
 from seqflow.events import EventRecorder
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
+    LABEL_RUN,
     RunRef,
     job_duration,
     job_finished,
@@ -51,8 +57,8 @@ from seqflow.executors.jobs import (
     run_of,
 )
 from seqflow.history.sync import HistoryWriter
+from seqflow.kube import Conflict, EntityTooLarge, Invalid, KubeApi, NotFound
 from seqflow.metrics import Metrics
-from seqflow.kube import ApiError, KubeApi
 from seqflow.workqueue import WorkQueue, backoff
 
 logger = logging.getLogger(__name__)
@@ -84,14 +90,30 @@ def status_patch(old: JsonObject, new: JsonObject) -> JsonObject:
     return patch
 
 
+class UnreadableStatus(Exception):
+    """The run's status is not one seqflow can read (edited by hand, or corrupted)."""
+
+
 def run_view(body: JsonObject) -> RunView:
+    """The run as the engine sees it; `UnreadableStatus` when its status cannot be parsed (the
+    CRD schema guarantees the spec's shape)."""
     meta = body["metadata"]
+    try:
+        status = WorkflowRunStatus.model_validate(body.get("status") or {})
+    except ValidationError as error:
+        raise UnreadableStatus(_first_problem(error)) from None
     return RunView(
         spec=WorkflowRunSpec.model_validate(body.get("spec") or {}),
-        status=WorkflowRunStatus.model_validate(body.get("status") or {}),
+        status=status,
         generation=meta.get("generation", 1),
         created_at=datetime.fromisoformat(meta["creationTimestamp"]),
     )
+
+
+def _first_problem(error: ValidationError) -> str:
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"])
+    return f"status.{where}: {problem['msg']} (input: {str(problem.get('input'))[:200]})"
 
 
 class RunCache:
@@ -107,6 +129,9 @@ class RunCache:
 
     def get(self, key: Key) -> JsonObject | None:
         return self._bodies.get(key)
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._bodies
 
     def values(self) -> list[JsonObject]:
         return list(self._bodies.values())
@@ -144,6 +169,24 @@ class RunCache:
 
 
 @dataclass(frozen=True)
+class AttemptBlocked:
+    """The current attempt's Job cannot be created, and why."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobSeen:
+    """What the Job of the current attempt shows."""
+
+    result: AttemptResult | None = None  # it has finished, so
+    alive: bool = False  # it exists and runs
+
+
+Seen = AttemptResult | AttemptBlocked | None  # what acting on a decision taught about the attempt
+
+
+@dataclass(frozen=True)
 class ReconcilerOptions:
     workers: int
     event_queue_size: int
@@ -172,7 +215,7 @@ class Reconciler:
         metrics.watch_runs(active=self._runs.active, pending_history=self._runs.pending_history)
         self._workflows: dict[Key, WorkflowView] = {}
         self._jobs: dict[Key, JsonObject] = {}
-        self._queue = WorkQueue()
+        self._queue: WorkQueue[Key] = WorkQueue()
         self._events = EventRecorder(api, queue_size=options.event_queue_size)
         self._unwritten: dict[str, AttemptResult] = {}  # by run uid: results a failed write lost
         self._flushing: set[str] = set()  # uids of runs whose history is being written now
@@ -227,10 +270,11 @@ class Reconciler:
         key = key_of(body)
         if event_type == "DELETED":
             self._jobs.pop(key, None)
-            return
-        self._jobs[key] = body
-        run = run_of(body)
-        if run is not None:
+        else:
+            self._jobs[key] = body
+        # Its run, or (for a Job orphaned by a deleted run) a run of the same name it may block.
+        run = run_of(body) or (body["metadata"].get("labels") or {}).get(LABEL_RUN)
+        if run is not None and (key[0], run) in self._runs:
             self._queue.add((key[0], run))
 
     def _wake_runs_waiting_for(self, workflow: Key) -> None:
@@ -258,78 +302,141 @@ class Reconciler:
                 failures = self._errors.get(key, 0) + 1
                 self._errors[key] = failures
                 delay = backoff(failures)
-                logger.exception("reconciling run %s/%s failed; again in %.1f s", *key, delay)
-                self._queue.add_after(key, delay)
+                logger.exception(
+                    "reconciling run %s/%s failed (%d in a row); retrying in %.1f s", *key, failures, delay
+                )
+                self._queue.retry_after(key, delay)
             finally:
                 self._queue.done(key)
 
     async def _reconcile(self, key: Key) -> None:
         body = self._runs.get(key)
-        result = self._unwritten.pop(body["metadata"]["uid"], None) if body else None
+        seen: Seen = self._unwritten.pop(body["metadata"]["uid"], None) if body else None
         while body is not None:
-            body, result = await self._step(key, body, result)
+            body, seen = await self._step(key, body, seen)
 
-    async def _step(
-        self, key: Key, body: JsonObject, result: AttemptResult | None
-    ) -> tuple[JsonObject | None, AttemptResult | None]:
-        """One round: plan, write, act. Returns the body and result for another round, or a
-        None body when the run needs nothing more for now."""
-        finalizers = body["metadata"].get("finalizers") or []
-        if body["metadata"].get("deletionTimestamp"):
-            await self._finalize(key, body, finalizers)
-            return None, None
+    async def _step(self, key: Key, body: JsonObject, seen: Seen) -> tuple[JsonObject | None, Seen]:
+        """One round: plan, write, act. Returns the body and what acting observed for another
+        round, or a None body when the run needs nothing more for now."""
+        meta = body["metadata"]
+        finalizers = meta.get("finalizers") or []
+        deleting = bool(meta.get("deletionTimestamp"))
         if FINALIZER not in finalizers:
-            return await self._set_finalizers(key, body, [*finalizers, FINALIZER]), result
-        run = run_view(body)
+            if deleting:
+                return None, None  # nothing of ours holds it any more
+            try:
+                return await self._set_finalizers(key, body, [*finalizers, FINALIZER]), seen
+            except EntityTooLarge as error:
+                self._give_up_too_large(key, body, error)
+                return None, None
         try:
-            written = await self._plan_and_write(key, body, run, result)
+            run = run_view(body)
+        except UnreadableStatus as problem:
+            return await self._fail_unreadable(key, body, str(problem)), None
+        try:
+            written = await self._plan_and_write(key, body, run, seen, deleting=deleting)
         except BaseException:
-            if result is not None:  # not written yet: keep it for the retry of this cycle
-                self._unwritten[body["metadata"]["uid"]] = result
+            if isinstance(seen, AttemptResult):  # not written yet: keep it for the retry
+                self._unwritten[meta["uid"]] = seen
             raise
         if written is None:
             return None, None
         body, decision = written
         if decision is None:  # a conflict: plan again on what is there now
-            return body, result
-        result = await self._act(key, body, decision)
-        return (body, result) if result is not None else (None, None)
+            return body, seen
+        if deleting:
+            await self._finalize(key, body)
+            return None, None
+        self._flush_in_background(key, body)
+        seen = await self._act(key, body, decision)
+        return (body, seen) if seen is not None else (None, None)
 
     async def _plan_and_write(
-        self, key: Key, body: JsonObject, run: RunView, result: AttemptResult | None
+        self, key: Key, body: JsonObject, run: RunView, seen: Seen, *, deleting: bool
     ) -> tuple[JsonObject, Decision | None] | None:
         """Plan the run and write its new status. Returns the written body and the decision;
-        the body as it is now and no decision after a conflict; None when the run is gone."""
+        the body as it is now and no decision after a conflict; None when the run is gone or
+        can take no status at all."""
         uid = body["metadata"]["uid"]
-        self._flush_in_background(key, body, run)
-        alive = False
-        if result is None:
-            result, alive = await self._observe_job(key, body, run)
-        workflow = await self._workflow_of(key, run)
-        decision = self._plan(
-            run=run, workflow=workflow, result=result, alive=alive, written=self._flushed.get(uid, 0)
+        job = JobSeen()
+        if seen is None:
+            job = await self._observe_job(key, body, run)
+        observed = Observations(
+            workflow=await self._workflow_of(key, run),
+            handlers=self._handler_names,
+            result=seen if isinstance(seen, AttemptResult) else job.result,
+            attempt_alive=job.alive,
+            attempt_blocked=seen.reason if isinstance(seen, AttemptBlocked) else None,
+            history_written_through=self._flushed.get(uid, 0),
+            deleted=deleting,
         )
+        decision = plan(run=run, observed=observed, now=now(), options=self._options.engine)
         if decision.status == run.status:
             return body, decision
         try:
+            return await self._write_decision(key, body, run, decision)
+        except EntityTooLarge as error:
+            return await self._fail_too_large(key, body, run, error)
+
+    async def _fail_too_large(
+        self, key: Key, body: JsonObject, run: RunView, error: EntityTooLarge
+    ) -> tuple[JsonObject, Decision | None] | None:
+        """The planned status did not fit in etcd: fail the run with a smaller one; when even
+        that does not fit (the spec alone is too large), say so in an Event and stop."""
+        logger.warning("the status of run %s/%s is too large to write: %s", *key, error.message)
+        failed = fail_unrecordable(
+            run.status, reason=Reason.RUN_TOO_LARGE, message=_too_large(error), now=now()
+        )
+        try:
+            return await self._write_decision(key, body, run, failed)
+        except EntityTooLarge:
+            self._give_up_too_large(key, body, error)
+            return None
+
+    def _give_up_too_large(self, key: Key, body: JsonObject, error: EntityTooLarge) -> None:
+        """The run object cannot take a single byte more: say so where it can be seen, once."""
+        logger.warning("run %s/%s is too large to take any change; giving up on it", *key)
+        self._events.record(body, PostEvent(EventType.WARNING, Reason.RUN_TOO_LARGE, _too_large(error)))
+
+    async def _write_decision(
+        self, key: Key, body: JsonObject, run: RunView, decision: Decision
+    ) -> tuple[JsonObject, Decision | None] | None:
+        try:
             body = await self._write_status(key, body, decision.status)
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            if error.status != 409:
-                raise
+        except NotFound:
+            return None
+        except Conflict:
             fresh = await self._reread(key)
             return (fresh, None) if fresh is not None else None
         self._report(key, run, decision.status)
         return body, decision
 
+    async def _fail_unreadable(self, key: Key, body: JsonObject, problem: str) -> JsonObject | None:
+        """Replace a status seqflow cannot read with one that says so: the run has failed."""
+        logger.warning("run %s/%s has a status seqflow cannot read: %s", *key, problem)
+        seq = (body.get("status") or {}).get("historySeq")
+        decision = fail_unrecordable(
+            WorkflowRunStatus(history_seq=seq if isinstance(seq, int) and seq > 0 else 0),
+            reason=Reason.STATUS_INVALID,
+            message=f"The run's status cannot be read: {problem}",
+            now=now(),
+        )
+        try:
+            written = await self._write_status(key, body, decision.status)
+        except NotFound:
+            return None
+        except Conflict:
+            return await self._reread(key)
+        for action in decision.actions:
+            if isinstance(action, PostEvent):
+                self._events.record(written, action)
+        return written
+
     async def _reread(self, key: Key) -> JsonObject | None:
         try:
             body = await self._api.get_run(*key)
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         self._runs.refresh(body)
         return body
 
@@ -338,14 +445,12 @@ class Reconciler:
         server (at start-up the Workflows' watch may not have delivered it yet)."""
         name = run.spec.workflow_ref.name
         cached = self._workflows.get((key[0], name))
-        if cached is not None or run.status.pinned_tasks is not None:
+        if cached is not None or run.status.pinned_tasks is not None or run.status.finished:
             return cached
         try:
             body = await self._api.get_workflow(key[0], name)
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         self.on_workflow_event("ADDED", body)
         return self._workflows.get((key[0], name))
 
@@ -357,22 +462,32 @@ class Reconciler:
         for record in new:
             error = record.details.get("error") or record.details.get("message")
             logger.info(
-                "%s %s", record.type.value, workflow,
-                extra={"namespace": key[0], "run": key[1], "task": record.task, "attempt": record.attempt,
-                       "event": record.type.value, "error": error},
-            )  # fmt: skip
+                "%s %s",
+                record.type.value,
+                workflow,
+                extra={
+                    "namespace": key[0],
+                    "run": key[1],
+                    "task": record.task,
+                    "attempt": record.attempt,
+                    "event": record.type.value,
+                    "error": error,
+                },
+            )
 
-    def _flush_in_background(self, key: Key, body: JsonObject, run: RunView) -> None:
-        """Write the run's pending history without holding up its next task; once written, the
-        run comes back to trim those entries from its status (or, on failure, later, to retry)."""
+    def _flush_in_background(self, key: Key, body: JsonObject) -> None:
+        """Write the history a written status holds without holding up the run's next task;
+        once written, the run comes back to trim those entries from its status (or, on
+        failure, later, to retry)."""
         uid = body["metadata"]["uid"]
-        if uid in self._flushing or not run.status.pending_history:
+        pending = (body.get("status") or {}).get("pendingHistory")
+        if uid in self._flushing or not pending or pending[-1].get("seq", 0) <= self._flushed.get(uid, 0):
             return
         self._flushing.add(uid)
 
         async def flush() -> None:
             try:
-                written = await self._history.flush(body, run)
+                written = await self._history.flush(body, run_view(body))
             finally:
                 self._flushing.discard(uid)
             if written is None:
@@ -385,13 +500,12 @@ class Reconciler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _finalize(self, key: Key, body: JsonObject, finalizers: list[str]) -> None:
+    async def _finalize(self, key: Key, body: JsonObject) -> None:
         """A deleted run goes once the store has its whole history."""
-        if FINALIZER not in finalizers:
-            return
         if await self._history.flush(body, run_view(body)) is None:
             self._queue.add_after(key, self._history.retry_delay(body))
             return  # the store is away: the finalizer holds the run until it is back
+        finalizers = body["metadata"].get("finalizers") or []
         written = await self._set_finalizers(key, body, [f for f in finalizers if f != FINALIZER])
         if written is not None and FINALIZER in (written["metadata"].get("finalizers") or []):
             self._queue.add(key)  # changed meanwhile: look again
@@ -404,33 +518,29 @@ class Reconciler:
         }
         try:
             written = await self._api.patch_run(*key, patch)
-        except ApiError as error:
-            if error.status == 404:
-                return None
-            if error.status != 409:
-                raise
+        except NotFound:
+            return None
+        except Conflict:
             return await self._reread(key)
         self._runs.wrote(written)
         return written
 
-    async def _observe_job(
-        self, key: Key, body: JsonObject, run: RunView
-    ) -> tuple[AttemptResult | None, bool]:
-        """The outcome of the current attempt when it is a finished Job; else whether its Job
-        is known to be running."""
+    async def _observe_job(self, key: Key, body: JsonObject, run: RunView) -> JobSeen:
+        """The outcome of the current attempt when it is a finished Job of this run; else
+        whether its Job is known to be running."""
         status = run.status
         index = status.current_index() if status.pinned_tasks and not status.finished else None
-        if index is None or status.pinned_tasks[index].job is None:
-            return None, False
+        if index is None or status.pinned_tasks is None or status.pinned_tasks[index].job is None:
+            return JobSeen()
         task = status.tasks[index]
         if task.phase != TaskPhase.RUNNING:
-            return None, False
+            return JobSeen()
         name = job_name(run=key[1], task_index=index, attempt=task.attempts)
         job = self._jobs.get((key[0], name))
         if job is None or not owned_by(job, body["metadata"]["uid"]):
-            return None, False
+            return JobSeen()
         if not job_finished(job):
-            return None, True
+            return JobSeen(alive=True)
         pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
         outcome = read_outcome(
             job=job, pod=pods[0] if pods else None, task_index=index, attempt=task.attempts
@@ -443,25 +553,7 @@ class Reconciler:
                 succeeded=outcome.succeeded,
                 seconds=seconds,
             )
-        return outcome, False
-
-    def _plan(
-        self,
-        *,
-        run: RunView,
-        workflow: WorkflowView | None,
-        result: AttemptResult | None,
-        alive: bool,
-        written: int,
-    ) -> Decision:
-        observed = Observations(
-            workflow=workflow,
-            handlers=self._handler_names,
-            result=result,
-            attempt_alive=alive,
-            history_written_through=written,
-        )
-        return plan(run=run, observed=observed, now=now(), options=self._options.engine)
+        return JobSeen(result=outcome)
 
     async def _write_status(self, key: Key, body: JsonObject, new: WorkflowRunStatus) -> JsonObject:
         patch = {
@@ -472,52 +564,55 @@ class Reconciler:
         self._runs.wrote(written)
         return written
 
-    async def _act(self, key: Key, body: JsonObject, decision: Decision) -> AttemptResult | None:
-        """Carry out a written decision; return an attempt's result when one is known now."""
-        result = None
+    async def _act(self, key: Key, body: JsonObject, decision: Decision) -> Seen:
+        """Carry out a written decision; return what it taught about the current attempt."""
+        seen: Seen = None
         for action in decision.actions:
-            if isinstance(action, PostEvent):
-                self._events.record(body, action)
-            elif isinstance(action, WakeAt):
-                self._queue.add_after(key, action.delay_from(now()).total_seconds())
-            elif isinstance(action, RunHandler):
-                began = time.perf_counter()
-                result = await self._runner.run(action, self._context(body, action))
-                self._metrics.attempt(
-                    workflow=body["spec"]["workflowRef"]["name"],
-                    task=action.task.name,
-                    succeeded=result.succeeded,
-                    seconds=time.perf_counter() - began,
-                )
-            elif isinstance(action, CreateJob):
-                result = await self._create_job(key, body, action)
-        return result
+            match action:
+                case PostEvent():
+                    self._events.record(body, action)
+                case WakeAt():
+                    self._queue.add_after(key, action.delay_from(now()).total_seconds())
+                case RunHandler():
+                    began = time.perf_counter()
+                    seen = result = await self._runner.run(action, self._context(body, action))
+                    self._metrics.attempt(
+                        workflow=body["spec"]["workflowRef"]["name"],
+                        task=action.task.name,
+                        succeeded=result.succeeded,
+                        seconds=time.perf_counter() - began,
+                    )
+                case CreateJob():
+                    seen = await self._create_job(key, body, action)
+                case _:
+                    assert_never(action)
+        return seen
 
-    async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> AttemptResult | None:
+    async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> Seen:
         meta = body["metadata"]
         run = RunRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
         manifest = job_manifest(run=run, action=action, ttl_seconds=self._options.job_ttl_seconds)
+        name = manifest["metadata"]["name"]
         try:
             job = await self._api.create_job(run.namespace, manifest)
-        except ApiError as error:
-            if error.status == 409:  # created before: by us, for this very attempt?
-                job = await self._api.get_job(run.namespace, manifest["metadata"]["name"])
-                if not owned_by(job, run.uid):
-                    raise RuntimeError(
-                        f"Job {manifest['metadata']['name']} belongs to an earlier run of the same name; "
-                        "waiting for the garbage collector to remove it"
-                    ) from error
-                self._queue.add(key)  # it may have finished while nobody watched
-            elif error.status in (400, 422):  # the manifest itself is refused: no retry helps
-                return AttemptResult(
-                    task_index=action.task_index,
-                    attempt=action.attempt,
-                    error=f"the Job was refused: {error}",
-                    permanent=True,
+        except Conflict:  # created before: by us, for this very attempt?
+            job = await self._api.get_job(run.namespace, name)
+            if not owned_by(job, run.uid):
+                owner = run_of(job)
+                whose = f"an earlier WorkflowRun {owner}" if owner else "no run (it was orphaned)"
+                return AttemptBlocked(
+                    f"a Job named {name} already exists and belongs to {whose}; delete it "
+                    f"(kubectl delete job -n {run.namespace} {name}) to let this run go on"
                 )
-            else:
-                raise
-        self._jobs[(run.namespace, job["metadata"]["name"])] = job
+            self._queue.add(key)  # it may have finished while nobody watched
+        except Invalid as error:  # the manifest itself is refused: no retry helps
+            return AttemptResult(
+                task_index=action.task_index,
+                attempt=action.attempt,
+                error=f"the Job was refused: {error.message}",
+                permanent=True,
+            )
+        self._jobs[(run.namespace, name)] = job
         return None
 
     def _context(self, body: JsonObject, action: RunHandler) -> TaskContext:
@@ -529,3 +624,10 @@ class Reconciler:
             task=action.task.name,
             attempt=action.attempt,
         )
+
+
+def _too_large(error: EntityTooLarge) -> str:
+    return (
+        f"The run no longer fits in the object etcd stores ({error.message}): keep its input and "
+        f"outputs within {MAX_DATA_BYTES} bytes each, and the Workflow's Job templates small"
+    )

@@ -1,18 +1,29 @@
 """The operator's settings: one pydantic-settings object read from SEQFLOW_* variables at start.
 
-Nothing else in seqflow reads the environment; this object is built once and passed down.
+Nothing else in seqflow reads the environment; this object is built once (`load_settings`) and
+passed down. A mistake in a setting is a `StartupError`: one line naming the variable, its value
+and what is wrong with it.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "SEQFLOW_"
+DEFAULT_SQLITE_PATH = Path.home() / ".local" / "share" / "seqflow" / "history.sqlite"
+
+
+class StartupError(Exception):
+    """Why seqflow cannot start, in one line for the user (no traceback)."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEQFLOW_", env_parse_none_str="none", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_parse_none_str="none", frozen=True)
 
     handler_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -45,9 +56,9 @@ class Settings(BaseSettings):
         description="Seconds a finished Job (and its pod) is kept; `none` keeps them.",
     )
     database_url: SecretStr = Field(
-        default=SecretStr("sqlite:///seqflow-history.sqlite"),
+        default=SecretStr(f"sqlite:///{DEFAULT_SQLITE_PATH}"),
         description="SQLAlchemy URL of the history store, e.g. mysql+pymysql://user:pw@host/db; "
-        "embedded SQLite when unset. Never logged.",
+        "when unset, embedded SQLite in ~/.local/share/seqflow/history.sqlite. Never logged.",
     )
     migrate_on_start: bool = Field(
         default=True, description="Create or upgrade the history schema when the operator starts."
@@ -82,8 +93,13 @@ class Settings(BaseSettings):
         ge=1,
         description="How long a silent active replica counts as alive before a standby takes over.",
     )
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("handler_modules", "namespaces", mode="before")
     @classmethod
@@ -91,3 +107,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
+def load_settings() -> Settings:
+    """The settings from the SEQFLOW_* variables; a bad value is a `StartupError`."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise StartupError("; ".join(_describe(problem) for problem in error.errors())) from None
+
+
+def _describe(problem: ErrorDetails) -> str:
+    field = str(problem["loc"][0]) if problem.get("loc") else ""
+    variable = ENV_PREFIX + field.upper()
+    value = "(hidden)" if field == "database_url" else problem.get("input")
+    return f"{variable}={value}: {problem['msg']}"

@@ -1,7 +1,9 @@
-"""A de-duplicating work queue of run keys, with delayed re-adds (the timers behind backoff).
+"""A de-duplicating work queue of keys, with delayed re-adds (the timers behind backoff).
 
 A key is handed to one worker at a time. Adding a key that is waiting does nothing; adding a key
-that is being processed marks it to be processed once more when its worker is done. This is the
+that is being processed marks it to be processed once more when its worker is done. A key whose
+processing failed is held back (`retry_after`): adds before its due time wait for it, so a
+failing key is retried when the log says it is, not on the next watch event. This is the
 classic controller work queue, on asyncio.
 """
 
@@ -9,27 +11,38 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
-class WorkQueue:
+class WorkQueue(Generic[K]):
     def __init__(self) -> None:
-        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._waiting: set[Hashable] = set()
-        self._processing: set[Hashable] = set()
-        self._again: set[Hashable] = set()
-        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._ready: asyncio.Queue[K] = asyncio.Queue()
+        self._waiting: set[K] = set()
+        self._processing: set[K] = set()
+        self._again: set[K] = set()
+        self._timers: dict[K, asyncio.TimerHandle] = {}
+        self._held_until: dict[K, float] = {}  # loop times before which a failed key is not retried
 
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: K) -> None:
+        held = self._held_until.get(key)
+        if held is not None:
+            remaining = held - asyncio.get_running_loop().time()
+            if remaining > 0:
+                self.add_after(key, remaining)
+                return
+            del self._held_until[key]
         if key in self._processing:
             self._again.add(key)
         elif key not in self._waiting:
             self._waiting.add(key)
             self._ready.put_nowait(key)
 
-    def add_after(self, key: Hashable, delay: float) -> None:
+    def add_after(self, key: K, delay: float) -> None:
         """Add `key` after `delay` seconds; an earlier pending timer for it wins."""
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
@@ -40,24 +53,34 @@ class WorkQueue:
             timer.cancel()
         self._timers[key] = loop.call_at(when, self._fire, key)
 
-    def _fire(self, key: Hashable) -> None:
+    def retry_after(self, key: K, delay: float) -> None:
+        """Process `key` again in `delay` seconds, and not before: its processing failed."""
+        self._held_until[key] = asyncio.get_running_loop().time() + delay
+        self._again.discard(key)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self.add_after(key, delay)
+
+    def _fire(self, key: K) -> None:
         self._timers.pop(key, None)
         self.add(key)
 
-    async def get(self) -> Hashable:
+    async def get(self) -> K:
         key = await self._ready.get()
         self._waiting.discard(key)
         self._processing.add(key)
         return key
 
-    def done(self, key: Hashable) -> None:
+    def done(self, key: K) -> None:
         self._processing.discard(key)
         if key in self._again:
             self._again.discard(key)
             self.add(key)
 
-    def forget(self, key: Hashable) -> None:
+    def forget(self, key: K) -> None:
         """Drop the pending timer of a key that no longer needs one (say, a deleted run)."""
+        self._held_until.pop(key, None)
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
@@ -65,4 +88,4 @@ class WorkQueue:
 
 def backoff(failures: int, *, first: float = 0.5, limit: float = 30.0) -> float:
     """Seconds to wait after the `failures`-th consecutive failure: doubling, capped."""
-    return min(first * 2 ** (max(failures, 1) - 1), limit)
+    return float(min(first * 2 ** (max(failures, 1) - 1), limit))

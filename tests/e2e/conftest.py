@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from testenv.operator import OperatorProcess
 from tests.e2e.operators import bind_chart_rbac, start_operator
 from tests.support import OPERATOR_USER, Cluster, Runs
-from testenv.operator import OperatorProcess
 
 
 @pytest.fixture(scope="session")

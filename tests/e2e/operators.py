@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from tests.support import REPO, Cluster, wait_for
 from testenv import ensure_binaries
 from testenv._proc import free_port
 from testenv.operator import OperatorProcess
+from tests.support import REPO, Cluster, wait_for
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = {
@@ -35,8 +35,11 @@ def start_operator(
         **settings,
     }
     operator = OperatorProcess(kubeconfig=kubeconfig, settings=settings, log=log, python_path=(HERE,)).start()
-    wait_for(lambda: _answers(metrics_url(operator)) or not operator.running(), timeout=30,
-             what="the operator's endpoints")  # fmt: skip
+    wait_for(
+        lambda: _answers(metrics_url(operator)) or not operator.running(),
+        timeout=30,
+        what="the operator's endpoints",
+    )
     assert operator.running(), operator.tail()
     return operator
 
@@ -53,14 +56,29 @@ def bind_chart_rbac(cluster: Cluster, user: str) -> None:
     """Grant `user` exactly the chart's (cluster-wide) role, as the chart grants its ServiceAccount."""
     helm = str(ensure_binaries().helm)
     rendered = subprocess.run(
-        [helm, "template", "seqflow-e2e", str(REPO / "charts" / "seqflow"), "--set", "peering.enabled=false",
-         "--show-only", "templates/rbac.yaml"],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+        [
+            helm,
+            "template",
+            "seqflow-e2e",
+            str(REPO / "charts" / "seqflow"),
+            "--set",
+            "peering.enabled=false",
+            "--show-only",
+            "templates/rbac.yaml",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     (role,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole"]
     cluster.apply(role, namespace="default")
-    cluster.kubectl("create", "clusterrolebinding", f"{user}-chart-role", f"--clusterrole={role['metadata']['name']}",
-                    f"--user={user}")  # fmt: skip
+    cluster.kubectl(
+        "create",
+        "clusterrolebinding",
+        f"{user}-chart-role",
+        f"--clusterrole={role['metadata']['name']}",
+        f"--user={user}",
+    )
 
 
 def metrics_url(operator: OperatorProcess) -> str:

@@ -69,3 +69,8 @@ def show_context(data: dict, context: seqflow.TaskContext) -> dict:
         "attempt": context.attempt,
         "key": context.idempotency_key,
     }
+
+
+@seqflow.task("test.huge_output")
+def huge_output(data: dict, context: seqflow.TaskContext) -> dict:
+    return {"blob": "x" * 70_000}  # more than a task may pass on

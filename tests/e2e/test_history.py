@@ -13,9 +13,9 @@ import urllib.request
 
 import pytest
 
+from testenv.operator import OperatorProcess
 from tests.e2e.operators import http_url
 from tests.support import REPO, Cluster, Runs, wait_for
-from testenv.operator import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mysql]
 
@@ -104,10 +104,22 @@ def test_examples_history_is_complete_and_in_order(
     assert [r["name"] for r in failed["items"]] == ["refund-002-late"]
 
     cli = subprocess.run(
-        [sys.executable, "-m", "seqflow", "history", "list", "--namespace", namespace, "--workflow", "refund-process"],
+        [
+            sys.executable,
+            "-m",
+            "seqflow",
+            "history",
+            "list",
+            "--namespace",
+            namespace,
+            "--workflow",
+            "refund-process",
+        ],
         env={**os.environ, "SEQFLOW_DATABASE_URL": database_url, "PYTHONPATH": str(REPO / "operator")},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert f"{namespace}/refund-001  refund-process  Succeeded" in cli.stdout
     assert f"{namespace}/refund-002-late  refund-process  Failed" in cli.stdout
 
@@ -118,7 +130,7 @@ def test_examples_history_is_complete_and_in_order(
         ("limit=abc", "limit must be an integer from 1 to 500, got 'abc'"),
         ("limit=0", "limit must be an integer from 1 to 500, got 0"),
         ("limit=501", "limit must be an integer from 1 to 500, got 501"),
-        ("phase=Done", "phase must be one of Pending, Running, Succeeded, Failed"),
+        ("phase=Done", "phase must be one of Pending, Running, Succeeded, Failed, Cancelled"),
         ("cursor=bm9wZQ", "cursor is not one this API returned"),
         ("namespaces=a", "unknown parameter(s) namespaces; use cursor, limit, namespace, phase, workflow"),
     ],
@@ -139,13 +151,34 @@ def test_user_bound_to_one_namespace_sees_only_that_one(
     cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
 ):
     admin_token(cluster)
-    cluster.apply({"apiVersion": "seqflow.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
-                   "spec": {"tasks": [{"name": "A", "handler": "test.step"}]}}, namespace=namespace)  # fmt: skip
-    cluster.apply({"apiVersion": "seqflow.io/v1alpha1", "kind": "WorkflowRun", "metadata": {"name": "mine"},
-                   "spec": {"workflowRef": {"name": "w"}}}, namespace=namespace)  # fmt: skip
+    cluster.apply(
+        {
+            "apiVersion": "seqflow.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {"name": "w"},
+            "spec": {"tasks": [{"name": "A", "handler": "test.step"}]},
+        },
+        namespace=namespace,
+    )
+    cluster.apply(
+        {
+            "apiVersion": "seqflow.io/v1alpha1",
+            "kind": "WorkflowRun",
+            "metadata": {"name": "mine"},
+            "spec": {"workflowRef": {"name": "w"}},
+        },
+        namespace=namespace,
+    )
     history_written(runs, namespace, ["mine"])
-    cluster.kubectl("create", "role", "run-reader", "-n", namespace, "--verb=get,list",
-                    "--resource=workflowruns.seqflow.io")  # fmt: skip
+    cluster.kubectl(
+        "create",
+        "role",
+        "run-reader",
+        "-n",
+        namespace,
+        "--verb=get,list",
+        "--resource=workflowruns.seqflow.io",
+    )
     cluster.kubectl("create", "rolebinding", "bob-reads", "-n", namespace, "--role=run-reader", "--user=bob")
     bob = cluster.control_plane.token_for("bob")
 

@@ -13,9 +13,9 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
+from testenv import MariaDB
 from tests.e2e.operators import http_url, start_operator
 from tests.support import Cluster, Runs, wait_for, workflow, workflow_run
-from testenv import MariaDB
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mysql]
 RUNS = 20
@@ -55,8 +55,11 @@ def test_outage_delays_history_and_loses_nothing(
     operator = start_operator(operator_kubeconfig, tmp_path / "second.log", "outage-*", mariadb.url)
     try:
         # Runs go on without the database: they finish, their history waiting in their status.
-        wait_for(lambda: all(s.get("phase") == "Succeeded" for s in statuses(runs, namespace).values()),
-                 timeout=OUTAGE_SECONDS - (time.monotonic() - down_at), what="runs to finish during the outage")  # fmt: skip
+        wait_for(
+            lambda: all(s.get("phase") == "Succeeded" for s in statuses(runs, namespace).values()),
+            timeout=OUTAGE_SECONDS - (time.monotonic() - down_at),
+            what="runs to finish during the outage",
+        )
         pending = sum(len(s.get("pendingHistory", [])) for s in statuses(runs, namespace).values())
         assert pending > 0
         ready = urllib.request.Request(http_url(operator) + "/readyz")
@@ -65,8 +68,11 @@ def test_outage_delays_history_and_loses_nothing(
         assert not_ready.value.code == 503  # readiness follows the history store
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
         mariadb.start_server()
-        wait_for(lambda: not any(s.get("pendingHistory") for s in statuses(runs, namespace).values()),
-                 timeout=90, what="pending history to be written after the outage")  # fmt: skip
+        wait_for(
+            lambda: not any(s.get("pendingHistory") for s in statuses(runs, namespace).values()),
+            timeout=90,
+            what="pending history to be written after the outage",
+        )
     finally:
         operator.stop()
 
@@ -87,9 +93,12 @@ def test_outage_delays_history_and_loses_nothing(
             ).all()
             assert seqs == list(range(1, status["historySeq"] + 1))  # every entry, once, in order
             attempts = db.execute(
-                text("SELECT task, attempt, phase FROM task_attempts WHERE run_uid = :u ORDER BY task_index, attempt"),
+                text(
+                    "SELECT task, attempt, phase FROM task_attempts WHERE run_uid = :u "
+                    "ORDER BY task_index, attempt"
+                ),
                 {"u": row.uid},
-            ).all()  # fmt: skip
+            ).all()
             expected = [(t["name"], a) for t in status["tasks"] for a in range(1, t["attempts"] + 1)]
             assert [(a.task, a.attempt) for a in attempts] == expected  # every attempt, once
             assert [

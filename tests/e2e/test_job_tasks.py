@@ -32,8 +32,14 @@ def jobs_of(cluster: Cluster, namespace: str, run: str) -> list[dict]:
 
 
 def wait_phase(cluster: Cluster, namespace: str, name: str, phase: str, timeout: int = 60) -> None:
-    cluster.kubectl("wait", "-n", namespace, f"workflowrun/{name}",
-                    f"--for=jsonpath={{.status.phase}}={phase}", f"--timeout={timeout}s")  # fmt: skip
+    cluster.kubectl(
+        "wait",
+        "-n",
+        namespace,
+        f"workflowrun/{name}",
+        f"--for=jsonpath={{.status.phase}}={phase}",
+        f"--timeout={timeout}s",
+    )
 
 
 @pytest.mark.usefixtures("operator")
@@ -93,8 +99,9 @@ def test_permanent_exit_code_fails_at_once(cluster: Cluster, runs: Runs, namespa
 
 @pytest.mark.usefixtures("operator")
 def test_job_past_its_deadline_fails_with_deadline_exceeded(cluster: Cluster, runs: Runs, namespace: str):
-    slow = job_task("Crunch", annotations={"test.seqflow.io/duration": "60s"}, timeoutSeconds=2,
-                    retry={"maxRetries": 0})  # fmt: skip
+    slow = job_task(
+        "Crunch", annotations={"test.seqflow.io/duration": "60s"}, timeoutSeconds=2, retry={"maxRetries": 0}
+    )
     cluster.apply(workflow("slow-job", [slow]), namespace=namespace)
     cluster.apply(workflow_run("r1", "slow-job"), namespace=namespace)
     wait_phase(cluster, namespace, "r1", "Failed")

@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
+from testenv.operator import OperatorProcess
 from tests.e2e.operators import metrics_url, start_operator
 from tests.support import OPERATOR_USER, REPO, Cluster, Runs, wait_for, workflow, workflow_run
-from testenv.operator import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -35,13 +35,26 @@ def test_metrics_move_as_runs_progress(
     cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
 ):
     retry = {"maxRetries": 2, "backoffSeconds": 0.5}
-    cluster.apply(workflow("metered", [{"name": "Pay", "handler": "test.flaky", "retry": retry},
-                                       {"name": "Ship", "handler": "test.step"}]), namespace=namespace)  # fmt: skip
+    cluster.apply(
+        workflow(
+            "metered",
+            [
+                {"name": "Pay", "handler": "test.flaky", "retry": retry},
+                {"name": "Ship", "handler": "test.step"},
+            ],
+        ),
+        namespace=namespace,
+    )
     before = scrape(operator)
     for i in range(3):
         cluster.apply(workflow_run(f"r{i}", "metered", {"fail_attempts": 1}), namespace=namespace)
-    wait_for(lambda: all((runs.get(namespace, f"r{i}").get("status") or {}).get("phase") == "Succeeded"
-                         for i in range(3)), timeout=60, what="runs to succeed")  # fmt: skip
+    wait_for(
+        lambda: all(
+            (runs.get(namespace, f"r{i}").get("status") or {}).get("phase") == "Succeeded" for i in range(3)
+        ),
+        timeout=60,
+        what="runs to succeed",
+    )
     finished = {"workflow": "metered", "phase": "Succeeded"}
 
     def counted() -> str | None:
@@ -73,8 +86,12 @@ def test_metrics_move_as_runs_progress(
         )
         == 3
     )
-    patches = moved("seqflow_kubernetes_api_request_duration_seconds_count", verb="PATCH",
-                    resource="workflowruns/status", code="200")  # fmt: skip
+    patches = moved(
+        "seqflow_kubernetes_api_request_duration_seconds_count",
+        verb="PATCH",
+        resource="workflowruns/status",
+        code="200",
+    )
     assert patches >= 3 * 4  # start, retry, retried attempt, next task, end (some merged)
     assert "seqflow_runs_active" in after and "seqflow_history_pending_entries" in after
 
@@ -91,14 +108,20 @@ def test_json_logs_carry_run_fields_and_no_secrets(
     namespace = "logs-" + tmp_path.name[-6:].lower().replace("_", "-")
     cluster.kubectl("create", "namespace", namespace)
     log = tmp_path / "operator.log"
-    operator = start_operator(operator_kubeconfig, log, namespace, database_url, SEQFLOW_LOG_FORMAT="json",
-                              SEQFLOW_LOG_LEVEL="INFO")  # fmt: skip
+    operator = start_operator(
+        operator_kubeconfig, log, namespace, database_url, SEQFLOW_LOG_FORMAT="json", SEQFLOW_LOG_LEVEL="INFO"
+    )
     try:
-        cluster.apply(workflow("logged", [{"name": "Only", "handler": "test.fail", "retry": {"maxRetries": 0}}]),
-                      namespace=namespace)  # fmt: skip
+        cluster.apply(
+            workflow("logged", [{"name": "Only", "handler": "test.fail", "retry": {"maxRetries": 0}}]),
+            namespace=namespace,
+        )
         cluster.apply(workflow_run("r1", "logged"), namespace=namespace)
-        wait_for(lambda: (runs.get(namespace, "r1").get("status") or {}).get("phase") == "Failed",
-                 timeout=60, what="the run to fail")  # fmt: skip
+        wait_for(
+            lambda: (runs.get(namespace, "r1").get("status") or {}).get("phase") == "Failed",
+            timeout=60,
+            what="the run to fail",
+        )
         wait_for(lambda: "WORKFLOW_FAILED" in log.read_text(), timeout=10, what="the log line")
     finally:
         operator.stop()
@@ -122,8 +145,11 @@ def test_json_logs_carry_run_fields_and_no_secrets(
 def test_operator_credentials_are_refused_outside_the_chart_role(cluster: Cluster, operator_kubeconfig):
     if cluster.control_plane is None:
         pytest.skip("the operator user exists only on the local control plane")
-    for verb in (["get", "secrets", "-n", "default"], ["delete", "workflowrun", "order-001", "-n", "default"],
-                 ["create", "deployment", "x", "--image=x", "-n", "default"]):  # fmt: skip
+    for verb in (
+        ["get", "secrets", "-n", "default"],
+        ["delete", "workflowrun", "order-001", "-n", "default"],
+        ["create", "deployment", "x", "--image=x", "-n", "default"],
+    ):
         denied = cluster.kubectl(*verb, user=OPERATOR_USER, check=False)
         assert denied.returncode != 0 and "forbidden" in denied.stderr.lower(), verb
 
@@ -136,9 +162,15 @@ def test_reapplying_examples_shows_no_diff(
     for _ in range(2):
         cluster.kubectl("apply", "--server-side", "-n", namespace, *args)
     names = ["order-001", "refund-001", "refund-002-late", "onboarding-alice"]
-    wait_for(lambda: all((runs.get(namespace, n).get("status") or {}).get("phase") in ("Succeeded", "Failed")
-                         and not runs.get(namespace, n)["status"].get("pendingHistory") for n in names),
-             timeout=60, what="the example runs to finish")  # fmt: skip
+    wait_for(
+        lambda: all(
+            (runs.get(namespace, n).get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            and not runs.get(namespace, n)["status"].get("pendingHistory")
+            for n in names
+        ),
+        timeout=60,
+        what="the example runs to finish",
+    )
     for mode in (["--server-side"], []):
         diff = cluster.kubectl("diff", *mode, "-n", namespace, *args, check=False)
         assert diff.returncode == 0 and diff.stdout == "", diff.stdout + diff.stderr

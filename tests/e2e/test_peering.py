@@ -18,16 +18,23 @@ def started_by(operator, run: str) -> bool:
     return f"run={run} event=WORKFLOW_STARTED" in operator.log.read_text()
 
 
-def test_standby_takes_over_when_the_active_replica_dies(cluster: Cluster, runs: Runs, crds: None,
-                                                         database_url: str, tmp_path):  # fmt: skip
+def test_standby_takes_over_when_the_active_replica_dies(
+    cluster: Cluster, runs: Runs, crds: None, database_url: str, tmp_path
+):
     namespace = f"peer-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     cluster.kubectl("apply", "-f", str(REPO / "charts" / "seqflow" / "crds" / "kopfpeerings.kopf.dev.yaml"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev")
-    cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": PEERING}},
-                  namespace=namespace)  # fmt: skip
-    peered = {"SEQFLOW_PEERING": PEERING, "SEQFLOW_PRIORITY": "1", "SEQFLOW_PEERING_LIFETIME_SECONDS": "5",
-              "SEQFLOW_LOG_LEVEL": "INFO"}  # fmt: skip
+    cluster.apply(
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": PEERING}},
+        namespace=namespace,
+    )
+    peered = {
+        "SEQFLOW_PEERING": PEERING,
+        "SEQFLOW_PRIORITY": "1",
+        "SEQFLOW_PEERING_LIFETIME_SECONDS": "5",
+        "SEQFLOW_LOG_LEVEL": "INFO",
+    }
     replicas = [
         start_operator(cluster.kubeconfig, tmp_path / f"replica-{i}.log", namespace, database_url, **peered)
         for i in range(2)
@@ -35,16 +42,22 @@ def test_standby_takes_over_when_the_active_replica_dies(cluster: Cluster, runs:
     try:
         cluster.apply(workflow("w", [{"name": "A", "handler": "test.step"}]), namespace=namespace)
         cluster.apply(workflow_run("r1", "w"), namespace=namespace)
-        wait_for(lambda: (runs.get(namespace, "r1").get("status") or {}).get("phase") == "Succeeded",
-                 timeout=60, what="r1 to succeed")  # fmt: skip
+        wait_for(
+            lambda: (runs.get(namespace, "r1").get("status") or {}).get("phase") == "Succeeded",
+            timeout=60,
+            what="r1 to succeed",
+        )
         wait_for(lambda: any(started_by(r, "r1") for r in replicas), timeout=10, what="the log line")
         (active,) = [r for r in replicas if started_by(r, "r1")]  # one replica did the work
         (standby,) = [r for r in replicas if r is not active]
 
         active.kill()
         cluster.apply(workflow_run("r2", "w"), namespace=namespace)
-        wait_for(lambda: (runs.get(namespace, "r2").get("status") or {}).get("phase") == "Succeeded",
-                 timeout=60, what="the standby to take over and run r2")  # fmt: skip
+        wait_for(
+            lambda: (runs.get(namespace, "r2").get("status") or {}).get("phase") == "Succeeded",
+            timeout=60,
+            what="the standby to take over and run r2",
+        )
         assert started_by(standby, "r2")
     finally:
         for replica in replicas:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 
 import pytest
@@ -47,7 +48,7 @@ def test_three_tasks_run_in_order_and_pass_data_on(cluster: Cluster, runs: Runs,
     assert ("Charge", ["Succeeded", "Running", "Pending"]) in running
     # Strictly sequential: each task starts no earlier than the one before it finished.
     tasks = final["tasks"]
-    for before, after in zip(tasks, tasks[1:]):
+    for before, after in itertools.pairwise(tasks):
         assert ts(before["finishedAt"]) <= ts(after["startedAt"])
     assert [t["attempts"] for t in tasks] == [1, 1, 1]
     assert final["progress"] == "3/3" and final["retries"] == 0
@@ -55,7 +56,7 @@ def test_three_tasks_run_in_order_and_pass_data_on(cluster: Cluster, runs: Runs,
 
     table = cluster.kubectl("get", "workflowruns", "-n", namespace).stdout
     header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "WORKFLOW", "PHASE", "TASK", "PROGRESS", "RETRIES", "AGE"]
+    assert header.split() == ["NAME", "WORKFLOW", "PHASE", "TASK", "PROGRESS", "RETRIES", "REASON", "AGE"]
     assert row.split()[:5] == ["r1", "three", "Succeeded", "3/3", "0"]
 
 
@@ -79,7 +80,7 @@ def test_retrying_task_shows_attempts_and_growing_backoff(cluster: Cluster, runs
     # Attempt k+1 starts when attempt k's backoff ends and fails at once, so the distance
     # between consecutive retry times is the next delay: 2 s, then 4 s.
     retry_at = [ts(by_attempt[k]["tasks"][0]["nextRetryAt"]) for k in (1, 2, 3)]
-    gaps = [(b - a).total_seconds() for a, b in zip(retry_at, retry_at[1:])]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(retry_at)]
     assert 2 <= gaps[0] < 2.5 and 4 <= gaps[1] < 4.5, gaps
 
     final = runs.get(namespace, "r1")["status"]
@@ -107,9 +108,15 @@ def test_exhausted_retries_fail_run_with_error_in_condition(cluster: Cluster, ru
     assert status["tasks"][0]["attempts"] == 3
     assert status["tasks"][0]["lastError"] == "RuntimeError: card declined"
     events = cluster.kubectl(
-        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=r1", "-o",
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=r1",
+        "-o",
         "jsonpath={range .items[*]}{.reason}{'\\n'}{end}",
-    ).stdout.split()  # fmt: skip
+    ).stdout.split()
     assert events.count("TaskRetrying") == 2 and "TaskFailed" in events
 
 

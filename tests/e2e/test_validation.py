@@ -23,7 +23,7 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         (workflow("w", []), "spec.tasks: Invalid value: 0: spec.tasks in body should have at least 1 items"),
         (
             {"apiVersion": "seqflow.io/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"}, "spec": {}},
-            'spec.tasks: Required value',
+            "spec.tasks: Required value",
         ),
         (workflow("w", [HANDLER_TASK, {"name": "A", "handler": "y"}]), "task names must be unique"),
         (
@@ -51,11 +51,18 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         ),
     ],
     ids=[
-        "no-tasks", "tasks-missing", "duplicate-names", "handler-and-job", "neither",
-        "negative-retries", "zero-backoff", "bad-task-name", "job-without-image",
+        "no-tasks",
+        "tasks-missing",
+        "duplicate-names",
+        "handler-and-job",
+        "neither",
+        "negative-retries",
+        "zero-backoff",
+        "bad-task-name",
+        "job-without-image",
         "job-image-and-template",
     ],
-)  # fmt: skip
+)
 def test_bad_workflow_is_refused(cluster: Cluster, crds: None, manifest: dict, message: str):
     assert message in refused(cluster, "default", manifest)
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import REPO, Cluster, wait_for
 from testenv import ensure_binaries
+from tests.support import REPO, Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -38,7 +38,7 @@ def value_sets(watch: tuple[str, str] = ("a", "b")) -> dict[str, list[str]]:
             "peering.enabled=false",
             "--set",
             "handlerModules={seqflow.examples,mycompany.handlers}",
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -89,8 +89,12 @@ def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def chart_crds(cluster: Cluster) -> None:
     """The chart's CRDs (seqflow's and Kopf's peering ones), applied for real."""
     cluster.kubectl("apply", "-f", str(CHART / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    *(f"crd/{path.stem}" for path in (CHART / "crds").glob("*.yaml")))  # fmt: skip
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        *(f"crd/{path.stem}" for path in (CHART / "crds").glob("*.yaml")),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +119,7 @@ def test_chart_crds_are_the_repository_crds():
     repo_crds = sorted(path.name for path in (REPO / "crds").glob("*.yaml"))
     chart_crds = sorted(path.name for path in (CHART / "crds").glob("*.yaml"))
     assert chart_crds == sorted([*repo_crds, *KOPF_CRDS])
-    match, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CHART / "crds", repo_crds, shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CHART / "crds", repo_crds, shallow=False)
     assert (mismatch, errors) == ([], []), "copy crds/*.yaml to charts/seqflow/crds/"
 
 
@@ -169,8 +173,10 @@ def permissions(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 def test_rbac_grants_exactly_what_the_operator_uses(helm: Helm):
     (cluster_role,) = find(helm.render(), "ClusterRole")
     assert permissions(cluster_role) == {
-        **CLUSTER_PERMISSIONS, **NAMESPACED_PERMISSIONS, ("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS,
-    }  # fmt: skip
+        **CLUSTER_PERMISSIONS,
+        **NAMESPACED_PERMISSIONS,
+        ("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS,
+    }
 
     docs = helm.render(*value_sets()["namespaced"])
     (cluster_role,) = find(docs, "ClusterRole")
@@ -211,8 +217,9 @@ def test_operator_settings(helm: Helm):
     assert "/var/lib/seqflow" in {mount["mountPath"] for mount in container["volumeMounts"]}
     assert container["args"] == ["run"]
     assert {probe: container[probe]["httpGet"]["path"] for probe in ("livenessProbe", "readinessProbe")} == {
-        "livenessProbe": "/healthz", "readinessProbe": "/readyz",
-    }  # fmt: skip
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+    }
     assert not find(docs, "Job") and not find(docs, "Secret")
     (peering,) = find(docs, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "seqflow"
@@ -317,8 +324,12 @@ def test_install_and_uninstall(cluster: Cluster, helm: Helm, namespaces: list[st
                 cluster.get_json("role", "-n", namespace, release)
                 cluster.get_json("kopfpeering", "-n", namespace, peering)
             # The hook's Job and its copy of the Secret are gone once it succeeded.
-            assert cluster.kubectl("get", "job", "-n", release_namespace, f"{release}-migrate",
-                                   check=False).returncode != 0  # fmt: skip
+            assert (
+                cluster.kubectl(
+                    "get", "job", "-n", release_namespace, f"{release}-migrate", check=False
+                ).returncode
+                != 0
+            )
             cluster.get_json("secret", "-n", release_namespace, f"{release}-database")
     finally:
         helm("uninstall", release, *kube, "--wait")

@@ -61,8 +61,12 @@ def test_input_from_the_variable_when_no_file(tmp_path):
     [
         ("test.fail", 1, "RuntimeError: card declined"),
         ("test.permanent", PERMANENT_EXIT_CODE, "order ORD-9 does not exist"),
-        ("test.not_an_object", 1, "the handler returned list, not a JSON object (dict)"),
-        ("test.big_output", 1, "Kubernetes keeps at most 4096 bytes of a termination message"),
+        ("test.not_an_object", PERMANENT_EXIT_CODE, "the handler returned list, not a JSON object (dict)"),
+        (
+            "test.big_output",
+            PERMANENT_EXIT_CODE,
+            "Kubernetes keeps at most 4096 bytes of a termination message",
+        ),
         ("no.such", PERMANENT_EXIT_CODE, 'no handler registered as "no.such"'),
     ],
 )

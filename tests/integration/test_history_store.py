@@ -40,8 +40,15 @@ def identity(namespace: str, name: str = "r1", created: datetime = T0) -> RunIde
 
 
 def entry(seq: int, type: HistoryEvent, *, task: str | None = None, index=None, attempt=None, **details):
-    return HistoryRecord(seq=seq, type=type, at=T0 + timedelta(seconds=seq), task=task, task_index=index,
-                         attempt=attempt, details=details)  # fmt: skip
+    return HistoryRecord(
+        seq=seq,
+        type=type,
+        at=T0 + timedelta(seconds=seq),
+        task=task,
+        task_index=index,
+        attempt=attempt,
+        details=details,
+    )
 
 
 LOG = [
@@ -58,8 +65,12 @@ def counts(store: HistoryStore, uid: str) -> tuple[int, int, int]:
     with store.engine.connect() as connection:
         return tuple(
             connection.scalar(select(func.count()).select_from(table).where(column == uid))
-            for table, column in ((RunRow, RunRow.uid), (AttemptRow, AttemptRow.run_uid), (ActivityRow, ActivityRow.run_uid))
-        )  # fmt: skip
+            for table, column in (
+                (RunRow, RunRow.uid),
+                (AttemptRow, AttemptRow.run_uid),
+                (ActivityRow, ActivityRow.run_uid),
+            )
+        )
 
 
 def test_batches_build_run_attempts_and_log_and_replays_change_nothing(store: HistoryStore):
@@ -88,8 +99,14 @@ def test_batches_build_run_attempts_and_log_and_replays_change_nothing(store: Hi
 
 def test_run_that_never_started_is_recorded_as_failed(store: HistoryStore):
     namespace = f"ns-{uuid.uuid4().hex[:6]}"
-    store.write(identity(namespace), [entry(1, HistoryEvent.WORKFLOW_FAILED, reason="WorkflowNotFound",
-                                            message='Workflow "wf" not found')])  # fmt: skip
+    store.write(
+        identity(namespace),
+        [
+            entry(
+                1, HistoryEvent.WORKFLOW_FAILED, reason="WorkflowNotFound", message='Workflow "wf" not found'
+            )
+        ],
+    )
     shown = store.get_run(namespace, "r1")
     assert shown["phase"] == "Failed" and shown["error"] == 'Workflow "wf" not found'
     assert shown["attempts"] == [] and shown["startedAt"] is None

@@ -23,9 +23,13 @@ def test_crd_object_is_created_and_watched(cluster: Cluster, crds: None):
 
     def watch_workflows() -> None:
         stream = watch.Watch().stream(
-            api.list_namespaced_custom_object, "seqflow.io", "v1alpha1", "default", "workflows",
+            api.list_namespaced_custom_object,
+            "seqflow.io",
+            "v1alpha1",
+            "default",
+            "workflows",
             timeout_seconds=20,
-        )  # fmt: skip
+        )
         ready.set()
         for event in stream:
             seen.append((event["type"], event["object"]["metadata"]["name"]))
@@ -54,8 +58,9 @@ def test_token_user_without_rbac_binding_is_denied(cluster: Cluster, crds: None)
 
     namespace = f"rbac-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
-    cluster.kubectl("create", "role", "reader", "-n", namespace, "--verb=get,list",
-                    "--resource=workflowruns.seqflow.io")  # fmt: skip
+    cluster.kubectl(
+        "create", "role", "reader", "-n", namespace, "--verb=get,list", "--resource=workflowruns.seqflow.io"
+    )
     cluster.kubectl("create", "rolebinding", "alice-reads", "-n", namespace, "--role=reader", "--user=alice")
     assert cluster.kubectl("get", "workflowruns", "-n", namespace, user="alice").returncode == 0
     elsewhere = cluster.kubectl("get", "workflowruns", "-n", "default", user="alice", check=False)

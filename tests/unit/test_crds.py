@@ -26,7 +26,8 @@ def test_schema_is_structural():
     for foreign in ("$ref", "anyOf", "title", "default", "additionalProperties"):
         assert foreign not in text
     assert schema["properties"]["input"] == {
-        "description": "Input of the first task.",
+        "description": "Input of the first task: a JSON object of at most 64 KiB "
+        "(a larger one fails the run with reason InputTooLarge).",
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": True,
     }
@@ -36,4 +37,6 @@ def test_schema_is_structural():
 def test_printer_columns():
     run = custom_resource_definitions()[1]
     columns = [c["name"] for c in run["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns[:6] == ["Workflow", "Phase", "Task", "Progress", "Retries", "Age"]
+    wide = [c["name"] for c in run["spec"]["versions"][0]["additionalPrinterColumns"] if c.get("priority")]
+    assert columns == ["Workflow", "Phase", "Task", "Progress", "Retries", "Reason", "Age", "Message"]
+    assert wide == ["Message"]  # why a run waits, is stuck or failed shows without -o wide

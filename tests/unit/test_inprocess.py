@@ -86,7 +86,7 @@ def test_sync_and_async_handlers_return_output():
         ("crash", "KeyError: 'amount'", False),
         ("slow", "timed out after 1 s", False),
         ("slow_sync", "timed out after 1 s", False),
-        ("listy", "the handler returned list, not a JSON object (dict)", False),
+        ("listy", "the handler returned list, not a JSON object (dict)", True),
         ("missing", 'no handler registered as "missing"', True),
     ],
 )

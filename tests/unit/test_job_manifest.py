@@ -43,7 +43,7 @@ def test_simple_form_manifest():
                 "env": [{"name": "MODE", "value": "x"}],
                 "resources": {"limits": {"cpu": "1"}},
             }
-        ),  # fmt: skip
+        ),
         ttl_seconds=600,
     )
     meta, spec = manifest["metadata"], manifest["spec"]
@@ -55,9 +55,14 @@ def test_simple_form_manifest():
         "seqflow.io/attempt": "2",
     }
     assert meta["ownerReferences"] == [
-        {"apiVersion": "seqflow.io/v1alpha1", "kind": "WorkflowRun", "name": "order-001", "uid": "uid-123",
-         "controller": True}
-    ]  # fmt: skip
+        {
+            "apiVersion": "seqflow.io/v1alpha1",
+            "kind": "WorkflowRun",
+            "name": "order-001",
+            "uid": "uid-123",
+            "controller": True,
+        }
+    ]
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 45
     assert spec["ttlSecondsAfterFinished"] == 600
     pod = spec["template"]
@@ -78,8 +83,10 @@ def test_simple_form_manifest():
     )
     assert {"name": "seqflow-input", "mountPath": "/seqflow", "readOnly": True} in container["volumeMounts"]
     assert job_manifest(run=RUN, action=action({"image": "i"}), ttl_seconds=None)["spec"].keys() == {
-        "backoffLimit", "activeDeadlineSeconds", "template"
-    }  # fmt: skip
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "template",
+    }
 
 
 def test_pod_template_form_keeps_everything_and_uses_the_task_container():
@@ -126,10 +133,12 @@ def job(condition: str, reason: str = "", deadline: int = 45) -> dict:
 def pod(exit_code: int, message: str) -> dict:
     return {
         "spec": {"containers": [{"name": "task"}]},
-        "status": {"containerStatuses": [
-            {"name": "task", "state": {"terminated": {"exitCode": exit_code, "message": message}}}
-        ]},
-    }  # fmt: skip
+        "status": {
+            "containerStatuses": [
+                {"name": "task", "state": {"terminated": {"exitCode": exit_code, "message": message}}}
+            ]
+        },
+    }
 
 
 def test_complete_job_output_comes_from_termination_message():
@@ -156,8 +165,12 @@ def test_failed_job_reports_exit_code_and_message():
         job=job("Failed", "BackoffLimitExceeded"), pod=pod(1, "SMTP refused"), task_index=2, attempt=1
     )
     assert result.error == "exit code 1: SMTP refused" and not result.permanent
-    permanent = read_outcome(job=job("Failed", "BackoffLimitExceeded"), pod=pod(PERMANENT_EXIT_CODE, "no such user"),
-                             task_index=2, attempt=1)  # fmt: skip
+    permanent = read_outcome(
+        job=job("Failed", "BackoffLimitExceeded"),
+        pod=pod(PERMANENT_EXIT_CODE, "no such user"),
+        task_index=2,
+        attempt=1,
+    )
     assert permanent.permanent and permanent.error == f"exit code {PERMANENT_EXIT_CODE}: no such user"
 
 

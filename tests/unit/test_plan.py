@@ -26,6 +26,7 @@ from seqflow.engine import (
     RunView,
     WakeAt,
     WorkflowView,
+    fail_unrecordable,
     plan,
 )
 from seqflow.engine.plan import INTERRUPTED
@@ -390,8 +391,15 @@ def kinds(status: WorkflowRunStatus) -> list[tuple[int, str, str | None, int | N
 
 
 def test_activity_log_entries_are_recorded_in_order():
-    status = run_to([(1, err(0, 1, "flaky")), (3, None), (4, ok(0, 2, {"n": 2})), (5, ok(1, 1, {"n": 3})),
-                     (6, ok(2, 1, {"n": 4}))])  # fmt: skip
+    status = run_to(
+        [
+            (1, err(0, 1, "flaky")),
+            (3, None),
+            (4, ok(0, 2, {"n": 2})),
+            (5, ok(1, 1, {"n": 3})),
+            (6, ok(2, 1, {"n": 4})),
+        ]
+    )
     assert kinds(status) == [
         (1, "WORKFLOW_STARTED", None, None),
         (2, "TASK_STARTED", "A", 1),
@@ -440,6 +448,9 @@ def test_run_holds_while_history_backlog_is_full():
     assert held.status.tasks[0].phase == TaskPhase.SUCCEEDED  # the result is kept
     assert held.status.tasks[1].phase == TaskPhase.PENDING  # but B waits for the store
     assert not any(isinstance(a, RunHandler) for a in held.actions)
+    assert condition(held.status).reason == Reason.HISTORY_BACKLOG  # and says so
+    assert "3 activity log entries wait for the history store" in condition(held.status).message
+    assert reasons(held) == [Reason.TASK_SUCCEEDED, Reason.HISTORY_BACKLOG]
     drained = Observations(workflow=WORKFLOW, handlers=HANDLERS, history_written_through=3)
     resumed = plan(run=view(held.status), observed=drained, now=T0, options=small)
     assert only(resumed.actions, RunHandler).input == {"n": 2}
@@ -460,3 +471,99 @@ def test_run_holds_while_history_backlog_is_too_big():
     held = plan(run=view(running), observed=done, now=T0, options=small)
     assert held.status.tasks[1].phase == TaskPhase.PENDING
     assert not any(isinstance(a, RunHandler) for a in held.actions)
+
+
+# ----- bad input, deletion, blocked attempts: rows of given state and observations -----
+
+BIG_SPEC = WorkflowRunSpec.model_validate({"workflowRef": {"name": "wf"}, "input": {"blob": "x" * 70_000}})
+RUNNING_A = step().status
+RETRYING_A = step(RUNNING_A, at=1, result=err(0, 1)).status
+RUNNING_J = job_step(job_step().status, at=1, result=ok(0, 1, {})).status
+
+
+@pytest.mark.parametrize(
+    ("given", "spec", "observed", "phase", "reason", "actions", "entries"),
+    [
+        pytest.param(
+            None, BIG_SPEC, {}, RunPhase.FAILED, Reason.INPUT_TOO_LARGE, [PostEvent], ["WORKFLOW_FAILED"],
+            id="input over 64 KiB fails before anything runs",
+        ),
+        pytest.param(
+            None, BIG_SPEC, {"workflow": None}, RunPhase.FAILED, Reason.INPUT_TOO_LARGE, [PostEvent],
+            ["WORKFLOW_FAILED"], id="even before its Workflow exists",
+        ),
+        pytest.param(
+            None, SPEC, {"deleted": True}, RunPhase.CANCELLED, Reason.RUN_DELETED, [], ["WORKFLOW_CANCELLED"],
+            id="deleted before it started",
+        ),
+        pytest.param(
+            RUNNING_A, SPEC, {"deleted": True}, RunPhase.CANCELLED, Reason.RUN_DELETED, [],
+            ["TASK_CANCELLED", "WORKFLOW_CANCELLED"], id="deleted while an attempt runs",
+        ),
+        pytest.param(
+            RETRYING_A, SPEC, {"deleted": True}, RunPhase.CANCELLED, Reason.RUN_DELETED, [],
+            ["WORKFLOW_CANCELLED"], id="deleted during a backoff: no attempt is open",
+        ),
+        pytest.param(
+            RUNNING_J, SPEC, {"workflow": JOB_WORKFLOW, "attempt_blocked": "a Job named x exists"},
+            RunPhase.RUNNING, Reason.ATTEMPT_BLOCKED, [PostEvent, WakeAt], [],
+            id="a foreign Job blocks the attempt: said once, looked at again later",
+        ),
+    ],
+)  # fmt: skip
+def test_bad_input_deletion_and_blocks(given, spec, observed, phase, reason, actions, entries):
+    run = RunView(spec=spec, status=given or WorkflowRunStatus(), generation=1, created_at=T0)
+    seen = Observations(**{"workflow": WORKFLOW, "handlers": HANDLERS, **observed})
+    decision = plan(run=run, observed=seen, now=T0 + timedelta(seconds=5), options=OPTIONS)
+    assert decision.status.phase == phase
+    assert condition(decision.status).reason == reason
+    assert [type(a) for a in decision.actions] == actions
+    before = given.history_seq if given else 0
+    assert [r.type for r in decision.status.pending_history if r.seq > before] == entries
+
+
+def test_deleted_run_closes_its_running_attempt():
+    run = view(RUNNING_A)
+    observed = Observations(workflow=WORKFLOW, handlers=HANDLERS, deleted=True)
+    cancelled = plan(run=run, observed=observed, now=T0 + timedelta(seconds=2), options=OPTIONS).status
+    assert [t.phase for t in cancelled.tasks] == [TaskPhase.CANCELLED, TaskPhase.PENDING, TaskPhase.PENDING]
+    record = cancelled.pending_history[-2]
+    assert (record.task, record.attempt, record.details) == ("A", 1, {"reason": "RunDeleted"})
+    assert cancelled.finished and cancelled.current_task is None
+
+
+def test_blocked_attempt_is_told_once_and_clears_when_its_job_runs():
+    blocked = {"workflow": JOB_WORKFLOW, "handlers": HANDLERS, "attempt_blocked": "a Job named x exists"}
+    first = plan(run=view(RUNNING_J), observed=Observations(**blocked), now=T0, options=OPTIONS)
+    assert only(first.actions, WakeAt).when == T0 + OPTIONS.blocked_recheck
+    assert "Task J attempt 1 cannot start: a Job named x exists" in condition(first.status).message
+    again = plan(run=view(first.status), observed=Observations(**blocked), now=T0, options=OPTIONS)
+    assert again.status == first.status and [type(a) for a in again.actions] == [WakeAt]  # no 2nd Event
+    alive = Observations(workflow=JOB_WORKFLOW, handlers=HANDLERS, attempt_alive=True)
+    running = plan(run=view(first.status), observed=alive, now=T0, options=OPTIONS)
+    assert condition(running.status).reason == Reason.TASK_STARTED and running.actions == ()
+
+
+def test_unrecordable_run_fails_keeping_only_small_parts():
+    decision = fail_unrecordable(RUNNING_A, reason=Reason.RUN_TOO_LARGE, message="too big", now=T0)
+    failed = decision.status
+    assert failed.phase == RunPhase.FAILED and failed.pinned_tasks is None and failed.output is None
+    assert failed.tasks == RUNNING_A.tasks
+    assert [r.seq for r in failed.pending_history] == [*(r.seq for r in RUNNING_A.pending_history), 3]
+    assert failed.pending_history[-1].details == {"reason": "RunTooLarge", "message": "too big"}
+    assert reasons(decision) == [Reason.RUN_TOO_LARGE]
+
+
+def test_one_task_workflow_speaks_in_the_singular():
+    one = WorkflowView(
+        spec=WorkflowSpec.model_validate({"tasks": [{"name": "A", "handler": "a"}]}), generation=1
+    )
+    started = step(workflow=one)
+    assert "(generation 1, 1 task)" in only(started.actions, PostEvent).message
+    done = plan(
+        run=view(started.status),
+        observed=Observations(workflow=one, handlers=HANDLERS, result=ok(0, 1, {})),
+        now=T0,
+        options=OPTIONS,
+    )
+    assert condition(done.status).message == "The task succeeded"

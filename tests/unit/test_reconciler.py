@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, task
-from seqflow.kube import ApiError
+from seqflow.kube import ApiError, Conflict, EntityTooLarge, NotFound
 from seqflow.metrics import Metrics
 from seqflow.reconciler import FINALIZER, Reconciler, ReconcilerOptions, RunCache, status_patch
 
@@ -57,29 +57,36 @@ class FakeApi:
         return copy.deepcopy(body)
 
     def add_run(self, name: str, workflow: str) -> dict:
-        meta = {"namespace": "ns", "name": name, "uid": f"uid-{name}", "generation": 1,
-                "creationTimestamp": "2026-11-21T10:00:00Z"}  # fmt: skip
+        meta = {
+            "namespace": "ns",
+            "name": name,
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "creationTimestamp": "2026-11-21T10:00:00Z",
+        }
         body = {"metadata": meta, "spec": {"workflowRef": {"name": workflow}, "input": {"n": 0}}}
         self.runs[("ns", name)] = body
         return self.bump(body)
 
     def add_workflow(self, name: str, tasks: list[str]) -> dict:
-        body = {"metadata": {"namespace": "ns", "name": name, "generation": 1},
-                "spec": {"tasks": [{"name": t, "handler": "count"} for t in tasks]}}  # fmt: skip
+        body = {
+            "metadata": {"namespace": "ns", "name": name, "generation": 1},
+            "spec": {"tasks": [{"name": t, "handler": "count"} for t in tasks]},
+        }
         self.workflows[("ns", name)] = body
         return copy.deepcopy(body)
 
     def _guarded(self, namespace: str, name: str, patch: dict) -> dict:
         body = self.runs.get((namespace, name))
         if body is None:
-            raise ApiError(404, "not found")
+            raise NotFound(404, "not found")
         if patch["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
-            raise ApiError(409, "the object has been modified")
+            raise Conflict(409, "the object has been modified")
         return body
 
     async def get_run(self, namespace: str, name: str) -> dict:
         if (namespace, name) not in self.runs:
-            raise ApiError(404, "not found")
+            raise NotFound(404, "not found")
         return copy.deepcopy(self.runs[(namespace, name)])
 
     async def patch_run(self, namespace: str, name: str, patch: dict) -> dict:
@@ -97,7 +104,7 @@ class FakeApi:
 
     async def get_workflow(self, namespace: str, name: str) -> dict:
         if (namespace, name) not in self.workflows:
-            raise ApiError(404, "not found")
+            raise NotFound(404, "not found")
         return copy.deepcopy(self.workflows[(namespace, name)])
 
     async def create_job(self, namespace: str, job: dict) -> dict:
@@ -188,7 +195,7 @@ def test_runs_to_success_writes_history_and_trims_it():
 def test_status_conflict_replans_without_running_the_handler_again():
     async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
-        api.fail_status_patch = {2: ApiError(409, "modified")}  # the write of A's result
+        api.fail_status_patch = {2: Conflict(409, "modified")}  # the write of A's result
         subject.on_run_event(None, api.add_run("r", "w"))
         await settle(lambda: run_status(api).get("phase") == "Succeeded")
         assert not api.fail_status_patch  # the conflict did happen
@@ -253,6 +260,57 @@ def test_deleted_run_keeps_its_finalizer_until_history_is_written():
         history.available = True
         await settle(lambda: FINALIZER not in api.runs[("ns", "r")]["metadata"]["finalizers"])
         assert 99 in history.written
+
+    scenario(body)
+
+
+def test_status_that_cannot_be_read_is_replaced_by_a_failed_one():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A"]))
+        run = api.add_run("r", "w")
+        stored = api.runs[("ns", "r")]
+        stored["metadata"]["finalizers"] = [FINALIZER]
+        stored["status"] = {"phase": "Running", "historySeq": 4, "tasks": [{"phase": "Running"}]}
+        subject.on_run_event(None, api.bump(stored))
+        await settle(
+            lambda: run_status(api).get("phase") == "Failed" and not run_status(api).get("pendingHistory")
+        )
+        status = run_status(api)
+        (cond,) = status["conditions"]
+        assert cond["reason"] == "StatusInvalid" and "status.tasks.0.name: Field required" in cond["message"]
+        assert status["tasks"] == [] and status["historySeq"] == 5
+        assert history.written == [5]  # the store hears how the run ended
+        assert [e["reason"] for e in api.events] == ["StatusInvalid"]
+        assert calls == [] and run  # nothing ran
+
+    scenario(body)
+
+
+def test_status_too_large_for_etcd_fails_the_run_with_a_smaller_one():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
+        too_large = EntityTooLarge(500, "etcdserver: request is too large")
+        api.fail_status_patch = {2: too_large}  # the write of A's result
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Failed")
+        status = run_status(api)
+        assert status["conditions"][0]["reason"] == "RunTooLarge"
+        assert "request is too large" in status["conditions"][0]["message"]
+        assert "pinnedTasks" not in status and calls == ["A"]
+
+    scenario(body)
+
+
+def test_run_too_large_for_any_status_gets_an_event_and_no_retries():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A"]))
+        too_large = EntityTooLarge(413, "request entity too large")
+        api.fail_status_patch = {1: too_large, 2: too_large}
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: bool(api.events))
+        await asyncio.sleep(0.3)
+        assert [e["reason"] for e in api.events] == ["RunTooLarge"] and api.status_patches == 2
+        assert not run_status(api) and calls == []
 
     scenario(body)
 

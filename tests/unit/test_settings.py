@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from seqflow.settings import Settings
+import pytest
+
+from seqflow.settings import Settings, StartupError, load_settings
 
 
 def test_settings_read_lists_from_comma_separated_variables(monkeypatch):
@@ -43,3 +45,21 @@ def test_peering_configuration_orders_replicas_by_start(monkeypatch):
     later_but_higher = kopf.OperatorSettings()
     configure(later_but_higher, Settings())
     assert later_but_higher.peering.priority > first.peering.priority
+
+
+def test_a_bad_setting_is_one_line_naming_variable_value_and_problem(monkeypatch):
+    monkeypatch.setenv("SEQFLOW_MAX_CONCURRENT_RUNS", "0")
+    monkeypatch.setenv("SEQFLOW_DATABASE_URL", "")
+    monkeypatch.setenv("SEQFLOW_LOG_LEVEL", "loud")
+    with pytest.raises(StartupError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "SEQFLOW_MAX_CONCURRENT_RUNS=0: Input should be greater than or equal to 1" in message
+    assert "SEQFLOW_LOG_LEVEL=LOUD: Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'" in message
+
+
+def test_the_default_history_store_is_an_absolute_path(monkeypatch):
+    monkeypatch.delenv("SEQFLOW_DATABASE_URL", raising=False)
+    url = load_settings().database_url.get_secret_value()
+    assert url.startswith("sqlite:////") and url.endswith("/.local/share/seqflow/history.sqlite")

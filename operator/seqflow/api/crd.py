@@ -15,10 +15,23 @@ from pydantic import BaseModel
 from seqflow.api.models import GROUP, VERSION, WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
 
 _KEPT_KEYS = {
-    "type", "format", "description", "properties", "required", "items", "enum",
-    "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern",
-    "x-kubernetes-validations", "x-kubernetes-preserve-unknown-fields",
-}  # fmt: skip
+    "type",
+    "format",
+    "description",
+    "properties",
+    "required",
+    "items",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "pattern",
+    "x-kubernetes-validations",
+    "x-kubernetes-preserve-unknown-fields",
+}
 
 
 def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +144,9 @@ def custom_resource_definitions() -> list[dict[str, Any]]:
             _column("Task", ".status.currentTask"),
             _column("Progress", ".status.progress"),
             _column("Retries", ".status.retries", "integer"),
+            _column("Reason", ".status.conditions[?(@.type=='Succeeded')].reason"),
             _column("Age", ".metadata.creationTimestamp", "date"),
-            _column("Reason", ".status.conditions[?(@.type=='Succeeded')].reason", priority=1),
+            _column("Message", ".status.conditions[?(@.type=='Succeeded')].message", priority=1),
         ],
     )
     return [workflow, run]

@@ -16,6 +16,9 @@ from pydantic.alias_generators import to_camel
 GROUP = "seqflow.io"
 VERSION = "v1alpha1"
 MAX_TASKS = 100
+# A run's input and each task's output travel in the run's status (etcd keeps at most 1.5 MiB
+# per object): each is at most this many bytes of JSON. Large data belongs in storage.
+MAX_DATA_BYTES = 64 * 1024
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 
 JsonObject = dict[str, Any]
@@ -35,6 +38,7 @@ class RunPhase(enum.StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
 
 
 class TaskPhase(enum.StrEnum):
@@ -43,6 +47,7 @@ class TaskPhase(enum.StrEnum):
     RETRYING = "Retrying"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
 
 
 class Reason(enum.StrEnum):
@@ -51,6 +56,12 @@ class Reason(enum.StrEnum):
     WAITING_FOR_WORKFLOW = "WaitingForWorkflow"
     WORKFLOW_NOT_FOUND = "WorkflowNotFound"
     HANDLER_NOT_FOUND = "HandlerNotFound"
+    INPUT_TOO_LARGE = "InputTooLarge"
+    RUN_TOO_LARGE = "RunTooLarge"
+    STATUS_INVALID = "StatusInvalid"
+    HISTORY_BACKLOG = "HistoryBacklog"
+    ATTEMPT_BLOCKED = "AttemptBlocked"
+    RUN_DELETED = "RunDeleted"
     STARTED = "Started"
     TASK_STARTED = "TaskStarted"
     TASK_SUCCEEDED = "TaskSucceeded"
@@ -189,7 +200,11 @@ class WorkflowRef(Model):
 
 class WorkflowRunSpec(Model):
     workflow_ref: WorkflowRef
-    input: JsonObject = Field(default_factory=dict, description="Input of the first task.")
+    input: JsonObject = Field(
+        default_factory=dict,
+        description=f"Input of the first task: a JSON object of at most {MAX_DATA_BYTES // 1024} KiB "
+        "(a larger one fails the run with reason InputTooLarge).",
+    )
 
 
 # ----- WorkflowRun status -----
@@ -225,6 +240,8 @@ class HistoryEvent(enum.StrEnum):
     TASK_COMPLETED = "TASK_COMPLETED"
     WORKFLOW_COMPLETED = "WORKFLOW_COMPLETED"
     WORKFLOW_FAILED = "WORKFLOW_FAILED"
+    TASK_CANCELLED = "TASK_CANCELLED"
+    WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
 
 
 class HistoryRecord(Model):
@@ -267,7 +284,8 @@ class WorkflowRunStatus(Model):
     )
     output: JsonObject | None = Field(
         default=None,
-        description="Output of the last task that succeeded; the run's output once Succeeded.",
+        description="Output of the last task that succeeded; the run's output once Succeeded. "
+        f"Each task's output is at most {MAX_DATA_BYTES // 1024} KiB of JSON.",
     )
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
@@ -279,7 +297,7 @@ class WorkflowRunStatus(Model):
 
     @property
     def finished(self) -> bool:
-        return self.phase in (RunPhase.SUCCEEDED, RunPhase.FAILED)
+        return self.phase in (RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED)
 
     def current_index(self) -> int | None:
         """The task being worked on: the first that has not succeeded (None when all have)."""

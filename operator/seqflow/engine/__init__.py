@@ -1,6 +1,6 @@
 """The pure engine: `plan()` and the data it reads and returns (see `seqflow.engine.plan`)."""
 
-from seqflow.engine.plan import pin_tasks, plan
+from seqflow.engine.plan import fail_unrecordable, json_size, pin_tasks, plan
 from seqflow.engine.types import (
     Action,
     AttemptResult,
@@ -29,6 +29,8 @@ __all__ = [
     "RunView",
     "WakeAt",
     "WorkflowView",
+    "fail_unrecordable",
+    "json_size",
     "pin_tasks",
     "plan",
 ]

@@ -56,6 +56,10 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
     )
     if status.finished:
         return Decision(status)
+    if observed.deleted:
+        return _cancel_run(
+            status, reason=Reason.RUN_DELETED, message="The run was deleted before it finished", now=now
+        )
     if status.pinned_tasks is None:
         return _start(run=run, status=status, observed=observed, now=now, options=options)
     return _advance(run=run, status=status, observed=observed, now=now, options=options)
@@ -73,6 +77,13 @@ def _start(
     options: EngineOptions,
 ) -> Decision:
     name = run.spec.workflow_ref.name
+    size = json_size(run.spec.input)
+    if size > options.max_input_bytes:
+        message = (
+            f"The input is {size} bytes of JSON, more than the {options.max_input_bytes} a run takes: "
+            "keep large data in storage and pass a reference to it"
+        )
+        return _fail_run(status, reason=Reason.INPUT_TOO_LARGE, message=message, now=now)
     if observed.workflow is None:
         deadline = run.created_at + options.workflow_wait
         if now < deadline:
@@ -112,7 +123,8 @@ def _start(
     event = PostEvent(
         EventType.NORMAL,
         Reason.STARTED,
-        f'Started Workflow "{name}" (generation {observed.workflow.generation}, {len(tasks)} tasks)',
+        f'Started Workflow "{name}" '
+        f"(generation {observed.workflow.generation}, {_count(len(tasks), 'task')})",
     )
     return _start_attempt(
         status=started, index=0, input=run.spec.input, now=now, options=options, events=[event]
@@ -187,8 +199,17 @@ def _advance(
     result = observed.result
     if task.phase == TaskPhase.RUNNING:
         if result is None and status.pinned_tasks[index].job is not None:
-            if observed.attempt_alive:
-                return Decision(status)  # the Job is running; its events will wake us
+            if observed.attempt_alive:  # the Job is running; its events will wake us
+                return Decision(_started(status, task_name=task.name, attempt=task.attempts, now=now))
+            if observed.attempt_blocked:
+                message = f"Task {task.name} attempt {task.attempts} cannot start: {observed.attempt_blocked}"
+                return _hold(
+                    status,
+                    reason=Reason.ATTEMPT_BLOCKED,
+                    message=message,
+                    now=now,
+                    until=now + options.blocked_recheck,
+                )
             # Not seen (yet): create it again; if it exists, that is a no-op that finds it.
             job = _execute(status, index, task.attempts, _input_of(run, status, index))
             return Decision(status, (job,))
@@ -226,7 +247,12 @@ def _start_attempt(
     if _backlog_full(status, options):
         # The history store is behind (down?): hold here rather than lose entries. Writing
         # them trims the list, and that status change brings the run back.
-        return Decision(status, tuple(events or ()))
+        message = (
+            f"Holding before task {status.pinned_tasks[index].name}: "
+            f"{_count(len(status.pending_history), 'activity log entry', 'activity log entries')} "
+            "wait for the history store"
+        )
+        return _hold(status, reason=Reason.HISTORY_BACKLOG, message=message, now=now, events=events)
     pinned = status.pinned_tasks[index]
     current = status.tasks[index]
     attempt = current.attempts + 1
@@ -238,7 +264,6 @@ def _start_attempt(
             "next_retry_at": None,
         }
     )
-    message = f"Task {pinned.name} attempt {attempt} started"
     started = _record(
         status,
         HistoryEvent.TASK_STARTED,
@@ -247,16 +272,17 @@ def _start_attempt(
         attempt=attempt,
         details={"input": input, "executor": "job" if pinned.job is not None else "handler"},
     )
-    running = _with_task(started, index, task).model_copy(
-        update={
-            "current_task": pinned.name,
-            "conditions": _set_condition(
-                status.conditions, ConditionStatus.UNKNOWN, Reason.TASK_STARTED, message, now
-            ),
-        }
-    )
+    running = _with_task(started, index, task).model_copy(update={"current_task": pinned.name})
+    running = _started(running, task_name=pinned.name, attempt=attempt, now=now)
     # No Event for a start: the status shows it, and the outcome's Event names the attempt.
     return Decision(running, (*(events or []), _execute(status, index, attempt, input)))
+
+
+def _started(status: WorkflowRunStatus, *, task_name: str, attempt: int, now: datetime) -> WorkflowRunStatus:
+    """The condition of a run whose attempt is under way (after a hold, too)."""
+    message = f"Task {task_name} attempt {attempt} started"
+    conditions = _set_condition(status.conditions, ConditionStatus.UNKNOWN, Reason.TASK_STARTED, message, now)
+    return status.model_copy(update={"conditions": conditions})
 
 
 def _execute(status: WorkflowRunStatus, index: int, attempt: int, input: JsonObject) -> Action:
@@ -278,9 +304,13 @@ def _task_succeeded(
         update={"phase": TaskPhase.SUCCEEDED, "finished_at": now, "last_error": None}
     )
     recorded = _record(
-        status, HistoryEvent.TASK_COMPLETED, now, index=index, attempt=task.attempts,
+        status,
+        HistoryEvent.TASK_COMPLETED,
+        now,
+        index=index,
+        attempt=task.attempts,
         details={"output": output},
-    )  # fmt: skip
+    )
     done = _with_task(recorded, index, task).model_copy(update={"output": output})
     event = PostEvent(
         EventType.NORMAL,
@@ -292,7 +322,7 @@ def _task_succeeded(
             status=done, index=index + 1, input=output, now=now, options=options, events=[event]
         )
 
-    message = f"All {len(done.tasks)} tasks succeeded"
+    message = f"All {len(done.tasks)} tasks succeeded" if len(done.tasks) > 1 else "The task succeeded"
     done = _record(done, HistoryEvent.WORKFLOW_COMPLETED, now, details={"output": output})
     finished = done.model_copy(
         update={
@@ -324,10 +354,18 @@ def _attempt_failed(
             update={"phase": TaskPhase.FAILED, "finished_at": now, "last_error": result.error}
         )
         recorded = _record(
-            status, HistoryEvent.TASK_FAILED, now, index=index, attempt=attempt,
-            details={"error": result.error, "reason": reason, "permanent": result.permanent,
-                     "attempts": attempt},
-        )  # fmt: skip
+            status,
+            HistoryEvent.TASK_FAILED,
+            now,
+            index=index,
+            attempt=attempt,
+            details={
+                "error": result.error,
+                "reason": reason,
+                "permanent": result.permanent,
+                "attempts": attempt,
+            },
+        )
         return _fail_run(_with_task(recorded, index, failed_task), reason=reason, message=message, now=now)
 
     delay = policy.delay_after(attempt)
@@ -340,11 +378,20 @@ def _attempt_failed(
         update={"phase": TaskPhase.RETRYING, "next_retry_at": retry_at, "last_error": result.error}
     )
     recorded = _record(
-        status, HistoryEvent.TASK_RETRY, now, index=index, attempt=attempt,
-        details={"error": result.error, "reason": reason, "retry_count": attempt,
-                 "max_retries": policy.max_retries, "backoff_seconds": delay,
-                 "next_retry_at": retry_at.isoformat()},
-    )  # fmt: skip
+        status,
+        HistoryEvent.TASK_RETRY,
+        now,
+        index=index,
+        attempt=attempt,
+        details={
+            "error": result.error,
+            "reason": reason,
+            "retry_count": attempt,
+            "max_retries": policy.max_retries,
+            "backoff_seconds": delay,
+            "next_retry_at": retry_at.isoformat(),
+        },
+    )
     retrying = _with_task(recorded, index, retrying_task).model_copy(
         update={
             "conditions": _set_condition(
@@ -372,7 +419,89 @@ def _fail_run(status: WorkflowRunStatus, *, reason: str, message: str, now: date
     return Decision(failed, (PostEvent(EventType.WARNING, reason, message),))
 
 
+def fail_unrecordable(status: WorkflowRunStatus, *, reason: str, message: str, now: datetime) -> Decision:
+    """Fail a run whose status cannot be written as planned (too large) or read at all: keep
+    only the small parts (tasks, counters, the history not yet in the store) and say why."""
+    kept = WorkflowRunStatus(
+        started_at=status.started_at,
+        tasks=status.tasks,
+        progress=status.progress,
+        retries=status.retries,
+        conditions=status.conditions,
+        observed_generation=status.observed_generation,
+        history_seq=status.history_seq,
+        pending_history=status.pending_history,
+    )
+    return _fail_run(kept, reason=reason, message=message, now=now)
+
+
+def _cancel_run(status: WorkflowRunStatus, *, reason: str, message: str, now: datetime) -> Decision:
+    """End the run Cancelled: its running attempt, if any, is recorded as cancelled."""
+    index = status.current_index() if status.pinned_tasks is not None else None
+    if index is not None and status.tasks[index].phase in (TaskPhase.RUNNING, TaskPhase.RETRYING):
+        task = status.tasks[index]
+        if task.phase == TaskPhase.RUNNING:
+            status = _record(
+                status,
+                HistoryEvent.TASK_CANCELLED,
+                now,
+                index=index,
+                attempt=task.attempts,
+                details={"reason": reason},
+            )
+        cancelled_task = task.model_copy(
+            update={"phase": TaskPhase.CANCELLED, "finished_at": now, "next_retry_at": None}
+        )
+        status = _with_task(status, index, cancelled_task)
+    status = _record(
+        status, HistoryEvent.WORKFLOW_CANCELLED, now, details={"reason": reason, "message": message}
+    )
+    cancelled = status.model_copy(
+        update={
+            "phase": RunPhase.CANCELLED,
+            "current_task": None,
+            "finished_at": now,
+            "conditions": _set_condition(status.conditions, ConditionStatus.FALSE, reason, message, now),
+        }
+    )
+    return Decision(cancelled)
+
+
+def _hold(
+    status: WorkflowRunStatus,
+    *,
+    reason: str,
+    message: str,
+    now: datetime,
+    until: datetime | None = None,
+    events: list[PostEvent] | None = None,
+) -> Decision:
+    """Wait for something outside the run (the condition says what), looking again `until`;
+    a Warning Event tells it the first time."""
+    previous = next((c for c in status.conditions if c.type == CONDITION), None)
+    held = status.model_copy(
+        update={
+            "conditions": _set_condition(status.conditions, ConditionStatus.UNKNOWN, reason, message, now)
+        }
+    )
+    actions: list[Action] = list(events or ())
+    if previous is None or previous.reason != reason:
+        actions.append(PostEvent(EventType.WARNING, reason, message))
+    if until is not None:
+        actions.append(WakeAt(until))
+    return Decision(held, tuple(actions))
+
+
 # ----- small helpers -----
+
+
+def json_size(value: JsonObject) -> int:
+    """Bytes of `value` as compact JSON (as it is stored and passed on)."""
+    return len(json.dumps(value, separators=(",", ":")).encode())
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def _clip(text: str) -> str:
@@ -385,7 +514,7 @@ def _backlog_full(status: WorkflowRunStatus, options: EngineOptions) -> bool:
     pending = status.pending_history
     if len(pending) >= options.max_pending_history:
         return True
-    size = sum(len(json.dumps(r.details, separators=(",", ":"))) for r in pending)
+    size = sum(json_size(r.details) for r in pending)
     return size >= options.max_pending_history_bytes
 
 

@@ -10,7 +10,14 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from seqflow.api.models import JsonObject, PinnedTask, WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
+from seqflow.api.models import (
+    MAX_DATA_BYTES,
+    JsonObject,
+    PinnedTask,
+    WorkflowRunSpec,
+    WorkflowRunStatus,
+    WorkflowSpec,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,9 @@ class Observations:
     handlers: frozenset[str] = frozenset()
     result: AttemptResult | None = None
     attempt_alive: bool = False  # the current attempt's Job exists and has not finished
+    attempt_blocked: str | None = None  # why the current attempt's Job cannot be created
     history_written_through: int = 0  # activity log entries up to this seq are in the store
+    deleted: bool = False  # the run is being deleted
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class EngineOptions:
 
     workflow_wait: timedelta = timedelta(seconds=30)
     default_timeout_seconds: int = 300
+    max_input_bytes: int = MAX_DATA_BYTES
+    blocked_recheck: timedelta = timedelta(seconds=30)  # how often a blocked attempt looks again
     max_pending_history: int = 200  # entries held in a status while the store is behind
     max_pending_history_bytes: int = 256 * 1024  # and their size (inputs and outputs included)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import seqflow
+from seqflow import JsonObject
 
 
 @seqflow.task("order.validate")
-def validate(order: dict, context: seqflow.TaskContext) -> dict:
+def validate(order: JsonObject, context: seqflow.TaskContext) -> JsonObject:
     if not order.get("order_id"):
         raise seqflow.PermanentError("order_id is missing")
     if not isinstance(order.get("amount"), (int, float)) or order["amount"] <= 0:
@@ -17,7 +18,7 @@ def validate(order: dict, context: seqflow.TaskContext) -> dict:
 
 
 @seqflow.task("order.deduct_money")
-async def deduct_money(order: dict, context: seqflow.TaskContext) -> dict:
+async def deduct_money(order: JsonObject, context: seqflow.TaskContext) -> JsonObject:
     await asyncio.sleep(0.05)  # the payment gateway's round trip
     if context.attempt == 1 and order.get("flaky_gateway"):
         raise ConnectionError("payment gateway timeout")
@@ -25,22 +26,22 @@ async def deduct_money(order: dict, context: seqflow.TaskContext) -> dict:
 
 
 @seqflow.task("order.send_email")
-def send_email(order: dict, context: seqflow.TaskContext) -> dict:
+def send_email(order: JsonObject, context: seqflow.TaskContext) -> JsonObject:
     return {**order, "email": f"receipt for {order['order_id']} sent"}
 
 
 @seqflow.task("refund.check_eligibility")
-def check_eligibility(refund: dict, context: seqflow.TaskContext) -> dict:
+def check_eligibility(refund: JsonObject, context: seqflow.TaskContext) -> JsonObject:
     if refund.get("days_since_purchase", 0) > 30:
         raise seqflow.PermanentError("refunds are possible within 30 days of purchase")
     return {**refund, "eligible": True}
 
 
 @seqflow.task("refund.return_money")
-def return_money(refund: dict, context: seqflow.TaskContext) -> dict:
+def return_money(refund: JsonObject, context: seqflow.TaskContext) -> JsonObject:
     return {**refund, "refund_id": f"REF-{context.run_uid[:8]}"}
 
 
 @seqflow.task("refund.notify")
-def notify(refund: dict, context: seqflow.TaskContext) -> dict:
+def notify(refund: JsonObject, context: seqflow.TaskContext) -> JsonObject:
     return {**refund, "notified": True}

@@ -18,8 +18,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from seqflow.api.models import JsonObject
+from seqflow.api.models import MAX_DATA_BYTES, JsonObject
 from seqflow.engine import AttemptResult, RunHandler
+from seqflow.settings import StartupError
 
 
 class PermanentError(Exception):
@@ -77,9 +78,14 @@ def task(name: str, *, into: HandlerRegistry = registry) -> Callable[[Handler], 
 
 
 def import_handler_modules(modules: Iterable[str]) -> None:
-    """Import the modules that register handlers (a failure to import stops the operator)."""
+    """Import the modules that register handlers; one that fails to import stops the start."""
     for module in modules:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # whatever the module raised, the user must see which one
+            raise StartupError(
+                f"SEQFLOW_HANDLER_MODULES: cannot import {module}: {type(error).__name__}: {error}"
+            ) from None
 
 
 class HandlerRunner:
@@ -112,8 +118,8 @@ class HandlerRunner:
         except Exception as error:  # a handler's failure is the attempt's outcome
             return failed(f"{type(error).__name__}: {error}")
         problem = output_problem(output)
-        if problem:
-            return failed(problem)
+        if problem:  # the handler's code decides its output's shape: retrying cannot fix it
+            return failed(problem, permanent=True)
         return AttemptResult(task_index=action.task_index, attempt=action.attempt, output=output)
 
     async def _call(self, handler: Handler, input: JsonObject, context: TaskContext) -> Any:
@@ -125,10 +131,7 @@ class HandlerRunner:
         return await result if inspect.isawaitable(result) else result
 
 
-MAX_OUTPUT_BYTES = 64 * 1024  # outputs travel in the run's status; large data belongs in storage
-
-
-def output_problem(output: Any, *, limit: int = MAX_OUTPUT_BYTES) -> str | None:
+def output_problem(output: Any, *, limit: int = MAX_DATA_BYTES) -> str | None:
     """Why a handler's return value cannot be a task's output, or None when it can."""
     if not isinstance(output, dict):
         return f"the handler returned {type(output).__name__}, not a JSON object (dict)"
@@ -137,5 +140,8 @@ def output_problem(output: Any, *, limit: int = MAX_OUTPUT_BYTES) -> str | None:
     except (TypeError, ValueError) as error:
         return f"the handler's output is not JSON-serializable: {error}"
     if size > limit:
-        return f"the output is {size} bytes, more than the {limit} a task may pass on: keep large data in storage"
+        return (
+            f"the output is {size} bytes, more than the {limit} a task may pass on: "
+            "keep large data in storage"
+        )
     return None

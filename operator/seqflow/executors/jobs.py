@@ -160,7 +160,8 @@ def _task_container(pod_spec: JsonObject) -> JsonObject:
 def _condition(job: JsonObject, kind: str) -> JsonObject | None:
     for condition in (job.get("status") or {}).get("conditions") or []:
         if condition.get("type") == kind and condition.get("status") == "True":
-            return condition
+            found: JsonObject = condition
+            return found
     return None
 
 

@@ -14,11 +14,25 @@ import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import Engine, UniqueConstraint, and_, create_engine, delete, event, or_, select, text, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    delete,
+    event,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Insert
 
@@ -55,9 +69,30 @@ class BadCursor(ValueError):
     pass
 
 
-def create_store_engine(url: str) -> Engine:
+class NoStore(Exception):
+    """The history store to read does not exist, or has no schema yet."""
+
+
+def open_store(url: str, *, create: bool = True) -> HistoryStore:
+    """The store at `url`. An embedded SQLite file is created with its directory when `create`
+    is set (the operator); a reader (`create=False`) is told when there is none."""
+    store = HistoryStore(create_store_engine(url, create=create))
+    if not create and not store.has_schema():
+        raise NoStore(
+            f"the history store {store.engine.url.render_as_string()} has no schema yet: "
+            "run `seqflow migrate`, or start the operator with this SEQFLOW_DATABASE_URL"
+        )
+    return store
+
+
+def create_store_engine(url: str, *, create: bool = True) -> Engine:
     """An engine that fails fast when the server is away (so an outage delays, never hangs)."""
     if url.startswith("sqlite"):
+        path = make_url(url).database
+        if path and path != ":memory:" and not create and not Path(path).exists():
+            raise NoStore(f"no history store at {Path(path).absolute()} (set SEQFLOW_DATABASE_URL)")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 5})
 
         @event.listens_for(engine, "connect")
@@ -89,6 +124,9 @@ def _aware(moment: datetime | None) -> str | None:
 class HistoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def has_schema(self) -> bool:
+        return inspect(self.engine).has_table(RunRow.__tablename__)
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
@@ -125,12 +163,20 @@ class HistoryStore:
         entries = [_activity_values(run.uid, r) for r in fresh]
         connection.execute(self._insert_ignore(connection, ActivityRow), entries)
 
-    def _upsert(self, connection: Connection, table: type, row: JsonObject, *, updates: JsonObject) -> None:
+    def _upsert(
+        self,
+        connection: Connection,
+        table: type[RunRow] | type[AttemptRow],
+        row: JsonObject,
+        *,
+        updates: JsonObject,
+    ) -> None:
         """Insert `row`; if a row with the same unique key exists, set `updates` on it instead."""
         if not updates:
             connection.execute(self._insert_ignore(connection, table), [row])
         elif connection.dialect.name == "sqlite":
-            (unique,) = (c for c in table.__table__.constraints if isinstance(c, UniqueConstraint))
+            constraints = cast(Table, table.__table__).constraints
+            (unique,) = (c for c in constraints if isinstance(c, UniqueConstraint))
             statement = sqlite.insert(table).values(row)
             connection.execute(statement.on_conflict_do_update(index_elements=unique.columns, set_=updates))
         else:
@@ -235,6 +281,12 @@ def _new_run_row(run: RunIdentity) -> JsonObject:
     }
 
 
+_RUN_ENDS = {
+    HistoryEvent.WORKFLOW_FAILED: RunPhase.FAILED,
+    HistoryEvent.WORKFLOW_CANCELLED: RunPhase.CANCELLED,
+}
+
+
 def _run_changes(records: list[HistoryRecord]) -> JsonObject:
     """The run row's columns after applying `records` (in order, at least one)."""
     changes: JsonObject = {"history_seq": records[-1].seq}
@@ -251,9 +303,9 @@ def _run_changes(records: list[HistoryRecord]) -> JsonObject:
                 finished_at=_naive_utc(record.at),
                 output=record.details.get("output"),
             )
-        elif record.type == HistoryEvent.WORKFLOW_FAILED:
+        elif record.type in _RUN_ENDS:
             changes.update(
-                phase=RunPhase.FAILED.value,
+                phase=_RUN_ENDS[record.type].value,
                 finished_at=_naive_utc(record.at),
                 error=record.details.get("message"),
             )
@@ -294,6 +346,8 @@ def _attempt_values(run_uid: str, records: list[HistoryRecord]) -> list[JsonObje
                 finished_at=_naive_utc(record.at),
                 error=record.details.get("error"),
             )
+        elif record.type == HistoryEvent.TASK_CANCELLED:
+            row.update(phase=TaskPhase.CANCELLED.value, finished_at=_naive_utc(record.at))
     return list(attempts.values())
 
 

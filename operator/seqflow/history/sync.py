@@ -52,9 +52,11 @@ class HistoryWriter:
             self._failures[uid] = self._failures.get(uid, 0) + 1
             logger.warning(
                 "history of %s/%s not written (%d entries pending): %s",
-                body["metadata"]["namespace"], body["metadata"]["name"],
-                len(status.pending_history), type(error).__name__,
-            )  # fmt: skip
+                body["metadata"]["namespace"],
+                body["metadata"]["name"],
+                len(status.pending_history),
+                type(error).__name__,
+            )
             return None
         self._failures.pop(uid, None)
         return written
