@@ -19,9 +19,9 @@ import json
 import random
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +43,7 @@ from testenv import ControlPlane, MariaDB  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
 
 
-def create_runs(api: client.CustomObjectsApi, *, runs: int, tasks: int, log: Path) -> list[str]:
+def create_runs(api: client.CustomObjectsApi, *, runs: int, tasks: int, log: Path, sleep: float) -> list[str]:
     workflow = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Workflow",
@@ -60,31 +60,31 @@ def create_runs(api: client.CustomObjectsApi, *, runs: int, tasks: int, log: Pat
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "WorkflowRun",
             "metadata": {"name": name},
-            "spec": {"workflowRef": {"name": "chaos"}, "input": {"log": str(log)}},
+            "spec": {"workflowRef": {"name": "chaos"}, "input": {"log": str(log), "sleep": sleep}},
         }
         api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, manifest)
     return names
 
 
-class Faults(threading.Thread):
+class Faults:
     """Kills and restarts the operator at random moments, restarts the API server once and
-    stops MariaDB once, all within `span` seconds."""
+    stops MariaDB once, all within `span` seconds. Run from the main thread: testenv's children
+    die with the thread that started them."""
 
     def __init__(
         self,
         *,
         control_plane: ControlPlane,
         db: MariaDB,
-        start: callable,
+        start: Callable[[], OperatorProcess],
         kills: int,
         outage: float,
         span: float,
     ) -> None:
-        super().__init__(daemon=True)
         self.control_plane, self.db, self.start_operator = control_plane, db, start
-        moments = sorted(random.uniform(1, span) for _ in range(kills))
-        self.plan = [("kill", at) for at in moments] + [("apiserver", span * 0.4), ("db", span * 0.2)]
-        self.plan.sort(key=lambda item: item[1])
+        plan = [("kill", random.uniform(1, span)) for _ in range(kills)]
+        plan += [("apiserver", span * 0.4), ("db down", span * 0.2), ("db up", span * 0.2 + outage)]
+        self.plan = sorted(plan, key=lambda item: item[1])
         self.outage = outage
         self.operator: OperatorProcess = start()
         self.log: list[str] = []
@@ -101,10 +101,12 @@ class Faults(threading.Thread):
             elif fault == "apiserver":
                 self.control_plane.restart_apiserver()
                 self.log.append(f"{moment:6.1f} s  kube-apiserver restarted")
-            else:
+            elif fault == "db down":
                 self.db.stop_server()
-                self.log.append(f"{moment:6.1f} s  MariaDB stopped for {self.outage:.0f} s")
-                threading.Timer(self.outage, self.db.start_server).start()
+                self.log.append(f"{moment:6.1f} s  MariaDB stopped")
+            else:
+                self.db.start_server()
+                self.log.append(f"{moment:6.1f} s  MariaDB started again")
 
 
 def executions(log: Path) -> list[dict]:
@@ -123,7 +125,7 @@ def check_runs(finished: dict[str, dict], lines: list[dict], tasks: int) -> dict
     duplicates = sum(
         n - 1 for n in Counter((x["run"], x["task"], x["attempt"]) for x in lines).values() if n > 1
     )
-    attempts = sum(t["attempts"] for body in finished.values() for t in body["status"]["tasks"])
+    attempts = sum(t["attempts"] for body in finished.values() for t in body["status"]["nodes"])
     return {
         "order violations": order_violations,
         "missing tasks": missing,
@@ -164,6 +166,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--db-outage", type=float, default=30.0, help="seconds MariaDB is down")
     parser.add_argument("--span", type=float, default=60.0, help="seconds over which the faults happen")
+    parser.add_argument("--sleep", type=float, default=2.0, help="mean seconds a task takes")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
@@ -175,7 +178,12 @@ def main() -> None:
         api = install_crds(control_plane)
 
         def start() -> OperatorProcess:
-            return start_operator(control_plane.kubeconfig, db.url, SEQFLOW_LOG_LEVEL="INFO")
+            return start_operator(
+                control_plane.kubeconfig,
+                db.url,
+                SEQFLOW_HANDLER_MODULES="chaos_handlers",
+                SEQFLOW_LOG_LEVEL="INFO",
+            )
 
         faults = Faults(
             control_plane=control_plane,
@@ -186,10 +194,9 @@ def main() -> None:
             span=args.span,
         )
         began = time.monotonic()
-        names = create_runs(api, runs=args.runs, tasks=args.tasks, log=log)
-        faults.start()
+        names = create_runs(api, runs=args.runs, tasks=args.tasks, log=log, sleep=args.sleep)
+        faults.run()
         finished = wait_finished(api, set(names), timeout=args.timeout)
-        faults.join()
         elapsed = time.monotonic() - began
         wait_history_written(api, finished.keys(), timeout=args.timeout)
         finished = {
@@ -202,6 +209,10 @@ def main() -> None:
         succeeded = sum(body["status"]["phase"] == "Succeeded" for body in finished.values())
         print(f"runs x tasks                        {args.runs} x {args.tasks}, finished in {elapsed:.1f} s")
         print(f"runs finished                       {len(finished)} of {args.runs} ({succeeded} Succeeded)")
+        reasons = Counter(
+            c["reason"] for body in finished.values() for c in body["status"].get("conditions", [])
+        )
+        print(f"final reasons                       {dict(reasons)}")
         figures = {**check_runs(finished, executions(log), args.tasks), **check_history(db.url, finished)}
         for name, value in figures.items():
             print(f"{name:<36}{value}")

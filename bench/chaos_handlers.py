@@ -14,7 +14,8 @@ from seqflow import JsonObject
 
 @seqflow.task("chaos.step")
 def chaos_step(data: JsonObject, context: seqflow.TaskContext) -> JsonObject:
-    time.sleep(random.uniform(0.05, 0.4))  # long enough for a kill to land in the middle
+    mean = data.get("sleep", 0.2)
+    time.sleep(random.uniform(0.25 * mean, 1.75 * mean))  # long enough for a kill to land mid-task
     line = json.dumps(
         {"run": context.run, "task": context.task, "attempt": context.attempt, "at": time.time()}
     )

@@ -9,6 +9,7 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.20.2}
+KSTATUS_VERSION=${KSTATUS_VERSION:-v0.37.2}
 CACHE=${SEQFLOW_CACHE:-$HOME/.cache/seqflow}
 BIN=$CACHE/k8s/$K8S_VERSION/bin
 TOOLS=$CACHE/tools
@@ -71,9 +72,25 @@ install_tool() {  # name version package
   GOBIN=$dest go install -ldflags "-s -w" "$3@$2"
 }
 
+KSTATUS_SOURCE=$(dirname "$0")/kstatus/main.go
+KSTATUS_DIR=$TOOLS/kstatus-$KSTATUS_VERSION-$(sha256sum "$KSTATUS_SOURCE" | cut -c1-8)
+
+build_kstatus() {  # the kstatus library (Flux health checks) behind a small CLI: hack/kstatus
+  local dest=$KSTATUS_DIR
+  [ -x "$dest/kstatus" ] && return 0
+  echo "building kstatus (cli-utils $KSTATUS_VERSION)" >&2
+  local work=$dest/module
+  mkdir -p "$work"
+  cp "$KSTATUS_SOURCE" "$work/"
+  printf 'module seqflow.local/kstatus\n\ngo 1.24.0\n\nrequire sigs.k8s.io/cli-utils %s\n' "$KSTATUS_VERSION" > "$work/go.mod"
+  (cd "$work" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$dest/kstatus" .)
+}
+
 build_kubernetes
 install_tool kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 install_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+build_kstatus
 echo "kube_bin_dir=$BIN"
 echo "kwok=$TOOLS/kwok-$KWOK_VERSION/kwok"
 echo "helm=$TOOLS/helm-$HELM_VERSION/helm"
+echo "kstatus=$KSTATUS_DIR/kstatus"

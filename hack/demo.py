@@ -101,7 +101,7 @@ def show_history(database_url: str) -> None:
 def show_progress(kubectl, *, timeout: float) -> None:
     """Print the runs table each time it changes, until every run has finished."""
     columns = (
-        "custom-columns=NAME:.metadata.name,PHASE:.status.phase,TASK:.status.currentTask,"
+        "custom-columns=NAME:.metadata.name,PHASE:.status.phase,STEP:.status.current[*],"
         "PROGRESS:.status.progress,RETRIES:.status.retries,REASON:.status.conditions[0].reason"
     )
     deadline = time.monotonic() + timeout

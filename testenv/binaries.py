@@ -2,7 +2,8 @@
 and kwok's shipped Stage files.
 
 The script caches its builds under ~/.cache/seqflow and is a fast no-op when they exist. Its
-progress goes to our stderr; its stdout ends with `kube_bin_dir=`, `kwok=` and `helm=` lines.
+progress goes to our stderr; its stdout ends with `kube_bin_dir=`, `kwok=`, `helm=` and
+`kstatus=` lines (kstatus: the library Flux health checks use, behind hack/kstatus/main.go).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Binaries:
     kube_bin_dir: Path
     kwok: Path
     helm: Path
+    kstatus: Path
 
     @property
     def kube_apiserver(self) -> Path:
@@ -53,19 +55,19 @@ def ensure_binaries() -> Binaries:
             f"{BUILD_SCRIPT} failed with exit code {done.returncode} (its output is on stderr above)"
         )
     found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-    missing = {"kube_bin_dir", "kwok", "helm"} - found.keys()
+    missing = {"kube_bin_dir", "kwok", "helm", "kstatus"} - found.keys()
     if missing:
         raise RuntimeError(
             f"{BUILD_SCRIPT} did not report {', '.join(sorted(missing))}; its stdout was:\n{done.stdout}"
         )
     binaries = Binaries(
-        kube_bin_dir=Path(found["kube_bin_dir"]), kwok=Path(found["kwok"]), helm=Path(found["helm"])
+        kube_bin_dir=Path(found["kube_bin_dir"]),
+        kwok=Path(found["kwok"]),
+        helm=Path(found["helm"]),
+        kstatus=Path(found["kstatus"]),
     )
-    absent = [
-        p
-        for p in (binaries.etcd, binaries.kube_apiserver, binaries.kubectl, binaries.kwok, binaries.helm)
-        if not p.is_file()
-    ]
+    tools = (binaries.etcd, binaries.kube_apiserver, binaries.kubectl, binaries.kwok, binaries.helm)
+    absent = [p for p in (*tools, binaries.kstatus) if not p.is_file()]
     if absent:
         raise RuntimeError(f"{BUILD_SCRIPT} reported missing files: {absent}")
     return binaries

@@ -206,6 +206,9 @@ class KubeApi:
             content_type="application/merge-patch+json",
         )
 
+    async def delete_run(self, namespace: str, name: str) -> None:
+        await self.request("DELETE", run_path(namespace, name))
+
     async def create_event(self, namespace: str, event: JsonObject) -> JsonObject:
         return await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
 
@@ -214,6 +217,14 @@ class KubeApi:
 
     async def get_job(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and, in the background, its pods."""
+        await self.request(
+            "DELETE",
+            f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+            body={"propagationPolicy": "Background"},
+        )
 
     async def get_workflow(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}")

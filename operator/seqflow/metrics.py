@@ -75,6 +75,8 @@ class Metrics:
                 self.runs_finished.labels(workflow, "Succeeded").inc()
             elif record.type == HistoryEvent.WORKFLOW_FAILED:
                 self.runs_finished.labels(workflow, "Failed").inc()
+            elif record.type == HistoryEvent.WORKFLOW_CANCELLED:
+                self.runs_finished.labels(workflow, "Cancelled").inc()
             elif record.type == HistoryEvent.TASK_RETRY:
                 self.task_retries.labels(workflow, record.task or "").inc()
 

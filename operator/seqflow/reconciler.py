@@ -10,6 +10,7 @@ result. Backoff is a delayed re-add of the key; nothing polls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -19,19 +20,25 @@ from typing import assert_never
 from pydantic import ValidationError
 
 from seqflow.api.models import (
+    FINISHED,
     MAX_DATA_BYTES,
     JsonObject,
+    NodePhase,
+    NodeType,
     Reason,
     RunPhase,
-    TaskPhase,
     WorkflowRunSpec,
     WorkflowRunStatus,
     WorkflowSpec,
+    upgrade_status,
 )
 from seqflow.engine import (
     AttemptResult,
+    CancelHandler,
     CreateJob,
     Decision,
+    DeleteJob,
+    DeleteRun,
     EngineOptions,
     EventType,
     Observations,
@@ -51,7 +58,6 @@ from seqflow.executors.jobs import (
     job_duration,
     job_finished,
     job_manifest,
-    job_name,
     owned_by,
     read_outcome,
     run_of,
@@ -65,6 +71,7 @@ logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
 FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is written
+FINISHED_PHASES = {phase.value for phase in FINISHED}
 
 
 def key_of(body: JsonObject) -> Key:
@@ -94,15 +101,19 @@ class UnreadableStatus(Exception):
     """The run's status is not one seqflow can read (edited by hand, or corrupted)."""
 
 
-def run_view(body: JsonObject) -> RunView:
-    """The run as the engine sees it; `UnreadableStatus` when its status cannot be parsed (the
-    CRD schema guarantees the spec's shape)."""
+def run_view(body: JsonObject, *, status: WorkflowRunStatus | None = None) -> RunView:
+    """The run as the engine sees it (with `status` instead of its own, when given);
+    `UnreadableStatus` when its status cannot be parsed (the CRD schema guarantees the spec's
+    shape). A status written by an earlier seqflow is converted on the way."""
     meta = body["metadata"]
-    try:
-        status = WorkflowRunStatus.model_validate(body.get("status") or {})
-    except ValidationError as error:
-        raise UnreadableStatus(_first_problem(error)) from None
+    if status is None:
+        try:
+            raw = upgrade_status(body.get("status") or {}, run=meta["name"])
+            status = WorkflowRunStatus.model_validate(raw)
+        except ValidationError as error:
+            raise UnreadableStatus(_first_problem(error)) from None
     return RunView(
+        name=meta["name"],
         spec=WorkflowRunSpec.model_validate(body.get("spec") or {}),
         status=status,
         generation=meta.get("generation", 1),
@@ -169,24 +180,6 @@ class RunCache:
 
 
 @dataclass(frozen=True)
-class AttemptBlocked:
-    """The current attempt's Job cannot be created, and why."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class JobSeen:
-    """What the Job of the current attempt shows."""
-
-    result: AttemptResult | None = None  # it has finished, so
-    alive: bool = False  # it exists and runs
-
-
-Seen = AttemptResult | AttemptBlocked | None  # what acting on a decision taught about the attempt
-
-
-@dataclass(frozen=True)
 class ReconcilerOptions:
     workers: int
     event_queue_size: int
@@ -217,7 +210,13 @@ class Reconciler:
         self._jobs: dict[Key, JsonObject] = {}
         self._queue: WorkQueue[Key] = WorkQueue()
         self._events = EventRecorder(api, queue_size=options.event_queue_size)
-        self._unwritten: dict[str, AttemptResult] = {}  # by run uid: results a failed write lost
+        # By run uid: attempts that ended and are not yet in a written status; in-process
+        # attempts under way; why a Job could not be created.
+        self._results: dict[str, dict[tuple[str, int], AttemptResult]] = {}
+        self._running: dict[str, dict[tuple[str, int], asyncio.Task[None]]] = {}
+        self._blocked: dict[str, dict[str, str]] = {}
+        self._attempt_slots = asyncio.Semaphore(options.workers)
+        self._admissions: dict[Key, asyncio.Lock] = {}  # by (namespace, Workflow) with a limit
         self._flushing: set[str] = set()  # uids of runs whose history is being written now
         self._flushed: dict[str, int] = {}  # by run uid: the store has its entries up to this seq
         self._errors: dict[Key, int] = {}
@@ -234,7 +233,8 @@ class Reconciler:
         self._tasks += self._events.posters()
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self._background]
+        attempts = [t for running in self._running.values() for t in running.values()]
+        tasks = [*self._tasks, *self._background, *attempts]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -247,8 +247,12 @@ class Reconciler:
             uid = body["metadata"]["uid"]
             self._runs.drop(key)
             self._queue.forget(key)
-            self._unwritten.pop(uid, None)
+            for task in self._running.pop(uid, {}).values():
+                task.cancel()
+            self._results.pop(uid, None)
+            self._blocked.pop(uid, None)
             self._flushed.pop(uid, None)
+            self._wake_queued(key[0], (body.get("spec") or {}).get("workflowRef", {}).get("name", ""))
             return
         if self._runs.observe(body):
             self._queue.add(key)
@@ -311,72 +315,130 @@ class Reconciler:
 
     async def _reconcile(self, key: Key) -> None:
         body = self._runs.get(key)
-        seen: Seen = self._unwritten.pop(body["metadata"]["uid"], None) if body else None
         while body is not None:
-            body, seen = await self._step(key, body, seen)
+            body = await self._step(key, body)
 
-    async def _step(self, key: Key, body: JsonObject, seen: Seen) -> tuple[JsonObject | None, Seen]:
-        """One round: plan, write, act. Returns the body and what acting observed for another
-        round, or a None body when the run needs nothing more for now."""
+    async def _step(self, key: Key, body: JsonObject) -> JsonObject | None:
+        """One round: plan, write, act. Returns the body for another round, or None when the
+        run needs nothing more for now."""
         meta = body["metadata"]
         finalizers = meta.get("finalizers") or []
         deleting = bool(meta.get("deletionTimestamp"))
         if FINALIZER not in finalizers:
             if deleting:
-                return None, None  # nothing of ours holds it any more
+                return None  # nothing of ours holds it any more
             try:
-                return await self._set_finalizers(key, body, [*finalizers, FINALIZER]), seen
+                return await self._set_finalizers(key, body, [*finalizers, FINALIZER])
             except EntityTooLarge as error:
                 self._give_up_too_large(key, body, error)
-                return None, None
+                return None
         try:
             run = run_view(body)
         except UnreadableStatus as problem:
-            return await self._fail_unreadable(key, body, str(problem)), None
-        try:
-            written = await self._plan_and_write(key, body, run, seen, deleting=deleting)
-        except BaseException:
-            if isinstance(seen, AttemptResult):  # not written yet: keep it for the retry
-                self._unwritten[meta["uid"]] = seen
-            raise
+            return await self._fail_unreadable(key, body, str(problem))
+        written = await self._plan_and_write(key, body, run, deleting=deleting)
         if written is None:
-            return None, None
+            return None
         body, decision = written
         if decision is None:  # a conflict: plan again on what is there now
-            return body, seen
+            return body
         if deleting:
             await self._finalize(key, body)
-            return None, None
+            return None
         self._flush_in_background(key, body)
-        seen = await self._act(key, body, decision)
-        return (body, seen) if seen is not None else (None, None)
+        return body if await self._act(key, body, decision) else None
 
     async def _plan_and_write(
-        self, key: Key, body: JsonObject, run: RunView, seen: Seen, *, deleting: bool
+        self, key: Key, body: JsonObject, run: RunView, *, deleting: bool
     ) -> tuple[JsonObject, Decision | None] | None:
         """Plan the run and write its new status. Returns the written body and the decision;
         the body as it is now and no decision after a conflict; None when the run is gone or
         can take no status at all."""
+        workflow = await self._workflow_of(key, run)
+        limited = run.status.pinned_tasks is None and workflow is not None and workflow.spec.concurrency
+        if not limited:
+            return await self._plan_and_write_observed(key, body, run, workflow, deleting=deleting)
+        # Runs of a Workflow with a concurrency limit are admitted one at a time, so that two
+        # workers never both take the last free slot.
+        lock = self._admissions.setdefault((key[0], run.spec.workflow_ref.name), asyncio.Lock())
+        async with lock:
+            return await self._plan_and_write_observed(key, body, run, workflow, deleting=deleting)
+
+    async def _plan_and_write_observed(
+        self, key: Key, body: JsonObject, run: RunView, workflow: WorkflowView | None, *, deleting: bool
+    ) -> tuple[JsonObject, Decision | None] | None:
         uid = body["metadata"]["uid"]
-        job = JobSeen()
-        if seen is None:
-            job = await self._observe_job(key, body, run)
+        results = dict(self._results.get(uid, {}))
+        blocked = self._blocked.pop(uid, {})
+        job_results, jobs_running = await self._observe_jobs(key, body, run)
         observed = Observations(
-            workflow=await self._workflow_of(key, run),
+            workflow=workflow,
+            queued=self._queue_place(key, body, run, workflow),
             handlers=self._handler_names,
-            result=seen if isinstance(seen, AttemptResult) else job.result,
-            attempt_alive=job.alive,
-            attempt_blocked=seen.reason if isinstance(seen, AttemptBlocked) else None,
+            results=(*results.values(), *job_results),
+            handlers_running=frozenset(self._running.get(uid, {})),
+            jobs_running=jobs_running,
+            blocked=blocked,
             history_written_through=self._flushed.get(uid, 0),
             deleted=deleting,
         )
         decision = plan(run=run, observed=observed, now=now(), options=self._options.engine)
-        if decision.status == run.status:
-            return body, decision
-        try:
-            return await self._write_decision(key, body, run, decision)
-        except EntityTooLarge as error:
-            return await self._fail_too_large(key, body, run, error)
+        if decision.status != run.status:
+            try:
+                written = await self._write_decision(key, body, run, decision)
+            except EntityTooLarge as error:
+                written = await self._fail_too_large(key, body, run, error)
+            if written is None or written[1] is None:
+                return written
+            body = written[0]
+        for result_key in results:  # in the status now (or stale): no longer needed
+            self._results.get(uid, {}).pop(result_key, None)
+        if decision.status.finished and not run.status.finished:
+            self._wake_queued(key[0], run.spec.workflow_ref.name)
+        return body, decision
+
+    def _queue_place(
+        self, key: Key, body: JsonObject, run: RunView, workflow: WorkflowView | None
+    ) -> tuple[int, int] | None:
+        """(position, of how many) of a run that must wait for a slot of its Workflow's
+        concurrency limit; None when it may start. Runs are admitted in creation order."""
+        if workflow is None or workflow.spec.concurrency is None or run.status.pinned_tasks is not None:
+            return None
+        name = run.spec.workflow_ref.name
+        active, waiting = 0, []
+        for other in self._runs.values():
+            meta, status = other["metadata"], other.get("status") or {}
+            if (
+                meta["namespace"] != key[0]
+                or (other.get("spec") or {}).get("workflowRef", {}).get("name") != name
+            ):
+                continue
+            if status.get("phase") in FINISHED_PHASES or meta.get("deletionTimestamp"):
+                continue
+            if "pinnedTasks" in status:
+                active += 1
+            else:
+                waiting.append((meta["creationTimestamp"], meta["name"]))
+        me = (body["metadata"]["creationTimestamp"], key[1])
+        if me not in waiting:
+            return None
+        place = sorted(waiting).index(me)
+        free = workflow.spec.concurrency.limit - active
+        if place < free:
+            return None
+        return place - max(free, 0) + 1, len(waiting) - max(free, 0)
+
+    def _wake_queued(self, namespace: str, workflow: str) -> None:
+        """A run of `workflow` finished: the runs queued behind it may start now."""
+        for other in self._runs.values():
+            status = other.get("status") or {}
+            if (
+                other["metadata"]["namespace"] == namespace
+                and (other.get("spec") or {}).get("workflowRef", {}).get("name") == workflow
+                and "pinnedTasks" not in status
+                and status.get("phase") not in FINISHED_PHASES
+            ):
+                self._queue.add(key_of(other))
 
     async def _fail_too_large(
         self, key: Key, body: JsonObject, run: RunView, error: EntityTooLarge
@@ -384,9 +446,7 @@ class Reconciler:
         """The planned status did not fit in etcd: fail the run with a smaller one; when even
         that does not fit (the spec alone is too large), say so in an Event and stop."""
         logger.warning("the status of run %s/%s is too large to write: %s", *key, error.message)
-        failed = fail_unrecordable(
-            run.status, reason=Reason.RUN_TOO_LARGE, message=_too_large(error), now=now()
-        )
+        failed = fail_unrecordable(run, reason=Reason.RUN_TOO_LARGE, message=_too_large(error), now=now())
         try:
             return await self._write_decision(key, body, run, failed)
         except EntityTooLarge:
@@ -415,8 +475,9 @@ class Reconciler:
         """Replace a status seqflow cannot read with one that says so: the run has failed."""
         logger.warning("run %s/%s has a status seqflow cannot read: %s", *key, problem)
         seq = (body.get("status") or {}).get("historySeq")
+        fresh = WorkflowRunStatus(history_seq=seq if isinstance(seq, int) and seq > 0 else 0)
         decision = fail_unrecordable(
-            WorkflowRunStatus(history_seq=seq if isinstance(seq, int) and seq > 0 else 0),
+            run_view(body, status=fresh),
             reason=Reason.STATUS_INVALID,
             message=f"The run's status cannot be read: {problem}",
             now=now(),
@@ -525,35 +586,35 @@ class Reconciler:
         self._runs.wrote(written)
         return written
 
-    async def _observe_job(self, key: Key, body: JsonObject, run: RunView) -> JobSeen:
-        """The outcome of the current attempt when it is a finished Job of this run; else
-        whether its Job is known to be running."""
-        status = run.status
-        index = status.current_index() if status.pinned_tasks and not status.finished else None
-        if index is None or status.pinned_tasks is None or status.pinned_tasks[index].job is None:
-            return JobSeen()
-        task = status.tasks[index]
-        if task.phase != TaskPhase.RUNNING:
-            return JobSeen()
-        name = job_name(run=key[1], task_index=index, attempt=task.attempts)
-        job = self._jobs.get((key[0], name))
-        if job is None or not owned_by(job, body["metadata"]["uid"]):
-            return JobSeen()
-        if not job_finished(job):
-            return JobSeen(alive=True)
-        pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
-        outcome = read_outcome(
-            job=job, pod=pods[0] if pods else None, task_index=index, attempt=task.attempts
-        )
-        seconds = job_duration(job)
-        if seconds is not None:
-            self._metrics.attempt(
-                workflow=run.spec.workflow_ref.name,
-                task=task.name,
-                succeeded=outcome.succeeded,
-                seconds=seconds,
-            )
-        return JobSeen(result=outcome)
+    async def _observe_jobs(
+        self, key: Key, body: JsonObject, run: RunView
+    ) -> tuple[list[AttemptResult], frozenset[str]]:
+        """The outcomes of the running Job steps whose Jobs have finished, and the steps whose
+        Jobs run (only Jobs of this very run count)."""
+        results: list[AttemptResult] = []
+        running: set[str] = set()
+        for node in run.status.nodes:
+            if node.type != NodeType.JOB or node.phase != NodePhase.RUNNING or node.job is None:
+                continue
+            job = self._jobs.get((key[0], node.job))
+            if job is None or not owned_by(job, body["metadata"]["uid"]):
+                continue
+            if not job_finished(job):
+                running.add(node.id)
+                continue
+            pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
+            pod = pods[0] if pods else None
+            outcome = read_outcome(job=job, pod=pod, node=node.id, attempt=node.attempts)
+            seconds = job_duration(job)
+            if seconds is not None:
+                self._metrics.attempt(
+                    workflow=run.spec.workflow_ref.name,
+                    task=node.id,
+                    succeeded=outcome.succeeded,
+                    seconds=seconds,
+                )
+            results.append(outcome)
+        return results, frozenset(running)
 
     async def _write_status(self, key: Key, body: JsonObject, new: WorkflowRunStatus) -> JsonObject:
         patch = {
@@ -564,9 +625,9 @@ class Reconciler:
         self._runs.wrote(written)
         return written
 
-    async def _act(self, key: Key, body: JsonObject, decision: Decision) -> Seen:
-        """Carry out a written decision; return what it taught about the current attempt."""
-        seen: Seen = None
+    async def _act(self, key: Key, body: JsonObject, decision: Decision) -> bool:
+        """Carry out a written decision; True when what it found needs another round now."""
+        again = False
         for action in decision.actions:
             match action:
                 case PostEvent():
@@ -574,46 +635,82 @@ class Reconciler:
                 case WakeAt():
                     self._queue.add_after(key, action.delay_from(now()).total_seconds())
                 case RunHandler():
-                    began = time.perf_counter()
-                    seen = result = await self._runner.run(action, self._context(body, action))
-                    self._metrics.attempt(
-                        workflow=body["spec"]["workflowRef"]["name"],
-                        task=action.task.name,
-                        succeeded=result.succeeded,
-                        seconds=time.perf_counter() - began,
-                    )
+                    self._start_handler(key, body, action)
                 case CreateJob():
-                    seen = await self._create_job(key, body, action)
+                    again = await self._create_job(key, body, action) or again
+                case CancelHandler():
+                    attempt = self._running.get(body["metadata"]["uid"], {}).get(
+                        (action.node, action.attempt)
+                    )
+                    if attempt is not None:
+                        attempt.cancel()
+                case DeleteJob():
+                    await self._delete_job(body["metadata"]["namespace"], action.name)
+                case DeleteRun():
+                    with contextlib.suppress(NotFound):
+                        await self._api.delete_run(*key)
                 case _:
                     assert_never(action)
-        return seen
+        return again
 
-    async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> Seen:
+    def _start_handler(self, key: Key, body: JsonObject, action: RunHandler) -> None:
+        """Run an in-process attempt as a task of its own that posts its result back (so a
+        cancel can stop it and the worker is free meanwhile)."""
+        uid = body["metadata"]["uid"]
+        context = self._context(body, action)
+        workflow = body["spec"]["workflowRef"]["name"]
+
+        async def attempt() -> None:
+            async with self._attempt_slots:
+                began = time.perf_counter()
+                result = await self._runner.run(action, context)
+            self._metrics.attempt(
+                workflow=workflow,
+                task=action.node,
+                succeeded=result.succeeded,
+                seconds=time.perf_counter() - began,
+            )
+            self._results.setdefault(uid, {})[(action.node, action.attempt)] = result
+            self._queue.add(key)
+
+        running = self._running.setdefault(uid, {})
+        task = asyncio.create_task(attempt(), name=f"seqflow-attempt-{key[1]}-{action.node}-{action.attempt}")
+        running[(action.node, action.attempt)] = task
+        task.add_done_callback(lambda _: running.pop((action.node, action.attempt), None))
+
+    async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> bool:
+        """Create an attempt's Job; True when it cannot be (blocked, refused): plan again."""
         meta = body["metadata"]
         run = RunRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
         manifest = job_manifest(run=run, action=action, ttl_seconds=self._options.job_ttl_seconds)
-        name = manifest["metadata"]["name"]
         try:
             job = await self._api.create_job(run.namespace, manifest)
         except Conflict:  # created before: by us, for this very attempt?
-            job = await self._api.get_job(run.namespace, name)
+            job = await self._api.get_job(run.namespace, action.name)
             if not owned_by(job, run.uid):
                 owner = run_of(job)
                 whose = f"an earlier WorkflowRun {owner}" if owner else "no run (it was orphaned)"
-                return AttemptBlocked(
-                    f"a Job named {name} already exists and belongs to {whose}; delete it "
-                    f"(kubectl delete job -n {run.namespace} {name}) to let this run go on"
+                self._blocked.setdefault(run.uid, {})[action.node] = (
+                    f"a Job named {action.name} already exists and belongs to {whose}; delete it "
+                    f"(kubectl delete job -n {run.namespace} {action.name}) to let this run go on"
                 )
+                return True
             self._queue.add(key)  # it may have finished while nobody watched
         except Invalid as error:  # the manifest itself is refused: no retry helps
-            return AttemptResult(
-                task_index=action.task_index,
+            self._results.setdefault(run.uid, {})[(action.node, action.attempt)] = AttemptResult(
+                node=action.node,
                 attempt=action.attempt,
                 error=f"the Job was refused: {error.message}",
                 permanent=True,
             )
-        self._jobs[(run.namespace, name)] = job
-        return None
+            return True
+        self._jobs[(run.namespace, action.name)] = job
+        return False
+
+    async def _delete_job(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self._api.delete_job(namespace, name)
+        self._jobs.pop((namespace, name), None)
 
     def _context(self, body: JsonObject, action: RunHandler) -> TaskContext:
         meta = body["metadata"]
@@ -621,7 +718,7 @@ class Reconciler:
             namespace=meta["namespace"],
             run=meta["name"],
             run_uid=meta["uid"],
-            task=action.task.name,
+            task=action.node,
             attempt=action.attempt,
         )
 

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Namespaces (globs allowed) to serve; empty: all."
     )
     max_concurrent_runs: int = Field(
-        default=16, ge=1, description="Runs whose tasks execute at the same time."
+        default=16, ge=1, description="Reconcile workers, and in-process attempts executing at once."
     )
     handler_threads: int = Field(default=16, ge=1, description="Threads for synchronous handlers.")
     api_connections: int = Field(
@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     )
     event_queue_size: int = Field(
         default=1000, ge=1, description="Kubernetes Events waiting to be posted; beyond it they are dropped."
+    )
+    run_ttl_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds a finished run is kept when neither it nor its Workflow says; `none`: kept.",
     )
     job_ttl_seconds: int | None = Field(
         default=3600,

@@ -74,3 +74,13 @@ def show_context(data: dict, context: seqflow.TaskContext) -> dict:
 @seqflow.task("test.huge_output")
 def huge_output(data: dict, context: seqflow.TaskContext) -> dict:
     return {"blob": "x" * 70_000}  # more than a task may pass on
+
+
+@seqflow.task("test.fails_while_file_exists")
+def fails_while_file_exists(data: dict, context: seqflow.TaskContext) -> dict:
+    """Fails for good while the file its input names exists (a cause a user can remove)."""
+    import os
+
+    if os.path.exists(data["blocker"]):
+        raise seqflow.PermanentError(f"{data['blocker']} is in the way")
+    return _stepped(data, context)

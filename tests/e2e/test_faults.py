@@ -128,7 +128,7 @@ def test_run_deleted_while_running_ends_cancelled_in_the_history(
     steps = [{"name": "Slow", "handler": "test.step"}, {"name": "Next", "handler": "test.step"}]
     cluster.apply(workflow("slow", steps), namespace=namespace)
     cluster.apply(workflow_run("r1", "slow", {"sleep": 5}), namespace=namespace)
-    runs.watch(namespace, "r1", until=lambda s: s.get("currentTask") == "Slow", timeout=30)
+    runs.watch(namespace, "r1", until=lambda s: s.get("current") == ["Slow"], timeout=30)
     # (An in-process attempt in flight finishes first; its result is dropped.)
     cluster.kubectl("delete", "workflowrun", "r1", "-n", namespace, "--timeout=60s")
 
@@ -192,7 +192,7 @@ def test_small_truths_events_field_manager_and_permanent_output_errors(
     cluster.apply(workflow("huge", [too_big]), namespace=namespace)
     cluster.apply(workflow_run("r2", "huge"), namespace=namespace)
     status = finished_and_recorded(runs, namespace, "r2", "Failed")
-    assert status["tasks"][0]["attempts"] == 1
+    assert status["nodes"][0]["attempts"] == 1
     assert "permanent error" in condition(status)["message"] and "65536" in condition(status)["message"]
 
 
@@ -202,5 +202,5 @@ def test_onboarding_without_an_email_fails_at_once_saying_so(cluster: Cluster, r
     manifest = workflow_run("no-email", "user-onboarding", {"name": "Bob"})
     cluster.apply(manifest, namespace=namespace)
     status = finished_and_recorded(runs, namespace, "no-email", "Failed")
-    assert status["tasks"][0]["attempts"] == 1
+    assert status["nodes"][0]["attempts"] == 1
     assert "email is required" in condition(status)["message"]

@@ -99,12 +99,12 @@ def test_outage_delays_history_and_loses_nothing(
                 ),
                 {"u": row.uid},
             ).all()
-            expected = [(t["name"], a) for t in status["tasks"] for a in range(1, t["attempts"] + 1)]
+            expected = [(t["id"], a) for t in status["nodes"] for a in range(1, t["attempts"] + 1)]
             assert [(a.task, a.attempt) for a in attempts] == expected  # every attempt, once
             assert [
                 a.phase
                 for a in attempts
-                if (a.task, a.attempt) in {(t["name"], t["attempts"]) for t in status["tasks"]}
+                if (a.task, a.attempt) in {(t["id"], t["attempts"]) for t in status["nodes"]}
             ] == ["Succeeded"] * 3
             interrupted += len(attempts) - 3
     assert interrupted >= 1  # the SIGKILL interrupted attempts, and their retries are recorded

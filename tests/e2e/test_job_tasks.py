@@ -57,15 +57,16 @@ def test_mixed_workflow_passes_outputs_through_the_job(cluster: Cluster, runs: R
     output = status["output"]
     # The Job's pod echoed its input in its termination message; the next task got that.
     assert output["input"] == {"doc": "D-1", "trail": ["Prepare"], "step": 1}
-    assert output["job"].startswith("r1-1-1-")  # the pod of Job r1-1-1
-    assert output["trail"] == ["Publish"] and output["step"] == 1
     (job,) = jobs_of(cluster, namespace, "r1")
-    assert job["metadata"]["name"] == "r1-1-1"
+    name = job["metadata"]["name"]
+    assert name.startswith("r1-render-1-") and status["nodes"][1]["job"] == name  # step id, attempt
+    assert output["job"].startswith(name + "-")  # the pod of that Job
+    assert output["trail"] == ["Publish"] and output["step"] == 1
     assert job["metadata"]["ownerReferences"][0]["kind"] == "WorkflowRun"
     assert job["spec"]["backoffLimit"] == 0
     env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert json.loads(env["SEQFLOW_INPUT"]) == output["input"]
-    assert [t["attempts"] for t in status["tasks"]] == [1, 1, 1]
+    assert [t["attempts"] for t in status["nodes"]] == [1, 1, 1]
 
 
 @pytest.mark.usefixtures("operator")
@@ -76,14 +77,14 @@ def test_failing_job_is_retried_with_a_new_job_then_fails(cluster: Cluster, runs
     cluster.apply(workflow_run("r1", "mail"), namespace=namespace)
 
     history = runs.watch(namespace, "r1", until=lambda s: s.get("phase") == "Failed", timeout=90)
-    retrying = [s["tasks"][0] for s in history if s.get("tasks") and s["tasks"][0]["phase"] == "Retrying"]
+    retrying = [s["nodes"][0] for s in history if s.get("nodes") and s["nodes"][0]["phase"] == "Retrying"]
     assert {t["attempts"] for t in retrying} == {1, 2}
     assert retrying[0]["lastError"] == "exit code 1: SMTP refused"
     status = history[-1]
-    assert status["tasks"][0]["attempts"] == 3
+    assert status["nodes"][0]["attempts"] == 3
     assert "SMTP refused" in condition(status)["message"]
     names = sorted(j["metadata"]["name"] for j in jobs_of(cluster, namespace, "r1"))
-    assert names == ["r1-0-1", "r1-0-2", "r1-0-3"]  # one Job per attempt
+    assert [n.rsplit("-", 1)[0] for n in names] == ["r1-mail-1", "r1-mail-2", "r1-mail-3"]  # one per attempt
 
 
 @pytest.mark.usefixtures("operator")
@@ -93,7 +94,7 @@ def test_permanent_exit_code_fails_at_once(cluster: Cluster, runs: Runs, namespa
     cluster.apply(workflow_run("r1", "perm-job"), namespace=namespace)
     wait_phase(cluster, namespace, "r1", "Failed")
     status = runs.get(namespace, "r1")["status"]
-    assert status["tasks"][0]["attempts"] == 1
+    assert status["nodes"][0]["attempts"] == 1
     assert "permanent error" in condition(status)["message"]
 
 
@@ -108,7 +109,7 @@ def test_job_past_its_deadline_fails_with_deadline_exceeded(cluster: Cluster, ru
     status = runs.get(namespace, "r1")["status"]
     cond = condition(status)
     assert cond["reason"] == "DeadlineExceeded"
-    assert status["tasks"][0]["lastError"] == "DeadlineExceeded: the Job ran longer than its 2 s deadline"
+    assert status["nodes"][0]["lastError"] == "DeadlineExceeded: the Job ran longer than its 2 s deadline"
     (job,) = jobs_of(cluster, namespace, "r1")
     assert job["spec"]["activeDeadlineSeconds"] == 2
 
@@ -164,5 +165,5 @@ def test_operator_restart_while_a_job_runs_creates_no_second_job(
     finally:
         restarted.stop()
     status = runs.get(namespace, "r1")["status"]
-    assert [t["attempts"] for t in status["tasks"]] == [1, 1]
-    assert [j["metadata"]["name"] for j in jobs_of(cluster, namespace, "r1")] == ["r1-0-1"]
+    assert [t["attempts"] for t in status["nodes"]] == [1, 1]
+    assert [j["metadata"]["name"] for j in jobs_of(cluster, namespace, "r1")] == [status["nodes"][0]["job"]]

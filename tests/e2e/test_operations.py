@@ -142,12 +142,14 @@ def test_json_logs_carry_run_fields_and_no_secrets(
         assert cluster.control_plane.token_for(OPERATOR_USER) not in text
 
 
-def test_operator_credentials_are_refused_outside_the_chart_role(cluster: Cluster, operator_kubeconfig):
+def test_operator_credentials_are_refused_outside_the_chart_role(
+    cluster: Cluster, crds: None, operator_kubeconfig
+):
     if cluster.control_plane is None:
         pytest.skip("the operator user exists only on the local control plane")
     for verb in (
         ["get", "secrets", "-n", "default"],
-        ["delete", "workflowrun", "order-001", "-n", "default"],
+        ["delete", "workflow", "order-process", "-n", "default"],
         ["create", "deployment", "x", "--image=x", "-n", "default"],
     ):
         denied = cluster.kubectl(*verb, user=OPERATOR_USER, check=False)

@@ -25,9 +25,9 @@ def test_sigkill_mid_task_retries_interrupted_attempt_and_finishes(
     cluster.apply(workflow("slow", tasks), namespace=namespace)
     cluster.apply(workflow_run("r1", "slow", {"sleep": 1.5}), namespace=namespace)
 
-    runs.watch(namespace, "r1", until=lambda s: s.get("currentTask") == "B", timeout=30)
+    runs.watch(namespace, "r1", until=lambda s: s.get("current") == ["B"], timeout=30)
     operator.kill()
-    assert runs.get(namespace, "r1")["status"]["tasks"][1]["phase"] == "Running"
+    assert runs.get(namespace, "r1")["status"]["nodes"][1]["phase"] == "Running"
 
     restarted = start_operator(operator_kubeconfig, tmp_path / "second.log", "restart-*", database_url)
     try:
@@ -35,13 +35,13 @@ def test_sigkill_mid_task_retries_interrupted_attempt_and_finishes(
     finally:
         restarted.stop()
 
-    interrupted = [s for s in history if s["tasks"][1]["phase"] == "Retrying"]
+    interrupted = [s for s in history if s["nodes"][1]["phase"] == "Retrying"]
     assert interrupted, history
-    assert "interrupted" in interrupted[0]["tasks"][1]["lastError"]
+    assert "interrupted" in interrupted[0]["nodes"][1]["lastError"]
     final = runs.get(namespace, "r1")["status"]
-    assert [t["attempts"] for t in final["tasks"]] == [1, 2, 1]
+    assert [t["attempts"] for t in final["nodes"]] == [1, 2, 1]
     assert final["retries"] == 1
     assert final["output"]["trail"] == ["A", "B", "C"]  # nothing skipped, nothing out of order
-    starts = [datetime.fromisoformat(t["startedAt"]) for t in final["tasks"]]
-    finishes = [datetime.fromisoformat(t["finishedAt"]) for t in final["tasks"]]
+    starts = [datetime.fromisoformat(t["startedAt"]) for t in final["nodes"]]
+    finishes = [datetime.fromisoformat(t["finishedAt"]) for t in final["nodes"]]
     assert finishes[0] <= starts[1] and finishes[1] <= starts[2]

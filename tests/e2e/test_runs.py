@@ -43,11 +43,11 @@ def test_three_tasks_run_in_order_and_pass_data_on(cluster: Cluster, runs: Runs,
     }
     # While a task ran, the status named it and the ones before it had succeeded.
     running = [
-        (s["currentTask"], [t["phase"] for t in s["tasks"]]) for s in history if s.get("phase") == "Running"
+        (s["current"], [t["phase"] for t in s["nodes"]]) for s in history if s.get("phase") == "Running"
     ]
-    assert ("Charge", ["Succeeded", "Running", "Pending"]) in running
+    assert (["Charge"], ["Succeeded", "Running"]) in running
     # Strictly sequential: each task starts no earlier than the one before it finished.
-    tasks = final["tasks"]
+    tasks = final["nodes"]
     for before, after in itertools.pairwise(tasks):
         assert ts(before["finishedAt"]) <= ts(after["startedAt"])
     assert [t["attempts"] for t in tasks] == [1, 1, 1]
@@ -69,23 +69,23 @@ def test_retrying_task_shows_attempts_and_growing_backoff(cluster: Cluster, runs
 
     history = runs.watch(namespace, "r1", until=lambda s: s.get("phase") == "Succeeded", timeout=60)
 
-    retrying = [s for s in history if s.get("tasks") and s["tasks"][0]["phase"] == "Retrying"]
-    by_attempt = {s["tasks"][0]["attempts"]: s for s in retrying}
+    retrying = [s for s in history if s.get("nodes") and s["nodes"][0]["phase"] == "Retrying"]
+    by_attempt = {s["nodes"][0]["attempts"]: s for s in retrying}
     assert sorted(by_attempt) == [1, 2, 3]
     first = by_attempt[1]
-    assert first["phase"] == "Running" and first["currentTask"] == "Pay" and first["retries"] == 0
-    assert first["tasks"][0]["lastError"] == "RuntimeError: flaky failure on attempt 1"
+    assert first["phase"] == "Running" and first["current"] == ["Pay"] and first["retries"] == 0
+    assert first["nodes"][0]["lastError"] == "RuntimeError: flaky failure on attempt 1"
     assert condition(first)["reason"] == "TaskRetrying"
     assert "retry 1 of 3" in condition(first)["message"]
     # Attempt k+1 starts when attempt k's backoff ends and fails at once, so the distance
     # between consecutive retry times is the next delay: 2 s, then 4 s.
-    retry_at = [ts(by_attempt[k]["tasks"][0]["nextRetryAt"]) for k in (1, 2, 3)]
+    retry_at = [ts(by_attempt[k]["nodes"][0]["nextRetryAt"]) for k in (1, 2, 3)]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(retry_at)]
     assert 2 <= gaps[0] < 2.5 and 4 <= gaps[1] < 4.5, gaps
 
     final = runs.get(namespace, "r1")["status"]
-    assert final["tasks"][0]["attempts"] == 4 and final["retries"] == 3
-    assert "nextRetryAt" not in final["tasks"][0]
+    assert final["nodes"][0]["attempts"] == 4 and final["retries"] == 3
+    assert "nextRetryAt" not in final["nodes"][0]
     row = cluster.kubectl("get", "workflowrun", "r1", "-n", namespace, "--no-headers").stdout.split()
     assert row[1:5] == ["flaky", "Succeeded", "1/1", "3"]
 
@@ -104,9 +104,9 @@ def test_exhausted_retries_fail_run_with_error_in_condition(cluster: Cluster, ru
     assert cond["status"] == "False" and cond["reason"] == "TaskFailed"
     assert "Charge" in cond["message"] and "card declined" in cond["message"]
     assert "3 attempts" in cond["message"]
-    assert [t["phase"] for t in status["tasks"]] == ["Failed", "Pending"]
-    assert status["tasks"][0]["attempts"] == 3
-    assert status["tasks"][0]["lastError"] == "RuntimeError: card declined"
+    assert [t["phase"] for t in status["nodes"]] == ["Failed"]  # Ship never started
+    assert status["nodes"][0]["attempts"] == 3
+    assert status["nodes"][0]["lastError"] == "RuntimeError: card declined"
     events = cluster.kubectl(
         "get",
         "events",
@@ -125,7 +125,7 @@ def test_permanent_error_fails_without_retrying(cluster: Cluster, runs: Runs, na
     cluster.apply(workflow_run("r1", "perm"), namespace=namespace)
     kubectl_wait(cluster, namespace, "r1", "jsonpath={.status.phase}=Failed")
     status = runs.get(namespace, "r1")["status"]
-    assert status["tasks"][0]["attempts"] == 1
+    assert status["nodes"][0]["attempts"] == 1
     assert "permanent error" in condition(status)["message"]
     assert "ORD-9 does not exist" in condition(status)["message"]
 
@@ -165,14 +165,14 @@ def test_unknown_handler_fails_before_any_task_runs(cluster: Cluster, runs: Runs
     cond = condition(status)
     assert cond["reason"] == "HandlerNotFound"
     assert 'task Second: no handler registered as "no.such.handler"' in cond["message"]
-    assert all(t["attempts"] == 0 for t in status["tasks"])
+    assert status["nodes"] == []
 
 
 def test_run_keeps_the_definition_it_started_with(cluster: Cluster, runs: Runs, namespace: str):
     steps = [{"name": n, "handler": "test.step"} for n in ("A", "B")]
     cluster.apply(workflow("pinned", steps), namespace=namespace)
     cluster.apply(workflow_run("r1", "pinned", {"sleep": 1}), namespace=namespace)
-    runs.watch(namespace, "r1", until=lambda s: s.get("currentTask") == "A", timeout=30)
+    runs.watch(namespace, "r1", until=lambda s: s.get("current") == ["A"], timeout=30)
     changed = [{"name": n, "handler": "test.step"} for n in ("X", "Y", "Z")]
     cluster.apply(workflow("pinned", changed), namespace=namespace)
     kubectl_wait(cluster, namespace, "r1", "condition=Succeeded")

@@ -21,7 +21,7 @@ HANDLERS = REPO / "tests" / "e2e"
 def run_in_job_environment(handler: str, data: dict, tmp_path: Path, *, input_file: bool = True):
     """Build the attempt's Job, then run its container's command as the kubelet would."""
     task = PinnedTask(name="Check", job=JobTemplate(image="x"), retry=RetryPolicy(), timeout_seconds=5)
-    action = CreateJob(task_index=0, task=task, attempt=2, input=data)
+    action = CreateJob(node="Check", name="run-1-check-2", task=task, attempt=2, input=data)
     manifest = job_manifest(
         run=RunRef(namespace="ns", name="run-1", uid="u-1"), action=action, ttl_seconds=None
     )

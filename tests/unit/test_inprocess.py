@@ -59,7 +59,7 @@ def unserializable(data, context):
 
 def attempt(handler: str, data: dict | None = None, timeout: int = 2):
     action = RunHandler(
-        task_index=1,
+        node="T",
         task=PinnedTask(name="T", handler=handler, retry=RetryPolicy(), timeout_seconds=timeout),
         attempt=3,
         input=data or {"n": 1},
@@ -74,7 +74,7 @@ def attempt(handler: str, data: dict | None = None, timeout: int = 2):
 
 def test_sync_and_async_handlers_return_output():
     result = attempt("echo")
-    assert result.succeeded and (result.task_index, result.attempt) == (1, 3)
+    assert result.succeeded and (result.node, result.attempt) == ("T", 3)
     assert result.output == {"n": 1, "attempt": 3, "key": "uid-1/T"}
     assert attempt("async_echo").output == {"async": True, "n": 1}
 

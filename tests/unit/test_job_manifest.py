@@ -7,14 +7,8 @@ import json
 import pytest
 
 from seqflow.api.models import JobTemplate, PinnedTask, RetryPolicy
-from seqflow.engine import CreateJob
-from seqflow.executors.jobs import (
-    PERMANENT_EXIT_CODE,
-    RunRef,
-    job_manifest,
-    job_name,
-    read_outcome,
-)
+from seqflow.engine import CreateJob, job_name
+from seqflow.executors.jobs import PERMANENT_EXIT_CODE, RunRef, job_manifest, read_outcome
 
 RUN = RunRef(namespace="shop", name="order-001", uid="uid-123")
 
@@ -26,7 +20,10 @@ def action(job: dict, *, attempt: int = 2, timeout: int = 45, data: dict | None 
         retry=RetryPolicy(),
         timeout_seconds=timeout,
     )
-    return CreateJob(task_index=2, task=task, attempt=attempt, input=data or {"order": "ORD-1"})
+    name = job_name(run="order-001", node="SendEmail", attempt=attempt)
+    return CreateJob(
+        node="SendEmail", name=name, task=task, attempt=attempt, input=data or {"order": "ORD-1"}
+    )
 
 
 def env_of(container: dict) -> dict:
@@ -47,7 +44,7 @@ def test_simple_form_manifest():
         ttl_seconds=600,
     )
     meta, spec = manifest["metadata"], manifest["spec"]
-    assert meta["name"] == "order-001-2-2"
+    assert meta["name"].startswith("order-001-sendemail-2-")
     assert meta["labels"] == {
         "app.kubernetes.io/managed-by": "seqflow",
         "seqflow.io/run": "order-001",
@@ -114,13 +111,17 @@ def test_pod_template_form_keeps_everything_and_uses_the_task_container():
     assert template["spec"]["containers"][1]["env"] == [{"name": "A", "value": "1"}]  # not mutated
 
 
-def test_job_name_is_deterministic_and_short():
+def test_job_name_is_deterministic_short_and_named_after_the_step():
     long_run = "r" * 80
-    name = job_name(run=long_run, task_index=12, attempt=3)
-    assert len(name) <= 63 and name == job_name(run=long_run, task_index=12, attempt=3)
-    assert name != job_name(run=long_run, task_index=12, attempt=4)
-    assert name != job_name(run=long_run, task_index=11, attempt=3)
-    assert job_name(run="order-001", task_index=0, attempt=1) == "order-001-0-1"
+    name = job_name(run=long_run, node="Charge", attempt=3)
+    assert len(name) <= 63 and name == job_name(run=long_run, node="Charge", attempt=3)
+    assert name != job_name(run=long_run, node="Charge", attempt=4)
+    assert name != job_name(run=long_run, node="Refund", attempt=3)
+    assert job_name(run="order-001", node="ship", attempt=1) == "order-001-ship-1"
+    # Ids that are not valid in a name are made so, with a hash so that no two ids meet.
+    upper, lower = job_name(run="o", node="Ship", attempt=1), job_name(run="o", node="ship", attempt=1)
+    assert upper.startswith("o-ship-1-") and upper != lower and len(upper) <= 63
+    assert job_name(run="o", node="Notify/Email", attempt=2).startswith("o-notify-email-2-")
 
 
 def job(condition: str, reason: str = "", deadline: int = 45) -> dict:
@@ -142,7 +143,7 @@ def pod(exit_code: int, message: str) -> dict:
 
 
 def test_complete_job_output_comes_from_termination_message():
-    result = read_outcome(job=job("Complete"), pod=pod(0, '{"sent": true}'), task_index=2, attempt=1)
+    result = read_outcome(job=job("Complete"), pod=pod(0, '{"sent": true}'), node="SendEmail", attempt=1)
     assert result.succeeded and result.output == {"sent": True}
 
 
@@ -156,25 +157,25 @@ def test_complete_job_output_comes_from_termination_message():
     ],
 )
 def test_complete_job_with_bad_output_fails_the_attempt(message, error):
-    result = read_outcome(job=job("Complete"), pod=pod(0, message), task_index=2, attempt=1)
+    result = read_outcome(job=job("Complete"), pod=pod(0, message), node="SendEmail", attempt=1)
     assert not result.succeeded and error in result.error and not result.permanent
 
 
 def test_failed_job_reports_exit_code_and_message():
     result = read_outcome(
-        job=job("Failed", "BackoffLimitExceeded"), pod=pod(1, "SMTP refused"), task_index=2, attempt=1
+        job=job("Failed", "BackoffLimitExceeded"), pod=pod(1, "SMTP refused"), node="SendEmail", attempt=1
     )
     assert result.error == "exit code 1: SMTP refused" and not result.permanent
     permanent = read_outcome(
         job=job("Failed", "BackoffLimitExceeded"),
         pod=pod(PERMANENT_EXIT_CODE, "no such user"),
-        task_index=2,
+        node="SendEmail",
         attempt=1,
     )
     assert permanent.permanent and permanent.error == f"exit code {PERMANENT_EXIT_CODE}: no such user"
 
 
 def test_deadline_exceeded_is_its_own_reason():
-    result = read_outcome(job=job("Failed", "DeadlineExceeded", 5), pod=None, task_index=2, attempt=1)
+    result = read_outcome(job=job("Failed", "DeadlineExceeded", 5), pod=None, node="SendEmail", attempt=1)
     assert result.reason == "DeadlineExceeded"
     assert result.error == "DeadlineExceeded: the Job ran longer than its 5 s deadline"

@@ -1,24 +1,33 @@
-"""Table tests of the engine: every transition of a run, from inputs to new status and actions."""
+"""Table tests of the engine: rows of a given status, the spec's intent and what was observed,
+and the status, phase, actions and activity log entries `plan()` must decide from them."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from seqflow.api.models import (
     ConditionStatus,
+    NodePhase,
     Reason,
     RunPhase,
-    TaskPhase,
     WorkflowRunSpec,
     WorkflowRunStatus,
     WorkflowSpec,
+    upgrade_status,
 )
 from seqflow.engine import (
     AttemptResult,
+    CancelHandler,
     CreateJob,
     Decision,
+    DeleteJob,
+    DeleteRun,
     EngineOptions,
     Observations,
     PostEvent,
@@ -26,6 +35,7 @@ from seqflow.engine import (
     RunView,
     WakeAt,
     WorkflowView,
+    derive_phase,
     fail_unrecordable,
     plan,
 )
@@ -35,535 +45,480 @@ T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
 OPTIONS = EngineOptions(workflow_wait=timedelta(seconds=30), default_timeout_seconds=60)
 HANDLERS = frozenset({"a", "b", "c"})
 
-WORKFLOW = WorkflowView(
-    spec=WorkflowSpec.model_validate(
-        {
-            "defaults": {"retry": {"maxRetries": 2, "backoffSeconds": 2, "backoffFactor": 3}},
-            "tasks": [
-                {"name": "A", "handler": "a"},
-                {"name": "B", "handler": "b", "retry": {"maxRetries": 3}, "timeoutSeconds": 5},
-                {"name": "C", "handler": "c"},
-            ],
-        }
-    ),
-    generation=4,
+
+def workflow(tasks: list[dict[str, Any]], **spec: Any) -> WorkflowView:
+    return WorkflowView(spec=WorkflowSpec.model_validate({"tasks": tasks, **spec}), generation=4)
+
+
+ABC = workflow(
+    [
+        {"name": "A", "handler": "a"},
+        {"name": "B", "handler": "b", "retry": {"maxRetries": 3}, "timeoutSeconds": 5},
+        {"name": "C", "handler": "c"},
+    ],
+    defaults={"retry": {"maxRetries": 2, "backoffSeconds": 2, "backoffFactor": 3}},
 )
-SPEC = WorkflowRunSpec.model_validate({"workflowRef": {"name": "wf"}, "input": {"n": 1}})
+AJ = workflow(
+    [
+        {"name": "A", "handler": "a"},
+        {
+            "name": "J",
+            "job": {"image": "registry.example/mailer:1.2"},
+            "retry": {"maxRetries": 1, "backoffSeconds": 5},
+        },
+    ]
+)
 
 
-def view(status: WorkflowRunStatus | None = None) -> RunView:
-    return RunView(spec=SPEC, status=status or WorkflowRunStatus(), generation=1, created_at=T0)
+def ok(node: str, attempt: int, output: dict[str, Any] | None = None) -> AttemptResult:
+    return AttemptResult(node=node, attempt=attempt, output=output or {})
 
 
-def step(
+def err(node: str, attempt: int, message: str = "boom", **kw: Any) -> AttemptResult:
+    return AttemptResult(node=node, attempt=attempt, error=message, **kw)
+
+
+def go(
     status: WorkflowRunStatus | None = None,
     *,
     at: float = 0,
-    result: AttemptResult | None = None,
-    workflow: WorkflowView | None = WORKFLOW,
-    handlers: frozenset[str] = HANDLERS,
+    wf: WorkflowView | None = ABC,
+    spec: dict[str, Any] | None = None,
+    options: EngineOptions = OPTIONS,
+    **observed: Any,
 ) -> Decision:
-    observed = Observations(workflow=workflow, handlers=handlers, result=result)
-    return plan(run=view(status), observed=observed, now=T0 + timedelta(seconds=at), options=OPTIONS)
+    run_spec = WorkflowRunSpec.model_validate(
+        {"workflowRef": {"name": "wf"}, "input": {"n": 1}, **(spec or {})}
+    )
+    run = RunView(name="r", spec=run_spec, status=status or WorkflowRunStatus(), generation=1, created_at=T0)
+    seen = Observations(**{"workflow": wf, "handlers": HANDLERS, **observed})
+    return plan(run=run, observed=seen, now=T0 + timedelta(seconds=at), options=options)
 
 
-def only(actions, kind):
+# ----- givens: statuses reached by earlier rows -----
+
+A_RUNNING = go().status
+A_RETRYING = go(A_RUNNING, at=1, results=(err("A", 1),)).status
+B_RUNNING = go(A_RUNNING, at=1, results=(ok("A", 1, {"n": 2}),)).status
+B_FAILED = go(B_RUNNING, at=2, results=(err("B", 1, "card declined", permanent=True),)).status
+C_RUNNING = go(B_RUNNING, at=2, results=(ok("B", 1, {"n": 3}),)).status
+J_RUNNING = go(go(wf=AJ).status, at=1, wf=AJ, results=(ok("A", 1, {"to": "bob"}),)).status
+SUSPENDED = go(B_RUNNING, at=2, spec={"suspend": True}, results=(ok("B", 1, {"n": 3}),)).status
+CANCELLED = go(B_RUNNING, at=2, spec={"cancel": True}).status
+
+
+@dataclass(frozen=True)
+class Row:
+    given: WorkflowRunStatus | None
+    observed: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
+    at: float = 5
+    wf: WorkflowView | None = ABC
+    # expected
+    phase: RunPhase | None = None
+    nodes: dict[str, tuple[NodePhase, int]] = field(default_factory=dict)
+    actions: list[str] = field(default_factory=list)
+    entries: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+
+ROWS = {
+    "a new run starts its first task with the run's input": Row(
+        None, at=0, phase=RunPhase.RUNNING, nodes={"A": (NodePhase.RUNNING, 1)},
+        actions=["PostEvent", "RunHandler"], entries=["WORKFLOW_STARTED", "TASK_STARTED"], reason="TaskStarted",
+    ),
+    "a success starts the next task in the same write": Row(
+        A_RUNNING, {"results": (ok("A", 1, {"n": 2}),)}, phase=RunPhase.RUNNING,
+        nodes={"A": (NodePhase.SUCCEEDED, 1), "B": (NodePhase.RUNNING, 1)},
+        actions=["PostEvent", "RunHandler"], entries=["TASK_COMPLETED", "TASK_STARTED"], reason="TaskStarted",
+    ),
+    "the last success ends the run": Row(
+        C_RUNNING, {"results": (ok("C", 1, {"n": 4}),)}, phase=RunPhase.SUCCEEDED,
+        nodes={"C": (NodePhase.SUCCEEDED, 1)}, actions=["PostEvent", "PostEvent"],
+        entries=["TASK_COMPLETED", "WORKFLOW_COMPLETED"], reason="Succeeded",
+    ),
+    "a failure within the budget waits for its backoff": Row(
+        A_RUNNING, {"results": (err("A", 1),)}, phase=RunPhase.RUNNING, nodes={"A": (NodePhase.RETRYING, 1)},
+        actions=["PostEvent", "WakeAt"], entries=["TASK_RETRY"], reason="TaskRetrying",
+    ),
+    "a backoff not yet over only sets a timer": Row(
+        A_RETRYING, at=2, phase=RunPhase.RUNNING, nodes={"A": (NodePhase.RETRYING, 1)}, actions=["WakeAt"],
+        reason="TaskRetrying",
+    ),
+    "a backoff over starts the next attempt": Row(
+        A_RETRYING, at=3, phase=RunPhase.RUNNING, nodes={"A": (NodePhase.RUNNING, 2)}, actions=["RunHandler"],
+        entries=["TASK_STARTED"], reason="TaskStarted",
+    ),
+    "a permanent error fails the run at once": Row(
+        B_RUNNING, {"results": (err("B", 1, permanent=True),)}, phase=RunPhase.FAILED,
+        nodes={"B": (NodePhase.FAILED, 1)}, actions=["PostEvent"], entries=["TASK_FAILED", "WORKFLOW_FAILED"],
+        reason="TaskFailed",
+    ),
+    "an attempt nobody runs any more was interrupted": Row(
+        A_RUNNING, phase=RunPhase.RUNNING, nodes={"A": (NodePhase.RETRYING, 1)}, actions=["PostEvent", "WakeAt"],
+        entries=["TASK_RETRY"], reason="TaskRetrying",
+    ),
+    "an attempt under way is left alone": Row(
+        A_RUNNING, {"handlers_running": frozenset({("A", 1)})}, phase=RunPhase.RUNNING,
+        nodes={"A": (NodePhase.RUNNING, 1)}, reason="TaskStarted",
+    ),
+    "a stale result of an earlier attempt is ignored": Row(
+        A_RUNNING, {"results": (ok("A", 7),), "handlers_running": frozenset({("A", 1)})}, phase=RunPhase.RUNNING,
+        nodes={"A": (NodePhase.RUNNING, 1)}, reason="TaskStarted",
+    ),
+    "a Job that runs is left alone": Row(
+        J_RUNNING, {"jobs_running": frozenset({"J"})}, wf=AJ, phase=RunPhase.RUNNING,
+        nodes={"J": (NodePhase.RUNNING, 1)}, reason="TaskStarted",
+    ),
+    "a Job not seen is created again, for the same attempt": Row(
+        J_RUNNING, wf=AJ, phase=RunPhase.RUNNING, nodes={"J": (NodePhase.RUNNING, 1)}, actions=["CreateJob"],
+        reason="TaskStarted",
+    ),
+    "a foreign Job in the way holds the run, says so once and looks again": Row(
+        J_RUNNING, {"blocked": {"J": "a Job named x exists"}}, wf=AJ, phase=RunPhase.RUNNING,
+        nodes={"J": (NodePhase.RUNNING, 1)}, actions=["PostEvent", "WakeAt"], reason="AttemptBlocked",
+    ),
+    "a missing Workflow is waited for": Row(
+        None, wf=None, at=0, phase=RunPhase.PENDING, actions=["PostEvent", "WakeAt"], reason="WaitingForWorkflow",
+    ),
+    "a Workflow still missing after the wait fails the run": Row(
+        None, wf=None, at=30, phase=RunPhase.FAILED, actions=["PostEvent"], entries=["WORKFLOW_FAILED"],
+        reason="WorkflowNotFound",
+    ),
+    "an unknown handler fails the run before anything runs": Row(
+        None, {"handlers": frozenset({"a"})}, at=0, phase=RunPhase.FAILED, actions=["PostEvent"],
+        entries=["WORKFLOW_FAILED"], reason="HandlerNotFound",
+    ),
+    "an input over 64 KiB fails the run before anything else": Row(
+        None, spec={"input": {"blob": "x" * 70_000}}, wf=None, at=0, phase=RunPhase.FAILED, actions=["PostEvent"],
+        entries=["WORKFLOW_FAILED"], reason="InputTooLarge",
+    ),
+    "a deleted run ends cancelled, its attempt too": Row(
+        A_RUNNING, {"deleted": True, "handlers_running": frozenset({("A", 1)})}, phase=RunPhase.CANCELLED,
+        nodes={"A": (NodePhase.CANCELLED, 1)}, actions=["CancelHandler"],
+        entries=["TASK_CANCELLED", "WORKFLOW_CANCELLED"], reason="RunDeleted",
+    ),
+    "a run deleted during a backoff has no attempt to cancel": Row(
+        A_RETRYING, {"deleted": True}, phase=RunPhase.CANCELLED, nodes={"A": (NodePhase.CANCELLED, 1)},
+        entries=["WORKFLOW_CANCELLED"], reason="RunDeleted",
+    ),
+    "a run deleted before it started is cancelled": Row(
+        None, {"deleted": True}, wf=None, at=0, phase=RunPhase.CANCELLED, entries=["WORKFLOW_CANCELLED"],
+        reason="RunDeleted",
+    ),
+    "cancel stops a running handler": Row(
+        B_RUNNING, {"handlers_running": frozenset({("B", 1)})}, spec={"cancel": True}, phase=RunPhase.CANCELLED,
+        nodes={"A": (NodePhase.SUCCEEDED, 1), "B": (NodePhase.CANCELLED, 1)}, actions=["CancelHandler", "PostEvent"],
+        entries=["TASK_CANCELLED", "WORKFLOW_CANCELLED"], reason="Cancelled",
+    ),
+    "cancel deletes a running Job": Row(
+        J_RUNNING, {"jobs_running": frozenset({"J"})}, spec={"cancel": True}, wf=AJ, phase=RunPhase.CANCELLED,
+        nodes={"J": (NodePhase.CANCELLED, 1)}, actions=["DeleteJob", "PostEvent"],
+        entries=["TASK_CANCELLED", "WORKFLOW_CANCELLED"], reason="Cancelled",
+    ),
+    "cancel during a backoff": Row(
+        A_RETRYING, spec={"cancel": True}, phase=RunPhase.CANCELLED, nodes={"A": (NodePhase.CANCELLED, 1)},
+        actions=["PostEvent"], entries=["WORKFLOW_CANCELLED"], reason="Cancelled",
+    ),
+    "a late result of a cancelled attempt changes nothing": Row(
+        CANCELLED, {"results": (ok("B", 1),)}, spec={"cancel": True}, phase=RunPhase.CANCELLED,
+        nodes={"B": (NodePhase.CANCELLED, 1)}, reason="Cancelled",
+    ),
+    "suspend lets the running attempt finish and starts nothing new": Row(
+        B_RUNNING, {"results": (ok("B", 1),)}, spec={"suspend": True}, phase=RunPhase.SUSPENDED,
+        nodes={"B": (NodePhase.SUCCEEDED, 1)}, actions=["PostEvent", "PostEvent"],
+        entries=["TASK_COMPLETED", "RUN_SUSPENDED"], reason="Suspended",
+    ),
+    "suspended while an attempt runs: Suspended already": Row(
+        B_RUNNING, {"handlers_running": frozenset({("B", 1)})}, spec={"suspend": True}, phase=RunPhase.SUSPENDED,
+        nodes={"B": (NodePhase.RUNNING, 1)}, actions=["PostEvent"], entries=["RUN_SUSPENDED"], reason="Suspended",
+    ),
+    "a suspended run stays so": Row(
+        SUSPENDED, spec={"suspend": True}, phase=RunPhase.SUSPENDED, nodes={"B": (NodePhase.SUCCEEDED, 1)},
+        reason="Suspended",
+    ),
+    "resume starts the next step at once": Row(
+        SUSPENDED, spec={"suspend": False}, phase=RunPhase.RUNNING, nodes={"C": (NodePhase.RUNNING, 1)},
+        actions=["RunHandler", "PostEvent"], entries=["TASK_STARTED", "RUN_RESUMED"], reason="TaskStarted",
+    ),
+    "a suspended backoff keeps its due time and starts nothing": Row(
+        A_RETRYING, spec={"suspend": True}, at=10, phase=RunPhase.SUSPENDED, nodes={"A": (NodePhase.RETRYING, 1)},
+        actions=["PostEvent"], entries=["RUN_SUSPENDED"], reason="Suspended",
+    ),
+    "retry runs a failed run again from its failed step": Row(
+        B_FAILED, spec={"retry": 1}, phase=RunPhase.RUNNING,
+        nodes={"A": (NodePhase.SUCCEEDED, 1), "B": (NodePhase.RUNNING, 2)}, actions=["PostEvent", "RunHandler"],
+        entries=["RUN_RETRIED", "TASK_STARTED"], reason="TaskStarted",
+    ),
+    "retry runs a cancelled run again (its cancel was spent)": Row(
+        CANCELLED, spec={"cancel": True, "retry": 1}, phase=RunPhase.RUNNING, nodes={"B": (NodePhase.RUNNING, 2)},
+        actions=["PostEvent", "RunHandler"], entries=["RUN_RETRIED", "TASK_STARTED"], reason="TaskStarted",
+    ),
+    "a finished run does nothing more": Row(
+        B_FAILED, {"results": (ok("B", 1),)}, phase=RunPhase.FAILED, nodes={"B": (NodePhase.FAILED, 1)},
+        reason="TaskFailed",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("row", ROWS.values(), ids=ROWS.keys())
+def test_transitions(row: Row):
+    before = row.given.history_seq if row.given else 0
+    decision = go(row.given, at=row.at, wf=row.wf, spec=row.spec, **row.observed)
+    status = decision.status
+    assert status.phase == row.phase
+    for node, (phase, attempts) in row.nodes.items():
+        found = status.node(node)
+        assert found is not None and (found.phase, found.attempts) == (phase, attempts), status.nodes
+    assert [type(a).__name__ for a in decision.actions] == row.actions
+    assert [r.type.value for r in status.pending_history if r.seq > before] == row.entries
+    (condition,) = [c for c in status.conditions if c.type == "Succeeded"]
+    assert condition.reason == row.reason
+    assert status.current == [
+        n.id for n in status.nodes if n.phase in (NodePhase.RUNNING, NodePhase.RETRYING)
+    ]
+
+
+# ----- what the rows do not show: data, timing, messages -----
+
+
+def only(actions: tuple[Any, ...], kind: type) -> Any:
     found = [a for a in actions if isinstance(a, kind)]
     assert len(found) == 1, actions
     return found[0]
 
 
-def reasons(decision: Decision) -> list[str]:
-    return [a.reason for a in decision.actions if isinstance(a, PostEvent)]
-
-
-def condition(status: WorkflowRunStatus):
-    (cond,) = [c for c in status.conditions if c.type == "Succeeded"]
-    return cond
-
-
-def ok(index: int, attempt: int, output: dict) -> AttemptResult:
-    return AttemptResult(task_index=index, attempt=attempt, output=output)
-
-
-def err(index: int, attempt: int, message: str = "boom", permanent: bool = False) -> AttemptResult:
-    return AttemptResult(task_index=index, attempt=attempt, error=message, permanent=permanent)
-
-
-def run_to(decisions: list) -> WorkflowRunStatus:
-    """Feed results in sequence starting from a fresh run; return the last status."""
-    status = step().status
-    for at, result in decisions:
-        status = step(status, at=at, result=result).status
-    return status
-
-
-# ----- start -----
-
-
-def test_start_pins_definition_and_runs_first_task_with_run_input():
-    decision = step()
-    status = decision.status
-    assert status.phase == RunPhase.RUNNING
-    assert status.workflow_generation == 4
-    assert [t.name for t in status.pinned_tasks] == ["A", "B", "C"]
-    assert status.pinned_tasks[0].retry.max_retries == 2
-    assert status.pinned_tasks[1].retry.max_retries == 3  # task override
-    assert status.pinned_tasks[1].retry.backoff_factor == 3  # inherited from defaults
-    assert status.pinned_tasks[1].timeout_seconds == 5
-    assert status.pinned_tasks[0].timeout_seconds == 60  # operator default
-    assert status.tasks[0].phase == TaskPhase.RUNNING and status.tasks[0].attempts == 1
-    assert [t.phase for t in status.tasks[1:]] == [TaskPhase.PENDING] * 2
-    assert status.current_task == "A" and status.progress == "0/3" and status.started_at == T0
-    action = only(decision.actions, RunHandler)
-    assert (action.task_index, action.attempt, action.input) == (0, 1, {"n": 1})
-    assert reasons(decision) == [Reason.STARTED]
-    assert condition(status).status == ConditionStatus.UNKNOWN
-
-
-def test_start_writes_observed_generation():
-    assert step().status.observed_generation == 1
-
-
-# ----- success and data flow -----
-
-
-def test_task_success_passes_output_to_next_task():
-    first = step()
-    decision = step(first.status, at=1, result=ok(0, 1, {"n": 2}))
-    status = decision.status
-    assert status.tasks[0].phase == TaskPhase.SUCCEEDED
-    assert status.tasks[0].finished_at == T0 + timedelta(seconds=1)
-    assert status.tasks[1].phase == TaskPhase.RUNNING
-    assert status.current_task == "B" and status.progress == "1/3"
-    assert status.output == {"n": 2}
-    action = only(decision.actions, RunHandler)
-    assert (action.task_index, action.attempt, action.input) == (1, 1, {"n": 2})
-    assert reasons(decision) == [Reason.TASK_SUCCEEDED]
-
-
-def test_last_task_done_succeeds_run_with_last_output():
-    status = run_to([(1, ok(0, 1, {"n": 2})), (2, ok(1, 1, {"n": 3}))])
-    decision = step(status, at=3, result=ok(2, 1, {"n": 4}))
-    final = decision.status
-    assert final.phase == RunPhase.SUCCEEDED
-    assert final.output == {"n": 4}
-    assert final.progress == "3/3" and final.current_task is None
-    assert final.finished_at == T0 + timedelta(seconds=3)
-    assert condition(final).status == ConditionStatus.TRUE
-    assert condition(final).reason == Reason.SUCCEEDED
-    assert not any(isinstance(a, RunHandler) for a in decision.actions)
-
-
-def test_finished_run_is_left_alone():
-    status = run_to([(1, ok(0, 1, {})), (2, ok(1, 1, {})), (3, ok(2, 1, {}))])
-    decision = step(status, at=10)
-    assert decision.status == status and decision.actions == ()
-
-
-# ----- failures and retries -----
-
-
-def test_failure_with_retries_left_schedules_retry_with_backoff():
-    decision = step(step().status, at=1, result=err(0, 1, "gateway timeout"))
-    task = decision.status.tasks[0]
-    assert task.phase == TaskPhase.RETRYING
-    assert task.attempts == 1
-    assert task.last_error == "gateway timeout"
-    assert task.next_retry_at == T0 + timedelta(seconds=1 + 2)
-    assert decision.status.phase == RunPhase.RUNNING
-    assert only(decision.actions, WakeAt).when == task.next_retry_at
-    assert condition(decision.status).reason == Reason.TASK_RETRYING
-    assert reasons(decision) == [Reason.TASK_RETRYING]
-
-
-def test_backoff_not_elapsed_only_waits():
-    retrying = step(step().status, at=1, result=err(0, 1)).status
-    decision = step(retrying, at=2)
-    assert decision.status == retrying.model_copy(update={"observed_generation": 1})
-    assert decision.actions == (WakeAt(T0 + timedelta(seconds=3)),)
-
-
-def test_backoff_elapsed_starts_next_attempt_with_same_input():
-    retrying = step(step().status, at=1, result=err(0, 1)).status
-    decision = step(retrying, at=3)
-    task = decision.status.tasks[0]
-    assert task.phase == TaskPhase.RUNNING and task.attempts == 2 and task.next_retry_at is None
-    assert task.started_at == T0  # the task's first start is kept
-    action = only(decision.actions, RunHandler)
-    assert (action.attempt, action.input) == (2, {"n": 1})
-    assert decision.status.retries == 1
-
-
-def test_backoff_grows_by_factor_and_is_capped():
-    wf = WorkflowView(
-        spec=WorkflowSpec.model_validate(
-            {
-                "tasks": [
-                    {
-                        "name": "A",
-                        "handler": "a",
-                        "retry": {
-                            "maxRetries": 5,
-                            "backoffSeconds": 1,
-                            "backoffFactor": 2,
-                            "maxBackoffSeconds": 5,
-                        },
-                    }
-                ]
-            }
-        ),
-        generation=1,
-    )
-    status = step(workflow=wf).status
-    now = 0.0
-    delays = []
-    for attempt in range(1, 6):
-        status = step(status, at=now, result=err(0, attempt), workflow=wf).status
-        delay = (status.tasks[0].next_retry_at - (T0 + timedelta(seconds=now))).total_seconds()
-        delays.append(delay)
-        now += delay
-        status = step(status, at=now, workflow=wf).status
-    assert delays == [1, 2, 4, 5, 5]
-
-
-def test_retries_exhausted_fails_task_and_run_with_error():
-    status = step().status
-    for attempt, at in ((1, 1), (2, 4)):
-        status = step(status, at=at, result=err(0, attempt, "card declined")).status
-        status = step(status, at=at + 100).status
-    decision = step(status, at=200, result=err(0, 3, "card declined"))
-    final = decision.status
-    assert final.phase == RunPhase.FAILED
-    assert final.tasks[0].phase == TaskPhase.FAILED and final.tasks[0].attempts == 3
-    assert final.finished_at == T0 + timedelta(seconds=200)
-    cond = condition(final)
-    assert cond.status == ConditionStatus.FALSE and cond.reason == Reason.TASK_FAILED
-    assert "card declined" in cond.message and "3 attempts" in cond.message
-    assert final.retries == 2
-    assert not any(isinstance(a, (RunHandler, WakeAt)) for a in decision.actions)
-
-
-def test_permanent_error_fails_at_once():
-    decision = step(step().status, at=1, result=err(0, 1, "invalid order", permanent=True))
-    assert decision.status.phase == RunPhase.FAILED
-    assert decision.status.tasks[0].attempts == 1
-    assert "permanent error" in condition(decision.status).message
-
-
-def test_interrupted_attempt_after_restart_counts_and_is_retried():
-    running = step().status  # task A attempt 1 Running, no result: the operator died
-    decision = step(running, at=5)
-    task = decision.status.tasks[0]
-    assert task.phase == TaskPhase.RETRYING and task.attempts == 1
-    assert task.last_error == INTERRUPTED
-    assert reasons(decision) == [Reason.TASK_RETRYING]
-
-
-def test_interrupted_last_attempt_fails_run():
-    wf = WorkflowView(
-        spec=WorkflowSpec.model_validate(
-            {"tasks": [{"name": "A", "handler": "a", "retry": {"maxRetries": 0}}]}
-        ),
-        generation=1,
-    )
-    decision = step(step(workflow=wf).status, at=5, workflow=wf)
-    assert decision.status.phase == RunPhase.FAILED
-    assert condition(decision.status).reason == Reason.TASK_INTERRUPTED
-
-
-def test_stale_result_is_ignored():
-    retrying = step(step().status, at=1, result=err(0, 1)).status
-    running = step(retrying, at=3).status  # attempt 2 running
-    decision = step(running, at=4, result=ok(0, 1, {"late": True}))
-    assert decision.status == running and decision.actions == ()
-
-
-# ----- the run cannot start -----
-
-
-def test_unknown_workflow_waits_then_fails():
-    waiting = step(workflow=None, at=1)
-    assert waiting.status.phase == RunPhase.PENDING
-    assert condition(waiting.status).reason == Reason.WAITING_FOR_WORKFLOW
-    assert only(waiting.actions, WakeAt).when == T0 + timedelta(seconds=30)
-    assert reasons(waiting) == [Reason.WAITING_FOR_WORKFLOW]
-    assert reasons(step(waiting.status, workflow=None, at=2)) == []  # no repeated event
-
-    failed = step(waiting.status, workflow=None, at=30)
-    assert failed.status.phase == RunPhase.FAILED
-    cond = condition(failed.status)
-    assert cond.reason == Reason.WORKFLOW_NOT_FOUND and '"wf"' in cond.message
-
-
-def test_workflow_appearing_while_waiting_starts_run():
-    waiting = step(workflow=None, at=1).status
-    decision = step(waiting, at=2)
-    assert decision.status.phase == RunPhase.RUNNING
-    assert only(decision.actions, RunHandler).task_index == 0
-
-
-def test_unknown_handler_fails_before_anything_runs():
-    decision = step(handlers=frozenset({"a", "c"}))
-    assert decision.status.phase == RunPhase.FAILED
-    cond = condition(decision.status)
-    assert cond.reason == Reason.HANDLER_NOT_FOUND
-    assert 'task B: no handler registered as "b"' in cond.message
-    assert not any(isinstance(a, RunHandler) for a in decision.actions)
-
-
-@pytest.mark.parametrize("attempt", [1, 2])
-def test_retry_delay_formula(attempt):
-    status = step().status
-    assert status.pinned_tasks[0].retry.delay_after(attempt) == 2 * 3 ** (attempt - 1)
-
-
-# ----- Job tasks -----
-
-JOB_WORKFLOW = WorkflowView(
-    spec=WorkflowSpec.model_validate(
-        {
-            "tasks": [
-                {"name": "A", "handler": "a"},
-                {
-                    "name": "J",
-                    "job": {"image": "registry.example/mailer:1.2"},
-                    "retry": {"maxRetries": 1, "backoffSeconds": 5},
-                    "timeoutSeconds": 20,
-                },
-            ]
-        }
-    ),
-    generation=1,
-)
-
-
-def job_step(status=None, *, at=0.0, result=None, alive=False) -> Decision:
-    observed = Observations(workflow=JOB_WORKFLOW, handlers=HANDLERS, result=result, attempt_alive=alive)
-    return plan(run=view(status), observed=observed, now=T0 + timedelta(seconds=at), options=OPTIONS)
-
-
-def test_job_task_starts_by_creating_its_job_with_previous_output():
-    decision = job_step(job_step().status, at=1, result=ok(0, 1, {"to": "bob"}))
-    action = only(decision.actions, CreateJob)
-    assert (action.task_index, action.attempt, action.input) == (1, 1, {"to": "bob"})
-    assert action.task.timeout_seconds == 20
-    assert decision.status.tasks[1].phase == TaskPhase.RUNNING
-
-
-def test_running_job_that_is_alive_is_left_alone():
-    running = job_step(job_step().status, at=1, result=ok(0, 1, {})).status
-    decision = job_step(running, at=2, alive=True)
-    assert decision.actions == () and decision.status == running
-
-
-def test_running_job_not_seen_is_created_again_for_the_same_attempt():
-    running = job_step(job_step().status, at=1, result=ok(0, 1, {"x": 1})).status
-    decision = job_step(running, at=2)  # e.g. after a restart, before the Job's event arrived
-    action = only(decision.actions, CreateJob)
-    assert (action.attempt, action.input) == (1, {"x": 1})
-    assert decision.status == running  # nothing counted as failed or interrupted
-
-
-def test_job_deadline_exceeded_is_retried_then_fails_with_that_reason():
-    running = job_step(job_step().status, at=1, result=ok(0, 1, {})).status
-    deadline = AttemptResult(
-        task_index=1, attempt=1, error="DeadlineExceeded: too slow", reason="DeadlineExceeded"
-    )
-    retrying = job_step(running, at=30, result=deadline).status
-    assert retrying.tasks[1].phase == TaskPhase.RETRYING
-    assert retrying.tasks[1].next_retry_at == T0 + timedelta(seconds=35)
-    second = job_step(retrying, at=35)
-    assert only(second.actions, CreateJob).attempt == 2
-    again = AttemptResult(
-        task_index=1, attempt=2, error="DeadlineExceeded: too slow", reason="DeadlineExceeded"
-    )
-    final = job_step(second.status, at=60, result=again).status
-    assert final.phase == RunPhase.FAILED
-    assert condition(final).reason == "DeadlineExceeded"
-
-
-# ----- history -----
-
-
-def kinds(status: WorkflowRunStatus) -> list[tuple[int, str, str | None, int | None]]:
-    return [(r.seq, r.type, r.task, r.attempt) for r in status.pending_history]
-
-
-def test_activity_log_entries_are_recorded_in_order():
-    status = run_to(
-        [
-            (1, err(0, 1, "flaky")),
-            (3, None),
-            (4, ok(0, 2, {"n": 2})),
-            (5, ok(1, 1, {"n": 3})),
-            (6, ok(2, 1, {"n": 4})),
-        ]
-    )
-    assert kinds(status) == [
-        (1, "WORKFLOW_STARTED", None, None),
-        (2, "TASK_STARTED", "A", 1),
-        (3, "TASK_RETRY", "A", 1),
-        (4, "TASK_STARTED", "A", 2),
-        (5, "TASK_COMPLETED", "A", 2),
-        (6, "TASK_STARTED", "B", 1),
-        (7, "TASK_COMPLETED", "B", 1),
-        (8, "TASK_STARTED", "C", 1),
-        (9, "TASK_COMPLETED", "C", 1),
-        (10, "WORKFLOW_COMPLETED", None, None),
-    ]
-    records = status.pending_history
-    assert records[0].details["input"] == {"n": 1} and records[0].details["tasks"] == ["A", "B", "C"]
-    assert records[2].details["error"] == "flaky" and records[2].details["backoff_seconds"] == 2
-    assert records[2].details["retry_count"] == 1
-    assert records[5].details["input"] == {"n": 2}  # B's input: A's output
-    assert records[9].details["output"] == {"n": 4}
-    assert status.history_seq == 10
-
-
-def test_failures_are_recorded():
-    failed = step(step().status, at=1, result=err(0, 1, "nope", permanent=True)).status
-    assert [r.type for r in failed.pending_history][-2:] == ["TASK_FAILED", "WORKFLOW_FAILED"]
-    assert failed.pending_history[-2].details["permanent"] is True
-    not_found = step(workflow=None, at=60).status
-    assert [r.type for r in not_found.pending_history] == ["WORKFLOW_FAILED"]
-    assert not_found.pending_history[0].details["reason"] == "WorkflowNotFound"
-
-
-def test_written_entries_are_trimmed_from_status():
-    status = step(step().status, at=1, result=err(0, 1)).status  # 3 entries, waiting to retry
-    observed = Observations(workflow=WORKFLOW, handlers=HANDLERS, history_written_through=2)
-    trimmed = plan(run=view(status), observed=observed, now=T0 + timedelta(seconds=2), options=OPTIONS)
-    assert [r.seq for r in trimmed.status.pending_history] == [3]
-    retried = step(trimmed.status, at=5)
-    assert [r.seq for r in retried.status.pending_history] == [3, 4]  # numbering goes on
-
-
-def test_run_holds_while_history_backlog_is_full():
+def test_start_pins_the_definition_with_defaults_resolved():
+    status = go().status
+    assert [t.name for t in status.pinned_tasks or []] == ["A", "B", "C"]
+    a, b, _ = status.pinned_tasks or []
+    assert (a.retry.max_retries, b.retry.max_retries, b.retry.backoff_factor) == (2, 3, 3)
+    assert (a.timeout_seconds, b.timeout_seconds) == (60, 5)
+    assert status.workflow_generation == 4 and status.started_at == T0 and status.progress == "0/3"
+    assert only(go().actions, RunHandler).input == {"n": 1}
+    assert "(generation 4, 3 tasks)" in only(go().actions, PostEvent).message
+
+
+def test_outputs_flow_into_the_next_input_and_become_the_run_output():
+    assert only(go(A_RUNNING, at=1, results=(ok("A", 1, {"n": 2}),)).actions, RunHandler).input == {"n": 2}
+    done = go(C_RUNNING, at=3, results=(ok("C", 1, {"n": 9}),)).status
+    assert done.output == {"n": 9} and done.progress == "3/3" and done.current == [] and done.finished_at
+
+
+def test_backoff_grows_by_its_factor_and_exhaustion_fails_the_run():
+    status = A_RUNNING
+    for attempt, (at, delay) in enumerate([(1, 2), (3, 6)], start=1):
+        status = go(status, at=at, results=(err("A", attempt),)).status
+        node = status.node("A")
+        assert node is not None and node.next_retry_at == T0 + timedelta(seconds=at + delay)
+        status = go(status, at=at + delay).status
+    failed = go(status, at=20, results=(err("A", 3, "still broken"),)).status
+    assert failed.phase == RunPhase.FAILED and "(3 attempts): still broken" in failed.conditions[0].message
+
+
+def test_interrupted_attempt_is_retried_with_that_reason():
+    status = go(A_RUNNING, at=1).status
+    node = status.node("A")
+    assert node is not None and node.last_error == INTERRUPTED
+    assert status.pending_history[-1].details["reason"] == "TaskInterrupted"
+
+
+def test_retry_gives_a_fresh_budget_and_keeps_earlier_outputs():
+    retried = go(B_FAILED, at=10, spec={"retry": 1})
+    b = retried.status.node("B")
+    assert b is not None and (b.attempts, b.budget_from) == (2, 1)
+    assert only(retried.actions, RunHandler).input == {"n": 2}  # A's output, kept
+    assert retried.status.retried == 1 and retried.status.finished_at is None
+    # B may now fail 3 more times (its policy) before the run fails again.
+    status = retried.status
+    for attempt in (2, 3, 4):
+        status = go(status, at=10 + attempt * 100, spec={"retry": 1}, results=(err("B", attempt),)).status
+        assert status.phase == RunPhase.RUNNING
+        status = go(status, at=10 + attempt * 100 + 90, spec={"retry": 1}).status
+    status = go(status, at=1000, spec={"retry": 1}, results=(err("B", 5),)).status
+    assert status.phase == RunPhase.FAILED
+
+
+def test_retry_raised_while_running_is_only_acknowledged():
+    status = go(B_RUNNING, spec={"retry": 2}, handlers_running=frozenset({("B", 1)})).status
+    assert status.retried == 2 and status.phase == RunPhase.RUNNING
+    later = go(status, spec={"retry": 2}, results=(err("B", 1, permanent=True),)).status
+    assert go(later, at=9, spec={"retry": 2}).status.phase == RunPhase.FAILED  # no retry of the old raise
+
+
+def test_cancel_records_why_and_drops_nothing_that_succeeded():
+    status = CANCELLED
+    assert status.output == {"n": 2} and status.finished_at is not None
+    assert status.pending_history[-1].details == {
+        "reason": "Cancelled",
+        "message": "The run was cancelled (spec.cancel)",
+    }
+
+
+def test_a_job_step_gets_a_name_from_its_id_and_attempt():
+    action = only(go(go(wf=AJ).status, at=1, wf=AJ, results=(ok("A", 1, {"to": "bob"}),)).actions, CreateJob)
+    assert (action.node, action.attempt, action.input, action.name) == ("J", 1, {"to": "bob"}, action.name)
+    assert action.name.startswith("r-j-1-")
+    assert J_RUNNING.node("J") and J_RUNNING.node("J").job == action.name  # type: ignore[union-attr]
+    cancel = go(J_RUNNING, wf=AJ, spec={"cancel": True}, jobs_running=frozenset({"J"}))
+    assert only(cancel.actions, DeleteJob).name == action.name
+
+
+def test_cancelled_handler_is_named_by_node_and_attempt():
+    decision = go(B_RUNNING, spec={"cancel": True}, handlers_running=frozenset({("B", 1)}))
+    assert only(decision.actions, CancelHandler) == CancelHandler("B", 1)
+
+
+def test_history_backlog_holds_the_next_attempt_and_says_why():
     small = EngineOptions(max_pending_history=3)
-    observed = Observations(workflow=WORKFLOW, handlers=HANDLERS)
-    running = plan(run=view(), observed=observed, now=T0, options=small).status  # 2 entries
-    done = Observations(workflow=WORKFLOW, handlers=HANDLERS, result=ok(0, 1, {"n": 2}))
-    held = plan(run=view(running), observed=done, now=T0, options=small)
-    assert held.status.tasks[0].phase == TaskPhase.SUCCEEDED  # the result is kept
-    assert held.status.tasks[1].phase == TaskPhase.PENDING  # but B waits for the store
-    assert not any(isinstance(a, RunHandler) for a in held.actions)
-    assert condition(held.status).reason == Reason.HISTORY_BACKLOG  # and says so
-    assert "3 activity log entries wait for the history store" in condition(held.status).message
-    assert reasons(held) == [Reason.TASK_SUCCEEDED, Reason.HISTORY_BACKLOG]
-    drained = Observations(workflow=WORKFLOW, handlers=HANDLERS, history_written_through=3)
-    resumed = plan(run=view(held.status), observed=drained, now=T0, options=small)
+    running = go(options=small).status  # 2 entries
+    held = go(running, at=1, options=small, results=(ok("A", 1, {"n": 2}),))
+    b = held.status.node("B")
+    assert b is None and not any(isinstance(a, RunHandler) for a in held.actions)
+    assert held.status.conditions[0].reason == Reason.HISTORY_BACKLOG
+    assert "3 activity log entries wait for the history store" in held.status.conditions[0].message
+    resumed = go(held.status, at=2, options=small, history_written_through=3)
     assert only(resumed.actions, RunHandler).input == {"n": 2}
 
 
-def test_long_errors_are_clipped():
-    decision = step(step().status, at=1, result=err(0, 1, "x" * 5000))
-    assert len(decision.status.tasks[0].last_error) == 1024
-    assert decision.status.pending_history[-1].details["error"].endswith("…")
-
-
-def test_run_holds_while_history_backlog_is_too_big():
-    small = EngineOptions(max_pending_history_bytes=1000)
-    big = {"blob": "x" * 2000}
-    observed = Observations(workflow=WORKFLOW, handlers=HANDLERS)
-    running = plan(run=view(), observed=observed, now=T0, options=small).status
-    done = Observations(workflow=WORKFLOW, handlers=HANDLERS, result=ok(0, 1, big))
-    held = plan(run=view(running), observed=done, now=T0, options=small)
-    assert held.status.tasks[1].phase == TaskPhase.PENDING
-    assert not any(isinstance(a, RunHandler) for a in held.actions)
-
-
-# ----- bad input, deletion, blocked attempts: rows of given state and observations -----
-
-BIG_SPEC = WorkflowRunSpec.model_validate({"workflowRef": {"name": "wf"}, "input": {"blob": "x" * 70_000}})
-RUNNING_A = step().status
-RETRYING_A = step(RUNNING_A, at=1, result=err(0, 1)).status
-RUNNING_J = job_step(job_step().status, at=1, result=ok(0, 1, {})).status
-
-
-@pytest.mark.parametrize(
-    ("given", "spec", "observed", "phase", "reason", "actions", "entries"),
-    [
-        pytest.param(
-            None, BIG_SPEC, {}, RunPhase.FAILED, Reason.INPUT_TOO_LARGE, [PostEvent], ["WORKFLOW_FAILED"],
-            id="input over 64 KiB fails before anything runs",
-        ),
-        pytest.param(
-            None, BIG_SPEC, {"workflow": None}, RunPhase.FAILED, Reason.INPUT_TOO_LARGE, [PostEvent],
-            ["WORKFLOW_FAILED"], id="even before its Workflow exists",
-        ),
-        pytest.param(
-            None, SPEC, {"deleted": True}, RunPhase.CANCELLED, Reason.RUN_DELETED, [], ["WORKFLOW_CANCELLED"],
-            id="deleted before it started",
-        ),
-        pytest.param(
-            RUNNING_A, SPEC, {"deleted": True}, RunPhase.CANCELLED, Reason.RUN_DELETED, [],
-            ["TASK_CANCELLED", "WORKFLOW_CANCELLED"], id="deleted while an attempt runs",
-        ),
-        pytest.param(
-            RETRYING_A, SPEC, {"deleted": True}, RunPhase.CANCELLED, Reason.RUN_DELETED, [],
-            ["WORKFLOW_CANCELLED"], id="deleted during a backoff: no attempt is open",
-        ),
-        pytest.param(
-            RUNNING_J, SPEC, {"workflow": JOB_WORKFLOW, "attempt_blocked": "a Job named x exists"},
-            RunPhase.RUNNING, Reason.ATTEMPT_BLOCKED, [PostEvent, WakeAt], [],
-            id="a foreign Job blocks the attempt: said once, looked at again later",
-        ),
-    ],
-)  # fmt: skip
-def test_bad_input_deletion_and_blocks(given, spec, observed, phase, reason, actions, entries):
-    run = RunView(spec=spec, status=given or WorkflowRunStatus(), generation=1, created_at=T0)
-    seen = Observations(**{"workflow": WORKFLOW, "handlers": HANDLERS, **observed})
-    decision = plan(run=run, observed=seen, now=T0 + timedelta(seconds=5), options=OPTIONS)
-    assert decision.status.phase == phase
-    assert condition(decision.status).reason == reason
-    assert [type(a) for a in decision.actions] == actions
-    before = given.history_seq if given else 0
-    assert [r.type for r in decision.status.pending_history if r.seq > before] == entries
-
-
-def test_deleted_run_closes_its_running_attempt():
-    run = view(RUNNING_A)
-    observed = Observations(workflow=WORKFLOW, handlers=HANDLERS, deleted=True)
-    cancelled = plan(run=run, observed=observed, now=T0 + timedelta(seconds=2), options=OPTIONS).status
-    assert [t.phase for t in cancelled.tasks] == [TaskPhase.CANCELLED, TaskPhase.PENDING, TaskPhase.PENDING]
-    record = cancelled.pending_history[-2]
-    assert (record.task, record.attempt, record.details) == ("A", 1, {"reason": "RunDeleted"})
-    assert cancelled.finished and cancelled.current_task is None
-
-
 def test_blocked_attempt_is_told_once_and_clears_when_its_job_runs():
-    blocked = {"workflow": JOB_WORKFLOW, "handlers": HANDLERS, "attempt_blocked": "a Job named x exists"}
-    first = plan(run=view(RUNNING_J), observed=Observations(**blocked), now=T0, options=OPTIONS)
+    blocked = {"blocked": {"J": "a Job named x exists"}}
+    first = go(J_RUNNING, wf=AJ, **blocked)
     assert only(first.actions, WakeAt).when == T0 + OPTIONS.blocked_recheck
-    assert "Task J attempt 1 cannot start: a Job named x exists" in condition(first.status).message
-    again = plan(run=view(first.status), observed=Observations(**blocked), now=T0, options=OPTIONS)
-    assert again.status == first.status and [type(a) for a in again.actions] == [WakeAt]  # no 2nd Event
-    alive = Observations(workflow=JOB_WORKFLOW, handlers=HANDLERS, attempt_alive=True)
-    running = plan(run=view(first.status), observed=alive, now=T0, options=OPTIONS)
-    assert condition(running.status).reason == Reason.TASK_STARTED and running.actions == ()
+    assert "Task J attempt 1 cannot start: a Job named x exists" in first.status.conditions[0].message
+    again = go(first.status, wf=AJ, **blocked)
+    assert [type(a) for a in again.actions] == [WakeAt]  # no second Event
+    running = go(first.status, wf=AJ, jobs_running=frozenset({"J"}))
+    assert running.status.conditions[0].reason == Reason.TASK_STARTED
 
 
-def test_unrecordable_run_fails_keeping_only_small_parts():
-    decision = fail_unrecordable(RUNNING_A, reason=Reason.RUN_TOO_LARGE, message="too big", now=T0)
-    failed = decision.status
-    assert failed.phase == RunPhase.FAILED and failed.pinned_tasks is None and failed.output is None
-    assert failed.tasks == RUNNING_A.tasks
-    assert [r.seq for r in failed.pending_history] == [*(r.seq for r in RUNNING_A.pending_history), 3]
-    assert failed.pending_history[-1].details == {"reason": "RunTooLarge", "message": "too big"}
-    assert reasons(decision) == [Reason.RUN_TOO_LARGE]
+def test_errors_are_clipped():
+    status = go(A_RUNNING, at=1, results=(err("A", 1, "x" * 5000),)).status
+    node = status.node("A")
+    assert node is not None and len(node.last_error or "") == 1024
 
 
 def test_one_task_workflow_speaks_in_the_singular():
-    one = WorkflowView(
-        spec=WorkflowSpec.model_validate({"tasks": [{"name": "A", "handler": "a"}]}), generation=1
+    one = workflow([{"name": "A", "handler": "a"}])
+    started = go(wf=one)
+    assert "(generation 4, 1 task)" in only(started.actions, PostEvent).message
+    done = go(started.status, wf=one, results=(ok("A", 1),))
+    assert done.status.conditions[0].message == "The task succeeded"
+
+
+@pytest.mark.parametrize(
+    ("status", "spec", "ended", "phase"),
+    [
+        (WorkflowRunStatus(), {}, None, RunPhase.PENDING),
+        (A_RUNNING, {}, None, RunPhase.RUNNING),
+        (A_RUNNING, {"suspend": True}, None, RunPhase.SUSPENDED),
+        (A_RETRYING, {}, None, RunPhase.RUNNING),
+        (SUSPENDED, {"suspend": True}, None, RunPhase.SUSPENDED),
+        (B_FAILED, {}, None, RunPhase.FAILED),
+        (CANCELLED, {}, None, RunPhase.CANCELLED),
+        (WorkflowRunStatus(), {}, Reason.INPUT_TOO_LARGE, RunPhase.FAILED),
+        (WorkflowRunStatus(), {}, Reason.RUN_DELETED, RunPhase.CANCELLED),
+    ],
+)
+def test_phase_is_derived_from_the_nodes(status, spec, ended, phase):
+    run_spec = WorkflowRunSpec.model_validate({"workflowRef": {"name": "wf"}, **spec})
+    assert derive_phase(status, run_spec, ended=ended) == phase
+
+
+def test_unrecordable_run_fails_keeping_only_small_parts():
+    run_spec = WorkflowRunSpec.model_validate({"workflowRef": {"name": "wf"}})
+    run = RunView(name="r", spec=run_spec, status=B_RUNNING, generation=1, created_at=T0)
+    decision = fail_unrecordable(run, reason=Reason.RUN_TOO_LARGE, message="too big", now=T0)
+    failed = decision.status
+    assert failed.phase == RunPhase.FAILED and failed.pinned_tasks is None and failed.output is None
+    assert failed.nodes == B_RUNNING.nodes and failed.conditions[0].status == ConditionStatus.FALSE
+    assert [r.seq for r in failed.pending_history][-1] == B_RUNNING.history_seq + 1
+    assert [type(a) for a in decision.actions] == [PostEvent]
+
+
+# ----- upgrades: a status written by seqflow 0.1 -----
+
+ROUND_1 = json.loads((Path(__file__).parent / "data" / "round1-status.json").read_text())["status"]
+
+
+def test_round_1_status_converts_to_nodes():
+    status = WorkflowRunStatus.model_validate(upgrade_status(ROUND_1, run="up-1"))
+    assert [(n.id, n.type, n.phase, n.attempts) for n in status.nodes] == [
+        ("Reserve", "handler", NodePhase.SUCCEEDED, 1),
+        ("Render", "job", NodePhase.RUNNING, 2),
+    ]
+    render = status.node("Render")
+    assert render is not None and render.job == "up-1-1-2"  # the Job it runs keeps its name
+    assert status.current == ["Render"] and status.history_seq == ROUND_1["historySeq"]
+    assert status.legacy_tasks is None and status.legacy_current_task is None
+
+
+def test_round_1_run_in_flight_finishes_after_the_upgrade():
+    render = workflow(
+        [
+            {"name": "Reserve", "handler": "a"},
+            {"name": "Render", "job": {"image": "x"}},
+            {"name": "Ship", "handler": "a"},
+        ]
     )
-    started = step(workflow=one)
-    assert "(generation 1, 1 task)" in only(started.actions, PostEvent).message
-    done = plan(
-        run=view(started.status),
-        observed=Observations(workflow=one, handlers=HANDLERS, result=ok(0, 1, {})),
-        now=T0,
-        options=OPTIONS,
+    status = WorkflowRunStatus.model_validate(upgrade_status(ROUND_1, run="up-1"))
+    waiting = go(status, wf=render, jobs_running=frozenset({"Render"}))
+    assert waiting.actions == () and waiting.status.phase == RunPhase.RUNNING  # its Job is found
+    shipped = go(status, wf=render, results=(ok("Render", 2, {"pdf": "x"}),))
+    assert only(shipped.actions, RunHandler).node == "Ship"
+    done = go(shipped.status, wf=render, results=(ok("Ship", 1, {"sent": True}),)).status
+    assert done.phase == RunPhase.SUCCEEDED and done.progress == "3/3"
+
+
+SUCCEEDED = go(C_RUNNING, at=3, results=(ok("C", 1),)).status
+WAITING = go(wf=None).status
+
+
+@pytest.mark.parametrize(
+    ("status", "ready", "reconciling", "stalled"),
+    [
+        (WAITING, "False", "True", None),
+        (A_RUNNING, "False", "True", None),
+        (A_RETRYING, "False", "True", None),
+        (SUSPENDED, "False", None, None),
+        (SUCCEEDED, "True", None, None),
+        (B_FAILED, "False", None, "True"),
+        (CANCELLED, "False", None, "True"),
+    ],
+    ids=["pending", "running", "retrying", "suspended", "succeeded", "failed", "cancelled"],
+)
+def test_kstatus_conditions_follow_the_phase(status, ready, reconciling, stalled):
+    found = {c.type: c.status.value for c in status.conditions}
+    assert (found.get("Ready"), found.get("Reconciling"), found.get("Stalled")) == (
+        ready,
+        reconciling,
+        stalled,
     )
-    assert condition(done.status).message == "The task succeeded"
+    summary = next(c for c in status.conditions if c.type == "Succeeded")
+    assert next(c for c in status.conditions if c.type == "Ready").reason == summary.reason
+
+
+@pytest.mark.parametrize(
+    ("spec", "wf_ttl", "at", "actions"),
+    [
+        ({"ttlSecondsAfterFinished": 10}, None, 3, [WakeAt]),
+        ({"ttlSecondsAfterFinished": 0}, None, 3, [DeleteRun]),
+        ({}, 1, 5, [DeleteRun]),  # the Workflow's, when the run has none
+        ({"ttlSecondsAfterFinished": 100}, 1, 5, [WakeAt]),  # the run's wins
+        ({}, None, 1000, []),  # none anywhere: kept
+    ],
+)
+def test_finished_runs_expire_after_their_time_to_live(spec, wf_ttl, at, actions):
+    wf = workflow([{"name": n, "handler": n.lower()} for n in "ABC"], ttlSecondsAfterFinished=wf_ttl)
+    decision = go(SUCCEEDED, at=at, wf=wf, spec=spec)
+    assert [type(a) for a in decision.actions] == actions and decision.status.phase == RunPhase.SUCCEEDED
+
+
+def test_a_queued_run_waits_pending_and_says_where():
+    limited = workflow([{"name": "A", "handler": "a"}], concurrency={"limit": 2})
+    decision = go(wf=limited, queued=(2, 3))
+    assert decision.status.phase == RunPhase.PENDING and decision.actions == ()
+    message = next(c for c in decision.status.conditions if c.type == "Succeeded").message
+    assert message == 'Queued: Workflow "wf" runs at most 2 at once; this run is 2 of 3 waiting'
+    started = go(decision.status, wf=limited)
+    assert only(started.actions, RunHandler).node == "A"

@@ -200,7 +200,7 @@ def test_status_conflict_replans_without_running_the_handler_again():
         await settle(lambda: run_status(api).get("phase") == "Succeeded")
         assert not api.fail_status_patch  # the conflict did happen
         assert calls == ["A", "B"]
-        assert [t["attempts"] for t in run_status(api)["tasks"]] == [1, 1]
+        assert [t["attempts"] for t in run_status(api)["nodes"]] == [1, 1]
 
     scenario(body)
 
@@ -214,7 +214,7 @@ def test_result_survives_a_failed_write_and_is_not_run_twice():
         await settle(lambda: run_status(api).get("phase") == "Succeeded")
         assert not api.fail_status_patch
         assert calls == ["A", "B"]
-        assert [t["attempts"] for t in run_status(api)["tasks"]] == [1, 1]
+        assert [t["attempts"] for t in run_status(api)["nodes"]] == [1, 1]
 
     scenario(body)
 
@@ -227,9 +227,9 @@ def test_job_creation_failing_after_a_written_result_is_retried():
         subject.on_workflow_event(None, workflow)
         api.fail_job_creations = [ApiError(500, "etcd timeout")]  # after A's result is written
         subject.on_run_event(None, api.add_run("r", "w"))
-        await settle(lambda: "r-1-1" in api.jobs)
+        await settle(lambda: any(name.startswith("r-j-1") for name in api.jobs))
         assert calls == ["A"]
-        assert [t["phase"] for t in run_status(api)["tasks"]] == ["Succeeded", "Running"]
+        assert [t["phase"] for t in run_status(api)["nodes"]] == ["Succeeded", "Running"]
 
     scenario(body)
 
@@ -270,15 +270,15 @@ def test_status_that_cannot_be_read_is_replaced_by_a_failed_one():
         run = api.add_run("r", "w")
         stored = api.runs[("ns", "r")]
         stored["metadata"]["finalizers"] = [FINALIZER]
-        stored["status"] = {"phase": "Running", "historySeq": 4, "tasks": [{"phase": "Running"}]}
+        stored["status"] = {"phase": "Running", "historySeq": 4, "nodes": [{"phase": "Running"}]}
         subject.on_run_event(None, api.bump(stored))
         await settle(
             lambda: run_status(api).get("phase") == "Failed" and not run_status(api).get("pendingHistory")
         )
         status = run_status(api)
-        (cond,) = status["conditions"]
-        assert cond["reason"] == "StatusInvalid" and "status.tasks.0.name: Field required" in cond["message"]
-        assert status["tasks"] == [] and status["historySeq"] == 5
+        cond = next(c for c in status["conditions"] if c["type"] == "Succeeded")
+        assert cond["reason"] == "StatusInvalid" and "status.nodes.0.id: Field required" in cond["message"]
+        assert status["nodes"] == [] and status["historySeq"] == 5
         assert history.written == [5]  # the store hears how the run ended
         assert [e["reason"] for e in api.events] == ["StatusInvalid"]
         assert calls == [] and run  # nothing ran
@@ -294,7 +294,7 @@ def test_status_too_large_for_etcd_fails_the_run_with_a_smaller_one():
         subject.on_run_event(None, api.add_run("r", "w"))
         await settle(lambda: run_status(api).get("phase") == "Failed")
         status = run_status(api)
-        assert status["conditions"][0]["reason"] == "RunTooLarge"
+        assert status["conditions"][0]["reason"] == "RunTooLarge"  # Succeeded, then Ready, Stalled
         assert "request is too large" in status["conditions"][0]["message"]
         assert "pinnedTasks" not in status and calls == ["A"]
 

@@ -99,10 +99,11 @@ gets a copy of its own, made just before it and removed after it.
 - apiGroups: [seqflow.io]
   resources: [workflows]
   verbs: [get, list, watch]
-# patch: the run's finalizer, held until its history is written.
+# patch: the run's finalizer, held until its history is written; delete: a finished run whose
+# time to live (ttlSecondsAfterFinished) is over.
 - apiGroups: [seqflow.io]
   resources: [workflowruns]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, patch, delete]
 - apiGroups: [seqflow.io]
   resources: [workflowruns/status]
   verbs: [patch]
@@ -110,9 +111,10 @@ gets a copy of its own, made just before it and removed after it.
   resources: [events]
   verbs: [create]
 # Job tasks, one Job per attempt; their pods' termination messages carry the outputs.
+# delete: the Job of an attempt stopped by a cancel.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [create, get, list, watch]
+  verbs: [create, get, list, watch, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]

@@ -141,7 +141,7 @@ def custom_resource_definitions() -> list[dict[str, Any]]:
         columns=[
             _column("Workflow", ".spec.workflowRef.name"),
             _column("Phase", ".status.phase"),
-            _column("Task", ".status.currentTask"),
+            _column("Task", ".status.current[*]"),
             _column("Progress", ".status.progress"),
             _column("Retries", ".status.retries", "integer"),
             _column("Reason", ".status.conditions[?(@.type=='Succeeded')].reason"),

@@ -7,6 +7,7 @@ engine reads and writes. Field names are the camelCase names users write in mani
 from __future__ import annotations
 
 import enum
+import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -36,18 +37,27 @@ class Model(BaseModel):
 class RunPhase(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
+    SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
 
 
-class TaskPhase(enum.StrEnum):
+FINISHED = (RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED)
+
+
+class NodePhase(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     RETRYING = "Retrying"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+
+
+class NodeType(enum.StrEnum):
+    HANDLER = "handler"
+    JOB = "job"
 
 
 class Reason(enum.StrEnum):
@@ -62,6 +72,11 @@ class Reason(enum.StrEnum):
     HISTORY_BACKLOG = "HistoryBacklog"
     ATTEMPT_BLOCKED = "AttemptBlocked"
     RUN_DELETED = "RunDeleted"
+    CANCELLED = "Cancelled"
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+    RETRIED = "Retried"
+    QUEUED = "Queued"
     STARTED = "Started"
     TASK_STARTED = "TaskStarted"
     TASK_SUCCEEDED = "TaskSucceeded"
@@ -173,9 +188,19 @@ class TaskSpec(Model):
     )
 
 
+class Concurrency(Model):
+    limit: int = Field(ge=1, description="Runs of this Workflow that may run at once; the others queue.")
+
+
 class WorkflowSpec(Model):
     description: str | None = None
     defaults: TaskDefaults | None = None
+    concurrency: Concurrency | None = Field(
+        default=None, description="Queue runs beyond a limit (Pending, reason Queued), in creation order."
+    )
+    ttl_seconds_after_finished: Annotated[int | None, Field(ge=0)] = Field(
+        default=None, description="Delete this Workflow's runs this long after they finish (history stays)."
+    )
     tasks: list[TaskSpec] = Field(
         min_length=1,
         max_length=MAX_TASKS,
@@ -199,7 +224,47 @@ class WorkflowRef(Model):
 
 
 class WorkflowRunSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.input) == has(oldSelf.input)"
+                    " && (!has(self.input) || self.input == oldSelf.input)",
+                    "message": "input is immutable: create a new run (kubectl seqflow rerun) instead",
+                },
+                {
+                    "rule": "self.workflowRef == oldSelf.workflowRef",
+                    "message": "workflowRef is immutable: create a new run instead",
+                },
+                {
+                    "rule": "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
+                    "message": "cancel cannot be undone: use retry to run a cancelled run again",
+                },
+                {
+                    "rule": "(has(self.retry) ? self.retry : 0) >= (has(oldSelf.retry) ? oldSelf.retry : 0)",
+                    "message": "retry only goes up: raise it by one to retry the run once more",
+                },
+            ]
+        }
+    )
+
     workflow_ref: WorkflowRef
+    suspend: bool | None = Field(
+        default=None, description="true: start no new step or attempt (running ones finish); false: go on."
+    )
+    cancel: bool | None = Field(
+        default=None,
+        description="true: stop the run now (Jobs deleted, async handlers cancelled); cannot be undone.",
+    )
+    retry: Annotated[int | None, Field(ge=0)] = Field(
+        default=None,
+        description="Raise it to run a Failed or Cancelled run again from the step that did not succeed.",
+    )
+    ttl_seconds_after_finished: Annotated[int | None, Field(ge=0)] = Field(
+        default=None,
+        description="Delete the run this long after it finishes (its history stays); "
+        "else the Workflow's, else the operator's SEQFLOW_RUN_TTL_SECONDS.",
+    )
     input: JsonObject = Field(
         default_factory=dict,
         description=f"Input of the first task: a JSON object of at most {MAX_DATA_BYTES // 1024} KiB "
@@ -220,10 +285,17 @@ class PinnedTask(Model):
     timeout_seconds: int
 
 
-class TaskStatus(Model):
-    name: str
-    phase: TaskPhase = TaskPhase.PENDING
+class NodeStatus(Model):
+    """One step of a run that has started, by its stable path id (the step's name at the top)."""
+
+    id: str
+    type: NodeType
+    phase: NodePhase = NodePhase.PENDING
     attempts: int = 0
+    budget_from: int = Field(
+        default=0, description="Attempts made before the run's last retry; the retry policy counts the rest."
+    )
+    job: str | None = Field(default=None, description="The Job of the current attempt (Job steps).")
     started_at: datetime | None = None
     finished_at: datetime | None = None
     next_retry_at: datetime | None = None
@@ -242,6 +314,9 @@ class HistoryEvent(enum.StrEnum):
     WORKFLOW_FAILED = "WORKFLOW_FAILED"
     TASK_CANCELLED = "TASK_CANCELLED"
     WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
+    RUN_SUSPENDED = "RUN_SUSPENDED"
+    RUN_RESUMED = "RUN_RESUMED"
+    RUN_RETRIED = "RUN_RETRIED"
 
 
 class HistoryRecord(Model):
@@ -273,12 +348,16 @@ class Condition(Model):
 class WorkflowRunStatus(Model):
     phase: RunPhase | None = None
     workflow_generation: int | None = None
-    current_task: str | None = None
+    current: list[str] = Field(
+        default_factory=list, description="Ids of the steps under way (running, or waiting to retry)."
+    )
     progress: str | None = None
     retries: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    tasks: list[TaskStatus] = Field(default_factory=list)
+    nodes: list[NodeStatus] = Field(
+        default_factory=list, description="One per step that has started, by id, in the order they started."
+    )
     pinned_tasks: list[PinnedTask] | None = Field(
         default=None, description="The task list this run executes, copied at start."
     )
@@ -289,6 +368,15 @@ class WorkflowRunStatus(Model):
     )
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    retried: int = Field(default=0, description="The spec's retry count this status has acted on.")
+    cancelled: bool = Field(default=False, description="spec.cancel has been acted on (a retry runs again).")
+    # Declared so that the API server keeps them for `upgrade_status`; never set by this version.
+    legacy_tasks: list[JsonObject] | None = Field(
+        default=None, alias="tasks", description="Written by seqflow 0.1; replaced by nodes when read."
+    )
+    legacy_current_task: str | None = Field(
+        default=None, alias="currentTask", description="Written by seqflow 0.1; replaced by current."
+    )
     history_seq: int = Field(default=0, description="Number of activity log entries so far.")
     pending_history: list[HistoryRecord] = Field(
         default_factory=list,
@@ -297,8 +385,46 @@ class WorkflowRunStatus(Model):
 
     @property
     def finished(self) -> bool:
-        return self.phase in (RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED)
+        return self.phase in FINISHED
 
-    def current_index(self) -> int | None:
-        """The task being worked on: the first that has not succeeded (None when all have)."""
-        return next((i for i, t in enumerate(self.tasks) if t.phase != TaskPhase.SUCCEEDED), None)
+    def node(self, id: str) -> NodeStatus | None:
+        return next((n for n in self.nodes if n.id == id), None)
+
+
+def upgrade_status(raw: JsonObject, *, run: str) -> JsonObject:
+    """A status as written by seqflow 0.1 (one `tasks` entry per task, `currentTask`) in today's
+    shape: a node per task that has started; a running Job keeps the name it was created with."""
+    if "tasks" not in raw:
+        return raw
+    status = {k: v for k, v in raw.items() if k not in ("tasks", "currentTask")}
+    pinned = raw.get("pinnedTasks") or []
+    nodes = []
+    for index, task in enumerate(raw["tasks"]):
+        if task.get("phase", "Pending") == "Pending" and not task.get("attempts"):
+            continue
+        is_job = index < len(pinned) and pinned[index].get("job") is not None
+        node = {k: v for k, v in task.items() if k != "name"}
+        node.update(id=task["name"], type="job" if is_job else "handler")
+        if is_job and task.get("attempts"):
+            node["job"] = legacy_job_name(run=run, task_index=index, attempt=task["attempts"])
+        nodes.append(node)
+    status["nodes"] = nodes
+    status["current"] = [raw["currentTask"]] if raw.get("currentTask") and not _done(raw) else []
+    return status
+
+
+def _done(raw: JsonObject) -> bool:
+    return raw.get("phase") in {p.value for p in FINISHED}
+
+
+def legacy_job_name(*, run: str, task_index: int, attempt: int) -> str:
+    """seqflow 0.1's Job name, `<run>-<task index>-<attempt>` shortened to 63 characters."""
+    return shortened_name(f"{run}-{task_index}-{attempt}")
+
+
+def shortened_name(value: str, *, limit: int = 63) -> str:
+    """`value` itself when it fits, else its head and a hash of all of it."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:10]
+    return f"{value[: limit - len(digest) - 1].rstrip('-_.')}-{digest}"

@@ -1,11 +1,14 @@
 """The pure engine: `plan()` and the data it reads and returns (see `seqflow.engine.plan`)."""
 
-from seqflow.engine.plan import fail_unrecordable, json_size, pin_tasks, plan
+from seqflow.engine.plan import derive_phase, fail_unrecordable, job_name, json_size, pin_tasks, plan
 from seqflow.engine.types import (
     Action,
     AttemptResult,
+    CancelHandler,
     CreateJob,
     Decision,
+    DeleteJob,
+    DeleteRun,
     EngineOptions,
     EventType,
     Observations,
@@ -19,8 +22,11 @@ from seqflow.engine.types import (
 __all__ = [
     "Action",
     "AttemptResult",
+    "CancelHandler",
     "CreateJob",
     "Decision",
+    "DeleteJob",
+    "DeleteRun",
     "EngineOptions",
     "EventType",
     "Observations",
@@ -29,7 +35,9 @@ __all__ = [
     "RunView",
     "WakeAt",
     "WorkflowView",
+    "derive_phase",
     "fail_unrecordable",
+    "job_name",
     "json_size",
     "pin_tasks",
     "plan",

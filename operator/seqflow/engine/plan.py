@@ -1,13 +1,17 @@
 """The run state machine: `plan()` turns a run, what was observed and the time into a decision.
 
-Pure: no clock, no I/O. The same inputs always give the same new status and actions, which is
-what the table tests in tests/unit/test_plan.py rely on.
+Three passes over a draft of the new status: `_fold` takes in what happened (attempt results,
+Jobs, the user's intent in the spec: cancel, retry, deletion), `_schedule` picks the steps that
+may start now, and `_emit` starts their attempts; the run's phase is then derived from its nodes
+(`derive_phase`) and its end, if it ended, recorded. Pure: no clock, no I/O; the same inputs
+always give the same status and actions, which the table tests in tests/unit/test_plan.py rely on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from seqflow.api.models import (
@@ -16,19 +20,25 @@ from seqflow.api.models import (
     HistoryEvent,
     HistoryRecord,
     JsonObject,
+    NodePhase,
+    NodeStatus,
+    NodeType,
     PinnedTask,
     Reason,
     RetryPolicy,
     RunPhase,
-    TaskPhase,
-    TaskStatus,
+    WorkflowRunSpec,
     WorkflowRunStatus,
+    shortened_name,
 )
 from seqflow.engine.types import (
     Action,
     AttemptResult,
+    CancelHandler,
     CreateJob,
     Decision,
+    DeleteJob,
+    DeleteRun,
     EngineOptions,
     EventType,
     Observations,
@@ -39,9 +49,55 @@ from seqflow.engine.types import (
     WorkflowView,
 )
 
-CONDITION = "Succeeded"
+CONDITION = "Succeeded"  # the run's summary, Tekton style
+READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"  # kstatus
 MAX_ERROR = 1024  # characters of an error kept in the status, the Events and the history
 INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
+ACTIVE = (NodePhase.RUNNING, NodePhase.RETRYING)
+
+
+@dataclass
+class _Draft:
+    """The status being planned and what to do about it (mutable only inside `plan`)."""
+
+    run: RunView
+    status: WorkflowRunStatus
+    now: datetime
+    options: EngineOptions
+    actions: list[Action] = field(default_factory=list)
+    end: tuple[str, str] | None = None  # why the run fails or is cancelled: (reason, message)
+
+    def record(
+        self, type: HistoryEvent, *, node: str | None = None, attempt: int | None = None, details: JsonObject
+    ) -> None:
+        """Append an activity log entry, to be written to the history store."""
+        seq = self.status.history_seq + 1
+        index = self.step_index(node) if node is not None else None
+        entry = HistoryRecord(
+            seq=seq, type=type, at=self.now, task=node, task_index=index, attempt=attempt, details=details
+        )
+        self.update(history_seq=seq, pending_history=[*self.status.pending_history, entry])
+
+    def update(self, **fields: object) -> None:
+        self.status = self.status.model_copy(update=fields)
+
+    def put(self, node: NodeStatus) -> None:
+        nodes = [n for n in self.status.nodes if n.id != node.id]
+        position = next((i for i, n in enumerate(self.status.nodes) if n.id == node.id), len(nodes))
+        self.update(nodes=[*nodes[:position], node, *nodes[position:]])
+
+    def event(self, type: EventType, reason: str, message: str) -> None:
+        self.actions.append(PostEvent(type, reason, message))
+
+    def condition(self, status: ConditionStatus, reason: str, message: str) -> None:
+        self.update(conditions=_set_condition(self.status.conditions, status, reason, message, self.now))
+
+    @property
+    def steps(self) -> list[PinnedTask]:
+        return self.status.pinned_tasks or []
+
+    def step_index(self, node: str) -> int:
+        return next(i for i, s in enumerate(self.steps) if s.name == node)
 
 
 def plan(*, run: RunView, observed: Observations, now: datetime, options: EngineOptions) -> Decision:
@@ -54,81 +110,91 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
             ],
         }
     )
-    if status.finished:
-        return Decision(status)
-    if observed.deleted:
-        return _cancel_run(
-            status, reason=Reason.RUN_DELETED, message="The run was deleted before it finished", now=now
-        )
-    if status.pinned_tasks is None:
-        return _start(run=run, status=status, observed=observed, now=now, options=options)
-    return _advance(run=run, status=status, observed=observed, now=now, options=options)
+    draft = _Draft(run=run, status=status, now=now, options=options)
+    retry = _retry_requested(run.spec, status) and not observed.deleted
+    if status.finished and not retry:
+        _expire(draft, observed)
+        return Decision(draft.status, tuple(draft.actions))
+    if retry:
+        _retry(draft)
+    elif (run.spec.retry or 0) > status.retried:  # raised while running: nothing to retry
+        draft.update(retried=run.spec.retry)
+    if draft.status.pinned_tasks is None and not observed.deleted and not _start(draft, observed):
+        return _decided(draft)
+    _fold(draft, observed)
+    for index in _schedule(draft, observed):
+        _start_attempt(draft, index)
+    return _decided(draft)
 
 
-# ----- starting -----
+def _decided(draft: _Draft) -> Decision:
+    _conclude(draft)
+    return Decision(draft.status, tuple(draft.actions))
 
 
-def _start(
-    *,
-    run: RunView,
-    status: WorkflowRunStatus,
-    observed: Observations,
-    now: datetime,
-    options: EngineOptions,
-) -> Decision:
+# ----- starting a run -----
+
+
+def _start(draft: _Draft, observed: Observations) -> bool:
+    """Pin the Workflow's steps and record the start; False when the run cannot start now."""
+    run, now = draft.run, draft.now
     name = run.spec.workflow_ref.name
     size = json_size(run.spec.input)
-    if size > options.max_input_bytes:
-        message = (
-            f"The input is {size} bytes of JSON, more than the {options.max_input_bytes} a run takes: "
-            "keep large data in storage and pass a reference to it"
+    if size > draft.options.max_input_bytes:
+        draft.end = (
+            Reason.INPUT_TOO_LARGE,
+            f"The input is {size} bytes of JSON, more than the {draft.options.max_input_bytes} a run "
+            "takes: keep large data in storage and pass a reference to it",
         )
-        return _fail_run(status, reason=Reason.INPUT_TOO_LARGE, message=message, now=now)
+        return False
+    if observed.queued is not None and observed.workflow is not None:
+        position, waiting = observed.queued
+        limit = observed.workflow.spec.concurrency.limit if observed.workflow.spec.concurrency else 0
+        message = f'Queued: Workflow "{name}" runs at most {limit} at once; '
+        message += f"this run is {position} of {waiting} waiting"
+        draft.condition(ConditionStatus.UNKNOWN, Reason.QUEUED, message)
+        return False
     if observed.workflow is None:
-        deadline = run.created_at + options.workflow_wait
-        if now < deadline:
-            return _wait_for_workflow(status=status, workflow=name, until=deadline, now=now)
-        return _fail_run(
-            status,
-            reason=Reason.WORKFLOW_NOT_FOUND,
-            message=f'Workflow "{name}" not found in the run\'s namespace',
-            now=now,
+        deadline = run.created_at + draft.options.workflow_wait
+        if now >= deadline:
+            draft.end = (Reason.WORKFLOW_NOT_FOUND, f'Workflow "{name}" not found in the run\'s namespace')
+            return False
+        message = (
+            f'Workflow "{name}" not found; waiting until '
+            f"{deadline.isoformat(timespec='seconds')} for it to appear"
         )
-
-    tasks = pin_tasks(observed.workflow, options=options)
-    problem = _unrunnable(tasks, handlers=observed.handlers)
+        if draft.status.phase is None:
+            draft.event(EventType.WARNING, Reason.WAITING_FOR_WORKFLOW, message)
+        draft.condition(ConditionStatus.UNKNOWN, Reason.WAITING_FOR_WORKFLOW, message)
+        draft.actions.append(WakeAt(deadline))
+        return False
+    steps = pin_tasks(observed.workflow, options=draft.options)
+    problem = _unrunnable(steps, handlers=observed.handlers)
     if problem:
-        return _fail_run(status, reason=Reason.HANDLER_NOT_FOUND, message=problem, now=now)
-
-    started = _record(
-        status.model_copy(
-            update={
-                "phase": RunPhase.RUNNING,
-                "workflow_generation": observed.workflow.generation,
-                "pinned_tasks": tasks,
-                "tasks": [TaskStatus(name=t.name) for t in tasks],
-                "started_at": now,
-                "progress": f"0/{len(tasks)}",
-            }
-        ),
+        draft.end = (Reason.HANDLER_NOT_FOUND, problem)
+        return False
+    draft.update(
+        workflow_generation=observed.workflow.generation,
+        pinned_tasks=steps,
+        started_at=now,
+        progress=f"0/{len(steps)}",
+    )
+    draft.record(
         HistoryEvent.WORKFLOW_STARTED,
-        now,
         details={
             "workflow": name,
             "generation": observed.workflow.generation,
-            "tasks": [t.name for t in tasks],
+            "tasks": [t.name for t in steps],
             "input": run.spec.input,
         },
     )
-    event = PostEvent(
+    draft.event(
         EventType.NORMAL,
         Reason.STARTED,
         f'Started Workflow "{name}" '
-        f"(generation {observed.workflow.generation}, {_count(len(tasks), 'task')})",
+        f"(generation {observed.workflow.generation}, {_count(len(steps), 'task')})",
     )
-    return _start_attempt(
-        status=started, index=0, input=run.spec.input, now=now, options=options, events=[event]
-    )
+    return True
 
 
 def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedTask]:
@@ -160,336 +226,423 @@ def _unrunnable(tasks: list[PinnedTask], *, handlers: frozenset[str]) -> str | N
     return "; ".join(problems) + f" (registered handlers: {known})"
 
 
-def _wait_for_workflow(
-    *, status: WorkflowRunStatus, workflow: str, until: datetime, now: datetime
-) -> Decision:
-    message = (
-        f'Workflow "{workflow}" not found; waiting until '
-        f"{until.isoformat(timespec='seconds')} for it to appear"
+def _expire(draft: _Draft, observed: Observations) -> None:
+    """A finished run is deleted once its time to live is over (the run's own, else its
+    Workflow's, else the operator's); until then, a timer."""
+    spec, workflow = draft.run.spec, observed.workflow
+    seconds = spec.ttl_seconds_after_finished
+    if seconds is None and workflow is not None:
+        seconds = workflow.spec.ttl_seconds_after_finished
+    ttl = timedelta(seconds=seconds) if seconds is not None else draft.options.run_ttl
+    if ttl is None or draft.status.finished_at is None or observed.deleted:
+        return
+    due = draft.status.finished_at + ttl
+    draft.actions.append(DeleteRun() if draft.now >= due else WakeAt(due))
+
+
+# ----- fold: what happened -----
+
+
+def _fold(draft: _Draft, observed: Observations) -> None:
+    if observed.deleted:
+        _cancel(draft, reason=Reason.RUN_DELETED, message="The run was deleted before it finished")
+        return
+    for node in list(draft.status.nodes):
+        if node.phase == NodePhase.RUNNING:
+            _fold_running(draft, node, observed)
+    if (
+        draft.run.spec.cancel
+        and not draft.status.cancelled
+        and draft.end is None
+        and not _failed(draft.status)
+    ):
+        draft.update(cancelled=True)
+        _cancel(draft, reason=Reason.CANCELLED, message="The run was cancelled (spec.cancel)")
+
+
+def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> None:
+    result = next(
+        (r for r in observed.results if (r.node, r.attempt) == (node.id, node.attempts)),
+        None,
     )
-    waiting = status.model_copy(
-        update={
-            "phase": RunPhase.PENDING,
-            "conditions": _set_condition(
-                status.conditions, ConditionStatus.UNKNOWN, Reason.WAITING_FOR_WORKFLOW, message, now
-            ),
-        }
+    if result is None and node.type == NodeType.JOB:
+        if node.id in observed.jobs_running:
+            _started_condition(draft, node)
+        elif node.id in observed.blocked:
+            _hold(
+                draft,
+                reason=Reason.ATTEMPT_BLOCKED,
+                message=f"Task {node.id} attempt {node.attempts} cannot start: {observed.blocked[node.id]}",
+                until=draft.now + draft.options.blocked_recheck,
+            )
+        else:  # not seen (yet): create it again; if it exists, that is a no-op that finds it
+            draft.actions.append(_execute(draft, node))
+        return
+    if result is None:
+        if (node.id, node.attempts) in observed.handlers_running:
+            return
+        # Nobody is executing this attempt any more: the operator stopped while it ran.
+        result = AttemptResult(node=node.id, attempt=node.attempts, error=INTERRUPTED)
+    if result.succeeded:
+        _succeeded(draft, node, result.output or {})
+    else:
+        _attempt_failed(draft, node, result)
+
+
+def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
+    draft.put(
+        node.model_copy(update={"phase": NodePhase.SUCCEEDED, "finished_at": draft.now, "last_error": None})
     )
-    actions: list[Action] = [WakeAt(until)]
-    if status.phase is None:
-        actions.insert(0, PostEvent(EventType.WARNING, Reason.WAITING_FOR_WORKFLOW, message))
-    return Decision(waiting, tuple(actions))
-
-
-# ----- advancing -----
-
-
-def _advance(
-    *,
-    run: RunView,
-    status: WorkflowRunStatus,
-    observed: Observations,
-    now: datetime,
-    options: EngineOptions,
-) -> Decision:
-    assert status.pinned_tasks is not None
-    index = status.current_index()
-    assert index is not None, "a started run that has not finished has a current task"
-    task = status.tasks[index]
-    result = observed.result
-    if task.phase == TaskPhase.RUNNING:
-        if result is None and status.pinned_tasks[index].job is not None:
-            if observed.attempt_alive:  # the Job is running; its events will wake us
-                return Decision(_started(status, task_name=task.name, attempt=task.attempts, now=now))
-            if observed.attempt_blocked:
-                message = f"Task {task.name} attempt {task.attempts} cannot start: {observed.attempt_blocked}"
-                return _hold(
-                    status,
-                    reason=Reason.ATTEMPT_BLOCKED,
-                    message=message,
-                    now=now,
-                    until=now + options.blocked_recheck,
-                )
-            # Not seen (yet): create it again; if it exists, that is a no-op that finds it.
-            job = _execute(status, index, task.attempts, _input_of(run, status, index))
-            return Decision(status, (job,))
-        if result is None:
-            # Nobody is executing this attempt any more: the operator stopped while it ran.
-            result = AttemptResult(task_index=index, attempt=task.attempts, error=INTERRUPTED)
-        elif (result.task_index, result.attempt) != (index, task.attempts):
-            return Decision(status)  # a stale result of an attempt already accounted for
-        if result.succeeded:
-            output = result.output or {}
-            return _task_succeeded(status=status, index=index, output=output, now=now, options=options)
-        return _attempt_failed(status=status, index=index, result=result, now=now)
-
-    if task.phase == TaskPhase.RETRYING and task.next_retry_at and now < task.next_retry_at:
-        return Decision(status, (WakeAt(task.next_retry_at),))
-    return _start_attempt(
-        status=status, index=index, input=_input_of(run, status, index), now=now, options=options
+    draft.record(HistoryEvent.TASK_COMPLETED, node=node.id, attempt=node.attempts, details={"output": output})
+    draft.update(output=output)
+    draft.event(
+        EventType.NORMAL, Reason.TASK_SUCCEEDED, f"Task {node.id} succeeded on attempt {node.attempts}"
     )
 
 
-def _input_of(run: RunView, status: WorkflowRunStatus, index: int) -> JsonObject:
-    return run.spec.input if index == 0 else (status.output or {})
-
-
-def _start_attempt(
-    *,
-    status: WorkflowRunStatus,
-    index: int,
-    input: JsonObject,
-    now: datetime,
-    options: EngineOptions,
-    events: list[PostEvent] | None = None,
-) -> Decision:
-    assert status.pinned_tasks is not None
-    if _backlog_full(status, options):
-        # The history store is behind (down?): hold here rather than lose entries. Writing
-        # them trims the list, and that status change brings the run back.
-        message = (
-            f"Holding before task {status.pinned_tasks[index].name}: "
-            f"{_count(len(status.pending_history), 'activity log entry', 'activity log entries')} "
-            "wait for the history store"
-        )
-        return _hold(status, reason=Reason.HISTORY_BACKLOG, message=message, now=now, events=events)
-    pinned = status.pinned_tasks[index]
-    current = status.tasks[index]
-    attempt = current.attempts + 1
-    task = current.model_copy(
-        update={
-            "phase": TaskPhase.RUNNING,
-            "attempts": attempt,
-            "started_at": current.started_at or now,
-            "next_retry_at": None,
-        }
-    )
-    started = _record(
-        status,
-        HistoryEvent.TASK_STARTED,
-        now,
-        index=index,
-        attempt=attempt,
-        details={"input": input, "executor": "job" if pinned.job is not None else "handler"},
-    )
-    running = _with_task(started, index, task).model_copy(update={"current_task": pinned.name})
-    running = _started(running, task_name=pinned.name, attempt=attempt, now=now)
-    # No Event for a start: the status shows it, and the outcome's Event names the attempt.
-    return Decision(running, (*(events or []), _execute(status, index, attempt, input)))
-
-
-def _started(status: WorkflowRunStatus, *, task_name: str, attempt: int, now: datetime) -> WorkflowRunStatus:
-    """The condition of a run whose attempt is under way (after a hold, too)."""
-    message = f"Task {task_name} attempt {attempt} started"
-    conditions = _set_condition(status.conditions, ConditionStatus.UNKNOWN, Reason.TASK_STARTED, message, now)
-    return status.model_copy(update={"conditions": conditions})
-
-
-def _execute(status: WorkflowRunStatus, index: int, attempt: int, input: JsonObject) -> Action:
-    assert status.pinned_tasks is not None
-    task = status.pinned_tasks[index]
-    kind = CreateJob if task.job is not None else RunHandler
-    return kind(task_index=index, task=task, attempt=attempt, input=input)
-
-
-def _task_succeeded(
-    *,
-    status: WorkflowRunStatus,
-    index: int,
-    output: JsonObject,
-    now: datetime,
-    options: EngineOptions,
-) -> Decision:
-    task = status.tasks[index].model_copy(
-        update={"phase": TaskPhase.SUCCEEDED, "finished_at": now, "last_error": None}
-    )
-    recorded = _record(
-        status,
-        HistoryEvent.TASK_COMPLETED,
-        now,
-        index=index,
-        attempt=task.attempts,
-        details={"output": output},
-    )
-    done = _with_task(recorded, index, task).model_copy(update={"output": output})
-    event = PostEvent(
-        EventType.NORMAL,
-        Reason.TASK_SUCCEEDED,
-        f"Task {task.name} succeeded on attempt {task.attempts}",
-    )
-    if index + 1 < len(done.tasks):
-        return _start_attempt(
-            status=done, index=index + 1, input=output, now=now, options=options, events=[event]
-        )
-
-    message = f"All {len(done.tasks)} tasks succeeded" if len(done.tasks) > 1 else "The task succeeded"
-    done = _record(done, HistoryEvent.WORKFLOW_COMPLETED, now, details={"output": output})
-    finished = done.model_copy(
-        update={
-            "phase": RunPhase.SUCCEEDED,
-            "current_task": None,
-            "finished_at": now,
-            "conditions": _set_condition(
-                done.conditions, ConditionStatus.TRUE, Reason.SUCCEEDED, message, now
-            ),
-        }
-    )
-    return Decision(finished, (event, PostEvent(EventType.NORMAL, Reason.SUCCEEDED, message)))
-
-
-def _attempt_failed(
-    *, status: WorkflowRunStatus, index: int, result: AttemptResult, now: datetime
-) -> Decision:
-    assert status.pinned_tasks is not None and result.error is not None
-    result = replace(result, error=_clip(result.error))
-    policy = status.pinned_tasks[index].retry
-    task = status.tasks[index]
-    attempt = task.attempts
+def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> None:
+    assert result.error is not None
+    error = _clip(result.error)
+    policy = draft.steps[draft.step_index(node.id)].retry
+    attempt = node.attempts
+    counted = attempt - node.budget_from
     reason = result.reason or (Reason.TASK_INTERRUPTED if result.error == INTERRUPTED else Reason.TASK_FAILED)
-
-    if result.permanent or attempt > policy.max_retries:
-        why = "permanent error" if result.permanent else f"{attempt} attempts"
-        message = f"Task {task.name} failed ({why}): {result.error}"
-        failed_task = task.model_copy(
-            update={"phase": TaskPhase.FAILED, "finished_at": now, "last_error": result.error}
+    if result.permanent or counted > policy.max_retries:
+        why = "permanent error" if result.permanent else f"{counted} attempts"
+        draft.put(
+            node.model_copy(update={"phase": NodePhase.FAILED, "finished_at": draft.now, "last_error": error})
         )
-        recorded = _record(
-            status,
+        draft.record(
             HistoryEvent.TASK_FAILED,
-            now,
-            index=index,
+            node=node.id,
             attempt=attempt,
-            details={
-                "error": result.error,
-                "reason": reason,
-                "permanent": result.permanent,
-                "attempts": attempt,
-            },
+            details={"error": error, "reason": reason, "permanent": result.permanent, "attempts": counted},
         )
-        return _fail_run(_with_task(recorded, index, failed_task), reason=reason, message=message, now=now)
-
-    delay = policy.delay_after(attempt)
-    retry_at = now + timedelta(seconds=delay)
-    message = (
-        f"Task {task.name} attempt {attempt} failed: {result.error}; "
-        f"retry {attempt} of {policy.max_retries} in {delay:g} s"
+        draft.end = (reason, f"Task {node.id} failed ({why}): {error}")
+        return
+    delay = policy.delay_after(counted)
+    retry_at = draft.now + timedelta(seconds=delay)
+    message = f"Task {node.id} attempt {attempt} failed: {error}; "
+    message += f"retry {counted} of {policy.max_retries} in {delay:g} s"
+    draft.put(
+        node.model_copy(update={"phase": NodePhase.RETRYING, "next_retry_at": retry_at, "last_error": error})
     )
-    retrying_task = task.model_copy(
-        update={"phase": TaskPhase.RETRYING, "next_retry_at": retry_at, "last_error": result.error}
-    )
-    recorded = _record(
-        status,
+    draft.record(
         HistoryEvent.TASK_RETRY,
-        now,
-        index=index,
+        node=node.id,
         attempt=attempt,
         details={
-            "error": result.error,
+            "error": error,
             "reason": reason,
-            "retry_count": attempt,
+            "retry_count": counted,
             "max_retries": policy.max_retries,
             "backoff_seconds": delay,
             "next_retry_at": retry_at.isoformat(),
         },
     )
-    retrying = _with_task(recorded, index, retrying_task).model_copy(
-        update={
-            "conditions": _set_condition(
-                status.conditions, ConditionStatus.UNKNOWN, Reason.TASK_RETRYING, message, now
+    draft.condition(ConditionStatus.UNKNOWN, Reason.TASK_RETRYING, message)
+    draft.event(EventType.WARNING, Reason.TASK_RETRYING, message)
+
+
+def _cancel(draft: _Draft, *, reason: str, message: str) -> None:
+    """Stop every active step: running attempts are cancelled (Jobs deleted, handlers stopped)."""
+    for node in draft.status.nodes:
+        if node.phase not in ACTIVE:
+            continue
+        if node.phase == NodePhase.RUNNING:
+            draft.record(
+                HistoryEvent.TASK_CANCELLED, node=node.id, attempt=node.attempts, details={"reason": reason}
             )
-        }
-    )
-    return Decision(
-        retrying,
-        (PostEvent(EventType.WARNING, Reason.TASK_RETRYING, message), WakeAt(retry_at)),
+            if node.type == NodeType.JOB and node.job:
+                draft.actions.append(DeleteJob(node.job))
+            elif node.type == NodeType.HANDLER:
+                draft.actions.append(CancelHandler(node.id, node.attempts))
+        draft.put(
+            node.model_copy(
+                update={"phase": NodePhase.CANCELLED, "finished_at": draft.now, "next_retry_at": None}
+            )
+        )
+    draft.end = (reason, message)
+
+
+def _retry_requested(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> bool:
+    return (spec.retry or 0) > status.retried and status.phase in (RunPhase.FAILED, RunPhase.CANCELLED)
+
+
+def _retry(draft: _Draft) -> None:
+    """Run a Failed or Cancelled run again from the steps that did not succeed, each with a fresh
+    attempt budget; succeeded steps keep their outputs."""
+    for node in draft.status.nodes:
+        if node.phase in (NodePhase.FAILED, NodePhase.CANCELLED):
+            draft.put(
+                node.model_copy(
+                    update={"phase": NodePhase.PENDING, "budget_from": node.attempts, "finished_at": None}
+                )
+            )
+    previous = draft.status.phase
+    draft.update(retried=draft.run.spec.retry or 0, phase=RunPhase.RUNNING, finished_at=None)
+    draft.record(HistoryEvent.RUN_RETRIED, details={"retry": draft.status.retried, "after": str(previous)})
+    draft.event(
+        EventType.NORMAL,
+        Reason.RETRIED,
+        f"Retrying the run (retry {draft.status.retried}) from the steps that did not succeed",
     )
 
 
-def _fail_run(status: WorkflowRunStatus, *, reason: str, message: str, now: datetime) -> Decision:
-    status = _record(
-        status, HistoryEvent.WORKFLOW_FAILED, now, details={"reason": reason, "message": message}
+# ----- schedule: what may start now -----
+
+
+def _schedule(draft: _Draft, observed: Observations) -> list[int]:
+    """The steps whose next attempt starts now (at most one: steps run in order)."""
+    status, spec = draft.status, draft.run.spec
+    if draft.end is not None or status.pinned_tasks is None or spec.suspend:
+        return []
+    for index, step in enumerate(status.pinned_tasks):
+        node = status.node(step.name)
+        if node is None or node.phase == NodePhase.PENDING:
+            return [index] if _room_for_history(draft, step) else []
+        if node.phase == NodePhase.RETRYING:
+            if node.next_retry_at and draft.now < node.next_retry_at:
+                draft.actions.append(WakeAt(node.next_retry_at))
+                return []
+            return [index] if _room_for_history(draft, step) else []
+        if node.phase != NodePhase.SUCCEEDED:
+            return []
+    return []
+
+
+def _room_for_history(draft: _Draft, step: PinnedTask) -> bool:
+    """Whether the entries waiting for the history store leave room for another attempt (by
+    count, and by size: the whole object must stay well below etcd's limit); if not, the run
+    holds and says why. Writing them trims the list, and that status change brings it back."""
+    pending = draft.status.pending_history
+    size = sum(json_size(r.details) for r in pending)
+    if len(pending) < draft.options.max_pending_history and size < draft.options.max_pending_history_bytes:
+        return True
+    message = (
+        f"Holding before task {step.name}: "
+        f"{_count(len(pending), 'activity log entry', 'activity log entries')} wait for the history store"
     )
-    failed = status.model_copy(
+    _hold(draft, reason=Reason.HISTORY_BACKLOG, message=message)
+    return False
+
+
+# ----- emit: start attempts -----
+
+
+def _start_attempt(draft: _Draft, index: int) -> None:
+    step = draft.steps[index]
+    node = draft.status.node(step.name) or NodeStatus(
+        id=step.name, type=NodeType.JOB if step.job is not None else NodeType.HANDLER
+    )
+    attempt = node.attempts + 1
+    input = _input_of(draft, index)
+    node = node.model_copy(
         update={
-            "phase": RunPhase.FAILED,
-            "finished_at": now,
-            "conditions": _set_condition(status.conditions, ConditionStatus.FALSE, reason, message, now),
+            "phase": NodePhase.RUNNING,
+            "attempts": attempt,
+            "started_at": node.started_at or draft.now,
+            "next_retry_at": None,
+            "job": job_name(run=draft.run.name, node=node.id, attempt=attempt)
+            if step.job is not None
+            else None,
         }
     )
-    return Decision(failed, (PostEvent(EventType.WARNING, reason, message),))
+    draft.put(node)
+    draft.record(
+        HistoryEvent.TASK_STARTED,
+        node=node.id,
+        attempt=attempt,
+        details={"input": input, "executor": node.type.value},
+    )
+    _started_condition(draft, node)
+    # No Event for a start: the status shows it, and the outcome's Event names the attempt.
+    draft.actions.append(_execute(draft, node, input))
 
 
-def fail_unrecordable(status: WorkflowRunStatus, *, reason: str, message: str, now: datetime) -> Decision:
+def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -> Action:
+    index = draft.step_index(node.id)
+    task = draft.steps[index]
+    data = _input_of(draft, index) if input is None else input
+    if node.type == NodeType.JOB:
+        assert node.job is not None
+        return CreateJob(node=node.id, name=node.job, task=task, attempt=node.attempts, input=data)
+    return RunHandler(node=node.id, task=task, attempt=node.attempts, input=data)
+
+
+def _input_of(draft: _Draft, index: int) -> JsonObject:
+    return draft.run.spec.input if index == 0 else (draft.status.output or {})
+
+
+def job_name(*, run: str, node: str, attempt: int) -> str:
+    """`<run>-<step id>-<attempt>` as a Job name: lower case, at most 63 characters (shortened
+    with a hash; also when the id had to change, so two ids never share a name)."""
+    slug = "".join(c if c.isalnum() else "-" for c in node.lower()).strip("-")
+    suffix = "" if slug == node else "-" + hashlib.sha256(node.encode()).hexdigest()[:6]
+    return shortened_name(f"{run}-{slug}-{attempt}{suffix}")
+
+
+# ----- the run's phase, derived from its nodes -----
+
+
+def derive_phase(status: WorkflowRunStatus, spec: WorkflowRunSpec, *, ended: str | None = None) -> RunPhase:
+    """The run's phase from its nodes and the user's intent; `ended` is why it stopped, if it did."""
+    steps = status.pinned_tasks or []
+    nodes = {n.id: n for n in status.nodes}
+    if any(n.phase in (NodePhase.RUNNING, NodePhase.RETRYING) for n in nodes.values()):
+        return RunPhase.SUSPENDED if spec.suspend else RunPhase.RUNNING
+    if ended in (Reason.CANCELLED, Reason.RUN_DELETED) or (
+        ended is None and any(n.phase == NodePhase.CANCELLED for n in nodes.values())
+    ):
+        return RunPhase.CANCELLED
+    if ended is not None or any(n.phase == NodePhase.FAILED for n in nodes.values()):
+        return RunPhase.FAILED
+    if steps and all(s.name in nodes and nodes[s.name].phase == NodePhase.SUCCEEDED for s in steps):
+        return RunPhase.SUCCEEDED
+    if status.pinned_tasks is None:
+        return RunPhase.PENDING
+    return RunPhase.SUSPENDED if spec.suspend else RunPhase.RUNNING
+
+
+def _conclude(draft: _Draft) -> None:
+    """Derive the phase and the summary fields; record the run's end or suspension, if new."""
+    before = draft.status.phase  # (Running again after a retry)
+    reason = draft.end[0] if draft.end else None
+    phase = derive_phase(draft.status, draft.run.spec, ended=reason)
+    steps = draft.steps
+    nodes = draft.status.nodes
+    succeeded = sum(n.phase == NodePhase.SUCCEEDED for n in nodes)
+    draft.update(
+        phase=phase,
+        current=[n.id for n in nodes if n.phase in ACTIVE],
+        progress=f"{succeeded}/{len(steps)}" if steps else draft.status.progress,
+        retries=sum(max(n.attempts - 1, 0) for n in nodes),
+    )
+    _report_phase(draft, phase, before)
+    if any(c.type == CONDITION for c in draft.status.conditions):
+        _gitops_conditions(draft, phase)
+
+
+def _report_phase(draft: _Draft, phase: RunPhase, before: RunPhase | None) -> None:
+    """Record and tell the run's end, suspension or resumption, when this plan brought it."""
+    steps = draft.steps
+    if phase in (RunPhase.FAILED, RunPhase.CANCELLED):
+        _record_end(draft, phase)
+    elif phase == RunPhase.SUCCEEDED:
+        message = f"All {len(steps)} tasks succeeded" if len(steps) > 1 else "The task succeeded"
+        draft.record(HistoryEvent.WORKFLOW_COMPLETED, details={"output": draft.status.output or {}})
+        draft.update(finished_at=draft.now)
+        draft.condition(ConditionStatus.TRUE, Reason.SUCCEEDED, message)
+        draft.event(EventType.NORMAL, Reason.SUCCEEDED, message)
+    elif phase == RunPhase.SUSPENDED and before != RunPhase.SUSPENDED:
+        message = "Suspended: no new step or attempt starts until spec.suspend is false"
+        draft.record(HistoryEvent.RUN_SUSPENDED, details={})
+        draft.condition(ConditionStatus.UNKNOWN, Reason.SUSPENDED, message)
+        draft.event(EventType.NORMAL, Reason.SUSPENDED, message)
+    elif phase == RunPhase.RUNNING and before == RunPhase.SUSPENDED:
+        draft.record(HistoryEvent.RUN_RESUMED, details={})
+        draft.event(EventType.NORMAL, Reason.RESUMED, "Resumed")
+        if not draft.status.current:
+            draft.condition(ConditionStatus.UNKNOWN, Reason.RESUMED, "Resumed")
+
+
+def _record_end(draft: _Draft, phase: RunPhase) -> None:
+    reason, message = draft.end or (Reason.TASK_FAILED, "A task failed")
+    cancelled = phase == RunPhase.CANCELLED
+    draft.record(
+        HistoryEvent.WORKFLOW_CANCELLED if cancelled else HistoryEvent.WORKFLOW_FAILED,
+        details={"reason": reason, "message": message},
+    )
+    draft.update(finished_at=draft.now, current=[])
+    draft.condition(ConditionStatus.FALSE, reason, message)
+    if reason != Reason.RUN_DELETED:  # nobody reads the Events of a run being deleted
+        draft.event(EventType.NORMAL if cancelled else EventType.WARNING, reason, message)
+
+
+def _failed(status: WorkflowRunStatus) -> bool:
+    return any(n.phase == NodePhase.FAILED for n in status.nodes)
+
+
+def fail_unrecordable(run: RunView, *, reason: str, message: str, now: datetime) -> Decision:
     """Fail a run whose status cannot be written as planned (too large) or read at all: keep
-    only the small parts (tasks, counters, the history not yet in the store) and say why."""
+    only the small parts (nodes, counters, the history not yet in the store) and say why."""
+    status = run.status
     kept = WorkflowRunStatus(
         started_at=status.started_at,
-        tasks=status.tasks,
+        nodes=status.nodes,
         progress=status.progress,
         retries=status.retries,
+        retried=status.retried,
         conditions=status.conditions,
         observed_generation=status.observed_generation,
         history_seq=status.history_seq,
         pending_history=status.pending_history,
     )
-    return _fail_run(kept, reason=reason, message=message, now=now)
+    draft = _Draft(run=run, status=kept, now=now, options=EngineOptions(), end=(reason, message))
+    draft.update(phase=RunPhase.FAILED)
+    _record_end(draft, RunPhase.FAILED)
+    _gitops_conditions(draft, RunPhase.FAILED)
+    return Decision(draft.status, tuple(draft.actions))
 
 
-def _cancel_run(status: WorkflowRunStatus, *, reason: str, message: str, now: datetime) -> Decision:
-    """End the run Cancelled: its running attempt, if any, is recorded as cancelled."""
-    index = status.current_index() if status.pinned_tasks is not None else None
-    if index is not None and status.tasks[index].phase in (TaskPhase.RUNNING, TaskPhase.RETRYING):
-        task = status.tasks[index]
-        if task.phase == TaskPhase.RUNNING:
-            status = _record(
-                status,
-                HistoryEvent.TASK_CANCELLED,
-                now,
-                index=index,
-                attempt=task.attempts,
-                details={"reason": reason},
-            )
-        cancelled_task = task.model_copy(
-            update={"phase": TaskPhase.CANCELLED, "finished_at": now, "next_retry_at": None}
-        )
-        status = _with_task(status, index, cancelled_task)
-    status = _record(
-        status, HistoryEvent.WORKFLOW_CANCELLED, now, details={"reason": reason, "message": message}
+# ----- holds and conditions -----
+
+
+def _hold(draft: _Draft, *, reason: str, message: str, until: datetime | None = None) -> None:
+    """Wait for something outside the run (the condition says what), looking again `until`;
+    a Warning Event tells it the first time."""
+    previous = next((c for c in draft.status.conditions if c.type == CONDITION), None)
+    draft.condition(ConditionStatus.UNKNOWN, reason, message)
+    if previous is None or previous.reason != reason:
+        draft.event(EventType.WARNING, reason, message)
+    if until is not None:
+        draft.actions.append(WakeAt(until))
+
+
+def _started_condition(draft: _Draft, node: NodeStatus) -> None:
+    """The condition of a run whose attempt is under way (after a hold, too)."""
+    draft.condition(
+        ConditionStatus.UNKNOWN, Reason.TASK_STARTED, f"Task {node.id} attempt {node.attempts} started"
     )
-    cancelled = status.model_copy(
-        update={
-            "phase": RunPhase.CANCELLED,
-            "current_task": None,
-            "finished_at": now,
-            "conditions": _set_condition(status.conditions, ConditionStatus.FALSE, reason, message, now),
-        }
-    )
-    return Decision(cancelled)
 
 
-def _hold(
-    status: WorkflowRunStatus,
-    *,
+def _set_condition(
+    conditions: list[Condition],
+    status: ConditionStatus,
     reason: str,
     message: str,
     now: datetime,
-    until: datetime | None = None,
-    events: list[PostEvent] | None = None,
-) -> Decision:
-    """Wait for something outside the run (the condition says what), looking again `until`;
-    a Warning Event tells it the first time."""
-    previous = next((c for c in status.conditions if c.type == CONDITION), None)
-    held = status.model_copy(
-        update={
-            "conditions": _set_condition(status.conditions, ConditionStatus.UNKNOWN, reason, message, now)
-        }
+    *,
+    type: str = CONDITION,
+) -> list[Condition]:
+    previous = next((c for c in conditions if c.type == type), None)
+    changed_at = previous.last_transition_time if previous and previous.status == status else now
+    condition = Condition(
+        type=type, status=status, reason=reason, message=message, last_transition_time=changed_at
     )
-    actions: list[Action] = list(events or ())
-    if previous is None or previous.reason != reason:
-        actions.append(PostEvent(EventType.WARNING, reason, message))
-    if until is not None:
-        actions.append(WakeAt(until))
-    return Decision(held, tuple(actions))
+    if previous is None:
+        return [*conditions, condition]
+    return [condition if c.type == type else c for c in conditions]  # in place: no churn in writes
+
+
+def _gitops_conditions(draft: _Draft, phase: RunPhase) -> None:
+    """Ready, Reconciling and Stalled as kstatus reads them (Flux health checks, `kubectl wait
+    --for=condition=Ready`): Reconciling while the run goes on, Stalled once it failed or was
+    cancelled (both only while true), Ready once it succeeded."""
+    (summary,) = [c for c in draft.status.conditions if c.type == CONDITION]
+    reason, message = summary.reason, summary.message
+    conditions = [c for c in draft.status.conditions if c.type not in (RECONCILING, STALLED)]
+    ready = ConditionStatus.TRUE if phase == RunPhase.SUCCEEDED else ConditionStatus.FALSE
+    conditions = _set_condition(conditions, ready, reason, message, draft.now, type=READY)
+    if phase in (RunPhase.PENDING, RunPhase.RUNNING):
+        conditions = _set_condition(
+            conditions, ConditionStatus.TRUE, reason, message, draft.now, type=RECONCILING
+        )
+    elif phase in (RunPhase.FAILED, RunPhase.CANCELLED):
+        conditions = _set_condition(
+            conditions, ConditionStatus.TRUE, reason, message, draft.now, type=STALLED
+        )
+    draft.update(conditions=conditions)
 
 
 # ----- small helpers -----
@@ -500,71 +653,9 @@ def json_size(value: JsonObject) -> int:
     return len(json.dumps(value, separators=(",", ":")).encode())
 
 
-def _count(n: int, noun: str, plural: str | None = None) -> str:
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 1] + "…"
 
 
-def _backlog_full(status: WorkflowRunStatus, options: EngineOptions) -> bool:
-    """Whether the entries waiting for the history store fill the room the status has for them
-    (by count, and by size: the whole object must stay well below etcd's limit)."""
-    pending = status.pending_history
-    if len(pending) >= options.max_pending_history:
-        return True
-    size = sum(json_size(r.details) for r in pending)
-    return size >= options.max_pending_history_bytes
-
-
-def _record(
-    status: WorkflowRunStatus,
-    type: HistoryEvent,
-    now: datetime,
-    *,
-    index: int | None = None,
-    attempt: int | None = None,
-    details: JsonObject,
-) -> WorkflowRunStatus:
-    """Append an activity log entry to the status, to be written to the history store."""
-    seq = status.history_seq + 1
-    record = HistoryRecord(
-        seq=seq,
-        type=type,
-        at=now,
-        task=status.tasks[index].name if index is not None else None,
-        task_index=index,
-        attempt=attempt,
-        details=details,
-    )
-    return status.model_copy(
-        update={"history_seq": seq, "pending_history": [*status.pending_history, record]}
-    )
-
-
-def _with_task(status: WorkflowRunStatus, index: int, task: TaskStatus) -> WorkflowRunStatus:
-    tasks = [*status.tasks[:index], task, *status.tasks[index + 1 :]]
-    succeeded = sum(t.phase == TaskPhase.SUCCEEDED for t in tasks)
-    return status.model_copy(
-        update={
-            "tasks": tasks,
-            "progress": f"{succeeded}/{len(tasks)}",
-            "retries": sum(max(t.attempts - 1, 0) for t in tasks),
-        }
-    )
-
-
-def _set_condition(
-    conditions: list[Condition],
-    status: ConditionStatus,
-    reason: str,
-    message: str,
-    now: datetime,
-) -> list[Condition]:
-    previous = next((c for c in conditions if c.type == CONDITION), None)
-    changed_at = previous.last_transition_time if previous and previous.status == status else now
-    condition = Condition(
-        type=CONDITION, status=status, reason=reason, message=message, last_transition_time=changed_at
-    )
-    return [*(c for c in conditions if c.type != CONDITION), condition]
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -7,6 +7,7 @@ carries out the actions. Nothing here talks to the outside world.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -24,6 +25,7 @@ from seqflow.api.models import (
 class RunView:
     """The parts of a WorkflowRun object the engine needs."""
 
+    name: str
     spec: WorkflowRunSpec
     status: WorkflowRunStatus
     generation: int
@@ -40,9 +42,9 @@ class WorkflowView:
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """How one attempt of one task ended."""
+    """How one attempt of one step ended."""
 
-    task_index: int
+    node: str  # the step's id
     attempt: int
     output: JsonObject | None = None  # set when the attempt succeeded
     error: str | None = None  # set when it failed
@@ -60,11 +62,13 @@ class Observations:
 
     workflow: WorkflowView | None = None
     handlers: frozenset[str] = frozenset()
-    result: AttemptResult | None = None
-    attempt_alive: bool = False  # the current attempt's Job exists and has not finished
-    attempt_blocked: str | None = None  # why the current attempt's Job cannot be created
+    results: tuple[AttemptResult, ...] = ()  # attempts that ended and are not yet in the status
+    handlers_running: frozenset[tuple[str, int]] = frozenset()  # (node, attempt) being executed
+    jobs_running: frozenset[str] = frozenset()  # nodes whose current Job exists and runs
+    blocked: Mapping[str, str] = field(default_factory=dict)  # node -> why its Job cannot be made
     history_written_through: int = 0  # activity log entries up to this seq are in the store
     deleted: bool = False  # the run is being deleted
+    queued: tuple[int, int] | None = None  # (position, of how many) while its Workflow is at its limit
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class EngineOptions:
     default_timeout_seconds: int = 300
     max_input_bytes: int = MAX_DATA_BYTES
     blocked_recheck: timedelta = timedelta(seconds=30)  # how often a blocked attempt looks again
+    run_ttl: timedelta | None = None  # delete finished runs this long after they finish
     max_pending_history: int = 200  # entries held in a status while the store is behind
     max_pending_history_bytes: int = 256 * 1024  # and their size (inputs and outputs included)
 
@@ -89,9 +94,9 @@ class EventType(enum.StrEnum):
 
 @dataclass(frozen=True)
 class RunHandler:
-    """Call the in-process handler of a task once (after the status saying so is written)."""
+    """Call the in-process handler of a step once (after the status saying so is written)."""
 
-    task_index: int
+    node: str
     task: PinnedTask
     attempt: int
     input: JsonObject
@@ -99,13 +104,34 @@ class RunHandler:
 
 @dataclass(frozen=True)
 class CreateJob:
-    """Create the Job of one attempt of a task (after the status saying so is written).
-    Creating it again is harmless: its name is a function of (run, task, attempt)."""
+    """Create the Job of one attempt of a step (after the status saying so is written).
+    Creating it again is harmless: its name is a function of (run, step, attempt)."""
 
-    task_index: int
+    node: str
+    name: str
     task: PinnedTask
     attempt: int
     input: JsonObject
+
+
+@dataclass(frozen=True)
+class CancelHandler:
+    """Stop an in-process attempt: an async handler is cancelled, a sync one's result dropped."""
+
+    node: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    """Delete the Job of a cancelled attempt (and its pod)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class DeleteRun:
+    """Delete the run itself: its time to live after finishing is over (its history stays)."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +153,7 @@ class PostEvent:
     message: str
 
 
-Action = RunHandler | CreateJob | WakeAt | PostEvent
+Action = RunHandler | CreateJob | CancelHandler | DeleteJob | DeleteRun | WakeAt | PostEvent
 
 
 @dataclass(frozen=True)

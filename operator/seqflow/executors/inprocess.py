@@ -100,9 +100,7 @@ class HandlerRunner:
 
     async def run(self, action: RunHandler, context: TaskContext) -> AttemptResult:
         def failed(message: str, *, permanent: bool = False) -> AttemptResult:
-            return AttemptResult(
-                task_index=action.task_index, attempt=action.attempt, error=message, permanent=permanent
-            )
+            return AttemptResult(node=action.node, attempt=action.attempt, error=message, permanent=permanent)
 
         name = action.task.handler or ""
         handler = self._handlers.get(name)
@@ -120,7 +118,7 @@ class HandlerRunner:
         problem = output_problem(output)
         if problem:  # the handler's code decides its output's shape: retrying cannot fix it
             return failed(problem, permanent=True)
-        return AttemptResult(task_index=action.task_index, attempt=action.attempt, output=output)
+        return AttemptResult(node=action.node, attempt=action.attempt, output=output)
 
     async def _call(self, handler: Handler, input: JsonObject, context: TaskContext) -> Any:
         if inspect.iscoroutinefunction(handler):

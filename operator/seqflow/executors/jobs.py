@@ -9,16 +9,14 @@ container returns its output as a JSON object in its termination message.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from seqflow.api.models import GROUP, VERSION, JsonObject, PinnedTask
+from seqflow.api.models import GROUP, VERSION, JsonObject, PinnedTask, shortened_name
 from seqflow.engine import AttemptResult, CreateJob
 
-MAX_NAME = 63
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
 INPUT_DIR = "/seqflow"
@@ -38,25 +36,12 @@ class RunRef:
     uid: str
 
 
-def job_name(*, run: str, task_index: int, attempt: int) -> str:
-    """`<run>-<task index>-<attempt>`, shortened with a hash to at most 63 characters."""
-    return _shortened(f"{run}-{task_index}-{attempt}")
-
-
-def _shortened(value: str) -> str:
-    """`value` itself when it fits in 63 characters, else its head and a hash of all of it."""
-    if len(value) <= MAX_NAME:
-        return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:10]
-    return f"{value[: MAX_NAME - len(digest) - 1].rstrip('-_.')}-{digest}"
-
-
 def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> JsonObject:
     task = action.task
     assert task.job is not None
     labels = {
         **MANAGED_BY,
-        LABEL_RUN: _shortened(run.name),
+        LABEL_RUN: shortened_name(run.name),
         LABEL_TASK: task.name,
         LABEL_ATTEMPT: str(action.attempt),
     }
@@ -113,7 +98,7 @@ def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> 
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(run=run.name, task_index=action.task_index, attempt=action.attempt),
+            "name": action.name,
             "namespace": run.namespace,
             "labels": labels,
             "ownerReferences": [
@@ -203,13 +188,11 @@ def terminated_state(pod: JsonObject | None) -> JsonObject:
     return {}
 
 
-def read_outcome(*, job: JsonObject, pod: JsonObject | None, task_index: int, attempt: int) -> AttemptResult:
+def read_outcome(*, job: JsonObject, pod: JsonObject | None, node: str, attempt: int) -> AttemptResult:
     """How a finished Job's attempt ended: output from the termination message, or why not."""
 
     def failed(error: str, *, permanent: bool = False, reason: str | None = None) -> AttemptResult:
-        return AttemptResult(
-            task_index=task_index, attempt=attempt, error=error, permanent=permanent, reason=reason
-        )
+        return AttemptResult(node=node, attempt=attempt, error=error, permanent=permanent, reason=reason)
 
     terminated = terminated_state(pod)
     message = (terminated.get("message") or "").strip()
@@ -226,7 +209,7 @@ def read_outcome(*, job: JsonObject, pod: JsonObject | None, task_index: int, at
     output, problem = parse_output(message)
     if problem:
         return failed(problem)
-    return AttemptResult(task_index=task_index, attempt=attempt, output=output)
+    return AttemptResult(node=node, attempt=attempt, output=output)
 
 
 def parse_output(message: str) -> tuple[JsonObject | None, str | None]:

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Insert
 
-from seqflow.api.models import HistoryEvent, HistoryRecord, JsonObject, RunPhase, TaskPhase
+from seqflow.api.models import HistoryEvent, HistoryRecord, JsonObject, NodePhase, RunPhase
 from seqflow.history.tables import ActivityRow, AttemptRow, RunRow
 
 MAX_PAGE = 500
@@ -287,6 +287,12 @@ _RUN_ENDS = {
 }
 
 
+_RUN_PAUSES = {
+    HistoryEvent.RUN_SUSPENDED: RunPhase.SUSPENDED,
+    HistoryEvent.RUN_RESUMED: RunPhase.RUNNING,
+}
+
+
 def _run_changes(records: list[HistoryRecord]) -> JsonObject:
     """The run row's columns after applying `records` (in order, at least one)."""
     changes: JsonObject = {"history_seq": records[-1].seq}
@@ -309,6 +315,10 @@ def _run_changes(records: list[HistoryRecord]) -> JsonObject:
                 finished_at=_naive_utc(record.at),
                 error=record.details.get("message"),
             )
+        elif record.type == HistoryEvent.RUN_RETRIED:
+            changes.update(phase=RunPhase.RUNNING.value, finished_at=None, error=None)
+        elif record.type in _RUN_PAUSES:
+            changes.update(phase=_RUN_PAUSES[record.type].value)
     return changes
 
 
@@ -325,7 +335,7 @@ def _attempt_values(run_uid: str, records: list[HistoryRecord]) -> list[JsonObje
                 "task_index": record.task_index,
                 "task": record.task,
                 "attempt": record.attempt,
-                "phase": TaskPhase.RUNNING.value,
+                "phase": NodePhase.RUNNING.value,
             },
         )
         if record.type == HistoryEvent.TASK_STARTED:
@@ -336,18 +346,18 @@ def _attempt_values(run_uid: str, records: list[HistoryRecord]) -> list[JsonObje
             )
         elif record.type == HistoryEvent.TASK_COMPLETED:
             row.update(
-                phase=TaskPhase.SUCCEEDED.value,
+                phase=NodePhase.SUCCEEDED.value,
                 finished_at=_naive_utc(record.at),
                 output=record.details.get("output"),
             )
         elif record.type in (HistoryEvent.TASK_RETRY, HistoryEvent.TASK_FAILED):
             row.update(
-                phase=TaskPhase.FAILED.value,
+                phase=NodePhase.FAILED.value,
                 finished_at=_naive_utc(record.at),
                 error=record.details.get("error"),
             )
         elif record.type == HistoryEvent.TASK_CANCELLED:
-            row.update(phase=TaskPhase.CANCELLED.value, finished_at=_naive_utc(record.at))
+            row.update(phase=NodePhase.CANCELLED.value, finished_at=_naive_utc(record.at))
     return list(attempts.values())
 
 

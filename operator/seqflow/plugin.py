@@ -1,0 +1,290 @@
+"""`kubectl seqflow`: run control and a run's story from the command line (kubectl finds the
+`kubectl-seqflow` script on PATH). Every command writes or reads the WorkflowRun through the API
+server, exactly as `kubectl patch` or a GitOps commit would: the plugin is a convenience, never
+a requirement.
+
+Exit codes: 0 done (with --wait: the run succeeded), 1 the run failed or was cancelled (with
+--wait), 2 a usage error, an unknown run or a refusal of the API server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from seqflow.api.models import FINISHED, GROUP, VERSION
+
+RUNS = "workflowruns"
+ORIGIN_LABEL = "seqflow.io/rerun-of"
+
+
+class PluginError(Exception):
+    """A problem to report in one line, exit code 2."""
+
+
+class Runs:
+    """The WorkflowRuns of one namespace, through the user's own credentials."""
+
+    def __init__(self, *, kubeconfig: str | None, context: str | None, namespace: str | None) -> None:
+        try:
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+            chosen = next((c for c in contexts if c["name"] == context), None) if context else active
+            if chosen is None:
+                raise PluginError(f'no context "{context}" in the kubeconfig')
+            config.load_kube_config(config_file=kubeconfig, context=context)
+            default = (chosen.get("context") or {}).get("namespace")
+        except config.ConfigException:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException as error:
+                raise PluginError(f"no Kubernetes credentials: {error}") from None
+            default = None
+        self.namespace = namespace or default or "default"
+        self.api = client.CustomObjectsApi()
+        self.core = client.CoreV1Api()
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self._call(
+            lambda: self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, RUNS, name)
+        )
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {"spec": spec}
+        return self._call(
+            lambda: self.api.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, RUNS, name, body)
+        )
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call(
+            lambda: self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, RUNS, body)
+        )
+
+    def _call(self, call: Callable[[], Any]) -> dict[str, Any]:
+        try:
+            answer: dict[str, Any] = call()
+        except ApiException as error:
+            try:
+                message = json.loads(error.body or "{}").get("message", error.reason)
+            except (TypeError, ValueError):
+                message = error.reason
+            raise PluginError(f"{message} ({error.status})") from None
+        return answer
+
+    def wait(self, name: str, *, generation: int, timeout: float) -> dict[str, Any]:
+        """The run once the operator has seen `generation` of its spec and it has finished (or
+        the last seen, when `timeout` runs out)."""
+        deadline = time.monotonic() + timeout
+        run = self.get(name)
+        while not _finished(run, generation) and time.monotonic() < deadline:
+            stream = watch.Watch().stream(
+                self.api.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                RUNS,
+                field_selector=f"metadata.name={name}",
+                timeout_seconds=max(1, int(deadline - time.monotonic())),
+            )
+            for event in stream:
+                run = event["object"]
+                if _finished(run, generation):
+                    break
+        return run
+
+
+def _finished(run: dict[str, Any], generation: int) -> bool:
+    status = run.get("status") or {}
+    return status.get("observedGeneration", 0) >= generation and status.get("phase") in FINISHED
+
+
+# ----- commands -----
+
+
+def control(
+    spec: Callable[[dict[str, Any]], dict[str, Any]], said: str
+) -> Callable[[Runs, argparse.Namespace], int]:
+    def command(runs: Runs, args: argparse.Namespace) -> int:
+        run = runs.get(args.run)
+        patched = runs.patch_spec(args.run, spec(run.get("spec") or {}))
+        print(f"workflowrun/{args.run} {said}")
+        return finish(runs, patched, args)
+
+    return command
+
+
+def rerun(runs: Runs, args: argparse.Namespace) -> int:
+    run = runs.get(args.run)
+    labels = {**(run["metadata"].get("labels") or {}), ORIGIN_LABEL: args.run}
+    spec = run.get("spec") or {}
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkflowRun",
+        "metadata": {"generateName": f"{args.run[:52]}-rerun-", "labels": labels},
+        "spec": {"workflowRef": spec["workflowRef"], "input": spec.get("input") or {}},
+    }
+    created = runs.create(body)
+    print(f"workflowrun/{created['metadata']['name']} created (a rerun of {args.run})")
+    return finish(runs, created, args)
+
+
+def finish(runs: Runs, run: dict[str, Any], args: argparse.Namespace) -> int:
+    """With --wait: wait for the run to finish; exit code 0 when it succeeded, else 1."""
+    if not getattr(args, "wait", False):
+        return 0
+    name = run["metadata"]["name"]
+    run = runs.wait(name, generation=run["metadata"].get("generation", 1), timeout=args.timeout)
+    phase = (run.get("status") or {}).get("phase")
+    print(f"workflowrun/{name} {phase or 'not finished'}")
+    return 0 if phase == "Succeeded" else 1
+
+
+def tree(runs: Runs, args: argparse.Namespace) -> int:
+    run = runs.get(args.run)
+    status = run.get("status") or {}
+    print(f"{args.run}  {status.get('phase', 'Pending')}  {status.get('progress', '')}")
+    rows = [("STEP", "PHASE", "ATTEMPTS", "DURATION", "ERROR")]
+    for node in status.get("nodes") or []:
+        rows.append(
+            (
+                node["id"],
+                node.get("phase", ""),
+                str(node.get("attempts", 0)),
+                _duration(node.get("startedAt"), node.get("finishedAt")),
+                (node.get("lastError") or "")[:80],
+            )
+        )
+    started = {n["id"] for n in status.get("nodes") or []}
+    rows += [
+        (t["name"], "Pending", "0", "", "")
+        for t in status.get("pinnedTasks") or []
+        if t["name"] not in started
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
+    return 0
+
+
+def logs(runs: Runs, args: argparse.Namespace) -> int:
+    """The run's story from its Events (oldest first), then its Job steps' container logs;
+    with -f, new Events as they come until the run finishes."""
+    run = runs.get(args.run)
+    selector = f"involvedObject.name={args.run},involvedObject.kind=WorkflowRun"
+    events = runs.core.list_namespaced_event(runs.namespace, field_selector=selector).items
+    seen: set[str] = set()
+    for event in sorted(events, key=_event_time):
+        _print_event(event, seen)
+    for node in (run.get("status") or {}).get("nodes") or []:
+        if node.get("job"):
+            _print_job_logs(runs, node)
+    if not args.follow or (run.get("status") or {}).get("phase") in FINISHED:
+        return 0
+    for change in watch.Watch().stream(
+        runs.core.list_namespaced_event, runs.namespace, field_selector=selector
+    ):
+        _print_event(change["object"], seen)
+        if (runs.get(args.run).get("status") or {}).get("phase") in FINISHED:
+            return 0
+    return 0
+
+
+def _print_event(event: Any, seen: set[str]) -> None:
+    if event.metadata.uid in seen:
+        return
+    seen.add(event.metadata.uid)
+    when = _event_time(event).strftime("%H:%M:%S")
+    print(f"{when}  {event.type:<7}  {event.reason:<18}  {event.message}")
+
+
+def _print_job_logs(runs: Runs, node: dict[str, Any]) -> None:
+    pods = runs.core.list_namespaced_pod(runs.namespace, label_selector=f"job-name={node['job']}").items
+    for name in [pod.metadata.name for pod in pods if pod.metadata and pod.metadata.name]:
+        print(f"--- {node['id']} attempt {node.get('attempts')}: pod {name}")
+        try:
+            print(runs.core.read_namespaced_pod_log(name, runs.namespace).rstrip())
+        except ApiException as error:
+            print(f"(no logs: {error.reason})")
+
+
+def _event_time(event: Any) -> datetime:
+    return event.last_timestamp or event.event_time or event.metadata.creation_timestamp  # type: ignore[no-any-return]
+
+
+def _duration(started: str | None, finished: str | None) -> str:
+    if not started:
+        return ""
+    end = (
+        datetime.fromisoformat(finished) if finished else datetime.now(datetime.fromisoformat(started).tzinfo)
+    )
+    return f"{(end - datetime.fromisoformat(started)).total_seconds():.1f}s"
+
+
+def _parser() -> argparse.ArgumentParser:
+    # kubectl's own flags, accepted before or after the command (kubectl users write both).
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("-n", "--namespace", default=argparse.SUPPRESS)
+    flags.add_argument("--context", default=argparse.SUPPRESS)
+    flags.add_argument("--kubeconfig", default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(
+        prog="kubectl seqflow", description=(__doc__ or "").split("\n\n")[0], parents=[flags]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(
+        name: str, help: str, func: Callable[[Runs, argparse.Namespace], int], *, wait: bool = False
+    ) -> None:
+        command = commands.add_parser(name, help=help, parents=[flags])
+        command.add_argument("run", help="the WorkflowRun's name")
+        if wait:
+            command.add_argument("--wait", action="store_true", help="wait until the run finishes")
+            command.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
+        if name == "logs":
+            command.add_argument("-f", "--follow", action="store_true", help="follow new entries")
+        command.set_defaults(func=func)
+
+    add("suspend", "start no new step until resumed", control(lambda s: {"suspend": True}, "suspended"))
+    add("resume", "go on after a suspend", control(lambda s: {"suspend": False}, "resumed"), wait=True)
+    add(
+        "cancel",
+        "stop the run now (cannot be undone)",
+        control(lambda s: {"cancel": True}, "cancelled"),
+        wait=True,
+    )
+    add(
+        "retry",
+        "run a Failed or Cancelled run again from the step that did not succeed",
+        control(lambda s: {"retry": (s.get("retry") or 0) + 1}, "retried"),
+        wait=True,
+    )
+    add("rerun", "start a new run of the same workflow with the same input", rerun, wait=True)
+    add("tree", "the run's steps: phase, attempts, duration, error", tree)
+    add("logs", "the run's story (its Events) and its Job steps' logs", logs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        runs = Runs(
+            kubeconfig=getattr(args, "kubeconfig", None),
+            context=getattr(args, "context", None),
+            namespace=getattr(args, "namespace", None),
+        )
+        sys.exit(args.func(runs, args))
+    except PluginError as error:
+        print(f"kubectl seqflow: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
