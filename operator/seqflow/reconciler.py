@@ -215,7 +215,6 @@ class Reconciler:
         self._results: dict[str, dict[tuple[str, int], AttemptResult]] = {}
         self._running: dict[str, dict[tuple[str, int], asyncio.Task[None]]] = {}
         self._blocked: dict[str, dict[str, str]] = {}
-        self._attempt_slots = asyncio.Semaphore(options.workers)
         self._admissions: dict[Key, asyncio.Lock] = {}  # by (namespace, Workflow) with a limit
         self._flushing: set[str] = set()  # uids of runs whose history is being written now
         self._flushed: dict[str, int] = {}  # by run uid: the store has its entries up to this seq
@@ -279,7 +278,7 @@ class Reconciler:
         # Its run, or (for a Job orphaned by a deleted run) a run of the same name it may block.
         run = run_of(body) or (body["metadata"].get("labels") or {}).get(LABEL_RUN)
         if run is not None and (key[0], run) in self._runs:
-            self._queue.add((key[0], run))
+            self._queue.add((key[0], run), urgent=job_finished(body))
 
     def _wake_runs_waiting_for(self, workflow: Key) -> None:
         namespace, name = workflow
@@ -661,9 +660,8 @@ class Reconciler:
         workflow = body["spec"]["workflowRef"]["name"]
 
         async def attempt() -> None:
-            async with self._attempt_slots:
-                began = time.perf_counter()
-                result = await self._runner.run(action, context)
+            began = time.perf_counter()
+            result = await self._runner.run(action, context)
             self._metrics.attempt(
                 workflow=workflow,
                 task=action.node,
@@ -671,7 +669,7 @@ class Reconciler:
                 seconds=time.perf_counter() - began,
             )
             self._results.setdefault(uid, {})[(action.node, action.attempt)] = result
-            self._queue.add(key)
+            self._queue.add(key, urgent=True)  # the run moves on before new work starts
 
         running = self._running.setdefault(uid, {})
         task = asyncio.create_task(attempt(), name=f"seqflow-attempt-{key[1]}-{action.node}-{action.attempt}")

@@ -64,3 +64,31 @@ def test_forget_cancels_timer():
             await asyncio.wait_for(queue.get(), 0.2)
 
     run(scenario())
+
+
+def test_urgent_keys_go_first_in_their_own_order():
+    async def scenario():
+        queue = WorkQueue()
+        for key in ("new-1", "new-2"):
+            queue.add(key)
+        queue.add("done-1", urgent=True)
+        queue.add("done-2", urgent=True)
+        assert [await queue.get() for _ in range(4)] == ["done-1", "done-2", "new-1", "new-2"]
+
+    run(scenario())
+
+
+def test_a_failed_key_is_held_until_its_retry_time():
+    async def scenario():
+        queue = WorkQueue()
+        queue.add("a")
+        key = await queue.get()
+        began = asyncio.get_running_loop().time()
+        queue.retry_after(key, 0.3)
+        queue.done(key)
+        queue.add("a")  # a watch event meanwhile does not cut the wait short
+        assert len(queue) == 0
+        assert await queue.get() == "a"
+        assert asyncio.get_running_loop().time() - began >= 0.29
+
+    run(scenario())
