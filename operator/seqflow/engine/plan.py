@@ -122,7 +122,7 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
     if draft.status.pinned_tasks is None and not observed.deleted and not _start(draft, observed):
         return _decided(draft)
     _fold(draft, observed)
-    for index in _schedule(draft, observed):
+    for index in _schedule(draft):
         _start_attempt(draft, index)
     return _decided(draft)
 
@@ -392,7 +392,7 @@ def _retry(draft: _Draft) -> None:
 # ----- schedule: what may start now -----
 
 
-def _schedule(draft: _Draft, observed: Observations) -> list[int]:
+def _schedule(draft: _Draft) -> list[int]:
     """The steps whose next attempt starts now (at most one: steps run in order)."""
     status, spec = draft.status, draft.run.spec
     if draft.end is not None or status.pinned_tasks is None or spec.suspend:
