@@ -135,6 +135,18 @@ def rerun(runs: Runs, args: argparse.Namespace) -> int:
     return finish(runs, created, args)
 
 
+def signal(runs: Runs, args: argparse.Namespace) -> int:
+    try:
+        data = json.loads(args.data)
+    except ValueError as error:
+        raise PluginError(f"--data is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise PluginError("--data must be a JSON object")
+    patched = runs.patch_spec(args.run, {"signals": {args.signal: data}})
+    print(f"workflowrun/{args.run} signalled {args.signal}")
+    return finish(runs, patched, args)
+
+
 def finish(runs: Runs, run: dict[str, Any], args: argparse.Namespace) -> int:
     """With --wait: wait for the run to finish; exit code 0 when it succeeded, else 1."""
     if not getattr(args, "wait", False):
@@ -248,6 +260,9 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
         if name == "logs":
             command.add_argument("-f", "--follow", action="store_true", help="follow new entries")
+        if name == "signal":
+            command.add_argument("signal", help="the signal's name (a step's wait.signal)")
+            command.add_argument("--data", default="{}", help="its payload, a JSON object (default {})")
         command.set_defaults(func=func)
 
     add("suspend", "start no new step until resumed", control(lambda s: {"suspend": True}, "suspended"))
@@ -265,6 +280,7 @@ def _parser() -> argparse.ArgumentParser:
         wait=True,
     )
     add("rerun", "start a new run of the same workflow with the same input", rerun, wait=True)
+    add("signal", "deliver a signal to the run (spec.signals.NAME)", signal, wait=True)
     add("tree", "the run's steps: phase, attempts, duration, error", tree)
     add("logs", "the run's story (its Events) and its Job steps' logs", logs)
     return parser

@@ -50,6 +50,7 @@ from seqflow.engine import (
     fail_unrecordable,
     plan,
 )
+from seqflow.engine.conditions import ConditionError, compiled
 from seqflow.events import EventRecorder
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
@@ -118,6 +119,8 @@ def run_view(body: JsonObject, *, status: WorkflowRunStatus | None = None) -> Ru
         status=status,
         generation=meta.get("generation", 1),
         created_at=datetime.fromisoformat(meta["creationTimestamp"]),
+        namespace=meta["namespace"],
+        labels=meta.get("labels") or {},
     )
 
 
@@ -266,6 +269,12 @@ class Reconciler:
         except ValidationError as error:
             logger.warning("ignoring Workflow %s/%s: %s", *key, error)
             return
+        for task in spec.tasks:  # expressions are compiled when the Workflow is seen
+            if task.when is not None:
+                try:
+                    compiled(task.when)
+                except ConditionError as error:
+                    logger.warning("Workflow %s/%s, task %s: %s", *key, task.name, error)
         self._workflows[key] = WorkflowView(spec=spec, generation=body["metadata"].get("generation", 1))
         self._wake_runs_waiting_for(key)
 

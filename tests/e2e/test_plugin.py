@@ -95,3 +95,35 @@ def test_unknown_run_is_one_line_and_exit_code_2(cluster: Cluster, namespace: st
     assert missing.stderr.strip() == 'kubectl seqflow: workflowruns.seqflow.io "nope" not found (404)'
     bad_context = plugin(cluster, "--context", "nowhere", "tree", "nope")
     assert bad_context.returncode == 2 and 'no context "nowhere"' in bad_context.stderr
+
+
+def test_a_wait_goes_on_with_the_signal_and_its_payload(cluster: Cluster, runs: Runs, namespace: str):
+    steps = [
+        {"name": "Prepare", "handler": "test.step"},
+        {"name": "Approval", "wait": {"signal": "approved", "timeoutSeconds": 120}},
+        {"name": "Ship", "handler": "test.step"},
+    ]
+    cluster.apply(workflow("gate", steps), namespace=namespace)
+    cluster.apply(workflow_run("r1", "gate"), namespace=namespace)
+    waiting = runs.watch(namespace, "r1", until=lambda s: s.get("current") == ["Approval"], timeout=30)[-1]
+    assert waiting["phase"] == "Running" and waiting["nodes"][1]["phase"] == "Waiting"
+    row = cluster.kubectl("get", "workflowrun", "r1", "-n", namespace, "--no-headers").stdout.split()
+    assert row[2:4] == ["Running", "Approval"] and "Waiting" in row
+
+    signalled = plugin(
+        cluster, "signal", "r1", "approved", "--data", '{"by": "alice"}', "-n", namespace, "--wait"
+    )
+    assert signalled.returncode == 0, signalled
+    assert signalled.stdout.splitlines() == ["workflowrun/r1 signalled approved", "workflowrun/r1 Succeeded"]
+    output = runs.get(namespace, "r1")["status"]["output"]
+    assert output["by"] == "alice" and output["trail"] == ["Prepare", "Ship"]
+
+
+def test_a_wait_that_times_out_may_go_on(cluster: Cluster, runs: Runs, namespace: str):
+    steps = [
+        {"name": "Approval", "wait": {"signal": "approved", "timeoutSeconds": 1, "onTimeout": "continue"}}
+    ]
+    cluster.apply(workflow("lenient", steps), namespace=namespace)
+    cluster.apply(workflow_run("r1", "lenient", {"order": 7}), namespace=namespace)
+    done = runs.watch(namespace, "r1", until=lambda s: s.get("phase") == "Succeeded", timeout=30)[-1]
+    assert done["output"] == {"order": 7}

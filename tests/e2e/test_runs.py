@@ -192,3 +192,41 @@ def test_examples_succeed(cluster: Cluster, runs: Runs, namespace: str):
     order = runs.get(namespace, "order-001")["status"]
     assert order["retries"] == 1  # the flaky payment gateway, as the demo shows
     assert order["output"]["email"] == "receipt for ORD-001 sent"
+
+
+def test_when_skips_a_step_and_passes_its_input_on(cluster: Cluster, runs: Runs, namespace: str):
+    steps = [
+        {"name": "Validate", "handler": "test.step"},
+        {"name": "FraudCheck", "handler": "test.step", "when": "input.amount > 1000"},
+        {"name": "Ship", "handler": "test.step"},
+    ]
+    cluster.apply(workflow("orders", steps), namespace=namespace)
+    cluster.apply(workflow_run("small", "orders", {"amount": 5}), namespace=namespace)
+    cluster.apply(workflow_run("big", "orders", {"amount": 5000}), namespace=namespace)
+    for name in ("small", "big"):
+        kubectl_wait(cluster, namespace, name, "condition=Succeeded")
+
+    small = runs.get(namespace, "small")["status"]
+    assert [(n["id"], n["phase"]) for n in small["nodes"]] == [
+        ("Validate", "Succeeded"),
+        ("FraudCheck", "Skipped"),
+        ("Ship", "Succeeded"),
+    ]
+    assert small["output"]["trail"] == ["Validate", "Ship"] and small["progress"] == "3/3"
+    assert runs.get(namespace, "big")["status"]["output"]["trail"] == ["Validate", "FraudCheck", "Ship"]
+
+
+def test_sleep_waits_then_passes_its_input_on(cluster: Cluster, runs: Runs, namespace: str):
+    steps = [
+        {"name": "Order", "handler": "test.step"},
+        {"name": "Cooldown", "sleep": {"seconds": 2}},
+        {"name": "Remind", "handler": "test.step"},
+    ]
+    cluster.apply(workflow("cooldown", steps), namespace=namespace)
+    cluster.apply(workflow_run("r1", "cooldown"), namespace=namespace)
+    kubectl_wait(cluster, namespace, "r1", "condition=Succeeded")
+    status = runs.get(namespace, "r1")["status"]
+    nap = status["nodes"][1]
+    assert (nap["id"], nap["type"], nap["phase"]) == ("Cooldown", "sleep", "Succeeded")
+    assert 2 <= (ts(nap["finishedAt"]) - ts(nap["startedAt"])).total_seconds() < 4
+    assert status["output"]["trail"] == ["Order", "Remind"]

@@ -28,9 +28,17 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         (workflow("w", [HANDLER_TASK, {"name": "A", "handler": "y"}]), "task names must be unique"),
         (
             workflow("w", [{"name": "A", "handler": "x", "job": {"image": "busybox"}}]),
-            "a task needs exactly one of handler or job",
+            "a task needs exactly one of handler, job, sleep or wait",
         ),
-        (workflow("w", [{"name": "A"}]), "a task needs exactly one of handler or job"),
+        (workflow("w", [{"name": "A"}]), "a task needs exactly one of handler, job, sleep or wait"),
+        (
+            workflow("w", [{"name": "A", "handler": "x", "sleep": {"seconds": 5}}]),
+            "a task needs exactly one of handler, job, sleep or wait",
+        ),
+        (
+            workflow("w", [{"name": "A", "sleep": {"seconds": 5, "until": "2026-01-01T00:00:00Z"}}]),
+            "sleep needs exactly one of seconds or until",
+        ),
         (
             workflow("w", [{"name": "A", "handler": "x", "retry": {"maxRetries": -1}}]),
             "spec.tasks[0].retry.maxRetries: Invalid value: -1: "
@@ -56,6 +64,8 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         "duplicate-names",
         "handler-and-job",
         "neither",
+        "handler-and-sleep",
+        "sleep-seconds-and-until",
         "negative-retries",
         "zero-backoff",
         "bad-task-name",

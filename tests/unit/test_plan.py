@@ -522,3 +522,148 @@ def test_a_queued_run_waits_pending_and_says_where():
     assert message == 'Queued: Workflow "wf" runs at most 2 at once; this run is 2 of 3 waiting'
     started = go(decision.status, wf=limited)
     assert only(started.actions, RunHandler).node == "A"
+
+
+WHEN = workflow(
+    [
+        {"name": "A", "handler": "a"},
+        {"name": "B", "handler": "b", "when": "input.n > 10 && run.labels.tier == 'gold'"},
+        {"name": "C", "handler": "c", "when": "steps.B.phase == 'Skipped' || input.n > 10"},
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("output", "labels", "started", "skipped"),
+    [
+        ({"n": 20}, {"tier": "gold"}, "B", []),
+        ({"n": 20}, {"tier": "basic"}, "C", ["B"]),  # B skipped; C sees it and runs
+        ({"n": 1}, {"tier": "gold"}, "C", ["B"]),
+    ],
+)
+def test_when_decides_whether_a_step_runs(output, labels, started, skipped):
+    run_spec = WorkflowRunSpec.model_validate({"workflowRef": {"name": "wf"}, "input": {"n": 1}})
+    first = go(wf=WHEN).status
+    run = RunView(
+        name="r", spec=run_spec, status=first, generation=1, created_at=T0, namespace="ns", labels=labels
+    )
+    seen = Observations(workflow=WHEN, handlers=HANDLERS, results=(ok("A", 1, output),))
+    decision = plan(run=run, observed=seen, now=T0, options=OPTIONS)
+    assert only(decision.actions, RunHandler).node == started
+    assert only(decision.actions, RunHandler).input == output  # a skipped step passes its input on
+    assert [n.id for n in decision.status.nodes if n.phase == NodePhase.SKIPPED] == skipped
+    assert [r.type.value for r in decision.status.pending_history].count("TASK_SKIPPED") == len(skipped)
+
+
+def test_all_steps_skipped_or_succeeded_is_success():
+    last = workflow([{"name": "A", "handler": "a"}, {"name": "B", "handler": "b", "when": "false"}])
+    done = go(go(wf=last).status, wf=last, results=(ok("A", 1, {"k": 1}),)).status
+    assert done.phase == RunPhase.SUCCEEDED and done.output == {"k": 1} and done.progress == "2/2"
+
+
+def test_a_condition_that_cannot_be_evaluated_fails_the_run():
+    bad = workflow([{"name": "A", "handler": "a", "when": "input.n + 1"}])
+    failed = go(wf=bad).status
+    assert failed.phase == RunPhase.FAILED
+    summary = next(c for c in failed.conditions if c.type == "Succeeded")
+    assert summary.reason == "ConditionFailed" and "gave 2, not true or false" in summary.message
+
+
+def test_a_condition_that_does_not_compile_fails_the_run_before_it_starts():
+    bad = workflow([{"name": "A", "handler": "a"}, {"name": "B", "handler": "b", "when": "input.n >"}])
+    failed = go(wf=bad).status
+    summary = next(c for c in failed.conditions if c.type == "Succeeded")
+    assert failed.phase == RunPhase.FAILED and summary.reason == "InvalidWorkflow" and failed.nodes == []
+    assert "task B: when 'input.n >' does not compile" in summary.message
+
+
+NAP = workflow(
+    [{"name": "A", "handler": "a"}, {"name": "Nap", "sleep": {"seconds": 60}}, {"name": "C", "handler": "c"}]
+)
+
+
+def test_a_sleep_is_a_timer_kept_in_the_status():
+    napping = go(go(wf=NAP).status, at=1, wf=NAP, results=(ok("A", 1, {"n": 2}),))
+    node = napping.status.node("Nap")
+    assert node is not None and (node.type, node.phase) == ("sleep", NodePhase.RUNNING)
+    assert only(napping.actions, WakeAt).when == T0 + timedelta(seconds=61)
+    restarted = go(napping.status, at=30, wf=NAP)  # after a restart: the same due time, re-armed
+    assert [type(a) for a in restarted.actions] == [WakeAt] and restarted.actions[0].when == T0 + timedelta(
+        seconds=61
+    )
+    woke = go(napping.status, at=61, wf=NAP)
+    assert only(woke.actions, RunHandler).node == "C" and only(woke.actions, RunHandler).input == {"n": 2}
+    cancelled = go(napping.status, at=30, wf=NAP, spec={"cancel": True}).status
+    assert cancelled.phase == RunPhase.CANCELLED and cancelled.node("Nap").phase == NodePhase.CANCELLED  # type: ignore[union-attr]
+
+
+def test_a_sleep_until_a_time_past_ends_at_once():
+    until = workflow([{"name": "Nap", "sleep": {"until": "2026-11-21T09:00:00Z"}}])
+    started = go(wf=until)
+    assert only(started.actions, WakeAt).when == datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
+    assert go(started.status, wf=until).status.phase == RunPhase.SUCCEEDED
+
+
+GATE = workflow(
+    [
+        {"name": "A", "handler": "a"},
+        {
+            "name": "Approval",
+            "wait": {"signal": "approved", "timeoutSeconds": 100},
+            "retry": {"maxRetries": 0},
+        },
+        {"name": "C", "handler": "c"},
+    ]
+)
+WAITING_GATE = go(go(wf=GATE).status, at=1, wf=GATE, results=(ok("A", 1, {"n": 2}),)).status
+
+
+@pytest.mark.parametrize(
+    ("at", "spec", "phase", "node", "actions", "reason"),
+    [
+        (2, {}, RunPhase.RUNNING, NodePhase.WAITING, [WakeAt], "Waiting"),
+        (
+            2,
+            {"signals": {"approved": {"by": "alice"}}},
+            RunPhase.RUNNING,
+            NodePhase.SUCCEEDED,
+            [PostEvent, RunHandler],
+            "TaskStarted",
+        ),
+        (2, {"signals": {"other": {}}}, RunPhase.RUNNING, NodePhase.WAITING, [WakeAt], "Waiting"),
+        (101, {}, RunPhase.FAILED, NodePhase.FAILED, [PostEvent], "TaskFailed"),
+        (2, {"cancel": True}, RunPhase.CANCELLED, NodePhase.CANCELLED, [PostEvent], "Cancelled"),
+        (2, {"suspend": True}, RunPhase.SUSPENDED, NodePhase.WAITING, [WakeAt, PostEvent], "Suspended"),
+    ],
+    ids=["waits", "signalled", "another signal", "times out", "cancelled", "suspended while waiting"],
+)
+def test_wait_for_a_signal(at, spec, phase, node, actions, reason):
+    decision = go(WAITING_GATE, at=at, wf=GATE, spec=spec)
+    status = decision.status
+    assert status.phase == phase and status.node("Approval").phase == node  # type: ignore[union-attr]
+    assert [type(a) for a in decision.actions] == actions
+    assert next(c for c in status.conditions if c.type == "Succeeded").reason == reason
+
+
+def test_a_signal_payload_joins_the_data_and_a_timeout_may_continue():
+    waiting = WAITING_GATE.node("Approval")
+    assert waiting is not None and waiting.deadline == T0 + timedelta(seconds=101)
+    assert status_current(WAITING_GATE) == ["Approval"]
+    signalled = go(WAITING_GATE, at=2, wf=GATE, spec={"signals": {"approved": {"by": "alice"}}})
+    assert only(signalled.actions, RunHandler).input == {"n": 2, "by": "alice"}
+    lenient = workflow(
+        [
+            {
+                "name": "Approval",
+                "wait": {"signal": "approved", "timeoutSeconds": 5, "onTimeout": "continue"},
+            },
+            {"name": "C", "handler": "c"},
+        ]
+    )
+    waited = go(wf=lenient).status
+    went_on = go(waited, at=6, wf=lenient)
+    assert only(went_on.actions, RunHandler).input == {"n": 1}
+
+
+def status_current(status: WorkflowRunStatus) -> list[str]:
+    return status.current

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -49,15 +49,19 @@ FINISHED = (RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED)
 class NodePhase(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
+    WAITING = "Waiting"
     RETRYING = "Retrying"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    SKIPPED = "Skipped"
 
 
 class NodeType(enum.StrEnum):
     HANDLER = "handler"
     JOB = "job"
+    SLEEP = "sleep"
+    WAIT = "wait"
 
 
 class Reason(enum.StrEnum):
@@ -66,6 +70,8 @@ class Reason(enum.StrEnum):
     WAITING_FOR_WORKFLOW = "WaitingForWorkflow"
     WORKFLOW_NOT_FOUND = "WorkflowNotFound"
     HANDLER_NOT_FOUND = "HandlerNotFound"
+    INVALID_WORKFLOW = "InvalidWorkflow"
+    CONDITION_FAILED = "ConditionFailed"
     INPUT_TOO_LARGE = "InputTooLarge"
     RUN_TOO_LARGE = "RunTooLarge"
     STATUS_INVALID = "StatusInvalid"
@@ -80,6 +86,8 @@ class Reason(enum.StrEnum):
     STARTED = "Started"
     TASK_STARTED = "TaskStarted"
     TASK_SUCCEEDED = "TaskSucceeded"
+    TASK_SKIPPED = "TaskSkipped"
+    WAITING = "Waiting"
     TASK_RETRYING = "TaskRetrying"
     TASK_FAILED = "TaskFailed"
     TASK_INTERRUPTED = "TaskInterrupted"
@@ -165,13 +173,45 @@ class TaskDefaults(Model):
     )
 
 
+class SleepSpec(Model):
+    """A durable pause: its due time is in the status, so a restart neither cuts nor repeats it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.seconds) != has(self.until)",
+                    "message": "sleep needs exactly one of seconds or until",
+                }
+            ]
+        }
+    )
+
+    seconds: Annotated[int | None, Field(ge=0)] = Field(default=None, description="How long to wait.")
+    until: datetime | None = Field(default=None, description="Wait until this time (RFC 3339).")
+
+
+class WaitSpec(Model):
+    """Wait for a signal: `spec.signals.<signal>` on the run (kubectl patch, a GitOps commit,
+    `kubectl seqflow signal`); its payload is merged into the data passed on."""
+
+    signal: str = Field(pattern=NAME_PATTERN, max_length=63, description="The key under spec.signals.")
+    timeout_seconds: Annotated[int | None, Field(ge=1)] = Field(
+        default=None, description="Give up after this long (per attempt; the retry policy applies)."
+    )
+    on_timeout: Literal["fail", "continue"] = Field(
+        default="fail", description="fail: the attempt fails; continue: go on without the signal."
+    )
+
+
 class TaskSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.handler) != has(self.job)",
-                    "message": "a task needs exactly one of handler or job",
+                    "rule": "[has(self.handler), has(self.job), has(self.sleep), has(self.wait)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "a task needs exactly one of handler, job, sleep or wait",
                 }
             ]
         }
@@ -182,6 +222,15 @@ class TaskSpec(Model):
         default=None, min_length=1, max_length=253, description="Name of an in-process handler."
     )
     job: JobTemplate | None = Field(default=None, description="Run the task as a batch/v1 Job.")
+    sleep: SleepSpec | None = Field(default=None, description="Wait, then pass the input on.")
+    wait: WaitSpec | None = Field(default=None, description="Wait for a signal to the run.")
+    when: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="A CEL expression over `input` (this task's input), `run` (name, namespace, "
+        "labels) and `steps` (earlier steps' phases by id); false skips the task, passing its input on.",
+    )
     retry: RetryOverride | None = None
     timeout_seconds: Annotated[int | None, Field(ge=1)] = Field(
         default=None, description="Time limit of one attempt."
@@ -265,6 +314,11 @@ class WorkflowRunSpec(Model):
         description="Delete the run this long after it finishes (its history stays); "
         "else the Workflow's, else the operator's SEQFLOW_RUN_TTL_SECONDS.",
     )
+    signals: JsonObject | None = Field(
+        default=None,
+        description="Signals delivered to the run, by name, each with a JSON object as payload "
+        "(merged into the data of the step waiting for it).",
+    )
     input: JsonObject = Field(
         default_factory=dict,
         description=f"Input of the first task: a JSON object of at most {MAX_DATA_BYTES // 1024} KiB "
@@ -281,6 +335,9 @@ class PinnedTask(Model):
     name: str
     handler: str | None = None
     job: JobTemplate | None = None
+    sleep: SleepSpec | None = None
+    wait: WaitSpec | None = None
+    when: str | None = None
     retry: RetryPolicy
     timeout_seconds: int
 
@@ -296,6 +353,9 @@ class NodeStatus(Model):
         default=0, description="Attempts made before the run's last retry; the retry policy counts the rest."
     )
     job: str | None = Field(default=None, description="The Job of the current attempt (Job steps).")
+    deadline: datetime | None = Field(
+        default=None, description="When a sleep ends, or a wait for a signal times out."
+    )
     started_at: datetime | None = None
     finished_at: datetime | None = None
     next_retry_at: datetime | None = None
@@ -313,6 +373,7 @@ class HistoryEvent(enum.StrEnum):
     WORKFLOW_COMPLETED = "WORKFLOW_COMPLETED"
     WORKFLOW_FAILED = "WORKFLOW_FAILED"
     TASK_CANCELLED = "TASK_CANCELLED"
+    TASK_SKIPPED = "TASK_SKIPPED"
     WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
     RUN_SUSPENDED = "RUN_SUSPENDED"
     RUN_RESUMED = "RUN_RESUMED"

@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import assert_never
 
 from seqflow.api.models import (
     Condition,
@@ -31,6 +32,7 @@ from seqflow.api.models import (
     WorkflowRunStatus,
     shortened_name,
 )
+from seqflow.engine.conditions import ConditionError, compiled, holds
 from seqflow.engine.types import (
     Action,
     AttemptResult,
@@ -53,7 +55,8 @@ CONDITION = "Succeeded"  # the run's summary, Tekton style
 READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"  # kstatus
 MAX_ERROR = 1024  # characters of an error kept in the status, the Events and the history
 INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
-ACTIVE = (NodePhase.RUNNING, NodePhase.RETRYING)
+ACTIVE = (NodePhase.RUNNING, NodePhase.WAITING, NodePhase.RETRYING)
+DONE = (NodePhase.SUCCEEDED, NodePhase.SKIPPED)
 
 
 @dataclass
@@ -173,6 +176,10 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     if problem:
         draft.end = (Reason.HANDLER_NOT_FOUND, problem)
         return False
+    invalid = _invalid_conditions(steps)
+    if invalid:
+        draft.end = (Reason.INVALID_WORKFLOW, invalid)
+        return False
     draft.update(
         workflow_generation=observed.workflow.generation,
         pinned_tasks=steps,
@@ -207,11 +214,25 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             name=task.name,
             handler=task.handler,
             job=task.job,
+            sleep=task.sleep,
+            wait=task.wait,
+            when=task.when,
             retry=base_retry.merged(task.retry),
             timeout_seconds=task.timeout_seconds or base_timeout,
         )
         for task in workflow.spec.tasks
     ]
+
+
+def _invalid_conditions(tasks: list[PinnedTask]) -> str | None:
+    problems = []
+    for task in tasks:
+        try:
+            if task.when is not None:
+                compiled(task.when)
+        except ConditionError as error:
+            problems.append(f"task {task.name}: {error}")
+    return "; ".join(problems) or None
 
 
 def _unrunnable(tasks: list[PinnedTask], *, handlers: frozenset[str]) -> str | None:
@@ -244,20 +265,20 @@ def _expire(draft: _Draft, observed: Observations) -> None:
 
 
 def _fold(draft: _Draft, observed: Observations) -> None:
+    """Take in what happened: a deletion or a cancel first (what the attempts under way did
+    no longer matters), else each active step's news."""
     if observed.deleted:
         _cancel(draft, reason=Reason.RUN_DELETED, message="The run was deleted before it finished")
+        return
+    if draft.run.spec.cancel and not draft.status.cancelled:
+        draft.update(cancelled=True)
+        _cancel(draft, reason=Reason.CANCELLED, message="The run was cancelled (spec.cancel)")
         return
     for node in list(draft.status.nodes):
         if node.phase == NodePhase.RUNNING:
             _fold_running(draft, node, observed)
-    if (
-        draft.run.spec.cancel
-        and not draft.status.cancelled
-        and draft.end is None
-        and not _failed(draft.status)
-    ):
-        draft.update(cancelled=True)
-        _cancel(draft, reason=Reason.CANCELLED, message="The run was cancelled (spec.cancel)")
+        elif node.phase == NodePhase.WAITING:
+            _fold_waiting(draft, node)
 
 
 def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> None:
@@ -265,6 +286,9 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
         (r for r in observed.results if (r.node, r.attempt) == (node.id, node.attempts)),
         None,
     )
+    if node.type == NodeType.SLEEP:
+        _fold_sleep(draft, node)
+        return
     if result is None and node.type == NodeType.JOB:
         if node.id in observed.jobs_running:
             _started_condition(draft, node)
@@ -287,6 +311,46 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
         _succeeded(draft, node, result.output or {})
     else:
         _attempt_failed(draft, node, result)
+
+
+def _fold_sleep(draft: _Draft, node: NodeStatus) -> None:
+    """A sleeping step is done at its deadline (a timer until then, re-armed after a restart)."""
+    if node.deadline is not None and draft.now < node.deadline:
+        draft.actions.append(WakeAt(node.deadline))
+    else:
+        _succeeded(draft, node, _input_of(draft, draft.step_index(node.id)))
+
+
+def _fold_waiting(draft: _Draft, node: NodeStatus) -> None:
+    """A step waiting for a signal goes on when the signal is in the run's spec (its payload
+    merged into the data), or at its deadline: then it fails (its retry policy applies) or,
+    with onTimeout: continue, goes on without it."""
+    step = draft.steps[draft.step_index(node.id)]
+    assert step.wait is not None
+    input = _input_of(draft, draft.step_index(node.id))
+    signals = draft.run.spec.signals or {}
+    if step.wait.signal in signals:
+        payload = signals[step.wait.signal]
+        _succeeded(
+            draft, node, {**input, **(payload if isinstance(payload, dict) else {step.wait.signal: payload})}
+        )
+    elif node.deadline is not None and draft.now >= node.deadline:
+        if step.wait.on_timeout == "continue":
+            _succeeded(draft, node, input)
+        else:
+            error = f"no signal {step.wait.signal} within {step.wait.timeout_seconds} s"
+            _attempt_failed(draft, node, AttemptResult(node=node.id, attempt=node.attempts, error=error))
+    else:
+        _waiting_condition(draft, node, step)
+        if node.deadline is not None:
+            draft.actions.append(WakeAt(node.deadline))
+
+
+def _waiting_condition(draft: _Draft, node: NodeStatus, step: PinnedTask) -> None:
+    assert step.wait is not None
+    until = f" until {node.deadline.isoformat(timespec='seconds')}" if node.deadline else ""
+    message = f"Task {node.id} waits for signal {step.wait.signal}{until}"
+    draft.condition(ConditionStatus.UNKNOWN, Reason.WAITING, message)
 
 
 def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
@@ -349,7 +413,7 @@ def _cancel(draft: _Draft, *, reason: str, message: str) -> None:
     for node in draft.status.nodes:
         if node.phase not in ACTIVE:
             continue
-        if node.phase == NodePhase.RUNNING:
+        if node.phase in (NodePhase.RUNNING, NodePhase.WAITING):  # an open attempt
             draft.record(
                 HistoryEvent.TASK_CANCELLED, node=node.id, attempt=node.attempts, details={"reason": reason}
             )
@@ -398,7 +462,9 @@ def _schedule(draft: _Draft) -> list[int]:
     if draft.end is not None or status.pinned_tasks is None or spec.suspend:
         return []
     for index, step in enumerate(status.pinned_tasks):
-        node = status.node(step.name)
+        node = draft.status.node(step.name)
+        if node is None and step.when is not None and not _condition_holds(draft, index):
+            continue  # skipped (or failed, when the condition could not be evaluated)
         if node is None or node.phase == NodePhase.PENDING:
             return [index] if _room_for_history(draft, step) else []
         if node.phase == NodePhase.RETRYING:
@@ -406,9 +472,52 @@ def _schedule(draft: _Draft) -> list[int]:
                 draft.actions.append(WakeAt(node.next_retry_at))
                 return []
             return [index] if _room_for_history(draft, step) else []
-        if node.phase != NodePhase.SUCCEEDED:
+        if node.phase not in DONE:
             return []
     return []
+
+
+def _condition_holds(draft: _Draft, index: int) -> bool:
+    """Evaluate a step's `when`. False skips the step (its input passes on); an expression that
+    cannot be evaluated fails it, and the run, for good."""
+    step = draft.steps[index]
+    assert step.when is not None
+    input = _input_of(draft, index)
+    run = draft.run
+    variables = {
+        "input": input,
+        "run": {"name": run.name, "namespace": run.namespace, "labels": dict(run.labels)},
+        "steps": {n.id: {"phase": n.phase.value} for n in draft.status.nodes},
+    }
+    kind = _node_type(step)
+    try:
+        if holds(step.when, variables):
+            return True
+    except ConditionError as error:
+        message = f"Task {step.name}: {error}"
+        draft.put(
+            NodeStatus(
+                id=step.name, type=kind, phase=NodePhase.FAILED, finished_at=draft.now, last_error=message
+            )
+        )
+        draft.record(
+            HistoryEvent.TASK_FAILED,
+            node=step.name,
+            details={"error": message, "reason": Reason.CONDITION_FAILED, "permanent": True},
+        )
+        draft.end = (Reason.CONDITION_FAILED, message)
+        return False
+    draft.put(
+        NodeStatus(
+            id=step.name, type=kind, phase=NodePhase.SKIPPED, started_at=draft.now, finished_at=draft.now
+        )
+    )
+    draft.record(HistoryEvent.TASK_SKIPPED, node=step.name, details={"when": step.when})
+    draft.update(output=input)
+    draft.event(
+        EventType.NORMAL, Reason.TASK_SKIPPED, f"Task {step.name} skipped: when {step.when!r} is false"
+    )
+    return False
 
 
 def _room_for_history(draft: _Draft, step: PinnedTask) -> bool:
@@ -432,20 +541,17 @@ def _room_for_history(draft: _Draft, step: PinnedTask) -> bool:
 
 def _start_attempt(draft: _Draft, index: int) -> None:
     step = draft.steps[index]
-    node = draft.status.node(step.name) or NodeStatus(
-        id=step.name, type=NodeType.JOB if step.job is not None else NodeType.HANDLER
-    )
+    node = draft.status.node(step.name) or NodeStatus(id=step.name, type=_node_type(step))
     attempt = node.attempts + 1
     input = _input_of(draft, index)
     node = node.model_copy(
         update={
-            "phase": NodePhase.RUNNING,
+            "phase": NodePhase.WAITING if node.type == NodeType.WAIT else NodePhase.RUNNING,
             "attempts": attempt,
             "started_at": node.started_at or draft.now,
             "next_retry_at": None,
-            "job": job_name(run=draft.run.name, node=node.id, attempt=attempt)
-            if step.job is not None
-            else None,
+            "job": job_name(run=draft.run.name, node=node.id, attempt=attempt) if step.job else None,
+            "deadline": _deadline(step, now=draft.now),
         }
     )
     draft.put(node)
@@ -455,9 +561,35 @@ def _start_attempt(draft: _Draft, index: int) -> None:
         attempt=attempt,
         details={"input": input, "executor": node.type.value},
     )
-    _started_condition(draft, node)
     # No Event for a start: the status shows it, and the outcome's Event names the attempt.
-    draft.actions.append(_execute(draft, node, input))
+    match node.type:
+        case NodeType.HANDLER | NodeType.JOB:
+            _started_condition(draft, node)
+            draft.actions.append(_execute(draft, node, input))
+        case NodeType.SLEEP:  # a timer, never a worker
+            _started_condition(draft, node)
+            draft.actions.append(WakeAt(node.deadline or draft.now))
+        case NodeType.WAIT:
+            _fold_waiting(draft, node)  # the signal may be there already
+        case _:
+            assert_never(node.type)
+
+
+def _deadline(step: PinnedTask, *, now: datetime) -> datetime | None:
+    """When an attempt's sleep ends or its wait times out (None: no deadline)."""
+    if step.sleep is not None:
+        return step.sleep.until or now + timedelta(seconds=step.sleep.seconds or 0)
+    if step.wait is not None and step.wait.timeout_seconds is not None:
+        return now + timedelta(seconds=step.wait.timeout_seconds)
+    return None
+
+
+def _node_type(step: PinnedTask) -> NodeType:
+    if step.job is not None:
+        return NodeType.JOB
+    if step.sleep is not None:
+        return NodeType.SLEEP
+    return NodeType.WAIT if step.wait is not None else NodeType.HANDLER
 
 
 def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -> Action:
@@ -489,7 +621,7 @@ def derive_phase(status: WorkflowRunStatus, spec: WorkflowRunSpec, *, ended: str
     """The run's phase from its nodes and the user's intent; `ended` is why it stopped, if it did."""
     steps = status.pinned_tasks or []
     nodes = {n.id: n for n in status.nodes}
-    if any(n.phase in (NodePhase.RUNNING, NodePhase.RETRYING) for n in nodes.values()):
+    if any(n.phase in ACTIVE for n in nodes.values()):
         return RunPhase.SUSPENDED if spec.suspend else RunPhase.RUNNING
     if ended in (Reason.CANCELLED, Reason.RUN_DELETED) or (
         ended is None and any(n.phase == NodePhase.CANCELLED for n in nodes.values())
@@ -497,7 +629,7 @@ def derive_phase(status: WorkflowRunStatus, spec: WorkflowRunSpec, *, ended: str
         return RunPhase.CANCELLED
     if ended is not None or any(n.phase == NodePhase.FAILED for n in nodes.values()):
         return RunPhase.FAILED
-    if steps and all(s.name in nodes and nodes[s.name].phase == NodePhase.SUCCEEDED for s in steps):
+    if steps and all(s.name in nodes and nodes[s.name].phase in DONE for s in steps):
         return RunPhase.SUCCEEDED
     if status.pinned_tasks is None:
         return RunPhase.PENDING
@@ -511,7 +643,7 @@ def _conclude(draft: _Draft) -> None:
     phase = derive_phase(draft.status, draft.run.spec, ended=reason)
     steps = draft.steps
     nodes = draft.status.nodes
-    succeeded = sum(n.phase == NodePhase.SUCCEEDED for n in nodes)
+    succeeded = sum(n.phase in DONE for n in nodes)
     draft.update(
         phase=phase,
         current=[n.id for n in nodes if n.phase in ACTIVE],
@@ -557,10 +689,6 @@ def _record_end(draft: _Draft, phase: RunPhase) -> None:
     draft.condition(ConditionStatus.FALSE, reason, message)
     if reason != Reason.RUN_DELETED:  # nobody reads the Events of a run being deleted
         draft.event(EventType.NORMAL if cancelled else EventType.WARNING, reason, message)
-
-
-def _failed(status: WorkflowRunStatus) -> bool:
-    return any(n.phase == NodePhase.FAILED for n in status.nodes)
 
 
 def fail_unrecordable(run: RunView, *, reason: str, message: str, now: datetime) -> Decision:

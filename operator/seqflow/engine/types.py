@@ -30,6 +30,8 @@ class RunView:
     status: WorkflowRunStatus
     generation: int
     created_at: datetime
+    namespace: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,42 @@
+"""`when` conditions: CEL expressions, compiled once per distinct text and evaluated purely.
+
+CEL comes from `common-expression-language` (the Rust `cel` interpreter behind a Python binding:
+a compile is about a millisecond, an evaluation about 10 µs, and it is a maintained
+implementation of the spec). The variables a condition sees are `input` (the step's input),
+`run` (name, namespace, labels) and `steps` (earlier steps by id: their phase).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import cel
+
+
+class ConditionError(ValueError):
+    """An expression that does not compile, or does not evaluate to a boolean."""
+
+
+@functools.lru_cache(maxsize=1024)
+def compiled(expression: str) -> Any:
+    """The compiled program of `expression` (cached: Workflows repeat their expressions)."""
+    try:
+        return cel.compile(expression)
+    except ValueError as error:
+        raise ConditionError(f"when {expression!r} does not compile: {_first_line(error)}") from None
+
+
+def holds(expression: str, variables: dict[str, Any]) -> bool:
+    """Whether `expression` is true for `variables`."""
+    try:
+        value = compiled(expression).execute(variables)
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise ConditionError(f"when {expression!r} failed: {_first_line(error)}") from None
+    if not isinstance(value, bool):
+        raise ConditionError(f"when {expression!r} gave {value!r}, not true or false")
+    return value
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0]
