@@ -226,6 +226,14 @@ class KubeApi:
             body={"propagationPolicy": "Background"},
         )
 
+    async def patch_workflow_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
+        return await self.request(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}/status",
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
     async def get_workflow(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}")
 

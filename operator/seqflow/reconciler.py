@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import assert_never
+from typing import Any, assert_never
 
 from pydantic import ValidationError
 
@@ -30,6 +31,7 @@ from seqflow.api.models import (
     WorkflowRunSpec,
     WorkflowRunStatus,
     WorkflowSpec,
+    WorkflowStatus,
     upgrade_status,
 )
 from seqflow.engine import (
@@ -49,8 +51,8 @@ from seqflow.engine import (
     WorkflowView,
     fail_unrecordable,
     plan,
+    workflow_status,
 )
-from seqflow.engine.conditions import ConditionError, compiled
 from seqflow.events import EventRecorder
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
@@ -64,7 +66,7 @@ from seqflow.executors.jobs import (
     run_of,
 )
 from seqflow.history.sync import HistoryWriter
-from seqflow.kube import Conflict, EntityTooLarge, Invalid, KubeApi, NotFound
+from seqflow.kube import ApiError, Conflict, EntityTooLarge, Invalid, KubeApi, NotFound
 from seqflow.metrics import Metrics
 from seqflow.workqueue import WorkQueue, backoff
 
@@ -269,14 +271,31 @@ class Reconciler:
         except ValidationError as error:
             logger.warning("ignoring Workflow %s/%s: %s", *key, error)
             return
-        for task in spec.tasks:  # expressions are compiled when the Workflow is seen
-            if task.when is not None:
-                try:
-                    compiled(task.when)
-                except ConditionError as error:
-                    logger.warning("Workflow %s/%s, task %s: %s", *key, task.name, error)
-        self._workflows[key] = WorkflowView(spec=spec, generation=body["metadata"].get("generation", 1))
+        generation = body["metadata"].get("generation", 1)
+        self._workflows[key] = WorkflowView(spec=spec, generation=generation)
+        self._report_workflow(key, body, spec, generation)
         self._wake_runs_waiting_for(key)
+
+    def _report_workflow(self, key: Key, body: JsonObject, spec: WorkflowSpec, generation: int) -> None:
+        """Check the Workflow (handlers, expressions, input schema: compiled now, not when a run
+        reaches them) and write its Ready condition when it changed."""
+        try:
+            previous = WorkflowStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            previous = WorkflowStatus()
+        status = workflow_status(
+            spec, generation=generation, handlers=self._handler_names, previous=previous, now=now()
+        )
+        if status == previous:
+            return
+
+        async def write() -> None:
+            try:
+                await self._api.patch_workflow_status(*key, {"status": status.to_wire()})
+            except ApiError as error:
+                logger.warning("could not write the status of Workflow %s/%s: %s", *key, error)
+
+        self._in_background(write())
 
     def on_job_event(self, event_type: str | None, body: JsonObject) -> None:
         key = key_of(body)
@@ -565,7 +584,10 @@ class Reconciler:
                 self._flushed[uid] = max(self._flushed.get(uid, 0), written)
                 self._queue.add(key)
 
-        task = asyncio.create_task(flush())
+        self._in_background(flush())
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -230,3 +230,38 @@ def test_sleep_waits_then_passes_its_input_on(cluster: Cluster, runs: Runs, name
     assert (nap["id"], nap["type"], nap["phase"]) == ("Cooldown", "sleep", "Succeeded")
     assert 2 <= (ts(nap["finishedAt"]) - ts(nap["startedAt"])).total_seconds() < 4
     assert status["output"]["trail"] == ["Order", "Remind"]
+
+
+def test_input_schema_refuses_a_bad_input_at_start(cluster: Cluster, runs: Runs, namespace: str):
+    schema = {"type": "object", "required": ["order_id"], "properties": {"amount": {"type": "number"}}}
+    cluster.apply(
+        workflow("typed", [{"name": "Only", "handler": "test.step"}], inputSchema=schema), namespace=namespace
+    )
+    cluster.apply(workflow_run("bad", "typed", {"amount": "lots"}), namespace=namespace)
+    cluster.apply(workflow_run("good", "typed", {"order_id": "O-1", "amount": 3}), namespace=namespace)
+    kubectl_wait(cluster, namespace, "bad", "jsonpath={.status.phase}=Failed")
+    cond = condition(runs.get(namespace, "bad")["status"])
+    assert cond["reason"] == "InputInvalid" and "$.amount: 'lots' is not of type 'number'" in cond["message"]
+    kubectl_wait(cluster, namespace, "good", "condition=Succeeded")
+
+
+def test_workflow_status_says_whether_its_runs_can_run(cluster: Cluster, runs: Runs, namespace: str):
+    cluster.apply(workflow("good", [{"name": "A", "handler": "test.step"}]), namespace=namespace)
+    bad = [{"name": "A", "handler": "test.step", "when": "input.n >"}, {"name": "B", "handler": "no.such"}]
+    cluster.apply(workflow("bad", bad), namespace=namespace)
+    for name, ready in (("good", "True"), ("bad", "False")):
+        cluster.kubectl(
+            "wait", "-n", namespace, f"workflow/{name}", f"--for=condition=Ready={ready}", "--timeout=30s"
+        )
+    table = cluster.kubectl("get", "workflows", "-n", namespace).stdout.splitlines()
+    assert table[0].split()[:3] == ["NAME", "READY", "REASON"]
+    assert table[1].split()[:3] == ["bad", "False", "HandlerNotFound"] and table[2].split()[:3] == [
+        "good",
+        "True",
+        "Valid",
+    ]
+    status = cluster.get_json("workflow", "bad", "-n", namespace)["status"]
+    assert status["observedGeneration"] == 1
+    cluster.apply(workflow_run("r1", "bad"), namespace=namespace)
+    kubectl_wait(cluster, namespace, "r1", "jsonpath={.status.phase}=Failed")
+    assert condition(runs.get(namespace, "r1")["status"])["reason"] == "HandlerNotFound"

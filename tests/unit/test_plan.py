@@ -667,3 +667,39 @@ def test_a_signal_payload_joins_the_data_and_a_timeout_may_continue():
 
 def status_current(status: WorkflowRunStatus) -> list[str]:
     return status.current
+
+
+ORDER_SCHEMA = {
+    "type": "object",
+    "required": ["order_id"],
+    "properties": {"order_id": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
+}
+
+
+@pytest.mark.parametrize(
+    ("schema", "input", "phase", "reason", "message"),
+    [
+        (
+            ORDER_SCHEMA,
+            {"order_id": "O-1", "amount": 5},
+            RunPhase.RUNNING,
+            "TaskStarted",
+            "Task A attempt 1 started",
+        ),
+        (
+            ORDER_SCHEMA,
+            {"amount": -1},
+            RunPhase.FAILED,
+            "InputInvalid",
+            "The input does not match the Workflow's inputSchema: $: 'order_id' is a required property; "
+            "$.amount: -1 is less than the minimum of 0",
+        ),
+        ({"type": "nope"}, {}, RunPhase.FAILED, "InvalidWorkflow", "inputSchema is not a valid JSON Schema"),
+    ],
+    ids=["matches", "does not match", "not a schema"],
+)
+def test_input_schema_is_checked_at_start(schema, input, phase, reason, message):
+    typed = workflow([{"name": "A", "handler": "a"}], inputSchema=schema)
+    status = go(wf=typed, spec={"input": input}).status
+    summary = next(c for c in status.conditions if c.type == "Succeeded")
+    assert (status.phase, summary.reason) == (phase, reason) and summary.message.startswith(message)

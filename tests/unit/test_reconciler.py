@@ -50,6 +50,7 @@ class FakeApi:
         self.events: list[dict] = []
         self.jobs: dict[str, dict] = {}
         self.fail_job_creations: list[BaseException] = []
+        self.workflow_statuses: dict[str, dict] = {}
 
     def bump(self, body: dict) -> dict:
         self.version += 1
@@ -101,6 +102,10 @@ class FakeApi:
         body = self._guarded(namespace, name, patch)
         body["status"] = merge(body.get("status") or {}, patch["status"])
         return self.bump(body)
+
+    async def patch_workflow_status(self, namespace: str, name: str, patch: dict) -> dict:
+        self.workflow_statuses[name] = patch["status"]
+        return patch
 
     async def get_workflow(self, namespace: str, name: str) -> dict:
         if (namespace, name) not in self.workflows:
@@ -186,6 +191,8 @@ def test_runs_to_success_writes_history_and_trims_it():
         )
         assert calls == ["A", "B"]
         assert run_status(api)["output"] == {"n": 2}
+        (ready,) = api.workflow_statuses["w"]["conditions"]
+        assert (ready["type"], ready["status"]) == ("Ready", "True")
         assert history.written == list(range(1, 7))
         assert FINALIZER in api.runs[("ns", "r")]["metadata"]["finalizers"]
 

@@ -99,6 +99,10 @@ gets a copy of its own, made just before it and removed after it.
 - apiGroups: [seqflow.io]
   resources: [workflows]
   verbs: [get, list, watch]
+# The Workflow's Ready condition: whether its runs can run.
+- apiGroups: [seqflow.io]
+  resources: [workflows/status]
+  verbs: [patch]
 # patch: the run's finalizer, held until its history is written; delete: a finished run whose
 # time to live (ttlSecondsAfterFinished) is over.
 - apiGroups: [seqflow.io]

@@ -12,7 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from seqflow.api.models import GROUP, VERSION, WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
+from seqflow.api.models import (
+    GROUP,
+    VERSION,
+    WorkflowRunSpec,
+    WorkflowRunStatus,
+    WorkflowSpec,
+    WorkflowStatus,
+)
 
 _KEPT_KEYS = {
     "type",
@@ -126,10 +133,13 @@ def custom_resource_definitions() -> list[dict[str, Any]]:
         plural="workflows",
         short_name="swf",
         spec_schema=openapi_schema(WorkflowSpec),
-        status_schema=None,
+        status_schema=openapi_schema(WorkflowStatus),
         columns=[
+            _column("Ready", ".status.conditions[?(@.type=='Ready')].status"),
+            _column("Reason", ".status.conditions[?(@.type=='Ready')].reason"),
             _column("Description", ".spec.description"),
             _column("Age", ".metadata.creationTimestamp", "date"),
+            _column("Message", ".status.conditions[?(@.type=='Ready')].message", priority=1),
         ],
     )
     run = _crd(

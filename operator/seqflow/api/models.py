@@ -71,6 +71,7 @@ class Reason(enum.StrEnum):
     WORKFLOW_NOT_FOUND = "WorkflowNotFound"
     HANDLER_NOT_FOUND = "HandlerNotFound"
     INVALID_WORKFLOW = "InvalidWorkflow"
+    INPUT_INVALID = "InputInvalid"
     CONDITION_FAILED = "ConditionFailed"
     INPUT_TOO_LARGE = "InputTooLarge"
     RUN_TOO_LARGE = "RunTooLarge"
@@ -243,6 +244,11 @@ class Concurrency(Model):
 
 class WorkflowSpec(Model):
     description: str | None = None
+    input_schema: JsonObject | None = Field(
+        default=None,
+        description="A JSON Schema the input of every run must satisfy; a run whose input does not "
+        "fails at start with reason InputInvalid.",
+    )
     defaults: TaskDefaults | None = None
     concurrency: Concurrency | None = Field(
         default=None, description="Queue runs beyond a limit (Pending, reason Queued), in creation order."
@@ -404,6 +410,14 @@ class Condition(Model):
     reason: str
     message: str = ""
     last_transition_time: datetime
+
+
+class WorkflowStatus(Model):
+    """Whether runs of the Workflow can run: its `Ready` condition (the operator checks handlers,
+    expressions and the input schema when it sees each generation)."""
+
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
 
 
 class WorkflowRunStatus(Model):

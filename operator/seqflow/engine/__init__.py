@@ -1,6 +1,15 @@
 """The pure engine: `plan()` and the data it reads and returns (see `seqflow.engine.plan`)."""
 
-from seqflow.engine.plan import derive_phase, fail_unrecordable, job_name, json_size, pin_tasks, plan
+from seqflow.engine.plan import (
+    derive_phase,
+    fail_unrecordable,
+    job_name,
+    json_size,
+    pin_tasks,
+    plan,
+    workflow_problem,
+    workflow_status,
+)
 from seqflow.engine.types import (
     Action,
     AttemptResult,
@@ -41,4 +50,6 @@ __all__ = [
     "json_size",
     "pin_tasks",
     "plan",
+    "workflow_problem",
+    "workflow_status",
 ]

@@ -28,11 +28,15 @@ from seqflow.api.models import (
     Reason,
     RetryPolicy,
     RunPhase,
+    TaskSpec,
     WorkflowRunSpec,
     WorkflowRunStatus,
+    WorkflowSpec,
+    WorkflowStatus,
     shortened_name,
 )
 from seqflow.engine.conditions import ConditionError, compiled, holds
+from seqflow.engine.schemas import input_problems, schema_problem
 from seqflow.engine.types import (
     Action,
     AttemptResult,
@@ -172,13 +176,14 @@ def _start(draft: _Draft, observed: Observations) -> bool:
         draft.actions.append(WakeAt(deadline))
         return False
     steps = pin_tasks(observed.workflow, options=draft.options)
-    problem = _unrunnable(steps, handlers=observed.handlers)
-    if problem:
-        draft.end = (Reason.HANDLER_NOT_FOUND, problem)
+    problem = workflow_problem(observed.workflow.spec, handlers=observed.handlers)
+    if problem is not None:
+        draft.end = problem
         return False
-    invalid = _invalid_conditions(steps)
-    if invalid:
-        draft.end = (Reason.INVALID_WORKFLOW, invalid)
+    schema = observed.workflow.spec.input_schema
+    mismatch = input_problems(schema, run.spec.input) if schema is not None else None
+    if mismatch:
+        draft.end = (Reason.INPUT_INVALID, mismatch)
         return False
     draft.update(
         workflow_generation=observed.workflow.generation,
@@ -224,18 +229,37 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
     ]
 
 
-def _invalid_conditions(tasks: list[PinnedTask]) -> str | None:
+def workflow_problem(spec: WorkflowSpec, *, handlers: frozenset[str]) -> tuple[str, str] | None:
+    """Why runs of a Workflow cannot run, as (reason, message); None when they can. The same
+    check fills the Workflow's Ready condition and fails a run of it at start."""
+    unrunnable = _unrunnable(spec.tasks, handlers=handlers)
+    if unrunnable:
+        return Reason.HANDLER_NOT_FOUND, unrunnable
     problems = []
-    for task in tasks:
+    for task in spec.tasks:
         try:
             if task.when is not None:
                 compiled(task.when)
         except ConditionError as error:
             problems.append(f"task {task.name}: {error}")
-    return "; ".join(problems) or None
+    if spec.input_schema is not None:
+        problems.append(schema_problem(spec.input_schema) or "")
+    message = "; ".join(p for p in problems if p)
+    return (Reason.INVALID_WORKFLOW, message) if message else None
 
 
-def _unrunnable(tasks: list[PinnedTask], *, handlers: frozenset[str]) -> str | None:
+def workflow_status(
+    spec: WorkflowSpec, *, generation: int, handlers: frozenset[str], previous: WorkflowStatus, now: datetime
+) -> WorkflowStatus:
+    """The Workflow's status: Ready unless `workflow_problem` finds why its runs cannot run."""
+    problem = workflow_problem(spec, handlers=handlers)
+    status = ConditionStatus.FALSE if problem else ConditionStatus.TRUE
+    reason, message = problem or ("Valid", "Runs of this Workflow can start")
+    conditions = _set_condition(previous.conditions, status, reason, message, now, type=READY)
+    return WorkflowStatus(conditions=conditions, observed_generation=generation)
+
+
+def _unrunnable(tasks: list[TaskSpec], *, handlers: frozenset[str]) -> str | None:
     problems = [
         f'task {task.name}: no handler registered as "{task.handler}"'
         for task in tasks
