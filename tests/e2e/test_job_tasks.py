@@ -167,3 +167,33 @@ def test_operator_restart_while_a_job_runs_creates_no_second_job(
     status = runs.get(namespace, "r1")["status"]
     assert [t["attempts"] for t in status["nodes"]] == [1, 1]
     assert [j["metadata"]["name"] for j in jobs_of(cluster, namespace, "r1")] == [status["nodes"][0]["job"]]
+
+
+@pytest.mark.usefixtures("operator")
+def test_parallel_members_run_together_and_merge_their_outputs(cluster: Cluster, runs: Runs, namespace: str):
+    members = [
+        {"name": "Email", "handler": "test.step"},
+        {"name": "Sms", "job": job_task("Sms", annotations={"test.seqflow.io/duration": "1s"})["job"]},
+    ]
+    steps = [
+        {"name": "Prepare", "handler": "test.step"},
+        {"name": "Notify", "parallel": members},
+        {"name": "After", "handler": "test.step"},
+    ]
+    cluster.apply(workflow("fanout", steps), namespace=namespace)
+    cluster.apply(workflow_run("r1", "fanout", {"sleep": 1}), namespace=namespace)
+    history = runs.watch(namespace, "r1", until=lambda s: s.get("phase") == "Succeeded", timeout=60)
+    together = [s for s in history if {"Notify/Email", "Notify/Sms"} <= set(s.get("current") or [])]
+    assert together, "the members never ran at the same time"
+    status = history[-1]
+    assert [(n["id"], n["phase"]) for n in status["nodes"]] == [
+        ("Prepare", "Succeeded"),
+        ("Notify", "Succeeded"),
+        ("Notify/Email", "Succeeded"),
+        ("Notify/Sms", "Succeeded"),
+        ("After", "Succeeded"),
+    ]
+    output = status["output"]
+    assert output["job"].startswith(status["nodes"][3]["job"])  # the Sms Job's output, merged
+    assert output["trail"] == ["Prepare", "Notify/Email", "After"]  # Email's output, merged
+    assert status["progress"] == "3/3"

@@ -28,16 +28,29 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         (workflow("w", [HANDLER_TASK, {"name": "A", "handler": "y"}]), "task names must be unique"),
         (
             workflow("w", [{"name": "A", "handler": "x", "job": {"image": "busybox"}}]),
-            "a task needs exactly one of handler, job, sleep or wait",
+            "a task needs exactly one of handler, job, sleep, wait or parallel",
         ),
-        (workflow("w", [{"name": "A"}]), "a task needs exactly one of handler, job, sleep or wait"),
+        (workflow("w", [{"name": "A"}]), "a task needs exactly one of handler, job, sleep, wait or parallel"),
         (
             workflow("w", [{"name": "A", "handler": "x", "sleep": {"seconds": 5}}]),
-            "a task needs exactly one of handler, job, sleep or wait",
+            "a task needs exactly one of handler, job, sleep, wait or parallel",
         ),
         (
             workflow("w", [{"name": "A", "sleep": {"seconds": 5, "until": "2026-01-01T00:00:00Z"}}]),
             "sleep needs exactly one of seconds or until",
+        ),
+        (
+            workflow(
+                "w",
+                [{"name": "G", "parallel": [{"name": "M", "handler": "x"}, {"name": "M", "handler": "y"}]}],
+            ),
+            "member names must be unique",
+        ),
+        (
+            workflow(
+                "w", [{"name": "G", "parallel": [{"name": "M", "handler": "x", "job": {"image": "i"}}]}]
+            ),
+            "a member needs exactly one of handler or job",
         ),
         (
             workflow("w", [{"name": "A", "handler": "x", "retry": {"maxRetries": -1}}]),
@@ -66,6 +79,8 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         "neither",
         "handler-and-sleep",
         "sleep-seconds-and-until",
+        "duplicate-members",
+        "member-handler-and-job",
         "negative-retries",
         "zero-backoff",
         "bad-task-name",

@@ -703,3 +703,119 @@ def test_input_schema_is_checked_at_start(schema, input, phase, reason, message)
     status = go(wf=typed, spec={"input": input}).status
     summary = next(c for c in status.conditions if c.type == "Succeeded")
     assert (status.phase, summary.reason) == (phase, reason) and summary.message.startswith(message)
+
+
+def group(max_parallel: int | None = None, fail_fast: bool = False) -> WorkflowView:
+    members = [
+        {"name": "Email", "handler": "a", "retry": {"maxRetries": 0}},
+        {"name": "Sms", "job": {"image": "sms:1"}, "retry": {"maxRetries": 0}},
+        {"name": "Push", "handler": "b", "retry": {"maxRetries": 1, "backoffSeconds": 5}},
+    ]
+    notify: dict[str, Any] = {"name": "Notify", "parallel": members, "failFast": fail_fast}
+    if max_parallel:
+        notify["maxParallel"] = max_parallel
+    return workflow([{"name": "A", "handler": "a"}, notify, {"name": "C", "handler": "c"}])
+
+
+def in_group(wf: WorkflowView) -> Decision:
+    return go(go(wf=wf).status, at=1, wf=wf, results=(ok("A", 1, {"n": 2}),))
+
+
+def test_a_group_starts_its_members_together_with_the_group_input():
+    started = in_group(group())
+    starts = [
+        (type(a).__name__, a.node, a.input) for a in started.actions if isinstance(a, RunHandler | CreateJob)
+    ]
+    assert starts == [
+        ("RunHandler", "Notify/Email", {"n": 2}),
+        ("CreateJob", "Notify/Sms", {"n": 2}),
+        ("RunHandler", "Notify/Push", {"n": 2}),
+    ]
+    status = started.status
+    assert status.node("Notify").type == "parallel" and status.current == [
+        "Notify",
+        "Notify/Email",
+        "Notify/Sms",
+        "Notify/Push",
+    ]  # type: ignore[union-attr]
+    assert only(started.actions, CreateJob).name.startswith("r-notify-sms-1-")
+    assert status.progress == "1/3"  # steps, not members
+
+
+def test_max_parallel_bounds_the_members_running():
+    started = in_group(group(max_parallel=2))
+    assert [a.node for a in started.actions if isinstance(a, RunHandler | CreateJob)] == [
+        "Notify/Email",
+        "Notify/Sms",
+    ]
+    one_done = go(
+        started.status,
+        at=2,
+        wf=group(max_parallel=2),
+        results=(ok("Notify/Email", 1, {"mail": 1}),),
+        jobs_running=frozenset({"Notify/Sms"}),
+    )
+    assert [a.node for a in one_done.actions if isinstance(a, RunHandler)] == ["Notify/Push"]
+
+
+def test_a_group_output_merges_its_members_outputs_in_declared_order():
+    wf = group()
+    status = in_group(wf).status
+    results = (
+        ok("Notify/Push", 1, {"who": "push", "push": 1}),
+        ok("Notify/Email", 1, {"who": "email", "mail": 1}),
+    )
+    status = go(status, at=2, wf=wf, results=results, jobs_running=frozenset({"Notify/Sms"})).status
+    assert status.node("Notify").phase == NodePhase.RUNNING  # type: ignore[union-attr]
+    done = go(status, at=3, wf=wf, results=(ok("Notify/Sms", 1, {"who": "sms", "sms": 1}),))
+    assert only(done.actions, RunHandler).input == {"n": 2, "who": "push", "mail": 1, "sms": 1, "push": 1}
+    assert all(n.output is None for n in done.status.nodes)  # member outputs go once merged
+    assert done.status.node("Notify").phase == NodePhase.SUCCEEDED and done.status.progress == "2/3"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("fail_fast", "phase", "cancelled"),
+    [(False, RunPhase.RUNNING, []), (True, RunPhase.FAILED, ["Notify/Sms", "Notify/Push"])],
+    ids=["others end first", "failFast cancels the others"],
+)
+def test_a_failing_member_fails_its_group(fail_fast, phase, cancelled):
+    wf = group(fail_fast=fail_fast)
+    status = in_group(wf).status
+    decision = go(
+        status,
+        at=2,
+        wf=wf,
+        results=(err("Notify/Email", 1, "smtp down"),),
+        jobs_running=frozenset({"Notify/Sms"}),
+        handlers_running=frozenset({("Notify/Push", 1)}),
+    )
+    assert decision.status.phase == phase
+    assert [n.id for n in decision.status.nodes if n.phase == NodePhase.CANCELLED] == cancelled
+    if fail_fast:
+        assert [type(a) for a in decision.actions if isinstance(a, DeleteJob | CancelHandler)] == [
+            DeleteJob,
+            CancelHandler,
+        ]
+        return
+    later = go(decision.status, at=3, wf=wf, results=(ok("Notify/Sms", 1), ok("Notify/Push", 1)))
+    assert later.status.phase == RunPhase.FAILED
+    summary = next(c for c in later.status.conditions if c.type == "Succeeded")
+    assert summary.message == "Task Notify failed: Notify/Email: smtp down"
+
+
+def test_a_retried_run_reruns_only_the_members_that_did_not_succeed():
+    wf = group()
+    status = in_group(wf).status
+    status = go(
+        status,
+        at=2,
+        wf=wf,
+        results=(err("Notify/Email", 1, "down"), ok("Notify/Push", 1, {"push": 1})),
+        jobs_running=frozenset({"Notify/Sms"}),
+    ).status
+    status = go(status, at=3, wf=wf, results=(ok("Notify/Sms", 1, {"sms": 1}),)).status
+    assert status.phase == RunPhase.FAILED
+    retried = go(status, at=4, wf=wf, spec={"retry": 1})
+    assert [a.node for a in retried.actions if isinstance(a, RunHandler | CreateJob)] == ["Notify/Email"]
+    done = go(retried.status, at=5, wf=wf, spec={"retry": 1}, results=(ok("Notify/Email", 2, {"mail": 1}),))
+    assert only(done.actions, RunHandler).input == {"n": 2, "mail": 1, "sms": 1, "push": 1}

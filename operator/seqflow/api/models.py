@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 GROUP = "seqflow.io"
 VERSION = "v1alpha1"
 MAX_TASKS = 100
+MAX_MEMBERS = 20
 # A run's input and each task's output travel in the run's status (etcd keeps at most 1.5 MiB
 # per object): each is at most this many bytes of JSON. Large data belongs in storage.
 MAX_DATA_BYTES = 64 * 1024
@@ -62,6 +63,7 @@ class NodeType(enum.StrEnum):
     JOB = "job"
     SLEEP = "sleep"
     WAIT = "wait"
+    PARALLEL = "parallel"
 
 
 class Reason(enum.StrEnum):
@@ -205,14 +207,35 @@ class WaitSpec(Model):
     )
 
 
+class MemberSpec(Model):
+    """A member of a parallel group: a handler or a Job, with its own retry policy."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.handler) != has(self.job)",
+                    "message": "a member needs exactly one of handler or job",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=63, description="Unique within its group.")
+    handler: str | None = Field(default=None, min_length=1, max_length=253)
+    job: JobTemplate | None = None
+    retry: RetryOverride | None = None
+    timeout_seconds: Annotated[int | None, Field(ge=1)] = None
+
+
 class TaskSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "[has(self.handler), has(self.job), has(self.sleep), has(self.wait)]"
-                    ".filter(x, x).size() == 1",
-                    "message": "a task needs exactly one of handler, job, sleep or wait",
+                    "rule": "[has(self.handler), has(self.job), has(self.sleep), has(self.wait), "
+                    "has(self.parallel)].filter(x, x).size() == 1",
+                    "message": "a task needs exactly one of handler, job, sleep, wait or parallel",
                 }
             ]
         }
@@ -225,6 +248,27 @@ class TaskSpec(Model):
     job: JobTemplate | None = Field(default=None, description="Run the task as a batch/v1 Job.")
     sleep: SleepSpec | None = Field(default=None, description="Wait, then pass the input on.")
     wait: WaitSpec | None = Field(default=None, description="Wait for a signal to the run.")
+    parallel: list[MemberSpec] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_MEMBERS,
+        description="Members run at the same time; the group's output is its input merged with "
+        "their outputs in this order.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(m, self.exists_one(n, n.name == m.name))",
+                    "message": "member names must be unique",
+                }
+            ]
+        },
+    )
+    max_parallel: Annotated[int | None, Field(ge=1)] = Field(
+        default=None, description="Members running at once (default: all)."
+    )
+    fail_fast: bool | None = Field(
+        default=None, description="On a member's failure, cancel the others (default: let them end)."
+    )
     when: str | None = Field(
         default=None,
         min_length=1,
@@ -335,6 +379,16 @@ class WorkflowRunSpec(Model):
 # ----- WorkflowRun status -----
 
 
+class PinnedMember(Model):
+    """A member of a parallel group as the run executes it, defaults resolved."""
+
+    name: str
+    handler: str | None = None
+    job: JobTemplate | None = None
+    retry: RetryPolicy
+    timeout_seconds: int
+
+
 class PinnedTask(Model):
     """A task as the run executes it: copied from the Workflow at start, defaults resolved."""
 
@@ -343,6 +397,9 @@ class PinnedTask(Model):
     job: JobTemplate | None = None
     sleep: SleepSpec | None = None
     wait: WaitSpec | None = None
+    members: list[PinnedMember] | None = None
+    max_parallel: int | None = None
+    fail_fast: bool = False
     when: str | None = None
     retry: RetryPolicy
     timeout_seconds: int
@@ -361,6 +418,9 @@ class NodeStatus(Model):
     job: str | None = Field(default=None, description="The Job of the current attempt (Job steps).")
     deadline: datetime | None = Field(
         default=None, description="When a sleep ends, or a wait for a signal times out."
+    )
+    output: JsonObject | None = Field(
+        default=None, description="A group member's output, kept until its group has ended."
     )
     started_at: datetime | None = None
     finished_at: datetime | None = None

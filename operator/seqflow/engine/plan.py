@@ -24,6 +24,7 @@ from seqflow.api.models import (
     NodePhase,
     NodeStatus,
     NodeType,
+    PinnedMember,
     PinnedTask,
     Reason,
     RetryPolicy,
@@ -104,7 +105,17 @@ class _Draft:
         return self.status.pinned_tasks or []
 
     def step_index(self, node: str) -> int:
-        return next(i for i, s in enumerate(self.steps) if s.name == node)
+        """The position of the step a node belongs to (a group member: its group's)."""
+        top = node.split("/", 1)[0]
+        return next(i for i, s in enumerate(self.steps) if s.name == top)
+
+    def spec_of(self, node: str) -> PinnedTask | PinnedMember:
+        """The pinned step, or group member, a node executes."""
+        step = self.steps[self.step_index(node)]
+        if "/" not in node:
+            return step
+        member = node.split("/", 1)[1]
+        return next(m for m in step.members or [] if m.name == member)
 
 
 def plan(*, run: RunView, observed: Observations, now: datetime, options: EngineOptions) -> Decision:
@@ -129,8 +140,8 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
     if draft.status.pinned_tasks is None and not observed.deleted and not _start(draft, observed):
         return _decided(draft)
     _fold(draft, observed)
-    for index in _schedule(draft):
-        _start_attempt(draft, index)
+    for node in _schedule(draft):
+        _start_attempt(draft, node)
     return _decided(draft)
 
 
@@ -221,6 +232,20 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             job=task.job,
             sleep=task.sleep,
             wait=task.wait,
+            members=[
+                PinnedMember(
+                    name=member.name,
+                    handler=member.handler,
+                    job=member.job,
+                    retry=base_retry.merged(member.retry),
+                    timeout_seconds=member.timeout_seconds or base_timeout,
+                )
+                for member in task.parallel
+            ]
+            if task.parallel is not None
+            else None,
+            max_parallel=task.max_parallel,
+            fail_fast=bool(task.fail_fast),
             when=task.when,
             retry=base_retry.merged(task.retry),
             timeout_seconds=task.timeout_seconds or base_timeout,
@@ -260,10 +285,12 @@ def workflow_status(
 
 
 def _unrunnable(tasks: list[TaskSpec], *, handlers: frozenset[str]) -> str | None:
+    named = [(task.name, task.handler) for task in tasks]
+    named += [(f"{task.name}/{m.name}", m.handler) for task in tasks for m in task.parallel or []]
     problems = [
-        f'task {task.name}: no handler registered as "{task.handler}"'
-        for task in tasks
-        if task.handler is not None and task.handler not in handlers
+        f'task {name}: no handler registered as "{handler}"'
+        for name, handler in named
+        if handler is not None and handler not in handlers
     ]
     if not problems:
         return None
@@ -299,10 +326,15 @@ def _fold(draft: _Draft, observed: Observations) -> None:
         _cancel(draft, reason=Reason.CANCELLED, message="The run was cancelled (spec.cancel)")
         return
     for node in list(draft.status.nodes):
+        if node.type == NodeType.PARALLEL:
+            continue  # after its members
         if node.phase == NodePhase.RUNNING:
             _fold_running(draft, node, observed)
         elif node.phase == NodePhase.WAITING:
             _fold_waiting(draft, node)
+    for node in list(draft.status.nodes):
+        if node.type == NodeType.PARALLEL and node.phase == NodePhase.RUNNING:
+            _fold_group(draft, node)
 
 
 def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> None:
@@ -377,12 +409,49 @@ def _waiting_condition(draft: _Draft, node: NodeStatus, step: PinnedTask) -> Non
     draft.condition(ConditionStatus.UNKNOWN, Reason.WAITING, message)
 
 
+def _fold_group(draft: _Draft, group: NodeStatus) -> None:
+    """A parallel group ends when its members have: Succeeded with its input merged with their
+    outputs in declared order, or Failed once a member failed and none runs any more (with
+    failFast, the running ones are cancelled first)."""
+    step = draft.steps[draft.step_index(group.id)]
+    members = [draft.status.node(f"{group.id}/{m.name}") for m in step.members or []]
+    failed = [m for m in members if m is not None and m.phase == NodePhase.FAILED]
+    if failed and step.fail_fast:
+        for member in members:
+            if member is not None and member.phase in ACTIVE:
+                _cancel_node(draft, member, reason=Reason.CANCELLED)
+        members = [draft.status.node(f"{group.id}/{m.name}") for m in step.members or []]
+    if failed and not any(m is not None and m.phase in ACTIVE for m in members):
+        message = f"Task {group.id} failed: {failed[0].id}: {failed[0].last_error}"
+        draft.put(_with(group, phase=NodePhase.FAILED, finished_at=draft.now, last_error=_clip(message)))
+        draft.record(
+            HistoryEvent.TASK_FAILED, node=group.id, attempt=group.attempts, details={"error": _clip(message)}
+        )
+        draft.end = (Reason.TASK_FAILED, message)
+    elif members and all(m is not None and m.phase == NodePhase.SUCCEEDED for m in members):
+        output = dict(_input_of(draft, draft.step_index(group.id)))
+        for member in members:
+            assert member is not None
+            output.update(member.output or {})
+            draft.put(_with(member, output=None))  # no longer needed: the group's output has it
+        _succeeded(draft, group, output)
+
+
 def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
+    member = "/" in node.id  # a member's output waits in its node for the group's end
     draft.put(
-        node.model_copy(update={"phase": NodePhase.SUCCEEDED, "finished_at": draft.now, "last_error": None})
+        node.model_copy(
+            update={
+                "phase": NodePhase.SUCCEEDED,
+                "finished_at": draft.now,
+                "last_error": None,
+                "output": output if member else None,
+            }
+        )
     )
     draft.record(HistoryEvent.TASK_COMPLETED, node=node.id, attempt=node.attempts, details={"output": output})
-    draft.update(output=output)
+    if not member:
+        draft.update(output=output)
     draft.event(
         EventType.NORMAL, Reason.TASK_SUCCEEDED, f"Task {node.id} succeeded on attempt {node.attempts}"
     )
@@ -391,7 +460,7 @@ def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
 def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> None:
     assert result.error is not None
     error = _clip(result.error)
-    policy = draft.steps[draft.step_index(node.id)].retry
+    policy = draft.spec_of(node.id).retry
     attempt = node.attempts
     counted = attempt - node.budget_from
     reason = result.reason or (Reason.TASK_INTERRUPTED if result.error == INTERRUPTED else Reason.TASK_FAILED)
@@ -406,7 +475,8 @@ def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> N
             attempt=attempt,
             details={"error": error, "reason": reason, "permanent": result.permanent, "attempts": counted},
         )
-        draft.end = (reason, f"Task {node.id} failed ({why}): {error}")
+        if "/" not in node.id:  # a member's failure is its group's to weigh
+            draft.end = (reason, f"Task {node.id} failed ({why}): {error}")
         return
     delay = policy.delay_after(counted)
     retry_at = draft.now + timedelta(seconds=delay)
@@ -435,22 +505,20 @@ def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> N
 def _cancel(draft: _Draft, *, reason: str, message: str) -> None:
     """Stop every active step: running attempts are cancelled (Jobs deleted, handlers stopped)."""
     for node in draft.status.nodes:
-        if node.phase not in ACTIVE:
-            continue
-        if node.phase in (NodePhase.RUNNING, NodePhase.WAITING):  # an open attempt
-            draft.record(
-                HistoryEvent.TASK_CANCELLED, node=node.id, attempt=node.attempts, details={"reason": reason}
-            )
-            if node.type == NodeType.JOB and node.job:
-                draft.actions.append(DeleteJob(node.job))
-            elif node.type == NodeType.HANDLER:
-                draft.actions.append(CancelHandler(node.id, node.attempts))
-        draft.put(
-            node.model_copy(
-                update={"phase": NodePhase.CANCELLED, "finished_at": draft.now, "next_retry_at": None}
-            )
-        )
+        if node.phase in ACTIVE:
+            _cancel_node(draft, node, reason=reason)
     draft.end = (reason, message)
+
+
+def _cancel_node(draft: _Draft, node: NodeStatus, *, reason: str) -> None:
+    if node.phase in (NodePhase.RUNNING, NodePhase.WAITING):  # an open attempt
+        details = {"reason": reason}
+        draft.record(HistoryEvent.TASK_CANCELLED, node=node.id, attempt=node.attempts, details=details)
+        if node.type == NodeType.JOB and node.job:
+            draft.actions.append(DeleteJob(node.job))
+        elif node.type == NodeType.HANDLER:
+            draft.actions.append(CancelHandler(node.id, node.attempts))
+    draft.put(_with(node, phase=NodePhase.CANCELLED, finished_at=draft.now, next_retry_at=None))
 
 
 def _retry_requested(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> bool:
@@ -480,8 +548,9 @@ def _retry(draft: _Draft) -> None:
 # ----- schedule: what may start now -----
 
 
-def _schedule(draft: _Draft) -> list[int]:
-    """The steps whose next attempt starts now (at most one: steps run in order)."""
+def _schedule(draft: _Draft) -> list[str]:
+    """The nodes whose next attempt starts now: the first step not done (steps run in order),
+    or members of its group."""
     status, spec = draft.status, draft.run.spec
     if draft.end is not None or status.pinned_tasks is None or spec.suspend:
         return []
@@ -489,16 +558,43 @@ def _schedule(draft: _Draft) -> list[int]:
         node = draft.status.node(step.name)
         if node is None and step.when is not None and not _condition_holds(draft, index):
             continue  # skipped (or failed, when the condition could not be evaluated)
+        if step.members is not None and node is not None and node.phase == NodePhase.RUNNING:
+            return _schedule_members(draft, step)
         if node is None or node.phase == NodePhase.PENDING:
-            return [index] if _room_for_history(draft, step) else []
-        if node.phase == NodePhase.RETRYING:
-            if node.next_retry_at and draft.now < node.next_retry_at:
-                draft.actions.append(WakeAt(node.next_retry_at))
+            if not _room_for_history(draft, step):
                 return []
-            return [index] if _room_for_history(draft, step) else []
+            return [step.name, *_schedule_members(draft, step)] if step.members is not None else [step.name]
+        if node.phase == NodePhase.RETRYING:
+            return [step.name] if _due(draft, node) and _room_for_history(draft, step) else []
         if node.phase not in DONE:
             return []
     return []
+
+
+def _schedule_members(draft: _Draft, step: PinnedTask) -> list[str]:
+    """The members of a running group that start now, in declared order, up to maxParallel."""
+    members = step.members or []
+    ids = [f"{step.name}/{m.name}" for m in members]
+    running = sum(
+        1 for id in ids if (n := draft.status.node(id)) is not None and n.phase == NodePhase.RUNNING
+    )
+    free = (step.max_parallel or len(members)) - running
+    starts: list[str] = []
+    for id in ids:
+        node = draft.status.node(id)
+        ready = node is None or node.phase == NodePhase.PENDING
+        ready = ready or (node is not None and node.phase == NodePhase.RETRYING and _due(draft, node))
+        if ready and len(starts) < free and _room_for_history(draft, step):
+            starts.append(id)
+    return starts
+
+
+def _due(draft: _Draft, node: NodeStatus) -> bool:
+    """Whether a retrying node's backoff is over; if not, a timer for it."""
+    if node.next_retry_at and draft.now < node.next_retry_at:
+        draft.actions.append(WakeAt(node.next_retry_at))
+        return False
+    return True
 
 
 def _condition_holds(draft: _Draft, index: int) -> bool:
@@ -563,19 +659,19 @@ def _room_for_history(draft: _Draft, step: PinnedTask) -> bool:
 # ----- emit: start attempts -----
 
 
-def _start_attempt(draft: _Draft, index: int) -> None:
-    step = draft.steps[index]
-    node = draft.status.node(step.name) or NodeStatus(id=step.name, type=_node_type(step))
+def _start_attempt(draft: _Draft, id: str) -> None:
+    spec = draft.spec_of(id)
+    node = draft.status.node(id) or NodeStatus(id=id, type=_node_type(spec))
     attempt = node.attempts + 1
-    input = _input_of(draft, index)
+    input = _input_of(draft, draft.step_index(id))
     node = node.model_copy(
         update={
             "phase": NodePhase.WAITING if node.type == NodeType.WAIT else NodePhase.RUNNING,
             "attempts": attempt,
             "started_at": node.started_at or draft.now,
             "next_retry_at": None,
-            "job": job_name(run=draft.run.name, node=node.id, attempt=attempt) if step.job else None,
-            "deadline": _deadline(step, now=draft.now),
+            "job": job_name(run=draft.run.name, node=node.id, attempt=attempt) if spec.job else None,
+            "deadline": _deadline(spec, now=draft.now),
         }
     )
     draft.put(node)
@@ -595,12 +691,16 @@ def _start_attempt(draft: _Draft, index: int) -> None:
             draft.actions.append(WakeAt(node.deadline or draft.now))
         case NodeType.WAIT:
             _fold_waiting(draft, node)  # the signal may be there already
+        case NodeType.PARALLEL:
+            _started_condition(draft, node)  # its members start with it
         case _:
             assert_never(node.type)
 
 
-def _deadline(step: PinnedTask, *, now: datetime) -> datetime | None:
+def _deadline(step: PinnedTask | PinnedMember, *, now: datetime) -> datetime | None:
     """When an attempt's sleep ends or its wait times out (None: no deadline)."""
+    if not isinstance(step, PinnedTask):
+        return None
     if step.sleep is not None:
         return step.sleep.until or now + timedelta(seconds=step.sleep.seconds or 0)
     if step.wait is not None and step.wait.timeout_seconds is not None:
@@ -608,18 +708,21 @@ def _deadline(step: PinnedTask, *, now: datetime) -> datetime | None:
     return None
 
 
-def _node_type(step: PinnedTask) -> NodeType:
+def _node_type(step: PinnedTask | PinnedMember) -> NodeType:
     if step.job is not None:
         return NodeType.JOB
+    if not isinstance(step, PinnedTask):
+        return NodeType.HANDLER
+    if step.members is not None:
+        return NodeType.PARALLEL
     if step.sleep is not None:
         return NodeType.SLEEP
     return NodeType.WAIT if step.wait is not None else NodeType.HANDLER
 
 
 def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -> Action:
-    index = draft.step_index(node.id)
-    task = draft.steps[index]
-    data = _input_of(draft, index) if input is None else input
+    task = draft.spec_of(node.id)
+    data = _input_of(draft, draft.step_index(node.id)) if input is None else input
     if node.type == NodeType.JOB:
         assert node.job is not None
         return CreateJob(node=node.id, name=node.job, task=task, attempt=node.attempts, input=data)
@@ -667,7 +770,7 @@ def _conclude(draft: _Draft) -> None:
     phase = derive_phase(draft.status, draft.run.spec, ended=reason)
     steps = draft.steps
     nodes = draft.status.nodes
-    succeeded = sum(n.phase in DONE for n in nodes)
+    succeeded = sum(n.phase in DONE for n in nodes if "/" not in n.id)  # steps, not members
     draft.update(
         phase=phase,
         current=[n.id for n in nodes if n.phase in ACTIVE],
@@ -798,6 +901,10 @@ def _gitops_conditions(draft: _Draft, phase: RunPhase) -> None:
 
 
 # ----- small helpers -----
+
+
+def _with(node: NodeStatus, **changes: object) -> NodeStatus:
+    return node.model_copy(update=changes)
 
 
 def json_size(value: JsonObject) -> int:

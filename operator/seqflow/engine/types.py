@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from seqflow.api.models import (
     MAX_DATA_BYTES,
     JsonObject,
+    PinnedMember,
     PinnedTask,
     WorkflowRunSpec,
     WorkflowRunStatus,
@@ -99,7 +100,7 @@ class RunHandler:
     """Call the in-process handler of a step once (after the status saying so is written)."""
 
     node: str
-    task: PinnedTask
+    task: PinnedTask | PinnedMember
     attempt: int
     input: JsonObject
 
@@ -111,7 +112,7 @@ class CreateJob:
 
     node: str
     name: str
-    task: PinnedTask
+    task: PinnedTask | PinnedMember
     attempt: int
     input: JsonObject
 

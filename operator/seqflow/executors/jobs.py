@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from seqflow.api.models import GROUP, VERSION, JsonObject, PinnedTask, shortened_name
+from seqflow.api.models import GROUP, VERSION, JsonObject, PinnedMember, PinnedTask, shortened_name
 from seqflow.engine import AttemptResult, CreateJob
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -115,7 +115,7 @@ def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> 
     }
 
 
-def _pod_template(task: PinnedTask) -> JsonObject:
+def _pod_template(task: PinnedTask | PinnedMember) -> JsonObject:
     job = task.job
     assert job is not None
     if job.pod_template is not None:
