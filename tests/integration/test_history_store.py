@@ -148,3 +148,29 @@ def test_retention_deletes_old_finished_runs_in_batches(store: HistoryStore):
     assert store.delete_finished_before(T0 + timedelta(seconds=7), batch=2) >= 5
     assert all(counts(store, run.uid) == (0, 0, 0) for run in runs)
     assert counts(store, recent.uid) == (1, 1, 2)
+
+
+def test_members_of_a_group_get_an_attempt_row_each(store: HistoryStore):
+    run = identity("ns-group")
+    long_id = "G" * 63 + "/" + "M" * 63  # the longest id a member can have
+    log = [
+        entry(1, HistoryEvent.WORKFLOW_STARTED, workflow="wf", generation=1, input={}),
+        entry(2, HistoryEvent.TASK_STARTED, task="Notify", index=0, attempt=1, executor="parallel"),
+        entry(3, HistoryEvent.TASK_STARTED, task="Notify/Email", index=0, attempt=1, executor="handler"),
+        entry(4, HistoryEvent.TASK_STARTED, task=long_id, index=0, attempt=1, executor="job"),
+        entry(5, HistoryEvent.TASK_COMPLETED, task="Notify/Email", index=0, attempt=1, output={"mail": 1}),
+        entry(6, HistoryEvent.TASK_COMPLETED, task=long_id, index=0, attempt=1, output={"sms": 1}),
+        entry(
+            7, HistoryEvent.TASK_COMPLETED, task="Notify", index=0, attempt=1, output={"mail": 1, "sms": 1}
+        ),
+    ]
+    store.write(run, log)
+    store.write(run, log)  # a replay adds nothing
+    assert counts(store, run.uid) == (1, 3, 7)
+    shown = store.get_run("ns-group", "r1")
+    assert shown is not None
+    assert sorted((a["task"], a["phase"]) for a in shown["attempts"]) == [
+        (long_id, "Succeeded"),
+        ("Notify", "Succeeded"),
+        ("Notify/Email", "Succeeded"),
+    ]

@@ -324,12 +324,12 @@ def _run_changes(records: list[HistoryRecord]) -> JsonObject:
 
 def _attempt_values(run_uid: str, records: list[HistoryRecord]) -> list[JsonObject]:
     """The attempt rows touched by `records`, each with the columns the entries tell."""
-    attempts: dict[tuple[int, int], JsonObject] = {}
+    attempts: dict[tuple[str, int], JsonObject] = {}
     for record in records:
-        if record.task_index is None or record.attempt is None:
+        if record.task is None or record.task_index is None or record.attempt is None:
             continue
         row = attempts.setdefault(
-            (record.task_index, record.attempt),
+            (record.task, record.attempt),
             {
                 "run_uid": run_uid,
                 "task_index": record.task_index,

@@ -55,14 +55,12 @@ class AttemptRow(Base):
     """One attempt of one task of a run."""
 
     __tablename__ = "task_attempts"
-    __table_args__ = (
-        UniqueConstraint("run_uid", "task_index", "attempt", name="uq_attempts_run_task_attempt"),
-    )
+    __table_args__ = (UniqueConstraint("run_uid", "task", "attempt", name="uq_attempts_run_node_attempt"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     run_uid: Mapped[str] = mapped_column(String(36))
     task_index: Mapped[int] = mapped_column(Integer)
-    task: Mapped[str] = mapped_column(String(63))
+    task: Mapped[str] = mapped_column(String(127))  # the step's id (Group/Member in a group)
     attempt: Mapped[int] = mapped_column(Integer)
     executor: Mapped[str | None] = mapped_column(String(16))
     phase: Mapped[str] = mapped_column(String(16))
@@ -83,7 +81,7 @@ class ActivityRow(Base):
     run_uid: Mapped[str] = mapped_column(String(36))
     seq: Mapped[int] = mapped_column(Integer)
     event: Mapped[str] = mapped_column(String(32))
-    task: Mapped[str | None] = mapped_column(String(63))
+    task: Mapped[str | None] = mapped_column(String(127))
     attempt: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[Any] = mapped_column(Json)
     occurred_at: Mapped[datetime] = mapped_column(Timestamp)
