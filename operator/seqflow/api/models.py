@@ -26,6 +26,13 @@ NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 JsonObject = dict[str, Any]
 
 
+def cel_rules(*rules: tuple[str, str]) -> ConfigDict:
+    """Model config that carries CEL validation rules, (rule, message), into the CRD schema."""
+    return ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+    )
+
+
 class Model(BaseModel):
     """Base: camelCase on the wire, snake_case in Python, immutable."""
 
@@ -144,15 +151,8 @@ class EnvVar(Model):
 class JobTemplate(Model):
     """What a Job task runs: one container in the simple form, or a whole pod template."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.image) != has(self.podTemplate)",
-                    "message": "a job needs exactly one of image or podTemplate",
-                }
-            ]
-        }
+    model_config = cel_rules(
+        ("has(self.image) != has(self.podTemplate)", "a job needs exactly one of image or podTemplate"),
     )
 
     image: str | None = Field(default=None, min_length=1, description="Image of the task container.")
@@ -179,15 +179,8 @@ class TaskDefaults(Model):
 class SleepSpec(Model):
     """A durable pause: its due time is in the status, so a restart neither cuts nor repeats it."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.seconds) != has(self.until)",
-                    "message": "sleep needs exactly one of seconds or until",
-                }
-            ]
-        }
+    model_config = cel_rules(
+        ("has(self.seconds) != has(self.until)", "sleep needs exactly one of seconds or until"),
     )
 
     seconds: Annotated[int | None, Field(ge=0)] = Field(default=None, description="How long to wait.")
@@ -210,15 +203,8 @@ class WaitSpec(Model):
 class MemberSpec(Model):
     """A member of a parallel group: a handler or a Job, with its own retry policy."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.handler) != has(self.job)",
-                    "message": "a member needs exactly one of handler or job",
-                }
-            ]
-        }
+    model_config = cel_rules(
+        ("has(self.handler) != has(self.job)", "a member needs exactly one of handler or job"),
     )
 
     name: str = Field(pattern=NAME_PATTERN, max_length=63, description="Unique within its group.")
@@ -229,16 +215,12 @@ class MemberSpec(Model):
 
 
 class TaskSpec(Model):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "[has(self.handler), has(self.job), has(self.sleep), has(self.wait), "
-                    "has(self.parallel)].filter(x, x).size() == 1",
-                    "message": "a task needs exactly one of handler, job, sleep, wait or parallel",
-                }
-            ]
-        }
+    model_config = cel_rules(
+        (
+            "[has(self.handler), has(self.job), has(self.sleep), has(self.wait), "
+            "has(self.parallel)].filter(x, x).size() == 1",
+            "a task needs exactly one of handler, job, sleep, wait or parallel",
+        ),
     )
 
     name: str = Field(pattern=NAME_PATTERN, max_length=63, description="Unique within the workflow.")
@@ -323,28 +305,20 @@ class WorkflowRef(Model):
 
 
 class WorkflowRunSpec(Model):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.input) == has(oldSelf.input)"
-                    " && (!has(self.input) || self.input == oldSelf.input)",
-                    "message": "input is immutable: create a new run (kubectl seqflow rerun) instead",
-                },
-                {
-                    "rule": "self.workflowRef == oldSelf.workflowRef",
-                    "message": "workflowRef is immutable: create a new run instead",
-                },
-                {
-                    "rule": "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
-                    "message": "cancel cannot be undone: use retry to run a cancelled run again",
-                },
-                {
-                    "rule": "(has(self.retry) ? self.retry : 0) >= (has(oldSelf.retry) ? oldSelf.retry : 0)",
-                    "message": "retry only goes up: raise it by one to retry the run once more",
-                },
-            ]
-        }
+    model_config = cel_rules(
+        (
+            "has(self.input) == has(oldSelf.input) && (!has(self.input) || self.input == oldSelf.input)",
+            "input is immutable: create a new run (kubectl seqflow rerun) instead",
+        ),
+        ("self.workflowRef == oldSelf.workflowRef", "workflowRef is immutable: create a new run instead"),
+        (
+            "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
+            "cancel cannot be undone: use retry to run a cancelled run again",
+        ),
+        (
+            "(has(self.retry) ? self.retry : 0) >= (has(oldSelf.retry) ? oldSelf.retry : 0)",
+            "retry only goes up: raise it by one to retry the run once more",
+        ),
     )
 
     workflow_ref: WorkflowRef
