@@ -819,3 +819,15 @@ def test_a_retried_run_reruns_only_the_members_that_did_not_succeed():
     assert [a.node for a in retried.actions if isinstance(a, RunHandler | CreateJob)] == ["Notify/Email"]
     done = go(retried.status, at=5, wf=wf, spec={"retry": 1}, results=(ok("Notify/Email", 2, {"mail": 1}),))
     assert only(done.actions, RunHandler).input == {"n": 2, "mail": 1, "sms": 1, "push": 1}
+
+
+def test_no_member_starts_once_one_failed():
+    wf = group(max_parallel=2)
+    status = in_group(wf).status  # Email and Sms run, Push waits for a slot
+    decision = go(
+        status, at=2, wf=wf, results=(err("Notify/Email", 1, "down"),), jobs_running=frozenset({"Notify/Sms"})
+    )
+    assert not any(isinstance(a, RunHandler) for a in decision.actions)
+    assert decision.status.node("Notify/Push") is None
+    ended = go(decision.status, at=3, wf=wf, results=(ok("Notify/Sms", 1),))
+    assert ended.status.phase == RunPhase.FAILED

@@ -575,6 +575,8 @@ def _schedule_members(draft: _Draft, step: PinnedTask) -> list[str]:
     """The members of a running group that start now, in declared order, up to maxParallel."""
     members = step.members or []
     ids = [f"{step.name}/{m.name}" for m in members]
+    if any((n := draft.status.node(id)) is not None and n.phase == NodePhase.FAILED for id in ids):
+        return []  # the group has failed: no member starts any more
     running = sum(
         1 for id in ids if (n := draft.status.node(id)) is not None and n.phase == NodePhase.RUNNING
     )
