@@ -1,8 +1,8 @@
 """`when` conditions: CEL expressions, compiled once per distinct text and evaluated purely.
 
 CEL comes from `common-expression-language` (the Rust `cel` interpreter behind a Python binding:
-a compile is about a millisecond, an evaluation about 10 µs, and it is a maintained
-implementation of the spec). The variables a condition sees are `input` (the step's input),
+measured here, about 60 µs a compile and 10 to 20 µs an evaluation; a maintained implementation
+of the spec). The variables a condition sees are `input` (the step's input),
 `run` (name, namespace, labels) and `steps` (earlier steps by id: their phase).
 """
 
