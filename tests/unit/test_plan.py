@@ -648,7 +648,7 @@ def test_wait_for_a_signal(at, spec, phase, node, actions, reason):
 def test_a_signal_payload_joins_the_data_and_a_timeout_may_continue():
     waiting = WAITING_GATE.node("Approval")
     assert waiting is not None and waiting.deadline == T0 + timedelta(seconds=101)
-    assert status_current(WAITING_GATE) == ["Approval"]
+    assert WAITING_GATE.current == ["Approval"]
     signalled = go(WAITING_GATE, at=2, wf=GATE, spec={"signals": {"approved": {"by": "alice"}}})
     assert only(signalled.actions, RunHandler).input == {"n": 2, "by": "alice"}
     lenient = workflow(
@@ -663,10 +663,6 @@ def test_a_signal_payload_joins_the_data_and_a_timeout_may_continue():
     waited = go(wf=lenient).status
     went_on = go(waited, at=6, wf=lenient)
     assert only(went_on.actions, RunHandler).input == {"n": 1}
-
-
-def status_current(status: WorkflowRunStatus) -> list[str]:
-    return status.current
 
 
 ORDER_SCHEMA = {
