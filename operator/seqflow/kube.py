@@ -190,8 +190,13 @@ class KubeApi:
     async def get_run(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", run_path(namespace, name))
 
+    async def create_run(self, namespace: str, run: JsonObject) -> JsonObject:
+        return await self.request(
+            "POST", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflowruns", body=run
+        )
+
     async def patch_run(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
-        """A JSON merge patch of the run itself (seqflow only touches its finalizer)."""
+        """A JSON merge patch of the run itself: its finalizer, or a child run's suspend and cancel."""
         return await self.request(
             "PATCH", run_path(namespace, name), body=patch, content_type="application/merge-patch+json"
         )

@@ -159,30 +159,45 @@ def finish(runs: Runs, run: dict[str, Any], args: argparse.Namespace) -> int:
 
 
 def tree(runs: Runs, args: argparse.Namespace) -> int:
+    """The run's steps, and under a sub-workflow step, its child run's steps."""
     run = runs.get(args.run)
     status = run.get("status") or {}
     print(f"{args.run}  {status.get('phase', 'Pending')}  {status.get('progress', '')}")
-    rows = [("STEP", "PHASE", "ATTEMPTS", "DURATION", "ERROR")]
+    rows = [("STEP", "PHASE", "ATTEMPTS", "DURATION", "ERROR"), *_tree_rows(runs, run, indent="")]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
+    return 0
+
+
+def _tree_rows(runs: Runs, run: dict[str, Any], *, indent: str) -> list[tuple[str, str, str, str, str]]:
+    status = run.get("status") or {}
+    rows = []
     for node in status.get("nodes") or []:
         rows.append(
             (
-                node["id"],
+                indent + node["id"],
                 node.get("phase", ""),
                 str(node.get("attempts", 0)),
                 _duration(node.get("startedAt"), node.get("finishedAt")),
                 (node.get("lastError") or "")[:80],
             )
         )
+        if node.get("child"):
+            try:
+                child = runs.get(node["child"])
+            except PluginError:  # gone (deleted, or its time to live is over)
+                continue
+            phase = (child.get("status") or {}).get("phase", "Pending")
+            rows.append((f"{indent}  workflowrun/{node['child']}", phase, "", "", ""))
+            rows += _tree_rows(runs, child, indent=indent + "    ")
     started = {n["id"] for n in status.get("nodes") or []}
     rows += [
-        (t["name"], "Pending", "0", "", "")
+        (indent + t["name"], "Pending", "0", "", "")
         for t in status.get("pinnedTasks") or []
         if t["name"] not in started
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
-    return 0
+    return rows
 
 
 def logs(runs: Runs, args: argparse.Namespace) -> int:

@@ -37,6 +37,9 @@ from seqflow.api.models import (
 from seqflow.engine import (
     AttemptResult,
     CancelHandler,
+    ChildRun,
+    ControlChildRun,
+    CreateChildRun,
     CreateJob,
     Decision,
     DeleteJob,
@@ -54,6 +57,7 @@ from seqflow.engine import (
     workflow_status,
 )
 from seqflow.events import EventRecorder
+from seqflow.executors.children import child_run, child_run_manifest, depth_of
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
     LABEL_RUN,
@@ -123,6 +127,7 @@ def run_view(body: JsonObject, *, status: WorkflowRunStatus | None = None) -> Ru
         created_at=datetime.fromisoformat(meta["creationTimestamp"]),
         namespace=meta["namespace"],
         labels=meta.get("labels") or {},
+        depth=depth_of(body),
     )
 
 
@@ -177,7 +182,7 @@ class RunCache:
         self._written.pop(key, None)
 
     def active(self) -> int:
-        active = (RunPhase.PENDING, RunPhase.RUNNING)
+        active = (RunPhase.PENDING, RunPhase.RUNNING, RunPhase.COMPENSATING)
         return sum((b.get("status") or {}).get("phase") in active for b in self._bodies.values())
 
     def pending_history(self) -> int:
@@ -212,6 +217,7 @@ class Reconciler:
         self._runs = RunCache()
         metrics.watch_runs(active=self._runs.active, pending_history=self._runs.pending_history)
         self._workflows: dict[Key, WorkflowView] = {}
+        self._workflow_statuses: dict[Key, WorkflowStatus] = {}  # as last written or seen
         self._jobs: dict[Key, JsonObject] = {}
         self._queue: WorkQueue[Key] = WorkQueue()
         self._events = EventRecorder(api, queue_size=options.event_queue_size)
@@ -258,36 +264,68 @@ class Reconciler:
             self._flushed.pop(uid, None)
             self._wake_queued(key[0], (body.get("spec") or {}).get("workflowRef", {}).get("name", ""))
             return
+        before = self._runs.get(key)
         if self._runs.observe(body):
             self._queue.add(key)
+            self._wake_parent(body, before)
+
+    def _wake_parent(self, child: JsonObject, before: JsonObject | None) -> None:
+        """A child run whose phase changed (as seen, or as written): its parent has news."""
+        parent = run_of(child)
+        phase = (child.get("status") or {}).get("phase")
+        if parent is not None and (before is None or (before.get("status") or {}).get("phase") != phase):
+            self._queue.add((child["metadata"]["namespace"], parent), urgent=phase in FINISHED_PHASES)
 
     def on_workflow_event(self, event_type: str | None, body: JsonObject) -> None:
         key = key_of(body)
         if event_type == "DELETED":
             self._workflows.pop(key, None)
+            self._workflow_statuses.pop(key, None)
+            self._report_callers(key)
             return
         try:
             spec = WorkflowSpec.model_validate(body.get("spec") or {})
         except ValidationError as error:
             logger.warning("ignoring Workflow %s/%s: %s", *key, error)
             return
-        generation = body["metadata"].get("generation", 1)
-        self._workflows[key] = WorkflowView(spec=spec, generation=generation)
-        self._report_workflow(key, body, spec, generation)
+        try:
+            self._workflow_statuses[key] = WorkflowStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            self._workflow_statuses[key] = WorkflowStatus()
+        self._workflows[key] = WorkflowView(spec=spec, generation=body["metadata"].get("generation", 1))
+        self._report_workflow(key)
+        self._report_callers(key)
         self._wake_runs_waiting_for(key)
 
-    def _report_workflow(self, key: Key, body: JsonObject, spec: WorkflowSpec, generation: int) -> None:
-        """Check the Workflow (handlers, expressions, input schema: compiled now, not when a run
-        reaches them) and write its Ready condition when it changed."""
-        try:
-            previous = WorkflowStatus.model_validate(body.get("status") or {})
-        except ValidationError:
-            previous = WorkflowStatus()
+    def _workflows_in(self, namespace: str) -> dict[str, WorkflowSpec]:
+        return {name: view.spec for (ns, name), view in self._workflows.items() if ns == namespace}
+
+    def _report_callers(self, key: Key) -> None:
+        """A Workflow came, changed or went: check again those that run it as a sub-workflow."""
+        namespace, name = key
+        for (ns, other), view in list(self._workflows.items()):
+            if ns == namespace and any(
+                t.workflow_ref and t.workflow_ref.name == name for t in view.spec.tasks
+            ):
+                self._report_workflow((ns, other))
+
+    def _report_workflow(self, key: Key) -> None:
+        """Check the Workflow (handlers, expressions, input schema, sub-workflows: compiled now,
+        not when a run reaches them) and write its Ready condition when it changed."""
+        view = self._workflows[key]
+        previous = self._workflow_statuses.get(key, WorkflowStatus())
         status = workflow_status(
-            spec, generation=generation, handlers=self._handler_names, previous=previous, now=now()
+            view.spec,
+            name=key[1],
+            generation=view.generation,
+            handlers=self._handler_names,
+            workflows=self._workflows_in(key[0]),
+            previous=previous,
+            now=now(),
         )
         if status == previous:
             return
+        self._workflow_statuses[key] = status
 
         async def write() -> None:
             try:
@@ -400,6 +438,8 @@ class Reconciler:
         job_results, jobs_running = await self._observe_jobs(key, body, run)
         observed = Observations(
             workflow=workflow,
+            workflows=self._workflows_in(key[0]) if run.status.pinned_tasks is None else {},
+            children=self._observe_children(key, body, run),
             queued=self._queue_place(key, body, run, workflow),
             handlers=self._handler_names,
             results=(*results.values(), *job_results),
@@ -646,6 +686,17 @@ class Reconciler:
             results.append(outcome)
         return results, frozenset(running)
 
+    def _observe_children(self, key: Key, body: JsonObject, run: RunView) -> dict[str, ChildRun]:
+        """The child runs of the running sub-workflow steps, by step (only this run's own)."""
+        children = {}
+        for node in run.status.nodes:
+            if node.type != NodeType.WORKFLOW or node.phase != NodePhase.RUNNING or node.child is None:
+                continue
+            child = self._runs.get((key[0], node.child))
+            if child is not None and owned_by(child, body["metadata"]["uid"]):
+                children[node.id] = child_run(child)
+        return children
+
     async def _write_status(self, key: Key, body: JsonObject, new: WorkflowRunStatus) -> JsonObject:
         patch = {
             "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
@@ -653,6 +704,7 @@ class Reconciler:
         }
         written = await self._api.patch_run_status(*key, patch)
         self._runs.wrote(written)
+        self._wake_parent(written, body)  # its echo will not
         return written
 
     async def _act(self, key: Key, body: JsonObject, decision: Decision) -> bool:
@@ -668,6 +720,10 @@ class Reconciler:
                     self._start_handler(key, body, action)
                 case CreateJob():
                     again = await self._create_job(key, body, action) or again
+                case CreateChildRun():
+                    again = await self._create_child(key, body, action) or again
+                case ControlChildRun():
+                    await self._control_child(key[0], action)
                 case CancelHandler():
                     attempt = self._running.get(body["metadata"]["uid"], {}).get(
                         (action.node, action.attempt)
@@ -735,6 +791,33 @@ class Reconciler:
             return True
         self._jobs[(run.namespace, action.name)] = job
         return False
+
+    async def _create_child(self, key: Key, body: JsonObject, action: CreateChildRun) -> bool:
+        """Create a sub-workflow's child run; True when one of its name is not this run's."""
+        meta = body["metadata"]
+        parent = RunRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+        try:
+            child = await self._api.create_run(
+                parent.namespace, child_run_manifest(parent=parent, action=action)
+            )
+        except Conflict:  # created before: by us, for this very attempt?
+            child = await self._api.get_run(parent.namespace, action.name)
+            if not owned_by(child, parent.uid):
+                self._blocked.setdefault(parent.uid, {})[action.node] = (
+                    f"a WorkflowRun named {action.name} already exists and is not this run's child; "
+                    f"delete it (kubectl delete workflowrun -n {parent.namespace} {action.name}) "
+                    "to let this run go on"
+                )
+                return True
+        self._runs.refresh(child)
+        return False
+
+    async def _control_child(self, namespace: str, action: ControlChildRun) -> None:
+        spec = {"suspend": action.suspend} if action.suspend is not None else {}
+        if action.cancel is not None:
+            spec["cancel"] = action.cancel
+        with contextlib.suppress(NotFound):
+            await self._api.patch_run(namespace, action.name, {"spec": spec})
 
     async def _delete_job(self, namespace: str, name: str) -> None:
         with contextlib.suppress(NotFound):

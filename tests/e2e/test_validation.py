@@ -28,12 +28,12 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         (workflow("w", [HANDLER_TASK, {"name": "A", "handler": "y"}]), "task names must be unique"),
         (
             workflow("w", [{"name": "A", "handler": "x", "job": {"image": "busybox"}}]),
-            "a task needs exactly one of handler, job, sleep, wait or parallel",
+            "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
         ),
-        (workflow("w", [{"name": "A"}]), "a task needs exactly one of handler, job, sleep, wait or parallel"),
+        (workflow("w", [{"name": "A"}]), "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef"),
         (
             workflow("w", [{"name": "A", "handler": "x", "sleep": {"seconds": 5}}]),
-            "a task needs exactly one of handler, job, sleep, wait or parallel",
+            "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
         ),
         (
             workflow("w", [{"name": "A", "sleep": {"seconds": 5, "until": "2026-01-01T00:00:00Z"}}]),

@@ -24,6 +24,9 @@ from seqflow.api.models import (
 from seqflow.engine import (
     AttemptResult,
     CancelHandler,
+    ChildRun,
+    ControlChildRun,
+    CreateChildRun,
     CreateJob,
     Decision,
     DeleteJob,
@@ -38,6 +41,7 @@ from seqflow.engine import (
     derive_phase,
     fail_unrecordable,
     plan,
+    workflow_problem,
 )
 from seqflow.engine.plan import INTERRUPTED
 
@@ -85,12 +89,20 @@ def go(
     wf: WorkflowView | None = ABC,
     spec: dict[str, Any] | None = None,
     options: EngineOptions = OPTIONS,
+    depth: int = 0,
     **observed: Any,
 ) -> Decision:
     run_spec = WorkflowRunSpec.model_validate(
         {"workflowRef": {"name": "wf"}, "input": {"n": 1}, **(spec or {})}
     )
-    run = RunView(name="r", spec=run_spec, status=status or WorkflowRunStatus(), generation=1, created_at=T0)
+    run = RunView(
+        name="r",
+        spec=run_spec,
+        status=status or WorkflowRunStatus(),
+        generation=1,
+        created_at=T0,
+        depth=depth,
+    )
     seen = Observations(**{"workflow": wf, "handlers": HANDLERS, **observed})
     return plan(run=run, observed=seen, now=T0 + timedelta(seconds=at), options=options)
 
@@ -263,6 +275,10 @@ ROWS = {
 
 @pytest.mark.parametrize("row", ROWS.values(), ids=ROWS.keys())
 def test_transitions(row: Row):
+    check(row)
+
+
+def check(row: Row) -> None:
     before = row.given.history_seq if row.given else 0
     decision = go(row.given, at=row.at, wf=row.wf, spec=row.spec, **row.observed)
     status = decision.status
@@ -275,7 +291,7 @@ def test_transitions(row: Row):
     (condition,) = [c for c in status.conditions if c.type == "Succeeded"]
     assert condition.reason == row.reason
     assert status.current == [
-        n.id for n in status.nodes if n.phase in (NodePhase.RUNNING, NodePhase.RETRYING)
+        n.id for n in status.nodes if n.phase in (NodePhase.RUNNING, NodePhase.RETRYING, NodePhase.WAITING)
     ]
 
 
@@ -827,3 +843,370 @@ def test_no_member_starts_once_one_failed():
     assert decision.status.node("Notify/Push") is None
     ended = go(decision.status, at=3, wf=wf, results=(ok("Notify/Sms", 1),))
     assert ended.status.phase == RunPhase.FAILED
+
+
+# ----- compensation: a saga undoes what succeeded, in reverse order -----
+
+SAGA = workflow(
+    [
+        {"name": "Debit", "handler": "a", "compensate": {"handler": "c", "retry": {"maxRetries": 1}}},
+        {"name": "Reserve", "handler": "a", "compensate": {"job": {"image": "undo:1"}}},
+        {"name": "Credit", "handler": "b", "retry": {"maxRetries": 0}},
+    ]
+)
+SAGA_CREDIT = go(
+    go(go(wf=SAGA).status, at=1, wf=SAGA, results=(ok("Debit", 1, {"n": 1, "debit": "d-1"}),)).status,
+    at=2,
+    wf=SAGA,
+    results=(ok("Reserve", 1, {"n": 1, "debit": "d-1", "seat": 7}),),
+).status
+SAGA_UNDO_RESERVE = go(SAGA_CREDIT, at=3, wf=SAGA, results=(err("Credit", 1, "account closed"),)).status
+SAGA_UNDO_DEBIT = go(SAGA_UNDO_RESERVE, at=4, wf=SAGA, results=(ok("Reserve:compensate", 1),)).status
+SAGA_CANCEL_UNDO = go(SAGA_CREDIT, at=3, wf=SAGA, spec={"cancel": True}).status
+UNDONE = go(SAGA_UNDO_DEBIT, at=5, wf=SAGA, results=(ok("Debit:compensate", 1),)).status
+
+SAGA_ROWS = {
+    "a failure starts the compensation of the last step that succeeded": Row(
+        SAGA_CREDIT,
+        {"results": (err("Credit", 1, "account closed"),)},
+        wf=SAGA,
+        phase=RunPhase.COMPENSATING,
+        nodes={"Credit": (NodePhase.FAILED, 1), "Reserve:compensate": (NodePhase.RUNNING, 1)},
+        actions=["PostEvent", "CreateJob"],
+        entries=["TASK_FAILED", "COMPENSATION_STARTED", "TASK_STARTED"],
+        reason="TaskStarted",
+    ),
+    "a compensation done starts the one before it": Row(
+        SAGA_UNDO_RESERVE,
+        {"results": (ok("Reserve:compensate", 1),)},
+        wf=SAGA,
+        phase=RunPhase.COMPENSATING,
+        nodes={"Reserve": (NodePhase.COMPENSATED, 1), "Debit:compensate": (NodePhase.RUNNING, 1)},
+        actions=["PostEvent", "RunHandler"],
+        entries=["TASK_COMPLETED", "TASK_STARTED"],
+        reason="TaskStarted",
+    ),
+    "the last compensation done ends the run Failed, compensated": Row(
+        SAGA_UNDO_DEBIT,
+        {"results": (ok("Debit:compensate", 1),)},
+        wf=SAGA,
+        phase=RunPhase.FAILED,
+        nodes={"Debit": (NodePhase.COMPENSATED, 1), "Reserve": (NodePhase.COMPENSATED, 1)},
+        actions=["PostEvent", "PostEvent"],
+        entries=["TASK_COMPLETED", "WORKFLOW_FAILED"],
+        reason="Compensated",
+    ),
+    "a failed compensation is retried by its own policy": Row(
+        SAGA_UNDO_DEBIT,
+        {"results": (err("Debit:compensate", 1, "ledger down"),)},
+        wf=SAGA,
+        phase=RunPhase.COMPENSATING,
+        nodes={"Debit:compensate": (NodePhase.RETRYING, 1)},
+        actions=["PostEvent", "WakeAt"],
+        entries=["TASK_RETRY"],
+        reason="TaskRetrying",
+    ),
+    "a compensation failed for good ends the run, saying so": Row(
+        SAGA_UNDO_DEBIT,
+        {"results": (err("Debit:compensate", 1, "ledger gone", permanent=True),)},
+        wf=SAGA,
+        phase=RunPhase.FAILED,
+        nodes={"Debit": (NodePhase.SUCCEEDED, 1), "Debit:compensate": (NodePhase.FAILED, 1)},
+        actions=["PostEvent"],
+        entries=["TASK_FAILED", "WORKFLOW_FAILED"],
+        reason="CompensationFailed",
+    ),
+    "a cancel compensates too": Row(
+        SAGA_CREDIT,
+        spec={"cancel": True},
+        wf=SAGA,
+        phase=RunPhase.COMPENSATING,
+        nodes={"Credit": (NodePhase.CANCELLED, 1), "Reserve:compensate": (NodePhase.RUNNING, 1)},
+        actions=["CancelHandler", "PostEvent", "CreateJob"],
+        entries=["TASK_CANCELLED", "COMPENSATION_STARTED", "TASK_STARTED"],
+        reason="TaskStarted",
+    ),
+    "a cancel does not cut compensations short": Row(
+        SAGA_UNDO_DEBIT,
+        spec={"cancel": True},
+        wf=SAGA,
+        phase=RunPhase.COMPENSATING,
+        nodes={"Debit:compensate": (NodePhase.RUNNING, 1)},
+        observed={"handlers_running": frozenset({("Debit:compensate", 1)})},
+        reason="TaskStarted",
+    ),
+    "a deletion does": Row(
+        SAGA_UNDO_DEBIT,
+        {"deleted": True},
+        wf=SAGA,
+        phase=RunPhase.CANCELLED,
+        nodes={"Debit:compensate": (NodePhase.CANCELLED, 1)},
+        actions=["CancelHandler"],
+        entries=["TASK_CANCELLED", "WORKFLOW_CANCELLED"],
+        reason="RunDeleted",
+    ),
+    "nothing to compensate: the run just fails": Row(
+        go(wf=SAGA).status,
+        {"results": (err("Debit", 1, "no funds", permanent=True),)},
+        wf=SAGA,
+        phase=RunPhase.FAILED,
+        nodes={"Debit": (NodePhase.FAILED, 1)},
+        actions=["PostEvent"],
+        entries=["TASK_FAILED", "WORKFLOW_FAILED"],
+        reason="TaskFailed",
+    ),
+    "a suspended run starts no compensation": Row(
+        SAGA_UNDO_RESERVE,
+        {"results": (ok("Reserve:compensate", 1),)},
+        spec={"suspend": True},
+        wf=SAGA,
+        phase=RunPhase.SUSPENDED,
+        nodes={"Reserve": (NodePhase.COMPENSATED, 1)},
+        actions=["PostEvent", "PostEvent"],
+        entries=["TASK_COMPLETED", "RUN_SUSPENDED"],
+        reason="Suspended",
+    ),
+    "a retry after compensation runs the undone steps again": Row(
+        UNDONE,
+        spec={"retry": 1},
+        wf=SAGA,
+        phase=RunPhase.RUNNING,
+        nodes={
+            "Debit": (NodePhase.RUNNING, 2),
+            "Reserve": (NodePhase.PENDING, 1),
+            "Credit": (NodePhase.PENDING, 1),
+        },
+        actions=["PostEvent", "RunHandler"],
+        entries=["RUN_RETRIED", "TASK_STARTED"],
+        reason="TaskStarted",
+    ),
+}
+
+
+@pytest.mark.parametrize("row", SAGA_ROWS.values(), ids=SAGA_ROWS.keys())
+def test_compensation(row: Row):
+    check(row)
+
+
+def test_compensations_get_their_steps_outputs_and_the_end_says_what_was_undone():
+    assert only(
+        go(SAGA_CREDIT, at=3, wf=SAGA, results=(err("Credit", 1, "x"),)).actions, CreateJob
+    ).input == {
+        "n": 1,
+        "debit": "d-1",
+        "seat": 7,
+    }
+    assert only(
+        go(SAGA_UNDO_RESERVE, at=4, wf=SAGA, results=(ok("Reserve:compensate", 1),)).actions, RunHandler
+    ).input == {
+        "n": 1,
+        "debit": "d-1",
+    }
+    summary = next(c for c in UNDONE.conditions if c.type == "Succeeded")
+    assert summary.message == "Task Credit failed (1 attempts): account closed; compensated Reserve, Debit"
+    started = next(r for r in SAGA_UNDO_RESERVE.pending_history if r.type.value == "COMPENSATION_STARTED")
+    assert started.details["steps"] == ["Reserve", "Debit"] and started.details["reason"] == "TaskFailed"
+    assert UNDONE.ending is not None and UNDONE.ending.phase == RunPhase.FAILED
+    assert [n.output for n in UNDONE.nodes if n.id in ("Debit", "Reserve")] == [None, None]
+
+
+def test_a_cancelled_saga_ends_cancelled_once_compensated():
+    status = go(
+        SAGA_CANCEL_UNDO, at=4, wf=SAGA, spec={"cancel": True}, results=(ok("Reserve:compensate", 1),)
+    ).status
+    status = go(status, at=5, wf=SAGA, spec={"cancel": True}, results=(ok("Debit:compensate", 1),)).status
+    summary = next(c for c in status.conditions if c.type == "Succeeded")
+    assert (status.phase, summary.reason) == (RunPhase.CANCELLED, "Compensated")
+    assert summary.message.startswith("The run was cancelled (spec.cancel); compensated")
+
+
+# ----- sub-workflows: a step that is a child run -----
+
+NESTED = workflow(
+    [
+        {"name": "A", "handler": "a"},
+        {
+            "name": "Ship",
+            "workflowRef": {"name": "shipping"},
+            "retry": {"maxRetries": 1, "backoffSeconds": 5},
+        },
+        {"name": "C", "handler": "c"},
+    ]
+)
+SHIP = go(go(wf=NESTED).status, at=1, wf=NESTED, results=(ok("A", 1, {"n": 2}),)).status
+
+
+def child(phase: RunPhase | None, **kw: Any) -> dict[str, ChildRun]:
+    return {"Ship": ChildRun(phase=phase, suspended=kw.pop("suspended", False), **kw)}
+
+
+CHILD_ROWS = {
+    "a running child: nothing to do": Row(
+        SHIP,
+        {"children": child(RunPhase.RUNNING)},
+        wf=NESTED,
+        phase=RunPhase.RUNNING,
+        nodes={"Ship": (NodePhase.RUNNING, 1)},
+        reason="TaskStarted",
+    ),
+    "a child not seen is created again": Row(
+        SHIP,
+        wf=NESTED,
+        phase=RunPhase.RUNNING,
+        nodes={"Ship": (NodePhase.RUNNING, 1)},
+        actions=["CreateChildRun"],
+        reason="TaskStarted",
+    ),
+    "a child that succeeded gives the step its output": Row(
+        SHIP,
+        {"children": child(RunPhase.SUCCEEDED, output={"n": 2, "parcel": "p-9"})},
+        wf=NESTED,
+        phase=RunPhase.RUNNING,
+        nodes={"Ship": (NodePhase.SUCCEEDED, 1), "C": (NodePhase.RUNNING, 1)},
+        actions=["PostEvent", "RunHandler"],
+        entries=["TASK_COMPLETED", "TASK_STARTED"],
+        reason="TaskStarted",
+    ),
+    "a child that failed is retried as a new child": Row(
+        SHIP,
+        {"children": child(RunPhase.FAILED, reason="TaskFailed", message="Task Pack failed")},
+        wf=NESTED,
+        phase=RunPhase.RUNNING,
+        nodes={"Ship": (NodePhase.RETRYING, 1)},
+        actions=["PostEvent", "WakeAt"],
+        entries=["TASK_RETRY"],
+        reason="TaskRetrying",
+    ),
+    "a child that cannot run fails the step for good": Row(
+        SHIP,
+        {"children": child(RunPhase.FAILED, reason="InputInvalid", message="address: required")},
+        wf=NESTED,
+        phase=RunPhase.FAILED,
+        nodes={"Ship": (NodePhase.FAILED, 1)},
+        actions=["PostEvent"],
+        entries=["TASK_FAILED", "WORKFLOW_FAILED"],
+        reason="TaskFailed",
+    ),
+    "a cancelled child fails the step for good": Row(
+        SHIP,
+        {"children": child(RunPhase.CANCELLED, reason="Cancelled")},
+        wf=NESTED,
+        phase=RunPhase.FAILED,
+        nodes={"Ship": (NodePhase.FAILED, 1)},
+        actions=["PostEvent"],
+        entries=["TASK_FAILED", "WORKFLOW_FAILED"],
+        reason="TaskFailed",
+    ),
+    "suspending the parent suspends the child": Row(
+        SHIP,
+        {"children": child(RunPhase.RUNNING)},
+        spec={"suspend": True},
+        wf=NESTED,
+        phase=RunPhase.SUSPENDED,
+        nodes={"Ship": (NodePhase.RUNNING, 1)},
+        actions=["ControlChildRun", "PostEvent"],
+        entries=["RUN_SUSPENDED"],
+        reason="Suspended",
+    ),
+    "cancelling the parent cancels the child": Row(
+        SHIP,
+        {"children": child(RunPhase.RUNNING)},
+        spec={"cancel": True},
+        wf=NESTED,
+        phase=RunPhase.CANCELLED,
+        nodes={"Ship": (NodePhase.CANCELLED, 1)},
+        actions=["ControlChildRun", "PostEvent"],
+        entries=["TASK_CANCELLED", "WORKFLOW_CANCELLED"],
+        reason="Cancelled",
+    ),
+}
+
+
+@pytest.mark.parametrize("row", CHILD_ROWS.values(), ids=CHILD_ROWS.keys())
+def test_subworkflows(row: Row):
+    check(row)
+
+
+def test_a_child_run_is_named_by_step_and_attempt_and_one_level_deeper():
+    create = only(go(SHIP, at=2, wf=NESTED, depth=2).actions, CreateChildRun)
+    assert (create.workflow, create.input, create.depth) == ("shipping", {"n": 2}, 3)
+    assert create.name.startswith("r-ship-1-") and SHIP.node("Ship").child == create.name  # type: ignore[union-attr]
+    retried = go(
+        SHIP, at=2, wf=NESTED, children=child(RunPhase.FAILED, reason="TaskFailed", message="no van")
+    )
+    again = only(go(retried.status, at=8, wf=NESTED).actions, CreateChildRun)
+    assert again.name.startswith("r-ship-2-")
+    assert retried.status.node("Ship").last_error == f"child run {create.name} Failed: TaskFailed: no van"  # type: ignore[union-attr]
+    running = child(RunPhase.RUNNING)
+    suspend = only(
+        go(SHIP, at=2, wf=NESTED, spec={"suspend": True}, children=running).actions, ControlChildRun
+    )
+    assert (suspend.name, suspend.suspend, suspend.cancel) == (create.name, True, None)
+    resume = go(SHIP, at=2, wf=NESTED, children=child(RunPhase.SUSPENDED, suspended=True)).actions
+    assert only(resume, ControlChildRun).suspend is False
+    cancel = go(SHIP, at=2, wf=NESTED, spec={"cancel": True}, children=running).actions
+    assert only(cancel, ControlChildRun).cancel is True
+
+
+def test_a_run_nested_too_deep_fails_at_start():
+    failed = go(depth=OPTIONS.max_depth + 1).status
+    summary = next(c for c in failed.conditions if c.type == "Succeeded")
+    assert (failed.phase, summary.reason) == (RunPhase.FAILED, "DepthExceeded") and failed.nodes == []
+    assert go(depth=OPTIONS.max_depth).status.phase == RunPhase.RUNNING
+
+
+LOOP = {
+    "a": WorkflowSpec.model_validate({"tasks": [{"name": "ToB", "workflowRef": {"name": "b"}}]}),
+    "b": WorkflowSpec.model_validate(
+        {"tasks": [{"name": "X", "handler": "a"}, {"name": "ToA", "workflowRef": {"name": "a"}}]}
+    ),
+    "c": WorkflowSpec.model_validate({"tasks": [{"name": "ToD", "workflowRef": {"name": "d"}}]}),
+    "self": WorkflowSpec.model_validate({"tasks": [{"name": "Again", "workflowRef": {"name": "self"}}]}),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "require", "problem"),
+    [
+        ("a", False, "task ToB: sub-workflows call each other in a loop: a -> b -> a"),
+        ("b", False, "task ToA: sub-workflows call each other in a loop: b -> a -> b"),
+        ("self", False, "task Again: sub-workflows call each other in a loop: self -> self"),
+        ("c", True, 'task ToD: sub-workflow "d" not found'),
+        ("c", False, None),  # at a run's start, a Workflow not seen yet is the child's to find
+    ],
+)
+def test_subworkflow_loops_and_missing_ones_are_workflow_problems(name, require, problem):
+    found = workflow_problem(
+        LOOP[name], name=name, handlers=HANDLERS, workflows=LOOP, require_subworkflows=require
+    )
+    assert found == ((Reason.INVALID_WORKFLOW, problem) if problem else None)
+
+
+def test_a_run_of_a_workflow_in_a_loop_fails_at_start():
+    back = {"b": WorkflowSpec.model_validate({"tasks": [{"name": "Back", "workflowRef": {"name": "wf"}}]})}
+    failed = go(wf=WorkflowView(spec=LOOP["a"], generation=1), workflows=back).status
+    summary = next(c for c in failed.conditions if c.type == "Succeeded")
+    assert (failed.phase, summary.reason) == (RunPhase.FAILED, "InvalidWorkflow") and failed.nodes == []
+    assert summary.message == "task ToB: sub-workflows call each other in a loop: wf -> b -> wf"
+
+
+# ----- when: earlier steps' outputs -----
+
+SCORED = workflow(
+    [
+        {"name": "Score", "handler": "a"},
+        {"name": "Between", "handler": "b"},
+        {"name": "Review", "handler": "c", "when": "steps.Score.output.risk > 5"},
+    ]
+)
+
+
+@pytest.mark.parametrize(("risk", "started"), [(9, "Review"), (1, None)])
+def test_when_reads_an_earlier_steps_output(risk, started):
+    status = go(wf=SCORED).status
+    status = go(status, at=1, wf=SCORED, results=(ok("Score", 1, {"risk": risk}),)).status
+    assert status.node("Score").output == {"risk": risk}  # type: ignore[union-attr]  # kept: read later
+    decision = go(status, at=2, wf=SCORED, results=(ok("Between", 1, {"other": 1}),))
+    assert decision.status.node("Between").output is None  # type: ignore[union-attr]  # nobody reads it
+    runs = [a.node for a in decision.actions if isinstance(a, RunHandler)]
+    assert runs == ([started] if started else [])

@@ -1,6 +1,7 @@
 -- Argo CD health check of a seqflow WorkflowRun (seqflow.io/WorkflowRun).
 -- Install it in argocd-cm under resource.customizations.health.seqflow.io_WorkflowRun.
--- Healthy: Succeeded. Degraded: Failed or Cancelled. Suspended: Suspended. Progressing: the rest.
+-- Healthy: Succeeded. Degraded: Failed or Cancelled. Suspended: Suspended. Progressing: the rest
+-- (Pending, Running, Compensating).
 local health = {status = "Progressing", message = "Waiting for seqflow to start the run"}
 if obj.status == nil or obj.status.phase == nil then
   return health

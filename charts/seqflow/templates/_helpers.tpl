@@ -103,11 +103,12 @@ gets a copy of its own, made just before it and removed after it.
 - apiGroups: [seqflow.io]
   resources: [workflows/status]
   verbs: [patch]
-# patch: the run's finalizer, held until its history is written; delete: a finished run whose
-# time to live (ttlSecondsAfterFinished) is over.
+# create: the child runs of sub-workflow steps; patch: the run's finalizer, held until its
+# history is written, and a child run's suspend and cancel; delete: a finished run whose time to
+# live (ttlSecondsAfterFinished) is over.
 - apiGroups: [seqflow.io]
   resources: [workflowruns]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [seqflow.io]
   resources: [workflowruns/status]
   verbs: [patch]

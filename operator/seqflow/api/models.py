@@ -46,6 +46,7 @@ class RunPhase(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     SUSPENDED = "Suspended"
+    COMPENSATING = "Compensating"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
@@ -63,6 +64,7 @@ class NodePhase(enum.StrEnum):
     FAILED = "Failed"
     CANCELLED = "Cancelled"
     SKIPPED = "Skipped"
+    COMPENSATED = "Compensated"  # succeeded, then undone by its compensation
 
 
 class NodeType(enum.StrEnum):
@@ -71,6 +73,7 @@ class NodeType(enum.StrEnum):
     SLEEP = "sleep"
     WAIT = "wait"
     PARALLEL = "parallel"
+    WORKFLOW = "workflow"  # a sub-workflow: a child WorkflowRun
 
 
 class Reason(enum.StrEnum):
@@ -101,6 +104,10 @@ class Reason(enum.StrEnum):
     TASK_RETRYING = "TaskRetrying"
     TASK_FAILED = "TaskFailed"
     TASK_INTERRUPTED = "TaskInterrupted"
+    DEPTH_EXCEEDED = "DepthExceeded"
+    COMPENSATING = "Compensating"
+    COMPENSATED = "Compensated"
+    COMPENSATION_FAILED = "CompensationFailed"
     SUCCEEDED = "Succeeded"
 
 
@@ -200,6 +207,24 @@ class WaitSpec(Model):
     )
 
 
+class WorkflowRef(Model):
+    name: str = Field(min_length=1, max_length=253, description="A Workflow in the same namespace.")
+
+
+class CompensateSpec(Model):
+    """How to undo a step that succeeded, when a later one fails or the run is cancelled: a
+    handler or a Job, given the step's output as its input."""
+
+    model_config = cel_rules(
+        ("has(self.handler) != has(self.job)", "compensate needs exactly one of handler or job"),
+    )
+
+    handler: str | None = Field(default=None, min_length=1, max_length=253)
+    job: JobTemplate | None = None
+    retry: RetryOverride | None = None
+    timeout_seconds: Annotated[int | None, Field(ge=1)] = None
+
+
 class MemberSpec(Model):
     """A member of a parallel group: a handler or a Job, with its own retry policy."""
 
@@ -218,8 +243,8 @@ class TaskSpec(Model):
     model_config = cel_rules(
         (
             "[has(self.handler), has(self.job), has(self.sleep), has(self.wait), "
-            "has(self.parallel)].filter(x, x).size() == 1",
-            "a task needs exactly one of handler, job, sleep, wait or parallel",
+            "has(self.parallel), has(self.workflowRef)].filter(x, x).size() == 1",
+            "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
         ),
     )
 
@@ -245,6 +270,11 @@ class TaskSpec(Model):
             ]
         },
     )
+    workflow_ref: WorkflowRef | None = Field(
+        default=None,
+        description="Run another Workflow as this step: a child WorkflowRun, owned by this run, "
+        "with this step's input; its output is the step's output.",
+    )
     max_parallel: Annotated[int | None, Field(ge=1)] = Field(
         default=None, description="Members running at once (default: all)."
     )
@@ -256,7 +286,13 @@ class TaskSpec(Model):
         min_length=1,
         max_length=1024,
         description="A CEL expression over `input` (this task's input), `run` (name, namespace, "
-        "labels) and `steps` (earlier steps' phases by id); false skips the task, passing its input on.",
+        "labels) and `steps` (earlier steps by name: `steps.Check.phase`, `steps.Check.output`); "
+        "false skips the task, passing its input on.",
+    )
+    compensate: CompensateSpec | None = Field(
+        default=None,
+        description="Undo this task once it has succeeded, when a later one fails or the run is "
+        "cancelled (compensations run in reverse order; the run's phase is Compensating meanwhile).",
     )
     retry: RetryOverride | None = None
     timeout_seconds: Annotated[int | None, Field(ge=1)] = Field(
@@ -298,10 +334,6 @@ class WorkflowSpec(Model):
 
 
 # ----- WorkflowRun spec -----
-
-
-class WorkflowRef(Model):
-    name: str = Field(min_length=1, max_length=253)
 
 
 class WorkflowRunSpec(Model):
@@ -371,10 +403,15 @@ class PinnedTask(Model):
     job: JobTemplate | None = None
     sleep: SleepSpec | None = None
     wait: WaitSpec | None = None
+    workflow_ref: WorkflowRef | None = None
     members: list[PinnedMember] | None = None
     max_parallel: int | None = None
     fail_fast: bool = False
     when: str | None = None
+    compensate: PinnedMember | None = None
+    keep_output: bool = Field(
+        default=False, description="Its output stays in its node: a compensation or a later `when` reads it."
+    )
     retry: RetryPolicy
     timeout_seconds: int
 
@@ -390,11 +427,16 @@ class NodeStatus(Model):
         default=0, description="Attempts made before the run's last retry; the retry policy counts the rest."
     )
     job: str | None = Field(default=None, description="The Job of the current attempt (Job steps).")
+    child: str | None = Field(
+        default=None, description="The child WorkflowRun of the current attempt (workflowRef steps)."
+    )
     deadline: datetime | None = Field(
         default=None, description="When a sleep ends, or a wait for a signal times out."
     )
     output: JsonObject | None = Field(
-        default=None, description="A group member's output, kept until its group has ended."
+        default=None,
+        description="The step's output where something later reads it: a group member's until its "
+        "group ends; a step's that a compensation or a later `when` reads.",
     )
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -418,6 +460,7 @@ class HistoryEvent(enum.StrEnum):
     RUN_SUSPENDED = "RUN_SUSPENDED"
     RUN_RESUMED = "RUN_RESUMED"
     RUN_RETRIED = "RUN_RETRIED"
+    COMPENSATION_STARTED = "COMPENSATION_STARTED"
 
 
 class HistoryRecord(Model):
@@ -454,6 +497,14 @@ class WorkflowStatus(Model):
     observed_generation: int | None = None
 
 
+class Ending(Model):
+    """How a run is ending while its compensations run: the phase it ends in and why."""
+
+    phase: Literal[RunPhase.FAILED, RunPhase.CANCELLED]
+    reason: str
+    message: str
+
+
 class WorkflowRunStatus(Model):
     phase: RunPhase | None = None
     workflow_generation: int | None = None
@@ -479,6 +530,9 @@ class WorkflowRunStatus(Model):
     observed_generation: int | None = None
     retried: int = Field(default=0, description="The spec's retry count this status has acted on.")
     cancelled: bool = Field(default=False, description="spec.cancel has been acted on (a retry runs again).")
+    ending: Ending | None = Field(
+        default=None, description="Set while compensating: the phase the run ends in and why."
+    )
     # Declared so that the API server keeps them for `upgrade_status`; never set by this version.
     legacy_tasks: list[JsonObject] | None = Field(
         default=None, alias="tasks", description="Written by seqflow 0.1; replaced by nodes when read."

@@ -1,6 +1,7 @@
 """The pure engine: `plan()` and the data it reads and returns (see `seqflow.engine.plan`)."""
 
 from seqflow.engine.plan import (
+    child_run_name,
     derive_phase,
     fail_unrecordable,
     job_name,
@@ -14,6 +15,9 @@ from seqflow.engine.types import (
     Action,
     AttemptResult,
     CancelHandler,
+    ChildRun,
+    ControlChildRun,
+    CreateChildRun,
     CreateJob,
     Decision,
     DeleteJob,
@@ -32,6 +36,9 @@ __all__ = [
     "Action",
     "AttemptResult",
     "CancelHandler",
+    "ChildRun",
+    "ControlChildRun",
+    "CreateChildRun",
     "CreateJob",
     "Decision",
     "DeleteJob",
@@ -44,6 +51,7 @@ __all__ = [
     "RunView",
     "WakeAt",
     "WorkflowView",
+    "child_run_name",
     "derive_phase",
     "fail_unrecordable",
     "job_name",

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import assert_never
 
 from seqflow.api.models import (
+    CompensateSpec,
     Condition,
     ConditionStatus,
+    Ending,
     HistoryEvent,
     HistoryRecord,
     JsonObject,
+    MemberSpec,
     NodePhase,
     NodeStatus,
     NodeType,
@@ -42,6 +47,8 @@ from seqflow.engine.types import (
     Action,
     AttemptResult,
     CancelHandler,
+    ControlChildRun,
+    CreateChildRun,
     CreateJob,
     Decision,
     DeleteJob,
@@ -62,6 +69,18 @@ MAX_ERROR = 1024  # characters of an error kept in the status, the Events and th
 INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
 ACTIVE = (NodePhase.RUNNING, NodePhase.WAITING, NodePhase.RETRYING)
 DONE = (NodePhase.SUCCEEDED, NodePhase.SKIPPED)
+COMPENSATION = ":compensate"  # a compensation's node id: its step's name and this
+# Child runs that failed like this will fail the same way again: no retry.
+CHILD_FAILED_FOR_GOOD = (
+    Reason.WORKFLOW_NOT_FOUND,
+    Reason.HANDLER_NOT_FOUND,
+    Reason.INVALID_WORKFLOW,
+    Reason.INPUT_INVALID,
+    Reason.INPUT_TOO_LARGE,
+    Reason.DEPTH_EXCEEDED,
+)
+# `steps.Name` or `steps["Name"]` in a `when` expression: the outputs it reads
+STEP_REFERENCE = re.compile(r"""\bsteps\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']+)["']\s*\])""")
 
 
 @dataclass
@@ -105,13 +124,17 @@ class _Draft:
         return self.status.pinned_tasks or []
 
     def step_index(self, node: str) -> int:
-        """The position of the step a node belongs to (a group member: its group's)."""
-        top = node.split("/", 1)[0]
+        """The position of the step a node belongs to (a group member or a compensation: its
+        step's)."""
+        top = node.split("/", 1)[0].removesuffix(COMPENSATION)
         return next(i for i, s in enumerate(self.steps) if s.name == top)
 
     def spec_of(self, node: str) -> PinnedTask | PinnedMember:
-        """The pinned step, or group member, a node executes."""
+        """The pinned step, group member or compensation a node executes."""
         step = self.steps[self.step_index(node)]
+        if _is_compensation(node):
+            assert step.compensate is not None
+            return step.compensate
         if "/" not in node:
             return step
         member = node.split("/", 1)[1]
@@ -140,7 +163,10 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
     if draft.status.pinned_tasks is None and not observed.deleted and not _start(draft, observed):
         return _decided(draft)
     _fold(draft, observed)
-    for node in _schedule(draft):
+    if draft.end is not None and draft.status.ending is None:
+        _begin_compensation(draft)
+    starts = _schedule_compensation(draft) if draft.status.ending else _schedule(draft)
+    for node in starts:
         _start_attempt(draft, node)
     return _decided(draft)
 
@@ -187,7 +213,9 @@ def _start(draft: _Draft, observed: Observations) -> bool:
         draft.actions.append(WakeAt(deadline))
         return False
     steps = pin_tasks(observed.workflow, options=draft.options)
-    problem = workflow_problem(observed.workflow.spec, handlers=observed.handlers)
+    problem = workflow_problem(
+        observed.workflow.spec, name=name, handlers=observed.handlers, workflows=observed.workflows
+    )
     if problem is not None:
         draft.end = problem
         return False
@@ -195,6 +223,13 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     mismatch = input_problems(schema, run.spec.input) if schema is not None else None
     if mismatch:
         draft.end = (Reason.INPUT_INVALID, mismatch)
+        return False
+    if run.depth > draft.options.max_depth:
+        draft.end = (
+            Reason.DEPTH_EXCEEDED,
+            f"This run is a sub-workflow nested {run.depth} deep, more than the {draft.options.max_depth} "
+            "allowed: do the Workflows call each other in a loop?",
+        )
         return False
     draft.update(
         workflow_generation=observed.workflow.generation,
@@ -225,6 +260,18 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
     defaults = workflow.spec.defaults
     base_retry = RetryPolicy().merged(defaults.retry if defaults else None)
     base_timeout = (defaults.timeout_seconds if defaults else None) or options.default_timeout_seconds
+    tasks = workflow.spec.tasks
+    read = {name for task in tasks if task.when for name in _steps_read(task.when)}
+
+    def pinned(name: str, spec: MemberSpec | CompensateSpec) -> PinnedMember:
+        return PinnedMember(
+            name=name,
+            handler=spec.handler,
+            job=spec.job,
+            retry=base_retry.merged(spec.retry),
+            timeout_seconds=spec.timeout_seconds or base_timeout,
+        )
+
     return [
         PinnedTask(
             name=task.name,
@@ -232,35 +279,41 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             job=task.job,
             sleep=task.sleep,
             wait=task.wait,
-            members=[
-                PinnedMember(
-                    name=member.name,
-                    handler=member.handler,
-                    job=member.job,
-                    retry=base_retry.merged(member.retry),
-                    timeout_seconds=member.timeout_seconds or base_timeout,
-                )
-                for member in task.parallel
-            ]
-            if task.parallel is not None
-            else None,
+            workflow_ref=task.workflow_ref,
+            members=[pinned(m.name, m) for m in task.parallel] if task.parallel is not None else None,
             max_parallel=task.max_parallel,
             fail_fast=bool(task.fail_fast),
             when=task.when,
+            compensate=pinned("compensate", task.compensate) if task.compensate else None,
+            keep_output=task.compensate is not None or task.name in read,
             retry=base_retry.merged(task.retry),
             timeout_seconds=task.timeout_seconds or base_timeout,
         )
-        for task in workflow.spec.tasks
+        for task in tasks
     ]
 
 
-def workflow_problem(spec: WorkflowSpec, *, handlers: frozenset[str]) -> tuple[str, str] | None:
+def _steps_read(expression: str) -> set[str]:
+    """The steps whose outputs a `when` expression may read, by name."""
+    return {dotted or quoted for dotted, quoted in STEP_REFERENCE.findall(expression)}
+
+
+def workflow_problem(
+    spec: WorkflowSpec,
+    *,
+    name: str,
+    handlers: frozenset[str],
+    workflows: Mapping[str, WorkflowSpec],
+    require_subworkflows: bool = False,
+) -> tuple[str, str] | None:
     """Why runs of a Workflow cannot run, as (reason, message); None when they can. The same
-    check fills the Workflow's Ready condition and fails a run of it at start."""
+    check fills the Workflow's Ready condition and fails a run of it at start. `workflows` are
+    the other Workflows of its namespace, known so far: a cycle through them is a problem, and
+    with `require_subworkflows`, so is a sub-workflow missing from them."""
     unrunnable = _unrunnable(spec.tasks, handlers=handlers)
     if unrunnable:
         return Reason.HANDLER_NOT_FOUND, unrunnable
-    problems = []
+    problems = _subworkflow_problems(name, spec, workflows, require=require_subworkflows)
     for task in spec.tasks:
         try:
             if task.when is not None:
@@ -273,11 +326,55 @@ def workflow_problem(spec: WorkflowSpec, *, handlers: frozenset[str]) -> tuple[s
     return (Reason.INVALID_WORKFLOW, message) if message else None
 
 
+def _subworkflow_problems(
+    name: str, spec: WorkflowSpec, workflows: Mapping[str, WorkflowSpec], *, require: bool
+) -> list[str]:
+    problems = []
+    for task in spec.tasks:
+        if task.workflow_ref is None:
+            continue
+        ref = task.workflow_ref.name
+        if require and ref != name and ref not in workflows:
+            problems.append(f'task {task.name}: sub-workflow "{ref}" not found')
+        loop = _call_path(ref, target=name, workflows={**workflows, name: spec}, seen=set())
+        if loop is not None:
+            problems.append(
+                f"task {task.name}: sub-workflows call each other in a loop: {' -> '.join([name, *loop])}"
+            )
+    return problems
+
+
+def _call_path(
+    start: str, *, target: str, workflows: Mapping[str, WorkflowSpec], seen: set[str]
+) -> list[str] | None:
+    """The Workflows from `start` through sub-workflow steps to `target`, if it is reached."""
+    if start == target:
+        return [start]
+    if start in seen or start not in workflows:
+        return None
+    seen.add(start)
+    for task in workflows[start].tasks:
+        if task.workflow_ref is not None:
+            rest = _call_path(task.workflow_ref.name, target=target, workflows=workflows, seen=seen)
+            if rest is not None:
+                return [start, *rest]
+    return None
+
+
 def workflow_status(
-    spec: WorkflowSpec, *, generation: int, handlers: frozenset[str], previous: WorkflowStatus, now: datetime
+    spec: WorkflowSpec,
+    *,
+    name: str,
+    generation: int,
+    handlers: frozenset[str],
+    workflows: Mapping[str, WorkflowSpec],
+    previous: WorkflowStatus,
+    now: datetime,
 ) -> WorkflowStatus:
     """The Workflow's status: Ready unless `workflow_problem` finds why its runs cannot run."""
-    problem = workflow_problem(spec, handlers=handlers)
+    problem = workflow_problem(
+        spec, name=name, handlers=handlers, workflows=workflows, require_subworkflows=True
+    )
     status = ConditionStatus.FALSE if problem else ConditionStatus.TRUE
     reason, message = problem or ("Valid", "Runs of this Workflow can start")
     conditions = _set_condition(previous.conditions, status, reason, message, now, type=READY)
@@ -287,6 +384,7 @@ def workflow_status(
 def _unrunnable(tasks: list[TaskSpec], *, handlers: frozenset[str]) -> str | None:
     named = [(task.name, task.handler) for task in tasks]
     named += [(f"{task.name}/{m.name}", m.handler) for task in tasks for m in task.parallel or []]
+    named += [(f"{task.name} compensate", t.handler) for task in tasks if (t := task.compensate)]
     problems = [
         f'task {name}: no handler registered as "{handler}"'
         for name, handler in named
@@ -323,8 +421,9 @@ def _fold(draft: _Draft, observed: Observations) -> None:
         return
     if draft.run.spec.cancel and not draft.status.cancelled:
         draft.update(cancelled=True)
-        _cancel(draft, reason=Reason.CANCELLED, message="The run was cancelled (spec.cancel)")
-        return
+        if draft.status.ending is None:  # compensations under way are not cut short
+            _cancel(draft, reason=Reason.CANCELLED, message="The run was cancelled (spec.cancel)")
+            return
     for node in list(draft.status.nodes):
         if node.type == NodeType.PARALLEL:
             continue  # after its members
@@ -345,18 +444,14 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
     if node.type == NodeType.SLEEP:
         _fold_sleep(draft, node)
         return
+    if node.type == NodeType.WORKFLOW:
+        _fold_child(draft, node, observed)
+        return
     if result is None and node.type == NodeType.JOB:
         if node.id in observed.jobs_running:
             _started_condition(draft, node)
-        elif node.id in observed.blocked:
-            _hold(
-                draft,
-                reason=Reason.ATTEMPT_BLOCKED,
-                message=f"Task {node.id} attempt {node.attempts} cannot start: {observed.blocked[node.id]}",
-                until=draft.now + draft.options.blocked_recheck,
-            )
-        else:  # not seen (yet): create it again; if it exists, that is a no-op that finds it
-            draft.actions.append(_execute(draft, node))
+        else:
+            _create_again(draft, node, observed)
         return
     if result is None:
         if (node.id, node.attempts) in observed.handlers_running:
@@ -367,6 +462,41 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
         _succeeded(draft, node, result.output or {})
     else:
         _attempt_failed(draft, node, result)
+
+
+def _create_again(draft: _Draft, node: NodeStatus, observed: Observations) -> None:
+    """The Job or child run of an attempt is not seen (yet): create it again (if it exists,
+    that finds it), unless one of its name that is not the run's blocks it."""
+    if node.id in observed.blocked:
+        _hold(
+            draft,
+            reason=Reason.ATTEMPT_BLOCKED,
+            message=f"Task {node.id} attempt {node.attempts} cannot start: {observed.blocked[node.id]}",
+            until=draft.now + draft.options.blocked_recheck,
+        )
+    else:
+        draft.actions.append(_execute(draft, node))
+
+
+def _fold_child(draft: _Draft, node: NodeStatus, observed: Observations) -> None:
+    """A sub-workflow step ends with its child run: Succeeded with the child's output, else its
+    attempt fails (for good when the child was cancelled or cannot run at all). Meanwhile the
+    child is suspended and resumed with its parent."""
+    child = observed.children.get(node.id)
+    if child is None:
+        _create_again(draft, node, observed)
+        return
+    assert node.child is not None
+    if child.phase == RunPhase.SUCCEEDED:
+        _succeeded(draft, node, child.output or {})
+    elif child.phase in (RunPhase.FAILED, RunPhase.CANCELLED):
+        error = f"child run {node.child} {child.phase.value}"
+        error += f": {child.reason}: {child.message}" if child.reason else ""
+        permanent = child.phase == RunPhase.CANCELLED or child.reason in CHILD_FAILED_FOR_GOOD
+        result = AttemptResult(node=node.id, attempt=node.attempts, error=error, permanent=permanent)
+        _attempt_failed(draft, node, result)
+    elif child.suspended != bool(draft.run.spec.suspend):
+        draft.actions.append(ControlChildRun(node.child, suspend=bool(draft.run.spec.suspend)))
 
 
 def _fold_sleep(draft: _Draft, node: NodeStatus) -> None:
@@ -439,18 +569,25 @@ def _fold_group(draft: _Draft, group: NodeStatus) -> None:
 
 def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
     member = "/" in node.id  # a member's output waits in its node for the group's end
+    compensation = _is_compensation(node.id)
+    spec = draft.spec_of(node.id)
+    kept = member or (isinstance(spec, PinnedTask) and spec.keep_output)
     draft.put(
         node.model_copy(
             update={
                 "phase": NodePhase.SUCCEEDED,
                 "finished_at": draft.now,
                 "last_error": None,
-                "output": output if member else None,
+                "output": output if kept else None,
             }
         )
     )
     draft.record(HistoryEvent.TASK_COMPLETED, node=node.id, attempt=node.attempts, details={"output": output})
-    if not member:
+    if compensation:  # its step is undone
+        step = draft.status.node(draft.steps[draft.step_index(node.id)].name)
+        assert step is not None
+        draft.put(_with(step, phase=NodePhase.COMPENSATED, output=None))
+    elif not member:
         draft.update(output=output)
     draft.event(
         EventType.NORMAL, Reason.TASK_SUCCEEDED, f"Task {node.id} succeeded on attempt {node.attempts}"
@@ -475,7 +612,11 @@ def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> N
             attempt=attempt,
             details={"error": error, "reason": reason, "permanent": result.permanent, "attempts": counted},
         )
-        if "/" not in node.id:  # a member's failure is its group's to weigh
+        if _is_compensation(node.id):
+            assert draft.status.ending is not None
+            message = f"{draft.status.ending.message}; compensation {node.id} failed ({why}): {error}"
+            draft.end = (Reason.COMPENSATION_FAILED, message)
+        elif "/" not in node.id:  # a member's failure is its group's to weigh
             draft.end = (reason, f"Task {node.id} failed ({why}): {error}")
         return
     delay = policy.delay_after(counted)
@@ -516,6 +657,8 @@ def _cancel_node(draft: _Draft, node: NodeStatus, *, reason: str) -> None:
         draft.record(HistoryEvent.TASK_CANCELLED, node=node.id, attempt=node.attempts, details=details)
         if node.type == NodeType.JOB and node.job:
             draft.actions.append(DeleteJob(node.job))
+        elif node.type == NodeType.WORKFLOW and node.child:
+            draft.actions.append(ControlChildRun(node.child, cancel=True))
         elif node.type == NodeType.HANDLER:
             draft.actions.append(CancelHandler(node.id, node.attempts))
     draft.put(_with(node, phase=NodePhase.CANCELLED, finished_at=draft.now, next_retry_at=None))
@@ -527,9 +670,11 @@ def _retry_requested(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> bool:
 
 def _retry(draft: _Draft) -> None:
     """Run a Failed or Cancelled run again from the steps that did not succeed, each with a fresh
-    attempt budget; succeeded steps keep their outputs."""
+    attempt budget; succeeded steps keep their outputs (steps undone by their compensations
+    run again)."""
+    draft.update(nodes=[n for n in draft.status.nodes if not _is_compensation(n.id)], ending=None)
     for node in draft.status.nodes:
-        if node.phase in (NodePhase.FAILED, NodePhase.CANCELLED):
+        if node.phase in (NodePhase.FAILED, NodePhase.CANCELLED, NodePhase.COMPENSATED):
             draft.put(
                 node.model_copy(
                     update={"phase": NodePhase.PENDING, "budget_from": node.attempts, "finished_at": None}
@@ -543,6 +688,58 @@ def _retry(draft: _Draft) -> None:
         Reason.RETRIED,
         f"Retrying the run (retry {draft.status.retried}) from the steps that did not succeed",
     )
+
+
+# ----- compensation: undo what succeeded -----
+
+
+def _begin_compensation(draft: _Draft) -> None:
+    """The run fails or is cancelled (`draft.end`): when steps that succeeded have a
+    compensation, the run is Compensating until those have run, in reverse order."""
+    assert draft.end is not None
+    reason, message = draft.end
+    undo = [step.name for step in reversed(draft.steps) if _compensable(draft, step)]
+    if reason == Reason.RUN_DELETED or not undo:
+        return
+    phase = RunPhase.CANCELLED if reason == Reason.CANCELLED else RunPhase.FAILED
+    draft.update(ending=Ending(phase=phase, reason=reason, message=message))
+    draft.end = None
+    draft.record(
+        HistoryEvent.COMPENSATION_STARTED, details={"reason": reason, "message": message, "steps": undo}
+    )
+    note = f"{message}; compensating {', '.join(undo)}"
+    draft.condition(ConditionStatus.UNKNOWN, Reason.COMPENSATING, note)
+    draft.event(EventType.WARNING, Reason.COMPENSATING, note)
+
+
+def _compensable(draft: _Draft, step: PinnedTask) -> bool:
+    node = draft.status.node(step.name)
+    return step.compensate is not None and node is not None and node.phase == NodePhase.SUCCEEDED
+
+
+def _schedule_compensation(draft: _Draft) -> list[str]:
+    """The next compensation to start: that of the last step still to undo; once none is
+    left, the run ends (`draft.end`) as its `ending` says, compensated."""
+    if draft.end is not None or draft.run.spec.suspend:
+        return []
+    for step in reversed(draft.steps):
+        if not _compensable(draft, step):
+            continue
+        node = draft.status.node(step.name + COMPENSATION)
+        if node is None or node.phase == NodePhase.PENDING:
+            return [step.name + COMPENSATION]
+        if node.phase == NodePhase.RETRYING:
+            return [node.id] if _due(draft, node) else []
+        return []  # running (a failed one has ended the run)
+    ending = draft.status.ending
+    assert ending is not None
+    undone = [n.id for n in reversed(draft.status.nodes) if n.phase == NodePhase.COMPENSATED]
+    draft.end = (Reason.COMPENSATED, f"{ending.message}; compensated {', '.join(undone)}")
+    return []
+
+
+def _is_compensation(node: str) -> bool:
+    return node.endswith(COMPENSATION)
 
 
 # ----- schedule: what may start now -----
@@ -609,7 +806,11 @@ def _condition_holds(draft: _Draft, index: int) -> bool:
     variables = {
         "input": input,
         "run": {"name": run.name, "namespace": run.namespace, "labels": dict(run.labels)},
-        "steps": {n.id: {"phase": n.phase.value} for n in draft.status.nodes},
+        "steps": {
+            n.id: {"phase": n.phase.value, "output": n.output or {}}
+            for n in draft.status.nodes
+            if not _is_compensation(n.id)
+        },
     }
     kind = _node_type(step)
     try:
@@ -665,7 +866,8 @@ def _start_attempt(draft: _Draft, id: str) -> None:
     spec = draft.spec_of(id)
     node = draft.status.node(id) or NodeStatus(id=id, type=_node_type(spec))
     attempt = node.attempts + 1
-    input = _input_of(draft, draft.step_index(id))
+    input = _input_for(draft, id)
+    workflow = isinstance(spec, PinnedTask) and spec.workflow_ref is not None
     node = node.model_copy(
         update={
             "phase": NodePhase.WAITING if node.type == NodeType.WAIT else NodePhase.RUNNING,
@@ -673,6 +875,7 @@ def _start_attempt(draft: _Draft, id: str) -> None:
             "started_at": node.started_at or draft.now,
             "next_retry_at": None,
             "job": job_name(run=draft.run.name, node=node.id, attempt=attempt) if spec.job else None,
+            "child": child_run_name(run=draft.run.name, node=node.id, attempt=attempt) if workflow else None,
             "deadline": _deadline(spec, now=draft.now),
         }
     )
@@ -685,7 +888,7 @@ def _start_attempt(draft: _Draft, id: str) -> None:
     )
     # No Event for a start: the status shows it, and the outcome's Event names the attempt.
     match node.type:
-        case NodeType.HANDLER | NodeType.JOB:
+        case NodeType.HANDLER | NodeType.JOB | NodeType.WORKFLOW:
             _started_condition(draft, node)
             draft.actions.append(_execute(draft, node, input))
         case NodeType.SLEEP:  # a timer, never a worker
@@ -717,6 +920,8 @@ def _node_type(step: PinnedTask | PinnedMember) -> NodeType:
         return NodeType.HANDLER
     if step.members is not None:
         return NodeType.PARALLEL
+    if step.workflow_ref is not None:
+        return NodeType.WORKFLOW
     if step.sleep is not None:
         return NodeType.SLEEP
     return NodeType.WAIT if step.wait is not None else NodeType.HANDLER
@@ -724,23 +929,51 @@ def _node_type(step: PinnedTask | PinnedMember) -> NodeType:
 
 def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -> Action:
     task = draft.spec_of(node.id)
-    data = _input_of(draft, draft.step_index(node.id)) if input is None else input
+    data = _input_for(draft, node.id) if input is None else input
     if node.type == NodeType.JOB:
         assert node.job is not None
         return CreateJob(node=node.id, name=node.job, task=task, attempt=node.attempts, input=data)
+    if node.type == NodeType.WORKFLOW:
+        assert isinstance(task, PinnedTask) and task.workflow_ref is not None and node.child is not None
+        return CreateChildRun(
+            node=node.id,
+            name=node.child,
+            workflow=task.workflow_ref.name,
+            input=data,
+            suspend=bool(draft.run.spec.suspend),
+            depth=draft.run.depth + 1,
+        )
     return RunHandler(node=node.id, task=task, attempt=node.attempts, input=data)
 
 
 def _input_of(draft: _Draft, index: int) -> JsonObject:
+    """The input of the step at `index`: the run's for the first, else the data flowing on."""
     return draft.run.spec.input if index == 0 else (draft.status.output or {})
+
+
+def _input_for(draft: _Draft, node: str) -> JsonObject:
+    """The input of a node: its step's, or for a compensation, the output of the step it undoes."""
+    if not _is_compensation(node):
+        return _input_of(draft, draft.step_index(node))
+    step = draft.status.node(node.removesuffix(COMPENSATION))
+    return (step.output if step else None) or {}
 
 
 def job_name(*, run: str, node: str, attempt: int) -> str:
     """`<run>-<step id>-<attempt>` as a Job name: lower case, at most 63 characters (shortened
     with a hash; also when the id had to change, so two ids never share a name)."""
+    return _attempt_name(run=run, node=node, attempt=attempt, limit=63)
+
+
+def child_run_name(*, run: str, node: str, attempt: int) -> str:
+    """The same as a WorkflowRun name (up to 253 characters)."""
+    return _attempt_name(run=run, node=node, attempt=attempt, limit=253)
+
+
+def _attempt_name(*, run: str, node: str, attempt: int, limit: int) -> str:
     slug = "".join(c if c.isalnum() else "-" for c in node.lower()).strip("-")
     suffix = "" if slug == node else "-" + hashlib.sha256(node.encode()).hexdigest()[:6]
-    return shortened_name(f"{run}-{slug}-{attempt}{suffix}")
+    return shortened_name(f"{run}-{slug}-{attempt}{suffix}", limit=limit)
 
 
 # ----- the run's phase, derived from its nodes -----
@@ -750,8 +983,12 @@ def derive_phase(status: WorkflowRunStatus, spec: WorkflowRunSpec, *, ended: str
     """The run's phase from its nodes and the user's intent; `ended` is why it stopped, if it did."""
     steps = status.pinned_tasks or []
     nodes = {n.id: n for n in status.nodes}
-    if any(n.phase in ACTIVE for n in nodes.values()):
-        return RunPhase.SUSPENDED if spec.suspend else RunPhase.RUNNING
+    ending = status.ending
+    if any(n.phase in ACTIVE for n in nodes.values()) or (ending is not None and ended is None):
+        going_on = RunPhase.COMPENSATING if ending is not None else RunPhase.RUNNING
+        return RunPhase.SUSPENDED if spec.suspend else going_on
+    if ending is not None:
+        return RunPhase.CANCELLED if ended == Reason.RUN_DELETED else ending.phase
     if ended in (Reason.CANCELLED, Reason.RUN_DELETED) or (
         ended is None and any(n.phase == NodePhase.CANCELLED for n in nodes.values())
     ):
@@ -772,7 +1009,8 @@ def _conclude(draft: _Draft) -> None:
     phase = derive_phase(draft.status, draft.run.spec, ended=reason)
     steps = draft.steps
     nodes = draft.status.nodes
-    succeeded = sum(n.phase in DONE for n in nodes if "/" not in n.id)  # steps, not members
+    names = {step.name for step in steps}
+    succeeded = sum(n.phase in DONE for n in nodes if n.id in names)  # steps, not members
     draft.update(
         phase=phase,
         current=[n.id for n in nodes if n.phase in ACTIVE],
@@ -800,7 +1038,7 @@ def _report_phase(draft: _Draft, phase: RunPhase, before: RunPhase | None) -> No
         draft.record(HistoryEvent.RUN_SUSPENDED, details={})
         draft.condition(ConditionStatus.UNKNOWN, Reason.SUSPENDED, message)
         draft.event(EventType.NORMAL, Reason.SUSPENDED, message)
-    elif phase == RunPhase.RUNNING and before == RunPhase.SUSPENDED:
+    elif phase in (RunPhase.RUNNING, RunPhase.COMPENSATING) and before == RunPhase.SUSPENDED:
         draft.record(HistoryEvent.RUN_RESUMED, details={})
         draft.event(EventType.NORMAL, Reason.RESUMED, "Resumed")
         if not draft.status.current:
@@ -891,7 +1129,7 @@ def _gitops_conditions(draft: _Draft, phase: RunPhase) -> None:
     conditions = [c for c in draft.status.conditions if c.type not in (RECONCILING, STALLED)]
     ready = ConditionStatus.TRUE if phase == RunPhase.SUCCEEDED else ConditionStatus.FALSE
     conditions = _set_condition(conditions, ready, reason, message, draft.now, type=READY)
-    if phase in (RunPhase.PENDING, RunPhase.RUNNING):
+    if phase in (RunPhase.PENDING, RunPhase.RUNNING, RunPhase.COMPENSATING):
         conditions = _set_condition(
             conditions, ConditionStatus.TRUE, reason, message, draft.now, type=RECONCILING
         )

@@ -16,6 +16,7 @@ from seqflow.api.models import (
     JsonObject,
     PinnedMember,
     PinnedTask,
+    RunPhase,
     WorkflowRunSpec,
     WorkflowRunStatus,
     WorkflowSpec,
@@ -33,6 +34,7 @@ class RunView:
     created_at: datetime
     namespace: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    depth: int = 0  # 0 for a run of its own; a sub-workflow's child run is one deeper than its parent
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,28 @@ class AttemptResult:
 
 
 @dataclass(frozen=True)
+class ChildRun:
+    """The child WorkflowRun of a sub-workflow step, as last seen."""
+
+    phase: RunPhase | None
+    suspended: bool
+    output: JsonObject | None = None
+    reason: str = ""  # of its Succeeded condition
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Observations:
     """What the reconciler saw since the status was last written."""
 
     workflow: WorkflowView | None = None
+    workflows: Mapping[str, WorkflowSpec] = field(default_factory=dict)  # the namespace's, by name
     handlers: frozenset[str] = frozenset()
     results: tuple[AttemptResult, ...] = ()  # attempts that ended and are not yet in the status
     handlers_running: frozenset[tuple[str, int]] = frozenset()  # (node, attempt) being executed
     jobs_running: frozenset[str] = frozenset()  # nodes whose current Job exists and runs
-    blocked: Mapping[str, str] = field(default_factory=dict)  # node -> why its Job cannot be made
+    children: Mapping[str, ChildRun] = field(default_factory=dict)  # node -> its current child run
+    blocked: Mapping[str, str] = field(default_factory=dict)  # node -> why its Job or child cannot be made
     history_written_through: int = 0  # activity log entries up to this seq are in the store
     deleted: bool = False  # the run is being deleted
     queued: tuple[int, int] | None = None  # (position, of how many) while its Workflow is at its limit
@@ -85,6 +100,7 @@ class EngineOptions:
     run_ttl: timedelta | None = None  # delete finished runs this long after they finish
     max_pending_history: int = 200  # entries held in a status while the store is behind
     max_pending_history_bytes: int = 256 * 1024  # and their size (inputs and outputs included)
+    max_depth: int = 8  # sub-workflows nested deeper than this fail (a cycle, most likely)
 
 
 # ----- actions -----
@@ -115,6 +131,28 @@ class CreateJob:
     task: PinnedTask | PinnedMember
     attempt: int
     input: JsonObject
+
+
+@dataclass(frozen=True)
+class CreateChildRun:
+    """Create the child WorkflowRun of one attempt of a sub-workflow step, owned by the run.
+    Creating it again is harmless: its name is a function of (run, step, attempt)."""
+
+    node: str
+    name: str
+    workflow: str
+    input: JsonObject
+    suspend: bool
+    depth: int
+
+
+@dataclass(frozen=True)
+class ControlChildRun:
+    """Pass the run's suspend or cancel on to a child run (its spec fields of the same names)."""
+
+    name: str
+    suspend: bool | None = None
+    cancel: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +194,17 @@ class PostEvent:
     message: str
 
 
-Action = RunHandler | CreateJob | CancelHandler | DeleteJob | DeleteRun | WakeAt | PostEvent
+Action = (
+    RunHandler
+    | CreateJob
+    | CreateChildRun
+    | ControlChildRun
+    | CancelHandler
+    | DeleteJob
+    | DeleteRun
+    | WakeAt
+    | PostEvent
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,69 @@
+"""Sub-workflow steps: the child WorkflowRun of one attempt (a pure function of parent, step and
+attempt) and what the parent reads back from it.
+
+A child run is an ordinary WorkflowRun: owned by its parent (deleted with it), labelled with its
+parent's name and its depth, which a run of its own has at 0.
+"""
+
+from __future__ import annotations
+
+from seqflow.api.models import GROUP, VERSION, JsonObject, RunPhase, shortened_name
+from seqflow.engine import ChildRun, CreateChildRun
+from seqflow.executors.jobs import MANAGED_BY, RunRef
+
+LABEL_PARENT = "seqflow.io/parent"
+LABEL_DEPTH = "seqflow.io/depth"
+PARENT_STEP = "seqflow.io/parent-step"  # annotation: the step of the parent it runs
+
+
+def child_run_manifest(*, parent: RunRef, action: CreateChildRun) -> JsonObject:
+    spec: JsonObject = {"workflowRef": {"name": action.workflow}, "input": action.input}
+    if action.suspend:
+        spec["suspend"] = True
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkflowRun",
+        "metadata": {
+            "name": action.name,
+            "namespace": parent.namespace,
+            "labels": {
+                **MANAGED_BY,
+                LABEL_PARENT: shortened_name(parent.name),
+                LABEL_DEPTH: str(action.depth),
+            },
+            "annotations": {PARENT_STEP: action.node},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "WorkflowRun",
+                    "name": parent.name,
+                    "uid": parent.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def depth_of(body: JsonObject) -> int:
+    """How deep a run is nested in sub-workflows (0: a run of its own)."""
+    label = (body["metadata"].get("labels") or {}).get(LABEL_DEPTH, "0")
+    return int(label) if label.isdigit() else 0
+
+
+def child_run(body: JsonObject) -> ChildRun:
+    """A child run as its parent sees it."""
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    summary: JsonObject = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Succeeded"), {}
+    )
+    return ChildRun(
+        phase=RunPhase(phase) if phase in {p.value for p in RunPhase} else None,
+        suspended=bool((body.get("spec") or {}).get("suspend")),
+        output=status.get("output"),
+        reason=summary.get("reason", ""),
+        message=summary.get("message", ""),
+    )
