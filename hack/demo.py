@@ -2,8 +2,10 @@
 
 Starts etcd and kube-apiserver and a MariaDB for the history (see testenv/), installs the CRDs,
 starts the operator with the example handlers, applies workflows/*.yaml, shows the runs
-progressing until all are done, then one run's Events and its history. With --keep everything
-stays up for you to play with until Ctrl-C.
+progressing until all are done (approving the expense that waits for a signal with the
+`kubectl seqflow` plugin), then the step trees of the order with a sub-workflow and of the
+saga that compensated, one run's Events and its history. With --keep everything stays up for
+you to play with until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
 from testenv._proc import free_port  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
 
-FINISHED = {"Succeeded", "Failed"}
+FINISHED = {"Succeeded", "Failed", "Cancelled"}
+PLUGIN = [sys.executable, "-m", "seqflow.plugin"]
 
 
 def main() -> None:
@@ -55,7 +58,15 @@ def main() -> None:
         print(f"operator started (pid {operator.pid}, log {operator.log})")
         print(kubectl("apply", "-f", str(REPO / "workflows")), end="")
 
-        show_progress(kubectl, timeout=args.timeout)
+        def plugin(*words: str) -> str:
+            command = [*PLUGIN, f"--kubeconfig={control_plane.kubeconfig}", *words]
+            environment = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
+            return subprocess.run(command, env=environment, check=True, capture_output=True, text=True).stdout
+
+        show_progress(kubectl, plugin, timeout=args.timeout)
+        for run in ("fulfil-big", "transfer-002-closed"):
+            print(f"\n$ kubectl seqflow tree {run}")
+            print(plugin("tree", run), end="")
         print("\n$ kubectl describe workflowrun order-001   (events)")
         describe = kubectl("describe", "workflowrun", "order-001")
         print(describe[describe.index("Events:") :] if "Events:" in describe else describe)
@@ -98,20 +109,27 @@ def show_history(database_url: str) -> None:
         print(f"  {entry['seq']:>2} {entry['at']}  {entry['event']:<18} {task:<16} {error}")
 
 
-def show_progress(kubectl, *, timeout: float) -> None:
-    """Print the runs table each time it changes, until every run has finished."""
+def show_progress(kubectl, plugin, *, timeout: float) -> None:
+    """Print the runs table each time it changes, until every run has finished; approve the
+    expense once it waits for its approval."""
     columns = (
         "custom-columns=NAME:.metadata.name,PHASE:.status.phase,STEP:.status.current[*],"
         "PROGRESS:.status.progress,RETRIES:.status.retries,REASON:.status.conditions[0].reason"
     )
     deadline = time.monotonic() + timeout
-    last = ""
+    last, approved = "", False
     while time.monotonic() < deadline:
         table = kubectl("get", "workflowruns", "-o", columns)
         if table != last:
             print(f"\n[{time.strftime('%H:%M:%S')}]\n{table}", end="")
             last = table
-        phases = [line.split()[1] for line in table.splitlines()[1:]]
+        rows = [line.split() for line in table.splitlines()[1:]]
+        if not approved and any(row[0] == "expense-042" and row[2] == "Approval" for row in rows):
+            approved = True
+            approval = '{"approved_by": "alice"}'
+            print(f"\n$ kubectl seqflow signal expense-042 approved --data '{approval}'")
+            print(plugin("signal", "expense-042", "approved", "--data", approval), end="")
+        phases = [row[1] for row in rows]
         if phases and all(phase in FINISHED for phase in phases):
             return
         time.sleep(0.2)

@@ -1,3 +1,4 @@
 """Handlers of the example workflows in workflows/ (load with SEQFLOW_HANDLER_MODULES=seqflow.examples)."""
 
-from seqflow.examples import onboarding, orders  # noqa: F401 - importing registers the handlers
+# Importing the modules registers their handlers.
+from seqflow.examples import approvals, fulfilment, onboarding, orders, transfers  # noqa: F401
