@@ -130,7 +130,10 @@ def test_examples_history_is_complete_and_in_order(
         ("limit=abc", "limit must be an integer from 1 to 500, got 'abc'"),
         ("limit=0", "limit must be an integer from 1 to 500, got 0"),
         ("limit=501", "limit must be an integer from 1 to 500, got 501"),
-        ("phase=Done", "phase must be one of Pending, Running, Suspended, Compensating, Succeeded, Failed, Cancelled"),
+        (
+            "phase=Done",
+            "phase must be one of Pending, Running, Suspended, Compensating, Succeeded, Failed, Cancelled",
+        ),
         ("cursor=bm9wZQ", "cursor is not one this API returned"),
         ("namespaces=a", "unknown parameter(s) namespaces; use cursor, limit, namespace, phase, workflow"),
     ],

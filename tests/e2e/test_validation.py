@@ -30,7 +30,10 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
             workflow("w", [{"name": "A", "handler": "x", "job": {"image": "busybox"}}]),
             "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
         ),
-        (workflow("w", [{"name": "A"}]), "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef"),
+        (
+            workflow("w", [{"name": "A"}]),
+            "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
+        ),
         (
             workflow("w", [{"name": "A", "handler": "x", "sleep": {"seconds": 5}}]),
             "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
