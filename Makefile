@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test unit lint crds bench chaos tools lock clean
+.PHONY: demo test unit lint crds bench chaos tools lock clean image
 
 # Installs are pinned by constraints.txt (`make lock` writes it anew from a fresh resolve).
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -30,8 +30,11 @@ tools:
 demo: $(VENV)/.installed tools
 	$(PY) hack/demo.py $(DEMO_ARGS)
 
+# The real-pod tests (tests/realpods: a real node, the image) run after the rest, in a session of
+# their own: one control plane at a time.
 test: lint tools
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/realpods $(PYTEST_ARGS)
+	$(PY) -m pytest tests/realpods $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
@@ -45,6 +48,10 @@ bench: $(VENV)/.installed tools
 
 chaos: $(VENV)/.installed tools
 	$(PY) bench/chaos.py $(BENCH_ARGS)
+
+# The container image with podman (hack/image.sh says how; IMAGE_ARGS=all adds the test image).
+image:
+	bash hack/image.sh $(IMAGE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and the etcd those
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet (and the
+# pause program of pod sandboxes, from the same source) and the etcd those
 # pin (3.6; Debian's 3.4 makes every consistent list wait ~3 s for a progress notification) at a
 # pinned Kubernetes version from the Go module proxy, plus kwok and helm, into a cache directory keyed
 # by version. A second run with the binaries present does nothing. Progress goes to stderr;
@@ -51,6 +52,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 	_ "go.etcd.io/etcd/server/v3"
 )
 GO
@@ -62,6 +64,22 @@ GO
      -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
    go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
+}
+
+build_kubelet() {  # for the real node of testenv/realnode.py; the control plane does not need it
+  [ -x "$BIN/kubelet" ] && [ -x "$BIN/pause" ] && return 0
+  local work=$CACHE/k8s/$K8S_VERSION/module
+  grep -q cmd/kubelet "$work/tools.go" || sed -i 's|\t_ "go.etcd.io|\t_ "k8s.io/kubernetes/cmd/kubelet"\n\t_ "go.etcd.io|' "$work/tools.go"
+  echo "building kubelet $K8S_VERSION and pause into $BIN" >&2
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  (cd "$work"
+   go mod tidy
+   go build -trimpath -tags selinux,notest,grpcnotrace \
+     -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+     -o "$BIN/" k8s.io/kubernetes/cmd/kubelet)
+  local source
+  source=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  gcc -static -Os -o "$BIN/pause" "$source/build/pause/linux/pause.c"
 }
 
 install_tool() {  # name version package
@@ -87,6 +105,7 @@ build_kstatus() {  # the kstatus library (Flux health checks) behind a small CLI
 }
 
 build_kubernetes
+build_kubelet
 install_tool kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 install_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 build_kstatus

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo need when they are missing: MariaDB
-# (mariadb-server), openssl, and promtool (prometheus) to check the metrics exposition. Go is expected on the machine; etcd and Kubernetes are built
+# (mariadb-server), openssl, promtool (prometheus) to check the metrics exposition, and as
+# root, containerd, runc, the CNI plugins and iptables for the real node. Go is expected on the machine; etcd and Kubernetes are built
 # from the Go module proxy by hack/build-k8s.sh.
 set -euo pipefail
 
@@ -8,6 +9,13 @@ missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+# The real node of the real-pod tests (testenv/realnode.py), which run as root only.
+if [ "$(id -u)" -eq 0 ]; then
+  command -v containerd >/dev/null || missing+=(containerd)
+  command -v runc >/dev/null || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v iptables-save >/dev/null || missing+=(iptables)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""

@@ -7,6 +7,11 @@ Authentication is by static tokens: `admin` is in system:masters, the other user
 node, so batch/v1 Jobs run without a container runtime: by default with kwok's "fast" node
 stages and seqflow's pod stages (kwok-stages.yaml: a pod's annotations decide how long it runs,
 its exit code and its termination message); pass `kwok_configs` to use other Stage files.
+With `real_node=True` (root only) the node is real instead: containerd, runc and a kubelet
+(testenv/realnode.py) running the OCI archives in `node_images` (the pause image among them:
+hack/image.sh makes it), and the API server and
+controller-manager run what real pods need (ServiceAccount admission, the root CA publisher,
+Deployments, ReplicaSets, EndpointSlices).
 
 Call `start()` from a long-lived thread: the children die when the starting thread exits.
 """
@@ -27,6 +32,7 @@ from pathlib import Path
 
 from testenv._proc import Child, free_port, make_workdir, register_cleanup, unregister_cleanup, wait_until
 from testenv.binaries import Binaries, ensure_binaries, kwok_stages
+from testenv.realnode import RealNode
 
 ADMIN = "admin"
 KWOK_NODE = "kwok-node-0"
@@ -38,6 +44,14 @@ JOB_CONTROLLERS = (
     "ttl-after-finished-controller",
     "serviceaccount-controller",
 )
+REAL_NODE_CONTROLLERS = (
+    "root-ca-certificate-publisher-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
+    "pod-garbage-collector-controller",
+)
+SERVICE_IP = "10.0.0.1"  # the `kubernetes` Service: the first address of the service range
 
 _INSECURE = ssl.create_default_context()
 _INSECURE.check_hostname = False
@@ -53,10 +67,15 @@ class ControlPlane:
         with_jobs: bool = False,
         users: Sequence[str] = ("alice", "bob"),
         kwok_configs: Sequence[Path] | None = None,
+        real_node: bool = False,
+        node_images: Sequence[Path] = (),
         binaries: Binaries | None = None,
         start_timeout: float = 60.0,
     ) -> None:
-        self.with_jobs = with_jobs
+        self.with_jobs = with_jobs or real_node
+        self.real_node = real_node
+        self.node_images = tuple(node_images)
+        self.node: RealNode | None = None
         self.kwok_configs = kwok_configs
         self.start_timeout = start_timeout
         self.users = tuple(users)
@@ -179,7 +198,9 @@ class ControlPlane:
             f"--service-account-issuer={self.server}",
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",
-            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+            # Pods on kwok's node need no service account token; real ones do.
+            "--disable-admission-plugins="
+            + ("TaintNodesByCondition" if self.real_node else "ServiceAccount,TaintNodesByCondition"),
         ]
         self._apiserver = self._spawn("kube-apiserver", self._apiserver_argv)
         wait_until(
@@ -209,6 +230,7 @@ class ControlPlane:
 
     def _start_job_runtime(self, binaries: Binaries) -> None:
         kubeconfig = f"--kubeconfig={self.kubeconfig}"
+        controllers = JOB_CONTROLLERS + (REAL_NODE_CONTROLLERS if self.real_node else ())
         self._spawn(
             "kube-controller-manager",
             [
@@ -217,7 +239,8 @@ class ControlPlane:
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 "--secure-port=0",
-                f"--controllers={','.join(JOB_CONTROLLERS)}",
+                f"--controllers={','.join(controllers)}",
+                f"--root-ca-file={self.ca_file}",
             ],
         )
         self._spawn(
@@ -230,6 +253,16 @@ class ControlPlane:
                 f"--secure-port={free_port()}",
             ],
         )
+        if self.real_node:
+            self.node = RealNode(
+                kubeconfig=self.kubeconfig,
+                kubelet=binaries.kube_bin_dir / "kubelet",
+                kubectl=binaries.kubectl,
+                apiserver_port=self.port,
+                service_ip=SERVICE_IP,
+                images=self.node_images,
+            ).start()
+            return
         kwok_dir = self._dir / "kwok"
         kwok_dir.mkdir()
         configs = self.kwok_configs
@@ -297,6 +330,9 @@ class ControlPlane:
     def stop(self) -> None:
         """Stops the processes (newest first) and removes the temp dir; safe to call twice."""
         unregister_cleanup(self.stop)
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
         while self._children:
             self._children.pop().stop()
         if self._tmp is not None:

@@ -1,0 +1,197 @@
+"""End to end on real pods: the chart installed with Helm from the image built from the
+Dockerfile, the operator running as a real pod under the chart's RBAC, Job steps running the
+seqflow image in real containers, the history API through `kubectl port-forward`, and an
+upgrade with a run in flight."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testenv import ensure_binaries
+from testenv._proc import free_port
+from tests.support import REPO, Cluster, Runs, condition, wait_for, workflow, workflow_run
+
+pytestmark = [pytest.mark.cluster]
+
+RELEASE, SYSTEM = "seqflow", "seqflow-system"
+HANDLERS_IMAGE = "localhost/seqflow-handlers:dev"
+
+
+def helm(cluster: Cluster, home: Path, *args: str) -> str:
+    done = subprocess.run(
+        [str(ensure_binaries().helm), f"--kubeconfig={cluster.kubeconfig}", *args],
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin", "HELM_CACHE_HOME": str(home / "cache")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def operator_pod(cluster: Cluster) -> dict[str, Any]:
+    pods = cluster.get_json("pods", "-n", SYSTEM, "-l", "app.kubernetes.io/component=operator")["items"]
+    running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert len(running) == 1, [p["metadata"]["name"] for p in pods]
+    return running[0]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", [])
+    )
+
+
+def wait_ready(cluster: Cluster, *, image: str) -> dict[str, Any]:
+    """The operator pod running `image`, once Ready (`helm --wait` returns before it is)."""
+
+    def up() -> bool:
+        try:
+            pod = operator_pod(cluster)
+        except AssertionError:
+            return False
+        return pod["spec"]["containers"][0]["image"] == image and ready(pod)
+
+    wait_for(up, timeout=120, what=f"the operator pod running {image} to be Ready")
+    return operator_pod(cluster)
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("helm")
+    helm(
+        cluster, home, "install", RELEASE, str(REPO / "charts" / "seqflow"), "-n", SYSTEM,
+        "--create-namespace", "--set", "image.repository=localhost/seqflow", "--set", "image.tag=dev",
+        "--set", "image.pullPolicy=Never", "--set", "jobTtlSeconds=none",
+        "--wait", "--timeout=120s",
+    )  # fmt: skip
+    yield home
+
+
+def test_the_operator_pod_is_ready_as_non_root_with_its_probes_passing(cluster: Cluster, installed: Path):
+    pod = wait_ready(cluster, image="localhost/seqflow:dev")
+    container = pod["status"]["containerStatuses"][0]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    uid = cluster.kubectl("exec", "-n", SYSTEM, pod["metadata"]["name"], "--", "id", "-u").stdout.strip()
+    assert uid == "65532"
+    time.sleep(12)  # past the liveness probe's initial delay and one period
+    pod = operator_pod(cluster)
+    container = pod["status"]["containerStatuses"][0]
+    assert ready(pod) and container["restartCount"] == 0, container
+    logs = cluster.kubectl("logs", "-n", SYSTEM, pod["metadata"]["name"]).stdout
+    assert "seqflow starting" in logs and "Traceback" not in logs
+
+
+def job_step(name: str, handler: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "job": {"image": HANDLERS_IMAGE, "command": ["python", "-m", "seqflow", "task", handler]},
+        **extra,
+    }
+
+
+def test_job_steps_run_in_real_containers(cluster: Cluster, installed: Path, namespace: str):
+    wait_ready(cluster, image="localhost/seqflow:dev")
+    quick = {"maxRetries": 2, "backoffSeconds": 1}
+    steps = [
+        job_step("First", "pod.step"),
+        job_step("Flaky", "pod.flaky", retry=quick),
+        job_step("Last", "pod.step"),
+    ]
+    cluster.apply(workflow("real", steps), namespace=namespace)
+    cluster.apply(
+        workflow("doomed", [job_step("Refuse", "pod.permanent", retry={"maxRetries": 3})]),
+        namespace=namespace,
+    )
+    cluster.apply(workflow_run("r1", "real", {"order": "ORD-7"}), namespace=namespace)
+    cluster.apply(workflow_run("r2", "doomed"), namespace=namespace)
+    runs = Runs(cluster.kubeconfig)
+
+    wait_for(lambda: runs.get(namespace, "r1").get("status", {}).get("phase") == "Succeeded", timeout=120)
+    status = runs.get(namespace, "r1")["status"]
+    assert status["output"]["order"] == "ORD-7"
+    assert status["output"]["trail"] == ["First", "Last"] and status["output"]["attempt"] == 2  # Flaky's
+    pods = {p["metadata"]["name"] for p in cluster.get_json("pods", "-n", namespace)["items"]}
+    assert status["output"]["hostname"] in pods  # written by the container, read from its termination message
+    assert [(n["id"], n["attempts"]) for n in status["nodes"]] == [("First", 1), ("Flaky", 2), ("Last", 1)]
+
+    wait_for(lambda: runs.get(namespace, "r2").get("status", {}).get("phase") == "Failed", timeout=60)
+    failed = runs.get(namespace, "r2")["status"]
+    assert failed["nodes"][0]["attempts"] == 1  # exit code 65: no retry
+    assert "permanent error" in condition(failed)["message"]
+
+
+def test_history_api_through_port_forward(cluster: Cluster, installed: Path, namespace: str):
+    wait_ready(cluster, image="localhost/seqflow:dev")
+    cluster.apply(workflow("one", [job_step("Only", "pod.step")]), namespace=namespace)
+    cluster.apply(workflow_run("r1", "one", {"n": 1}), namespace=namespace)
+    runs = Runs(cluster.kubeconfig)
+    wait_for(
+        lambda: (
+            runs.get(namespace, "r1").get("status", {}).get("phase") == "Succeeded"
+            and not runs.get(namespace, "r1")["status"].get("pendingHistory")
+        ),
+        timeout=90,
+        what="the run and its history",
+    )
+    port = free_port()
+    forward = subprocess.Popen(
+        [cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "port-forward", "-n", SYSTEM,
+         f"svc/{RELEASE}", f"{port}:http"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert cluster.control_plane is not None
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/namespaces/{namespace}/runs/r1",
+            headers={"Authorization": f"Bearer {cluster.control_plane.token_for('admin')}"},
+        )
+
+        def answered() -> bool:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    answered.body = json.loads(response.read())  # type: ignore[attr-defined]
+                    return True
+            except OSError:
+                return False
+
+        wait_for(answered, timeout=30, what="the history API through port-forward")
+        run = answered.body  # type: ignore[attr-defined]
+        assert run["phase"] == "Succeeded" and run["attempts"][0]["task"] == "Only"
+    finally:
+        forward.terminate()
+        forward.wait()
+
+
+def test_upgrade_to_a_new_image_with_a_run_in_flight(cluster: Cluster, installed: Path, namespace: str):
+    wait_ready(cluster, image="localhost/seqflow:dev")
+    slow = job_step("Slow", "pod.step")
+    cluster.apply(workflow("long", [slow, job_step("After", "pod.step")]), namespace=namespace)
+    cluster.apply(workflow_run("r1", "long", {"sleep": 8}), namespace=namespace)
+    runs = Runs(cluster.kubeconfig)
+    wait_for(lambda: runs.get(namespace, "r1").get("status", {}).get("current") == ["Slow"], timeout=60)
+
+    before = operator_pod(cluster)["metadata"]["name"]
+    assert cluster.control_plane is not None and cluster.control_plane.node is not None
+    cluster.control_plane.node.ctr(
+        "images", "tag", "--force", "localhost/seqflow:dev", "localhost/seqflow:dev2"
+    )
+    helm(
+        cluster, installed, "upgrade", RELEASE, str(REPO / "charts" / "seqflow"), "-n", SYSTEM,
+        "--reuse-values", "--set", "image.tag=dev2", "--timeout=120s",
+    )  # fmt: skip
+    pod = wait_ready(cluster, image="localhost/seqflow:dev2")
+    assert pod["metadata"]["name"] != before
+
+    wait_for(lambda: runs.get(namespace, "r1").get("status", {}).get("phase") == "Succeeded", timeout=120)
+    status = runs.get(namespace, "r1")["status"]
+    assert status["output"]["trail"] == ["Slow", "After"]
+    assert [n["attempts"] for n in status["nodes"]] == [1, 1]  # the Job in flight was found, not rerun
