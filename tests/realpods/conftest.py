@@ -6,6 +6,7 @@ control planes of the two sessions must not run at once on 2 cores.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,11 +38,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     archives = tmp_path_factory.mktemp("images")
     done = subprocess.run(
         ["bash", str(IMAGE_SCRIPT), "all"],
-        env={
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "SAVE_DIR": str(archives),
-            "PAUSE": str(ensure_binaries().kube_bin_dir / "pause"),
-        },
+        env={**os.environ, "SAVE_DIR": str(archives), "PAUSE": str(ensure_binaries().kube_bin_dir / "pause")},
         stdout=subprocess.PIPE,
         text=True,
         check=True,
