@@ -809,6 +809,14 @@ class Reconciler:
                     "to let this run go on"
                 )
                 return True
+        except Invalid as error:  # the child itself is refused: no retry helps
+            self._results.setdefault(parent.uid, {})[(action.node, action.attempt)] = AttemptResult(
+                node=action.node,
+                attempt=action.attempt,
+                error=f"the child run was refused: {error.message}",
+                permanent=True,
+            )
+            return True
         self._runs.refresh(child)
         return False
 

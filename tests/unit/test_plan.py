@@ -1097,6 +1097,16 @@ CHILD_ROWS = {
         entries=["TASK_FAILED", "WORKFLOW_FAILED"],
         reason="TaskFailed",
     ),
+    "a child the API server refuses fails the step for good": Row(
+        SHIP,
+        {"results": (err("Ship", 1, "the child run was refused: spec.input: Invalid", permanent=True),)},
+        wf=NESTED,
+        phase=RunPhase.FAILED,
+        nodes={"Ship": (NodePhase.FAILED, 1)},
+        actions=["PostEvent"],
+        entries=["TASK_FAILED", "WORKFLOW_FAILED"],
+        reason="TaskFailed",
+    ),
     "suspending the parent suspends the child": Row(
         SHIP,
         {"children": child(RunPhase.RUNNING)},

@@ -3,7 +3,8 @@
 CEL comes from `common-expression-language` (the Rust `cel` interpreter behind a Python binding:
 measured here, about 60 µs a compile and 10 to 20 µs an evaluation; a maintained implementation
 of the spec). The variables a condition sees are `input` (the step's input),
-`run` (name, namespace, labels) and `steps` (earlier steps by id: their phase).
+`run` (name, namespace, labels) and `steps` (earlier steps by id: their phase, and their output
+where the run keeps it).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The run state machine: `plan()` turns a run, what was observed and the time into a decision.
 
 Three passes over a draft of the new status: `_fold` takes in what happened (attempt results,
-Jobs, the user's intent in the spec: cancel, retry, deletion), `_schedule` picks the steps that
-may start now, and `_emit` starts their attempts; the run's phase is then derived from its nodes
+Jobs, child runs, the user's intent in the spec: cancel, retry, deletion), `_schedule` picks the
+steps that may start now (while compensating, `_schedule_compensation` the next compensation),
+and `_start_attempt` starts them; the run's phase is then derived from its nodes
 (`derive_phase`) and its end, if it ended, recorded. Pure: no clock, no I/O; the same inputs
 always give the same status and actions, which the table tests in tests/unit/test_plan.py rely on.
 """
@@ -444,7 +445,7 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
     if node.type == NodeType.SLEEP:
         _fold_sleep(draft, node)
         return
-    if node.type == NodeType.WORKFLOW:
+    if node.type == NodeType.WORKFLOW and result is None:  # (a result: its child was refused)
         _fold_child(draft, node, observed)
         return
     if result is None and node.type == NodeType.JOB:
@@ -938,6 +939,7 @@ def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -
         return CreateChildRun(
             node=node.id,
             name=node.child,
+            attempt=node.attempts,
             workflow=task.workflow_ref.name,
             input=data,
             suspend=bool(draft.run.spec.suspend),

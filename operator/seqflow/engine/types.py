@@ -140,6 +140,7 @@ class CreateChildRun:
 
     node: str
     name: str
+    attempt: int
     workflow: str
     input: JsonObject
     suspend: bool
