@@ -49,11 +49,13 @@ def crds(cluster: Cluster) -> None:
         "--timeout=60s",
         "crd/workflows.seqflow.io",
         "crd/workflowruns.seqflow.io",
+        "crd/workflowschedules.seqflow.io",
     )
     # Kopf discovers resources through /apis once at start: let discovery catch up first.
     wait_for(
         lambda: (
-            "workflowruns" in cluster.kubectl("get", "--raw", "/apis/seqflow.io/v1alpha1", check=False).stdout
+            "workflowschedules"
+            in cluster.kubectl("get", "--raw", "/apis/seqflow.io/v1alpha1", check=False).stdout
             and "seqflow.io" in cluster.kubectl("get", "--raw", "/apis", check=False).stdout
         ),
         timeout=30,

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import kopf
 from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 
+from seqflow.control_api import ControlApi
 from seqflow.engine import EngineOptions
+from seqflow.events import EventRecorder
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
 from seqflow.handlers import build_registry, configure
 from seqflow.history.migrate import upgrade
@@ -19,8 +21,10 @@ from seqflow.history.sync import HistoryWriter
 from seqflow.kube import KubeApi, load_configuration
 from seqflow.metrics import Metrics
 from seqflow.reconciler import Reconciler, ReconcilerOptions
+from seqflow.scheduler import Scheduler
 from seqflow.settings import Settings
 from seqflow.web import Authorizer, HistoryApi, serve
+from seqflow.webhooks import Webhooks
 from seqflow.workqueue import backoff
 
 logger = logging.getLogger("seqflow")
@@ -61,10 +65,15 @@ async def run_operator(settings: Settings) -> None:
             ),
         ),
     )
+    schedule_events = EventRecorder(api, queue_size=settings.event_queue_size)
+    scheduler = Scheduler(api=api, events=schedule_events)
     authorizer = Authorizer(api) if settings.http_auth else None
     if authorizer is None:
-        logger.warning("the history API does not check callers (SEQFLOW_HTTP_AUTH=false)")
-    http = await serve(HistoryApi(store=store, authorizer=authorizer).application(), port=settings.http_port)
+        logger.warning("the HTTP API does not check callers (SEQFLOW_HTTP_AUTH=false)")
+    application = HistoryApi(store=store, authorizer=authorizer).application()
+    ControlApi(api=api, authorizer=authorizer).add_routes(application)
+    Webhooks(api=api).add_routes(application)
+    http = await serve(application, port=settings.http_port)
     metrics_server = None
     if settings.metrics_port:
         metrics_server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)
@@ -78,17 +87,20 @@ async def run_operator(settings: Settings) -> None:
         settings.http_port,
     )
     reconciler.start()
+    scheduling = [asyncio.create_task(scheduler.work(), name="seqflow-scheduler"), *schedule_events.posters()]
     retention = asyncio.create_task(_prune_history(store, settings.history_retention_days))
     try:
         await kopf.operator(
             registry=build_registry(),
             settings=kopf_settings,
-            memo=kopf.Memo(reconciler=reconciler),
+            memo=kopf.Memo(reconciler=reconciler, scheduler=scheduler),
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
         )
     finally:
         retention.cancel()
+        for task in scheduling:
+            task.cancel()
         if migration is not None:
             migration.cancel()
         await reconciler.stop()

@@ -22,7 +22,7 @@ POSTERS = 4
 
 
 def event_of(run: JsonObject, action: PostEvent, *, host: str) -> JsonObject:
-    """A core/v1 Event about `run`."""
+    """A core/v1 Event about `run` (or another seqflow object: a WorkflowSchedule)."""
     meta = run["metadata"]
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
@@ -30,7 +30,7 @@ def event_of(run: JsonObject, action: PostEvent, *, host: str) -> JsonObject:
         "metadata": {"name": f"{meta['name'][:200]}.{time.time_ns():x}", "namespace": meta["namespace"]},
         "involvedObject": {
             "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "WorkflowRun",
+            "kind": run.get("kind", "WorkflowRun"),
             "name": meta["name"],
             "namespace": meta["namespace"],
             "uid": meta["uid"],

@@ -57,6 +57,11 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.event(GROUP, VERSION, "workflowruns", registry=registry)
     async def run_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.on_run_event(event["type"], event["object"])
+        memo.scheduler.on_run_event(event["type"], event["object"])
+
+    @kopf.on.event(GROUP, VERSION, "workflowschedules", registry=registry)
+    async def schedule_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.scheduler.on_schedule_event(event["type"], event["object"])
 
     @kopf.on.event(GROUP, VERSION, "workflows", registry=registry)
     async def workflow_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:

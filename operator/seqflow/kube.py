@@ -239,6 +239,17 @@ class KubeApi:
             content_type="application/merge-patch+json",
         )
 
+    async def patch_schedule_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
+        return await self.request(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflowschedules/{name}/status",
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
+    async def get_secret(self, namespace: str, name: str) -> JsonObject:
+        return await self.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+
     async def get_workflow(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}")
 

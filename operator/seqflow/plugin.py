@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
@@ -132,6 +133,31 @@ def rerun(runs: Runs, args: argparse.Namespace) -> int:
     }
     created = runs.create(body)
     print(f"workflowrun/{created['metadata']['name']} created (a rerun of {args.run})")
+    return finish(runs, created, args)
+
+
+def start(runs: Runs, args: argparse.Namespace) -> int:
+    """A new run of a Workflow, its input given as JSON or as @FILE."""
+    text = args.input
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as error:
+            raise PluginError(f"--input {args.input}: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise PluginError(f"--input is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise PluginError("--input must be a JSON object")
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkflowRun",
+        "metadata": {"generateName": f"{args.workflow[:200]}-"},
+        "spec": {"workflowRef": {"name": args.workflow}, "input": data},
+    }
+    created = runs.create(body)
+    print(f"workflowrun/{created['metadata']['name']} created")
     return finish(runs, created, args)
 
 
@@ -297,6 +323,12 @@ def _parser() -> argparse.ArgumentParser:
     add("rerun", "start a new run of the same workflow with the same input", rerun, wait=True)
     add("signal", "deliver a signal to the run (spec.signals.NAME)", signal, wait=True)
     add("tree", "the run's steps: phase, attempts, duration, error", tree)
+    starting = commands.add_parser("start", help="start a run of a Workflow", parents=[flags])
+    starting.add_argument("workflow", help="the Workflow's name")
+    starting.add_argument("--input", default="{}", help="a JSON object, or @FILE (default {})")
+    starting.add_argument("--wait", action="store_true", help="wait until the run finishes")
+    starting.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
+    starting.set_defaults(func=start)
     add("logs", "the run's story (its Events) and its Job steps' logs", logs)
     return parser
 

@@ -81,8 +81,8 @@ class Authorizer:
         self._users[digest] = (time.monotonic() + CACHE_SECONDS, user)
         return user
 
-    async def allowed(self, user: User, *, verb: str, namespace: str) -> bool:
-        key = (user, verb, namespace)
+    async def allowed(self, user: User, *, verb: str, namespace: str, resource: str = "workflowruns") -> bool:
+        key = (user, f"{verb} {resource}", namespace)
         cached = self._decisions.get(key)
         if cached and cached[0] > time.monotonic():
             return cached[1]
@@ -99,7 +99,7 @@ class Authorizer:
                     "extra": {k: list(v) for k, v in user.extra},
                     "resourceAttributes": {
                         "group": GROUP,
-                        "resource": "workflowruns",
+                        "resource": resource,
                         "verb": verb,
                         "namespace": namespace,
                     },
@@ -178,21 +178,35 @@ class HistoryApi:
         return web.json_response(run)
 
     async def _authorize(self, request: web.Request, *, verb: str, namespace: str) -> None:
-        if self._authorizer is None:
-            return
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or not header[7:].strip():
-            raise HttpError(401, "send a Kubernetes bearer token: Authorization: Bearer <token>")
-        try:
-            user = await self._authorizer.user(header[7:].strip())
-            if user is None:
-                raise HttpError(401, "the bearer token is not valid for this cluster")
-            if not await self._authorizer.allowed(user, verb=verb, namespace=namespace):
-                where = f'in namespace "{namespace}"' if namespace else "in all namespaces (pass ?namespace=)"
-                raise HttpError(403, f'user "{user.username}" may not {verb} workflowruns {where}')
-        except ApiError as error:
-            logger.warning("token or access review failed: %s", error)
-            raise HttpError(503, "could not check the caller's access with the API server") from error
+        await authorize(self._authorizer, request, verb=verb, namespace=namespace)
+
+
+async def authorize(
+    authorizer: Authorizer | None,
+    request: web.Request,
+    *,
+    verb: str,
+    namespace: str,
+    resource: str = "workflowruns",
+) -> str:
+    """The caller's user name once the API server says they may `verb` `resource` in
+    `namespace` ("" for all); else an HttpError (401, 403, or 503 when it cannot be asked)."""
+    if authorizer is None:
+        return "anonymous"
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or not header[7:].strip():
+        raise HttpError(401, "send a Kubernetes bearer token: Authorization: Bearer <token>")
+    try:
+        user = await authorizer.user(header[7:].strip())
+        if user is None:
+            raise HttpError(401, "the bearer token is not valid for this cluster")
+        if not await authorizer.allowed(user, verb=verb, namespace=namespace, resource=resource):
+            where = f'in namespace "{namespace}"' if namespace else "in all namespaces (pass ?namespace=)"
+            raise HttpError(403, f'user "{user.username}" may not {verb} {resource} {where}')
+    except ApiError as error:
+        logger.warning("token or access review failed: %s", error)
+        raise HttpError(503, "could not check the caller's access with the API server") from error
+    return user.username
 
 
 def _limit(value: str) -> int:

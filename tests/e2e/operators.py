@@ -53,7 +53,8 @@ def _answers(url: str) -> bool:
 
 
 def bind_chart_rbac(cluster: Cluster, user: str) -> None:
-    """Grant `user` exactly the chart's (cluster-wide) role, as the chart grants its ServiceAccount."""
+    """Grant `user` exactly the chart's (cluster-wide) role, as the chart grants its ServiceAccount
+    (with webhooks enabled: the e2e tests deliver some)."""
     helm = str(ensure_binaries().helm)
     rendered = subprocess.run(
         [
@@ -63,6 +64,8 @@ def bind_chart_rbac(cluster: Cluster, user: str) -> None:
             str(REPO / "charts" / "seqflow"),
             "--set",
             "peering.enabled=false",
+            "--set",
+            "webhooks.enabled=true",
             "--show-only",
             "templates/rbac.yaml",
         ],

@@ -147,6 +147,8 @@ def test_rbac_has_no_wildcards(helm: Helm, values: str):
 NAMESPACED_PERMISSIONS = {
     ("seqflow.io", "workflows"): {"get", "list", "watch"},
     ("seqflow.io", "workflows/status"): {"patch"},
+    ("seqflow.io", "workflowschedules"): {"get", "list", "watch"},
+    ("seqflow.io", "workflowschedules/status"): {"patch"},
     ("seqflow.io", "workflowruns"): {"get", "list", "watch", "create", "patch", "delete"},
     ("seqflow.io", "workflowruns/status"): {"patch"},
     ("", "events"): {"create"},

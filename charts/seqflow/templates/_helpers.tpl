@@ -103,6 +103,13 @@ gets a copy of its own, made just before it and removed after it.
 - apiGroups: [seqflow.io]
   resources: [workflows/status]
   verbs: [patch]
+# Schedules start runs (create on workflowruns, below) and keep their status.
+- apiGroups: [seqflow.io]
+  resources: [workflowschedules]
+  verbs: [get, list, watch]
+- apiGroups: [seqflow.io]
+  resources: [workflowschedules/status]
+  verbs: [patch]
 # create: the child runs of sub-workflow steps; patch: the run's finalizer, held until its
 # history is written, and a child run's suspend and cancel; delete: a finished run whose time to
 # live (ttlSecondsAfterFinished) is over.
@@ -123,6 +130,12 @@ gets a copy of its own, made just before it and removed after it.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+{{- if .Values.webhooks.enabled }}
+# The shared secrets of signed webhooks (spec.webhook.secretRef).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
 {{- end }}
 
 {{/* What the operator needs cluster-wide in every mode. */}}

@@ -17,6 +17,8 @@ from seqflow.api.models import (
     VERSION,
     WorkflowRunSpec,
     WorkflowRunStatus,
+    WorkflowScheduleSpec,
+    WorkflowScheduleStatus,
     WorkflowSpec,
     WorkflowStatus,
 )
@@ -127,7 +129,7 @@ def _column(name: str, path: str, kind: str = "string", **extra: Any) -> dict[st
 
 
 def custom_resource_definitions() -> list[dict[str, Any]]:
-    """The Workflow and WorkflowRun CRDs, in the order they should be applied."""
+    """The Workflow, WorkflowRun and WorkflowSchedule CRDs, in the order they should be applied."""
     workflow = _crd(
         kind="Workflow",
         plural="workflows",
@@ -159,4 +161,22 @@ def custom_resource_definitions() -> list[dict[str, Any]]:
             _column("Message", ".status.conditions[?(@.type=='Succeeded')].message", priority=1),
         ],
     )
-    return [workflow, run]
+    schedule = _crd(
+        kind="WorkflowSchedule",
+        plural="workflowschedules",
+        short_name="swfs",
+        spec_schema=openapi_schema(WorkflowScheduleSpec),
+        status_schema=openapi_schema(WorkflowScheduleStatus),
+        columns=[
+            _column("Schedule", ".spec.schedule"),
+            _column("Timezone", ".spec.timeZone"),
+            _column("Suspend", ".spec.suspend", "boolean"),
+            _column("Active", ".status.active[*]"),
+            _column("Last Schedule", ".status.lastScheduleTime", "date"),
+            _column("Next", ".status.nextScheduleTime", "date"),
+            _column("Age", ".metadata.creationTimestamp", "date"),
+            _column("Workflow", ".spec.runTemplate.workflowRef.name", priority=1),
+            _column("Reason", ".status.conditions[?(@.type=='Ready')].reason", priority=1),
+        ],
+    )
+    return [workflow, run, schedule]

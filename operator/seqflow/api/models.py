@@ -304,6 +304,17 @@ class Concurrency(Model):
     limit: int = Field(ge=1, description="Runs of this Workflow that may run at once; the others queue.")
 
 
+class SecretKeyRef(Model):
+    name: str = Field(min_length=1, max_length=253, description="A Secret in the Workflow's namespace.")
+    key: str = Field(default="secret", min_length=1, description="The key of the shared secret in it.")
+
+
+class Webhook(Model):
+    """Runs started by `POST /hooks/{namespace}/{workflow}`, signed with a shared secret."""
+
+    secret_ref: SecretKeyRef
+
+
 class WorkflowSpec(Model):
     description: str | None = None
     input_schema: JsonObject | None = Field(
@@ -317,6 +328,11 @@ class WorkflowSpec(Model):
     )
     ttl_seconds_after_finished: Annotated[int | None, Field(ge=0)] = Field(
         default=None, description="Delete this Workflow's runs this long after they finish (history stays)."
+    )
+    webhook: Webhook | None = Field(
+        default=None,
+        description="Accept runs from POST /hooks/{namespace}/{name} signed with HMAC-SHA256 by the "
+        "shared secret in this Secret (for callers without a Kubernetes token).",
     )
     tasks: list[TaskSpec] = Field(
         min_length=1,
@@ -552,6 +568,61 @@ class WorkflowRunStatus(Model):
 
     def node(self, id: str) -> NodeStatus | None:
         return next((n for n in self.nodes if n.id == id), None)
+
+
+# ----- WorkflowSchedule -----
+
+
+class ConcurrencyPolicy(enum.StrEnum):
+    ALLOW = "Allow"
+    FORBID = "Forbid"  # a time that comes while a run of the schedule is active is skipped
+    REPLACE = "Replace"  # the active runs are cancelled (spec.cancel) and a new one starts
+
+
+class RunTemplate(Model):
+    """What each run of a schedule is: its Workflow, input and labels."""
+
+    workflow_ref: WorkflowRef
+    input: JsonObject = Field(default_factory=dict, description="The input of every run.")
+    labels: dict[str, str] | None = Field(default=None, description="Labels of every run.")
+
+
+class WorkflowScheduleSpec(Model):
+    schedule: str = Field(
+        min_length=1,
+        max_length=256,
+        description="When to start a run: standard cron (minute hour day-of-month month "
+        "day-of-week) or @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly.",
+    )
+    time_zone: str | None = Field(
+        default=None, max_length=64, description="The IANA time zone of the schedule (default UTC)."
+    )
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.ALLOW,
+        description="Allow: runs may overlap; Forbid: skip a time while a run is active; "
+        "Replace: cancel the active run and start the new one.",
+    )
+    starting_deadline_seconds: Annotated[int | None, Field(ge=0)] = Field(
+        default=None,
+        description="A time missed (the operator was down) starts late only within this many "
+        "seconds; unset: the most recent missed time always starts.",
+    )
+    suspend: bool | None = Field(default=None, description="true: start no run until false again.")
+    successful_runs_history_limit: Annotated[int, Field(ge=0)] = Field(
+        default=3, description="Succeeded runs kept (older ones are deleted; their history stays)."
+    )
+    failed_runs_history_limit: Annotated[int, Field(ge=0)] = Field(
+        default=1, description="Failed or Cancelled runs kept."
+    )
+    run_template: RunTemplate
+
+
+class WorkflowScheduleStatus(Model):
+    last_schedule_time: datetime | None = Field(default=None, description="The latest time a run was due.")
+    next_schedule_time: datetime | None = None
+    active: list[str] = Field(default_factory=list, description="Runs of this schedule not finished.")
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
 
 
 def upgrade_status(raw: JsonObject, *, run: str) -> JsonObject:

@@ -118,7 +118,7 @@ class _Draft:
         self.actions.append(PostEvent(type, reason, message))
 
     def condition(self, status: ConditionStatus, reason: str, message: str) -> None:
-        self.update(conditions=_set_condition(self.status.conditions, status, reason, message, self.now))
+        self.update(conditions=set_condition(self.status.conditions, status, reason, message, self.now))
 
     @property
     def steps(self) -> list[PinnedTask]:
@@ -378,7 +378,7 @@ def workflow_status(
     )
     status = ConditionStatus.FALSE if problem else ConditionStatus.TRUE
     reason, message = problem or ("Valid", "Runs of this Workflow can start")
-    conditions = _set_condition(previous.conditions, status, reason, message, now, type=READY)
+    conditions = set_condition(previous.conditions, status, reason, message, now, type=READY)
     return WorkflowStatus(conditions=conditions, observed_generation=generation)
 
 
@@ -1103,7 +1103,7 @@ def _started_condition(draft: _Draft, node: NodeStatus) -> None:
     )
 
 
-def _set_condition(
+def set_condition(
     conditions: list[Condition],
     status: ConditionStatus,
     reason: str,
@@ -1130,15 +1130,13 @@ def _gitops_conditions(draft: _Draft, phase: RunPhase) -> None:
     reason, message = summary.reason, summary.message
     conditions = [c for c in draft.status.conditions if c.type not in (RECONCILING, STALLED)]
     ready = ConditionStatus.TRUE if phase == RunPhase.SUCCEEDED else ConditionStatus.FALSE
-    conditions = _set_condition(conditions, ready, reason, message, draft.now, type=READY)
+    conditions = set_condition(conditions, ready, reason, message, draft.now, type=READY)
     if phase in (RunPhase.PENDING, RunPhase.RUNNING, RunPhase.COMPENSATING):
-        conditions = _set_condition(
+        conditions = set_condition(
             conditions, ConditionStatus.TRUE, reason, message, draft.now, type=RECONCILING
         )
     elif phase in (RunPhase.FAILED, RunPhase.CANCELLED):
-        conditions = _set_condition(
-            conditions, ConditionStatus.TRUE, reason, message, draft.now, type=STALLED
-        )
+        conditions = set_condition(conditions, ConditionStatus.TRUE, reason, message, draft.now, type=STALLED)
     draft.update(conditions=conditions)
 
 

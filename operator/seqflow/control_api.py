@@ -1,0 +1,240 @@
+"""The HTTP API that acts: start runs, list Workflows, and run control, on the operator's server.
+
+    POST /api/v1/namespaces/{ns}/workflows/{name}/runs      the body is the input; 201 + Location
+         (Idempotency-Key: K gives the run a name made from K: the same request again answers
+         200 with the same run instead of starting a second one)
+    GET  /api/v1/workflows, /api/v1/namespaces/{ns}/workflows
+    POST /api/v1/namespaces/{ns}/runs/{name}/suspend | resume | cancel | retry
+    POST /api/v1/namespaces/{ns}/runs/{name}/signals/{signal}   the body is the payload
+    GET  /api/v1/openapi.json
+
+Every call is checked like the history API (TokenReview, then a SubjectAccessReview for the verb
+it performs: create workflowruns, list workflows, patch workflowruns), then done by the
+operator, writing the same spec fields as kubectl and GitOps do: one mechanism.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from seqflow.api.models import (
+    GROUP,
+    MAX_DATA_BYTES,
+    VERSION,
+    JsonObject,
+    WorkflowRunSpec,
+    WorkflowRunStatus,
+    WorkflowSpec,
+    WorkflowStatus,
+    shortened_name,
+)
+from seqflow.kube import Conflict, KubeApi, NotFound
+from seqflow.web import Authorizer, HttpError, authorize
+
+CREATED_BY = "seqflow.io/created-by"  # annotation: who started a run over HTTP
+IDEMPOTENCY_KEY = "seqflow.io/idempotency-key"  # annotation: a digest of the key that named it
+CONTROLS: dict[str, Any] = {
+    "suspend": lambda spec: {"suspend": True},
+    "resume": lambda spec: {"suspend": False},
+    "cancel": lambda spec: {"cancel": True},
+    "retry": lambda spec: {"retry": (spec.get("retry") or 0) + 1},
+}
+
+
+class ControlApi:
+    def __init__(self, *, api: KubeApi, authorizer: Authorizer | None) -> None:
+        self._api = api
+        self._authorizer = authorizer
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/v1/namespaces/{namespace}/workflows/{workflow}/runs", self.start_run)
+        app.router.add_get("/api/v1/workflows", self.list_workflows)
+        app.router.add_get("/api/v1/namespaces/{namespace}/workflows", self.list_workflows)
+        app.router.add_post("/api/v1/namespaces/{namespace}/runs/{name}/signals/{signal}", self.signal)
+        app.router.add_post("/api/v1/namespaces/{namespace}/runs/{name}/{action}", self.control)
+        app.router.add_get("/api/v1/openapi.json", self.openapi)
+
+    async def start_run(self, request: web.Request) -> web.Response:
+        namespace, workflow = request.match_info["namespace"], request.match_info["workflow"]
+        user = await authorize(self._authorizer, request, verb="create", namespace=namespace)
+        data = await _json_object(request, what="the input")
+        key = request.headers.get("Idempotency-Key", "").strip()
+        metadata: JsonObject = {"annotations": {CREATED_BY: user}}
+        if key:
+            digest = hashlib.sha256(f"{namespace}/{workflow}/{key}".encode()).hexdigest()
+            metadata["name"] = shortened_name(f"{workflow[:200]}-{digest[:16]}", limit=253)
+            metadata["annotations"][IDEMPOTENCY_KEY] = digest
+        else:
+            metadata["generateName"] = f"{workflow[:200]}-"
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "WorkflowRun",
+            "metadata": metadata,
+            "spec": {"workflowRef": {"name": workflow}, "input": data},
+        }
+        try:
+            run, status = await self._api.create_run(namespace, body), 201
+        except Conflict:  # the key was used before: the same run, if it was this very request
+            run, status = await self._api.get_run(namespace, metadata["name"]), 200
+            same = (run.get("spec") or {}).get("workflowRef", {}).get("name") == workflow
+            if not same or (run.get("spec") or {}).get("input") != data:
+                raise HttpError(409, "this Idempotency-Key was used for another request") from None
+        name = run["metadata"]["name"]
+        location = f"/api/v1/namespaces/{namespace}/runs/{name}"
+        return web.json_response(_run_summary(run), status=status, headers={"Location": location})
+
+    async def list_workflows(self, request: web.Request) -> web.Response:
+        namespace = request.match_info.get("namespace", "")
+        await authorize(self._authorizer, request, verb="list", namespace=namespace, resource="workflows")
+        where = f"/namespaces/{namespace}" if namespace else ""
+        listed = await self._api.request("GET", f"/apis/{GROUP}/{VERSION}{where}/workflows")
+        return web.json_response({"items": [_workflow_summary(w) for w in listed.get("items") or []]})
+
+    async def control(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        if action not in CONTROLS:
+            raise HttpError(404, f"no action {action!r}; use {', '.join(CONTROLS)} or signals/NAME")
+        return await self._patch(request, lambda spec: CONTROLS[action](spec))
+
+    async def signal(self, request: web.Request) -> web.Response:
+        payload = await _json_object(request, what="the signal's payload")
+        signal = request.match_info["signal"]
+        return await self._patch(request, lambda spec: {"signals": {signal: payload}})
+
+    async def _patch(self, request: web.Request, change: Any) -> web.Response:
+        """Write a change of the run's spec (guarded by its resourceVersion: a retry counts from
+        the value it read)."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        await authorize(self._authorizer, request, verb="patch", namespace=namespace)
+        for _ in range(3):
+            try:
+                run = await self._api.get_run(namespace, name)
+            except NotFound:
+                raise HttpError(404, f"no run {namespace}/{name}") from None
+            patch = {
+                "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
+                "spec": change(run.get("spec") or {}),
+            }
+            try:
+                written = await self._api.patch_run(namespace, name, patch)
+            except Conflict:
+                continue
+            return web.json_response(_run_summary(written))
+        raise HttpError(409, f"run {namespace}/{name} kept changing; try again")
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
+
+async def _json_object(request: web.Request, *, what: str) -> JsonObject:
+    text = await request.text()
+    if len(text.encode()) > MAX_DATA_BYTES:
+        raise HttpError(413, f"{what} is larger than {MAX_DATA_BYTES} bytes of JSON")
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError as error:
+        raise HttpError(400, f"{what} is not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise HttpError(400, f"{what} must be a JSON object")
+    return value
+
+
+def _run_summary(run: JsonObject) -> JsonObject:
+    meta, status = run["metadata"], run.get("status") or {}
+    return {
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "workflow": (run.get("spec") or {}).get("workflowRef", {}).get("name"),
+        "phase": status.get("phase"),
+        "spec": run.get("spec") or {},
+    }
+
+
+def _workflow_summary(workflow: JsonObject) -> JsonObject:
+    meta, spec, status = workflow["metadata"], workflow.get("spec") or {}, workflow.get("status") or {}
+    ready: JsonObject = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return {
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "description": spec.get("description"),
+        "tasks": [t.get("name") for t in spec.get("tasks") or []],
+        "inputSchema": spec.get("inputSchema"),
+        "valid": ready.get("status") == "True",
+        "reason": ready.get("reason"),
+        "message": ready.get("message"),
+    }
+
+
+def openapi_document() -> JsonObject:
+    """The API's OpenAPI 3.1 document, its schemas generated from the resource models."""
+    models: dict[str, type[BaseModel]] = {
+        "WorkflowSpec": WorkflowSpec,
+        "WorkflowStatus": WorkflowStatus,
+        "WorkflowRunSpec": WorkflowRunSpec,
+        "WorkflowRunStatus": WorkflowRunStatus,
+    }
+    schemas: JsonObject = {}
+    for name, model in models.items():
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    run = {"description": "The run", "content": {"application/json": {"schema": {"type": "object"}}}}
+    any_object = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    path_params = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        for n in ("namespace", "name")
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "seqflow", "version": VERSION},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"kubernetes": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"kubernetes": []}],
+        "paths": {
+            "/api/v1/namespaces/{namespace}/workflows/{workflow}/runs": {
+                "post": {
+                    "summary": "Start a run; the body is its input (Idempotency-Key: one run per key)",
+                    "parameters": [
+                        {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "workflow", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
+                    ],
+                    "requestBody": any_object,
+                    "responses": {"201": run, "200": run},
+                }
+            },
+            "/api/v1/workflows": {
+                "get": {"summary": "Workflows of all namespaces", "responses": {"200": any_object}}
+            },
+            "/api/v1/namespaces/{namespace}/workflows": {
+                "get": {"summary": "Workflows of a namespace", "responses": {"200": any_object}}
+            },
+            **{
+                f"/api/v1/namespaces/{{namespace}}/runs/{{name}}/{action}": {
+                    "post": {
+                        "summary": f"{action.capitalize()} the run",
+                        "parameters": path_params,
+                        "responses": {"200": run},
+                    }
+                }
+                for action in CONTROLS
+            },
+            "/api/v1/namespaces/{namespace}/runs/{name}/signals/{signal}": {
+                "post": {
+                    "summary": "Deliver a signal; the body is its payload",
+                    "requestBody": any_object,
+                    "responses": {"200": run},
+                }
+            },
+            "/api/v1/namespaces/{namespace}/runs/{name}": {
+                "get": {"summary": "A run's history", "responses": {"200": any_object}}
+            },
+        },
+    }

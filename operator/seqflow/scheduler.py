@@ -1,0 +1,197 @@
+"""The WorkflowSchedule controller: the I/O shell around `plan_schedule()`.
+
+Watch events of schedules and of their runs (labelled `seqflow.io/schedule`) update a cache and
+enqueue the schedule; one worker decides and acts: start the run that is due (named from its
+scheduled time: creating it twice finds the first), cancel runs a Replace supersedes (their
+spec.cancel, as a user would), delete finished runs beyond the history limits, write the
+status, and wake again at the next time. Nothing polls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from seqflow.api.models import (
+    GROUP,
+    VERSION,
+    JsonObject,
+    RunPhase,
+    WorkflowScheduleSpec,
+    WorkflowScheduleStatus,
+    shortened_name,
+)
+from seqflow.engine import EventType, PostEvent
+from seqflow.engine.schedule import ScheduleDecision, ScheduledRun, plan_schedule
+from seqflow.events import EventRecorder
+from seqflow.executors.jobs import MANAGED_BY
+from seqflow.kube import ApiError, Conflict, KubeApi, NotFound
+from seqflow.workqueue import WorkQueue, backoff
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, schedule name)
+LABEL_SCHEDULE = "seqflow.io/schedule"  # for users' selectors; the owner reference decides
+SCHEDULED_AT = "seqflow.io/scheduled-at"  # annotation of a run: the time it was due
+
+
+@dataclass
+class _Schedule:
+    body: JsonObject
+    runs: dict[str, ScheduledRun]
+
+
+class Scheduler:
+    def __init__(self, *, api: KubeApi, events: EventRecorder) -> None:
+        self._api = api
+        self._events = events
+        self._schedules: dict[Key, _Schedule] = {}
+        self._orphans: dict[Key, dict[str, ScheduledRun]] = {}  # runs seen before their schedule
+        self._queue: WorkQueue[Key] = WorkQueue()
+        self._failures: dict[Key, int] = {}
+
+    async def work(self) -> None:
+        """The worker: one schedule at a time (their decisions are small)."""
+        while True:
+            key = await self._queue.get()
+            try:
+                await self._reconcile(key)
+                self._failures.pop(key, None)
+            except Exception:
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+                logger.exception("reconciling schedule %s/%s failed (%d in a row)", *key, failures)
+                self._queue.retry_after(key, backoff(failures))
+            finally:
+                self._queue.done(key)
+
+    # ----- events from Kopf -----
+
+    def on_schedule_event(self, event_type: str | None, body: JsonObject) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if event_type == "DELETED":
+            self._schedules.pop(key, None)
+            self._queue.forget(key)
+            return
+        known = self._schedules.get(key)
+        runs = known.runs if known else self._orphans.pop(key, {})
+        self._schedules[key] = _Schedule(body=body, runs=runs)
+        self._queue.add(key)
+
+    def on_run_event(self, event_type: str | None, body: JsonObject) -> None:
+        meta = body["metadata"]
+        owners = meta.get("ownerReferences") or []
+        name = next((o["name"] for o in owners if o.get("kind") == "WorkflowSchedule"), None)
+        at = (meta.get("annotations") or {}).get(SCHEDULED_AT)
+        if name is None or at is None:
+            return
+        key = (meta["namespace"], name)
+        schedule = self._schedules.get(key)
+        runs = schedule.runs if schedule else self._orphans.setdefault(key, {})
+        if event_type == "DELETED":
+            runs.pop(meta["name"], None)
+        else:
+            phase = (body.get("status") or {}).get("phase")
+            runs[meta["name"]] = ScheduledRun(
+                name=meta["name"],
+                scheduled_at=datetime.fromisoformat(at),
+                phase=RunPhase(phase) if phase in {p.value for p in RunPhase} else None,
+                cancelled=bool((body.get("spec") or {}).get("cancel")),
+            )
+        if schedule is not None:
+            self._queue.add(key)
+
+    # ----- deciding and acting -----
+
+    async def _reconcile(self, key: Key) -> None:
+        schedule = self._schedules.get(key)
+        if schedule is None:
+            return
+        body = schedule.body
+        try:
+            spec = WorkflowScheduleSpec.model_validate(body.get("spec") or {})
+            status = WorkflowScheduleStatus.model_validate(body.get("status") or {})
+        except ValidationError as error:
+            logger.warning("ignoring WorkflowSchedule %s/%s: %s", *key, error)
+            return
+        meta = body["metadata"]
+        decision = plan_schedule(
+            name=meta["name"],
+            spec=spec,
+            status=status,
+            runs=list(schedule.runs.values()),
+            created_at=datetime.fromisoformat(meta["creationTimestamp"]),
+            generation=meta.get("generation", 1),
+            now=datetime.now(UTC),
+        )
+        await self._act(key, body, spec, decision)
+        if decision.status != status:
+            await self._write_status(key, decision.status)
+        if decision.wake_at is not None:
+            delay = (decision.wake_at - datetime.now(UTC)).total_seconds()
+            self._queue.add_after(key, max(delay, 0.0))
+
+    async def _act(
+        self, key: Key, body: JsonObject, spec: WorkflowScheduleSpec, decision: ScheduleDecision
+    ) -> None:
+        namespace = key[0]
+        if decision.warning is not None:
+            self._events.record(body, PostEvent(EventType.WARNING, *decision.warning))
+        for name in decision.cancel:
+            with contextlib.suppress(NotFound):
+                await self._api.patch_run(namespace, name, {"spec": {"cancel": True}})
+            self._events.record(body, PostEvent(EventType.NORMAL, "Replaced", f"Cancelled {name} (Replace)"))
+        if decision.start is not None:
+            name, at = decision.start
+            with contextlib.suppress(Conflict):  # started before: the name is the time's
+                await self._api.create_run(namespace, _run_manifest(body, spec, name=name, at=at))
+                self._events.record(body, PostEvent(EventType.NORMAL, "Started", f"Started {name}"))
+        for name in decision.delete:
+            with contextlib.suppress(NotFound):
+                await self._api.delete_run(namespace, name)
+
+    async def _write_status(self, key: Key, status: WorkflowScheduleStatus) -> None:
+        wire = status.to_wire()
+        wire.setdefault("active", [])  # a merge patch replaces the list; an empty one too
+        for field in ("lastScheduleTime", "nextScheduleTime"):
+            wire.setdefault(field, None)
+        try:
+            written = await self._api.patch_schedule_status(*key, {"status": wire})
+        except NotFound:
+            return
+        except ApiError as error:
+            logger.warning("could not write the status of WorkflowSchedule %s/%s: %s", *key, error)
+            raise
+        schedule = self._schedules.get(key)
+        if schedule is not None:
+            schedule.body = written
+
+
+def _run_manifest(schedule: JsonObject, spec: WorkflowScheduleSpec, *, name: str, at: datetime) -> JsonObject:
+    meta = schedule["metadata"]
+    template = spec.run_template
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkflowRun",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": {**(template.labels or {}), **MANAGED_BY, LABEL_SCHEDULE: shortened_name(meta["name"])},
+            "annotations": {SCHEDULED_AT: at.isoformat()},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "WorkflowSchedule",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {"workflowRef": template.workflow_ref.to_wire(), "input": template.input},
+    }

@@ -1,0 +1,97 @@
+"""Signed webhooks: `POST /hooks/{namespace}/{workflow}` starts a run of a Workflow that names a
+Secret in `spec.webhook.secretRef`, for callers that hold no Kubernetes token.
+
+The caller sends the input as the body, the Unix time in `X-Seqflow-Timestamp`, and in
+`X-Seqflow-Signature` `sha256=` and the hex HMAC-SHA256 of `TIMESTAMP.BODY` keyed by the shared
+secret. A time more than 5 minutes away, a wrong signature, a Workflow without a webhook, a
+missing Secret: 401, without saying which. The run is named from the signature, so a replay
+within the window finds the run it started (409) instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from seqflow.api.models import GROUP, MAX_DATA_BYTES, VERSION, WorkflowSpec, shortened_name
+from seqflow.kube import ApiError, Conflict, KubeApi
+from seqflow.web import HttpError
+
+WINDOW_SECONDS = 300
+TIMESTAMP, SIGNATURE = "X-Seqflow-Timestamp", "X-Seqflow-Signature"
+
+
+def signature(secret: bytes, *, timestamp: str, body: bytes) -> str:
+    """The signature header's value for a delivery."""
+    return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class Webhooks:
+    def __init__(self, *, api: KubeApi, clock: Callable[[], float] = time.time) -> None:
+        self._api = api
+        self._clock = clock
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/hooks/{namespace}/{workflow}", self.deliver)
+
+    async def deliver(self, request: web.Request) -> web.Response:
+        namespace, workflow = request.match_info["namespace"], request.match_info["workflow"]
+        body = await request.content.read(MAX_DATA_BYTES + 1)
+        stamp, signed = request.headers.get(TIMESTAMP, ""), request.headers.get(SIGNATURE, "")
+        secret = await self._secret(namespace, workflow)
+        if secret is None or not self._genuine(secret, stamp=stamp, signed=signed, body=body):
+            raise HttpError(401, "unauthorized")
+        if len(body) > MAX_DATA_BYTES:
+            raise HttpError(413, f"the input is larger than {MAX_DATA_BYTES} bytes of JSON")
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError as error:
+            raise HttpError(400, f"the input is not JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise HttpError(400, "the input must be a JSON object")
+        name = shortened_name(
+            f"{workflow[:200]}-hook-{hashlib.sha256(signed.encode()).hexdigest()[:16]}", limit=253
+        )
+        run = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "WorkflowRun",
+            "metadata": {"name": name, "annotations": {"seqflow.io/created-by": "webhook"}},
+            "spec": {"workflowRef": {"name": workflow}, "input": data},
+        }
+        try:
+            await self._api.create_run(namespace, run)
+        except Conflict:
+            raise HttpError(409, "this delivery was received before") from None
+        return web.json_response(
+            {"name": name, "namespace": namespace},
+            status=201,
+            headers={"Location": f"/api/v1/namespaces/{namespace}/runs/{name}"},
+        )
+
+    def _genuine(self, secret: bytes, *, stamp: str, signed: str, body: bytes) -> bool:
+        try:
+            age = abs(self._clock() - int(stamp))
+        except ValueError:
+            return False
+        expected = signature(secret, timestamp=stamp, body=body)
+        return age <= WINDOW_SECONDS and hmac.compare_digest(expected, signed)
+
+    async def _secret(self, namespace: str, workflow: str) -> bytes | None:
+        """The Workflow's shared secret; None when it has no webhook or the Secret is missing."""
+        try:
+            body = await self._api.get_workflow(namespace, workflow)
+            hook = WorkflowSpec.model_validate(body.get("spec") or {}).webhook
+            if hook is None:
+                return None
+            secret = await self._api.get_secret(namespace, hook.secret_ref.name)
+            value = (secret.get("data") or {}).get(hook.secret_ref.key)
+            return base64.b64decode(value) if value else None
+        except (ApiError, ValueError, binascii.Error):
+            return None

@@ -1,0 +1,136 @@
+"""End to end: WorkflowSchedules firing every minute (Allow, Forbid, Replace, suspended), and an
+operator restart across a scheduled time."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.e2e.operators import start_operator
+from tests.support import Cluster, Runs, condition, wait_for, workflow
+
+pytestmark = pytest.mark.cluster
+
+
+def schedule(name: str, workflow_name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "seqflow.io/v1alpha1",
+        "kind": "WorkflowSchedule",
+        "metadata": {"name": name},
+        "spec": {"schedule": "* * * * *", "runTemplate": {"workflowRef": {"name": workflow_name}}, **spec},
+    }
+
+
+def runs_of(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    items = cluster.get_json("workflowruns", "-n", namespace, "-l", f"seqflow.io/schedule={name}")["items"]
+    return sorted(items, key=lambda r: r["metadata"]["name"])
+
+
+def minute(at: datetime) -> str:
+    return str(int(at.timestamp()) // 60)
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@pytest.mark.usefixtures("operator")
+def test_schedules_fire_at_the_minute(cluster: Cluster, runs: Runs, namespace: str):
+    cluster.apply(workflow("quick", [{"name": "A", "handler": "test.step"}]), namespace=namespace)
+    cluster.apply(workflow("gate", [{"name": "Hold", "wait": {"signal": "go"}}]), namespace=namespace)
+    cluster.apply(schedule("every", "quick"), namespace=namespace)
+    cluster.apply(schedule("forbid", "gate", concurrencyPolicy="Forbid"), namespace=namespace)
+    cluster.apply(schedule("replace", "gate", concurrencyPolicy="Replace"), namespace=namespace)
+    cluster.apply(schedule("paused", "quick", suspend=True), namespace=namespace)
+
+    wait_for(lambda: len(runs_of(cluster, namespace, "every")) >= 2, timeout=150, what="two minutes of runs")
+    time.sleep(3)  # the other schedules act on the same minute
+
+    every = runs_of(cluster, namespace, "every")
+    for run in every:
+        at = ts(run["metadata"]["annotations"]["seqflow.io/scheduled-at"])
+        assert at.second == 0 and run["metadata"]["name"] == f"every-{minute(at)}"
+        created = ts(run["metadata"]["creationTimestamp"])
+        assert abs((created - at).total_seconds()) <= 2, (created, at)
+        assert run["spec"]["workflowRef"] == {"name": "quick"}
+    wait_for(
+        lambda: runs.get(namespace, every[0]["metadata"]["name"])["status"].get("phase") == "Succeeded",
+        timeout=30,
+    )
+    status = cluster.get_json("workflowschedule", "every", "-n", namespace)["status"]
+    last = ts(status["lastScheduleTime"])
+    assert ts(status["nextScheduleTime"]) == last + timedelta(minutes=1)
+    assert condition(status, "Ready")["message"].startswith("Next run at ")
+    table = cluster.kubectl("get", "swfs", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "SCHEDULE",
+        "TIMEZONE",
+        "SUSPEND",
+        "ACTIVE",
+        "LAST",
+        "SCHEDULE",
+        "NEXT",
+        "AGE",
+    ]
+
+    forbid = runs_of(cluster, namespace, "forbid")
+    assert len(forbid) == 1  # the second minute came while the first run waited: skipped
+    events = cluster.get_json("events", "-n", namespace, "--field-selector", "involvedObject.name=forbid")[
+        "items"
+    ]
+    assert any(e["reason"] == "Skipped" for e in events), [e["reason"] for e in events]
+
+    replace = runs_of(cluster, namespace, "replace")
+    assert len(replace) >= 2
+    old, new = replace[0], replace[-1]
+    assert old["spec"].get("cancel") is True
+    wait_for(
+        lambda: runs.get(namespace, old["metadata"]["name"])["status"].get("phase") == "Cancelled", timeout=30
+    )
+    assert runs.get(namespace, new["metadata"]["name"])["status"].get("phase") == "Running"
+
+    assert runs_of(cluster, namespace, "paused") == []
+    paused = cluster.get_json("workflowschedule", "paused", "-n", namespace)["status"]
+    assert condition(paused, "Ready")["reason"] == "Suspended"
+
+
+def test_a_restart_across_a_scheduled_time_starts_exactly_one_run_for_it(
+    cluster: Cluster, crds: None, database_url: str, operator_kubeconfig, tmp_path
+):
+    namespace = f"restart-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.apply(workflow("quick", [{"name": "A", "handler": "test.step"}]), namespace=namespace)
+    operator = start_operator(operator_kubeconfig, tmp_path / "first.log", "restart-*", database_url)
+    try:
+        cluster.apply(schedule("tick", "quick"), namespace=namespace)
+        wait_for(
+            lambda: "status" in cluster.get_json("workflowschedule", "tick", "-n", namespace), timeout=30
+        )
+        # Stop a few seconds before a minute; start again a few seconds after it.
+        now = datetime.now(UTC)
+        boundary = now.replace(second=0, microsecond=0) + timedelta(minutes=1 if now.second < 50 else 2)
+        time.sleep(max(0.0, (boundary - timedelta(seconds=5) - datetime.now(UTC)).total_seconds()))
+    finally:
+        operator.kill()
+    time.sleep(max(0.0, (boundary + timedelta(seconds=5) - datetime.now(UTC)).total_seconds()))
+    missed = f"tick-{minute(boundary)}"
+    assert missed not in [r["metadata"]["name"] for r in runs_of(cluster, namespace, "tick")]
+    restarted = start_operator(operator_kubeconfig, tmp_path / "second.log", "restart-*", database_url)
+    try:
+        wait_for(
+            lambda: missed in [r["metadata"]["name"] for r in runs_of(cluster, namespace, "tick")],
+            timeout=30,
+            what="the run of the time missed while the operator was down",
+        )
+        time.sleep(3)
+        names = [r["metadata"]["name"] for r in runs_of(cluster, namespace, "tick")]
+        assert names.count(missed) == 1
+        later = [n for n in names if int(n.rsplit("-", 1)[1]) > int(minute(boundary))]
+        assert later == []  # nothing beyond the missed time yet
+    finally:
+        restarted.stop()
