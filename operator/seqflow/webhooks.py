@@ -4,8 +4,8 @@ Secret in `spec.webhook.secretRef`, for callers that hold no Kubernetes token.
 The caller sends the input as the body, the Unix time in `X-Seqflow-Timestamp`, and in
 `X-Seqflow-Signature` `sha256=` and the hex HMAC-SHA256 of `TIMESTAMP.BODY` keyed by the shared
 secret. A time more than 5 minutes away, a wrong signature, a Workflow without a webhook, a
-missing Secret: 401, without saying which. The run is named from the signature, so a replay
-within the window finds the run it started (409) instead of starting a second one.
+missing Secret, or a replay (the run is named from the signature, so a delivery sent again
+finds the run it started): 401, without saying which.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ class Webhooks:
         }
         try:
             await self._api.create_run(namespace, run)
-        except Conflict:
-            raise HttpError(409, "this delivery was received before") from None
+        except Conflict:  # a replay: refused like any delivery that is not genuine
+            raise HttpError(401, "unauthorized") from None
         return web.json_response(
             {"name": name, "namespace": namespace},
             status=201,
