@@ -217,9 +217,6 @@ class RealNode:
         conditions = json.loads(done.stdout).get("status", {}).get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(f"--- {c.name}:\n{c.tail(lines)}" for c in self._children)
-
 
 # ----- tear-down (also of what a killed run left) -----
 

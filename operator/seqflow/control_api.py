@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -34,11 +34,10 @@ from seqflow.api.models import (
     shortened_name,
 )
 from seqflow.kube import Conflict, KubeApi, NotFound
-from seqflow.web import Authorizer, HttpError, authorize
+from seqflow.web import CREATED_BY, Authorizer, HttpError, authorize
 
-CREATED_BY = "seqflow.io/created-by"  # annotation: who started a run over HTTP
 IDEMPOTENCY_KEY = "seqflow.io/idempotency-key"  # annotation: a digest of the key that named it
-CONTROLS: dict[str, Any] = {
+CONTROLS: dict[str, Callable[[JsonObject], JsonObject]] = {
     "suspend": lambda spec: {"suspend": True},
     "resume": lambda spec: {"suspend": False},
     "cancel": lambda spec: {"cancel": True},
@@ -99,14 +98,14 @@ class ControlApi:
         action = request.match_info["action"]
         if action not in CONTROLS:
             raise HttpError(404, f"no action {action!r}; use {', '.join(CONTROLS)} or signals/NAME")
-        return await self._patch(request, lambda spec: CONTROLS[action](spec))
+        return await self._patch(request, CONTROLS[action])
 
     async def signal(self, request: web.Request) -> web.Response:
         payload = await _json_object(request, what="the signal's payload")
         signal = request.match_info["signal"]
         return await self._patch(request, lambda spec: {"signals": {signal: payload}})
 
-    async def _patch(self, request: web.Request, change: Any) -> web.Response:
+    async def _patch(self, request: web.Request, change: Callable[[JsonObject], JsonObject]) -> web.Response:
         """Write a change of the run's spec (guarded by its resourceVersion: a retry counts from
         the value it read)."""
         namespace, name = request.match_info["namespace"], request.match_info["name"]

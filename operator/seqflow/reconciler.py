@@ -263,6 +263,9 @@ class Reconciler:
             self._blocked.pop(uid, None)
             self._flushed.pop(uid, None)
             self._wake_queued(key[0], (body.get("spec") or {}).get("workflowRef", {}).get("name", ""))
+            parent = run_of(body)
+            if parent is not None:  # a child gone: its parent looks again
+                self._queue.add((key[0], parent))
             return
         before = self._runs.get(key)
         if self._runs.observe(body):
@@ -301,13 +304,10 @@ class Reconciler:
         return {name: view.spec for (ns, name), view in self._workflows.items() if ns == namespace}
 
     def _report_callers(self, key: Key) -> None:
-        """A Workflow came, changed or went: check again those that run it as a sub-workflow."""
-        namespace, name = key
-        for (ns, other), view in list(self._workflows.items()):
-            if ns == namespace and any(
-                t.workflow_ref and t.workflow_ref.name == name for t in view.spec.tasks
-            ):
-                self._report_workflow((ns, other))
+        """A Workflow came, changed or went: check its namespace's other Workflows again (one
+        may run it as a sub-workflow, directly or through others)."""
+        for other in [k for k in self._workflows if k[0] == key[0] and k != key]:
+            self._report_workflow(other)
 
     def _report_workflow(self, key: Key) -> None:
         """Check the Workflow (handlers, expressions, input schema, sub-workflows: compiled now,
@@ -332,6 +332,7 @@ class Reconciler:
                 await self._api.patch_workflow_status(*key, {"status": status.to_wire()})
             except ApiError as error:
                 logger.warning("could not write the status of Workflow %s/%s: %s", *key, error)
+                self._workflow_statuses.pop(key, None)  # written again at its next event
 
         self._in_background(write())
 
@@ -809,6 +810,7 @@ class Reconciler:
                     "to let this run go on"
                 )
                 return True
+            self._queue.add(key)  # it may have finished while nobody watched
         except Invalid as error:  # the child itself is refused: no retry helps
             self._results.setdefault(parent.uid, {})[(action.node, action.attempt)] = AttemptResult(
                 node=action.node,

@@ -29,7 +29,7 @@ from seqflow.engine import EventType, PostEvent
 from seqflow.engine.schedule import ScheduleDecision, ScheduledRun, plan_schedule
 from seqflow.events import EventRecorder
 from seqflow.executors.jobs import MANAGED_BY
-from seqflow.kube import ApiError, Conflict, KubeApi, NotFound
+from seqflow.kube import ApiError, Conflict, Forbidden, Invalid, KubeApi, NotFound
 from seqflow.workqueue import WorkQueue, backoff
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class Scheduler:
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
             self._schedules.pop(key, None)
+            self._failures.pop(key, None)
             self._queue.forget(key)
             return
         known = self._schedules.get(key)
@@ -91,10 +92,10 @@ class Scheduler:
             return
         key = (meta["namespace"], name)
         schedule = self._schedules.get(key)
-        runs = schedule.runs if schedule else self._orphans.setdefault(key, {})
         if event_type == "DELETED":
-            runs.pop(meta["name"], None)
+            (schedule.runs if schedule else self._orphans.get(key, {})).pop(meta["name"], None)
         else:
+            runs = schedule.runs if schedule else self._orphans.setdefault(key, {})
             phase = (body.get("status") or {}).get("phase")
             runs[meta["name"]] = ScheduledRun(
                 name=meta["name"],
@@ -147,9 +148,14 @@ class Scheduler:
             self._events.record(body, PostEvent(EventType.NORMAL, "Replaced", f"Cancelled {name} (Replace)"))
         if decision.start is not None:
             name, at = decision.start
-            with contextlib.suppress(Conflict):  # started before: the name is the time's
+            try:
                 await self._api.create_run(namespace, _run_manifest(body, spec, name=name, at=at))
                 self._events.record(body, PostEvent(EventType.NORMAL, "Started", f"Started {name}"))
+            except Conflict:  # started before: the name is the time's
+                pass
+            except (Invalid, Forbidden) as error:  # no retry helps: say so, and go on to the next time
+                message = f"The run {name} was refused: {error.message}"
+                self._events.record(body, PostEvent(EventType.WARNING, "RunRefused", message))
         for name in decision.delete:
             with contextlib.suppress(NotFound):
                 await self._api.delete_run(namespace, name)

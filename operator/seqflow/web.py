@@ -26,10 +26,11 @@ from aiohttp import web
 
 from seqflow.api.models import GROUP, RunPhase
 from seqflow.history.store import MAX_PAGE, BadCursor, HistoryStore, RunFilter
-from seqflow.kube import ApiError, KubeApi
+from seqflow.kube import ApiError, Forbidden, Invalid, KubeApi
 
 logger = logging.getLogger(__name__)
 CACHE_SECONDS = 30.0
+CREATED_BY = "seqflow.io/created-by"  # annotation of a run started over HTTP: by whom
 MAX_CACHED = 10_000  # answers kept; past that the caches start afresh (bounded memory)
 LIST_PARAMS = {"namespace", "workflow", "phase", "limit", "cursor"}
 
@@ -132,8 +133,13 @@ class HistoryApi:
             response: web.StreamResponse = await handler(request)
             return response
         except HttpError as error:
-            headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+            bearer = error.status == 401 and request.path.startswith("/api/")
+            headers = {"WWW-Authenticate": "Bearer"} if bearer else None
             return web.json_response({"error": str(error)}, status=error.status, headers=headers)
+        except (Invalid, Forbidden) as error:  # the API server refused what the call would write
+            return web.json_response(
+                {"error": error.message}, status=422 if isinstance(error, Invalid) else 403
+            )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

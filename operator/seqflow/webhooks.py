@@ -22,7 +22,7 @@ from aiohttp import web
 
 from seqflow.api.models import GROUP, MAX_DATA_BYTES, VERSION, WorkflowSpec, shortened_name
 from seqflow.kube import ApiError, Conflict, KubeApi
-from seqflow.web import HttpError
+from seqflow.web import CREATED_BY, HttpError
 
 WINDOW_SECONDS = 300
 TIMESTAMP, SIGNATURE = "X-Seqflow-Timestamp", "X-Seqflow-Signature"
@@ -62,7 +62,7 @@ class Webhooks:
         run = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "WorkflowRun",
-            "metadata": {"name": name, "annotations": {"seqflow.io/created-by": "webhook"}},
+            "metadata": {"name": name, "annotations": {CREATED_BY: "webhook"}},
             "spec": {"workflowRef": {"name": workflow}, "input": data},
         }
         try:

@@ -865,6 +865,20 @@ SAGA_UNDO_DEBIT = go(SAGA_UNDO_RESERVE, at=4, wf=SAGA, results=(ok("Reserve:comp
 SAGA_CANCEL_UNDO = go(SAGA_CREDIT, at=3, wf=SAGA, spec={"cancel": True}).status
 UNDONE = go(SAGA_UNDO_DEBIT, at=5, wf=SAGA, results=(ok("Debit:compensate", 1),)).status
 
+SAGA_WHEN = workflow(
+    [
+        {"name": "Debit", "handler": "a", "compensate": {"handler": "c"}},
+        {"name": "Check", "handler": "b", "when": "input.n + 1"},
+    ]
+)
+B_SAGA = workflow(
+    [
+        {"name": "Validate", "handler": "a"},
+        {"name": "Debit", "handler": "a", "compensate": {"handler": "c"}},
+        {"name": "Credit", "handler": "b", "retry": {"maxRetries": 0}},
+    ]
+)
+
 SAGA_ROWS = {
     "a failure starts the compensation of the last step that succeeded": Row(
         SAGA_CREDIT,
@@ -980,6 +994,16 @@ SAGA_ROWS = {
         entries=["RUN_RETRIED", "TASK_STARTED"],
         reason="TaskStarted",
     ),
+    "a condition that cannot be evaluated is a failure: compensations run": Row(
+        go(wf=SAGA_WHEN).status,
+        {"results": (ok("Debit", 1, {"n": 1, "debit": 1}),)},
+        wf=SAGA_WHEN,
+        phase=RunPhase.COMPENSATING,
+        nodes={"Check": (NodePhase.FAILED, 0), "Debit:compensate": (NodePhase.RUNNING, 1)},
+        actions=["PostEvent", "PostEvent", "RunHandler"],
+        entries=["TASK_COMPLETED", "TASK_FAILED", "COMPENSATION_STARTED", "TASK_STARTED"],
+        reason="TaskStarted",
+    ),
 }
 
 
@@ -1008,6 +1032,22 @@ def test_compensations_get_their_steps_outputs_and_the_end_says_what_was_undone(
     assert started.details["steps"] == ["Reserve", "Debit"] and started.details["reason"] == "TaskFailed"
     assert UNDONE.ending is not None and UNDONE.ending.phase == RunPhase.FAILED
     assert [n.output for n in UNDONE.nodes if n.id in ("Debit", "Reserve")] == [None, None]
+
+
+def test_a_retry_after_compensation_runs_the_run_again_from_its_first_step():
+    status = go(wf=B_SAGA).status
+    status = go(status, at=1, wf=B_SAGA, results=(ok("Validate", 1, {"n": 1, "valid": True}),)).status
+    status = go(
+        status, at=2, wf=B_SAGA, results=(ok("Debit", 1, {"n": 1, "valid": True, "debit": 9}),)
+    ).status
+    status = go(status, at=3, wf=B_SAGA, results=(err("Credit", 1, "closed"),)).status
+    status = go(status, at=4, wf=B_SAGA, results=(ok("Debit:compensate", 1),)).status
+    assert status.phase == RunPhase.FAILED
+    retried = go(status, at=5, wf=B_SAGA, spec={"retry": 1})
+    start = only(retried.actions, RunHandler)
+    assert (start.node, start.attempt, start.input) == ("Validate", 2, {"n": 1})  # the run's input again
+    assert retried.status.output is None and retried.status.ending is None
+    assert retried.status.node("Debit:compensate") is None
 
 
 def test_a_cancelled_saga_ends_cancelled_once_compensated():

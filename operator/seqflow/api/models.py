@@ -296,7 +296,8 @@ class TaskSpec(Model):
     )
     retry: RetryOverride | None = None
     timeout_seconds: Annotated[int | None, Field(ge=1)] = Field(
-        default=None, description="Time limit of one attempt."
+        default=None,
+        description="Time limit of one attempt of a handler or Job (a sub-workflow's steps have their own).",
     )
 
 
@@ -547,7 +548,8 @@ class WorkflowRunStatus(Model):
     retried: int = Field(default=0, description="The spec's retry count this status has acted on.")
     cancelled: bool = Field(default=False, description="spec.cancel has been acted on (a retry runs again).")
     ending: Ending | None = Field(
-        default=None, description="Set while compensating: the phase the run ends in and why."
+        default=None,
+        description="Set once compensations start: the phase the run ends in and why (kept until a retry).",
     )
     # Declared so that the API server keeps them for `upgrade_status`; never set by this version.
     legacy_tasks: list[JsonObject] | None = Field(

@@ -164,12 +164,20 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
     if draft.status.pinned_tasks is None and not observed.deleted and not _start(draft, observed):
         return _decided(draft)
     _fold(draft, observed)
-    if draft.end is not None and draft.status.ending is None:
-        _begin_compensation(draft)
-    starts = _schedule_compensation(draft) if draft.status.ending else _schedule(draft)
-    for node in starts:
+    for node in _next_starts(draft):
         _start_attempt(draft, node)
     return _decided(draft)
+
+
+def _next_starts(draft: _Draft) -> list[str]:
+    """What starts now: the next steps, or once the run is ending (a step failed, also one whose
+    `when` could not be evaluated just now), the next compensation."""
+    if draft.status.ending is None:
+        starts = _schedule(draft) if draft.end is None else []
+        if draft.end is None:
+            return starts
+        _begin_compensation(draft)
+    return _schedule_compensation(draft) if draft.status.ending else []
 
 
 def _decided(draft: _Draft) -> Decision:
@@ -385,7 +393,7 @@ def workflow_status(
 def _unrunnable(tasks: list[TaskSpec], *, handlers: frozenset[str]) -> str | None:
     named = [(task.name, task.handler) for task in tasks]
     named += [(f"{task.name}/{m.name}", m.handler) for task in tasks for m in task.parallel or []]
-    named += [(f"{task.name} compensate", t.handler) for task in tasks if (t := task.compensate)]
+    named += [(f"{task.name}{COMPENSATION}", t.handler) for task in tasks if (t := task.compensate)]
     problems = [
         f'task {name}: no handler registered as "{handler}"'
         for name, handler in named
@@ -671,14 +679,24 @@ def _retry_requested(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> bool:
 
 def _retry(draft: _Draft) -> None:
     """Run a Failed or Cancelled run again from the steps that did not succeed, each with a fresh
-    attempt budget; succeeded steps keep their outputs (steps undone by their compensations
-    run again)."""
-    draft.update(nodes=[n for n in draft.status.nodes if not _is_compensation(n.id)], ending=None)
+    attempt budget; succeeded steps keep their outputs. A run whose compensations undid steps
+    runs again from its first step (the data those steps passed on is undone with them)."""
+    compensated = any(n.phase == NodePhase.COMPENSATED for n in draft.status.nodes)
+    kept = [n for n in draft.status.nodes if not _is_compensation(n.id)]
+    if compensated:  # steps that never ran (skipped) are decided again; the others keep counting
+        kept = [n for n in kept if n.attempts > 0]
+    draft.update(nodes=kept, ending=None, output=None if compensated else draft.status.output)
+    again = set(NodePhase) if compensated else {NodePhase.FAILED, NodePhase.CANCELLED}
     for node in draft.status.nodes:
-        if node.phase in (NodePhase.FAILED, NodePhase.CANCELLED, NodePhase.COMPENSATED):
+        if node.phase in again:
             draft.put(
                 node.model_copy(
-                    update={"phase": NodePhase.PENDING, "budget_from": node.attempts, "finished_at": None}
+                    update={
+                        "phase": NodePhase.PENDING,
+                        "budget_from": node.attempts,
+                        "finished_at": None,
+                        "output": None if compensated else node.output,
+                    }
                 )
             )
     previous = draft.status.phase
@@ -728,9 +746,9 @@ def _schedule_compensation(draft: _Draft) -> list[str]:
             continue
         node = draft.status.node(step.name + COMPENSATION)
         if node is None or node.phase == NodePhase.PENDING:
-            return [step.name + COMPENSATION]
+            return [step.name + COMPENSATION] if _room_for_history(draft, step) else []
         if node.phase == NodePhase.RETRYING:
-            return [node.id] if _due(draft, node) else []
+            return [node.id] if _due(draft, node) and _room_for_history(draft, step) else []
         return []  # running (a failed one has ended the run)
     ending = draft.status.ending
     assert ending is not None
@@ -755,7 +773,9 @@ def _schedule(draft: _Draft) -> list[str]:
     for index, step in enumerate(status.pinned_tasks):
         node = draft.status.node(step.name)
         if node is None and step.when is not None and not _condition_holds(draft, index):
-            continue  # skipped (or failed, when the condition could not be evaluated)
+            if draft.end is not None:  # the condition could not be evaluated: the run fails
+                return []
+            continue  # skipped
         if step.members is not None and node is not None and node.phase == NodePhase.RUNNING:
             return _schedule_members(draft, step)
         if node is None or node.phase == NodePhase.PENDING:

@@ -106,7 +106,7 @@ def plan_schedule(
     cancel: tuple[str, ...] = ()
     warning: tuple[str, str] | None = None
     last = status.last_schedule_time
-    if missed > MAX_MISSED:
+    if missed > MAX_MISSED and not spec.suspend:
         warning = (
             "TooManyMissedTimes",
             f"more than {MAX_MISSED} times were missed; only the last one starts",

@@ -290,6 +290,7 @@ _RUN_ENDS = {
 _RUN_PAUSES = {
     HistoryEvent.RUN_SUSPENDED: RunPhase.SUSPENDED,
     HistoryEvent.RUN_RESUMED: RunPhase.RUNNING,
+    HistoryEvent.COMPENSATION_STARTED: RunPhase.COMPENSATING,
 }
 
 
