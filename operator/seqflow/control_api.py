@@ -22,6 +22,7 @@ from collections.abc import Callable
 from aiohttp import web
 from pydantic import BaseModel
 
+from seqflow.api.manifests import workflow_run
 from seqflow.api.models import (
     GROUP,
     MAX_DATA_BYTES,
@@ -70,12 +71,7 @@ class ControlApi:
             metadata["annotations"][IDEMPOTENCY_KEY] = digest
         else:
             metadata["generateName"] = f"{workflow[:200]}-"
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "WorkflowRun",
-            "metadata": metadata,
-            "spec": {"workflowRef": {"name": workflow}, "input": data},
-        }
+        body = workflow_run(workflow=workflow, input=data, metadata=metadata)
         try:
             run, status = await self._api.create_run(namespace, body), 201
         except Conflict:  # the key was used before: the same run, if it was this very request

@@ -21,6 +21,7 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from seqflow.api.manifests import workflow_run
 from seqflow.api.models import FINISHED, GROUP, VERSION
 
 RUNS = "workflowruns"
@@ -125,12 +126,10 @@ def rerun(runs: Runs, args: argparse.Namespace) -> int:
     run = runs.get(args.run)
     labels = {**(run["metadata"].get("labels") or {}), ORIGIN_LABEL: args.run}
     spec = run.get("spec") or {}
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "WorkflowRun",
-        "metadata": {"generateName": f"{args.run[:52]}-rerun-", "labels": labels},
-        "spec": {"workflowRef": spec["workflowRef"], "input": spec.get("input") or {}},
-    }
+    metadata = {"generateName": f"{args.run[:52]}-rerun-", "labels": labels}
+    body = workflow_run(
+        workflow=spec["workflowRef"]["name"], input=spec.get("input") or {}, metadata=metadata
+    )
     created = runs.create(body)
     print(f"workflowrun/{created['metadata']['name']} created (a rerun of {args.run})")
     return finish(runs, created, args)
@@ -150,12 +149,9 @@ def start(runs: Runs, args: argparse.Namespace) -> int:
         raise PluginError(f"--input is not JSON: {error}") from None
     if not isinstance(data, dict):
         raise PluginError("--input must be a JSON object")
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "WorkflowRun",
-        "metadata": {"generateName": f"{args.workflow[:200]}-"},
-        "spec": {"workflowRef": {"name": args.workflow}, "input": data},
-    }
+    body = workflow_run(
+        workflow=args.workflow, input=data, metadata={"generateName": f"{args.workflow[:200]}-"}
+    )
     created = runs.create(body)
     print(f"workflowrun/{created['metadata']['name']} created")
     return finish(runs, created, args)

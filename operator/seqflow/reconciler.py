@@ -783,12 +783,7 @@ class Reconciler:
                 return True
             self._queue.add(key)  # it may have finished while nobody watched
         except Invalid as error:  # the manifest itself is refused: no retry helps
-            self._results.setdefault(run.uid, {})[(action.node, action.attempt)] = AttemptResult(
-                node=action.node,
-                attempt=action.attempt,
-                error=f"the Job was refused: {error.message}",
-                permanent=True,
-            )
+            self._refused(run.uid, node=action.node, attempt=action.attempt, what="Job", error=error)
             return True
         self._jobs[(run.namespace, action.name)] = job
         return False
@@ -812,15 +807,16 @@ class Reconciler:
                 return True
             self._queue.add(key)  # it may have finished while nobody watched
         except Invalid as error:  # the child itself is refused: no retry helps
-            self._results.setdefault(parent.uid, {})[(action.node, action.attempt)] = AttemptResult(
-                node=action.node,
-                attempt=action.attempt,
-                error=f"the child run was refused: {error.message}",
-                permanent=True,
-            )
+            self._refused(parent.uid, node=action.node, attempt=action.attempt, what="child run", error=error)
             return True
         self._runs.refresh(child)
         return False
+
+    def _refused(self, uid: str, *, node: str, attempt: int, what: str, error: Invalid) -> None:
+        """An attempt whose Job or child run the API server refuses fails for good."""
+        self._results.setdefault(uid, {})[(node, attempt)] = AttemptResult(
+            node=node, attempt=attempt, error=f"the {what} was refused: {error.message}", permanent=True
+        )
 
     async def _control_child(self, namespace: str, action: ControlChildRun) -> None:
         spec = {"suspend": action.suspend} if action.suspend is not None else {}

@@ -16,11 +16,9 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from seqflow.api.manifests import owner_reference, run_phase, workflow_run
 from seqflow.api.models import (
-    GROUP,
-    VERSION,
     JsonObject,
-    RunPhase,
     WorkflowScheduleSpec,
     WorkflowScheduleStatus,
     shortened_name,
@@ -96,11 +94,10 @@ class Scheduler:
             (schedule.runs if schedule else self._orphans.get(key, {})).pop(meta["name"], None)
         else:
             runs = schedule.runs if schedule else self._orphans.setdefault(key, {})
-            phase = (body.get("status") or {}).get("phase")
             runs[meta["name"]] = ScheduledRun(
                 name=meta["name"],
                 scheduled_at=datetime.fromisoformat(at),
-                phase=RunPhase(phase) if phase in {p.value for p in RunPhase} else None,
+                phase=run_phase(body),
                 cancelled=bool((body.get("spec") or {}).get("cancel")),
             )
         if schedule is not None:
@@ -180,24 +177,11 @@ class Scheduler:
 def _run_manifest(schedule: JsonObject, spec: WorkflowScheduleSpec, *, name: str, at: datetime) -> JsonObject:
     meta = schedule["metadata"]
     template = spec.run_template
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "WorkflowRun",
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": {**(template.labels or {}), **MANAGED_BY, LABEL_SCHEDULE: shortened_name(meta["name"])},
-            "annotations": {SCHEDULED_AT: at.isoformat()},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "WorkflowSchedule",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": {"workflowRef": template.workflow_ref.to_wire(), "input": template.input},
+    metadata = {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": {**(template.labels or {}), **MANAGED_BY, LABEL_SCHEDULE: shortened_name(meta["name"])},
+        "annotations": {SCHEDULED_AT: at.isoformat()},
+        "ownerReferences": [owner_reference(kind="WorkflowSchedule", name=meta["name"], uid=meta["uid"])],
     }
+    return workflow_run(workflow=template.workflow_ref.name, input=template.input, metadata=metadata)

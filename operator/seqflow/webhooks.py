@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from seqflow.api.models import GROUP, MAX_DATA_BYTES, VERSION, WorkflowSpec, shortened_name
+from seqflow.api.manifests import workflow_run
+from seqflow.api.models import MAX_DATA_BYTES, WorkflowSpec, shortened_name
 from seqflow.kube import ApiError, Conflict, KubeApi
 from seqflow.web import CREATED_BY, HttpError
 
@@ -59,12 +60,9 @@ class Webhooks:
         name = shortened_name(
             f"{workflow[:200]}-hook-{hashlib.sha256(signed.encode()).hexdigest()[:16]}", limit=253
         )
-        run = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "WorkflowRun",
-            "metadata": {"name": name, "annotations": {CREATED_BY: "webhook"}},
-            "spec": {"workflowRef": {"name": workflow}, "input": data},
-        }
+        run = workflow_run(
+            workflow=workflow, input=data, metadata={"name": name, "annotations": {CREATED_BY: "webhook"}}
+        )
         try:
             await self._api.create_run(namespace, run)
         except Conflict:  # a replay: refused like any delivery that is not genuine

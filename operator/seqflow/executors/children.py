@@ -7,7 +7,8 @@ parent's name and its depth, which a run of its own has at 0.
 
 from __future__ import annotations
 
-from seqflow.api.models import GROUP, VERSION, JsonObject, RunPhase, shortened_name
+from seqflow.api.manifests import owner_reference, run_phase, workflow_run
+from seqflow.api.models import JsonObject, shortened_name
 from seqflow.engine import ChildRun, CreateChildRun
 from seqflow.executors.jobs import MANAGED_BY, RunRef
 
@@ -17,34 +18,16 @@ PARENT_STEP = "seqflow.io/parent-step"  # annotation: the step of the parent it 
 
 
 def child_run_manifest(*, parent: RunRef, action: CreateChildRun) -> JsonObject:
-    spec: JsonObject = {"workflowRef": {"name": action.workflow}, "input": action.input}
-    if action.suspend:
-        spec["suspend"] = True
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "WorkflowRun",
-        "metadata": {
-            "name": action.name,
-            "namespace": parent.namespace,
-            "labels": {
-                **MANAGED_BY,
-                LABEL_PARENT: shortened_name(parent.name),
-                LABEL_DEPTH: str(action.depth),
-            },
-            "annotations": {PARENT_STEP: action.node},
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "WorkflowRun",
-                    "name": parent.name,
-                    "uid": parent.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": spec,
+    metadata = {
+        "name": action.name,
+        "namespace": parent.namespace,
+        "labels": {**MANAGED_BY, LABEL_PARENT: shortened_name(parent.name), LABEL_DEPTH: str(action.depth)},
+        "annotations": {PARENT_STEP: action.node},
+        "ownerReferences": [owner_reference(kind="WorkflowRun", name=parent.name, uid=parent.uid)],
     }
+    return workflow_run(
+        workflow=action.workflow, input=action.input, metadata=metadata, suspend=action.suspend
+    )
 
 
 def depth_of(body: JsonObject) -> int:
@@ -56,12 +39,11 @@ def depth_of(body: JsonObject) -> int:
 def child_run(body: JsonObject) -> ChildRun:
     """A child run as its parent sees it."""
     status = body.get("status") or {}
-    phase = status.get("phase")
     summary: JsonObject = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Succeeded"), {}
     )
     return ChildRun(
-        phase=RunPhase(phase) if phase in {p.value for p in RunPhase} else None,
+        phase=run_phase(body),
         suspended=bool((body.get("spec") or {}).get("suspend")),
         output=status.get("output"),
         reason=summary.get("reason", ""),

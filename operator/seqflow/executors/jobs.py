@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from seqflow.api.models import GROUP, VERSION, JsonObject, PinnedMember, PinnedTask, shortened_name
+from seqflow.api.manifests import owner_reference
+from seqflow.api.models import JsonObject, PinnedMember, PinnedTask, shortened_name
 from seqflow.engine import AttemptResult, CreateJob
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -101,15 +102,7 @@ def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> 
             "name": action.name,
             "namespace": run.namespace,
             "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "WorkflowRun",
-                    "name": run.name,
-                    "uid": run.uid,
-                    "controller": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(kind="WorkflowRun", name=run.name, uid=run.uid)],
         },
         "spec": job_spec,
     }
