@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -38,12 +37,13 @@ from seqflow.kube import Conflict, KubeApi, NotFound
 from seqflow.web import CREATED_BY, Authorizer, HttpError, authorize
 
 IDEMPOTENCY_KEY = "seqflow.io/idempotency-key"  # annotation: a digest of the key that named it
-CONTROLS: dict[str, Callable[[JsonObject], JsonObject]] = {
-    "suspend": lambda spec: {"suspend": True},
-    "resume": lambda spec: {"suspend": False},
-    "cancel": lambda spec: {"cancel": True},
-    "retry": lambda spec: {"retry": (spec.get("retry") or 0) + 1},
+SPEC_CHANGES: dict[str, JsonObject] = {
+    "suspend": {"suspend": True},
+    "resume": {"suspend": False},
+    "cancel": {"cancel": True},
 }
+CONTROLS = (*SPEC_CHANGES, "retry")
+RETRY_WRITE_ATTEMPTS = 10  # a retry counts from the value read; the run's status writes race it
 
 
 class ControlApi:
@@ -92,28 +92,39 @@ class ControlApi:
 
     async def control(self, request: web.Request) -> web.Response:
         action = request.match_info["action"]
-        if action not in CONTROLS:
+        if action == "retry":
+            return await self._retry(request)
+        if action not in SPEC_CHANGES:
             raise HttpError(404, f"no action {action!r}; use {', '.join(CONTROLS)} or signals/NAME")
-        return await self._patch(request, CONTROLS[action])
+        return await self._patch(request, {"spec": SPEC_CHANGES[action]})
 
     async def signal(self, request: web.Request) -> web.Response:
         payload = await _json_object(request, what="the signal's payload")
-        signal = request.match_info["signal"]
-        return await self._patch(request, lambda spec: {"signals": {signal: payload}})
+        return await self._patch(request, {"spec": {"signals": {request.match_info["signal"]: payload}}})
 
-    async def _patch(self, request: web.Request, change: Callable[[JsonObject], JsonObject]) -> web.Response:
-        """Write a change of the run's spec (guarded by its resourceVersion: a retry counts from
-        the value it read)."""
+    async def _patch(self, request: web.Request, patch: JsonObject) -> web.Response:
+        """Write a change of the run's spec that does not depend on what is there."""
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         await authorize(self._authorizer, request, verb="patch", namespace=namespace)
-        for _ in range(3):
+        try:
+            written = await self._api.patch_run(namespace, name, patch)
+        except NotFound:
+            raise HttpError(404, f"no run {namespace}/{name}") from None
+        return web.json_response(_run_summary(written))
+
+    async def _retry(self, request: web.Request) -> web.Response:
+        """Count spec.retry up from the value read, guarded by the run's resourceVersion so that
+        two retries asked at once are two."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        await authorize(self._authorizer, request, verb="patch", namespace=namespace)
+        for _ in range(RETRY_WRITE_ATTEMPTS):
             try:
                 run = await self._api.get_run(namespace, name)
             except NotFound:
                 raise HttpError(404, f"no run {namespace}/{name}") from None
             patch = {
                 "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
-                "spec": change(run.get("spec") or {}),
+                "spec": {"retry": ((run.get("spec") or {}).get("retry") or 0) + 1},
             }
             try:
                 written = await self._api.patch_run(namespace, name, patch)
