@@ -1,8 +1,11 @@
-"""Benchmark: N runs of M no-op in-process tasks on a local control plane.
+"""Benchmark: N runs of M no-op in-process tasks on a local control plane, against its floor.
 
-Prints tasks/s overall, the gap between one task finishing and the next starting (p50, p95;
-measured inside the handlers, so it includes the status write between them), the latency from
-the create request to the first task's start, and the operator's peak RSS.
+First one run alone (unloaded), then N runs at once (loaded). Prints tasks/s, the gap between
+one task ending and the next starting (p50, p95; measured inside the handlers), the latency from
+the create request to the first task's start, status writes per task, the operator's CPU per
+task and its RSS. Then, with the operator stopped, the floor: a raw loop of status PATCHes of the
+size seqflow's runs end with, at the same concurrency, on the same API server; seqflow's tasks/s
+is printed as a share of it.
 
     python bench/throughput.py --runs 200 --tasks 5
 """
@@ -10,7 +13,9 @@ the create request to the first task's start, and the operator's peak RSS.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +29,7 @@ sys.path[:0] = [str(HERE.parent)]
 
 from kubernetes import client, config, watch  # noqa: E402
 
+from seqflow.kube import KubeApi, run_path  # noqa: E402
 from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
 from testenv._proc import free_port  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
@@ -37,11 +43,45 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """The process's resident memory now (VmRSS) or at its peak (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def floor_writes_per_second(kubeconfig: Path, status: dict, *, concurrency: int, seconds: float) -> float:
+    """The API server's rate of status PATCHes of `status`'s size, `concurrency` at a time, each
+    a real change (a counter in its progress), on runs of a Workflow nobody reconciles."""
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+
+    async def measure() -> float:
+        api = KubeApi(configuration, connections=concurrency)
+        names = [f"floor-{i}" for i in range(concurrency)]
+        for name in names:
+            manifest = run_manifest(name)
+            manifest["spec"]["workflowRef"]["name"] = "floor-nobody-runs"
+            await api.create_run(NAMESPACE, manifest)
+        writes = 0
+        deadline = time.monotonic() + seconds
+
+        async def loop(name: str) -> None:
+            nonlocal writes
+            path = run_path(NAMESPACE, name) + "/status"
+            while time.monotonic() < deadline:
+                body = {"status": {**status, "progress": f"write {writes}"}}
+                await api.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+                writes += 1
+
+        began = time.monotonic()
+        await asyncio.gather(*(loop(name) for name in names))
+        elapsed = time.monotonic() - began
+        await api.close()
+        return writes / elapsed
+
+    return asyncio.run(measure())
 
 
 def cpu_seconds_of_children() -> dict[str, float]:
@@ -130,12 +170,27 @@ def wait_finished(api: client.CustomObjectsApi, names: set[str], timeout: float)
     raise SystemExit(f"{missing} runs did not finish within {timeout} s")
 
 
+def task_marks(finished: dict[str, dict]) -> dict[str, list[list[float]]]:
+    return {
+        n: b["status"]["output"]["marks"] for n, b in finished.items() if b["status"]["phase"] == "Succeeded"
+    }
+
+
+def gaps_ms(marks: dict[str, list[list[float]]]) -> list[float]:
+    return [(nxt[0] - prev[1]) * 1000 for m in marks.values() for prev, nxt in itertools.pairwise(m)]
+
+
+def p50_p95(values: list[float], unit: str = "ms") -> str:
+    return f"p50 {percentile(values, 0.5):.1f} {unit}, p95 {percentile(values, 0.95):.1f} {unit}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=5)
     parser.add_argument("--workers", type=int, default=16, help="SEQFLOW_MAX_CONCURRENT_RUNS")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--floor-seconds", type=float, default=10)
     args = parser.parse_args()
     with ControlPlane() as control_plane, MariaDB() as mariadb:
         api = install_crds(control_plane)
@@ -151,16 +206,20 @@ def main() -> None:
         operator = start_operator(
             control_plane.kubeconfig, mariadb.url, SEQFLOW_MAX_CONCURRENT_RUNS=str(args.workers)
         )
-        api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, run_manifest("warmup"))
-        wait_finished(api, {"warmup"}, 60)
-
-        names = [f"run-{i:05d}" for i in range(args.runs)]
         created_at: dict[str, float] = {}
 
         def create(name: str) -> None:
             created_at[name] = time.time()
             api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, run_manifest(name))
 
+        create("warmup")
+        wait_finished(api, {"warmup"}, 60)
+        create("alone")
+        alone = task_marks(wait_finished(api, {"alone"}, 60))
+        metrics_port = operator.settings["SEQFLOW_METRICS_PORT"]
+        requests_before = dict(api_requests(metrics_port))
+
+        names = [f"run-{i:05d}" for i in range(args.runs)]
         cpu_before = cpu_seconds_of_children()
         began = time.time()
         with ThreadPoolExecutor(8) as pool:
@@ -168,32 +227,53 @@ def main() -> None:
         created = time.time()
         finished = wait_finished(api, set(names), args.timeout)
         ended = time.time()
-        rss = peak_rss_mb(operator.pid)
-        requests = api_requests(operator.settings["SEQFLOW_METRICS_PORT"])
+        rss_now, rss_peak = rss_mb(operator.pid), rss_mb(operator.pid, "VmHWM")
+        requests = {
+            what: n - requests_before.get(what, 0)
+            for what, n in api_requests(metrics_port)
+            if n > requests_before.get(what, 0)
+        }
         cpu = {name: used - cpu_before.get(name, 0.0) for name, used in cpu_seconds_of_children().items()}
         operator.stop()
+        final_status = next(iter(finished.values()))["status"]
+        floor = floor_writes_per_second(
+            control_plane.kubeconfig, final_status, concurrency=args.workers, seconds=args.floor_seconds
+        )
 
-    failed = [n for n, b in finished.items() if b["status"]["phase"] != "Succeeded"]
-    marks = {n: b["status"]["output"]["marks"] for n, b in finished.items() if n not in failed}
-    gaps = [(nxt[0] - prev[1]) * 1000 for m in marks.values() for prev, nxt in itertools.pairwise(m)]
+    marks = task_marks(finished)
+    failed = len(finished) - len(marks)
     first_task = [(m[0][0] - created_at[n]) * 1000 for n, m in marks.items()]
     last_end = max(m[-1][1] for m in marks.values())
     total_tasks = args.runs * args.tasks
+    throughput = total_tasks / (last_end - began)
+    status_writes = requests.get("PATCH workflowruns/status", 0)
+    run_writes = requests.get("PATCH workflowruns", 0)
 
-    print(
-        f"runs x tasks            {args.runs} x {args.tasks} ({args.workers} workers), {len(failed)} failed"
-    )
+    print(f"runs x tasks            {args.runs} x {args.tasks} ({args.workers} workers), {failed} failed")
     print(f"create requests         {created - began:.2f} s for {args.runs} runs")
     print(f"wall time               {last_end - began:.2f} s from first create to last task end")
-    print(f"throughput              {total_tasks / (last_end - began):.1f} tasks/s")
-    print(f"task-to-task gap        p50 {percentile(gaps, 0.5):.1f} ms, p95 {percentile(gaps, 0.95):.1f} ms")
+    print(f"throughput              {throughput:.1f} tasks/s")
     print(
-        f"create-to-first-task    p50 {percentile(first_task, 0.5):.1f} ms, "
-        f"p95 {percentile(first_task, 0.95):.1f} ms"
+        f"floor                   {floor:.1f} status writes/s ({args.workers} at a time, "
+        f"{len(json.dumps(final_status))} B statuses); seqflow at {100 * throughput / floor:.0f}% of it"
     )
-    print(f"operator peak RSS       {rss:.1f} MB")
+    print(
+        f"writes per task         {status_writes / total_tasks:.2f} status PATCHes "
+        f"(+ {run_writes / total_tasks:.2f} PATCHes of the run itself: finalizers)"
+    )
+    print(f"task-to-task gap        loaded {p50_p95(gaps_ms(marks))}; alone {p50_p95(gaps_ms(alone))}")
+    print(
+        f"create-to-first-task    loaded {p50_p95(first_task)}; "
+        f"alone {(alone['alone'][0][0] - created_at['alone']) * 1000:.1f} ms"
+    )
+    operator_cpu = cpu.get("python", cpu.get("python3", 0.0))
+    print(f"operator CPU            {1000 * operator_cpu / total_tasks:.2f} ms per task")
+    print(f"operator RSS            {rss_now:.1f} MB at the end, peak {rss_peak:.1f} MB")
     print(f"watch saw all finished  {ended - began:.2f} s")
-    print("API requests            " + ", ".join(f"{n} {what}" for what, n in requests))
+    print(
+        "API requests            "
+        + ", ".join(f"{n} {what}" for what, n in sorted(requests.items(), key=lambda i: -i[1]))
+    )
     busy = ", ".join(
         f"{name} {seconds:.1f}"
         for name, seconds in sorted(cpu.items(), key=lambda i: -i[1])
