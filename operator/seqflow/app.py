@@ -56,6 +56,7 @@ async def run_operator(settings: Settings) -> None:
             workers=settings.max_concurrent_runs,
             event_queue_size=settings.event_queue_size,
             job_ttl_seconds=settings.job_ttl_seconds,
+            write_delay_seconds=settings.write_delay_seconds,
             engine=EngineOptions(
                 workflow_wait=timedelta(seconds=settings.workflow_wait_seconds),
                 default_timeout_seconds=settings.default_timeout_seconds,

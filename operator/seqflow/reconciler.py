@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
@@ -195,6 +195,7 @@ class ReconcilerOptions:
     event_queue_size: int
     job_ttl_seconds: int | None
     engine: EngineOptions
+    write_delay_seconds: float = 0.0  # how long progress through in-process steps may go unwritten
 
 
 class Reconciler:
@@ -225,6 +226,7 @@ class Reconciler:
         # attempts under way; why a Job could not be created.
         self._results: dict[str, dict[tuple[str, int], AttemptResult]] = {}
         self._running: dict[str, dict[tuple[str, int], asyncio.Task[None]]] = {}
+        self._awaited: set[tuple[str, str, int]] = set()  # (uid, node, attempt) a worker waits for
         self._blocked: dict[str, dict[str, str]] = {}
         self._admissions: dict[Key, asyncio.Lock] = {}  # by (namespace, Workflow) with a limit
         self._flushing: set[str] = set()  # uids of runs whose history is being written now
@@ -423,15 +425,26 @@ class Reconciler:
         workflow = await self._workflow_of(key, run)
         limited = run.status.pinned_tasks is None and workflow is not None and workflow.spec.concurrency
         if not limited:
-            return await self._plan_and_write_observed(key, body, run, workflow, deleting=deleting)
+            return await self._plan_and_write_observed(
+                key, body, run, workflow, deleting=deleting, may_delay=not deleting
+            )
         # Runs of a Workflow with a concurrency limit are admitted one at a time, so that two
         # workers never both take the last free slot.
         lock = self._admissions.setdefault((key[0], run.spec.workflow_ref.name), asyncio.Lock())
         async with lock:
-            return await self._plan_and_write_observed(key, body, run, workflow, deleting=deleting)
+            return await self._plan_and_write_observed(
+                key, body, run, workflow, deleting=deleting, may_delay=False
+            )
 
     async def _plan_and_write_observed(
-        self, key: Key, body: JsonObject, run: RunView, workflow: WorkflowView | None, *, deleting: bool
+        self,
+        key: Key,
+        body: JsonObject,
+        run: RunView,
+        workflow: WorkflowView | None,
+        *,
+        deleting: bool,
+        may_delay: bool,
     ) -> tuple[JsonObject, Decision | None] | None:
         uid = body["metadata"]["uid"]
         results = dict(self._results.get(uid, {}))
@@ -451,6 +464,8 @@ class Reconciler:
             deleted=deleting,
         )
         decision = plan(run=run, observed=observed, now=now(), options=self._options.engine)
+        if may_delay and self._options.write_delay_seconds > 0:
+            decision = await self._run_fast_steps(key, body, run, observed, decision, seen=results)
         if decision.status != run.status:
             try:
                 written = await self._write_decision(key, body, run, decision)
@@ -464,6 +479,55 @@ class Reconciler:
         if decision.status.finished and not run.status.finished:
             self._wake_queued(key[0], run.spec.workflow_ref.name)
         return body, decision
+
+    async def _run_fast_steps(
+        self,
+        key: Key,
+        body: JsonObject,
+        run: RunView,
+        observed: Observations,
+        decision: Decision,
+        *,
+        seen: dict[tuple[str, int], AttemptResult],
+    ) -> Decision:
+        """Run the in-process attempts a decision starts before its status is written; those that
+        end within the write delay are planned on at once, and so on: one status write then
+        carries a string of fast steps. Stops at the first decision that does anything else, or
+        whose attempts outlast the delay (they go on running; their start is written now).
+        Returns the decision to write, with the Events of the ones folded into it; `seen` gains
+        the results it took in."""
+        uid = body["metadata"]["uid"]
+        deadline = time.monotonic() + self._options.write_delay_seconds
+        events: list[PostEvent] = []
+        while all(isinstance(a, RunHandler | PostEvent | WakeAt) for a in decision.actions):
+            starts = [a for a in decision.actions if isinstance(a, RunHandler)]
+            if not starts or time.monotonic() >= deadline:
+                break
+            tasks = [self._start_handler(key, body, action, awaited=True) for action in starts]
+            await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0))
+            for action in starts:
+                self._awaited.discard((uid, action.node, action.attempt))
+            if not all(task.done() for task in tasks):
+                break  # still running: written as started; each reports its end as usual
+            results = self._results.get(uid, {})
+            ended = {
+                (a.node, a.attempt): results[(a.node, a.attempt)]
+                for a in starts
+                if (a.node, a.attempt) in results
+            }
+            if len(ended) < len(starts):
+                break  # cancelled meanwhile (the run was deleted)
+            events += [a for a in decision.actions if isinstance(a, PostEvent)]
+            seen.update(ended)
+            run = replace(run, status=decision.status)
+            observed = replace(  # what is new since: these results (the rest is in the status now)
+                observed,
+                results=tuple(ended.values()),
+                handlers_running=frozenset(self._running.get(uid, {})),
+                blocked={},
+            )
+            decision = plan(run=run, observed=observed, now=now(), options=self._options.engine)
+        return replace(decision, actions=(*events, *decision.actions)) if events else decision
 
     def _queue_place(
         self, key: Key, body: JsonObject, run: RunView, workflow: WorkflowView | None
@@ -497,7 +561,11 @@ class Reconciler:
         return place - max(free, 0) + 1, len(waiting) - max(free, 0)
 
     def _wake_queued(self, namespace: str, workflow: str) -> None:
-        """A run of `workflow` finished: the runs queued behind it may start now."""
+        """A run of `workflow` finished: the runs queued behind it (if it has a concurrency
+        limit) may start now."""
+        view = self._workflows.get((namespace, workflow))
+        if view is None or view.spec.concurrency is None:
+            return
         for other in self._runs.values():
             status = other.get("status") or {}
             if (
@@ -740,10 +808,18 @@ class Reconciler:
                     assert_never(action)
         return again
 
-    def _start_handler(self, key: Key, body: JsonObject, action: RunHandler) -> None:
+    def _start_handler(
+        self, key: Key, body: JsonObject, action: RunHandler, *, awaited: bool = False
+    ) -> asyncio.Task[None]:
         """Run an in-process attempt as a task of its own that posts its result back (so a
-        cancel can stop it and the worker is free meanwhile)."""
+        cancel can stop it and the worker is free meanwhile), unless a worker awaits it; an
+        attempt started already is not started again."""
         uid = body["metadata"]["uid"]
+        running = self._running.setdefault(uid, {})
+        if (action.node, action.attempt) in running:
+            return running[(action.node, action.attempt)]
+        if awaited:
+            self._awaited.add((uid, action.node, action.attempt))
         context = self._context(body, action)
         workflow = body["spec"]["workflowRef"]["name"]
 
@@ -757,12 +833,13 @@ class Reconciler:
                 seconds=time.perf_counter() - began,
             )
             self._results.setdefault(uid, {})[(action.node, action.attempt)] = result
-            self._queue.add(key, urgent=True)  # the run moves on before new work starts
+            if (uid, action.node, action.attempt) not in self._awaited:
+                self._queue.add(key, urgent=True)  # the run moves on before new work starts
 
-        running = self._running.setdefault(uid, {})
         task = asyncio.create_task(attempt(), name=f"seqflow-attempt-{key[1]}-{action.node}-{action.attempt}")
         running[(action.node, action.attempt)] = task
         task.add_done_callback(lambda _: running.pop((action.node, action.attempt), None))
+        return task
 
     async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> bool:
         """Create an attempt's Job; True when it cannot be (blocked, refused): plan again."""

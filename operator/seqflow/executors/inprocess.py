@@ -108,7 +108,8 @@ class HandlerRunner:
             return failed(f'no handler registered as "{name}"', permanent=True)
         timeout = action.task.timeout_seconds
         try:
-            output = await asyncio.wait_for(self._call(handler, action.input, context), timeout)
+            async with asyncio.timeout(timeout):  # no task of its own, unlike wait_for
+                output = await self._call(handler, action.input, context)
         except PermanentError as error:
             return failed(str(error) or type(error).__name__, permanent=True)
         except TimeoutError:
