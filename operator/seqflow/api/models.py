@@ -98,8 +98,6 @@ class Reason(enum.StrEnum):
     QUEUED = "Queued"
     STARTED = "Started"
     TASK_STARTED = "TaskStarted"
-    TASK_SUCCEEDED = "TaskSucceeded"
-    TASK_SKIPPED = "TaskSkipped"
     WAITING = "Waiting"
     TASK_RETRYING = "TaskRetrying"
     TASK_FAILED = "TaskFailed"

@@ -598,9 +598,6 @@ def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
         draft.put(_with(step, phase=NodePhase.COMPENSATED, output=None))
     elif not member:
         draft.update(output=output)
-    draft.event(
-        EventType.NORMAL, Reason.TASK_SUCCEEDED, f"Task {node.id} succeeded on attempt {node.attempts}"
-    )
 
 
 def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> None:
@@ -858,9 +855,6 @@ def _condition_holds(draft: _Draft, index: int) -> bool:
     )
     draft.record(HistoryEvent.TASK_SKIPPED, node=step.name, details={"when": step.when})
     draft.update(output=input)
-    draft.event(
-        EventType.NORMAL, Reason.TASK_SKIPPED, f"Task {step.name} skipped: when {step.when!r} is false"
-    )
     return False
 
 
