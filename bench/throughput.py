@@ -8,6 +8,10 @@ size seqflow's runs end with, at the same concurrency, on the same API server; s
 is printed as a share of it.
 
     python bench/throughput.py --runs 200 --tasks 5
+    python bench/throughput.py --runs 300 --tasks 5 --replicas 3   # active-active, 16 buckets
+
+With several replicas it also kills one after the load and prints how soon the others held all
+of the buckets.
 """
 
 from __future__ import annotations
@@ -113,6 +117,50 @@ def api_requests(metrics_port: str) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: -item[1])
 
 
+def api_requests_of(operators: list[OperatorProcess]) -> dict[str, int]:
+    """The API requests of all the replicas, by verb and resource."""
+    total: dict[str, int] = {}
+    for operator in operators:
+        for what, n in api_requests(operator.settings["SEQFLOW_METRICS_PORT"]):
+            total[what] = total.get(what, 0) + n
+    return total
+
+
+REPLICA_BUCKETS, REPLICA_LEASE_SECONDS = 16, 15
+
+
+def replica_settings(index: int) -> dict[str, str]:
+    return {
+        "SEQFLOW_BUCKETS": str(REPLICA_BUCKETS),
+        "SEQFLOW_REPLICA_NAME": f"replica-{index}",
+        "SEQFLOW_LEASE_NAMESPACE": NAMESPACE,
+        "SEQFLOW_LEASE_SECONDS": str(REPLICA_LEASE_SECONDS),
+    }
+
+
+def bucket_holders(kubeconfig: Path) -> list[str | None]:
+    leases = client.CoordinationV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+    listed = leases.list_namespaced_lease(NAMESPACE, label_selector="seqflow.io/lease=bucket").items
+    return [lease.spec.holder_identity for lease in listed]
+
+
+def wait_shared(kubeconfig: Path, replicas: set[str], timeout: float = 60) -> float:
+    """Seconds until the bucket Leases are all held, by exactly `replicas`."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        holders = bucket_holders(kubeconfig)
+        if len(holders) == REPLICA_BUCKETS and set(holders) == replicas:
+            return time.monotonic() - began
+        time.sleep(0.2)
+    raise SystemExit(f"the buckets were not shared by {sorted(replicas)} within {timeout} s")
+
+
+def kill_one_and_time_handover(kubeconfig: Path, operators: list[OperatorProcess]) -> float:
+    """SIGKILL the first replica; seconds until the others hold all the buckets."""
+    operators[0].kill()
+    return wait_shared(kubeconfig, {f"replica-{i}" for i in range(1, len(operators))})
+
+
 def install_crds(control_plane: ControlPlane) -> client.CustomObjectsApi:
     """Apply seqflow's CRDs; return an API client for its objects."""
     kubectl = [str(ensure_binaries().kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
@@ -191,6 +239,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16, help="SEQFLOW_MAX_CONCURRENT_RUNS")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--floor-seconds", type=float, default=10)
+    parser.add_argument("--replicas", type=int, default=1, help="> 1: active-active, SEQFLOW_BUCKETS=16")
     args = parser.parse_args()
     with ControlPlane() as control_plane, MariaDB() as mariadb:
         api = install_crds(control_plane)
@@ -203,9 +252,17 @@ def main() -> None:
         }
         api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "workflows", workflow)
 
-        operator = start_operator(
-            control_plane.kubeconfig, mariadb.url, SEQFLOW_MAX_CONCURRENT_RUNS=str(args.workers)
-        )
+        operators = [
+            start_operator(
+                control_plane.kubeconfig,
+                mariadb.url,
+                SEQFLOW_MAX_CONCURRENT_RUNS=str(args.workers),
+                **(replica_settings(i) if args.replicas > 1 else {}),
+            )
+            for i in range(args.replicas)
+        ]
+        if args.replicas > 1:
+            wait_shared(control_plane.kubeconfig, {f"replica-{i}" for i in range(args.replicas)})
         created_at: dict[str, float] = {}
 
         def create(name: str) -> None:
@@ -216,8 +273,7 @@ def main() -> None:
         wait_finished(api, {"warmup"}, 60)
         create("alone")
         alone = task_marks(wait_finished(api, {"alone"}, 60))
-        metrics_port = operator.settings["SEQFLOW_METRICS_PORT"]
-        requests_before = dict(api_requests(metrics_port))
+        requests_before = api_requests_of(operators)
 
         names = [f"run-{i:05d}" for i in range(args.runs)]
         cpu_before = cpu_seconds_of_children()
@@ -227,14 +283,19 @@ def main() -> None:
         created = time.time()
         finished = wait_finished(api, set(names), args.timeout)
         ended = time.time()
-        rss_now, rss_peak = rss_mb(operator.pid), rss_mb(operator.pid, "VmHWM")
+        rss_now = [rss_mb(operator.pid) for operator in operators]
+        rss_peak = [rss_mb(operator.pid, "VmHWM") for operator in operators]
         requests = {
             what: n - requests_before.get(what, 0)
-            for what, n in api_requests(metrics_port)
+            for what, n in api_requests_of(operators).items()
             if n > requests_before.get(what, 0)
         }
         cpu = {name: used - cpu_before.get(name, 0.0) for name, used in cpu_seconds_of_children().items()}
-        operator.stop()
+        handover = (
+            kill_one_and_time_handover(control_plane.kubeconfig, operators) if args.replicas > 1 else None
+        )
+        for operator in operators:
+            operator.stop()
         final_status = next(iter(finished.values()))["status"]
         floor = floor_writes_per_second(
             control_plane.kubeconfig, final_status, concurrency=args.workers, seconds=args.floor_seconds
@@ -249,7 +310,10 @@ def main() -> None:
     status_writes = requests.get("PATCH workflowruns/status", 0)
     run_writes = requests.get("PATCH workflowruns", 0)
 
-    print(f"runs x tasks            {args.runs} x {args.tasks} ({args.workers} workers), {failed} failed")
+    print(
+        f"runs x tasks            {args.runs} x {args.tasks} ({args.workers} workers, "
+        f"{args.replicas} replica{'s' if args.replicas > 1 else ''}), {failed} failed"
+    )
     print(f"create requests         {created - began:.2f} s for {args.runs} runs")
     print(f"wall time               {last_end - began:.2f} s from first create to last task end")
     print(f"throughput              {throughput:.1f} tasks/s")
@@ -267,8 +331,13 @@ def main() -> None:
         f"alone {(alone['alone'][0][0] - created_at['alone']) * 1000:.1f} ms"
     )
     operator_cpu = cpu.get("python", cpu.get("python3", 0.0))
-    print(f"operator CPU            {1000 * operator_cpu / total_tasks:.2f} ms per task")
-    print(f"operator RSS            {rss_now:.1f} MB at the end, peak {rss_peak:.1f} MB")
+    print(f"operator CPU            {1000 * operator_cpu / total_tasks:.2f} ms per task (all replicas)")
+    print(
+        f"operator RSS            {', '.join(f'{r:.1f}' for r in rss_now)} MB at the end, "
+        f"peak {', '.join(f'{r:.1f}' for r in rss_peak)} MB"
+    )
+    if handover is not None:
+        print(f"replica killed          the others held all its buckets {handover:.1f} s later")
     print(f"watch saw all finished  {ended - began:.2f} s")
     print(
         "API requests            "

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import kopf
 from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 
+from seqflow.buckets import BucketLeases
 from seqflow.control_api import ControlApi
 from seqflow.engine import EngineOptions
 from seqflow.events import EventRecorder
@@ -44,7 +45,27 @@ async def run_operator(settings: Settings) -> None:
         observe=lambda verb, resource, code, seconds: metrics.api_requests.labels(
             verb, resource, code
         ).observe(seconds),
+        qps=settings.api_qps,
+        burst=settings.api_burst,
     )
+    leases = (
+        BucketLeases(
+            api=api,
+            namespace=settings.lease_namespace,
+            prefix=settings.lease_name,
+            identity=settings.replica_name,
+            buckets=settings.buckets,
+            lease_seconds=settings.lease_seconds,
+            renew_seconds=settings.lease_seconds * 2 / 3,
+            retry_seconds=settings.lease_seconds / 7.5,
+            on_gained=lambda bucket: _took(reconciler, scheduler),
+            on_lost=lambda bucket: reconciler.drop_unowned(),
+            drain=lambda bucket: reconciler.drain_unowned(),
+        )
+        if settings.buckets
+        else None
+    )
+    owns = leases.holds if leases is not None else _everything
     runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
     reconciler = Reconciler(
         api=api,
@@ -52,6 +73,7 @@ async def run_operator(settings: Settings) -> None:
         history=HistoryWriter(store),
         metrics=metrics,
         handler_names=registry.names(),
+        owns=owns,
         options=ReconcilerOptions(
             workers=settings.max_concurrent_runs,
             event_queue_size=settings.event_queue_size,
@@ -67,7 +89,7 @@ async def run_operator(settings: Settings) -> None:
         ),
     )
     schedule_events = EventRecorder(api, queue_size=settings.event_queue_size)
-    scheduler = Scheduler(api=api, events=schedule_events)
+    scheduler = Scheduler(api=api, events=schedule_events, owns=owns)
     authorizer = Authorizer(api) if settings.http_auth else None
     if authorizer is None:
         logger.warning("the HTTP API does not check callers (SEQFLOW_HTTP_AUTH=false)")
@@ -88,6 +110,7 @@ async def run_operator(settings: Settings) -> None:
         settings.http_port,
     )
     reconciler.start()
+    sharing = asyncio.create_task(leases.run(), name="seqflow-leases") if leases is not None else None
     scheduling = [asyncio.create_task(scheduler.work(), name="seqflow-scheduler"), *schedule_events.posters()]
     retention = asyncio.create_task(_prune_history(store, settings.history_retention_days))
     try:
@@ -99,6 +122,9 @@ async def run_operator(settings: Settings) -> None:
             namespaces=settings.namespaces,
         )
     finally:
+        if sharing is not None and leases is not None:
+            sharing.cancel()
+            await leases.release_all()
         retention.cancel()
         for task in scheduling:
             task.cancel()
@@ -111,6 +137,16 @@ async def run_operator(settings: Settings) -> None:
         runner.close()
         await api.close()
         store.engine.dispose()
+
+
+def _everything(namespace: str, name: str) -> bool:
+    return True
+
+
+def _took(reconciler: Reconciler, scheduler: Scheduler) -> None:
+    """A bucket came to this replica: its runs, schedules and Workflows are this replica's now."""
+    reconciler.take_owned()
+    scheduler.take_owned()
 
 
 async def _migrate(store: HistoryStore) -> None:

@@ -23,9 +23,9 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:
     kopf_settings.posting.enabled = False
     kopf_settings.persistence.diffbase_storage = NoDiffBase()
     # Only our Jobs: filtered by the API server, not after the fact.
-    kopf_settings.watching.label_selectors["batch", "v1", "jobs"] = ",".join(
-        f"{k}={v}" for k, v in MANAGED_BY.items()
-    )
+    ours = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+    kopf_settings.watching.label_selectors["batch", "v1", "jobs"] = ours
+    kopf_settings.watching.label_selectors["", "v1", "pods"] = ours  # the Jobs' pods carry it too
     peering = kopf_settings.peering
     peering.standalone = not settings.peering
     if settings.peering:
@@ -70,6 +70,10 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.event("batch", "v1", "jobs", registry=registry)
     async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.on_job_event(event["type"], event["object"])
+
+    @kopf.on.event("", "v1", "pods", registry=registry)
+    async def pod_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.reconciler.on_pod_event(event["type"], event["object"])
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

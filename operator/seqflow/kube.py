@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from aiolimiter import AsyncLimiter
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
@@ -125,10 +126,18 @@ class KubeApi:
     """JSON requests against the API server; non-2xx answers raise `ApiError`."""
 
     def __init__(
-        self, configuration: k8s_client.Configuration, *, connections: int, observe: Observer | None = None
+        self,
+        configuration: k8s_client.Configuration,
+        *,
+        connections: int,
+        observe: Observer | None = None,
+        qps: float = 0.0,
+        burst: int = 0,
     ) -> None:
+        """`qps` > 0 limits the requests per second, `burst` of them at once (client-go's pair)."""
         self._configuration = configuration
         self._observe = observe
+        self._limiter = AsyncLimiter(max(burst, 1), max(burst, 1) / qps) if qps > 0 else None
         self._auth: dict[str, str] = {}
         self._auth_until = 0.0
         self._base = configuration.host.rstrip("/")
@@ -169,6 +178,8 @@ class KubeApi:
     ) -> tuple[int, str, float]:
         """One round trip: the status code, the body and the Retry-After delay."""
         headers = {"Accept": "application/json", "Content-Type": content_type, **self._auth_headers()}
+        if self._limiter is not None:
+            await self._limiter.acquire()
         began = time.perf_counter()
         async with self._session.request(method, self._base + path, data=data, headers=headers) as response:
             text = await response.text()

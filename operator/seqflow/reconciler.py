@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, assert_never
@@ -62,12 +62,16 @@ from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
     LABEL_RUN,
     RunRef,
-    job_duration,
+    attempt_duration,
     job_finished,
     job_manifest,
+    job_of_pod,
     owned_by,
+    pod_finished,
+    pod_of_job,
     read_outcome,
     run_of,
+    slim_pod,
 )
 from seqflow.history.sync import HistoryWriter
 from seqflow.kube import ApiError, Conflict, EntityTooLarge, Invalid, KubeApi, NotFound
@@ -77,6 +81,8 @@ from seqflow.workqueue import WorkQueue, backoff
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name)
+Owns = Callable[[str, str], bool]  # whether this replica reconciles the run (namespace, name)
+DRAIN_SECONDS = 2.0  # how long work under way may go on when its bucket is handed over
 FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is written
 FINISHED_PHASES = {phase.value for phase in FINISHED}
 
@@ -137,8 +143,29 @@ def _first_problem(error: ValidationError) -> str:
     return f"status.{where}: {problem['msg']} (input: {str(problem.get('input'))[:200]})"
 
 
+SLIM_STATUS = ("phase", "conditions", "output", "finishedAt", "historySeq", "pendingHistory")
+
+
+def cached_form(body: JsonObject) -> tuple[JsonObject, bool]:
+    """What the cache keeps of a run, and whether that is less than the whole of it: never its
+    managedFields; of a finished run whose history is written, only what other runs and the
+    metrics read of it (its phase, conditions and output, for a parent) and no input."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    status = body.get("status") or {}
+    if status.get("phase") not in FINISHED_PHASES or status.get("pendingHistory"):
+        return {**body, "metadata": meta}, False
+    spec = {k: v for k, v in (body.get("spec") or {}).items() if k != "input"}
+    return {
+        **body,
+        "metadata": meta,
+        "spec": spec,
+        "status": {k: status[k] for k in SLIM_STATUS if k in status},
+    }, True
+
+
 class RunCache:
-    """The newest known body of every run, fed by watch events and by our own writes.
+    """The newest known body of every run (in its `cached_form`), fed by watch events and by our
+    own writes.
 
     Our writes come back as watch events; their resourceVersions are remembered so that those
     echoes neither replace a newer cached body nor wake a worker for nothing.
@@ -146,10 +173,14 @@ class RunCache:
 
     def __init__(self) -> None:
         self._bodies: dict[Key, JsonObject] = {}
+        self._slim: set[Key] = set()  # keys whose body is not whole: read it before reconciling
         self._written: dict[Key, set[str]] = {}
 
     def get(self, key: Key) -> JsonObject | None:
         return self._bodies.get(key)
+
+    def is_slim(self, key: Key) -> bool:
+        return key in self._slim
 
     def __contains__(self, key: Key) -> bool:
         return key in self._bodies
@@ -165,20 +196,28 @@ class RunCache:
         if written and version in written:
             written.discard(version)
             return False
-        self._bodies[key] = body
+        self._keep(key, body)
         return True
 
     def refresh(self, body: JsonObject) -> None:
         """Take a body read from the API (not our write: its watch event still counts)."""
-        self._bodies[key_of(body)] = body
+        self._keep(key_of(body), body)
 
     def wrote(self, body: JsonObject) -> None:
         key = key_of(body)
-        self._bodies[key] = body
+        self._keep(key, body)
         self._written.setdefault(key, set()).add(body["metadata"]["resourceVersion"])
+
+    def _keep(self, key: Key, body: JsonObject) -> None:
+        self._bodies[key], slim = cached_form(body)
+        if slim:
+            self._slim.add(key)
+        else:
+            self._slim.discard(key)
 
     def drop(self, key: Key) -> None:
         self._bodies.pop(key, None)
+        self._slim.discard(key)
         self._written.pop(key, None)
 
     def active(self) -> int:
@@ -208,8 +247,10 @@ class Reconciler:
         metrics: Metrics,
         handler_names: frozenset[str],
         options: ReconcilerOptions,
+        owns: Owns = lambda namespace, name: True,
     ) -> None:
         self._api = api
+        self._owns = owns
         self._runner = runner
         self._history = history
         self._metrics = metrics
@@ -220,6 +261,7 @@ class Reconciler:
         self._workflows: dict[Key, WorkflowView] = {}
         self._workflow_statuses: dict[Key, WorkflowStatus] = {}  # as last written or seen
         self._jobs: dict[Key, JsonObject] = {}
+        self._pods: dict[Key, JsonObject] = {}  # by (namespace, Job name): its pod, slimmed
         self._queue: WorkQueue[Key] = WorkQueue()
         self._events = EventRecorder(api, queue_size=options.event_queue_size)
         # By run uid: attempts that ended and are not yet in a written status; in-process
@@ -227,6 +269,8 @@ class Reconciler:
         self._results: dict[str, dict[tuple[str, int], AttemptResult]] = {}
         self._running: dict[str, dict[tuple[str, int], asyncio.Task[None]]] = {}
         self._awaited: set[tuple[str, str, int]] = set()  # (uid, node, attempt) a worker waits for
+        self._run_keys: dict[str, Key] = {}  # uid -> key of the runs with attempts under way
+        self._reconciling: set[Key] = set()
         self._blocked: dict[str, dict[str, str]] = {}
         self._admissions: dict[Key, asyncio.Lock] = {}  # by (namespace, Workflow) with a limit
         self._flushing: set[str] = set()  # uids of runs whose history is being written now
@@ -251,6 +295,34 @@ class Reconciler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    # ----- ownership (active-active replicas) -----
+
+    def take_owned(self) -> None:
+        """Runs came to this replica: look at each of them (their timers were the old owner's)."""
+        for key in [key_of(body) for body in self._runs.values()]:
+            if self._owns(*key):
+                self._queue.add(key)
+        for key in list(self._workflows):
+            self._report_workflow(key)
+
+    def drop_unowned(self) -> None:
+        """Runs went to another replica: stop their attempts under way at once."""
+        for uid, key in list(self._run_keys.items()):
+            if not self._owns(*key):
+                for task in self._running.pop(uid, {}).values():
+                    task.cancel()
+                self._run_keys.pop(uid, None)
+
+    async def drain_unowned(self) -> None:
+        """Before runs are handed over: let the rounds and attempts under way on them end (for at
+        most DRAIN_SECONDS), so that no attempt is cut short or started twice."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline and (
+            any(not self._owns(*key) for key in self._reconciling)
+            or any(self._running.get(uid) for uid, key in self._run_keys.items() if not self._owns(*key))
+        ):
+            await asyncio.sleep(0.02)
+
     # ----- events from Kopf -----
 
     def on_run_event(self, event_type: str | None, body: JsonObject) -> None:
@@ -261,6 +333,7 @@ class Reconciler:
             self._queue.forget(key)
             for task in self._running.pop(uid, {}).values():
                 task.cancel()
+            self._run_keys.pop(uid, None)
             self._results.pop(uid, None)
             self._blocked.pop(uid, None)
             self._flushed.pop(uid, None)
@@ -313,7 +386,10 @@ class Reconciler:
 
     def _report_workflow(self, key: Key) -> None:
         """Check the Workflow (handlers, expressions, input schema, sub-workflows: compiled now,
-        not when a run reaches them) and write its Ready condition when it changed."""
+        not when a run reaches them) and write its Ready condition when it changed (the replica
+        that serves it, when there are several)."""
+        if not self._owns(*key):
+            return
         view = self._workflows[key]
         previous = self._workflow_statuses.get(key, WorkflowStatus())
         status = workflow_status(
@@ -349,6 +425,22 @@ class Reconciler:
         if run is not None and (key[0], run) in self._runs:
             self._queue.add((key[0], run), urgent=job_finished(body))
 
+    def on_pod_event(self, event_type: str | None, body: JsonObject) -> None:
+        """A pod of one of our Jobs: its end is the attempt's, read without waiting for the Job."""
+        job_name = job_of_pod(body)
+        if job_name is None:
+            return
+        key = (body["metadata"]["namespace"], job_name)
+        if event_type == "DELETED":
+            if (self._pods.get(key) or {}).get("metadata", {}).get("uid") == body["metadata"]["uid"]:
+                del self._pods[key]
+            return
+        self._pods[key] = slim_pod(body)
+        job = self._jobs.get(key)
+        run = run_of(job) if job is not None else None
+        if run is not None and pod_finished(body) and (key[0], run) in self._runs:
+            self._queue.add((key[0], run), urgent=True)
+
     def _wake_runs_waiting_for(self, workflow: Key) -> None:
         namespace, name = workflow
         for body in self._runs.values():
@@ -358,6 +450,7 @@ class Reconciler:
                 body["metadata"]["namespace"] == namespace
                 and ref.get("name") == name
                 and "pinnedTasks" not in status
+                and status.get("phase") not in FINISHED_PHASES
             ):
                 self._queue.add(key_of(body))
 
@@ -366,6 +459,7 @@ class Reconciler:
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
+            self._reconciling.add(key)
             try:
                 await self._reconcile(key)
                 self._errors.pop(key, None)
@@ -379,11 +473,14 @@ class Reconciler:
                 )
                 self._queue.retry_after(key, delay)
             finally:
+                self._reconciling.discard(key)
                 self._queue.done(key)
 
     async def _reconcile(self, key: Key) -> None:
         body = self._runs.get(key)
-        while body is not None:
+        if body is not None and self._runs.is_slim(key) and self._owns(*key):
+            body = await self._reread(key)  # finished and cached in part: the whole of it
+        while body is not None and self._owns(*key):
             body = await self._step(key, body)
 
     async def _step(self, key: Key, body: JsonObject) -> JsonObject | None:
@@ -474,8 +571,11 @@ class Reconciler:
             if written is None or written[1] is None:
                 return written
             body = written[0]
+        kept = self._results.get(uid, {})
         for result_key in results:  # in the status now (or stale): no longer needed
-            self._results.get(uid, {}).pop(result_key, None)
+            kept.pop(result_key, None)
+        if not kept:
+            self._results.pop(uid, None)
         if decision.status.finished and not run.status.finished:
             self._wake_queued(key[0], run.spec.workflow_ref.name)
         return body, decision
@@ -501,7 +601,7 @@ class Reconciler:
         events: list[PostEvent] = []
         while all(isinstance(a, RunHandler | PostEvent | WakeAt) for a in decision.actions):
             starts = [a for a in decision.actions if isinstance(a, RunHandler)]
-            if not starts or time.monotonic() >= deadline:
+            if not starts or time.monotonic() >= deadline or not self._owns(*key):
                 break
             tasks = [self._start_handler(key, body, action, awaited=True) for action in starts]
             await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0))
@@ -728,8 +828,8 @@ class Reconciler:
     async def _observe_jobs(
         self, key: Key, body: JsonObject, run: RunView
     ) -> tuple[list[AttemptResult], frozenset[str]]:
-        """The outcomes of the running Job steps whose Jobs have finished, and the steps whose
-        Jobs run (only Jobs of this very run count)."""
+        """The outcomes of the running Job steps whose pods or Jobs have finished, and the steps
+        whose Jobs run (only Jobs of this very run count)."""
         results: list[AttemptResult] = []
         running: set[str] = set()
         for node in run.status.nodes:
@@ -738,13 +838,16 @@ class Reconciler:
             job = self._jobs.get((key[0], node.job))
             if job is None or not owned_by(job, body["metadata"]["uid"]):
                 continue
-            if not job_finished(job):
+            pod = self._pods.get((key[0], node.job))
+            pod = pod if pod_of_job(pod, job) else None
+            if not job_finished(job) and not pod_finished(pod):
                 running.add(node.id)
                 continue
-            pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
-            pod = pods[0] if pods else None
+            if pod is None:  # not seen (yet, or any more): ask
+                pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
+                pod = pods[0] if pods else None
             outcome = read_outcome(job=job, pod=pod, node=node.id, attempt=node.attempts)
-            seconds = job_duration(job)
+            seconds = attempt_duration(job=job, pod=pod)
             if seconds is not None:
                 self._metrics.attempt(
                     workflow=run.spec.workflow_ref.name,
@@ -786,7 +889,8 @@ class Reconciler:
                 case WakeAt():
                     self._queue.add_after(key, action.delay_from(now()).total_seconds())
                 case RunHandler():
-                    self._start_handler(key, body, action)
+                    if self._owns(*key):  # else its new owner finds it interrupted
+                        self._start_handler(key, body, action)
                 case CreateJob():
                     again = await self._create_job(key, body, action) or again
                 case CreateChildRun():
@@ -818,6 +922,7 @@ class Reconciler:
         running = self._running.setdefault(uid, {})
         if (action.node, action.attempt) in running:
             return running[(action.node, action.attempt)]
+        self._run_keys[uid] = key
         if awaited:
             self._awaited.add((uid, action.node, action.attempt))
         context = self._context(body, action)
@@ -838,8 +943,15 @@ class Reconciler:
 
         task = asyncio.create_task(attempt(), name=f"seqflow-attempt-{key[1]}-{action.node}-{action.attempt}")
         running[(action.node, action.attempt)] = task
-        task.add_done_callback(lambda _: running.pop((action.node, action.attempt), None))
+        task.add_done_callback(lambda _: self._attempt_ended(uid, action))
         return task
+
+    def _attempt_ended(self, uid: str, action: RunHandler) -> None:
+        running = self._running.get(uid, {})
+        running.pop((action.node, action.attempt), None)
+        if not running:
+            self._running.pop(uid, None)
+            self._run_keys.pop(uid, None)
 
     async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> bool:
         """Create an attempt's Job; True when it cannot be (blocked, refused): plan again."""
@@ -906,6 +1018,7 @@ class Reconciler:
         with contextlib.suppress(NotFound):
             await self._api.delete_job(namespace, name)
         self._jobs.pop((namespace, name), None)
+        self._pods.pop((namespace, name), None)
 
     def _context(self, body: JsonObject, action: RunHandler) -> TaskContext:
         meta = body["metadata"]

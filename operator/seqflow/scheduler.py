@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,9 +45,12 @@ class _Schedule:
 
 
 class Scheduler:
-    def __init__(self, *, api: KubeApi, events: EventRecorder) -> None:
+    def __init__(
+        self, *, api: KubeApi, events: EventRecorder, owns: Callable[[str, str], bool] = lambda ns, name: True
+    ) -> None:
         self._api = api
         self._events = events
+        self._owns = owns  # whether this replica serves the schedule (namespace, name)
         self._schedules: dict[Key, _Schedule] = {}
         self._orphans: dict[Key, dict[str, ScheduledRun]] = {}  # runs seen before their schedule
         self._queue: WorkQueue[Key] = WorkQueue()
@@ -65,6 +69,12 @@ class Scheduler:
                 self._queue.retry_after(key, backoff(failures))
             finally:
                 self._queue.done(key)
+
+    def take_owned(self) -> None:
+        """Schedules came to this replica: look at each (their timers were the old owner's)."""
+        for key in self._schedules:
+            if self._owns(*key):
+                self._queue.add(key)
 
     # ----- events from Kopf -----
 
@@ -107,7 +117,7 @@ class Scheduler:
 
     async def _reconcile(self, key: Key) -> None:
         schedule = self._schedules.get(key)
-        if schedule is None:
+        if schedule is None or not self._owns(*key):
             return
         body = schedule.body
         try:

@@ -7,10 +7,13 @@ and what is wrong with it.
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -107,8 +110,46 @@ class Settings(BaseSettings):
         ge=1,
         description="How long a silent active replica counts as alive before a standby takes over.",
     )
+    buckets: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Active-active replicas: the runs are split into this many buckets, each served "
+        "by the replica holding its Lease (use at least as many as replicas); 0: this replica serves "
+        "every run (alone, or as the active one of a peering).",
+    )
+    replica_name: str = Field(
+        default_factory=lambda: _default_replica_name(),
+        min_length=1,
+        max_length=200,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="This replica's name in the bucket Leases (default: host name and process id).",
+    )
+    lease_namespace: str = Field(default="default", description="Namespace of the bucket Leases.")
+    lease_name: str = Field(
+        default="seqflow", description="Prefix of the bucket Leases' names: one per installation."
+    )
+    lease_seconds: float = Field(
+        default=15.0,
+        ge=3,
+        description="A bucket Lease not renewed for this long is taken over; its holder stops work "
+        "on it after two thirds of it.",
+    )
+    api_qps: float = Field(
+        default=0.0, ge=0, description="Requests per second to the API server (client-go's qps); 0: no limit."
+    )
+    api_burst: int = Field(default=100, ge=1, description="Requests sent at once within api_qps.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _one_way_to_share(self) -> Self:
+        if self.buckets and self.peering:
+            raise ValueError(
+                "SEQFLOW_BUCKETS (active-active) and SEQFLOW_PEERING (one active replica) exclude "
+                "each other: set one"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -123,6 +164,12 @@ class Settings(BaseSettings):
         return value
 
 
+def _default_replica_name() -> str:
+    """The host name (a pod's name, in a pod) made fit for a Lease name, and the process id."""
+    host = re.sub(r"[^a-z0-9.-]+", "-", socket.gethostname().lower()).strip("-.") or "seqflow"
+    return f"{host}-{os.getpid()}"
+
+
 def load_settings() -> Settings:
     """The settings from the SEQFLOW_* variables; a bad value is a `StartupError`."""
     try:
@@ -132,7 +179,9 @@ def load_settings() -> Settings:
 
 
 def _describe(problem: ErrorDetails) -> str:
-    field = str(problem["loc"][0]) if problem.get("loc") else ""
+    if not problem.get("loc"):  # about several settings together: its message names them
+        return problem["msg"].removeprefix("Value error, ")
+    field = str(problem["loc"][0])
     variable = ENV_PREFIX + field.upper()
     value = "(hidden)" if field == "database_url" else problem.get("input")
     return f"{variable}={value}: {problem['msg']}"

@@ -6,6 +6,7 @@ Each leaves evidence in its output so the tests can check order and data flow fr
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import seqflow
@@ -84,3 +85,13 @@ def fails_while_file_exists(data: dict, context: seqflow.TaskContext) -> dict:
     if os.path.exists(data["blocker"]):
         raise seqflow.PermanentError(f"{data['blocker']} is in the way")
     return _stepped(data, context)
+
+
+@seqflow.task("test.count")
+async def count(data: dict, context: seqflow.TaskContext) -> dict:
+    """Notes each execution (the operator process, run, task, attempt) in the file `executions`,
+    after `sleep` seconds; its input is its output."""
+    await asyncio.sleep(data.get("sleep", 0))
+    with open(data["executions"], "a") as executions:
+        executions.write(f"{os.getpid()} {context.run} {context.task} {context.attempt}\n")
+    return data

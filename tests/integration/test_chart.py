@@ -39,6 +39,14 @@ def value_sets(watch: tuple[str, str] = ("a", "b")) -> dict[str, list[str]]:
             "--set",
             "handlerModules={seqflow.examples,mycompany.handlers}",
         ],
+        "active-active": [
+            "--set",
+            "replicaCount=3",
+            "--set",
+            "buckets=16",
+            "--set",
+            f"database.url={DATABASE_URL}",
+        ],
     }
 
 
@@ -153,7 +161,7 @@ NAMESPACED_PERMISSIONS = {
     ("seqflow.io", "workflowruns/status"): {"patch"},
     ("", "events"): {"create"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("", "pods"): {"list"},
+    ("", "pods"): {"list", "watch"},
 }
 CLUSTER_PERMISSIONS = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
@@ -194,6 +202,19 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: Helm):
 
     (cluster_role,) = find(helm.render("--set", "peering.enabled=false"), "ClusterRole")
     assert ("kopf.dev", "clusterkopfpeerings") not in permissions(cluster_role)
+
+    docs = helm.render(*value_sets()["active-active"])
+    (cluster_role,) = find(docs, "ClusterRole")
+    assert permissions(cluster_role) == {**CLUSTER_PERMISSIONS, **NAMESPACED_PERMISSIONS}  # no peering
+    (leases,) = find(docs, "Role")
+    assert leases["metadata"]["namespace"] == "seqflow"
+    assert permissions(leases) == {
+        ("coordination.k8s.io", "leases"): {"get", "list", "create", "patch", "delete"}
+    }
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in operator_container(docs)["env"]}
+    assert env["SEQFLOW_BUCKETS"] == "16" and env["SEQFLOW_PEERING"] == ""
+    assert env["SEQFLOW_REPLICA_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["SEQFLOW_LEASE_NAMESPACE"] == "seqflow" and env["SEQFLOW_LEASE_NAME"] == "test-seqflow"
 
 
 def test_operator_settings(helm: Helm):
@@ -295,6 +316,8 @@ def test_service_monitor_selects_the_service(helm: Helm):
         (["--set", "rbac.clusterWide=false"], "needs watchNamespaces"),
         (["--set", "watchNamespaces={a}"], "watchNamespaces needs rbac.clusterWide=false"),
         (["--set", "peering.name="], "peering.name is required"),
+        (["--set", "replicaCount=2", "--set", "peering.enabled=false"], "never several standalone replicas"),
+        (["--set", "buckets=8"], "the replicas share one history store"),
     ],
 )
 def test_inconsistent_values_are_refused(helm: Helm, values: list[str], message: str):

@@ -8,7 +8,16 @@ import pytest
 
 from seqflow.api.models import JobTemplate, PinnedTask, RetryPolicy
 from seqflow.engine import CreateJob, job_name
-from seqflow.executors.jobs import PERMANENT_EXIT_CODE, RunRef, job_manifest, read_outcome
+from seqflow.executors.jobs import (
+    PERMANENT_EXIT_CODE,
+    RunRef,
+    attempt_duration,
+    job_manifest,
+    pod_finished,
+    pod_of_job,
+    read_outcome,
+    slim_pod,
+)
 
 RUN = RunRef(namespace="shop", name="order-001", uid="uid-123")
 
@@ -131,13 +140,15 @@ def job(condition: str, reason: str = "", deadline: int = 45) -> dict:
     }
 
 
-def pod(exit_code: int, message: str) -> dict:
+def pod(exit_code: int, message: str, phase: str | None = None) -> dict:
     return {
+        "metadata": {"name": "p", "labels": {"batch.kubernetes.io/controller-uid": "job-uid"}},
         "spec": {"containers": [{"name": "task"}]},
         "status": {
+            "phase": phase,
             "containerStatuses": [
                 {"name": "task", "state": {"terminated": {"exitCode": exit_code, "message": message}}}
-            ]
+            ],
         },
     }
 
@@ -179,3 +190,44 @@ def test_deadline_exceeded_is_its_own_reason():
     result = read_outcome(job=job("Failed", "DeadlineExceeded", 5), pod=None, node="SendEmail", attempt=1)
     assert result.reason == "DeadlineExceeded"
     assert result.error == "DeadlineExceeded: the Job ran longer than its 5 s deadline"
+
+
+RUNNING_JOB = {"metadata": {"uid": "job-uid"}, "spec": {"activeDeadlineSeconds": 45}, "status": {"active": 1}}
+
+
+@pytest.mark.parametrize(
+    ("phase", "exit_code", "message", "succeeded", "error", "permanent"),
+    [
+        ("Succeeded", 0, '{"sent": true}', True, None, False),
+        ("Failed", 1, "SMTP refused", False, "exit code 1: SMTP refused", False),
+        (
+            "Failed",
+            PERMANENT_EXIT_CODE,
+            "no such user",
+            False,
+            f"exit code {PERMANENT_EXIT_CODE}: no such user",
+            True,
+        ),
+    ],
+)
+def test_a_finished_pod_decides_before_its_job_does(phase, exit_code, message, succeeded, error, permanent):
+    finished = slim_pod(pod(exit_code, message, phase))
+    assert pod_finished(finished) and pod_of_job(finished, RUNNING_JOB)
+    result = read_outcome(job=RUNNING_JOB, pod=finished, node="SendEmail", attempt=1)
+    assert (result.succeeded, result.error, result.permanent) == (succeeded, error, permanent)
+
+
+def test_a_pod_of_another_job_or_still_running_decides_nothing():
+    running = pod(0, "", "Running")
+    assert not pod_finished(running) and not pod_finished(None)
+    assert not pod_of_job(pod(0, "", "Succeeded"), {"metadata": {"uid": "an-earlier-job"}})
+
+
+def test_attempt_duration_is_the_task_containers_run_time():
+    ran = pod(0, "{}", "Succeeded")
+    ran["status"]["containerStatuses"][0]["state"]["terminated"] |= {
+        "startedAt": "2026-01-01T00:00:00Z",
+        "finishedAt": "2026-01-01T00:00:02Z",
+    }
+    assert attempt_duration(job=RUNNING_JOB, pod=slim_pod(ran)) == 2.0
+    assert attempt_duration(job=RUNNING_JOB, pod=None) is None

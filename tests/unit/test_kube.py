@@ -46,7 +46,9 @@ def test_answers_map_to_typed_errors(status: int, message: str, kind: type[ApiEr
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def serve_and_call(handler: Handler, call: Callable[[KubeApi], Awaitable[object]]) -> object:
+def serve_and_call(
+    handler: Handler, call: Callable[[KubeApi], Awaitable[object]], *, qps: float = 0.0, burst: int = 0
+) -> object:
     async def main() -> object:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handler)
@@ -57,7 +59,7 @@ def serve_and_call(handler: Handler, call: Callable[[KubeApi], Awaitable[object]
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         configuration = k8s_client.Configuration(host=f"http://127.0.0.1:{port}")
         configuration.api_key = {"authorization": "Bearer t0"}
-        api = KubeApi(configuration, connections=2)
+        api = KubeApi(configuration, connections=2, qps=qps, burst=burst)
         try:
             return await call(api)
         finally:
@@ -114,3 +116,19 @@ def test_writes_name_seqflow_as_their_field_manager():
 
     serve_and_call(handler, calls)
     assert queries == [{"fieldManager": "seqflow"}, {"fieldManager": "seqflow"}, {}]
+
+
+def test_requests_keep_to_the_qps_after_a_burst():
+    seen: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(asyncio.get_running_loop().time())
+        return web.json_response({})
+
+    async def calls(api: KubeApi) -> None:
+        await asyncio.gather(*(api.get_run("ns", f"r{i}") for i in range(14)))
+
+    serve_and_call(handler, calls, qps=20, burst=4)
+    assert len(seen) == 14
+    # 4 at once, then 20 per second: the other 10 take about half a second
+    assert seen[3] - seen[0] < 0.1 and 0.4 <= seen[-1] - seen[0] < 1.0

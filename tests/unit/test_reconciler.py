@@ -14,7 +14,7 @@ from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, task
 from seqflow.kube import ApiError, Conflict, EntityTooLarge, NotFound
 from seqflow.metrics import Metrics
-from seqflow.reconciler import FINALIZER, Reconciler, ReconcilerOptions, RunCache, status_patch
+from seqflow.reconciler import FINALIZER, Reconciler, ReconcilerOptions, RunCache, cached_form, status_patch
 
 calls: list[str] = []
 handlers = HandlerRegistry()
@@ -360,3 +360,31 @@ def test_run_cache_skips_echo_of_own_write_but_takes_news():
     assert cache.observe(stored("3", phase="Running")) is True  # someone else's change
     cache.drop(("ns", "r"))
     assert cache.get(("ns", "r")) is None
+
+
+def test_the_cache_keeps_no_managed_fields_and_little_of_a_finished_run():
+    def run(phase: str, **status: Any) -> dict:
+        return {
+            "metadata": {"name": "r", "namespace": "ns", "resourceVersion": "7", "managedFields": [{"m": 1}]},
+            "spec": {"workflowRef": {"name": "w"}, "input": {"big": "x" * 1000}, "suspend": False},
+            "status": {"phase": phase, "nodes": [{"id": "A"}], "pinnedTasks": [{"name": "A"}], **status},
+        }
+
+    running, slim = cached_form(run("Running"))
+    assert not slim and "managedFields" not in running["metadata"] and running["status"]["nodes"]
+    assert running["spec"]["input"]
+    finished, slim = cached_form(run("Succeeded", output={"n": 1}, conditions=[{"type": "Succeeded"}]))
+    assert slim and finished["status"] == {
+        "phase": "Succeeded",
+        "output": {"n": 1},
+        "conditions": [{"type": "Succeeded"}],
+    }
+    assert finished["spec"] == {"workflowRef": {"name": "w"}, "suspend": False}
+    unwritten, slim = cached_form(run("Failed", pendingHistory=[{"seq": 1}]))
+    assert not slim and unwritten["status"]["nodes"]  # its history still to write: whole
+
+    cache = RunCache()
+    cache.refresh(run("Succeeded"))
+    assert cache.is_slim(("ns", "r"))
+    cache.refresh(run("Running"))
+    assert not cache.is_slim(("ns", "r"))

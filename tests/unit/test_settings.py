@@ -63,3 +63,21 @@ def test_the_default_history_store_is_an_absolute_path(monkeypatch):
     monkeypatch.delenv("SEQFLOW_DATABASE_URL", raising=False)
     url = load_settings().database_url.get_secret_value()
     assert url.startswith("sqlite:////") and url.endswith("/.local/share/seqflow/history.sqlite")
+
+
+def test_buckets_and_peering_exclude_each_other_in_one_line_without_secrets(monkeypatch):
+    monkeypatch.setenv("SEQFLOW_BUCKETS", "8")
+    monkeypatch.setenv("SEQFLOW_PEERING", "seqflow")
+    monkeypatch.setenv("SEQFLOW_DATABASE_URL", "mysql+pymysql://u:hunter2@db/seqflow")
+    with pytest.raises(StartupError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "SEQFLOW_BUCKETS" in message and "SEQFLOW_PEERING" in message
+    assert "hunter2" not in message and "\n" not in message
+
+
+def test_replica_names_must_be_valid_in_lease_names(monkeypatch):
+    assert Settings().replica_name  # host name and process id by default
+    monkeypatch.setenv("SEQFLOW_REPLICA_NAME", "Replica_1")
+    with pytest.raises(StartupError, match="SEQFLOW_REPLICA_NAME=Replica_1"):
+        load_settings()

@@ -59,6 +59,17 @@ app.kubernetes.io/component: operator
 {{- if and .Values.peering.enabled (not .Values.peering.name) }}
 {{- fail "peering.name is required when peering.enabled=true" }}
 {{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not (include "seqflow.peering" .)) (not (gt (int .Values.buckets) 0)) }}
+{{- fail "replicaCount > 1 needs buckets > 0 (active-active) or peering.enabled=true (one active): never several standalone replicas" }}
+{{- end }}
+{{- if and (gt (int .Values.buckets) 0) (not (include "seqflow.externalDatabase" .)) }}
+{{- fail "buckets > 0: the replicas share one history store; set database.url or database.existingSecret" }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the replicas use Kopf peering (one active): peering enabled and no buckets. */}}
+{{- define "seqflow.peering" -}}
+{{- if and .Values.peering.enabled (not (gt (int .Values.buckets) 0)) }}true{{ end }}
 {{- end }}
 
 {{/* History store. */}}
@@ -129,7 +140,7 @@ gets a copy of its own, made just before it and removed after it.
   verbs: [create, get, list, watch, delete]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 {{- if .Values.webhooks.enabled }}
 # The shared secrets of signed webhooks (spec.webhook.secretRef).
 - apiGroups: [""]

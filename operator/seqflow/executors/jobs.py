@@ -1,5 +1,6 @@
 """Job tasks: the batch/v1 Job of one attempt (a pure function of run, task and attempt) and
-the reading of its outcome from the Job's conditions and its pod's termination message.
+the reading of its outcome from its pod (with `backoffLimit: 0` the pod decides the Job: its end
+is the attempt's, read as soon as the pod is seen terminal) or from the Job's conditions.
 
 The input reaches the container as JSON twice: in the SEQFLOW_INPUT variable and in the file
 /seqflow/input.json (a downward-API volume of the pod's `seqflow.io/input` annotation). The
@@ -28,6 +29,8 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "seqflow"}
 LABEL_RUN = "seqflow.io/run"
 LABEL_TASK = "seqflow.io/task"
 LABEL_ATTEMPT = "seqflow.io/attempt"
+LABEL_JOB_NAME = "batch.kubernetes.io/job-name"  # set on its pods by the Job controller
+LABEL_JOB_UID = "batch.kubernetes.io/controller-uid"
 
 
 @dataclass(frozen=True)
@@ -181,8 +184,52 @@ def terminated_state(pod: JsonObject | None) -> JsonObject:
     return {}
 
 
+def job_of_pod(pod: JsonObject) -> str | None:
+    return (pod["metadata"].get("labels") or {}).get(LABEL_JOB_NAME)
+
+
+def pod_of_job(pod: JsonObject | None, job: JsonObject) -> bool:
+    """Whether `pod` is this very Job's (not one of an earlier Job of the same name)."""
+    labels = (pod or {}).get("metadata", {}).get("labels") or {}
+    return bool(labels.get(LABEL_JOB_UID) == job["metadata"]["uid"])
+
+
+def pod_finished(pod: JsonObject | None) -> bool:
+    return (pod or {}).get("status", {}).get("phase") in ("Succeeded", "Failed")
+
+
+def slim_pod(pod: JsonObject) -> JsonObject:
+    """What of a pod the outcome is read from (a watch cache of whole pods would be large)."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    return {
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "labels") if k in meta},
+        "spec": {
+            "containers": [{"name": c.get("name")} for c in (pod.get("spec") or {}).get("containers") or []]
+        },
+        "status": {
+            "phase": status.get("phase"),
+            "reason": status.get("reason"),
+            "message": status.get("message"),
+            "containerStatuses": [
+                {"name": c.get("name"), "state": c.get("state")}
+                for c in status.get("containerStatuses") or []
+            ],
+        },
+    }
+
+
+def attempt_duration(*, job: JsonObject, pod: JsonObject | None) -> float | None:
+    """Seconds the task container ran (or, without it, the Job's own whole seconds)."""
+    terminated = terminated_state(pod)
+    if terminated.get("startedAt") and terminated.get("finishedAt"):
+        began, ended = (datetime.fromisoformat(terminated[k]) for k in ("startedAt", "finishedAt"))
+        return (ended - began).total_seconds()
+    return job_duration(job)
+
+
 def read_outcome(*, job: JsonObject, pod: JsonObject | None, node: str, attempt: int) -> AttemptResult:
-    """How a finished Job's attempt ended: output from the termination message, or why not."""
+    """How an attempt ended (its Job finished, or its pod did): output from the termination
+    message, or why not."""
 
     def failed(error: str, *, permanent: bool = False, reason: str | None = None) -> AttemptResult:
         return AttemptResult(node=node, attempt=attempt, error=error, permanent=permanent, reason=reason)
@@ -190,6 +237,9 @@ def read_outcome(*, job: JsonObject, pod: JsonObject | None, node: str, attempt:
     terminated = terminated_state(pod)
     message = (terminated.get("message") or "").strip()
     failure = _condition(job, "Failed")
+    if failure is None and (pod or {}).get("status", {}).get("phase") == "Failed":
+        pod_status = (pod or {})["status"]
+        failure = {"reason": pod_status.get("reason") or "Failed", "message": pod_status.get("message") or ""}
     if failure is not None:
         reason = failure.get("reason") or "Failed"
         if reason == "DeadlineExceeded":

@@ -1,0 +1,329 @@
+"""The buckets of WorkflowRuns this replica holds, so that active-active replicas split the runs.
+
+A run belongs to the bucket its namespace and name hash to; a replica reconciles only the runs of
+the buckets it holds and stops the moment it loses one (the Tekton/Knative bucket model). Bucket i
+is the Lease `<prefix>-bucket-<i>`; each replica announces itself with the Lease
+`<prefix>-member-<identity>`. Every round a replica renews its membership, computes the same
+assignment of buckets to the live members as every other replica, renews the assigned buckets it
+holds, releases the others (after `drain` and `on_lost`) and acquires the assigned ones that are free or
+expired. Writes are merge patches carrying the resourceVersion read, so two replicas never both win.
+A lease is expired when its resourceVersion has not changed for its leaseDurationSeconds as seen by
+the local clock (client-go's rule: clocks differ between nodes); a replica whose renewals fail for
+renew_seconds gives its buckets up, before another replica can see them expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from seqflow.api.models import JsonObject
+from seqflow.kube import ApiError, Conflict, KubeApi, NotFound
+
+logger = logging.getLogger(__name__)
+
+LEASE_LABEL = "seqflow.io/lease"  # its value tells the kind of lease: MEMBER or BUCKET
+MEMBER = "member"
+BUCKET = "bucket"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def bucket_of(namespace: str, name: str, *, buckets: int) -> int:
+    """The bucket of a run: a hash of its key that every process and Python version agrees on."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % buckets
+
+
+def assignment(members: Iterable[str], *, buckets: int) -> dict[int, str]:
+    """The member each bucket goes to: round robin over the sorted members, so the counts differ by
+    at most one and every replica that sees the same members computes the same assignment."""
+    ordered = sorted(set(members))
+    if not ordered:
+        return {}
+    return {bucket: ordered[bucket % len(ordered)] for bucket in range(buckets)}
+
+
+def micro_time() -> str:
+    """Now, as a Lease's MicroTime."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def spec_of(lease: JsonObject) -> JsonObject:
+    spec: JsonObject = lease.get("spec") or {}
+    return spec
+
+
+def holder_of(lease: JsonObject) -> str | None:
+    """The lease's holder; None when it is free."""
+    return spec_of(lease).get("holderIdentity") or None
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A resourceVersion of a lease, and when (by the local clock) it was first seen."""
+
+    version: str
+    since: float
+
+
+class BucketLeases:
+    """The buckets this replica holds, kept up by `round()` every retry_seconds (see `run()`)."""
+
+    def __init__(
+        self,
+        *,
+        api: KubeApi,
+        namespace: str,
+        prefix: str,
+        identity: str,
+        buckets: int,
+        lease_seconds: float,
+        renew_seconds: float,
+        retry_seconds: float,
+        on_gained: Callable[[int], None],
+        on_lost: Callable[[int], None],
+        drain: Callable[[int], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`on_lost` stops a bucket's work at once; `drain`, awaited before a bucket is given up
+        on purpose (rebalancing, shutdown), lets the work under way end first (briefly: the other
+        buckets' renewals wait for it)."""
+        if buckets < 1:
+            raise ValueError(f"buckets must be at least 1, not {buckets}")
+        if not 0 < retry_seconds < renew_seconds < lease_seconds:
+            raise ValueError(
+                "bucket lease timings must satisfy 0 < retry_seconds < renew_seconds < lease_seconds, "
+                f"not retry_seconds={retry_seconds}, renew_seconds={renew_seconds}, "
+                f"lease_seconds={lease_seconds}"
+            )
+        self._api = api
+        self._leases_path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self._member_prefix = f"{prefix}-member-"
+        self._bucket_prefix = f"{prefix}-bucket-"
+        self._membership = f"{self._member_prefix}{identity}"  # this replica's membership lease
+        self._identity = identity
+        self._buckets = buckets
+        self._lease_duration = math.ceil(lease_seconds)
+        self._renew_seconds = renew_seconds
+        self._renew_every = renew_seconds / 3  # a renewal that fails has two more chances
+        self._retry_seconds = retry_seconds
+        self._on_gained = on_gained
+        self._on_lost = on_lost
+        self._drain = drain
+        self._clock = clock
+        self._announced_at: float | None = None  # clock() of the membership's last renewal
+        self._renewed_at: dict[int, float] = {}  # held bucket -> clock() of its last successful renewal
+        self._sightings: dict[str, Sighting] = {}  # lease name -> its newest resourceVersion seen
+
+    @property
+    def held(self) -> frozenset[int]:
+        return frozenset(self._renewed_at)
+
+    def holds(self, namespace: str, name: str) -> bool:
+        """Whether the run's bucket is held now, that is whether this replica may reconcile it."""
+        return bucket_of(namespace, name, buckets=self._buckets) in self._renewed_at
+
+    async def run(self) -> None:
+        """`round()` every retry_seconds until cancelled. A round is cut short when the oldest
+        renewal of a held bucket (or one made as it begins) goes stale, so a hung request cannot
+        keep work going; a failed round is logged and the next one follows."""
+        while True:
+            try:
+                async with asyncio.timeout(self._seconds_until_stale()):
+                    await self.round()
+            except Exception:
+                logger.exception("bucket leases: round failed")
+            await asyncio.sleep(self._retry_seconds)
+
+    async def round(self) -> None:
+        """One pass: renew the membership, then bring every bucket lease in line with the assignment;
+        at its end, however it ends, buckets not renewed for renew_seconds are lost."""
+        try:
+            leases = await self._list_leases()
+            await self._announce(leases.get(self._membership))
+            mine = self._assigned_to_me(leases)
+            for bucket in range(self._buckets):
+                await self._settle(bucket, leases.get(self._bucket_name(bucket)), bucket in mine)
+        finally:
+            self._drop_stale()
+
+    async def release_all(self) -> None:
+        """On shutdown: stop the work of every held bucket, free the bucket leases naming this
+        replica and withdraw its membership, so the others take over at their next round."""
+        for bucket in sorted(self._renewed_at):
+            await self._hand_over(bucket)
+        with suppress(ApiError):
+            leases = await self._list_leases()
+            for bucket in range(self._buckets):
+                lease = leases.get(self._bucket_name(bucket))
+                if lease is not None and holder_of(lease) == self._identity:
+                    with suppress(ApiError):
+                        await self._release(bucket, lease)
+        with suppress(ApiError):
+            await self._api.request("DELETE", f"{self._leases_path}/{self._membership}")
+
+    # ----- one round's steps -----
+
+    async def _list_leases(self) -> dict[str, JsonObject]:
+        """Every member and bucket lease by name; notes when each resourceVersion was first seen."""
+        selector = quote(LEASE_LABEL, safe="")
+        answer = await self._api.request("GET", f"{self._leases_path}?labelSelector={selector}")
+        leases = {lease["metadata"]["name"]: lease for lease in answer.get("items") or []}
+        self._sightings = {
+            name: self._sighting(name, lease["metadata"]["resourceVersion"]) for name, lease in leases.items()
+        }
+        return leases
+
+    def _sighting(self, name: str, version: str) -> Sighting:
+        seen = self._sightings.get(name)
+        return seen if seen is not None and seen.version == version else Sighting(version, self._clock())
+
+    def _expired(self, name: str, lease: JsonObject) -> bool:
+        """Unchanged for its leaseDurationSeconds since this replica first saw its resourceVersion."""
+        duration = spec_of(lease).get("leaseDurationSeconds") or self._lease_duration
+        return bool(self._clock() - self._sightings[name].since >= duration)
+
+    async def _announce(self, membership: JsonObject | None) -> None:
+        """Create or renew this replica's membership lease."""
+        if membership is not None and not self._due(self._announced_at):
+            return
+        now = micro_time()
+        spec = {
+            "holderIdentity": self._identity,
+            "leaseDurationSeconds": self._lease_duration,
+            "renewTime": now,
+        }
+        with suppress(Conflict, NotFound):  # changed or gone since the list: look again next round
+            if membership is None:
+                await self._create(self._membership, MEMBER, {**spec, "acquireTime": now})
+            else:
+                await self._patch(membership, spec)
+            self._announced_at = self._clock()
+
+    def _assigned_to_me(self, leases: dict[str, JsonObject]) -> set[int]:
+        """The buckets the assignment over the live members (this replica always among them) gives
+        to this replica."""
+        members = {self._identity}
+        for name, lease in leases.items():
+            holder = holder_of(lease)
+            if name.startswith(self._member_prefix) and holder and not self._expired(name, lease):
+                members.add(holder)
+        return {
+            b for b, member in assignment(members, buckets=self._buckets).items() if member == self._identity
+        }
+
+    async def _settle(self, bucket: int, lease: JsonObject | None, assigned: bool) -> None:
+        """Renew, release or acquire one bucket's lease (None when missing), as the assignment says."""
+        if lease is not None and holder_of(lease) == self._identity:
+            if not assigned:
+                await self._release(bucket, lease)
+            elif self._due(self._renewed_at.get(bucket)):
+                await self._renew(bucket, lease)
+            return
+        if bucket in self._renewed_at:
+            self._lose(bucket)  # another replica holds it now, or it was freed behind this one's back
+        if assigned and (lease is None or self._free_or_expired(bucket, lease)):
+            await self._acquire(bucket, lease)
+
+    def _due(self, renewed_at: float | None) -> bool:
+        """A lease is renewed every renew_seconds / 3 (not every round: each is a write)."""
+        return renewed_at is None or self._clock() - renewed_at >= self._renew_every
+
+    def _free_or_expired(self, bucket: int, lease: JsonObject) -> bool:
+        return holder_of(lease) is None or self._expired(self._bucket_name(bucket), lease)
+
+    async def _renew(self, bucket: int, lease: JsonObject) -> None:
+        with suppress(Conflict, NotFound):
+            await self._patch(lease, {"renewTime": micro_time()})
+            self._hold(bucket)
+
+    async def _acquire(self, bucket: int, lease: JsonObject | None) -> None:
+        """Take a free or expired bucket (creating its lease if missing); losing a race does nothing."""
+        now = micro_time()
+        spec = {
+            "holderIdentity": self._identity,
+            "leaseDurationSeconds": self._lease_duration,
+            "acquireTime": now,
+            "renewTime": now,
+        }
+        with suppress(Conflict, NotFound):
+            if lease is None:
+                await self._create(self._bucket_name(bucket), BUCKET, {**spec, "leaseTransitions": 0})
+            else:
+                transitions = spec_of(lease).get("leaseTransitions") or 0
+                await self._patch(lease, {**spec, "leaseTransitions": transitions + 1})
+            self._hold(bucket)
+
+    async def _release(self, bucket: int, lease: JsonObject) -> None:
+        """Stop the bucket's work, then free its lease."""
+        if bucket in self._renewed_at:
+            await self._hand_over(bucket)
+        with suppress(Conflict, NotFound):
+            await self._patch(lease, {"holderIdentity": None})
+
+    def _hold(self, bucket: int) -> None:
+        """Note a successful renewal; a bucket not held before is gained."""
+        gained = bucket not in self._renewed_at
+        self._renewed_at[bucket] = self._clock()
+        if gained:
+            logger.info("bucket %d gained by %s", bucket, self._identity)
+            self._on_gained(bucket)
+
+    async def _hand_over(self, bucket: int) -> None:
+        """Give a bucket up on purpose: no new work from now on, the work under way drained, then
+        lost."""
+        del self._renewed_at[bucket]
+        if self._drain is not None:
+            await self._drain(bucket)
+        self._lost(bucket)
+
+    def _lose(self, bucket: int) -> None:
+        del self._renewed_at[bucket]
+        self._lost(bucket)
+
+    def _lost(self, bucket: int) -> None:
+        logger.info("bucket %d lost by %s", bucket, self._identity)
+        self._on_lost(bucket)
+
+    def _drop_stale(self) -> None:
+        """Lose the buckets whose last successful renewal is older than renew_seconds."""
+        now = self._clock()
+        for bucket, renewed_at in list(self._renewed_at.items()):
+            if now - renewed_at > self._renew_seconds:
+                self._lose(bucket)
+
+    def _seconds_until_stale(self) -> float:
+        oldest = min(self._renewed_at.values(), default=self._clock())
+        return oldest + self._renew_seconds - self._clock()
+
+    # ----- the API calls -----
+
+    def _bucket_name(self, bucket: int) -> str:
+        return f"{self._bucket_prefix}{bucket}"
+
+    async def _create(self, name: str, kind: str, spec: JsonObject) -> None:
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "labels": {LEASE_LABEL: kind}},
+            "spec": spec,
+        }
+        await self._api.request("POST", self._leases_path, body=lease)
+
+    async def _patch(self, lease: JsonObject, spec: JsonObject) -> None:
+        """A merge patch of the lease's spec, refused (409) if the lease changed since it was read."""
+        metadata = lease["metadata"]
+        await self._api.request(
+            "PATCH",
+            f"{self._leases_path}/{metadata['name']}",
+            body={"metadata": {"resourceVersion": metadata["resourceVersion"]}, "spec": spec},
+            content_type=MERGE_PATCH,
+        )
