@@ -4,6 +4,7 @@ endpoints and Kopf, started together and stopped together."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -60,12 +61,13 @@ async def run_operator(settings: Settings) -> None:
             retry_seconds=settings.lease_seconds / 7.5,
             on_gained=lambda bucket: _took(reconciler, scheduler),
             on_lost=lambda bucket: reconciler.drop_unowned(),
-            drain=lambda bucket: reconciler.drain_unowned(),
+            drain=lambda bucket: reconciler.drain_handed_over(),
         )
         if settings.buckets
         else None
     )
     owns = leases.holds if leases is not None else _everything
+    handing_over = leases.handing_over if leases is not None else _nothing
     runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
     reconciler = Reconciler(
         api=api,
@@ -74,6 +76,7 @@ async def run_operator(settings: Settings) -> None:
         metrics=metrics,
         handler_names=registry.names(),
         owns=owns,
+        handing_over=handing_over,
         options=ReconcilerOptions(
             workers=settings.max_concurrent_runs,
             event_queue_size=settings.event_queue_size,
@@ -124,6 +127,8 @@ async def run_operator(settings: Settings) -> None:
     finally:
         if sharing is not None and leases is not None:
             sharing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sharing
             await leases.release_all()
         retention.cancel()
         for task in scheduling:
@@ -141,6 +146,10 @@ async def run_operator(settings: Settings) -> None:
 
 def _everything(namespace: str, name: str) -> bool:
     return True
+
+
+def _nothing(namespace: str, name: str) -> bool:
+    return False
 
 
 def _took(reconciler: Reconciler, scheduler: Scheduler) -> None:

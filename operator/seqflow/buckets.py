@@ -119,6 +119,7 @@ class BucketLeases:
         self._on_lost = on_lost
         self._drain = drain
         self._clock = clock
+        self._draining: set[int] = set()  # held buckets being handed over
         self._announced_at: float | None = None  # clock() of the membership's last renewal
         self._renewed_at: dict[int, float] = {}  # held bucket -> clock() of its last successful renewal
         self._sightings: dict[str, Sighting] = {}  # lease name -> its newest resourceVersion seen
@@ -130,6 +131,10 @@ class BucketLeases:
     def holds(self, namespace: str, name: str) -> bool:
         """Whether the run's bucket is held now, that is whether this replica may reconcile it."""
         return bucket_of(namespace, name, buckets=self._buckets) in self._renewed_at
+
+    def handing_over(self, namespace: str, name: str) -> bool:
+        """Whether the run's bucket is being given up: what is under way on it ends, nothing starts."""
+        return bucket_of(namespace, name, buckets=self._buckets) in self._draining
 
     async def run(self) -> None:
         """`round()` every retry_seconds until cancelled. A round is cut short when the oldest
@@ -158,8 +163,16 @@ class BucketLeases:
     async def release_all(self) -> None:
         """On shutdown: stop the work of every held bucket, free the bucket leases naming this
         replica and withdraw its membership, so the others take over at their next round."""
-        for bucket in sorted(self._renewed_at):
-            await self._hand_over(bucket)
+        held = sorted(self._renewed_at)
+        self._draining.update(held)
+        try:
+            if self._drain is not None and held:
+                await self._drain(held[0])  # all of them at once: every one is being handed over
+        finally:
+            self._draining.clear()
+        for bucket in held:
+            if bucket in self._renewed_at:
+                self._lose(bucket)
         with suppress(ApiError):
             leases = await self._list_leases()
             for bucket in range(self._buckets):
@@ -278,18 +291,19 @@ class BucketLeases:
             self._on_gained(bucket)
 
     async def _hand_over(self, bucket: int) -> None:
-        """Give a bucket up on purpose: no new work from now on, the work under way drained, then
-        lost."""
-        del self._renewed_at[bucket]
-        if self._drain is not None:
-            await self._drain(bucket)
-        self._lost(bucket)
+        """Give a bucket up on purpose: while `drain` runs it is still held but being handed
+        over (no new work starts on it: see `handing_over`), then it is lost."""
+        self._draining.add(bucket)
+        try:
+            if self._drain is not None:
+                await self._drain(bucket)
+        finally:
+            self._draining.discard(bucket)
+        if bucket in self._renewed_at:
+            self._lose(bucket)
 
     def _lose(self, bucket: int) -> None:
         del self._renewed_at[bucket]
-        self._lost(bucket)
-
-    def _lost(self, bucket: int) -> None:
         logger.info("bucket %d lost by %s", bucket, self._identity)
         self._on_lost(bucket)
 

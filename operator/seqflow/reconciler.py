@@ -248,9 +248,13 @@ class Reconciler:
         handler_names: frozenset[str],
         options: ReconcilerOptions,
         owns: Owns = lambda namespace, name: True,
+        handing_over: Owns = lambda namespace, name: False,
     ) -> None:
+        """`owns` says which runs this replica serves, `handing_over` which of them it is giving
+        up (their work under way ends, nothing new starts): see buckets.py."""
         self._api = api
         self._owns = owns
+        self._handing_over = handing_over
         self._runner = runner
         self._history = history
         self._metrics = metrics
@@ -269,7 +273,7 @@ class Reconciler:
         self._results: dict[str, dict[tuple[str, int], AttemptResult]] = {}
         self._running: dict[str, dict[tuple[str, int], asyncio.Task[None]]] = {}
         self._awaited: set[tuple[str, str, int]] = set()  # (uid, node, attempt) a worker waits for
-        self._run_keys: dict[str, Key] = {}  # uid -> key of the runs with attempts under way
+        self._run_keys: dict[str, Key] = {}  # uid -> key of the runs with attempts under way or unwritten
         self._reconciling: set[Key] = set()
         self._blocked: dict[str, dict[str, str]] = {}
         self._admissions: dict[Key, asyncio.Lock] = {}  # by (namespace, Workflow) with a limit
@@ -306,20 +310,22 @@ class Reconciler:
             self._report_workflow(key)
 
     def drop_unowned(self) -> None:
-        """Runs went to another replica: stop their attempts under way at once."""
+        """Runs went to another replica: stop their attempts under way at once (the new owner
+        finds them interrupted)."""
         for uid, key in list(self._run_keys.items()):
             if not self._owns(*key):
                 for task in self._running.pop(uid, {}).values():
                     task.cancel()
+                self._results.pop(uid, None)
                 self._run_keys.pop(uid, None)
 
-    async def drain_unowned(self) -> None:
-        """Before runs are handed over: let the rounds and attempts under way on them end (for at
-        most DRAIN_SECONDS), so that no attempt is cut short or started twice."""
+    async def drain_handed_over(self) -> None:
+        """Before runs are handed over (they start nothing new meanwhile): let the rounds and the
+        attempts under way on them end and their results be written, for at most DRAIN_SECONDS."""
         deadline = time.monotonic() + DRAIN_SECONDS
         while time.monotonic() < deadline and (
-            any(not self._owns(*key) for key in self._reconciling)
-            or any(self._running.get(uid) for uid, key in self._run_keys.items() if not self._owns(*key))
+            any(self._handing_over(*key) for key in self._reconciling)
+            or any(self._handing_over(*key) for key in self._run_keys.values())
         ):
             await asyncio.sleep(0.02)
 
@@ -559,6 +565,7 @@ class Reconciler:
             blocked=blocked,
             history_written_through=self._flushed.get(uid, 0),
             deleted=deleting,
+            hold=self._handing_over(*key),
         )
         decision = plan(run=run, observed=observed, now=now(), options=self._options.engine)
         if may_delay and self._options.write_delay_seconds > 0:
@@ -574,8 +581,7 @@ class Reconciler:
         kept = self._results.get(uid, {})
         for result_key in results:  # in the status now (or stale): no longer needed
             kept.pop(result_key, None)
-        if not kept:
-            self._results.pop(uid, None)
+        self._forget_if_idle(uid)
         if decision.status.finished and not run.status.finished:
             self._wake_queued(key[0], run.spec.workflow_ref.name)
         return body, decision
@@ -601,10 +607,12 @@ class Reconciler:
         events: list[PostEvent] = []
         while all(isinstance(a, RunHandler | PostEvent | WakeAt) for a in decision.actions):
             starts = [a for a in decision.actions if isinstance(a, RunHandler)]
-            if not starts or time.monotonic() >= deadline or not self._owns(*key):
+            if not starts or time.monotonic() >= deadline or self._handing_over(*key):
                 break
-            tasks = [self._start_handler(key, body, action, awaited=True) for action in starts]
-            await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0))
+            started = [self._start_handler(key, body, action, awaited=True) for action in starts]
+            tasks = [task for task in started if task is not None]
+            if tasks:
+                await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0))
             for action in starts:
                 self._awaited.discard((uid, action.node, action.attempt))
             if not all(task.done() for task in tasks):
@@ -843,7 +851,7 @@ class Reconciler:
             if not job_finished(job) and not pod_finished(pod):
                 running.add(node.id)
                 continue
-            if pod is None:  # not seen (yet, or any more): ask
+            if not pod_finished(pod):  # its end not seen yet (the Job's came first), or gone: ask
                 pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
                 pod = pods[0] if pods else None
             outcome = read_outcome(job=job, pod=pod, node=node.id, attempt=node.attempts)
@@ -914,14 +922,16 @@ class Reconciler:
 
     def _start_handler(
         self, key: Key, body: JsonObject, action: RunHandler, *, awaited: bool = False
-    ) -> asyncio.Task[None]:
+    ) -> asyncio.Task[None] | None:
         """Run an in-process attempt as a task of its own that posts its result back (so a
-        cancel can stop it and the worker is free meanwhile), unless a worker awaits it; an
-        attempt started already is not started again."""
+        cancel can stop it and the worker is free meanwhile), unless a worker awaits it. An
+        attempt started already is not started again: its task, or None when it has ended."""
         uid = body["metadata"]["uid"]
         running = self._running.setdefault(uid, {})
         if (action.node, action.attempt) in running:
             return running[(action.node, action.attempt)]
+        if (action.node, action.attempt) in self._results.get(uid, {}):
+            return None  # it ran (while its start was being written): its result waits
         self._run_keys[uid] = key
         if awaited:
             self._awaited.add((uid, action.node, action.attempt))
@@ -947,10 +957,14 @@ class Reconciler:
         return task
 
     def _attempt_ended(self, uid: str, action: RunHandler) -> None:
-        running = self._running.get(uid, {})
-        running.pop((action.node, action.attempt), None)
-        if not running:
+        self._running.get(uid, {}).pop((action.node, action.attempt), None)
+        self._forget_if_idle(uid)
+
+    def _forget_if_idle(self, uid: str) -> None:
+        """A run with no attempt under way and no result to write leaves no trace here."""
+        if not self._running.get(uid) and not self._results.get(uid):
             self._running.pop(uid, None)
+            self._results.pop(uid, None)
             self._run_keys.pop(uid, None)
 
     async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> bool:

@@ -1,6 +1,6 @@
 """Active-active replicas: three operators split the runs through bucket Leases; every attempt
-is executed by one replica only; a replica killed loses its buckets to the others within the
-Lease duration."""
+is executed by one replica only; a replica that joins gets its share without cutting short the
+work under way; a replica killed loses its buckets to the others once its Leases expire."""
 
 from __future__ import annotations
 
@@ -50,18 +50,19 @@ def test_three_replicas_share_the_runs_and_take_over_from_one_killed(
     cluster.kubectl("create", "namespace", namespace)
     log = tmp_path / "executions.log"
     replicas: dict[str, OperatorProcess] = {}
-    for i in range(3):
-        name = f"replica-{i}"
+
+    def replica_settings(name: str) -> dict[str, str]:
+        return {
+            "SEQFLOW_BUCKETS": str(BUCKETS),
+            "SEQFLOW_REPLICA_NAME": name,
+            "SEQFLOW_LEASE_NAMESPACE": namespace,
+            "SEQFLOW_LEASE_SECONDS": str(LEASE_SECONDS),
+            "SEQFLOW_LOG_LEVEL": "INFO",
+        }
+
+    for name in ("replica-0", "replica-1", "replica-2"):
         replicas[name] = start_operator(
-            cluster.kubeconfig,
-            tmp_path / f"{name}.log",
-            namespace,
-            database_url,
-            SEQFLOW_BUCKETS=str(BUCKETS),
-            SEQFLOW_REPLICA_NAME=name,
-            SEQFLOW_LEASE_NAMESPACE=namespace,
-            SEQFLOW_LEASE_SECONDS=str(LEASE_SECONDS),
-            SEQFLOW_LOG_LEVEL="INFO",
+            cluster.kubeconfig, tmp_path / f"{name}.log", namespace, database_url, **replica_settings(name)
         )
     try:
         wait_for(
@@ -83,9 +84,34 @@ def test_three_replicas_share_the_runs_and_take_over_from_one_killed(
         workers = {pid for pids in executed.values() for pid in pids}
         assert workers == {str(replica.pid) for replica in replicas.values()}  # all three worked
 
+        # A replica joins with runs in flight: the others hand it its share, the work under way on
+        # it ending first, so no attempt is cut short (retried) or executed twice.
+        joining = [f"j{i:03d}" for i in range(60)]
+        slow_input = {"executions": str(log), "sleep": 0.3}
+        apply_all(cluster, [workflow_run(n, "counted", slow_input) for n in joining], namespace)
+        time.sleep(1)
+        replicas["replica-3"] = start_operator(
+            cluster.kubeconfig,
+            tmp_path / "replica-3.log",
+            namespace,
+            database_url,
+            **replica_settings("replica-3"),
+        )
+        wait_for(
+            lambda: sorted(Counter(bucket_holders(cluster, namespace).values()).values()) == [4, 4, 4, 4],
+            timeout=30,
+            interval=0.5,
+            what="the buckets to be shared out among four",
+        )
+        wait_for(
+            lambda: finished(cluster, namespace, joining), timeout=120, interval=1, what="the runs to succeed"
+        )
+        handed = {k: pids for k, pids in executions(log).items() if k[0] in joining}
+        assert len(handed) == len(joining) * 3 and all(len(pids) == 1 for pids in handed.values())
+        assert {attempt for _, _, attempt in handed} == {"1"}
+
         # A replica dies with runs in flight: the others take its buckets once its Leases expire.
         slow = [f"k{i:03d}" for i in range(60)]
-        slow_input = {"executions": str(log), "sleep": 0.5}
         apply_all(cluster, [workflow_run(n, "counted", slow_input) for n in slow], namespace)
         time.sleep(1)
         victim = replicas.pop("replica-0")

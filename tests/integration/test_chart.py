@@ -208,9 +208,7 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: Helm):
     assert permissions(cluster_role) == {**CLUSTER_PERMISSIONS, **NAMESPACED_PERMISSIONS}  # no peering
     (leases,) = find(docs, "Role")
     assert leases["metadata"]["namespace"] == "seqflow"
-    assert permissions(leases) == {
-        ("coordination.k8s.io", "leases"): {"get", "list", "create", "patch", "delete"}
-    }
+    assert permissions(leases) == {("coordination.k8s.io", "leases"): {"list", "create", "patch", "delete"}}
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in operator_container(docs)["env"]}
     assert env["SEQFLOW_BUCKETS"] == "16" and env["SEQFLOW_PEERING"] == ""
     assert env["SEQFLOW_REPLICA_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}

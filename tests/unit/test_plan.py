@@ -236,6 +236,10 @@ ROWS = {
         CANCELLED, {"results": (ok("B", 1),)}, spec={"cancel": True}, phase=RunPhase.CANCELLED,
         nodes={"B": (NodePhase.CANCELLED, 1)}, reason="Cancelled",
     ),
+    "a run being handed to another replica takes its result in and starts nothing": Row(
+        A_RUNNING, {"results": (ok("A", 1, {"n": 2}),), "hold": True}, phase=RunPhase.RUNNING,
+        nodes={"A": (NodePhase.SUCCEEDED, 1)}, actions=[], entries=["TASK_COMPLETED"], reason="TaskStarted",
+    ),
     "suspend lets the running attempt finish and starts nothing new": Row(
         B_RUNNING, {"results": (ok("B", 1),)}, spec={"suspend": True}, phase=RunPhase.SUSPENDED,
         nodes={"B": (NodePhase.SUCCEEDED, 1)}, actions=["PostEvent"],

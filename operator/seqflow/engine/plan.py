@@ -164,7 +164,8 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
     if draft.status.pinned_tasks is None and not observed.deleted and not _start(draft, observed):
         return _decided(draft)
     _fold(draft, observed)
-    for node in _next_starts(draft):
+    starts = _next_starts(draft)
+    for node in [] if observed.hold else starts:
         _start_attempt(draft, node)
     return _decided(draft)
 

@@ -87,6 +87,7 @@ class Observations:
     history_written_through: int = 0  # activity log entries up to this seq are in the store
     deleted: bool = False  # the run is being deleted
     queued: tuple[int, int] | None = None  # (position, of how many) while its Workflow is at its limit
+    hold: bool = False  # handed to another replica: take in what happened, start nothing new
 
 
 @dataclass(frozen=True)
