@@ -254,9 +254,10 @@ class BucketLeases:
         return holder_of(lease) is None or self._expired(self._bucket_name(bucket), lease)
 
     async def _renew(self, bucket: int, lease: JsonObject) -> None:
+        sent = self._clock()  # others count from when they see the write, which comes after this
         with suppress(Conflict, NotFound):
             await self._patch(lease, {"renewTime": micro_time()})
-            self._hold(bucket)
+            self._hold(bucket, renewed_at=sent)
 
     async def _acquire(self, bucket: int, lease: JsonObject | None) -> None:
         """Take a free or expired bucket (creating its lease if missing); losing a race does nothing."""
@@ -267,13 +268,14 @@ class BucketLeases:
             "acquireTime": now,
             "renewTime": now,
         }
+        sent = self._clock()
         with suppress(Conflict, NotFound):
             if lease is None:
                 await self._create(self._bucket_name(bucket), BUCKET, {**spec, "leaseTransitions": 0})
             else:
                 transitions = spec_of(lease).get("leaseTransitions") or 0
                 await self._patch(lease, {**spec, "leaseTransitions": transitions + 1})
-            self._hold(bucket)
+            self._hold(bucket, renewed_at=sent)
 
     async def _release(self, bucket: int, lease: JsonObject) -> None:
         """Stop the bucket's work, then free its lease."""
@@ -282,10 +284,10 @@ class BucketLeases:
         with suppress(Conflict, NotFound):
             await self._patch(lease, {"holderIdentity": None})
 
-    def _hold(self, bucket: int) -> None:
-        """Note a successful renewal; a bucket not held before is gained."""
+    def _hold(self, bucket: int, *, renewed_at: float) -> None:
+        """Note a successful renewal (as of when it was sent); a bucket not held before is gained."""
         gained = bucket not in self._renewed_at
-        self._renewed_at[bucket] = self._clock()
+        self._renewed_at[bucket] = renewed_at
         if gained:
             logger.info("bucket %d gained by %s", bucket, self._identity)
             self._on_gained(bucket)

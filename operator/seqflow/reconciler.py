@@ -143,14 +143,19 @@ def _first_problem(error: ValidationError) -> str:
     return f"status.{where}: {problem['msg']} (input: {str(problem.get('input'))[:200]})"
 
 
-SLIM_STATUS = ("phase", "conditions", "output", "finishedAt", "historySeq", "pendingHistory")
+SLIM_STATUS = ("phase", "conditions", "output", "finishedAt")
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def cached_form(body: JsonObject) -> tuple[JsonObject, bool]:
     """What the cache keeps of a run, and whether that is less than the whole of it: never its
-    managedFields; of a finished run whose history is written, only what other runs and the
-    metrics read of it (its phase, conditions and output, for a parent) and no input."""
+    managedFields nor kubectl's last-applied copy of it; of a finished run whose history is
+    written, only what other runs and the metrics read of it (its phase, conditions and output,
+    for a parent) and no input."""
     meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    annotations = meta.get("annotations") or {}
+    if LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
     status = body.get("status") or {}
     if status.get("phase") not in FINISHED_PHASES or status.get("pendingHistory"):
         return {**body, "metadata": meta}, False
@@ -301,10 +306,24 @@ class Reconciler:
 
     # ----- ownership (active-active replicas) -----
 
+    def _owner_key(self, key: Key) -> Key:
+        """What decides which replica serves a run: the run, or, when its Workflow has a
+        concurrency limit, the Workflow (one replica admits all of its runs, in order)."""
+        body = self._runs.get(key)
+        workflow = ((body or {}).get("spec") or {}).get("workflowRef", {}).get("name")
+        view = self._workflows.get((key[0], workflow)) if workflow else None
+        return (key[0], workflow) if view is not None and workflow and view.spec.concurrency else key
+
+    def _serves(self, key: Key) -> bool:
+        return self._owns(*self._owner_key(key))
+
+    def _giving_up(self, key: Key) -> bool:
+        return self._handing_over(*self._owner_key(key))
+
     def take_owned(self) -> None:
         """Runs came to this replica: look at each of them (their timers were the old owner's)."""
         for key in [key_of(body) for body in self._runs.values()]:
-            if self._owns(*key):
+            if self._serves(key):
                 self._queue.add(key)
         for key in list(self._workflows):
             self._report_workflow(key)
@@ -313,7 +332,7 @@ class Reconciler:
         """Runs went to another replica: stop their attempts under way at once (the new owner
         finds them interrupted)."""
         for uid, key in list(self._run_keys.items()):
-            if not self._owns(*key):
+            if not self._serves(key):
                 for task in self._running.pop(uid, {}).values():
                     task.cancel()
                 self._results.pop(uid, None)
@@ -324,8 +343,8 @@ class Reconciler:
         attempts under way on them end and their results be written, for at most DRAIN_SECONDS."""
         deadline = time.monotonic() + DRAIN_SECONDS
         while time.monotonic() < deadline and (
-            any(self._handing_over(*key) for key in self._reconciling)
-            or any(self._handing_over(*key) for key in self._run_keys.values())
+            any(self._giving_up(key) for key in self._reconciling)
+            or any(self._giving_up(key) for key in self._run_keys.values())
         ):
             await asyncio.sleep(0.02)
 
@@ -362,10 +381,13 @@ class Reconciler:
 
     def on_workflow_event(self, event_type: str | None, body: JsonObject) -> None:
         key = key_of(body)
+        limited_before = key in self._workflows and self._workflows[key].spec.concurrency is not None
         if event_type == "DELETED":
             self._workflows.pop(key, None)
             self._workflow_statuses.pop(key, None)
             self._report_callers(key)
+            if limited_before:
+                self.take_owned()  # its runs may be another replica's now
             return
         try:
             spec = WorkflowSpec.model_validate(body.get("spec") or {})
@@ -380,6 +402,8 @@ class Reconciler:
         self._report_workflow(key)
         self._report_callers(key)
         self._wake_runs_waiting_for(key)
+        if limited_before != (spec.concurrency is not None):
+            self.take_owned()  # its runs may be served by another replica now (see `_owner_key`)
 
     def _workflows_in(self, namespace: str) -> dict[str, WorkflowSpec]:
         return {name: view.spec for (ns, name), view in self._workflows.items() if ns == namespace}
@@ -484,9 +508,9 @@ class Reconciler:
 
     async def _reconcile(self, key: Key) -> None:
         body = self._runs.get(key)
-        if body is not None and self._runs.is_slim(key) and self._owns(*key):
+        if body is not None and self._runs.is_slim(key) and self._serves(key):
             body = await self._reread(key)  # finished and cached in part: the whole of it
-        while body is not None and self._owns(*key):
+        while body is not None and self._serves(key):
             body = await self._step(key, body)
 
     async def _step(self, key: Key, body: JsonObject) -> JsonObject | None:
@@ -565,7 +589,7 @@ class Reconciler:
             blocked=blocked,
             history_written_through=self._flushed.get(uid, 0),
             deleted=deleting,
-            hold=self._handing_over(*key),
+            hold=self._giving_up(key),
         )
         decision = plan(run=run, observed=observed, now=now(), options=self._options.engine)
         if may_delay and self._options.write_delay_seconds > 0:
@@ -607,11 +631,12 @@ class Reconciler:
         events: list[PostEvent] = []
         while all(isinstance(a, RunHandler | PostEvent | WakeAt) for a in decision.actions):
             starts = [a for a in decision.actions if isinstance(a, RunHandler)]
-            if not starts or time.monotonic() >= deadline or self._handing_over(*key):
+            if not starts or time.monotonic() >= deadline or self._giving_up(key):
                 break
             started = [self._start_handler(key, body, action, awaited=True) for action in starts]
             tasks = [task for task in started if task is not None]
-            if tasks:
+            await asyncio.sleep(0)  # a handler that never waits ends in its task's first step
+            if not all(task.done() for task in tasks):
                 await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0))
             for action in starts:
                 self._awaited.discard((uid, action.node, action.attempt))
@@ -897,7 +922,7 @@ class Reconciler:
                 case WakeAt():
                     self._queue.add_after(key, action.delay_from(now()).total_seconds())
                 case RunHandler():
-                    if self._owns(*key):  # else its new owner finds it interrupted
+                    if self._serves(key):  # else its new owner finds it interrupted
                         self._start_handler(key, body, action)
                 case CreateJob():
                     again = await self._create_job(key, body, action) or again

@@ -217,9 +217,12 @@ def test_a_finished_pod_decides_before_its_job_does(phase, exit_code, message, s
     assert (result.succeeded, result.error, result.permanent) == (succeeded, error, permanent)
 
 
-def test_a_pod_of_another_job_or_still_running_decides_nothing():
+def test_a_pod_of_another_job_still_running_or_killed_decides_nothing():
     running = pod(0, "", "Running")
     assert not pod_finished(running) and not pod_finished(None)
+    killed = pod(143, "", "Failed")
+    killed["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # the Job's deadline, say
+    assert not pod_finished(slim_pod(killed))
     assert not pod_of_job(pod(0, "", "Succeeded"), {"metadata": {"uid": "an-earlier-job"}})
 
 

@@ -143,7 +143,9 @@ class FakeHistory:
         return 0.05
 
 
-def reconciler(api: FakeApi, history: FakeHistory) -> Reconciler:
+def reconciler(
+    api: FakeApi, history: FakeHistory, *, write_delay: float = 0.0, **ownership: Any
+) -> Reconciler:
     return Reconciler(
         api=api,  # type: ignore[arg-type]
         runner=HandlerRunner(handlers=handlers, threads=2),
@@ -151,8 +153,13 @@ def reconciler(api: FakeApi, history: FakeHistory) -> Reconciler:
         metrics=Metrics(CollectorRegistry()),
         handler_names=handlers.names(),
         options=ReconcilerOptions(
-            workers=2, event_queue_size=100, job_ttl_seconds=None, engine=EngineOptions()
+            workers=2,
+            event_queue_size=100,
+            job_ttl_seconds=None,
+            engine=EngineOptions(),
+            write_delay_seconds=write_delay,
         ),
+        **ownership,
     )
 
 
@@ -168,11 +175,11 @@ def run_status(api: FakeApi, name: str = "r") -> dict:
     return api.runs[("ns", name)].get("status") or {}
 
 
-def scenario(body) -> None:
+def scenario(body, **options: Any) -> None:
     async def main() -> None:
         calls.clear()
         api, history = FakeApi(), FakeHistory()
-        subject = reconciler(api, history)
+        subject = reconciler(api, history, **options)
         subject.start()
         try:
             await body(api, history, subject)
@@ -365,13 +372,20 @@ def test_run_cache_skips_echo_of_own_write_but_takes_news():
 def test_the_cache_keeps_no_managed_fields_and_little_of_a_finished_run():
     def run(phase: str, **status: Any) -> dict:
         return {
-            "metadata": {"name": "r", "namespace": "ns", "resourceVersion": "7", "managedFields": [{"m": 1}]},
+            "metadata": {
+                "name": "r",
+                "namespace": "ns",
+                "resourceVersion": "7",
+                "managedFields": [{"m": 1}],
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "keep": "me"},
+            },
             "spec": {"workflowRef": {"name": "w"}, "input": {"big": "x" * 1000}, "suspend": False},
             "status": {"phase": phase, "nodes": [{"id": "A"}], "pinnedTasks": [{"name": "A"}], **status},
         }
 
     running, slim = cached_form(run("Running"))
     assert not slim and "managedFields" not in running["metadata"] and running["status"]["nodes"]
+    assert running["metadata"]["annotations"] == {"keep": "me"}
     assert running["spec"]["input"]
     finished, slim = cached_form(run("Succeeded", output={"n": 1}, conditions=[{"type": "Succeeded"}]))
     assert slim and finished["status"] == {
@@ -388,3 +402,43 @@ def test_the_cache_keeps_no_managed_fields_and_little_of_a_finished_run():
     assert cache.is_slim(("ns", "r"))
     cache.refresh(run("Running"))
     assert not cache.is_slim(("ns", "r"))
+
+
+def test_fast_steps_share_one_status_write():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        history.available = False  # no trim write yet
+        subject.on_workflow_event(None, api.add_workflow("w", ["A", "B", "C"]))
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        assert calls == ["A", "B", "C"] and run_status(api)["output"] == {"n": 3}
+        assert api.status_patches == 1  # pinned, three steps and the end, in one write
+        assert [(n["id"], n["attempts"]) for n in run_status(api)["nodes"]] == [("A", 1), ("B", 1), ("C", 1)]
+
+    scenario(body, write_delay=5.0)
+
+
+def test_fast_steps_whose_write_conflicts_are_not_run_again():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
+        api.fail_status_patch = {1: Conflict(409, "modified")}  # a spec change landed meanwhile
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        assert not api.fail_status_patch and calls == ["A", "B"]  # their results were kept
+
+    scenario(body, write_delay=5.0)
+
+
+def test_runs_of_a_workflow_with_a_concurrency_limit_are_served_by_the_workflows_replica():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        limited = api.add_workflow("limited", ["A"])
+        limited["spec"]["concurrency"] = {"limit": 1}
+        api.workflows[("ns", "limited")] = copy.deepcopy(limited)
+        subject.on_workflow_event(None, limited)
+        subject.on_workflow_event(None, api.add_workflow("open", ["A"]))
+        for name, workflow in (("r1", "limited"), ("r2", "limited"), ("r3", "open")):
+            subject.on_run_event(None, api.add_run(name, workflow))
+        await settle(lambda: all(run_status(api, n).get("phase") == "Succeeded" for n in ("r1", "r2")))
+        await asyncio.sleep(0.2)
+        assert not run_status(api, "r3")  # neither its own key nor a limited Workflow's: not ours
+
+    scenario(body, owns=lambda namespace, name: name == "limited")

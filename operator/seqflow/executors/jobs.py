@@ -195,14 +195,20 @@ def pod_of_job(pod: JsonObject | None, job: JsonObject) -> bool:
 
 
 def pod_finished(pod: JsonObject | None) -> bool:
-    return (pod or {}).get("status", {}).get("phase") in ("Succeeded", "Failed")
+    """Whether the pod ended by itself: one being deleted (killed for the Job's deadline, or
+    evicted) does not decide; its Job's condition does."""
+    pod = pod or {}
+    ended = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+    return bool(ended and not pod.get("metadata", {}).get("deletionTimestamp"))
 
 
 def slim_pod(pod: JsonObject) -> JsonObject:
     """What of a pod the outcome is read from (a watch cache of whole pods would be large)."""
     meta, status = pod["metadata"], pod.get("status") or {}
     return {
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "labels") if k in meta},
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "uid", "labels", "deletionTimestamp") if k in meta
+        },
         "spec": {
             "containers": [{"name": c.get("name")} for c in (pod.get("spec") or {}).get("containers") or []]
         },
