@@ -240,6 +240,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--floor-seconds", type=float, default=10)
     parser.add_argument("--replicas", type=int, default=1, help="> 1: active-active, SEQFLOW_BUCKETS=16")
+    parser.add_argument("--write-delay", type=float, default=0.0, help="SEQFLOW_WRITE_DELAY_SECONDS")
     args = parser.parse_args()
     with ControlPlane() as control_plane, MariaDB() as mariadb:
         api = install_crds(control_plane)
@@ -257,6 +258,7 @@ def main() -> None:
                 control_plane.kubeconfig,
                 mariadb.url,
                 SEQFLOW_MAX_CONCURRENT_RUNS=str(args.workers),
+                SEQFLOW_WRITE_DELAY_SECONDS=str(args.write_delay),
                 **(replica_settings(i) if args.replicas > 1 else {}),
             )
             for i in range(args.replicas)
@@ -312,7 +314,8 @@ def main() -> None:
 
     print(
         f"runs x tasks            {args.runs} x {args.tasks} ({args.workers} workers, "
-        f"{args.replicas} replica{'s' if args.replicas > 1 else ''}), {failed} failed"
+        f"{args.replicas} replica{'s' if args.replicas > 1 else ''}, write delay {args.write_delay} s), "
+        f"{failed} failed"
     )
     print(f"create requests         {created - began:.2f} s for {args.runs} runs")
     print(f"wall time               {last_end - began:.2f} s from first create to last task end")

@@ -254,11 +254,20 @@ def clean_up() -> None:
     shutil.rmtree(STATE, ignore_errors=True)
 
 
+def _pod_cgroups() -> list[Path]:
+    """The pods' cgroup directories, deepest first (os.walk: they may vanish while it looks)."""
+    return [
+        Path(top)
+        for top, _, _ in os.walk("/sys/fs/cgroup", topdown=False)
+        if any(part.startswith("kubepods") for part in Path(top).parts)
+    ]
+
+
 def _kill_pods() -> None:
     """SIGKILL every process in the pods' cgroups (their shims outlive containerd otherwise)."""
-    for procs in Path("/sys/fs/cgroup").glob("**/kubepods*/**/cgroup.procs"):
+    for directory in _pod_cgroups():
         try:
-            pids = procs.read_text().split()
+            pids = (directory / "cgroup.procs").read_text().split()
         except OSError:
             continue
         for pid in pids:
@@ -267,12 +276,9 @@ def _kill_pods() -> None:
 
 
 def _remove_pod_cgroups() -> None:
-    roots = [p for p in Path("/sys/fs/cgroup").glob("*/kubepods*") if p.is_dir()]
-    roots += [p for p in Path("/sys/fs/cgroup").glob("kubepods*") if p.is_dir()]
-    for root in roots:
-        for directory in sorted((d for d in root.glob("**/") if d.is_dir()), key=lambda d: -len(d.parts)):
-            with contextlib.suppress(OSError):  # not empty yet: a process lingers
-                directory.rmdir()
+    for directory in _pod_cgroups():
+        with contextlib.suppress(OSError):  # not empty yet: a process lingers
+            directory.rmdir()
 
 
 def _unmount_under(*prefixes: str) -> None:

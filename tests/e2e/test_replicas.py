@@ -58,6 +58,7 @@ def test_three_replicas_share_the_runs_and_take_over_from_one_killed(
             "SEQFLOW_LEASE_NAMESPACE": namespace,
             "SEQFLOW_LEASE_SECONDS": str(LEASE_SECONDS),
             "SEQFLOW_LOG_LEVEL": "INFO",
+            "SEQFLOW_WRITE_DELAY_SECONDS": "0.5",  # fast steps share writes: their hand-over too
         }
 
     for name in ("replica-0", "replica-1", "replica-2"):
