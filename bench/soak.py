@@ -23,6 +23,7 @@ from throughput import (  # noqa: E402
     NAMESPACE,
     PLURAL,
     VERSION,
+    create_noop_workflow,
     install_crds,
     rss_mb,
     run_manifest,
@@ -43,14 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     with ControlPlane() as control_plane, MariaDB() as mariadb:
         api = install_crds(control_plane)
-        tasks = [{"name": f"t{i}", "handler": "bench.noop"} for i in range(args.tasks)]
-        workflow = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Workflow",
-            "metadata": {"name": "bench"},
-            "spec": {"tasks": tasks},
-        }
-        api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "workflows", workflow)
+        create_noop_workflow(api, tasks=args.tasks)
         operator = start_operator(control_plane.kubeconfig, mariadb.url)
 
         def create(name: str) -> None:

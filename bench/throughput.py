@@ -170,6 +170,18 @@ def install_crds(control_plane: ControlPlane) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(config.new_client_from_config(config_file=str(control_plane.kubeconfig)))
 
 
+def create_noop_workflow(api: client.CustomObjectsApi, *, tasks: int) -> None:
+    """The Workflow `bench`: `tasks` steps of the no-op handler."""
+    steps = [{"name": f"t{i}", "handler": "bench.noop"} for i in range(tasks)]
+    workflow = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Workflow",
+        "metadata": {"name": "bench"},
+        "spec": {"tasks": steps},
+    }
+    api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "workflows", workflow)
+
+
 def start_operator(kubeconfig: Path, database_url: str, **settings: str) -> OperatorProcess:
     """The operator with the benchmark's handler, history in MariaDB, quiet logs, free ports."""
     return OperatorProcess(
@@ -244,14 +256,7 @@ def main() -> None:
     args = parser.parse_args()
     with ControlPlane() as control_plane, MariaDB() as mariadb:
         api = install_crds(control_plane)
-        tasks = [{"name": f"t{i}", "handler": "bench.noop"} for i in range(args.tasks)]
-        workflow = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Workflow",
-            "metadata": {"name": "bench"},
-            "spec": {"tasks": tasks},
-        }
-        api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "workflows", workflow)
+        create_noop_workflow(api, tasks=args.tasks)
 
         operators = [
             start_operator(
