@@ -34,6 +34,7 @@ LEASE_LABEL = "seqflow.io/lease"  # its value tells the kind of lease: MEMBER or
 MEMBER = "member"
 BUCKET = "bucket"
 MERGE_PATCH = "application/merge-patch+json"
+EXPIRY_MARGIN = 0.05  # seconds past a lease's expiry at which the round that takes it over runs
 
 
 def bucket_of(namespace: str, name: str, *, buckets: int) -> int:
@@ -123,6 +124,7 @@ class BucketLeases:
         self._announced_at: float | None = None  # clock() of the membership's last renewal
         self._renewed_at: dict[int, float] = {}  # held bucket -> clock() of its last successful renewal
         self._sightings: dict[str, Sighting] = {}  # lease name -> its newest resourceVersion seen
+        self._expiries: list[float] = []  # clock() when other replicas' leases expire unless renewed
 
     @property
     def held(self) -> frozenset[int]:
@@ -137,16 +139,22 @@ class BucketLeases:
         return bucket_of(namespace, name, buckets=self._buckets) in self._draining
 
     async def run(self) -> None:
-        """`round()` every retry_seconds until cancelled. A round is cut short when the oldest
-        renewal of a held bucket (or one made as it begins) goes stale, so a hung request cannot
-        keep work going; a failed round is logged and the next one follows."""
+        """`round()` every retry_seconds until cancelled, or sooner when another replica's lease
+        expires sooner (its buckets are taken over then, not at the next tick). A round is cut
+        short when the oldest renewal of a held bucket (or one made as it begins) goes stale, so a
+        hung request cannot keep work going; a failed round is logged and the next one follows."""
         while True:
             try:
                 async with asyncio.timeout(self._seconds_until_stale()):
                     await self.round()
             except Exception:
                 logger.exception("bucket leases: round failed")
-            await asyncio.sleep(self._retry_seconds)
+            await asyncio.sleep(self.seconds_until_next_round())
+
+    def seconds_until_next_round(self) -> float:
+        now = self._clock()
+        expiring = [at - now for at in self._expiries if at > now]
+        return min([self._retry_seconds, *(wait + EXPIRY_MARGIN for wait in expiring)])
 
     async def round(self) -> None:
         """One pass: renew the membership, then bring every bucket lease in line with the assignment;
@@ -193,6 +201,11 @@ class BucketLeases:
         self._sightings = {
             name: self._sighting(name, lease["metadata"]["resourceVersion"]) for name, lease in leases.items()
         }
+        self._expiries = [
+            self._sightings[name].since + self._duration(lease)
+            for name, lease in leases.items()
+            if holder_of(lease) not in (None, self._identity)
+        ]
         return leases
 
     def _sighting(self, name: str, version: str) -> Sighting:
@@ -201,8 +214,10 @@ class BucketLeases:
 
     def _expired(self, name: str, lease: JsonObject) -> bool:
         """Unchanged for its leaseDurationSeconds since this replica first saw its resourceVersion."""
-        duration = spec_of(lease).get("leaseDurationSeconds") or self._lease_duration
-        return bool(self._clock() - self._sightings[name].since >= duration)
+        return self._clock() - self._sightings[name].since >= self._duration(lease)
+
+    def _duration(self, lease: JsonObject) -> float:
+        return float(spec_of(lease).get("leaseDurationSeconds") or self._lease_duration)
 
     async def _announce(self, membership: JsonObject | None) -> None:
         """Create or renew this replica's membership lease."""

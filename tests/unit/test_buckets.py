@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from seqflow.buckets import BucketLeases, assignment, bucket_of
+from seqflow.buckets import EXPIRY_MARGIN, BucketLeases, assignment, bucket_of
 from seqflow.kube import ApiError, Conflict, Invalid, NotFound
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,7 +224,7 @@ def test_bucket_of_is_in_range_and_spreads_runs():
 def test_bucket_of_is_the_same_in_every_process():
     script = "\n".join(
         [
-            "from seqflow.buckets import bucket_of",
+            "from seqflow.buckets import EXPIRY_MARGIN, bucket_of",
             "print([bucket_of('ns', f'r{i}', buckets=97) for i in range(50)])",
         ]
     )
@@ -385,6 +385,31 @@ def test_survivors_share_the_buckets_of_a_replica_that_stopped():
     run(rounds([a, b], [a, b], clock, 4))
     assert a.held == mine("a", ["a", "b"]) and b.held == mine("b", ["a", "b"])
     assert a.held | b.held == set(range(BUCKETS))
+
+
+def test_the_round_that_takes_over_runs_when_the_stopped_replica_s_leases_expire():
+    store, clock = FakeLeases(), Clock()
+    a, c = Replica("a", store, clock), Replica("c", store, clock)
+    for _ in range(6):
+        versions = {name: lease["metadata"]["resourceVersion"] for name, lease in store.leases.items()}
+        run(c.leases.round())
+        if versions != {name: lease["metadata"]["resourceVersion"] for name, lease in store.leases.items()}:
+            last_write = clock.now  # and a sees it at once: its round follows at the same time
+        run(a.leases.round())
+        assert_safe([a, c])
+        clock.now += RETRY
+    orphaned = c.held
+    assert orphaned and a.leases.seconds_until_next_round() == RETRY  # nothing expires sooner
+
+    waits = []  # c's process is gone; a sleeps what it asks for between its rounds
+    while not orphaned <= a.held:
+        run(a.leases.round())
+        assert_safe([a])
+        waits.append(a.leases.seconds_until_next_round())
+        clock.now += waits[-1]
+    # taken over LEASE after a saw c's last write, to the margin, not at the next tick of RETRY
+    assert clock.now - waits[-1] == pytest.approx(last_write + LEASE + EXPIRY_MARGIN)
+    assert min(waits) < RETRY and max(waits) == RETRY
 
 
 def test_replica_cut_off_from_the_api_server_loses_its_buckets_before_they_expire():
