@@ -58,6 +58,18 @@ class Cluster:
             pytest.skip("Job tests need the local control plane's kwok node")
 
 
+# Chromium headless on a machine without a network beyond loopback, as root.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
     """Poll `predicate()` until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, start_
 
 from seqflow.buckets import BucketLeases
 from seqflow.control_api import ControlApi
+from seqflow.dashboard import Dashboard
 from seqflow.engine import EngineOptions
 from seqflow.events import EventRecorder
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
@@ -96,9 +97,10 @@ async def run_operator(settings: Settings) -> None:
     authorizer = Authorizer(api) if settings.http_auth else None
     if authorizer is None:
         logger.warning("the HTTP API does not check callers (SEQFLOW_HTTP_AUTH=false)")
-    application = HistoryApi(store=store, authorizer=authorizer).application()
+    application = HistoryApi(store=store, authorizer=authorizer, live=reconciler).application()
     ControlApi(api=api, authorizer=authorizer).add_routes(application)
     Webhooks(api=api).add_routes(application)
+    Dashboard().add_routes(application)
     http = await serve(application, port=settings.http_port)
     metrics_server = None
     if settings.metrics_port:

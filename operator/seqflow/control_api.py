@@ -2,9 +2,11 @@
 
     POST /api/v1/namespaces/{ns}/workflows/{name}/runs      the body is the input; 201 + Location
          (Idempotency-Key: K gives the run a name made from K: the same request again answers
-         200 with the same run instead of starting a second one)
-    GET  /api/v1/workflows, /api/v1/namespaces/{ns}/workflows
-    POST /api/v1/namespaces/{ns}/runs/{name}/suspend | resume | cancel | retry
+         200 with the same run instead of starting a second one; ?dryRun=true only checks the
+         input against the Workflow's inputSchema; an input that does not match is refused, 422)
+    GET  /api/v1/workflows, /api/v1/namespaces/{ns}/workflows       with their steps
+    GET  /api/v1/schedules, /api/v1/namespaces/{ns}/schedules       with their next run times
+    POST /api/v1/namespaces/{ns}/runs/{name}/suspend | resume | cancel | retry | rerun
     POST /api/v1/namespaces/{ns}/runs/{name}/signals/{signal}   the body is the payload
     GET  /api/v1/openapi.json
 
@@ -21,7 +23,7 @@ import json
 from aiohttp import web
 from pydantic import BaseModel
 
-from seqflow.api.manifests import workflow_run
+from seqflow.api.manifests import condition_of, rerun, workflow_run
 from seqflow.api.models import (
     GROUP,
     MAX_DATA_BYTES,
@@ -33,6 +35,7 @@ from seqflow.api.models import (
     WorkflowStatus,
     shortened_name,
 )
+from seqflow.engine.schemas import input_problems, schema_problem
 from seqflow.kube import Conflict, KubeApi, NotFound
 from seqflow.web import CREATED_BY, Authorizer, HttpError, authorize
 
@@ -42,7 +45,7 @@ SPEC_CHANGES: dict[str, JsonObject] = {
     "resume": {"suspend": False},
     "cancel": {"cancel": True},
 }
-CONTROLS = (*SPEC_CHANGES, "retry")
+CONTROLS = (*SPEC_CHANGES, "retry", "rerun")
 RETRY_WRITE_ATTEMPTS = 10  # a retry counts from the value read; the run's status writes race it
 
 
@@ -55,6 +58,8 @@ class ControlApi:
         app.router.add_post("/api/v1/namespaces/{namespace}/workflows/{workflow}/runs", self.start_run)
         app.router.add_get("/api/v1/workflows", self.list_workflows)
         app.router.add_get("/api/v1/namespaces/{namespace}/workflows", self.list_workflows)
+        app.router.add_get("/api/v1/schedules", self.list_schedules)
+        app.router.add_get("/api/v1/namespaces/{namespace}/schedules", self.list_schedules)
         app.router.add_post("/api/v1/namespaces/{namespace}/runs/{name}/signals/{signal}", self.signal)
         app.router.add_post("/api/v1/namespaces/{namespace}/runs/{name}/{action}", self.control)
         app.router.add_get("/api/v1/openapi.json", self.openapi)
@@ -63,6 +68,9 @@ class ControlApi:
         namespace, workflow = request.match_info["namespace"], request.match_info["workflow"]
         user = await authorize(self._authorizer, request, verb="create", namespace=namespace)
         data = await _json_object(request, what="the input")
+        await self._check_input(namespace, workflow, data)
+        if request.query.get("dryRun") == "true":
+            return web.json_response({"valid": True})
         key = request.headers.get("Idempotency-Key", "").strip()
         metadata: JsonObject = {"annotations": {CREATED_BY: user}}
         if key:
@@ -83,17 +91,42 @@ class ControlApi:
         location = f"/api/v1/namespaces/{namespace}/runs/{name}"
         return web.json_response(_run_summary(run), status=status, headers={"Location": location})
 
+    async def _check_input(self, namespace: str, workflow: str, data: JsonObject) -> None:
+        """Refuse (422) an input the Workflow's inputSchema does not accept; a Workflow that does
+        not exist (yet) or whose schema is broken is left to the run's own checks."""
+        try:
+            path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{workflow}"
+            found = await self._api.request("GET", path)
+        except NotFound:
+            return
+        schema = (found.get("spec") or {}).get("inputSchema")
+        if schema is None or schema_problem(schema) is not None:
+            return
+        problems = input_problems(schema, data)
+        if problems is not None:
+            raise HttpError(422, problems)
+
     async def list_workflows(self, request: web.Request) -> web.Response:
+        listed = await self._list(request, "workflows")
+        return web.json_response({"items": [_workflow_summary(w) for w in listed]})
+
+    async def list_schedules(self, request: web.Request) -> web.Response:
+        listed = await self._list(request, "workflowschedules")
+        return web.json_response({"items": [_schedule_summary(s) for s in listed]})
+
+    async def _list(self, request: web.Request, resource: str) -> list[JsonObject]:
         namespace = request.match_info.get("namespace", "")
-        await authorize(self._authorizer, request, verb="list", namespace=namespace, resource="workflows")
+        await authorize(self._authorizer, request, verb="list", namespace=namespace, resource=resource)
         where = f"/namespaces/{namespace}" if namespace else ""
-        listed = await self._api.request("GET", f"/apis/{GROUP}/{VERSION}{where}/workflows")
-        return web.json_response({"items": [_workflow_summary(w) for w in listed.get("items") or []]})
+        listed = await self._api.request("GET", f"/apis/{GROUP}/{VERSION}{where}/{resource}")
+        return list(listed.get("items") or [])
 
     async def control(self, request: web.Request) -> web.Response:
         action = request.match_info["action"]
         if action == "retry":
             return await self._retry(request)
+        if action == "rerun":
+            return await self._rerun(request)
         if action not in SPEC_CHANGES:
             raise HttpError(404, f"no action {action!r}; use {', '.join(CONTROLS)} or signals/NAME")
         return await self._patch(request, {"spec": SPEC_CHANGES[action]})
@@ -133,6 +166,20 @@ class ControlApi:
             return web.json_response(_run_summary(written))
         raise HttpError(409, f"run {namespace}/{name} kept changing; try again")
 
+    async def _rerun(self, request: web.Request) -> web.Response:
+        """A new run with the same Workflow, input and labels."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        user = await authorize(self._authorizer, request, verb="create", namespace=namespace)
+        try:
+            run = await self._api.get_run(namespace, name)
+        except NotFound:
+            raise HttpError(404, f"no run {namespace}/{name}") from None
+        body = rerun(run)
+        body["metadata"]["annotations"] = {CREATED_BY: user}
+        created = await self._api.create_run(namespace, body)
+        location = f"/api/v1/namespaces/{namespace}/runs/{created['metadata']['name']}"
+        return web.json_response(_run_summary(created), status=201, headers={"Location": location})
+
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document())
 
@@ -163,15 +210,62 @@ def _run_summary(run: JsonObject) -> JsonObject:
 
 def _workflow_summary(workflow: JsonObject) -> JsonObject:
     meta, spec, status = workflow["metadata"], workflow.get("spec") or {}, workflow.get("status") or {}
-    ready: JsonObject = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready = condition_of(status, "Ready")
     return {
         "name": meta["name"],
         "namespace": meta["namespace"],
         "description": spec.get("description"),
         "tasks": [t.get("name") for t in spec.get("tasks") or []],
+        "steps": [_step_summary(t) for t in spec.get("tasks") or []],
         "inputSchema": spec.get("inputSchema"),
         "valid": ready.get("status") == "True",
         "reason": ready.get("reason"),
+        "message": ready.get("message"),
+    }
+
+
+STEP_KINDS = {
+    "handler": "handler",
+    "job": "job",
+    "sleep": "sleep",
+    "wait": "wait",
+    "parallel": "parallel",
+    "workflowRef": "workflow",
+}
+
+
+def _step_summary(step: JsonObject) -> JsonObject:
+    kind = next((name for key, name in STEP_KINDS.items() if step.get(key) is not None), "handler")
+    summary: JsonObject = {"name": step.get("name"), "type": kind}
+    detail = {
+        "handler": step.get("handler"),
+        "job": (step.get("job") or {}).get("image"),
+        "workflow": (step.get("workflowRef") or {}).get("name"),
+        "wait": (step.get("wait") or {}).get("signal"),
+    }.get(kind)
+    if detail is not None:
+        summary["detail"] = detail
+    if step.get("when"):
+        summary["when"] = step["when"]
+    if kind == "parallel":
+        summary["members"] = [_step_summary(member) for member in step["parallel"]]
+    return summary
+
+
+def _schedule_summary(schedule: JsonObject) -> JsonObject:
+    meta, spec, status = schedule["metadata"], schedule.get("spec") or {}, schedule.get("status") or {}
+    ready = condition_of(status, "Ready")
+    return {
+        "name": meta["name"],
+        "namespace": meta["namespace"],
+        "schedule": spec.get("schedule"),
+        "timeZone": spec.get("timeZone"),
+        "suspend": bool(spec.get("suspend")),
+        "workflow": (spec.get("runTemplate") or {}).get("workflowRef", {}).get("name"),
+        "nextScheduleTime": status.get("nextScheduleTime"),
+        "lastScheduleTime": status.get("lastScheduleTime"),
+        "active": status.get("active") or [],
+        "ready": ready.get("status") == "True",
         "message": ready.get("message"),
     }
 
@@ -221,6 +315,12 @@ def openapi_document() -> JsonObject:
             },
             "/api/v1/namespaces/{namespace}/workflows": {
                 "get": {"summary": "Workflows of a namespace", "responses": {"200": any_object}}
+            },
+            "/api/v1/schedules": {
+                "get": {"summary": "WorkflowSchedules of all namespaces", "responses": {"200": any_object}}
+            },
+            "/api/v1/namespaces/{namespace}/schedules": {
+                "get": {"summary": "WorkflowSchedules of a namespace", "responses": {"200": any_object}}
             },
             **{
                 f"/api/v1/namespaces/{{namespace}}/runs/{{name}}/{action}": {

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
+import subprocess
 import sys
+import threading
 import time
+import urllib.parse
+import webbrowser
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +27,11 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from seqflow.api.manifests import rerun as rerun_manifest
 from seqflow.api.manifests import workflow_run
 from seqflow.api.models import FINISHED, GROUP, VERSION
 
 RUNS = "workflowruns"
-ORIGIN_LABEL = "seqflow.io/rerun-of"
 
 
 class PluginError(Exception):
@@ -50,6 +56,7 @@ class Runs:
                 raise PluginError(f"no Kubernetes credentials: {error}") from None
             default = None
         self.namespace = namespace or default or "default"
+        self.kubeconfig, self.context = kubeconfig, context
         self.api = client.CustomObjectsApi()
         self.core = client.CoreV1Api()
 
@@ -123,14 +130,7 @@ def control(
 
 
 def rerun(runs: Runs, args: argparse.Namespace) -> int:
-    run = runs.get(args.run)
-    labels = {**(run["metadata"].get("labels") or {}), ORIGIN_LABEL: args.run}
-    spec = run.get("spec") or {}
-    metadata = {"generateName": f"{args.run[:52]}-rerun-", "labels": labels}
-    body = workflow_run(
-        workflow=spec["workflowRef"]["name"], input=spec.get("input") or {}, metadata=metadata
-    )
-    created = runs.create(body)
+    created = runs.create(rerun_manifest(runs.get(args.run)))
     print(f"workflowrun/{created['metadata']['name']} created (a rerun of {args.run})")
     return finish(runs, created, args)
 
@@ -276,6 +276,59 @@ def _duration(started: str | None, finished: str | None) -> str:
     return f"{(end - datetime.fromisoformat(started)).total_seconds():.1f}s"
 
 
+def dashboard(runs: Runs, args: argparse.Namespace) -> int:
+    """Port-forward to the operator's HTTP port and open the dashboard, signed in with the
+    kubeconfig's bearer token (passed in the address's fragment, which is never sent to a server)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise PluginError("kubectl is not on PATH (the dashboard is reached through kubectl port-forward)")
+    where = [f"--kubeconfig={runs.kubeconfig}"] if runs.kubeconfig else []
+    where += [f"--context={runs.context}"] if runs.context else []
+    namespace = args.operator_namespace or runs.namespace
+    forward = subprocess.Popen(
+        [kubectl, *where, "port-forward", "-n", namespace, f"svc/{args.service}", f"{args.port}:http"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        address = _forwarded(forward)
+        token = bearer_token()
+        signed_in = f"{address}#token={urllib.parse.quote(token, safe='')}" if token else address
+        print(f"seqflow dashboard at {address} (Ctrl-C stops the port-forward)")
+        if not token:
+            print("  the kubeconfig has no bearer token (a client certificate?): sign in with a token")
+        if args.no_browser:
+            if token:
+                print(f"  signed in: {signed_in}")
+        elif not webbrowser.open(signed_in):
+            print("  no browser found: open the address above")
+        forward.wait()
+        assert forward.stderr is not None
+        raise PluginError(f"the port-forward ended: {forward.stderr.read().strip()}")
+    finally:
+        forward.terminate()
+
+
+def bearer_token() -> str:
+    """The loaded kubeconfig's bearer token (static, OIDC or from an exec plugin), or ""."""
+    configuration = client.Configuration.get_default_copy()
+    bearer = configuration.get_api_key_with_prefix("BearerToken") or ""
+    return bearer.removeprefix("Bearer ").strip()
+
+
+def _forwarded(forward: subprocess.Popen[str]) -> str:
+    """The local address once kubectl says it forwards, or a PluginError with why not."""
+    assert forward.stdout is not None and forward.stderr is not None
+    for line in forward.stdout:
+        found = re.match(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
+        if found:  # kubectl goes on writing a line per connection: keep reading them
+            threading.Thread(target=forward.stdout.read, daemon=True).start()
+            return f"http://127.0.0.1:{found.group(1)}/"
+    forward.wait()
+    raise PluginError(f"kubectl port-forward failed: {forward.stderr.read().strip()}")
+
+
 def _parser() -> argparse.ArgumentParser:
     # kubectl's own flags, accepted before or after the command (kubectl users write both).
     flags = argparse.ArgumentParser(add_help=False)
@@ -326,6 +379,14 @@ def _parser() -> argparse.ArgumentParser:
     starting.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
     starting.set_defaults(func=start)
     add("logs", "the run's story (its Events) and its Job steps' logs", logs)
+    board = commands.add_parser("dashboard", help="open the web dashboard, signed in", parents=[flags])
+    board.add_argument(
+        "--operator-namespace", help="where the chart is installed (default: the context's namespace)"
+    )
+    board.add_argument("--service", default="seqflow", help="the operator's Service (default seqflow)")
+    board.add_argument("--port", type=int, default=0, help="the local port (default: any free one)")
+    board.add_argument("--no-browser", action="store_true", help="print the address instead of opening it")
+    board.set_defaults(func=dashboard)
     return parser
 
 

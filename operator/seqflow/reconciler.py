@@ -348,6 +348,14 @@ class Reconciler:
         ):
             await asyncio.sleep(0.02)
 
+    # ----- the run cache, for the read API -----
+
+    def live_run(self, namespace: str, name: str) -> JsonObject | None:
+        return self._runs.get((namespace, name))
+
+    def live_runs(self) -> list[JsonObject]:
+        return self._runs.values()
+
     # ----- events from Kopf -----
 
     def on_run_event(self, event_type: str | None, body: JsonObject) -> None:

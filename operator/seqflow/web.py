@@ -1,11 +1,17 @@
-"""The operator's HTTP endpoints: liveness and readiness probes, and the history read API.
+"""The operator's HTTP endpoints: liveness and readiness probes, and the run read API.
 
     GET /healthz                                 200 while the process serves
     GET /readyz                                  200 when the history store answers, else 503
-    GET /api/v1/runs?namespace=&workflow=&phase=&limit=&cursor=
+    GET /api/v1/whoami                           who the bearer token is
+    GET /api/v1/runs?namespace=&workflow=&phase=&since=&until=&limit=&cursor=
                                                  runs newest first, one page; `next` is the cursor
     GET /api/v1/namespaces/{namespace}/runs/{name}
                                                  one run with its attempts and activity log
+
+Runs are read from the history store, and what the operator's run cache knows is laid over
+them: a live run's phase, current steps and step tree (`live`), and the activity log entries
+still waiting in its status for the store. A run the store has not seen yet is listed from the
+cache alone.
 
 History holds business data, so the API follows the cluster's RBAC: callers send their
 Kubernetes bearer token, which a TokenReview authenticates, and a SubjectAccessReview asks
@@ -19,12 +25,16 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from seqflow.api.models import GROUP, RunPhase
+from seqflow.api.manifests import condition_of
+from seqflow.api.models import GROUP, JsonObject, NodeType, RunPhase
+from seqflow.engine import child_run_name
 from seqflow.history.store import MAX_PAGE, BadCursor, HistoryStore, RunFilter
 from seqflow.kube import ApiError, Forbidden, Invalid, KubeApi
 
@@ -32,7 +42,17 @@ logger = logging.getLogger(__name__)
 CACHE_SECONDS = 30.0
 CREATED_BY = "seqflow.io/created-by"  # annotation of a run started over HTTP: by whom
 MAX_CACHED = 10_000  # answers kept; past that the caches start afresh (bounded memory)
-LIST_PARAMS = {"namespace", "workflow", "phase", "limit", "cursor"}
+LIST_PARAMS = {"namespace", "workflow", "phase", "since", "until", "limit", "cursor"}
+LIVE_KEYS = ("phase", "current", "progress", "startedAt", "finishedAt", "live")  # laid over a list item
+LIVE_STATUS = ("phase", "current", "progress", "retries", "startedAt", "finishedAt", "nodes", "conditions")
+
+
+class LiveRuns(Protocol):
+    """The operator's run cache, as the read API sees it."""
+
+    def live_run(self, namespace: str, name: str) -> JsonObject | None: ...
+
+    def live_runs(self) -> Iterable[JsonObject]: ...
 
 
 class HttpError(Exception):
@@ -115,14 +135,18 @@ class Authorizer:
 
 
 class HistoryApi:
-    def __init__(self, *, store: HistoryStore, authorizer: Authorizer | None) -> None:
+    def __init__(
+        self, *, store: HistoryStore, authorizer: Authorizer | None, live: LiveRuns | None = None
+    ) -> None:
         self._store = store
         self._authorizer = authorizer  # None: no authentication (local development only)
+        self._live = live
 
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._errors])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/api/v1/whoami", self.whoami)
         app.router.add_get("/api/v1/runs", self.list_runs)
         app.router.add_get("/api/v1/namespaces/{namespace}/runs/{name}", self.show_run)
         return app
@@ -153,6 +177,14 @@ class HistoryApi:
             )
         return web.json_response({"status": "ok"})
 
+    async def whoami(self, request: web.Request) -> web.Response:
+        if self._authorizer is None:
+            return web.json_response({"user": "anonymous", "authentication": False})
+        user = await self._authorizer.user(bearer_token(request))
+        if user is None:
+            raise HttpError(401, "the bearer token is not valid for this cluster")
+        return web.json_response({"user": user.username, "authentication": True})
+
     async def list_runs(self, request: web.Request) -> web.Response:
         query = request.query
         unknown = sorted(set(query) - LIST_PARAMS)
@@ -161,26 +193,72 @@ class HistoryApi:
                 400, f"unknown parameter(s) {', '.join(unknown)}; use {', '.join(sorted(LIST_PARAMS))}"
             )
         limit = _limit(query.get("limit", "50"))
-        phase = query.get("phase")
+        phase = query.get("phase") or None
         if phase is not None and phase not in {p.value for p in RunPhase}:
             raise HttpError(400, f"phase must be one of {', '.join(p.value for p in RunPhase)}")
         namespace = query.get("namespace") or None
+        run_filter = RunFilter(
+            namespace=namespace,
+            workflow=query.get("workflow") or None,
+            phase=phase,
+            created_after=_moment(query, "since"),
+            created_before=_moment(query, "until"),
+        )
         await self._authorize(request, verb="list", namespace=namespace or "")
-        run_filter = RunFilter(namespace=namespace, workflow=query.get("workflow") or None, phase=phase)
+        cursor = query.get("cursor") or None
         try:
-            items, cursor = await asyncio.to_thread(
-                self._store.list_runs, filter=run_filter, limit=limit, cursor=query.get("cursor")
+            items, next_cursor = await asyncio.to_thread(
+                self._store.list_runs, filter=run_filter, limit=limit, cursor=cursor
             )
         except BadCursor as error:
             raise HttpError(400, str(error)) from error
-        return web.json_response({"items": items, "next": cursor})
+        if self._live is not None:
+            full = next_cursor is not None
+            items = self._with_live(items, run_filter, first_page=cursor is None, full=full, limit=limit)
+        return web.json_response({"items": items, "next": next_cursor})
+
+    def _with_live(
+        self, items: list[JsonObject], run_filter: RunFilter, *, first_page: bool, full: bool, limit: int
+    ) -> list[JsonObject]:
+        """The page with the cache's news: live phases laid over, and on the first page the
+        newest `limit` runs newer than its last one that the store does not have yet (a run's
+        history starts within moments of its creation, unless the store is out)."""
+        assert self._live is not None
+        listed = []
+        for item in items:
+            body = self._live.live_run(item["namespace"], item["name"])
+            fresh = body is not None and body["metadata"]["uid"] == item["uid"]
+            listed.append(_laid_over(item, body) if fresh and body is not None else item)
+        if not first_page:
+            return listed
+        known = {item["uid"] for item in items}
+        oldest = _parsed(items[-1]["createdAt"]) if items and full else None
+        unseen = [
+            live_summary(body)
+            for body in self._live.live_runs()
+            if body["metadata"]["uid"] not in known and _matches(body, run_filter, newer_than=oldest)
+        ]
+        if not unseen:
+            return listed
+        unseen = sorted(unseen, key=lambda item: _parsed(item["createdAt"]), reverse=True)[:limit]
+        return sorted([*listed, *unseen], key=lambda item: _parsed(item["createdAt"]), reverse=True)
 
     async def show_run(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         await self._authorize(request, verb="get", namespace=namespace)
         run = await asyncio.to_thread(self._store.get_run, namespace, name)
-        if run is None:
-            raise HttpError(404, f"no history of run {namespace}/{name}")
+        body = self._live.live_run(namespace, name) if self._live is not None else None
+        if run is not None and body is not None and body["metadata"]["uid"] != run["uid"]:
+            run = None  # the store has an earlier run of that name; the live one is newer
+        if run is None and body is None:
+            raise HttpError(404, f"no run {namespace}/{name}")
+        if body is not None:
+            run = with_live_status(run, body)
+        assert run is not None
+        for entry in run["activity"]:  # a sub-workflow step's attempt: its child run, by name
+            details = entry["details"]
+            if entry["event"] == "TASK_STARTED" and details.get("executor") == NodeType.WORKFLOW:
+                details["child"] = child_run_name(run=name, node=entry["task"], attempt=entry["attempt"])
         return web.json_response(run)
 
     async def _authorize(self, request: web.Request, *, verb: str, namespace: str) -> None:
@@ -199,11 +277,9 @@ async def authorize(
     `namespace` ("" for all); else an HttpError (401, 403, or 503 when it cannot be asked)."""
     if authorizer is None:
         return "anonymous"
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer ") or not header[7:].strip():
-        raise HttpError(401, "send a Kubernetes bearer token: Authorization: Bearer <token>")
+    token = bearer_token(request)
     try:
-        user = await authorizer.user(header[7:].strip())
+        user = await authorizer.user(token)
         if user is None:
             raise HttpError(401, "the bearer token is not valid for this cluster")
         if not await authorizer.allowed(user, verb=verb, namespace=namespace, resource=resource):
@@ -213,6 +289,99 @@ async def authorize(
         logger.warning("token or access review failed: %s", error)
         raise HttpError(503, "could not check the caller's access with the API server") from error
     return user.username
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or not header[7:].strip():
+        raise HttpError(401, "send a Kubernetes bearer token: Authorization: Bearer <token>")
+    return header[7:].strip()
+
+
+def live_summary(body: JsonObject) -> JsonObject:
+    """A cached run as a list item."""
+    meta, status = body["metadata"], body.get("status") or {}
+    succeeded = condition_of(status, "Succeeded")
+    failed = status.get("phase") in (RunPhase.FAILED, RunPhase.CANCELLED)
+    return {
+        "uid": meta["uid"],
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "workflow": (body.get("spec") or {}).get("workflowRef", {}).get("name"),
+        "phase": status.get("phase") or RunPhase.PENDING.value,
+        "current": status.get("current") or [],
+        "progress": status.get("progress"),
+        "error": succeeded.get("message") if failed else None,
+        "createdAt": meta["creationTimestamp"],
+        "startedAt": status.get("startedAt"),
+        "finishedAt": status.get("finishedAt"),
+        "live": True,
+    }
+
+
+def _laid_over(item: JsonObject, body: JsonObject) -> JsonObject:
+    """A stored run's list item with what its cached body knows that is newer."""
+    summary = live_summary(body)
+    return {**item, **{key: summary[key] for key in LIVE_KEYS if summary[key] not in (None, [])}}
+
+
+def with_live_status(run: JsonObject | None, body: JsonObject) -> JsonObject:
+    """A run's history (or, before the store has it, its cached body as one) with its live
+    status and the activity log entries its status still holds for the store."""
+    status = body.get("status") or {}
+    shown: JsonObject = run or {
+        **live_summary(body),
+        "input": (body.get("spec") or {}).get("input"),
+        "output": status.get("output"),
+        "attempts": [],
+        "activity": [],
+    }
+    written = max((entry["seq"] for entry in shown["activity"]), default=0)
+    pending = [
+        {
+            "seq": record["seq"],
+            "event": record["type"],
+            "task": record.get("task"),
+            "attempt": record.get("attempt"),
+            "details": record.get("details") or {},
+            "at": record["at"],
+        }
+        for record in status.get("pendingHistory") or []
+        if record["seq"] > written
+    ]
+    live = {key: status[key] for key in LIVE_STATUS if key in status}
+    phase = status.get("phase") or shown["phase"]
+    return {**shown, "phase": phase, "activity": [*shown["activity"], *pending], "live": live}
+
+
+def _matches(body: JsonObject, run_filter: RunFilter, *, newer_than: datetime | None) -> bool:
+    item = live_summary(body)
+    created = _parsed(item["createdAt"])
+    return (
+        run_filter.namespace in (None, item["namespace"])
+        and run_filter.workflow in (None, item["workflow"])
+        and run_filter.phase in (None, item["phase"])
+        and (run_filter.created_after is None or created >= run_filter.created_after)
+        and (run_filter.created_before is None or created < run_filter.created_before)
+        and (newer_than is None or created > newer_than)
+    )
+
+
+def _parsed(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def _moment(query: Any, name: str) -> datetime | None:
+    value = query.get(name)
+    if not value:
+        return None
+    try:
+        moment = _parsed(value)
+    except ValueError:
+        raise HttpError(400, f"{name} must be an RFC 3339 time such as 2026-01-31T12:00:00Z") from None
+    if moment.tzinfo is None:
+        raise HttpError(400, f"{name} must say its time zone (Z or +hh:mm)")
+    return moment
 
 
 def _limit(value: str) -> int:

@@ -90,6 +90,10 @@ def test_list_workflows_and_steer_a_run_over_http(
     (gated,) = listed["items"]
     assert (gated["name"], gated["description"], gated["valid"]) == ("gated", "waits for approval", True)
     assert gated["tasks"] == ["Gate", "After"]
+    assert gated["steps"] == [
+        {"name": "Gate", "type": "wait", "detail": "approved"},
+        {"name": "After", "type": "handler", "detail": "test.step"},
+    ]
     alice = cluster.control_plane.token_for("alice")  # type: ignore[union-attr]
     assert get(operator, "/api/v1/workflows", alice)[0] == 403
 
@@ -112,11 +116,55 @@ def test_list_workflows_and_steer_a_run_over_http(
 
     code, retried, _ = post(operator, f"{run}/retry", {}, token)
     assert code == 200 and retried["spec"]["retry"] == 1  # counted from what the run had
+    code, again, headers = post(operator, f"{run}/rerun", {}, token)
+    assert code == 201 and again["name"] != name and again["spec"]["input"] == {"n": 1}
+    assert headers["Location"].endswith(f"/runs/{again['name']}")
+    rerun = runs.get(namespace, again["name"])
+    assert rerun["metadata"]["labels"]["seqflow.io/rerun-of"] == name
+    bob = cluster.control_plane.token_for("bob")  # type: ignore[union-attr]
+    assert post(operator, f"{run}/rerun", {}, bob)[0] == 403
 
     code, document = get(operator, "/api/v1/openapi.json")
     assert code == 200 and document["openapi"].startswith("3.")
     assert "/api/v1/namespaces/{namespace}/workflows/{workflow}/runs" in document["paths"]
     assert "WorkflowRunSpec" in document["components"]["schemas"]
+
+
+def test_inputs_are_checked_before_a_run_is_created_and_schedules_are_listed(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+):
+    token = admin_token(cluster)
+    schema = {"type": "object", "required": ["order"], "properties": {"order": {"type": "integer"}}}
+    cluster.apply(
+        workflow("typed", [{"name": "A", "handler": "test.step"}], inputSchema=schema), namespace=namespace
+    )
+    path = f"/api/v1/namespaces/{namespace}/workflows/typed/runs"
+    code, refused, _ = post(operator, path, {"order": "seven"}, token)
+    assert code == 422 and "$.order: 'seven' is not of type 'integer'" in refused["error"]
+    assert post(operator, path + "?dryRun=true", {"order": 7}, token)[:2] == (200, {"valid": True})
+    assert cluster.get_json("workflowruns", "-n", namespace)["items"] == []  # neither created a run
+
+    cluster.apply(
+        {
+            "apiVersion": "seqflow.io/v1alpha1",
+            "kind": "WorkflowSchedule",
+            "metadata": {"name": "nightly"},
+            "spec": {"schedule": "0 3 * * *", "runTemplate": {"workflowRef": {"name": "typed"}}},
+        },
+        namespace=namespace,
+    )
+
+    def listed() -> dict[str, Any] | None:
+        code, body = get(operator, f"/api/v1/namespaces/{namespace}/schedules", token)
+        return (
+            body["items"][0]
+            if code == 200 and body["items"] and body["items"][0]["nextScheduleTime"]
+            else None
+        )
+
+    nightly = wait_for(listed, timeout=30, what="the schedule's next time")
+    assert (nightly["name"], nightly["workflow"], nightly["schedule"]) == ("nightly", "typed", "0 3 * * *")
+    assert nightly["nextScheduleTime"].endswith("T03:00:00Z") and nightly["ready"] is True
 
 
 def test_plugin_starts_a_run(cluster: Cluster, runs: Runs, namespace: str, tmp_path):

@@ -135,7 +135,10 @@ def test_examples_history_is_complete_and_in_order(
             "phase must be one of Pending, Running, Suspended, Compensating, Succeeded, Failed, Cancelled",
         ),
         ("cursor=bm9wZQ", "cursor is not one this API returned"),
-        ("namespaces=a", "unknown parameter(s) namespaces; use cursor, limit, namespace, phase, workflow"),
+        (
+            "namespaces=a",
+            "unknown parameter(s) namespaces; use cursor, limit, namespace, phase, since, until, workflow",
+        ),
     ],
 )
 def test_bad_parameters_get_400(cluster: Cluster, operator: OperatorProcess, query: str, message: str):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -131,6 +131,25 @@ def test_keyset_pages_cover_every_run_once_newest_first(store: HistoryStore):
     assert sorted(r["name"] for r in failed) == [f"run-{i:02d}" for i in range(0, 23, 3)]
     other, _ = store.list_runs(filter=RunFilter(namespace=namespace, workflow="other"))
     assert other == []
+
+
+def test_lists_carry_no_data_and_filter_by_creation_time(store: HistoryStore):
+    namespace = f"ns-{uuid.uuid4().hex[:6]}"
+    for i in range(6):
+        store.write(identity(namespace, f"run-{i}", T0 + timedelta(minutes=i)), LOG)
+    window = RunFilter(
+        namespace=namespace,
+        created_after=T0 + timedelta(minutes=2),  # from, inclusive
+        created_before=T0 + timedelta(minutes=4),  # to, exclusive
+    )
+    page, cursor = store.list_runs(filter=window)
+    assert [r["name"] for r in page] == ["run-3", "run-2"] and cursor is None
+    assert "input" not in page[0] and "output" not in page[0]  # the run itself has them
+    assert page[0]["phase"] == "Succeeded" and page[0]["startedAt"] is not None
+    other_zone = RunFilter(
+        namespace=namespace, created_after=datetime(2001, 1, 1, 12, 5, tzinfo=timezone(timedelta(hours=2)))
+    )
+    assert [r["name"] for r in store.list_runs(filter=other_zone)[0]] == ["run-5"]
 
 
 def test_bad_cursor_is_refused(store: HistoryStore):

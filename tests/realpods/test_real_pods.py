@@ -1,13 +1,17 @@
 """End to end on real pods: the chart installed with Helm from the image built from the
 Dockerfile, the operator running as a real pod under the chart's RBAC, Job steps running the
-seqflow image in real containers, the history API through `kubectl port-forward`, and an
-upgrade with a run in flight."""
+seqflow image in real containers, the history API through `kubectl port-forward`, `kubectl
+seqflow dashboard` opening the dashboard signed in, and an upgrade with a run in flight."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +21,7 @@ import pytest
 
 from testenv import ensure_binaries
 from testenv._proc import free_port
-from tests.support import REPO, Cluster, Runs, condition, wait_for, workflow, workflow_run
+from tests.support import CHROMIUM_FLAGS, REPO, Cluster, Runs, condition, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster]
 
@@ -169,6 +173,53 @@ def test_history_api_through_port_forward(cluster: Cluster, installed: Path, nam
     finally:
         forward.terminate()
         forward.wait()
+
+
+def test_kubectl_seqflow_dashboard_opens_the_dashboard_signed_in(
+    cluster: Cluster, installed: Path, tmp_path: Path
+):
+    wait_ready(cluster, image="localhost/seqflow:dev")
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"  # what `webbrowser` runs: BROWSER names it
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o755)
+    env = {
+        **os.environ,
+        "BROWSER": str(browser),
+        "PATH": f"{Path(cluster.kubectl_path).parent}:{os.environ['PATH']}",
+    }
+    plugin = subprocess.Popen(
+        [str(Path(sys.executable).with_name("kubectl-seqflow")), f"--kubeconfig={cluster.kubeconfig}",
+         "dashboard", "--operator-namespace", SYSTEM],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = wait_for(lambda: opened.exists() and opened.read_text().strip(), timeout=30, what="the browser")
+        address, fragment = url.split("#token=")
+        token = urllib.parse.unquote(fragment)
+        with urllib.request.urlopen(address, timeout=10) as page:
+            assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+            assert '<script type="module" src="/ui/app.js">' in page.read().decode()
+        bearer = {"Authorization": f"Bearer {token}"}
+        whoami = urllib.request.Request(address + "api/v1/whoami", headers=bearer)
+        with urllib.request.urlopen(whoami, timeout=10) as answer:
+            assert json.loads(answer.read())["user"] == "admin"  # the kubeconfig's own user
+        chromium = shutil.which("chromium")
+        if chromium:  # the same address in a real browser: signed in, the token gone from the address
+            from playwright.sync_api import expect, sync_playwright
+
+            with sync_playwright() as playwright:
+                launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+                page = launched.new_page()
+                page.goto(url)
+                expect(page.locator("#user")).to_have_text("Signed in as admin")
+                assert "token" not in page.url
+                launched.close()
+    finally:
+        plugin.terminate()
+        plugin.wait()
+    assert plugin.stdout is not None
+    assert f"seqflow dashboard at {address}" in plugin.stdout.read()
 
 
 def test_upgrade_to_a_new_image_with_a_run_in_flight(cluster: Cluster, installed: Path, namespace: str):

@@ -7,6 +7,7 @@ from seqflow.api.models import GROUP, VERSION, JsonObject, RunPhase
 
 API_VERSION = f"{GROUP}/{VERSION}"
 PHASES = {phase.value for phase in RunPhase}
+RERUN_OF = "seqflow.io/rerun-of"  # label of a run started again with the same input: of which
 
 
 def owner_reference(*, kind: str, name: str, uid: str) -> JsonObject:
@@ -25,6 +26,20 @@ def workflow_run(
     if suspend:
         spec["suspend"] = True
     return {"apiVersion": API_VERSION, "kind": "WorkflowRun", "metadata": metadata, "spec": spec}
+
+
+def rerun(run: JsonObject) -> JsonObject:
+    """A new run of `run`'s Workflow with its input and labels, labelled with where it came from."""
+    name, spec = run["metadata"]["name"], run.get("spec") or {}
+    labels = {**(run["metadata"].get("labels") or {}), RERUN_OF: name}
+    metadata = {"generateName": f"{name[:52]}-rerun-", "labels": labels}
+    workflow = spec["workflowRef"]["name"]
+    return workflow_run(workflow=workflow, input=spec.get("input") or {}, metadata=metadata)
+
+
+def condition_of(status: JsonObject, kind: str) -> JsonObject:
+    """The condition of type `kind` in a status, or {} when it has none."""
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
 
 
 def run_phase(run: JsonObject) -> RunPhase | None:

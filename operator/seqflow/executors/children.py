@@ -7,7 +7,7 @@ parent's name and its depth, which a run of its own has at 0.
 
 from __future__ import annotations
 
-from seqflow.api.manifests import owner_reference, run_phase, workflow_run
+from seqflow.api.manifests import condition_of, owner_reference, run_phase, workflow_run
 from seqflow.api.models import JsonObject, shortened_name
 from seqflow.engine import ChildRun, CreateChildRun
 from seqflow.executors.jobs import MANAGED_BY, RunRef
@@ -39,9 +39,7 @@ def depth_of(body: JsonObject) -> int:
 def child_run(body: JsonObject) -> ChildRun:
     """A child run as its parent sees it."""
     status = body.get("status") or {}
-    summary: JsonObject = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Succeeded"), {}
-    )
+    summary = condition_of(status, "Succeeded")
     return ChildRun(
         phase=run_phase(body),
         suspended=bool((body.get("spec") or {}).get("suspend")),

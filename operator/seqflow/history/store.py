@@ -63,6 +63,8 @@ class RunFilter:
     namespace: str | None = None
     workflow: str | None = None
     phase: str | None = None
+    created_after: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
 
 
 class BadCursor(ValueError):
@@ -193,9 +195,10 @@ class HistoryStore:
     def list_runs(
         self, *, filter: RunFilter, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[JsonObject], str | None]:
-        """Runs newest first; pass the returned cursor to get the next page (keyset pagination)."""
+        """Runs newest first, without their input and output (the run itself has them); pass the
+        returned cursor to get the next page (keyset pagination)."""
         limit = max(1, min(limit, MAX_PAGE))
-        query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit + 1)
+        query = select(*SUMMARY_COLUMNS).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit + 1)
         for column, value in (
             (RunRow.namespace, filter.namespace),
             (RunRow.workflow, filter.workflow),
@@ -203,6 +206,10 @@ class HistoryStore:
         ):
             if value is not None:
                 query = query.where(column == value)
+        if filter.created_after is not None:
+            query = query.where(RunRow.created_at >= _naive_utc(filter.created_after))
+        if filter.created_before is not None:
+            query = query.where(RunRow.created_at < _naive_utc(filter.created_before))
         if cursor:
             created_at, row_id = decode_cursor(cursor)
             query = query.where(
@@ -215,7 +222,7 @@ class HistoryStore:
             rows = connection.execute(query).all()
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-        return [_run_json(r) for r in page], next_cursor
+        return [_summary_json(r) for r in page], next_cursor
 
     def get_run(self, namespace: str, name: str) -> JsonObject | None:
         """The newest run of that name, with its attempts and activity log."""
@@ -374,6 +381,21 @@ def _activity_values(run_uid: str, record: HistoryRecord) -> JsonObject:
     }
 
 
+SUMMARY_COLUMNS = (
+    RunRow.id,
+    RunRow.uid,
+    RunRow.namespace,
+    RunRow.name,
+    RunRow.workflow,
+    RunRow.workflow_generation,
+    RunRow.phase,
+    RunRow.error,
+    RunRow.created_at,
+    RunRow.started_at,
+    RunRow.finished_at,
+)
+
+
 def encode_cursor(created_at: datetime, row_id: int) -> str:
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
 
@@ -386,7 +408,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise BadCursor("cursor is not one this API returned") from error
 
 
-def _run_json(row: Any) -> JsonObject:
+def _summary_json(row: Any) -> JsonObject:
     return {
         "uid": row.uid,
         "namespace": row.namespace,
@@ -394,13 +416,15 @@ def _run_json(row: Any) -> JsonObject:
         "workflow": row.workflow,
         "workflowGeneration": row.workflow_generation,
         "phase": row.phase,
-        "input": row.input,
-        "output": row.output,
         "error": row.error,
         "createdAt": _aware(row.created_at),
         "startedAt": _aware(row.started_at),
         "finishedAt": _aware(row.finished_at),
     }
+
+
+def _run_json(row: Any) -> JsonObject:
+    return {**_summary_json(row), "input": row.input, "output": row.output}
 
 
 def _attempt_json(row: Any) -> JsonObject:

@@ -32,6 +32,8 @@ class RunRow(Base):
         Index("ix_runs_namespace_workflow_created", "namespace", "workflow", "created_at", "id"),
         Index("ix_runs_namespace_phase_created", "namespace", "phase", "created_at", "id"),
         Index("ix_runs_created", "created_at", "id"),
+        Index("ix_runs_workflow_created", "workflow", "created_at", "id"),
+        Index("ix_runs_phase_created", "phase", "created_at", "id"),
         Index("ix_runs_finished", "finished_at"),
     )
 

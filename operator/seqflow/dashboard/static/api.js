@@ -1,0 +1,44 @@
+// The HTTP API, called with the user's bearer token (kept in this tab's session storage only).
+
+const TOKEN = "seqflow.token";
+
+export const session = {
+  token: () => sessionStorage.getItem(TOKEN),
+  signIn: (token) => sessionStorage.setItem(TOKEN, token),
+  signOut: () => sessionStorage.removeItem(TOKEN),
+};
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export async function call(path, {method = "GET", query, body} = {}) {
+  const headers = {Accept: "application/json"};
+  const token = session.token();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const search = query ? `?${new URLSearchParams(Object.entries(query).filter(([, v]) => v))}` : "";
+  let response;
+  try {
+    response = await fetch(path + search, {
+      method, headers, cache: "no-store",
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new ApiError(0, `the operator did not answer (${error.message})`);
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, (data && data.error) || response.statusText);
+  return data;
+}
+
+export const runPath = (namespace, name) =>
+  `/api/v1/namespaces/${encodeURIComponent(namespace)}/runs/${encodeURIComponent(name)}`;
