@@ -82,6 +82,7 @@ async def run_operator(settings: Settings) -> None:
             workers=settings.max_concurrent_runs,
             event_queue_size=settings.event_queue_size,
             job_ttl_seconds=settings.job_ttl_seconds,
+            step_pods=settings.job_steps_as == "Pod",
             write_delay_seconds=settings.write_delay_seconds,
             engine=EngineOptions(
                 workflow_wait=timedelta(seconds=settings.workflow_wait_seconds),

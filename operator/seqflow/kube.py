@@ -228,8 +228,8 @@ class KubeApi:
     async def create_event(self, namespace: str, event: JsonObject) -> JsonObject:
         return await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
 
-    async def create_job(self, namespace: str, job: JsonObject) -> JsonObject:
-        return await self.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=job)
+    async def create_job(self, namespace: str, manifest: JsonObject) -> JsonObject:
+        return await self.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=manifest)
 
     async def get_job(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
@@ -241,6 +241,15 @@ class KubeApi:
             f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
             body={"propagationPolicy": "Background"},
         )
+
+    async def create_pod(self, namespace: str, manifest: JsonObject) -> JsonObject:
+        return await self.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=manifest)
+
+    async def get_pod(self, namespace: str, name: str) -> JsonObject:
+        return await self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        await self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
 
     async def patch_workflow_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
         return await self.request(

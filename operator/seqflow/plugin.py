@@ -255,7 +255,8 @@ def _print_event(event: Any, seen: set[str]) -> None:
 
 def _print_job_logs(runs: Runs, node: dict[str, Any]) -> None:
     pods = runs.core.list_namespaced_pod(runs.namespace, label_selector=f"job-name={node['job']}").items
-    for name in [pod.metadata.name for pod in pods if pod.metadata and pod.metadata.name]:
+    of_job = [pod.metadata.name for pod in pods if pod.metadata and pod.metadata.name]
+    for name in of_job or [node["job"]]:  # no Job: the step's pod of its own bears its name
         print(f"--- {node['id']} attempt {node.get('attempts')}: pod {name}")
         try:
             print(runs.core.read_namespaced_pod_log(name, runs.namespace).rstrip())

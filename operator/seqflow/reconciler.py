@@ -65,13 +65,14 @@ from seqflow.executors.jobs import (
     attempt_duration,
     job_finished,
     job_manifest,
-    job_of_pod,
     owned_by,
     pod_finished,
+    pod_manifest,
     pod_of_job,
     read_outcome,
     run_of,
     slim_pod,
+    step_of_pod,
 )
 from seqflow.history.sync import HistoryWriter
 from seqflow.kube import ApiError, Conflict, EntityTooLarge, Invalid, KubeApi, NotFound
@@ -239,6 +240,7 @@ class ReconcilerOptions:
     event_queue_size: int
     job_ttl_seconds: int | None
     engine: EngineOptions
+    step_pods: bool = False  # a Job step's attempt is a pod of its own, not a Job
     write_delay_seconds: float = 0.0  # how long progress through in-process steps may go unwritten
 
 
@@ -270,7 +272,7 @@ class Reconciler:
         self._workflows: dict[Key, WorkflowView] = {}
         self._workflow_statuses: dict[Key, WorkflowStatus] = {}  # as last written or seen
         self._jobs: dict[Key, JsonObject] = {}
-        self._pods: dict[Key, JsonObject] = {}  # by (namespace, Job name): its pod, slimmed
+        self._pods: dict[Key, JsonObject] = {}  # by (namespace, Job name): its pod, or a step's own, slim
         self._queue: WorkQueue[Key] = WorkQueue()
         self._events = EventRecorder(api, queue_size=options.event_queue_size)
         # By run uid: attempts that ended and are not yet in a written status; in-process
@@ -464,18 +466,21 @@ class Reconciler:
             self._queue.add((key[0], run), urgent=job_finished(body))
 
     def on_pod_event(self, event_type: str | None, body: JsonObject) -> None:
-        """A pod of one of our Jobs: its end is the attempt's, read without waiting for the Job."""
-        job_name = job_of_pod(body)
-        if job_name is None:
+        """A pod of one of our Jobs, or a step's own pod: its end is the attempt's, read without
+        waiting for a Job. A step's own pod deleted before it ended is created again."""
+        step = step_of_pod(body)
+        if step is None:
             return
-        key = (body["metadata"]["namespace"], job_name)
+        key = (body["metadata"]["namespace"], step)
+        job = self._jobs.get(key)
+        run = run_of(job) if job is not None else run_of(body)
         if event_type == "DELETED":
             if (self._pods.get(key) or {}).get("metadata", {}).get("uid") == body["metadata"]["uid"]:
                 del self._pods[key]
+                if job is None and run is not None and (key[0], run) in self._runs:
+                    self._queue.add((key[0], run))
             return
         self._pods[key] = slim_pod(body)
-        job = self._jobs.get(key)
-        run = run_of(job) if job is not None else None
         if run is not None and pod_finished(body) and (key[0], run) in self._runs:
             self._queue.add((key[0], run), urgent=True)
 
@@ -877,16 +882,21 @@ class Reconciler:
             if node.type != NodeType.JOB or node.phase != NodePhase.RUNNING or node.job is None:
                 continue
             job = self._jobs.get((key[0], node.job))
-            if job is None or not owned_by(job, body["metadata"]["uid"]):
-                continue
             pod = self._pods.get((key[0], node.job))
-            pod = pod if pod_of_job(pod, job) else None
-            if not job_finished(job) and not pod_finished(pod):
-                running.add(node.id)
+            if job is not None and owned_by(job, body["metadata"]["uid"]):
+                pod = pod if pod_of_job(pod, job) else None
+                if not job_finished(job) and not pod_finished(pod):
+                    running.add(node.id)
+                    continue
+                if not pod_finished(pod):  # its end not seen yet (the Job's came first), or gone: ask
+                    pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
+                    pod = pods[0] if pods else None
+            elif job is None and pod is not None and owned_by(pod, body["metadata"]["uid"]):
+                if not pod_finished(pod):  # the step's own pod (SEQFLOW_JOB_STEPS_AS=Pod)
+                    running.add(node.id)
+                    continue
+            else:
                 continue
-            if not pod_finished(pod):  # its end not seen yet (the Job's came first), or gone: ask
-                pods = await self._api.pods_of_job(key[0], job["metadata"]["uid"])
-                pod = pods[0] if pods else None
             outcome = read_outcome(job=job, pod=pod, node=node.id, attempt=node.attempts)
             seconds = attempt_duration(job=job, pod=pod)
             if seconds is not None:
@@ -1001,27 +1011,39 @@ class Reconciler:
             self._run_keys.pop(uid, None)
 
     async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> bool:
-        """Create an attempt's Job; True when it cannot be (blocked, refused): plan again."""
+        """Create an attempt's Job (or its pod alone); True when it cannot be (blocked,
+        refused): plan again."""
         meta = body["metadata"]
         run = RunRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
-        manifest = job_manifest(run=run, action=action, ttl_seconds=self._options.job_ttl_seconds)
+        if self._options.step_pods:
+            kind, manifest = "Pod", pod_manifest(run=run, action=action)
+            create, get = self._api.create_pod, self._api.get_pod
+        else:
+            kind, manifest = (
+                "Job",
+                job_manifest(run=run, action=action, ttl_seconds=self._options.job_ttl_seconds),
+            )
+            create, get = self._api.create_job, self._api.get_job
         try:
-            job = await self._api.create_job(run.namespace, manifest)
+            created = await create(run.namespace, manifest)
         except Conflict:  # created before: by us, for this very attempt?
-            job = await self._api.get_job(run.namespace, action.name)
-            if not owned_by(job, run.uid):
-                owner = run_of(job)
+            created = await get(run.namespace, action.name)
+            if not owned_by(created, run.uid):
+                owner = run_of(created)
                 whose = f"an earlier WorkflowRun {owner}" if owner else "no run (it was orphaned)"
                 self._blocked.setdefault(run.uid, {})[action.node] = (
-                    f"a Job named {action.name} already exists and belongs to {whose}; delete it "
-                    f"(kubectl delete job -n {run.namespace} {action.name}) to let this run go on"
+                    f"a {kind} named {action.name} already exists and belongs to {whose}; delete it "
+                    f"(kubectl delete {kind.lower()} -n {run.namespace} {action.name}) to let this run go on"
                 )
                 return True
             self._queue.add(key)  # it may have finished while nobody watched
         except Invalid as error:  # the manifest itself is refused: no retry helps
-            self._refused(run.uid, node=action.node, attempt=action.attempt, what="Job", error=error)
+            self._refused(run.uid, node=action.node, attempt=action.attempt, what=kind, error=error)
             return True
-        self._jobs[(run.namespace, action.name)] = job
+        if self._options.step_pods:
+            self._pods[(run.namespace, action.name)] = slim_pod(created)
+        else:
+            self._jobs[(run.namespace, action.name)] = created
         return False
 
     async def _create_child(self, key: Key, body: JsonObject, action: CreateChildRun) -> bool:
@@ -1062,8 +1084,9 @@ class Reconciler:
             await self._api.patch_run(namespace, action.name, {"spec": spec})
 
     async def _delete_job(self, namespace: str, name: str) -> None:
+        """Stop an attempt: delete its Job (or its pod, SEQFLOW_JOB_STEPS_AS=Pod)."""
         with contextlib.suppress(NotFound):
-            await self._api.delete_job(namespace, name)
+            await (self._api.delete_pod if self._options.step_pods else self._api.delete_job)(namespace, name)
         self._jobs.pop((namespace, name), None)
         self._pods.pop((namespace, name), None)
 

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds a finished run is kept when neither it nor its Workflow says; `none`: kept.",
     )
+    job_steps_as: Literal["Job", "Pod"] = Field(
+        default="Job",
+        description="What runs a Job step's attempt: a batch/v1 Job of one pod (kubectl get jobs shows "
+        "it; Kubernetes' Job controller creates its pod and reports its end, at its own API rate "
+        "limit), or `Pod`: the pod alone, created by seqflow and owned by the run, as Argo Workflows "
+        "and Tekton run steps (much faster under load; SEQFLOW_JOB_TTL_SECONDS does not apply, the "
+        "pods go with their run).",
+    )
     job_ttl_seconds: int | None = Field(
         default=3600,
         ge=0,

@@ -197,3 +197,84 @@ def test_parallel_members_run_together_and_merge_their_outputs(cluster: Cluster,
     assert output["job"].startswith(status["nodes"][3]["job"])  # the Sms Job's output, merged
     assert output["trail"] == ["Prepare", "Notify/Email", "After"]  # Email's output, merged
     assert status["progress"] == "3/3"
+
+
+def pods_of(cluster: Cluster, namespace: str, run: str) -> list[dict]:
+    return cluster.get_json("pods", "-n", namespace, "-l", f"seqflow.io/run={run}")["items"]
+
+
+def test_steps_as_pods_of_their_own(
+    cluster: Cluster, runs: Runs, crds: None, database_url: str, operator_kubeconfig, tmp_path
+):
+    """SEQFLOW_JOB_STEPS_AS=Pod: each attempt a pod owned by the run, no Job; outputs flow, a
+    failure is retried with a new pod, a pod deleted while it runs is created again, a cancel
+    deletes it, and the run's pods go with the run."""
+    namespace = f"pods-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    operator = start_operator(
+        operator_kubeconfig, tmp_path / "pods.log", "pods-*", database_url, SEQFLOW_JOB_STEPS_AS="Pod"
+    )
+    try:
+        mixed = [{"name": "Prepare", "handler": "test.step"}, job_task("Render"), job_task("Print")]
+        failing = {"test.seqflow.io/exit-code": "1", "test.seqflow.io/message": "SMTP refused"}
+        mail = job_task("Mail", annotations=failing, retry={"maxRetries": 1, "backoffSeconds": 1})
+        slow = job_task("Crunch", annotations={"test.seqflow.io/duration": "60s"}, timeoutSeconds=120)
+        for name, steps in (("mixed", mixed), ("mail", [mail]), ("slow", [slow])):
+            cluster.apply(workflow(name, steps), namespace=namespace)
+        for run, flow in (("r-ok", "mixed"), ("r-fail", "mail"), ("r-slow", "slow")):
+            cluster.apply(workflow_run(run, flow, {"doc": run}), namespace=namespace)
+
+        wait_phase(cluster, namespace, "r-ok", "Succeeded")
+        status = runs.get(namespace, "r-ok")["status"]
+        render, printed = status["nodes"][1]["job"], status["nodes"][2]["job"]
+        assert status["output"]["job"] == printed  # the pod itself echoed its input
+        assert status["output"]["input"]["job"] == render  # Render's output was Print's input
+        assert status["output"]["input"]["input"]["doc"] == "r-ok"
+        pods = {p["metadata"]["name"]: p for p in pods_of(cluster, namespace, "r-ok")}
+        assert set(pods) == {render, printed}
+        owner = pods[render]["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"]) == ("WorkflowRun", "r-ok")
+        assert pods[render]["spec"]["activeDeadlineSeconds"] == 300  # the default timeout
+        assert cluster.get_json("jobs", "-n", namespace)["items"] == []
+
+        wait_phase(cluster, namespace, "r-fail", "Failed")
+        status = runs.get(namespace, "r-fail")["status"]
+        assert (
+            status["nodes"][0]["attempts"] == 2
+            and status["nodes"][0]["lastError"] == "exit code 1: SMTP refused"
+        )
+        assert len(pods_of(cluster, namespace, "r-fail")) == 2  # one per attempt
+
+        wait_for(lambda: pods_of(cluster, namespace, "r-slow"), timeout=30, what="the slow step's pod")
+        (first,) = pods_of(cluster, namespace, "r-slow")
+        cluster.kubectl("delete", "pod", first["metadata"]["name"], "-n", namespace, "--wait=false")
+        wait_for(
+            lambda: (
+                [p["metadata"]["uid"] for p in pods_of(cluster, namespace, "r-slow")]
+                not in ([], [first["metadata"]["uid"]])
+            ),
+            timeout=30,
+            what="the deleted pod created again",
+        )
+        assert runs.get(namespace, "r-slow")["status"]["nodes"][0]["attempts"] == 1  # the same attempt
+        cluster.kubectl(
+            "patch",
+            "workflowrun",
+            "r-slow",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec":{"cancel":true}}',
+        )
+        wait_phase(cluster, namespace, "r-slow", "Cancelled")
+        wait_for(
+            lambda: not pods_of(cluster, namespace, "r-slow"),
+            timeout=30,
+            what="the cancelled step's pod gone",
+        )
+
+        cluster.kubectl("delete", "workflowrun", "r-ok", "-n", namespace)
+        wait_for(lambda: not pods_of(cluster, namespace, "r-ok"), timeout=60, what="the run's pods collected")
+    finally:
+        operator.stop()

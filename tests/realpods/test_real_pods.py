@@ -246,3 +246,43 @@ def test_upgrade_to_a_new_image_with_a_run_in_flight(cluster: Cluster, installed
     status = runs.get(namespace, "r1")["status"]
     assert status["output"]["trail"] == ["Slow", "After"]
     assert [n["attempts"] for n in status["nodes"]] == [1, 1]  # the Job in flight was found, not rerun
+
+
+def test_steps_as_pods_of_their_own_with_the_charts_rbac(cluster: Cluster, installed: Path, namespace: str):
+    """jobStepsAs=Pod: the operator (with the chart's role) creates each attempt's pod itself;
+    outputs flow through real containers and the kubelet enforces the step's time limit."""
+    helm(
+        cluster, installed, "upgrade", RELEASE, str(REPO / "charts" / "seqflow"), "-n", SYSTEM,
+        "--reuse-values", "--set", "jobStepsAs=Pod", "--wait", "--timeout=120s",
+    )  # fmt: skip
+    wait_for(
+        lambda: (
+            any(
+                e.get("name") == "SEQFLOW_JOB_STEPS_AS" and e.get("value") == "Pod"
+                for e in operator_pod(cluster)["spec"]["containers"][0]["env"]
+            )
+            and ready(operator_pod(cluster))
+        ),
+        timeout=120,
+        what="the operator running with jobStepsAs=Pod",
+    )
+    quick = {"maxRetries": 2, "backoffSeconds": 1}
+    steps = [job_step("First", "pod.step"), job_step("Flaky", "pod.flaky", retry=quick)]
+    cluster.apply(workflow("pods", steps), namespace=namespace)
+    overrun = job_step("Overrun", "pod.step", timeoutSeconds=3, retry={"maxRetries": 0})
+    cluster.apply(workflow("overrun", [overrun]), namespace=namespace)
+    cluster.apply(workflow_run("r1", "pods", {"order": "ORD-8"}), namespace=namespace)
+    cluster.apply(workflow_run("r2", "overrun", {"sleep": 60}), namespace=namespace)
+    runs = Runs(cluster.kubeconfig)
+
+    wait_for(lambda: runs.get(namespace, "r1").get("status", {}).get("phase") == "Succeeded", timeout=120)
+    status = runs.get(namespace, "r1")["status"]
+    assert status["output"]["order"] == "ORD-8" and status["output"]["attempt"] == 2
+    first_pod = status["nodes"][0]["job"]  # named as its Job would be
+    assert status["output"]["hostname"] == first_pod  # First's, passed on through Flaky
+    assert cluster.get_json("jobs", "-n", namespace)["items"] == []
+
+    wait_for(lambda: runs.get(namespace, "r2").get("status", {}).get("phase") == "Failed", timeout=90)
+    failed = runs.get(namespace, "r2")["status"]
+    assert condition(failed)["reason"] == "DeadlineExceeded"
+    assert failed["nodes"][0]["lastError"] == "DeadlineExceeded: the pod ran longer than its 3 s deadline"

@@ -1,4 +1,5 @@
-"""Job tasks: the manifest of an attempt and the reading of a finished Job's outcome."""
+"""Job tasks: the manifest of an attempt (a Job, or its pod alone) and the reading of a finished
+Job's or pod's outcome."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from seqflow.executors.jobs import (
     attempt_duration,
     job_manifest,
     pod_finished,
+    pod_manifest,
     pod_of_job,
     read_outcome,
     slim_pod,
+    step_of_pod,
 )
 
 RUN = RunRef(namespace="shop", name="order-001", uid="uid-123")
@@ -234,3 +237,39 @@ def test_attempt_duration_is_the_task_containers_run_time():
     }
     assert attempt_duration(job=RUNNING_JOB, pod=slim_pod(ran)) == 2.0
     assert attempt_duration(job=RUNNING_JOB, pod=None) is None
+
+
+def test_the_pod_alone_is_the_jobs_pod_owned_by_the_run_with_the_deadline():
+    attempt = action({"image": "mailer:1.2", "command": ["send"]})
+    job = job_manifest(run=RUN, action=attempt, ttl_seconds=600)
+    alone = pod_manifest(run=RUN, action=attempt)
+    assert alone["apiVersion"] == "v1" and alone["kind"] == "Pod"
+    meta = alone["metadata"]
+    assert meta["name"] == job["metadata"]["name"] and meta["namespace"] == "shop"
+    assert meta["labels"] == job["metadata"]["labels"]
+    assert meta["ownerReferences"] == job["metadata"]["ownerReferences"]
+    assert meta["annotations"] == job["spec"]["template"]["metadata"]["annotations"]
+    assert alone["spec"] == {**job["spec"]["template"]["spec"], "activeDeadlineSeconds": 45}
+    # a pod of its own is its own step; a Job's pod is its Job's; anyone else's is none of ours
+    assert step_of_pod(alone) == meta["name"]
+    of_job = {"metadata": {"name": "x-abcde", "labels": {"batch.kubernetes.io/job-name": "x"}}}
+    assert step_of_pod(of_job) == "x"
+    assert step_of_pod({"metadata": {"name": "web-1", "labels": {}}}) is None
+
+
+def test_a_pod_alone_decides_its_attempt_and_its_deadline_is_its_own():
+    ended = slim_pod({**pod(0, '{"sent": true}', "Succeeded"), "metadata": {"name": "p"}})
+    assert read_outcome(job=None, pod=ended, node="SendEmail", attempt=1).output == {"sent": True}
+    failed = slim_pod(pod(1, "SMTP refused", "Failed"))
+    assert (
+        read_outcome(job=None, pod=failed, node="SendEmail", attempt=1).error == "exit code 1: SMTP refused"
+    )
+    overran = {
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "task"}], "activeDeadlineSeconds": 30},
+        "status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active too long"},
+    }
+    result = read_outcome(job=None, pod=slim_pod(overran), node="SendEmail", attempt=1)
+    assert result.reason == "DeadlineExceeded"
+    assert result.error == "DeadlineExceeded: the pod ran longer than its 30 s deadline"
+    assert attempt_duration(job=None, pod=slim_pod(overran)) is None

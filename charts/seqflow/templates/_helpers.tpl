@@ -140,7 +140,12 @@ gets a copy of its own, made just before it and removed after it.
   verbs: [create, get, list, watch, delete]
 - apiGroups: [""]
   resources: [pods]
+  {{- if eq .Values.jobStepsAs "Pod" }}
+  # jobStepsAs=Pod: a step's pod is created (and deleted on a cancel) by the operator itself.
+  verbs: [create, get, list, watch, delete]
+  {{- else }}
   verbs: [list, watch]
+  {{- end }}
 {{- if .Values.webhooks.enabled }}
 # The shared secrets of signed webhooks (spec.webhook.secretRef).
 - apiGroups: [""]

@@ -1,6 +1,7 @@
-"""Job tasks: the batch/v1 Job of one attempt (a pure function of run, task and attempt) and
-the reading of its outcome from its pod (with `backoffLimit: 0` the pod decides the Job: its end
-is the attempt's, read as soon as the pod is seen terminal) or from the Job's conditions.
+"""Job tasks: the batch/v1 Job of one attempt, or with SEQFLOW_JOB_STEPS_AS=Pod its pod alone
+(pure functions of run, task and attempt), and the reading of its outcome from its pod (with
+`backoffLimit: 0` the pod decides the Job: its end is the attempt's, read as soon as the pod is
+seen terminal) or from the Job's conditions.
 
 The input reaches the container as JSON twice: in the SEQFLOW_INPUT variable and in the file
 /seqflow/input.json (a downward-API volume of the pod's `seqflow.io/input` annotation). The
@@ -41,6 +42,48 @@ class RunRef:
 
 
 def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> JsonObject:
+    """The attempt as a Job of one pod."""
+    template = _attempt_template(run=run, action=action)
+    job_spec: JsonObject = {
+        "backoffLimit": 0,  # seqflow owns retries: one pod per attempt
+        "activeDeadlineSeconds": action.task.timeout_seconds,
+        "template": template,
+    }
+    if ttl_seconds is not None:
+        job_spec["ttlSecondsAfterFinished"] = ttl_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": action.name,
+            "namespace": run.namespace,
+            "labels": template["metadata"]["labels"],
+            "ownerReferences": [owner_reference(kind="WorkflowRun", name=run.name, uid=run.uid)],
+        },
+        "spec": job_spec,
+    }
+
+
+def pod_manifest(*, run: RunRef, action: CreateJob) -> JsonObject:
+    """The attempt as a pod of its own, owned by the run (SEQFLOW_JOB_STEPS_AS=Pod)."""
+    template = _attempt_template(run=run, action=action)
+    spec = {**template["spec"], "activeDeadlineSeconds": action.task.timeout_seconds}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            **template["metadata"],
+            "name": action.name,
+            "namespace": run.namespace,
+            "ownerReferences": [owner_reference(kind="WorkflowRun", name=run.name, uid=run.uid)],
+        },
+        "spec": spec,
+    }
+
+
+def _attempt_template(*, run: RunRef, action: CreateJob) -> JsonObject:
+    """The pod template of an attempt: the task's, with seqflow's labels, its input and where
+    its output goes."""
     task = action.task
     assert task.job is not None
     labels = {
@@ -91,24 +134,7 @@ def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> 
             )
         ),
     ]
-    job_spec: JsonObject = {
-        "backoffLimit": 0,  # seqflow owns retries: one pod per attempt
-        "activeDeadlineSeconds": task.timeout_seconds,
-        "template": template,
-    }
-    if ttl_seconds is not None:
-        job_spec["ttlSecondsAfterFinished"] = ttl_seconds
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": action.name,
-            "namespace": run.namespace,
-            "labels": labels,
-            "ownerReferences": [owner_reference(kind="WorkflowRun", name=run.name, uid=run.uid)],
-        },
-        "spec": job_spec,
-    }
+    return template
 
 
 def _pod_template(task: PinnedTask | PinnedMember) -> JsonObject:
@@ -150,9 +176,9 @@ def job_finished(job: JsonObject) -> bool:
     return bool(_condition(job, "Complete") or _condition(job, "Failed"))
 
 
-def job_duration(job: JsonObject) -> float | None:
+def job_duration(job: JsonObject | None) -> float | None:
     """Seconds from the Job's start to its end (Kubernetes keeps whole seconds)."""
-    status = job.get("status") or {}
+    status = (job or {}).get("status") or {}
     end = status.get("completionTime") or next(
         (c.get("lastTransitionTime") for c in status.get("conditions") or [] if c.get("type") == "Failed"),
         None,
@@ -162,15 +188,15 @@ def job_duration(job: JsonObject) -> float | None:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(status["startTime"])).total_seconds()
 
 
-def run_of(job: JsonObject) -> str | None:
-    """The name of the WorkflowRun that owns a Job of ours."""
-    owners = job["metadata"].get("ownerReferences") or []
+def run_of(owned: JsonObject) -> str | None:
+    """The name of the WorkflowRun that owns a Job (or a step's own pod) of ours."""
+    owners = owned["metadata"].get("ownerReferences") or []
     return next((o["name"] for o in owners if o.get("kind") == "WorkflowRun"), None)
 
 
-def owned_by(job: JsonObject, run_uid: str) -> bool:
-    """Whether the Job belongs to this very run (not to an earlier run of the same name)."""
-    return any(o.get("uid") == run_uid for o in job["metadata"].get("ownerReferences") or [])
+def owned_by(owned: JsonObject, run_uid: str) -> bool:
+    """Whether the Job (or pod) belongs to this very run (not to an earlier run of the same name)."""
+    return any(o.get("uid") == run_uid for o in owned["metadata"].get("ownerReferences") or [])
 
 
 def terminated_state(pod: JsonObject | None) -> JsonObject:
@@ -184,8 +210,12 @@ def terminated_state(pod: JsonObject | None) -> JsonObject:
     return {}
 
 
-def job_of_pod(pod: JsonObject) -> str | None:
-    return (pod["metadata"].get("labels") or {}).get(LABEL_JOB_NAME)
+def step_of_pod(pod: JsonObject) -> str | None:
+    """The name of the Job step object a pod is: its Job's, or its own for a pod owned by a run."""
+    job: str | None = (pod["metadata"].get("labels") or {}).get(LABEL_JOB_NAME)
+    if job is not None:
+        return job
+    return pod["metadata"]["name"] if run_of(pod) is not None else None
 
 
 def pod_of_job(pod: JsonObject | None, job: JsonObject) -> bool:
@@ -207,10 +237,13 @@ def slim_pod(pod: JsonObject) -> JsonObject:
     meta, status = pod["metadata"], pod.get("status") or {}
     return {
         "metadata": {
-            k: meta[k] for k in ("name", "namespace", "uid", "labels", "deletionTimestamp") if k in meta
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp")
+            if k in meta
         },
         "spec": {
-            "containers": [{"name": c.get("name")} for c in (pod.get("spec") or {}).get("containers") or []]
+            "containers": [{"name": c.get("name")} for c in (pod.get("spec") or {}).get("containers") or []],
+            "activeDeadlineSeconds": (pod.get("spec") or {}).get("activeDeadlineSeconds"),
         },
         "status": {
             "phase": status.get("phase"),
@@ -224,7 +257,7 @@ def slim_pod(pod: JsonObject) -> JsonObject:
     }
 
 
-def attempt_duration(*, job: JsonObject, pod: JsonObject | None) -> float | None:
+def attempt_duration(*, job: JsonObject | None, pod: JsonObject | None) -> float | None:
     """Seconds the task container ran (or, without it, the Job's own whole seconds)."""
     terminated = terminated_state(pod)
     if terminated.get("startedAt") and terminated.get("finishedAt"):
@@ -233,24 +266,26 @@ def attempt_duration(*, job: JsonObject, pod: JsonObject | None) -> float | None
     return job_duration(job)
 
 
-def read_outcome(*, job: JsonObject, pod: JsonObject | None, node: str, attempt: int) -> AttemptResult:
-    """How an attempt ended (its Job finished, or its pod did): output from the termination
-    message, or why not."""
+def read_outcome(*, job: JsonObject | None, pod: JsonObject | None, node: str, attempt: int) -> AttemptResult:
+    """How an attempt ended (its Job finished, or its pod did; a step's own pod has no Job):
+    output from the termination message, or why not."""
 
     def failed(error: str, *, permanent: bool = False, reason: str | None = None) -> AttemptResult:
         return AttemptResult(node=node, attempt=attempt, error=error, permanent=permanent, reason=reason)
 
     terminated = terminated_state(pod)
     message = (terminated.get("message") or "").strip()
-    failure = _condition(job, "Failed")
+    failure = _condition(job, "Failed") if job is not None else None
     if failure is None and (pod or {}).get("status", {}).get("phase") == "Failed":
         pod_status = (pod or {})["status"]
         failure = {"reason": pod_status.get("reason") or "Failed", "message": pod_status.get("message") or ""}
     if failure is not None:
         reason = failure.get("reason") or "Failed"
         if reason == "DeadlineExceeded":
-            limit = (job.get("spec") or {}).get("activeDeadlineSeconds")
-            return failed(f"DeadlineExceeded: the Job ran longer than its {limit} s deadline", reason=reason)
+            kind, limited = ("Job", job) if job is not None else ("pod", pod or {})
+            limit = (limited.get("spec") or {}).get("activeDeadlineSeconds")
+            overran = f"DeadlineExceeded: the {kind} ran longer than its {limit} s deadline"
+            return failed(overran, reason=reason)
         code = terminated.get("exitCode")
         detail = f"exit code {code}" if code is not None else f"{reason}: {failure.get('message', '')}"
         return failed(f"{detail}: {message}" if message else detail, permanent=code == PERMANENT_EXIT_CODE)
