@@ -52,20 +52,18 @@ def _answers(url: str) -> bool:
         return False
 
 
-def bind_chart_rbac(cluster: Cluster, user: str) -> None:
+def bind_chart_rbac(cluster: Cluster, user: str, *, release: str = "seqflow-e2e", values: str = "") -> None:
     """Grant `user` exactly the chart's (cluster-wide) role, as the chart grants its ServiceAccount
-    (with webhooks enabled: the e2e tests deliver some)."""
+    (with webhooks enabled: the e2e tests deliver some), rendered with `values` (helm --set)."""
     helm = str(ensure_binaries().helm)
     rendered = subprocess.run(
         [
             helm,
             "template",
-            "seqflow-e2e",
+            release,
             str(REPO / "charts" / "seqflow"),
             "--set",
-            "peering.enabled=false",
-            "--set",
-            "webhooks.enabled=true",
+            ",".join(v for v in ("peering.enabled=false", "webhooks.enabled=true", values) if v),
             "--show-only",
             "templates/rbac.yaml",
         ],

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from tests.e2e.operators import start_operator
-from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow_run
+from tests.e2e.operators import bind_chart_rbac, start_operator
+from tests.support import POD_STEPS_USER, Cluster, Runs, condition, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster]
 
@@ -203,16 +203,19 @@ def pods_of(cluster: Cluster, namespace: str, run: str) -> list[dict]:
     return cluster.get_json("pods", "-n", namespace, "-l", f"seqflow.io/run={run}")["items"]
 
 
-def test_steps_as_pods_of_their_own(
-    cluster: Cluster, runs: Runs, crds: None, database_url: str, operator_kubeconfig, tmp_path
-):
-    """SEQFLOW_JOB_STEPS_AS=Pod: each attempt a pod owned by the run, no Job; outputs flow, a
-    failure is retried with a new pod, a pod deleted while it runs is created again, a cancel
-    deletes it, and the run's pods go with the run."""
+def test_steps_as_pods_of_their_own(cluster: Cluster, runs: Runs, crds: None, database_url: str, tmp_path):
+    """SEQFLOW_JOB_STEPS_AS=Pod, with the chart's role for jobStepsAs=Pod: each attempt a pod
+    owned by the run, no Job; outputs flow, a failure is retried with a new pod, a pod deleted
+    while it runs is created again, a cancel deletes it, and the run's pods go with the run."""
+    bind_chart_rbac(cluster, POD_STEPS_USER, release="seqflow-pods", values="jobStepsAs=Pod")
     namespace = f"pods-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     operator = start_operator(
-        operator_kubeconfig, tmp_path / "pods.log", "pods-*", database_url, SEQFLOW_JOB_STEPS_AS="Pod"
+        cluster.kubeconfig_for(POD_STEPS_USER),
+        tmp_path / "pods.log",
+        "pods-*",
+        database_url,
+        SEQFLOW_JOB_STEPS_AS="Pod",
     )
     try:
         mixed = [{"name": "Prepare", "handler": "test.step"}, job_task("Render"), job_task("Print")]

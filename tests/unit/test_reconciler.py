@@ -120,6 +120,11 @@ class FakeApi:
         self.jobs[job["metadata"]["name"]] = job
         return copy.deepcopy(job)
 
+    async def get_job(self, namespace: str, name: str) -> dict:
+        if name not in self.jobs:
+            raise NotFound(404, f"jobs {name} not found")
+        return copy.deepcopy(self.jobs[name])
+
     async def create_event(self, namespace: str, event: dict) -> dict:
         self.events.append(event)
         return event
