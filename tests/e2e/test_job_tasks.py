@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from testenv.operator import OperatorProcess
 from tests.e2e.operators import bind_chart_rbac, start_operator
 from tests.support import POD_STEPS_USER, Cluster, Runs, condition, wait_for, workflow, workflow_run
 
@@ -206,17 +207,17 @@ def pods_of(cluster: Cluster, namespace: str, run: str) -> list[dict]:
 def test_steps_as_pods_of_their_own(cluster: Cluster, runs: Runs, crds: None, database_url: str, tmp_path):
     """SEQFLOW_JOB_STEPS_AS=Pod, with the chart's role for jobStepsAs=Pod: each attempt a pod
     owned by the run, no Job; outputs flow, a failure is retried with a new pod, a pod deleted
-    while it runs is created again, a cancel deletes it, and the run's pods go with the run."""
+    while it runs is created again, a cancel deletes it, the run's pods go with the run, and an
+    operator restarted while a pod runs finds it."""
     bind_chart_rbac(cluster, POD_STEPS_USER, release="seqflow-pods", values="jobStepsAs=Pod")
     namespace = f"pods-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
-    operator = start_operator(
-        cluster.kubeconfig_for(POD_STEPS_USER),
-        tmp_path / "pods.log",
-        "pods-*",
-        database_url,
-        SEQFLOW_JOB_STEPS_AS="Pod",
-    )
+
+    def start(log: str) -> OperatorProcess:
+        kubeconfig = cluster.kubeconfig_for(POD_STEPS_USER)
+        return start_operator(kubeconfig, tmp_path / log, "pods-*", database_url, SEQFLOW_JOB_STEPS_AS="Pod")
+
+    operator = start("first.log")
     try:
         mixed = [{"name": "Prepare", "handler": "test.step"}, job_task("Render"), job_task("Print")]
         failing = {"test.seqflow.io/exit-code": "1", "test.seqflow.io/message": "SMTP refused"}
@@ -279,5 +280,20 @@ def test_steps_as_pods_of_their_own(cluster: Cluster, runs: Runs, crds: None, da
 
         cluster.kubectl("delete", "workflowrun", "r-ok", "-n", namespace)
         wait_for(lambda: not pods_of(cluster, namespace, "r-ok"), timeout=60, what="the run's pods collected")
+
+        short = job_task("Crunch", annotations={"test.seqflow.io/duration": "5s"})
+        cluster.apply(
+            workflow("short", [short, {"name": "After", "handler": "test.step"}]), namespace=namespace
+        )
+        cluster.apply(workflow_run("r-restart", "short"), namespace=namespace)
+        wait_for(lambda: pods_of(cluster, namespace, "r-restart"), timeout=30, what="the step's pod")
+        operator.kill()
+        operator = start("second.log")
+        wait_phase(cluster, namespace, "r-restart", "Succeeded")
+        status = runs.get(namespace, "r-restart")["status"]
+        assert [n["attempts"] for n in status["nodes"]] == [1, 1]
+        assert [p["metadata"]["name"] for p in pods_of(cluster, namespace, "r-restart")] == [
+            status["nodes"][0]["job"]
+        ]
     finally:
         operator.stop()

@@ -202,6 +202,8 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: Helm):
 
     (cluster_role,) = find(helm.render("--set", "peering.enabled=false"), "ClusterRole")
     assert ("kopf.dev", "clusterkopfpeerings") not in permissions(cluster_role)
+    (pod_steps,) = find(helm.render("--set", "jobStepsAs=Pod"), "ClusterRole")
+    assert permissions(pod_steps)[("", "pods")] == {"create", "get", "list", "watch", "delete"}
 
     docs = helm.render(*value_sets()["active-active"])
     (cluster_role,) = find(docs, "ClusterRole")
@@ -224,6 +226,7 @@ def test_operator_settings(helm: Helm):
         "SEQFLOW_HANDLER_MODULES": "",
         "SEQFLOW_NAMESPACES": "",
         "SEQFLOW_MAX_CONCURRENT_RUNS": "16",
+        "SEQFLOW_JOB_STEPS_AS": "Job",
         "SEQFLOW_JOB_TTL_SECONDS": "3600",
         "SEQFLOW_LOG_LEVEL": "INFO",
         "SEQFLOW_LOG_FORMAT": "json",
