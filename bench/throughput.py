@@ -252,7 +252,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--floor-seconds", type=float, default=10)
     parser.add_argument("--replicas", type=int, default=1, help="> 1: active-active, SEQFLOW_BUCKETS=16")
-    parser.add_argument("--write-delay", type=float, default=0.0, help="SEQFLOW_WRITE_DELAY_SECONDS")
+    parser.add_argument("--write-delay", type=float, default=0.5, help="SEQFLOW_WRITE_DELAY_SECONDS")
     args = parser.parse_args()
     with ControlPlane() as control_plane, MariaDB() as mariadb:
         api = install_crds(control_plane)

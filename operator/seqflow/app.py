@@ -18,6 +18,7 @@ from seqflow.engine import EngineOptions
 from seqflow.events import EventRecorder
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
 from seqflow.handlers import build_registry, configure
+from seqflow.history.journal import Journal
 from seqflow.history.migrate import upgrade
 from seqflow.history.store import HistoryStore, open_store
 from seqflow.history.sync import HistoryWriter
@@ -74,6 +75,7 @@ async def run_operator(settings: Settings) -> None:
         api=api,
         runner=runner,
         history=HistoryWriter(store),
+        journal=Journal(store),
         metrics=metrics,
         handler_names=registry.names(),
         owns=owns,

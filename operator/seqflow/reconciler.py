@@ -5,6 +5,10 @@ and enqueue the run's key. A bounded pool of workers takes keys from the de-dupl
 `WorkQueue` and reconciles one run at a time: plan, write the status (guarded by the
 resourceVersion it was planned from), post Events, run the next handler, plan again with its
 result. Backoff is a delayed re-add of the key; nothing polls.
+
+With a write delay, fast in-process steps run ahead of the status, each start journaled first
+(seqflow.history.journal); runs that come to this process are reconciled only once the journal
+has been read.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from seqflow.api.models import (
     upgrade_status,
 )
 from seqflow.engine import (
+    INTERRUPTED,
     AttemptResult,
     CancelHandler,
     ChildRun,
@@ -74,6 +79,8 @@ from seqflow.executors.jobs import (
     slim_pod,
     step_of_pod,
 )
+from seqflow.history.journal import Journal, Journaled
+from seqflow.history.store import JournalEntry
 from seqflow.history.sync import HistoryWriter
 from seqflow.kube import ApiError, Conflict, EntityTooLarge, Invalid, KubeApi, NotFound
 from seqflow.metrics import Metrics
@@ -84,6 +91,8 @@ logger = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
 Owns = Callable[[str, str], bool]  # whether this replica reconciles the run (namespace, name)
 DRAIN_SECONDS = 2.0  # how long work under way may go on when its bucket is handed over
+JOURNAL_READ_SECONDS = 10.0  # how long runs that came here wait for an unreadable journal
+JOURNAL_ALL_RETRIES = 2**31 - 1
 FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is written
 FINISHED_PHASES = {phase.value for phase in FINISHED}
 
@@ -251,6 +260,7 @@ class Reconciler:
         api: KubeApi,
         runner: HandlerRunner,
         history: HistoryWriter,
+        journal: Journal,
         metrics: Metrics,
         handler_names: frozenset[str],
         options: ReconcilerOptions,
@@ -264,6 +274,7 @@ class Reconciler:
         self._handing_over = handing_over
         self._runner = runner
         self._history = history
+        self._journal = journal
         self._metrics = metrics
         self._handler_names = handler_names
         self._options = options
@@ -287,12 +298,19 @@ class Reconciler:
         self._flushing: set[str] = set()  # uids of runs whose history is being written now
         self._flushed: dict[str, int] = {}  # by run uid: the store has its entries up to this seq
         self._errors: dict[Key, int] = {}
+        # What other processes journaled of runs that came here; the runs with journal entries.
+        self._journaled: Journaled = {}
+        self._journal_uids: set[str] = set()
+        self._journal_read = asyncio.Event()
+        self._reading: asyncio.Task[None] | None = None
+        self._read_again = False
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
 
     # ----- lifecycle -----
 
     def start(self) -> None:
+        self._read_journal()
         self._tasks = [
             asyncio.create_task(self._work(), name=f"seqflow-worker-{i}")
             for i in range(self._options.workers)
@@ -301,7 +319,8 @@ class Reconciler:
 
     async def stop(self) -> None:
         attempts = [t for running in self._running.values() for t in running.values()]
-        tasks = [*self._tasks, *self._background, *attempts]
+        reading = [self._reading] if self._reading is not None else []
+        tasks = [*self._tasks, *self._background, *attempts, *reading]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -323,7 +342,9 @@ class Reconciler:
         return self._handing_over(*self._owner_key(key))
 
     def take_owned(self) -> None:
-        """Runs came to this replica: look at each of them (their timers were the old owner's)."""
+        """Runs came to this replica: look at each of them (their timers were the old owner's),
+        once the journal has been read."""
+        self._read_journal()
         for key in [key_of(body) for body in self._runs.values()]:
             if self._serves(key):
                 self._queue.add(key)
@@ -350,6 +371,96 @@ class Reconciler:
         ):
             await asyncio.sleep(0.02)
 
+    # ----- the progress journal -----
+
+    def _read_journal(self) -> None:
+        """Runs come to this process: no run is reconciled before the journal has been read."""
+        self._journal_read.clear()
+        if self._reading is not None:
+            self._read_again = True  # read it once more when this read is done
+            return
+        self._reading = asyncio.create_task(self._read(), name="seqflow-journal-read")
+
+    async def _read(self) -> None:
+        try:
+            again = True
+            while again:
+                self._read_again = False
+                self._journaled = await self._load_journal()
+                self._journal_uids |= self._journaled.keys()
+                again = self._read_again
+        finally:
+            self._reading = None
+            self._journal_read.set()
+
+    async def _load_journal(self) -> Journaled:
+        deadline = time.monotonic() + JOURNAL_READ_SECONDS
+        failures = 0
+        while True:
+            journaled = await self._journal.load()
+            if journaled is not None:
+                return journaled
+            failures += 1
+            if time.monotonic() >= deadline:
+                logger.warning(
+                    "the progress journal could not be read: in-process attempts that ran before "
+                    "their run's status said so may run again"
+                )
+                return {}
+            await asyncio.sleep(backoff(failures, first=0.5))
+
+    def _take_journaled_ends(self, key: Key, uid: str, status: WorkflowRunStatus) -> None:
+        """Running attempts that nobody here executes, and that the journal says ended: ended so."""
+        journaled = self._journaled.get(uid)
+        if not journaled:
+            return
+        running = self._running.get(uid, {})
+        for node in status.nodes:
+            attempt = (node.id, node.attempts)
+            ended = journaled.get((status.retried, *attempt))
+            if node.phase == NodePhase.RUNNING and ended is not None and attempt not in running:
+                self._results.setdefault(uid, {}).setdefault(attempt, ended)
+                self._run_keys[uid] = key
+
+    def _journaled_attempt(self, key: Key, uid: str, action: RunHandler, *, retried: int) -> bool:
+        """Whether the journal has the attempt (another process started it): then its result
+        waits as if it had run here, how it ended or, when it did not, interrupted."""
+        journaled = self._journaled.get(uid, {})
+        if (retried, action.node, action.attempt) not in journaled:
+            return False
+        ended = journaled.pop((retried, action.node, action.attempt))
+        interrupted = AttemptResult(node=action.node, attempt=action.attempt, error=INTERRUPTED)
+        self._results.setdefault(uid, {})[(action.node, action.attempt)] = ended or interrupted
+        self._run_keys[uid] = key
+        return True
+
+    async def _journal_progress(
+        self, uid: str, *, ended: list[AttemptResult], ended_in: int, starts: list[RunHandler], retried: int
+    ) -> bool:
+        """Journal the attempts about to start before their status is written, with the ends
+        that lead to them; False when the journal cannot take them (write the status first)."""
+        writer = self._journal.writer
+        entries = [
+            JournalEntry(
+                run_uid=uid, retried=ended_in, node=r.node, attempt=r.attempt, writer=writer, result=r
+            )
+            for r in ended
+        ]
+        entries += [
+            JournalEntry(run_uid=uid, retried=retried, node=a.node, attempt=a.attempt, writer=writer)
+            for a in starts
+        ]
+        if not await self._journal.record(entries):
+            return False
+        self._journal_uids.add(uid)
+        return True
+
+    def _forget_journaled(self, uid: str, *, retried: int) -> None:
+        if uid in self._journal_uids:
+            self._journal_uids.discard(uid)
+            self._journaled.pop(uid, None)
+            self._journal.forget(uid, retried=retried)
+
     # ----- the run cache, for the read API -----
 
     def live_run(self, namespace: str, name: str) -> JsonObject | None:
@@ -372,6 +483,7 @@ class Reconciler:
             self._results.pop(uid, None)
             self._blocked.pop(uid, None)
             self._flushed.pop(uid, None)
+            self._forget_journaled(uid, retried=JOURNAL_ALL_RETRIES)
             self._wake_queued(key[0], (body.get("spec") or {}).get("workflowRef", {}).get("name", ""))
             parent = run_of(body)
             if parent is not None:  # a child gone: its parent looks again
@@ -502,6 +614,7 @@ class Reconciler:
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
+            await self._journal_read.wait()
             self._reconciling.add(key)
             try:
                 await self._reconcile(key)
@@ -587,6 +700,7 @@ class Reconciler:
         may_delay: bool,
     ) -> tuple[JsonObject, Decision | None] | None:
         uid = body["metadata"]["uid"]
+        self._take_journaled_ends(key, uid, run.status)
         results = dict(self._results.get(uid, {}))
         blocked = self._blocked.pop(uid, {})
         job_results, jobs_running = await self._observe_jobs(key, body, run)
@@ -621,6 +735,7 @@ class Reconciler:
         self._forget_if_idle(uid)
         if decision.status.finished and not run.status.finished:
             self._wake_queued(key[0], run.spec.workflow_ref.name)
+            self._forget_journaled(uid, retried=decision.status.retried)
         return body, decision
 
     async def _run_fast_steps(
@@ -633,20 +748,29 @@ class Reconciler:
         *,
         seen: dict[tuple[str, int], AttemptResult],
     ) -> Decision:
-        """Run the in-process attempts a decision starts before its status is written; those that
-        end within the write delay are planned on at once, and so on: one status write then
-        carries a string of fast steps. Stops at the first decision that does anything else, or
-        whose attempts outlast the delay (they go on running; their start is written now).
-        Returns the decision to write, with the Events of the ones folded into it; `seen` gains
-        the results it took in."""
+        """Run the in-process attempts a decision starts before its status is written (their
+        starts, and the ends before them, journaled first); those that end within the write
+        delay are planned on at once, and so on: one status write then carries a string of fast
+        steps. Stops at the first decision that does anything else, or whose attempts outlast
+        the delay (they go on running; their start is written now), or that the journal cannot
+        take. Returns the decision to write, with the Events of the ones folded into it; `seen`
+        gains the results it took in."""
         uid = body["metadata"]["uid"]
         deadline = time.monotonic() + self._options.write_delay_seconds
         events: list[PostEvent] = []
+        ended = dict(seen)  # what the decision took in (of in-process attempts)
         while all(isinstance(a, RunHandler | PostEvent | WakeAt) for a in decision.actions):
             starts = [a for a in decision.actions if isinstance(a, RunHandler)]
             if not starts or time.monotonic() >= deadline or self._giving_up(key):
                 break
-            started = [self._start_handler(key, body, action, awaited=True) for action in starts]
+            retried = decision.status.retried
+            if not await self._journal_progress(
+                uid, ended=list(ended.values()), ended_in=run.status.retried, starts=starts, retried=retried
+            ):
+                break
+            started = [
+                self._start_handler(key, body, action, retried=retried, awaited=True) for action in starts
+            ]
             tasks = [task for task in started if task is not None]
             await asyncio.sleep(0)  # a handler that never waits ends in its task's first step
             if not all(task.done() for task in tasks):
@@ -941,7 +1065,7 @@ class Reconciler:
                     self._queue.add_after(key, action.delay_from(now()).total_seconds())
                 case RunHandler():
                     if self._serves(key):  # else its new owner finds it interrupted
-                        self._start_handler(key, body, action)
+                        self._start_handler(key, body, action, retried=decision.status.retried)
                 case CreateJob():
                     again = await self._create_job(key, body, action) or again
                 case CreateChildRun():
@@ -964,17 +1088,22 @@ class Reconciler:
         return again
 
     def _start_handler(
-        self, key: Key, body: JsonObject, action: RunHandler, *, awaited: bool = False
+        self, key: Key, body: JsonObject, action: RunHandler, *, retried: int, awaited: bool = False
     ) -> asyncio.Task[None] | None:
-        """Run an in-process attempt as a task of its own that posts its result back (so a
-        cancel can stop it and the worker is free meanwhile), unless a worker awaits it. An
-        attempt started already is not started again: its task, or None when it has ended."""
+        """Run an in-process attempt (of the run's `retried`-th retry) as a task of its own that
+        posts its result back (so a cancel can stop it and the worker is free meanwhile), unless
+        a worker awaits it. An attempt started already, here or by another process (the
+        journal says), is not started again: its task, or None when its result waits."""
         uid = body["metadata"]["uid"]
         running = self._running.setdefault(uid, {})
         if (action.node, action.attempt) in running:
             return running[(action.node, action.attempt)]
         if (action.node, action.attempt) in self._results.get(uid, {}):
             return None  # it ran (while its start was being written): its result waits
+        if self._journaled_attempt(key, uid, action, retried=retried):
+            if not awaited:
+                self._queue.add(key, urgent=True)
+            return None
         self._run_keys[uid] = key
         if awaited:
             self._awaited.add((uid, action.node, action.attempt))

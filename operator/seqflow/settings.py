@@ -43,14 +43,14 @@ class Settings(BaseSettings):
         default=16, ge=1, description="Concurrent connections to the Kubernetes API server."
     )
     write_delay_seconds: float = Field(
-        default=0.0,
+        default=0.5,
         ge=0,
         le=5,
-        description="How long a run's progress through in-process steps may go unwritten: the steps "
-        "that end within it are written in one status write with what follows them (fewer writes, "
-        "shorter gaps), but if the operator dies meanwhile they run again, as the same attempts, "
-        "also after a later step ran. 0 (the default): every attempt's start is written before it "
-        "runs, so an earlier step never runs again once a later one started.",
+        description="How long a run's progress through in-process steps may go without a status "
+        "write: the steps that end within it reach the status in one write with what follows them "
+        "(fewer writes, shorter gaps), each start journaled in the history database first, so an "
+        "operator that dies meanwhile runs no attempt twice. While the database is away, and with "
+        "0, every attempt's start is written to the status before it runs.",
     )
     workflow_wait_seconds: float = Field(
         default=30.0,

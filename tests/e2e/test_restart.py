@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from tests.e2e.operators import start_operator
-from tests.support import Cluster, Runs, workflow, workflow_run
+from tests.support import Cluster, Runs, wait_for, workflow, workflow_run
 
 pytestmark = pytest.mark.cluster
 
@@ -45,3 +45,33 @@ def test_sigkill_mid_task_retries_interrupted_attempt_and_finishes(
     starts = [datetime.fromisoformat(t["startedAt"]) for t in final["nodes"]]
     finishes = [datetime.fromisoformat(t["finishedAt"]) for t in final["nodes"]]
     assert finishes[0] <= starts[1] and finishes[1] <= starts[2]
+
+
+def test_sigkill_before_fast_steps_are_written_runs_no_attempt_twice(
+    cluster: Cluster, runs: Runs, crds: None, database_url: str, operator_kubeconfig, tmp_path
+):
+    """Steps that end within the write delay run ahead of the status, each start journaled
+    first: an operator killed before the status says anything runs no attempt again."""
+    namespace = f"restart-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    log = tmp_path / "executions.log"
+    fast = {"SEQFLOW_WRITE_DELAY_SECONDS": "5"}
+    operator = start_operator(operator_kubeconfig, tmp_path / "first.log", namespace, database_url, **fast)
+    tasks = [{"name": n, "handler": "test.count", "retry": {"backoffSeconds": 0.2}} for n in "ABCD"]
+    cluster.apply(workflow("fast", tasks), namespace=namespace)
+    cluster.apply(workflow_run("r1", "fast", {"executions": str(log), "sleep": 0.4}), namespace=namespace)
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, timeout=30, interval=0.02)
+    operator.kill()
+    assert not runs.get(namespace, "r1").get("status", {}).get("nodes")  # nothing of it written
+
+    restarted = start_operator(operator_kubeconfig, tmp_path / "second.log", namespace, database_url, **fast)
+    try:
+        runs.watch(namespace, "r1", until=lambda s: s.get("phase") == "Succeeded", timeout=60)
+    finally:
+        restarted.stop()
+    executed = [tuple(line.split()[2:]) for line in log.read_text().splitlines()]
+    assert len(executed) == len(set(executed))  # no attempt executed twice
+    assert executed.count(("A", "1")) == 1 and ("A", "2") not in executed  # its end was journaled
+    final = runs.get(namespace, "r1")["status"]
+    assert sorted(t["attempts"] for t in final["nodes"]) == [1, 1, 1, 2]  # one interrupted, retried
+    assert [t["id"] for t in final["nodes"]] == list("ABCD")

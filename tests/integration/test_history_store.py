@@ -9,8 +9,16 @@ import pytest
 from sqlalchemy import func, select
 
 from seqflow.api.models import HistoryEvent, HistoryRecord
+from seqflow.engine import AttemptResult
 from seqflow.history.migrate import upgrade
-from seqflow.history.store import BadCursor, HistoryStore, RunFilter, RunIdentity, create_store_engine
+from seqflow.history.store import (
+    BadCursor,
+    HistoryStore,
+    JournalEntry,
+    RunFilter,
+    RunIdentity,
+    create_store_engine,
+)
 from seqflow.history.tables import ActivityRow, AttemptRow, RunRow
 
 T0 = datetime(2001, 1, 1, 10, 0, tzinfo=UTC)  # long ago: retention tests delete only test data
@@ -192,4 +200,27 @@ def test_members_of_a_group_get_an_attempt_row_each(store: HistoryStore):
         (long_id, "Succeeded"),
         ("Notify", "Succeeded"),
         ("Notify/Email", "Succeeded"),
+    ]
+
+
+def test_the_journal_keeps_starts_and_ends_until_their_run_is_forgotten(store: HistoryStore):
+    run, other = str(uuid.uuid4()), str(uuid.uuid4())
+    ended = AttemptResult(node="A", attempt=1, output={"big": "x" * 60_000})
+    failed = AttemptResult(node="B", attempt=1, error="boom", permanent=True, reason="TaskFailed")
+    started = JournalEntry(run_uid=run, retried=0, node="A", attempt=1, writer="w1")
+    entries = [
+        started,
+        JournalEntry(run_uid=run, retried=0, node="A", attempt=1, writer="w1", result=ended),
+        JournalEntry(run_uid=run, retried=0, node="B", attempt=1, writer="w1", result=failed),
+        JournalEntry(run_uid=run, retried=1, node="A", attempt=2, writer="w1"),
+        JournalEntry(run_uid=other, retried=0, node="A", attempt=1, writer="w2"),
+    ]
+    store.journal(entries)
+    store.journal([started])  # appended again: kept once
+    mine = [e for e in store.journaled() if e.run_uid in (run, other)]
+    assert mine == entries
+    store.journal([], forget=[(run, 0)])  # its first try finished: the retry's entries stay
+    assert [(e.run_uid, e.retried) for e in store.journaled() if e.run_uid in (run, other)] == [
+        (run, 1),
+        (other, 0),
     ]

@@ -130,5 +130,6 @@ def test_requests_keep_to_the_qps_after_a_burst():
 
     serve_and_call(handler, calls, qps=20, burst=4)
     assert len(seen) == 14
-    # 4 at once, then 20 per second: the other 10 take about half a second
-    assert seen[3] - seen[0] < 0.1 and 0.4 <= seen[-1] - seen[0] < 1.0
+    # 4 at once, then 20 per second: the other 10 take about half a second (the upper bounds
+    # leave room for a loaded machine; the lower one is the limit)
+    assert seen[3] - seen[0] < 0.3 and 0.4 <= seen[-1] - seen[0] < 3.0

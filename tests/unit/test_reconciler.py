@@ -10,8 +10,9 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from seqflow.engine import EngineOptions
+from seqflow.engine import AttemptResult, EngineOptions
 from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, task
+from seqflow.history.store import JournalEntry
 from seqflow.kube import ApiError, Conflict, EntityTooLarge, NotFound
 from seqflow.metrics import Metrics
 from seqflow.reconciler import FINALIZER, Reconciler, ReconcilerOptions, RunCache, cached_form, status_patch
@@ -148,13 +149,48 @@ class FakeHistory:
         return 0.05
 
 
+class FakeJournal:
+    """The progress journal in memory; `available` False: it takes nothing."""
+
+    writer = "this-process"
+
+    def __init__(self) -> None:
+        self.available = True
+        self.entries: list[JournalEntry] = []
+        self.forgotten: list[tuple[str, int]] = []
+        self.elsewhere: list[JournalEntry] = []  # what another process journaled
+
+    async def record(self, entries: list[JournalEntry]) -> bool:
+        if self.available:
+            self.entries += entries
+        return self.available
+
+    def forget(self, run_uid: str, *, retried: int) -> None:
+        self.forgotten.append((run_uid, retried))
+
+    async def load(self) -> dict:
+        journaled: dict = {}
+        for e in self.elsewhere:
+            journaled.setdefault(e.run_uid, {})[(e.retried, e.node, e.attempt)] = e.result
+        return journaled
+
+    def started(self, node: str, attempt: int) -> bool:
+        return any((e.node, e.attempt, e.result) == (node, attempt, None) for e in self.entries)
+
+
 def reconciler(
-    api: FakeApi, history: FakeHistory, *, write_delay: float = 0.0, **ownership: Any
+    api: FakeApi,
+    history: FakeHistory,
+    *,
+    write_delay: float = 0.0,
+    journal: FakeJournal | None = None,
+    **ownership: Any,
 ) -> Reconciler:
     return Reconciler(
         api=api,  # type: ignore[arg-type]
         runner=HandlerRunner(handlers=handlers, threads=2),
         history=history,  # type: ignore[arg-type]
+        journal=journal or FakeJournal(),  # type: ignore[arg-type]
         metrics=Metrics(CollectorRegistry()),
         handler_names=handlers.names(),
         options=ReconcilerOptions(
@@ -447,3 +483,97 @@ def test_runs_of_a_workflow_with_a_concurrency_limit_are_served_by_the_workflows
         assert not run_status(api, "r3")  # neither its own key nor a limited Workflow's: not ours
 
     scenario(body, owns=lambda namespace, name: name == "limited")
+
+
+def test_fast_steps_journal_each_start_and_the_ends_before_it_first():
+    journal = FakeJournal()
+    journaled_when_run: list[bool] = []
+
+    @task("journaled", into=handlers)
+    def journaled(data: dict, context) -> dict:
+        journaled_when_run.append(journal.started(context.task, context.attempt))
+        return {"n": data.get("n", 0) + 1}
+
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        workflow = api.add_workflow("w", ["A", "B", "C"])
+        for step in workflow["spec"]["tasks"]:
+            step["handler"] = "journaled"
+        subject.on_workflow_event(None, workflow)
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        assert journaled_when_run == [True, True, True] and api.status_patches <= 2
+        ends = [(e.node, e.result.output) for e in journal.entries if e.result is not None]
+        assert ends == [("A", {"n": 1}), ("B", {"n": 2})]  # C's end is in the status write
+        assert journal.forgotten == [("uid-r", 0)]  # finished: its entries go
+
+    scenario(body, write_delay=5.0, journal=journal)
+
+
+def test_attempts_another_process_journaled_are_not_run_again():
+    journal = FakeJournal()
+    journal.elsewhere = [  # it died after A ended and B started, before the status said so
+        JournalEntry(
+            run_uid="uid-r",
+            retried=0,
+            node="A",
+            attempt=1,
+            writer="other",
+            result=AttemptResult(node="A", attempt=1, output={"n": 41}),
+        ),
+        JournalEntry(run_uid="uid-r", retried=0, node="B", attempt=1, writer="other"),
+    ]
+
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A", "B", "C"]))
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded", timeout=10)
+        assert calls == ["B", "C"]  # A's journaled end taken; B interrupted, retried as a new attempt
+        nodes = {n["id"]: n["attempts"] for n in run_status(api)["nodes"]}
+        assert nodes == {"A": 1, "B": 2, "C": 1} and run_status(api)["output"] == {"n": 43}
+
+    scenario(body, write_delay=5.0, journal=journal)
+
+
+def test_a_journaled_end_ends_an_attempt_the_status_shows_running():
+    @task("hang", into=handlers)
+    async def hang(data: dict, context) -> dict:
+        await asyncio.sleep(3600)
+        return data
+
+    async def body(api: FakeApi, history: FakeHistory, first: Reconciler) -> None:
+        workflow = api.add_workflow("w", ["A", "B"])
+        workflow["spec"]["tasks"][0]["handler"] = "hang"
+        first.on_workflow_event(None, workflow)
+        first.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: [n["phase"] for n in run_status(api).get("nodes", [])] == ["Running"])
+        await first.stop()  # it dies while A runs; a later process journaled A's end elsewhere
+        journal = FakeJournal()
+        ended = AttemptResult(node="A", attempt=1, output={"n": 10})
+        journal.elsewhere = [
+            JournalEntry(run_uid="uid-r", retried=0, node="A", attempt=1, writer="x", result=ended)
+        ]
+        second = reconciler(api, history, write_delay=5.0, journal=journal)
+        second.on_workflow_event(None, workflow)
+        second.start()
+        second.on_run_event(None, copy.deepcopy(api.runs[("ns", "r")]))
+        try:
+            await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        finally:
+            await second.stop()
+        assert calls == ["B"] and run_status(api)["output"] == {"n": 11}
+
+    scenario(body)
+
+
+def test_fast_steps_write_each_start_first_while_the_journal_is_away():
+    journal = FakeJournal()
+    journal.available = False
+
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        history.available = False  # no trim write
+        subject.on_workflow_event(None, api.add_workflow("w", ["A", "B", "C"]))
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        assert calls == ["A", "B", "C"] and api.status_patches == 4  # each start, then the end
+
+    scenario(body, write_delay=5.0, journal=journal)

@@ -1,6 +1,7 @@
 """The pure engine: `plan()` and the data it reads and returns (see `seqflow.engine.plan`)."""
 
 from seqflow.engine.plan import (
+    INTERRUPTED,
     child_run_name,
     derive_phase,
     fail_unrecordable,
@@ -33,6 +34,7 @@ from seqflow.engine.types import (
 )
 
 __all__ = [
+    "INTERRUPTED",
     "Action",
     "AttemptResult",
     "CancelHandler",

@@ -5,13 +5,16 @@ transaction, insert the entries and bring the run and attempt rows up to date. E
 keyed (run uid; run uid + task + attempt; run uid + seq) and the run row remembers the last
 entry it reflects, so writing a batch again changes nothing: that is what makes replays after
 a crash or an outage safe.
+
+It also keeps the progress journal (seqflow.history.journal): rows appended and read whole, and
+deleted once their run has finished.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +40,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Insert
 
 from seqflow.api.models import HistoryEvent, HistoryRecord, JsonObject, NodePhase, RunPhase
-from seqflow.history.tables import ActivityRow, AttemptRow, RunRow
+from seqflow.engine import AttemptResult
+from seqflow.history.tables import ActivityRow, AttemptRow, JournalRow, RunRow
 
 MAX_PAGE = 500
 DEADLOCK_RETRIES = 3
@@ -56,6 +60,19 @@ class RunIdentity:
     workflow: str
     input: JsonObject
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """An in-process attempt that started (no result) or ended, in the run's `retried`-th retry,
+    written by the operator process `writer`."""
+
+    run_uid: str
+    retried: int
+    node: str
+    attempt: int
+    writer: str
+    result: AttemptResult | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +207,29 @@ class HistoryStore:
             return sqlite.insert(table).on_conflict_do_nothing()
         return mysql.insert(table).prefix_with("IGNORE")
 
+    # ----- the progress journal -----
+
+    def journal(self, entries: Sequence[JournalEntry], *, forget: Sequence[tuple[str, int]] = ()) -> None:
+        """Append `entries` (one already there is kept) and delete the entries of the runs in
+        `forget` (run uid, of retries up to this one), in one transaction."""
+        with self.engine.begin() as connection:
+            if entries:
+                connection.execute(
+                    self._insert_ignore(connection, JournalRow), [_journal_values(e) for e in entries]
+                )
+            for run_uid, retried in forget:
+                connection.execute(
+                    delete(JournalRow).where(JournalRow.run_uid == run_uid, JournalRow.retried <= retried)
+                )
+
+    def journaled(self) -> list[JournalEntry]:
+        """The whole journal (none before the schema has it)."""
+        if not inspect(self.engine).has_table(JournalRow.__tablename__):
+            return []
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(JournalRow).order_by(JournalRow.id))
+            return [_journal_entry(row) for row in rows]
+
     # ----- reading -----
 
     def list_runs(
@@ -267,7 +307,52 @@ class HistoryStore:
                 connection.execute(delete(ActivityRow).where(ActivityRow.run_uid.in_(uids)))
                 connection.execute(delete(AttemptRow).where(AttemptRow.run_uid.in_(uids)))
                 connection.execute(delete(RunRow).where(RunRow.uid.in_(uids)))
+                connection.execute(delete(JournalRow).where(JournalRow.run_uid.in_(uids)))
             deleted += len(uids)
+
+
+def _journal_values(entry: JournalEntry) -> JsonObject:
+    result = entry.result
+    ended = None
+    if result is not None:
+        ended = {
+            "output": result.output,
+            "error": result.error,
+            "permanent": result.permanent,
+            "reason": result.reason,
+        }
+    return {
+        "run_uid": entry.run_uid,
+        "retried": entry.retried,
+        "node": entry.node,
+        "attempt": entry.attempt,
+        "writer": entry.writer,
+        "ended": result is not None,
+        "result": ended,
+        "recorded_at": _naive_utc(datetime.now(UTC)),
+    }
+
+
+def _journal_entry(row: Any) -> JournalEntry:
+    result = None
+    if row.ended:
+        ended = row.result or {}
+        result = AttemptResult(
+            node=row.node,
+            attempt=row.attempt,
+            output=ended.get("output"),
+            error=ended.get("error"),
+            permanent=bool(ended.get("permanent")),
+            reason=ended.get("reason"),
+        )
+    return JournalEntry(
+        run_uid=row.run_uid,
+        retried=row.retried,
+        node=row.node,
+        attempt=row.attempt,
+        writer=row.writer,
+        result=result,
+    )
 
 
 # Columns of an attempt row set when it is first written and never changed by a later write.

@@ -1,4 +1,5 @@
-"""The history store's tables: runs, task attempts and the activity log (SQLAlchemy 2.0).
+"""The history store's tables: runs, task attempts, the activity log and the progress journal
+(SQLAlchemy 2.0).
 
 The schema itself is created and upgraded by the Alembic migrations beside this module; these
 typed models are what the repository queries. Times are stored as naive UTC with microseconds.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -87,3 +88,23 @@ class ActivityRow(Base):
     attempt: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[Any] = mapped_column(Json)
     occurred_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class JournalRow(Base):
+    """An in-process attempt that started, or ended, before its run's status said so (see
+    seqflow.history.journal); gone once the run has finished."""
+
+    __tablename__ = "progress_journal"
+    __table_args__ = (
+        UniqueConstraint("run_uid", "retried", "node", "attempt", "ended", name="uq_journal_attempt"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    run_uid: Mapped[str] = mapped_column(String(36))
+    retried: Mapped[int] = mapped_column(Integer)  # the run's retry count when the attempt ran
+    node: Mapped[str] = mapped_column(String(127))
+    attempt: Mapped[int] = mapped_column(Integer)
+    writer: Mapped[str] = mapped_column(String(36))  # the operator process that appended it
+    ended: Mapped[bool] = mapped_column(Boolean)
+    result: Mapped[Any | None] = mapped_column(Json)  # output, error, permanent, reason (when ended)
+    recorded_at: Mapped[datetime] = mapped_column(Timestamp)

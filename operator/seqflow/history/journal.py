@@ -1,0 +1,106 @@
+"""The progress journal: what a run's status does not say yet about its in-process attempts.
+
+With SEQFLOW_WRITE_DELAY_SECONDS above 0, a string of fast in-process steps reaches the run's
+status in one write. So that an operator that dies before that write runs no attempt twice and
+no step again after a later one, each attempt's start, with the ends of the attempts it follows,
+is appended here first, in one short transaction shared by every run that journals at that
+moment. An operator reads the journal before it reconciles runs that come to it (at its start, or
+with a bucket): an attempt the journal says ended is not run again (its result is taken as it
+was), one that only started is interrupted (and retried as a new attempt), as if the status had
+said so.
+
+While the database is away, `record` answers False at once and nothing starts before its start is
+in the status: runs go on at a status write per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from seqflow.engine import AttemptResult
+from seqflow.history.store import HistoryStore, JournalEntry
+
+logger = logging.getLogger(__name__)
+
+# By run uid: (retried, node, attempt) -> how the attempt ended, or None when it only started.
+Journaled = dict[str, dict[tuple[int, str, int], AttemptResult | None]]
+
+
+class Journal:
+    def __init__(self, store: HistoryStore, *, pause_seconds: float = 5.0) -> None:
+        """`pause_seconds`: after a failed write, how long `record` answers False without trying."""
+        self._store = store
+        self._pause = pause_seconds
+        self.writer = uuid.uuid4().hex  # this process: what it wrote itself is never read back
+        self._away_until = 0.0
+        self._entries: list[JournalEntry] = []
+        self._forget: list[tuple[str, int]] = []
+        self._waiting: list[asyncio.Future[bool]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def record(self, entries: Sequence[JournalEntry]) -> bool:
+        """Append `entries`: True once they are durable, False when they could not be written."""
+        if time.monotonic() < self._away_until:
+            return False
+        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._entries += entries
+        self._waiting.append(written)
+        self._flush_soon()
+        return await written
+
+    def forget(self, run_uid: str, *, retried: int) -> None:
+        """The run finished (in its `retried`-th retry) or went: its entries go, with the next
+        write (on failure they stay, never read for an attempt again, until the run's history
+        is pruned)."""
+        self._forget.append((run_uid, retried))
+        self._flush_soon()
+
+    async def load(self) -> Journaled | None:
+        """What other operator processes journaled (their runs' statuses may not say it yet);
+        None when the journal cannot be read."""
+        try:
+            entries = await asyncio.to_thread(self._store.journaled)
+        except (SQLAlchemyError, OSError) as error:
+            logger.warning("progress journal not read: %s", type(error).__name__)
+            return None
+        journaled: Journaled = {}
+        for entry in entries:
+            if entry.writer != self.writer:
+                attempts = journaled.setdefault(entry.run_uid, {})
+                key = (entry.retried, entry.node, entry.attempt)
+                attempts[key] = entry.result or attempts.get(key)
+        return journaled
+
+    def _flush_soon(self) -> None:
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush(), name="seqflow-journal")
+
+    async def _flush(self) -> None:
+        """Write what is waiting, all of it in one transaction, until nothing is."""
+        try:
+            while self._entries or self._forget:
+                entries, forget, waiting = self._entries, self._forget, self._waiting
+                self._entries, self._forget, self._waiting = [], [], []
+                try:
+                    await asyncio.to_thread(self._store.journal, entries, forget=forget)
+                    written = True
+                except (SQLAlchemyError, OSError) as error:
+                    written = False
+                    self._away_until = time.monotonic() + self._pause
+                    logger.warning(
+                        "progress journal not written (%s): each start is written to its run's status "
+                        "first for %.0f s",
+                        type(error).__name__,
+                        self._pause,
+                    )
+                for future in waiting:
+                    if not future.done():
+                        future.set_result(written)
+        finally:
+            self._flushing = None
