@@ -82,7 +82,7 @@ from seqflow.executors.jobs import (
 from seqflow.history.journal import Journal, Journaled
 from seqflow.history.store import JournalEntry
 from seqflow.history.sync import HistoryWriter
-from seqflow.kube import ApiError, Conflict, EntityTooLarge, Invalid, KubeApi, NotFound
+from seqflow.kube import ApiError, Conflict, EntityTooLarge, Forbidden, Invalid, KubeApi, NotFound
 from seqflow.metrics import Metrics
 from seqflow.workqueue import WorkQueue, backoff
 
@@ -1169,6 +1169,11 @@ class Reconciler:
         except Invalid as error:  # the manifest itself is refused: no retry helps
             self._refused(run.uid, node=action.node, attempt=action.attempt, what=kind, error=error)
             return True
+        except Forbidden as error:
+            self._forbidden(
+                run.uid, node=action.node, what=f"{kind.lower()}s", namespace=run.namespace, error=error
+            )
+            return True
         if self._options.step_pods:
             self._pods[(run.namespace, action.name)] = slim_pod(created)
         else:
@@ -1196,6 +1201,10 @@ class Reconciler:
         except Invalid as error:  # the child itself is refused: no retry helps
             self._refused(parent.uid, node=action.node, attempt=action.attempt, what="child run", error=error)
             return True
+        except Forbidden as error:
+            what, namespace = "workflowruns", parent.namespace
+            self._forbidden(parent.uid, node=action.node, what=what, namespace=namespace, error=error)
+            return True
         self._runs.refresh(child)
         return False
 
@@ -1203,6 +1212,14 @@ class Reconciler:
         """An attempt whose Job or child run the API server refuses fails for good."""
         self._results.setdefault(uid, {})[(node, attempt)] = AttemptResult(
             node=node, attempt=attempt, error=f"the {what} was refused: {error.message}", permanent=True
+        )
+
+    def _forbidden(self, uid: str, *, node: str, what: str, namespace: str, error: Forbidden) -> None:
+        """RBAC refuses an attempt's Job, pod or child run: the run waits, saying so, and looks
+        again (the role may be granted meanwhile)."""
+        self._blocked.setdefault(uid, {})[node] = (
+            f"the operator may not create {what} in namespace {namespace} ({error.message}); grant it "
+            "that (the Helm chart's role does)"
         )
 
     async def _control_child(self, namespace: str, action: ControlChildRun) -> None:

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from seqflow.engine import AttemptResult, EngineOptions
 from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, task
 from seqflow.history.store import JournalEntry
-from seqflow.kube import ApiError, Conflict, EntityTooLarge, NotFound
+from seqflow.kube import ApiError, Conflict, EntityTooLarge, Forbidden, NotFound
 from seqflow.metrics import Metrics
 from seqflow.reconciler import FINALIZER, Reconciler, ReconcilerOptions, RunCache, cached_form, status_patch
 
@@ -285,6 +285,25 @@ def test_job_creation_failing_after_a_written_result_is_retried():
         await settle(lambda: any(name.startswith("r-j-1") for name in api.jobs))
         assert calls == ["A"]
         assert [t["phase"] for t in run_status(api)["nodes"]] == ["Succeeded", "Running"]
+
+    scenario(body)
+
+
+def test_a_job_rbac_refuses_holds_the_run_saying_why():
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        workflow = api.add_workflow("w", [])
+        workflow["spec"]["tasks"] = [{"name": "J", "job": {"image": "registry.example/j:1"}}]
+        api.workflows[("ns", "w")] = copy.deepcopy(workflow)
+        subject.on_workflow_event(None, workflow)
+        refused = Forbidden(403, 'jobs.batch is forbidden: User "seqflow" cannot create resource "jobs"')
+        api.fail_job_creations = [refused] * 10
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("conditions", [{}])[0].get("reason") == "AttemptBlocked")
+        message = run_status(api)["conditions"][0]["message"]
+        assert "may not create jobs in namespace ns" in message and "cannot create resource" in message
+        await asyncio.sleep(0.5)
+        assert len(api.fail_job_creations) >= 8  # it looks again later, not in a loop
+        assert not api.jobs and run_status(api)["phase"] == "Running"
 
     scenario(body)
 
