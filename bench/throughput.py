@@ -33,6 +33,8 @@ sys.path[:0] = [str(HERE.parent)]
 
 from kubernetes import client, config, watch  # noqa: E402
 
+from seqflow.history.migrate import upgrade  # noqa: E402
+from seqflow.history.store import create_store_engine  # noqa: E402
 from seqflow.kube import KubeApi, run_path  # noqa: E402
 from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
 from testenv._proc import free_port  # noqa: E402
@@ -183,7 +185,11 @@ def create_noop_workflow(api: client.CustomObjectsApi, *, tasks: int) -> None:
 
 
 def start_operator(kubeconfig: Path, database_url: str, **settings: str) -> OperatorProcess:
-    """The operator with the benchmark's handler, history in MariaDB, quiet logs, free ports."""
+    """The operator with the benchmark's handler, history in MariaDB (its schema made first, as
+    `seqflow migrate` does before a deployment), quiet logs, free ports."""
+    engine = create_store_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
     return OperatorProcess(
         kubeconfig=kubeconfig,
         settings={

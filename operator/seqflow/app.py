@@ -39,7 +39,10 @@ async def run_operator(settings: Settings) -> None:
     import_handler_modules(settings.handler_modules)
     configuration = load_configuration()  # start-up mistakes first, before anything starts
     store = open_store(settings.database_url.get_secret_value())
-    migration = asyncio.create_task(_migrate(store)) if settings.migrate_on_start else None
+    journal = Journal(store)
+    migration = asyncio.create_task(_migrate(store, journal)) if settings.migrate_on_start else None
+    if migration is None:
+        journal.open()
     disable_created_metrics()  # no *_created series: they double the exposition for little use
     metrics = Metrics(CollectorRegistry())
     api = KubeApi(
@@ -75,7 +78,7 @@ async def run_operator(settings: Settings) -> None:
         api=api,
         runner=runner,
         history=HistoryWriter(store),
-        journal=Journal(store),
+        journal=journal,
         metrics=metrics,
         handler_names=registry.names(),
         owns=owns,
@@ -163,13 +166,14 @@ def _took(reconciler: Reconciler, scheduler: Scheduler) -> None:
     scheduler.take_owned()
 
 
-async def _migrate(store: HistoryStore) -> None:
-    """Bring the schema up to date; while the database is away, keep trying (runs go on, their
-    history waits in their status)."""
+async def _migrate(store: HistoryStore, journal: Journal) -> None:
+    """Bring the schema up to date, then open the journal; while the database is away, keep
+    trying (runs go on, their history waits in their status)."""
     failures = 0
     while True:
         try:
             await asyncio.to_thread(upgrade, store.engine)
+            journal.open()
             return
         except Exception as error:  # the store being away must not stop the operator
             failures += 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -10,6 +12,7 @@ from sqlalchemy import func, select
 
 from seqflow.api.models import HistoryEvent, HistoryRecord
 from seqflow.engine import AttemptResult
+from seqflow.history.journal import Journal
 from seqflow.history.migrate import upgrade
 from seqflow.history.store import (
     BadCursor,
@@ -224,3 +227,22 @@ def test_the_journal_keeps_starts_and_ends_until_their_run_is_forgotten(store: H
         (run, 1),
         (other, 0),
     ]
+
+
+def test_the_journal_takes_entries_once_open_and_reads_back_only_other_processes(store: HistoryStore):
+    run = str(uuid.uuid4())
+    first, second = Journal(store), Journal(store)
+
+    async def main() -> None:
+        started = JournalEntry(run_uid=run, retried=0, node="A", attempt=1, writer=first.writer)
+        assert not await first.record([started])  # the schema may not have its table yet
+        first.open()
+        ended = AttemptResult(node="A", attempt=1, output={"n": 1})
+        assert await first.record([started, replace(started, result=ended)])
+        assert (await second.load() or {}).get(run) == {(0, "A", 1): ended}
+        assert run not in (await first.load() or {})  # what it wrote itself it knows
+        first.forget(run, retried=0)
+        await first.record([])  # (the forget goes with the next write)
+        assert run not in (await second.load() or {})
+
+    asyncio.run(main())

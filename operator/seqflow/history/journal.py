@@ -9,8 +9,9 @@ with a bucket): an attempt the journal says ended is not run again (its result i
 was), one that only started is interrupted (and retried as a new attempt), as if the status had
 said so.
 
-While the database is away, `record` answers False at once and nothing starts before its start is
-in the status: runs go on at a status write per step.
+Until the schema has the journal's table (`open`), and while the database is away, `record`
+answers False at once and nothing starts before its start is in the status: runs go on at a
+status write per step.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 # By run uid: (retried, node, attempt) -> how the attempt ended, or None when it only started.
 Journaled = dict[str, dict[tuple[int, str, int], AttemptResult | None]]
+WRITES_AT_ONCE = 4  # transactions in flight; entries that come meanwhile wait for the next
 
 
 class Journal:
@@ -38,11 +40,15 @@ class Journal:
         self._store = store
         self._pause = pause_seconds
         self.writer = uuid.uuid4().hex  # this process: what it wrote itself is never read back
-        self._away_until = 0.0
+        self._away_until = float("inf")  # until `open`
         self._entries: list[JournalEntry] = []
         self._forget: list[tuple[str, int]] = []
         self._waiting: list[asyncio.Future[bool]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._writing: set[asyncio.Task[None]] = set()
+
+    def open(self) -> None:
+        """The schema has the journal's table: take entries from now on."""
+        self._away_until = 0.0
 
     async def record(self, entries: Sequence[JournalEntry]) -> bool:
         """Append `entries`: True once they are durable, False when they could not be written."""
@@ -78,8 +84,8 @@ class Journal:
         return journaled
 
     def _flush_soon(self) -> None:
-        if self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush(), name="seqflow-journal")
+        if len(self._writing) < WRITES_AT_ONCE:
+            self._writing.add(asyncio.create_task(self._flush(), name="seqflow-journal"))
 
     async def _flush(self) -> None:
         """Write what is waiting, all of it in one transaction, until nothing is."""
@@ -102,5 +108,5 @@ class Journal:
                 for future in waiting:
                     if not future.done():
                         future.set_result(written)
-        finally:
-            self._flushing = None
+        finally:  # (no await since the last look: nothing can have come meanwhile)
+            self._writing.discard(asyncio.current_task())

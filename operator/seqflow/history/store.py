@@ -122,9 +122,12 @@ def create_store_engine(url: str, *, create: bool = True) -> Engine:
             cursor.close()
 
         return engine
-    # No pre-ping: a connection the server dropped fails one write, which is retried anyway.
+    # No pre-ping: a connection the server dropped fails one write, which is retried anyway. No
+    # reset on return: every use ends its own transaction (a Connection rolls back what it left
+    # open when it closes), so a ROLLBACK round trip per use would be wasted.
     return create_engine(
         url,
+        pool_reset_on_return=None,
         pool_size=8,
         max_overflow=8,
         pool_recycle=300,
