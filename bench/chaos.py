@@ -35,6 +35,7 @@ from throughput import (  # noqa: E402
     PLURAL,
     VERSION,
     install_crds,
+    make_schema,
     start_operator,
     wait_finished,
 )
@@ -176,6 +177,7 @@ def main() -> None:
 
     with ControlPlane() as control_plane, MariaDB() as db:
         api = install_crds(control_plane)
+        make_schema(db.url)
 
         def start() -> OperatorProcess:
             return start_operator(

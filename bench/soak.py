@@ -25,6 +25,7 @@ from throughput import (  # noqa: E402
     VERSION,
     create_noop_workflow,
     install_crds,
+    make_schema,
     rss_mb,
     run_manifest,
     start_operator,
@@ -45,6 +46,7 @@ def main() -> None:
     with ControlPlane() as control_plane, MariaDB() as mariadb:
         api = install_crds(control_plane)
         create_noop_workflow(api, tasks=args.tasks)
+        make_schema(mariadb.url)
         operator = start_operator(control_plane.kubeconfig, mariadb.url)
 
         def create(name: str) -> None:
