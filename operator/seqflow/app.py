@@ -148,6 +148,7 @@ async def run_operator(settings: Settings) -> None:
         if metrics_server is not None:
             metrics_server.shutdown()
         runner.close()
+        journal.close()
         await api.close()
         store.engine.dispose()
 

@@ -21,6 +21,8 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 # By run uid: (retried, node, attempt) -> how the attempt ended, or None when it only started.
 Journaled = dict[str, dict[tuple[int, str, int], AttemptResult | None]]
-WRITES_AT_ONCE = 4  # transactions in flight; entries that come meanwhile wait for the next
 
 
 class Journal:
@@ -44,7 +45,11 @@ class Journal:
         self._entries: list[JournalEntry] = []
         self._forget: list[tuple[str, int]] = []
         self._waiting: list[asyncio.Future[bool]] = []
-        self._writing: set[asyncio.Task[None]] = set()
+        self._flushing: asyncio.Task[None] | None = None
+        # One transaction at a time (entries that come meanwhile go in the next; concurrent ones
+        # would deadlock on the index, as those of two replicas may: the store tries again), in a
+        # thread of its own (never behind the history's writes).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="seqflow-journal")
 
     def open(self) -> None:
         """The schema has the journal's table: take entries from now on."""
@@ -67,6 +72,9 @@ class Journal:
         self._forget.append((run_uid, retried))
         self._flush_soon()
 
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
     async def load(self) -> Journaled | None:
         """What other operator processes journaled (their runs' statuses may not say it yet);
         None when the journal cannot be read."""
@@ -84,8 +92,8 @@ class Journal:
         return journaled
 
     def _flush_soon(self) -> None:
-        if len(self._writing) < WRITES_AT_ONCE:
-            self._writing.add(asyncio.create_task(self._flush(), name="seqflow-journal"))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush(), name="seqflow-journal")
 
     async def _flush(self) -> None:
         """Write what is waiting, all of it in one transaction, until nothing is."""
@@ -94,19 +102,22 @@ class Journal:
                 entries, forget, waiting = self._entries, self._forget, self._waiting
                 self._entries, self._forget, self._waiting = [], [], []
                 try:
-                    await asyncio.to_thread(self._store.journal, entries, forget=forget)
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._thread, partial(self._store.journal, entries, forget=forget)
+                    )
                     written = True
                 except (SQLAlchemyError, OSError) as error:
                     written = False
                     self._away_until = time.monotonic() + self._pause
                     logger.warning(
-                        "progress journal not written (%s): each start is written to its run's status "
-                        "first for %.0f s",
+                        "progress journal not written (%s: %s): each start is written to its run's "
+                        "status first for %.0f s",
                         type(error).__name__,
+                        str(getattr(error, "orig", error))[:200],
                         self._pause,
                     )
                 for future in waiting:
                     if not future.done():
                         future.set_result(written)
         finally:  # (no await since the last look: nothing can have come meanwhile)
-            self._writing.discard(asyncio.current_task())
+            self._flushing = None

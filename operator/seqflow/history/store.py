@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,15 +159,19 @@ class HistoryStore:
     def write(self, run: RunIdentity, records: Iterable[HistoryRecord]) -> int:
         """Write a batch of one run's activity log entries; return the last seq written."""
         records = sorted(records, key=lambda r: r.seq)
+        self._in_transaction(lambda connection: self._write(connection, run, records))
+        return records[-1].seq if records else 0
+
+    def _in_transaction(self, work: Callable[[Connection], None]) -> None:
+        """Do `work` in a transaction, again when InnoDB picked it as a deadlock victim."""
         for attempt in range(1, DEADLOCK_RETRIES + 1):
             try:
                 with self.engine.begin() as connection:
-                    self._write(connection, run, records)
-                break
-            except OperationalError as error:  # InnoDB picked this transaction as a deadlock victim
+                    work(connection)
+                return
+            except OperationalError as error:
                 if attempt == DEADLOCK_RETRIES or _mysql_code(error) not in (1205, 1213):
                     raise
-        return records[-1].seq if records else 0
 
     def _write(self, connection: Connection, run: RunIdentity, records: list[HistoryRecord]) -> None:
         # Create the row first, so that the lock below is on a row, not on a gap of the index
@@ -215,15 +219,17 @@ class HistoryStore:
     def journal(self, entries: Sequence[JournalEntry], *, forget: Sequence[tuple[str, int]] = ()) -> None:
         """Append `entries` (one already there is kept) and delete the entries of the runs in
         `forget` (run uid, of retries up to this one), in one transaction."""
-        with self.engine.begin() as connection:
-            if entries:
-                connection.execute(
-                    self._insert_ignore(connection, JournalRow), [_journal_values(e) for e in entries]
-                )
+        rows = [_journal_values(e) for e in entries]
+
+        def work(connection: Connection) -> None:
+            if rows:
+                connection.execute(self._insert_ignore(connection, JournalRow), rows)
             for run_uid, retried in forget:
                 connection.execute(
                     delete(JournalRow).where(JournalRow.run_uid == run_uid, JournalRow.retried <= retried)
                 )
+
+        self._in_transaction(work)
 
     def journaled(self) -> list[JournalEntry]:
         """The whole journal (none before the schema has it)."""
