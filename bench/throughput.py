@@ -229,13 +229,17 @@ def wait_finished(api: client.CustomObjectsApi, names: set[str], timeout: float)
             PLURAL,
             timeout_seconds=max(1, int(deadline - time.monotonic())),
         )
-        for event in stream:
-            body = event["object"]
-            name = body["metadata"]["name"]
-            if name in names and (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                done[name] = body
-                if len(done) == len(names):
-                    return done
+        try:
+            for event in stream:
+                body = event["object"]
+                name = body["metadata"]["name"]
+                if name in names and (body.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    done[name] = body
+                    if len(done) == len(names):
+                        return done
+        except client.ApiException as error:  # the watch cache behind the version asked: watch anew
+            if error.status not in (410, 504):
+                raise
     missing = len(names) - len(done)
     raise SystemExit(f"{missing} runs did not finish within {timeout} s")
 

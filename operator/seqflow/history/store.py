@@ -18,12 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Engine,
-    Table,
-    UniqueConstraint,
     and_,
     create_engine,
     delete,
@@ -183,30 +181,29 @@ class HistoryStore:
         if not fresh:
             return
         connection.execute(update(RunRow).where(RunRow.uid == run.uid).values(_run_changes(fresh)))
-        for attempt in _attempt_values(run.uid, fresh):
-            updates = {k: v for k, v in attempt.items() if k not in _INSERT_ONLY}
-            self._upsert(connection, AttemptRow, attempt, updates=updates)
+        attempts = _attempt_values(run.uid, fresh)
+        if attempts:
+            self._upsert_attempts(connection, attempts)
         entries = [_activity_values(run.uid, r) for r in fresh]
         connection.execute(self._insert_ignore(connection, ActivityRow), entries)
 
-    def _upsert(
-        self,
-        connection: Connection,
-        table: type[RunRow] | type[AttemptRow],
-        row: JsonObject,
-        *,
-        updates: JsonObject,
-    ) -> None:
-        """Insert `row`; if a row with the same unique key exists, set `updates` on it instead."""
-        if not updates:
-            connection.execute(self._insert_ignore(connection, table), [row])
-        elif connection.dialect.name == "sqlite":
-            constraints = cast(Table, table.__table__).constraints
-            (unique,) = (c for c in constraints if isinstance(c, UniqueConstraint))
-            statement = sqlite.insert(table).values(row)
-            connection.execute(statement.on_conflict_do_update(index_elements=unique.columns, set_=updates))
-        else:
-            connection.execute(mysql.insert(table).values(row).on_duplicate_key_update(**updates))
+    @staticmethod
+    def _upsert_attempts(connection: Connection, rows: list[JsonObject]) -> None:
+        """Insert the attempt rows; where one exists (same run, task and attempt), set the
+        columns the new row tells. Rows that tell the same columns go in one statement."""
+        alike: dict[tuple[str, ...], list[JsonObject]] = {}
+        for row in rows:
+            alike.setdefault(tuple(sorted(row)), []).append(row)
+        for columns, group in alike.items():
+            updated = [c for c in columns if c not in _INSERT_ONLY]
+            if connection.dialect.name == "sqlite":
+                lite = sqlite.insert(AttemptRow)
+                unique = ["run_uid", "task", "attempt"]
+                updates = {c: lite.excluded[c] for c in updated}
+                connection.execute(lite.on_conflict_do_update(index_elements=unique, set_=updates), group)
+            else:
+                my = mysql.insert(AttemptRow)
+                connection.execute(my.on_duplicate_key_update({c: my.inserted[c] for c in updated}), group)
 
     @staticmethod
     def _insert_ignore(connection: Connection, table: type) -> Insert:
