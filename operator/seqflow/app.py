@@ -150,7 +150,7 @@ async def run_operator(settings: Settings) -> None:
         runner.close()
         journal.close()
         await api.close()
-        store.engine.dispose()
+        store.dispose()
 
 
 def _everything(namespace: str, name: str) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from seqflow.api.models import HistoryEvent, HistoryRecord
 from seqflow.engine import AttemptResult
@@ -23,6 +25,7 @@ from seqflow.history.store import (
     create_store_engine,
 )
 from seqflow.history.tables import ActivityRow, AttemptRow, RunRow
+from testenv import MariaDB
 
 T0 = datetime(2001, 1, 1, 10, 0, tzinfo=UTC)  # long ago: retention tests delete only test data
 
@@ -246,3 +249,23 @@ def test_the_journal_takes_entries_once_open_and_reads_back_only_other_processes
         assert run not in (await second.load() or {})
 
     asyncio.run(main())
+
+
+@pytest.mark.mysql
+def test_journal_appends_fail_while_the_server_is_away_and_work_once_it_is_back():
+    if os.environ.get("SEQFLOW_TEST_DATABASE_URL"):
+        pytest.skip("stops and starts the database server: needs the local MariaDB")
+    with MariaDB() as server:
+        engine = create_store_engine(server.url)
+        upgrade(engine)
+        store = HistoryStore(engine)
+        run = str(uuid.uuid4())
+        store.journal([JournalEntry(run_uid=run, retried=0, node="A", attempt=1, writer="w")])
+        server.stop_server()
+        with pytest.raises(SQLAlchemyError):
+            store.journal([JournalEntry(run_uid=run, retried=0, node="B", attempt=1, writer="w")])
+        server.start_server()
+        store.journal([JournalEntry(run_uid=run, retried=0, node="C", attempt=1, writer="w")])
+        engine.dispose()  # (its pooled connections died with the server: each fails once)
+        assert [e.node for e in store.journaled() if e.run_uid == run] == ["A", "C"]
+        store.dispose()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import Insert
 
 from seqflow.api.models import HistoryEvent, HistoryRecord, JsonObject, NodePhase, RunPhase
@@ -123,14 +124,14 @@ def create_store_engine(url: str, *, create: bool = True) -> Engine:
     # No pre-ping: a connection the server dropped fails one write, which is retried anyway. No
     # reset on return: every use ends its own transaction (a Connection rolls back what it left
     # open when it closes), so a ROLLBACK round trip per use would be wasted.
-    return create_engine(
-        url,
-        pool_reset_on_return=None,
-        pool_size=8,
-        max_overflow=8,
-        pool_recycle=300,
-        connect_args={"connect_timeout": 3, "read_timeout": 10, "write_timeout": 10},
-    )
+    return create_engine(url, pool_size=8, max_overflow=8, **_MYSQL_ENGINE)
+
+
+_MYSQL_ENGINE: dict[str, Any] = {
+    "pool_reset_on_return": None,
+    "pool_recycle": 300,
+    "connect_args": {"connect_timeout": 3, "read_timeout": 10, "write_timeout": 10},
+}
 
 
 def _naive_utc(moment: datetime | None) -> datetime | None:
@@ -144,6 +145,12 @@ def _aware(moment: datetime | None) -> str | None:
 class HistoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._appends: Engine | None = None  # MySQL: the journal's, each statement its own commit
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self._appends is not None:
+            self._appends.dispose()
 
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table(RunRow.__tablename__)
@@ -215,8 +222,12 @@ class HistoryStore:
 
     def journal(self, entries: Sequence[JournalEntry], *, forget: Sequence[tuple[str, int]] = ()) -> None:
         """Append `entries` (one already there is kept) and delete the entries of the runs in
-        `forget` (run uid, of retries up to this one), in one transaction."""
+        `forget` (run uid, of retries up to this one), in one transaction. On MySQL, appending
+        alone is one statement that commits itself: one round trip."""
         rows = [_journal_values(e) for e in entries]
+        if rows and not forget and self.engine.dialect.name != "sqlite":
+            self._append(rows)
+            return
 
         def work(connection: Connection) -> None:
             if rows:
@@ -227,6 +238,28 @@ class HistoryStore:
                 )
 
         self._in_transaction(work)
+
+    def _append(self, rows: list[JsonObject]) -> None:
+        """One INSERT that commits itself, on a connection of the journal's own (MySQL)."""
+        if self._appends is None:
+            self._appends = create_engine(
+                self.engine.url, isolation_level="AUTOCOMMIT", pool_size=1, **_MYSQL_ENGINE
+            )
+        insert = mysql.insert(JournalRow).prefix_with("IGNORE")
+        sql = str(insert.compile(dialect=self._appends.dialect, column_keys=list(rows[0])))
+        values = [
+            {**row, "result": None if row["result"] is None else json.dumps(row["result"])} for row in rows
+        ]
+        connection = self._appends.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.executemany(sql, values)
+            cursor.close()
+        except self._appends.dialect.loaded_dbapi.Error as error:
+            connection.invalidate()  # (the server may have gone: a new connection next time)
+            raise DBAPIError(sql, None, error) from error
+        finally:
+            connection.close()
 
     def journaled(self) -> list[JournalEntry]:
         """The whole journal (none before the schema has it)."""
