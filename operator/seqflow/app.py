@@ -45,18 +45,22 @@ async def run_operator(settings: Settings) -> None:
         journal.open()
     disable_created_metrics()  # no *_created series: they double the exposition for little use
     metrics = Metrics(CollectorRegistry())
+
+    def observe(verb: str, resource: str, code: int, seconds: float) -> None:
+        metrics.api_requests.labels(verb, resource, code).observe(seconds)
+
     api = KubeApi(
         configuration,
         connections=settings.api_connections,
-        observe=lambda verb, resource, code, seconds: metrics.api_requests.labels(
-            verb, resource, code
-        ).observe(seconds),
+        observe=observe,
         qps=settings.api_qps,
         burst=settings.api_burst,
     )
+    # The Leases' own connections: renewals never wait behind the runs' writes for one.
+    lease_api = KubeApi(configuration, connections=4, observe=observe)
     leases = (
         BucketLeases(
-            api=api,
+            api=lease_api,
             namespace=settings.lease_namespace,
             prefix=settings.lease_name,
             identity=settings.replica_name,
@@ -150,6 +154,7 @@ async def run_operator(settings: Settings) -> None:
         runner.close()
         journal.close()
         await api.close()
+        await lease_api.close()
         store.dispose()
 
 

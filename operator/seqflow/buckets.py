@@ -163,8 +163,16 @@ class BucketLeases:
             leases = await self._list_leases()
             await self._announce(leases.get(self._membership))
             mine = self._assigned_to_me(leases)
-            for bucket in range(self._buckets):
-                await self._settle(bucket, leases.get(self._bucket_name(bucket)), bucket in mine)
+            settled = await asyncio.gather(  # all at once: a slow API server delays them only once
+                *(
+                    self._settle(bucket, leases.get(self._bucket_name(bucket)), bucket in mine)
+                    for bucket in range(self._buckets)
+                ),
+                return_exceptions=True,
+            )
+            for outcome in settled:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         finally:
             self._drop_stale()
 

@@ -353,7 +353,8 @@ class Reconciler:
 
     def drop_unowned(self) -> None:
         """Runs went to another replica: stop their attempts under way at once (the new owner
-        finds them interrupted)."""
+        finds them interrupted); what this process journaled of them is read back like another's."""
+        self._journal.forget_own()
         for uid, key in list(self._run_keys.items()):
             if not self._serves(key):
                 for task in self._running.pop(uid, {}).values():
@@ -386,14 +387,16 @@ class Reconciler:
             again = True
             while again:
                 self._read_again = False
-                self._journaled = await self._load_journal()
-                self._journal_uids |= self._journaled.keys()
+                journaled = await self._load_journal()
+                if journaled is not None:
+                    self._journaled = journaled
+                    self._journal_uids |= journaled.keys()
                 again = self._read_again
         finally:
             self._reading = None
             self._journal_read.set()
 
-    async def _load_journal(self) -> Journaled:
+    async def _load_journal(self) -> Journaled | None:
         deadline = time.monotonic() + JOURNAL_READ_SECONDS
         failures = 0
         while True:
@@ -406,7 +409,7 @@ class Reconciler:
                     "the progress journal could not be read: in-process attempts that ran before "
                     "their run's status said so may run again"
                 )
-                return {}
+                return None
             await asyncio.sleep(backoff(failures, first=0.5))
 
     def _take_journaled_ends(self, key: Key, uid: str, status: WorkflowRunStatus) -> None:
@@ -614,7 +617,8 @@ class Reconciler:
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
-            await self._journal_read.wait()
+            while not self._journal_read.is_set():  # (cleared again while this worker woke up)
+                await self._journal_read.wait()
             self._reconciling.add(key)
             try:
                 await self._reconcile(key)
@@ -768,6 +772,8 @@ class Reconciler:
                 uid, ended=list(ended.values()), ended_in=run.status.retried, starts=starts, retried=retried
             ):
                 break
+            if not self._serves(key) or self._giving_up(key):
+                break  # handed over meanwhile: its new owner finds the starts journaled
             started = [
                 self._start_handler(key, body, action, retried=retried, awaited=True) for action in starts
             ]
@@ -880,6 +886,9 @@ class Reconciler:
     async def _fail_unreadable(self, key: Key, body: JsonObject, problem: str) -> JsonObject | None:
         """Replace a status seqflow cannot read with one that says so: the run has failed."""
         logger.warning("run %s/%s has a status seqflow cannot read: %s", *key, problem)
+        self._forget_journaled(
+            body["metadata"]["uid"], retried=JOURNAL_ALL_RETRIES
+        )  # (its retries count anew)
         seq = (body.get("status") or {}).get("historySeq")
         fresh = WorkflowRunStatus(history_seq=seq if isinstance(seq, int) and seq > 0 else 0)
         decision = fail_unrecordable(
@@ -1215,11 +1224,11 @@ class Reconciler:
         )
 
     def _forbidden(self, uid: str, *, node: str, what: str, namespace: str, error: Forbidden) -> None:
-        """RBAC refuses an attempt's Job, pod or child run: the run waits, saying so, and looks
-        again (the role may be granted meanwhile)."""
+        """The API server forbids an attempt's Job, pod or child run (RBAC, a quota, an admission
+        policy): the run waits, saying why, and looks again (that may change meanwhile)."""
         self._blocked.setdefault(uid, {})[node] = (
-            f"the operator may not create {what} in namespace {namespace} ({error.message}); grant it "
-            "that (the Helm chart's role does)"
+            f"creating {what} in namespace {namespace} is forbidden: {error.message} (RBAC: the Helm "
+            "chart's role grants what seqflow needs)"
         )
 
     async def _control_child(self, namespace: str, action: ControlChildRun) -> None:

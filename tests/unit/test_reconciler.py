@@ -300,7 +300,7 @@ def test_a_job_rbac_refuses_holds_the_run_saying_why():
         subject.on_run_event(None, api.add_run("r", "w"))
         await settle(lambda: run_status(api).get("conditions", [{}])[0].get("reason") == "AttemptBlocked")
         message = run_status(api)["conditions"][0]["message"]
-        assert "may not create jobs in namespace ns" in message and "cannot create resource" in message
+        assert "creating jobs in namespace ns is forbidden" in message and "cannot create resource" in message
         await asyncio.sleep(0.5)
         assert len(api.fail_job_creations) >= 8  # it looks again later, not in a loop
         assert not api.jobs and run_status(api)["phase"] == "Running"

@@ -40,7 +40,7 @@ class Journal:
         """`pause_seconds`: after a failed write, how long `record` answers False without trying."""
         self._store = store
         self._pause = pause_seconds
-        self.writer = uuid.uuid4().hex  # this process: what it wrote itself is never read back
+        self.writer = uuid.uuid4().hex  # what this process wrote since it last forgot is not read back
         self._away_until = float("inf")  # until `open`
         self._entries: list[JournalEntry] = []
         self._forget: list[tuple[str, int]] = []
@@ -50,6 +50,11 @@ class Journal:
         # would deadlock on the index, as those of two replicas may: the store tries again), in a
         # thread of its own (never behind the history's writes).
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="seqflow-journal")
+
+    def forget_own(self) -> None:
+        """This process dropped what it knew of some runs: from now on it reads back what it
+        wrote so far, like another process's entries."""
+        self.writer = uuid.uuid4().hex
 
     def open(self) -> None:
         """The schema has the journal's table: take entries from now on."""
@@ -97,6 +102,7 @@ class Journal:
 
     async def _flush(self) -> None:
         """Write what is waiting, all of it in one transaction, until nothing is."""
+        waiting: list[asyncio.Future[bool]] = []
         try:
             while self._entries or self._forget:
                 entries, forget, waiting = self._entries, self._forget, self._waiting
@@ -106,7 +112,7 @@ class Journal:
                         self._thread, partial(self._store.journal, entries, forget=forget)
                     )
                     written = True
-                except (SQLAlchemyError, OSError) as error:
+                except Exception as error:  # (the database away, most likely)
                     written = False
                     self._away_until = time.monotonic() + self._pause
                     logger.warning(
@@ -121,3 +127,6 @@ class Journal:
                         future.set_result(written)
         finally:  # (no await since the last look: nothing can have come meanwhile)
             self._flushing = None
+            for future in waiting:  # cancelled meanwhile: not written
+                if not future.done():
+                    future.set_result(False)

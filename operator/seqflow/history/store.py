@@ -250,16 +250,21 @@ class HistoryStore:
         values = [
             {**row, "result": None if row["result"] is None else json.dumps(row["result"])} for row in rows
         ]
-        connection = self._appends.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.executemany(sql, values)
-            cursor.close()
-        except self._appends.dialect.loaded_dbapi.Error as error:
-            connection.invalidate()  # (the server may have gone: a new connection next time)
-            raise DBAPIError(sql, None, error) from error
-        finally:
-            connection.close()
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            connection = self._appends.raw_connection()
+            try:
+                cursor = connection.cursor()
+                cursor.executemany(sql, values)
+                cursor.close()
+                return
+            except self._appends.dialect.loaded_dbapi.Error as error:
+                code = error.args[0] if error.args and isinstance(error.args[0], int) else None
+                if attempt < DEADLOCK_RETRIES and code in (1205, 1213):  # a deadlock victim: again
+                    continue
+                connection.invalidate()  # (the server may have gone: a new connection next time)
+                raise DBAPIError(sql, None, error) from error
+            finally:
+                connection.close()
 
     def journaled(self) -> list[JournalEntry]:
         """The whole journal (none before the schema has it)."""
