@@ -886,9 +886,8 @@ class Reconciler:
     async def _fail_unreadable(self, key: Key, body: JsonObject, problem: str) -> JsonObject | None:
         """Replace a status seqflow cannot read with one that says so: the run has failed."""
         logger.warning("run %s/%s has a status seqflow cannot read: %s", *key, problem)
-        self._forget_journaled(
-            body["metadata"]["uid"], retried=JOURNAL_ALL_RETRIES
-        )  # (its retries count anew)
+        uid = body["metadata"]["uid"]
+        self._forget_journaled(uid, retried=JOURNAL_ALL_RETRIES)  # (its retries count anew)
         seq = (body.get("status") or {}).get("historySeq")
         fresh = WorkflowRunStatus(history_seq=seq if isinstance(seq, int) and seq > 0 else 0)
         decision = fail_unrecordable(

@@ -146,6 +146,7 @@ class HistoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._appends: Engine | None = None  # MySQL: the journal's, each statement its own commit
+        self._append_sql = ""  # its INSERT, compiled once
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -245,8 +246,9 @@ class HistoryStore:
             self._appends = create_engine(
                 self.engine.url, isolation_level="AUTOCOMMIT", pool_size=1, **_MYSQL_ENGINE
             )
-        insert = mysql.insert(JournalRow).prefix_with("IGNORE")
-        sql = str(insert.compile(dialect=self._appends.dialect, column_keys=list(rows[0])))
+            insert = mysql.insert(JournalRow).prefix_with("IGNORE")
+            self._append_sql = str(insert.compile(dialect=self._appends.dialect, column_keys=list(rows[0])))
+        sql = self._append_sql
         values = [
             {**row, "result": None if row["result"] is None else json.dumps(row["result"])} for row in rows
         ]
