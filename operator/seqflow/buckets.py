@@ -4,12 +4,18 @@ A run belongs to the bucket its namespace and name hash to; a replica reconciles
 the buckets it holds and stops the moment it loses one (the Tekton/Knative bucket model). Bucket i
 is the Lease `<prefix>-bucket-<i>`; each replica announces itself with the Lease
 `<prefix>-member-<identity>`. Every round a replica renews its membership, computes the same
-assignment of buckets to the live members as every other replica, renews the assigned buckets it
-holds, releases the others (after `drain` and `on_lost`) and acquires the assigned ones that are free or
-expired. Writes are merge patches carrying the resourceVersion read, so two replicas never both win.
+assignment of buckets to the live members as every other replica (a bucket stays with its holder
+while the holder is within its share, so only the buckets that must move do), renews the assigned
+buckets it holds, releases the others (after `drain` and `on_lost`) and acquires the assigned ones
+that are free or expired. Writes are merge patches carrying the resourceVersion read, so two
+replicas never both win.
+
 A lease is expired when its resourceVersion has not changed for its leaseDurationSeconds as seen by
-the local clock (client-go's rule: clocks differ between nodes); a replica whose renewals fail for
-renew_seconds gives its buckets up, before another replica can see them expire.
+the local clock (client-go's rule: clocks differ between nodes), counted from when the list before
+the one that showed the new resourceVersion was sent (the change came after it), but from no
+earlier than half the slack between leaseDurationSeconds and renew_seconds before it was seen. A
+replica whose renewals fail for renew_seconds gives its buckets up, so it has stopped at least
+that half-slack before any other replica can see them expire.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,13 +50,31 @@ def bucket_of(namespace: str, name: str, *, buckets: int) -> int:
     return int.from_bytes(digest[:8], "big") % buckets
 
 
-def assignment(members: Iterable[str], *, buckets: int) -> dict[int, str]:
-    """The member each bucket goes to: round robin over the sorted members, so the counts differ by
-    at most one and every replica that sees the same members computes the same assignment."""
+def assignment(
+    members: Iterable[str], *, buckets: int, holders: Mapping[int, str] | None = None
+) -> dict[int, str]:
+    """The member each bucket goes to. Each member's share is buckets // members, one more for the
+    first buckets % members of them by name; a bucket stays with its holder (in `holders`) while
+    that member is within its share, the rest go to the members furthest below theirs. So when a
+    member comes or goes only the buckets that must move do, and every replica that sees the same
+    members and holders computes the same assignment."""
     ordered = sorted(set(members))
     if not ordered:
         return {}
-    return {bucket: ordered[bucket % len(ordered)] for bucket in range(buckets)}
+    base, extra = divmod(buckets, len(ordered))
+    share = {member: base + (i < extra) for i, member in enumerate(ordered)}
+    given: dict[int, str] = {}
+    counts: Counter[str] = Counter()
+    for bucket, holder in sorted((holders or {}).items()):
+        if bucket < buckets and holder in share and counts[holder] < share[holder]:
+            given[bucket] = holder
+            counts[holder] += 1
+    for bucket in range(buckets):
+        if bucket not in given:
+            member = min(ordered, key=lambda m: counts[m] - share[m])  # (the first by name on a tie)
+            given[bucket] = member
+            counts[member] += 1
+    return dict(sorted(given.items()))
 
 
 def micro_time() -> str:
@@ -69,7 +94,8 @@ def holder_of(lease: JsonObject) -> str | None:
 
 @dataclass(frozen=True)
 class Sighting:
-    """A resourceVersion of a lease, and when (by the local clock) it was first seen."""
+    """A resourceVersion of a lease, and from when (by the local clock) it counts: see the module's
+    docstring."""
 
     version: str
     since: float
@@ -124,6 +150,8 @@ class BucketLeases:
         self._announced_at: float | None = None  # clock() of the membership's last renewal
         self._renewed_at: dict[int, float] = {}  # held bucket -> clock() of its last successful renewal
         self._sightings: dict[str, Sighting] = {}  # lease name -> its newest resourceVersion seen
+        self._listed_at: float | None = None  # clock() when the last successful list was sent
+        self._credit = (lease_seconds - renew_seconds) / 2  # see the module's docstring
         self._expiries: list[float] = []  # clock() when other replicas' leases expire unless renewed
 
     @property
@@ -202,13 +230,18 @@ class BucketLeases:
     # ----- one round's steps -----
 
     async def _list_leases(self) -> dict[str, JsonObject]:
-        """Every member and bucket lease by name; notes when each resourceVersion was first seen."""
+        """Every member and bucket lease by name; notes since when each resourceVersion counts."""
         selector = quote(LEASE_LABEL, safe="")
+        sent = self._clock()
         answer = await self._api.request("GET", f"{self._leases_path}?labelSelector={selector}")
+        seen = self._clock()
         leases = {lease["metadata"]["name"]: lease for lease in answer.get("items") or []}
+        changed_since = seen if self._listed_at is None else max(self._listed_at, seen - self._credit)
         self._sightings = {
-            name: self._sighting(name, lease["metadata"]["resourceVersion"]) for name, lease in leases.items()
+            name: self._sighting(name, lease["metadata"]["resourceVersion"], since=changed_since)
+            for name, lease in leases.items()
         }
+        self._listed_at = sent
         self._expiries = [
             self._sightings[name].since + self._duration(lease)
             for name, lease in leases.items()
@@ -216,9 +249,9 @@ class BucketLeases:
         ]
         return leases
 
-    def _sighting(self, name: str, version: str) -> Sighting:
+    def _sighting(self, name: str, version: str, *, since: float) -> Sighting:
         seen = self._sightings.get(name)
-        return seen if seen is not None and seen.version == version else Sighting(version, self._clock())
+        return seen if seen is not None and seen.version == version else Sighting(version, since)
 
     def _expired(self, name: str, lease: JsonObject) -> bool:
         """Unchanged for its leaseDurationSeconds since this replica first saw its resourceVersion."""
@@ -245,16 +278,21 @@ class BucketLeases:
             self._announced_at = self._clock()
 
     def _assigned_to_me(self, leases: dict[str, JsonObject]) -> set[int]:
-        """The buckets the assignment over the live members (this replica always among them) gives
-        to this replica."""
+        """The buckets the assignment over the live members (this replica always among them) and
+        the live holders of the buckets gives to this replica."""
         members = {self._identity}
         for name, lease in leases.items():
             holder = holder_of(lease)
             if name.startswith(self._member_prefix) and holder and not self._expired(name, lease):
                 members.add(holder)
-        return {
-            b for b, member in assignment(members, buckets=self._buckets).items() if member == self._identity
-        }
+        holders: dict[int, str] = {}
+        for bucket in range(self._buckets):
+            name = self._bucket_name(bucket)
+            holder = holder_of(leases[name]) if name in leases else None
+            if holder is not None and (holder == self._identity or not self._expired(name, leases[name])):
+                holders[bucket] = holder
+        given = assignment(members, buckets=self._buckets, holders=holders)
+        return {bucket for bucket, member in given.items() if member == self._identity}
 
     async def _settle(self, bucket: int, lease: JsonObject | None, assigned: bool) -> None:
         """Renew, release or acquire one bucket's lease (None when missing), as the assignment says."""
