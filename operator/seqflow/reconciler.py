@@ -302,6 +302,8 @@ class Reconciler:
         self._journaled: Journaled = {}
         self._journal_uids: set[str] = set()
         self._journal_read = asyncio.Event()
+        self._progress_unknown = False  # the journal could not be read for JOURNAL_READ_SECONDS
+        self._progress_known: dict[str, Key] = {}  # meanwhile: runs no other process journaled past
         self._reading: asyncio.Task[None] | None = None
         self._read_again = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -355,6 +357,9 @@ class Reconciler:
         """Runs went to another replica: stop their attempts under way at once (the new owner
         finds them interrupted); what this process journaled of them is read back like another's."""
         self._journal.forget_own()
+        for uid, key in list(self._progress_known.items()):
+            if not self._serves(key):
+                del self._progress_known[uid]  # (its next owner may journal past its status)
         for uid, key in list(self._run_keys.items()):
             if not self._serves(key):
                 for task in self._running.pop(uid, {}).values():
@@ -375,8 +380,10 @@ class Reconciler:
     # ----- the progress journal -----
 
     def _read_journal(self) -> None:
-        """Runs come to this process: no run is reconciled before the journal has been read."""
-        self._journal_read.clear()
+        """Runs come to this process: no run is reconciled before the journal has been read
+        (while it cannot be, in-process attempts wait: `_progress_unknown`)."""
+        if not self._progress_unknown:
+            self._journal_read.clear()
         if self._reading is not None:
             self._read_again = True  # read it once more when this read is done
             return
@@ -388,29 +395,46 @@ class Reconciler:
             while again:
                 self._read_again = False
                 journaled = await self._load_journal()
-                if journaled is not None:
-                    self._journaled = journaled
-                    self._journal_uids |= journaled.keys()
+                self._journaled = journaled
+                self._journal_uids |= journaled.keys()
                 again = self._read_again
         finally:
             self._reading = None
             self._journal_read.set()
 
-    async def _load_journal(self) -> Journaled | None:
+    async def _load_journal(self) -> Journaled:
+        """The journal, once it can be read. After JOURNAL_READ_SECONDS of failures the runs go
+        on, with their in-process attempts held until it has been read."""
         deadline = time.monotonic() + JOURNAL_READ_SECONDS
         failures = 0
-        while True:
-            journaled = await self._journal.load()
-            if journaled is not None:
-                return journaled
+        while (journaled := await self._journal.load()) is None:
             failures += 1
-            if time.monotonic() >= deadline:
+            if not self._progress_unknown and time.monotonic() >= deadline:
                 logger.warning(
-                    "the progress journal could not be read: in-process attempts that ran before "
-                    "their run's status said so may run again"
+                    "the progress journal cannot be read: in-process attempts wait until it can "
+                    "(condition ProgressUnknown); the rest goes on"
                 )
-                return None
-            await asyncio.sleep(backoff(failures, first=0.5))
+                self._progress_unknown = True
+                self._journal_read.set()
+            await asyncio.sleep(backoff(failures, first=0.5, limit=JOURNAL_READ_SECONDS))
+        if self._progress_unknown:
+            self._progress_unknown = False
+            self._progress_known.clear()
+            logger.info("the progress journal has been read: in-process attempts go on")
+            for key in [key_of(body) for body in self._runs.values()]:
+                if self._serves(key):
+                    self._queue.add(key)
+        return journaled
+
+    def _progress_unknown_of(self, key: Key, uid: str, status: WorkflowRunStatus) -> bool:
+        """Whether another process may have journaled the run's progress past its status while the
+        journal cannot be read: not once its status said nothing was (what this process does
+        with it from then on it knows)."""
+        if not self._progress_unknown:
+            return False
+        if not status.progress_journaled:
+            self._progress_known[uid] = key
+        return uid not in self._progress_known
 
     def _take_journaled_ends(self, key: Key, uid: str, status: WorkflowRunStatus) -> None:
         """Running attempts that nobody here executes, and that the journal says ended: ended so."""
@@ -721,11 +745,17 @@ class Reconciler:
             history_written_through=self._flushed.get(uid, 0),
             deleted=deleting,
             hold=self._giving_up(key),
+            progress_unknown=self._progress_unknown_of(key, uid, run.status),
         )
         decision = plan(run=run, observed=observed, now=now(), options=self._options.engine)
         if may_delay and self._options.write_delay_seconds > 0:
             decision = await self._run_fast_steps(key, body, run, observed, decision, seen=results)
         if decision.status != run.status:
+            journaled = self._journal.available  # (false: nothing is journaled before the next write)
+            if decision.status.progress_journaled != journaled:
+                decision = replace(
+                    decision, status=decision.status.model_copy(update={"progress_journaled": journaled})
+                )
             try:
                 written = await self._write_decision(key, body, run, decision)
             except EntityTooLarge as error:
@@ -763,6 +793,8 @@ class Reconciler:
         deadline = time.monotonic() + self._options.write_delay_seconds
         events: list[PostEvent] = []
         ended = dict(seen)  # what the decision took in (of in-process attempts)
+        if not run.status.progress_journaled:
+            return decision  # its status says nothing is journaled past it: that status goes first
         while all(isinstance(a, RunHandler | PostEvent | WakeAt) for a in decision.actions):
             starts = [a for a in decision.actions if isinstance(a, RunHandler)]
             if not starts or time.monotonic() >= deadline or self._giving_up(key):
@@ -860,10 +892,13 @@ class Reconciler:
         logger.warning("the status of run %s/%s is too large to write: %s", *key, error.message)
         failed = fail_unrecordable(run, reason=Reason.RUN_TOO_LARGE, message=_too_large(error), now=now())
         try:
-            return await self._write_decision(key, body, run, failed)
+            written = await self._write_decision(key, body, run, failed)
         except EntityTooLarge:
             self._give_up_too_large(key, body, error)
             return None
+        if written is not None and written[1] is not None:  # (it has failed: nothing more runs)
+            self._forget_journaled(body["metadata"]["uid"], retried=failed.status.retried)
+        return written
 
     def _give_up_too_large(self, key: Key, body: JsonObject, error: EntityTooLarge) -> None:
         """The run object cannot take a single byte more: say so where it can be seen, once."""

@@ -236,6 +236,20 @@ ROWS = {
         CANCELLED, {"results": (ok("B", 1),)}, spec={"cancel": True}, phase=RunPhase.CANCELLED,
         nodes={"B": (NodePhase.CANCELLED, 1)}, reason="Cancelled",
     ),
+    "progress unknown: an attempt nobody runs here is neither interrupted nor started again": Row(
+        A_RUNNING, {"progress_unknown": True}, phase=RunPhase.RUNNING, nodes={"A": (NodePhase.RUNNING, 1)},
+        actions=["PostEvent"], reason="ProgressUnknown",
+    ),
+    "progress unknown: a result is taken in, the next in-process step waits": Row(
+        A_RUNNING, {"results": (ok("A", 1, {"n": 2}),), "progress_unknown": True}, phase=RunPhase.RUNNING,
+        nodes={"A": (NodePhase.SUCCEEDED, 1)}, actions=["PostEvent"], entries=["TASK_COMPLETED"],
+        reason="ProgressUnknown",
+    ),
+    "progress unknown: a Job step starts as usual": Row(
+        go(wf=AJ).status, {"results": (ok("A", 1),), "progress_unknown": True}, wf=AJ, phase=RunPhase.RUNNING,
+        nodes={"J": (NodePhase.RUNNING, 1)}, actions=["CreateJob"], entries=["TASK_COMPLETED", "TASK_STARTED"],
+        reason="TaskStarted",
+    ),
     "a run being handed to another replica takes its result in and starts nothing": Row(
         A_RUNNING, {"results": (ok("A", 1, {"n": 2}),), "hold": True}, phase=RunPhase.RUNNING,
         nodes={"A": (NodePhase.SUCCEEDED, 1)}, actions=[], entries=["TASK_COMPLETED"], reason="TaskStarted",

@@ -159,6 +159,7 @@ class FakeJournal:
         self.entries: list[JournalEntry] = []
         self.forgotten: list[tuple[str, int]] = []
         self.elsewhere: list[JournalEntry] = []  # what another process journaled
+        self.readable = True
 
     async def record(self, entries: list[JournalEntry]) -> bool:
         if self.available:
@@ -168,7 +169,9 @@ class FakeJournal:
     def forget(self, run_uid: str, *, retried: int) -> None:
         self.forgotten.append((run_uid, retried))
 
-    async def load(self) -> dict:
+    async def load(self) -> dict | None:
+        if not self.readable:
+            return None
         journaled: dict = {}
         for e in self.elsewhere:
             journaled.setdefault(e.run_uid, {})[(e.retried, e.node, e.attempt)] = e.result
@@ -582,6 +585,80 @@ def test_a_journaled_end_ends_an_attempt_the_status_shows_running():
         assert calls == ["B"] and run_status(api)["output"] == {"n": 11}
 
     scenario(body)
+
+
+def test_while_the_journal_cannot_be_read_in_process_attempts_wait_and_say_why(monkeypatch):
+    monkeypatch.setattr("seqflow.reconciler.JOURNAL_READ_SECONDS", 0.1)
+
+    @task("hang-unread", into=handlers)
+    async def hang(data: dict, context) -> dict:
+        await asyncio.sleep(3600)
+        return data
+
+    async def body(api: FakeApi, history: FakeHistory, first: Reconciler) -> None:
+        workflow = api.add_workflow("w", ["A", "B"])
+        workflow["spec"]["tasks"][0]["handler"] = "hang-unread"
+        first.on_workflow_event(None, workflow)
+        first.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: [n["phase"] for n in run_status(api).get("nodes", [])] == ["Running"])
+        await first.stop()  # it dies while A runs; the next process cannot read the journal at first
+        journal = FakeJournal()
+        journal.readable = False
+        ended = AttemptResult(node="A", attempt=1, output={"n": 10})
+        journal.elsewhere = [
+            JournalEntry(run_uid="uid-r", retried=0, node="A", attempt=1, writer="x", result=ended)
+        ]
+        second = reconciler(api, history, write_delay=5.0, journal=journal)
+        second.on_workflow_event(None, workflow)
+        second.start()
+        second.on_run_event(None, copy.deepcopy(api.runs[("ns", "r")]))
+        try:
+            await settle(lambda: run_status(api)["conditions"][0]["reason"] == "ProgressUnknown")
+            await asyncio.sleep(0.3)
+            assert [(n["phase"], n["attempts"]) for n in run_status(api)["nodes"]] == [("Running", 1)]
+            assert "progress journal" in run_status(api)["conditions"][0]["message"] and not calls
+            journal.readable = True
+            await settle(lambda: run_status(api).get("phase") == "Succeeded", timeout=10)
+        finally:
+            await second.stop()
+        assert calls == ["B"] and run_status(api)["output"] == {"n": 11}  # A's journaled end taken
+
+    scenario(body)
+
+
+def test_a_status_written_while_the_journal_was_away_goes_on_when_it_cannot_be_read(monkeypatch):
+    monkeypatch.setattr("seqflow.reconciler.JOURNAL_READ_SECONDS", 0.1)
+
+    @task("hang-first", into=handlers)
+    async def hang_first(data: dict, context) -> dict:
+        if context.attempt == 1:
+            await asyncio.sleep(3600)
+        return data
+
+    async def body(api: FakeApi, history: FakeHistory, first: Reconciler) -> None:
+        workflow = api.add_workflow("w", ["A", "B"])
+        workflow["spec"]["tasks"][0]["handler"] = "hang-first"
+        first.on_workflow_event(None, workflow)
+        first.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: [n["phase"] for n in run_status(api).get("nodes", [])] == ["Running"])
+        assert run_status(api)["progressJournaled"] is False  # nothing journaled past this status
+        await first.stop()
+        journal = FakeJournal()
+        journal.readable = False
+        second = reconciler(api, history, write_delay=5.0, journal=journal)
+        second.on_workflow_event(None, workflow)
+        second.start()
+        second.on_run_event(None, copy.deepcopy(api.runs[("ns", "r")]))
+        try:
+            await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        finally:
+            await second.stop()
+        assert calls == ["B"] and run_status(api)["progressJournaled"] is True
+        assert [n["attempts"] for n in run_status(api)["nodes"]] == [2, 1]  # A interrupted, retried
+
+    away = FakeJournal()
+    away.available = False
+    scenario(body, write_delay=5.0, journal=away)
 
 
 def test_fast_steps_write_each_start_first_while_the_journal_is_away():

@@ -90,6 +90,7 @@ class Reason(enum.StrEnum):
     STATUS_INVALID = "StatusInvalid"
     HISTORY_BACKLOG = "HistoryBacklog"
     ATTEMPT_BLOCKED = "AttemptBlocked"
+    PROGRESS_UNKNOWN = "ProgressUnknown"
     RUN_DELETED = "RunDeleted"
     CANCELLED = "Cancelled"
     SUSPENDED = "Suspended"
@@ -555,6 +556,11 @@ class WorkflowRunStatus(Model):
     )
     legacy_current_task: str | None = Field(
         default=None, alias="currentTask", description="Written by seqflow 0.1; replaced by current."
+    )
+    progress_journaled: bool = Field(
+        default=True,
+        description="In-process steps may have gone on past this status, in the operator's progress "
+        "journal (false: written while the journal was away; the next start is written here first).",
     )
     history_seq: int = Field(default=0, description="Number of activity log entries so far.")
     pending_history: list[HistoryRecord] = Field(

@@ -166,7 +166,10 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
     _fold(draft, observed)
     starts = _next_starts(draft)
     for node in [] if observed.hold else starts:
-        _start_attempt(draft, node)
+        if observed.progress_unknown and _node_type(draft.spec_of(node)) == NodeType.HANDLER:
+            _hold_for_progress(draft, node)
+        else:
+            _start_attempt(draft, node)
     return _decided(draft)
 
 
@@ -465,6 +468,9 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
         return
     if result is None:
         if (node.id, node.attempts) in observed.handlers_running:
+            return
+        if observed.progress_unknown:  # (it may have ended in another process)
+            _hold_for_progress(draft, node.id)
             return
         # Nobody is executing this attempt any more: the operator stopped while it ran.
         result = AttemptResult(node=node.id, attempt=node.attempts, error=INTERRUPTED)
@@ -1109,6 +1115,15 @@ def _hold(draft: _Draft, *, reason: str, message: str, until: datetime | None = 
         draft.event(EventType.WARNING, reason, message)
     if until is not None:
         draft.actions.append(WakeAt(until))
+
+
+def _hold_for_progress(draft: _Draft, node: str) -> None:
+    _hold(
+        draft,
+        reason=Reason.PROGRESS_UNKNOWN,
+        message=f"Task {node} waits: the progress journal (in the history database) cannot be read, "
+        "so what an earlier operator process did with in-process attempts is not known yet",
+    )
 
 
 def _started_condition(draft: _Draft, node: NodeStatus) -> None:

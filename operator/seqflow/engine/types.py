@@ -88,6 +88,9 @@ class Observations:
     deleted: bool = False  # the run is being deleted
     queued: tuple[int, int] | None = None  # (position, of how many) while its Workflow is at its limit
     hold: bool = False  # handed to another replica: take in what happened, start nothing new
+    # The progress journal could not be read: what an earlier process did with the run's
+    # in-process attempts is not known, so none starts and none counts as interrupted.
+    progress_unknown: bool = False
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,11 @@ class Journal:
         wrote so far, like another process's entries."""
         self.writer = uuid.uuid4().hex
 
+    @property
+    def available(self) -> bool:
+        """Whether `record` would try to write (it may still fail)."""
+        return time.monotonic() >= self._away_until
+
     def open(self) -> None:
         """The schema has the journal's table: take entries from now on."""
         self._away_until = 0.0
