@@ -175,7 +175,7 @@ def main() -> None:
     log = Path(tempfile.mkdtemp(prefix="seqflow-chaos-")) / "executions.jsonl"
     log.touch()
 
-    with ControlPlane() as control_plane, MariaDB() as db:
+    with ControlPlane() as control_plane, MariaDB(durable=True) as db:
         api = install_crds(control_plane)
         make_schema(db.url)
 
@@ -212,9 +212,12 @@ def main() -> None:
         print(f"runs x tasks                        {args.runs} x {args.tasks}, finished in {elapsed:.1f} s")
         print(f"runs finished                       {len(finished)} of {args.runs} ({succeeded} Succeeded)")
         reasons = Counter(
-            c["reason"] for body in finished.values() for c in body["status"].get("conditions", [])
+            c["reason"]
+            for body in finished.values()
+            for c in body["status"].get("conditions", [])
+            if c["type"] == "Succeeded"
         )
-        print(f"final reasons                       {dict(reasons)}")
+        print(f"final reasons (Succeeded condition) {dict(reasons)}")
         figures = {**check_runs(finished, executions(log), args.tasks), **check_history(db.url, finished)}
         for name, value in figures.items():
             print(f"{name:<36}{value}")

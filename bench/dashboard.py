@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=40)
     args = parser.parse_args()
-    with MariaDB() as server:
+    with MariaDB(durable=True) as server:
         store = HistoryStore(create_store_engine(server.url))
         upgrade(store.engine)
         fill(store, args.runs)

@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--write-runs", type=int, default=300)
     args = parser.parse_args()
-    with MariaDB() as server:
+    with MariaDB(durable=True) as server:
         store = HistoryStore(create_store_engine(server.url))
         upgrade(store.engine)
         write_throughput(store, args.write_runs, tasks=3, writers=1)

@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--steps-as", choices=("Job", "Pod"), default="Job", help="SEQFLOW_JOB_STEPS_AS")
     args = parser.parse_args()
 
-    with ControlPlane(with_jobs=True) as control_plane, MariaDB() as mariadb:
+    with ControlPlane(with_jobs=True) as control_plane, MariaDB(durable=True) as mariadb:
         api = install_crds(control_plane)
         job = {"podTemplate": {"spec": {"containers": [{"name": "task", "image": "registry.example/x:1"}]}}}
         workflow = {

@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
-    with ControlPlane() as control_plane, MariaDB() as mariadb:
+    with ControlPlane() as control_plane, MariaDB(durable=True) as mariadb:
         api = install_crds(control_plane)
         create_noop_workflow(api, tasks=args.tasks)
         make_schema(mariadb.url)

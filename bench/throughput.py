@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1, help="> 1: active-active, SEQFLOW_BUCKETS=16")
     parser.add_argument("--write-delay", type=float, default=0.5, help="SEQFLOW_WRITE_DELAY_SECONDS")
     args = parser.parse_args()
-    with ControlPlane() as control_plane, MariaDB() as mariadb:
+    with ControlPlane() as control_plane, MariaDB(durable=True) as mariadb:
         api = install_crds(control_plane)
         create_noop_workflow(api, tasks=args.tasks)
         make_schema(mariadb.url)
