@@ -694,7 +694,7 @@ class Reconciler:
         if deleting:
             await self._finalize(key, body)
             return None
-        self._flush_in_background(key, body)
+        self._flush_in_background(key, body, replace(run, status=decision.status))
         return body if await self._act(key, body, decision) else None
 
     async def _plan_and_write(
@@ -985,19 +985,19 @@ class Reconciler:
                 },
             )
 
-    def _flush_in_background(self, key: Key, body: JsonObject) -> None:
-        """Write the history a written status holds without holding up the run's next task;
-        once written, the run comes back to trim those entries from its status (or, on
-        failure, later, to retry)."""
+    def _flush_in_background(self, key: Key, body: JsonObject, run: RunView) -> None:
+        """Write the history a written status holds (`run`: the run as written) without holding
+        up the run's next task; once written, the run comes back to trim those entries from its
+        status (or, on failure, later, to retry)."""
         uid = body["metadata"]["uid"]
-        pending = (body.get("status") or {}).get("pendingHistory")
-        if uid in self._flushing or not pending or pending[-1].get("seq", 0) <= self._flushed.get(uid, 0):
+        pending = run.status.pending_history
+        if uid in self._flushing or not pending or pending[-1].seq <= self._flushed.get(uid, 0):
             return
         self._flushing.add(uid)
 
         async def flush() -> None:
             try:
-                written = await self._history.flush(body, run_view(body))
+                written = await self._history.flush(body, run)
             finally:
                 self._flushing.discard(uid)
             if written is None:
