@@ -762,7 +762,7 @@ class Reconciler:
                 written = await self._fail_too_large(key, body, run, error)
             if written is None or written[1] is None:
                 return written
-            body = written[0]
+            body, decision = written[0], written[1]  # (a run failed as too large: what failed it)
         kept = self._results.get(uid, {})
         for result_key in results:  # in the status now (or stale): no longer needed
             kept.pop(result_key, None)
