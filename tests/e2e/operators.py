@@ -52,9 +52,12 @@ def _answers(url: str) -> bool:
         return False
 
 
-def bind_chart_rbac(cluster: Cluster, user: str, *, release: str = "seqflow-e2e", values: str = "") -> None:
-    """Grant `user` exactly the chart's (cluster-wide) role, as the chart grants its ServiceAccount
-    (with webhooks enabled: the e2e tests deliver some), rendered with `values` (helm --set)."""
+def bind_chart_rbac(
+    cluster: Cluster, user: str, *, release: str = "seqflow-e2e", values: str = "", namespace: str = "default"
+) -> None:
+    """Grant `user` exactly the chart's roles (cluster-wide, and those in the release's
+    `namespace`), as the chart grants its ServiceAccount (with webhooks enabled: the e2e tests
+    deliver some), rendered with `values` (helm --set)."""
     helm = str(ensure_binaries().helm)
     rendered = subprocess.run(
         [
@@ -62,6 +65,8 @@ def bind_chart_rbac(cluster: Cluster, user: str, *, release: str = "seqflow-e2e"
             "template",
             release,
             str(REPO / "charts" / "seqflow"),
+            "--namespace",
+            namespace,
             "--set",
             ",".join(v for v in ("peering.enabled=false", "webhooks.enabled=true", values) if v),
             "--show-only",
@@ -71,8 +76,9 @@ def bind_chart_rbac(cluster: Cluster, user: str, *, release: str = "seqflow-e2e"
         capture_output=True,
         text=True,
     ).stdout
-    (role,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole"]
-    cluster.apply(role, namespace="default")
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    cluster.apply(role, namespace=namespace)
     cluster.kubectl(
         "create",
         "clusterrolebinding",
@@ -80,6 +86,12 @@ def bind_chart_rbac(cluster: Cluster, user: str, *, release: str = "seqflow-e2e"
         f"--clusterrole={role['metadata']['name']}",
         f"--user={user}",
     )
+    for role in [d for d in docs if d["kind"] == "Role"]:
+        cluster.apply(role, namespace=namespace)
+        name = role["metadata"]["name"]
+        cluster.kubectl(
+            "create", "rolebinding", f"{user}-{name}", f"--role={name}", f"--user={user}", "-n", namespace
+        )
 
 
 def metrics_url(operator: OperatorProcess) -> str:

@@ -1,7 +1,7 @@
 """Active-active replicas: three operators split the runs through bucket Leases; every attempt
 is executed by one replica only; a replica that joins gets its share without cutting short the
 work under way; a replica killed loses its buckets to the others once its Leases expire, and none of what it
-executed is executed again."""
+executed is executed again. The replicas hold the chart's roles for buckets > 0, no more."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from testenv.operator import OperatorProcess
-from tests.e2e.operators import start_operator
-from tests.support import Cluster, wait_for, workflow, workflow_run
+from tests.e2e.operators import bind_chart_rbac, start_operator
+from tests.support import REPLICAS_USER, Cluster, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster]
 BUCKETS, LEASE_SECONDS = 16, 6.0
@@ -49,6 +49,13 @@ def test_three_replicas_share_the_runs_and_take_over_from_one_killed(
 ):
     namespace = f"replicas-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
+    kubeconfig = cluster.kubeconfig
+    if cluster.control_plane is not None:  # the chart's roles, its bucket Leases in `namespace`
+        values = f"buckets={BUCKETS},database.url=mysql+pymysql://seqflow@history/seqflow"
+        bind_chart_rbac(
+            cluster, REPLICAS_USER, release="seqflow-replicas", values=values, namespace=namespace
+        )
+        kubeconfig = cluster.kubeconfig_for(REPLICAS_USER)
     log = tmp_path / "executions.log"
     replicas: dict[str, OperatorProcess] = {}
 
@@ -64,7 +71,7 @@ def test_three_replicas_share_the_runs_and_take_over_from_one_killed(
 
     for name in ("replica-0", "replica-1", "replica-2"):
         replicas[name] = start_operator(
-            cluster.kubeconfig, tmp_path / f"{name}.log", namespace, database_url, **replica_settings(name)
+            kubeconfig, tmp_path / f"{name}.log", namespace, database_url, **replica_settings(name)
         )
     try:
         wait_for(
@@ -93,7 +100,7 @@ def test_three_replicas_share_the_runs_and_take_over_from_one_killed(
         apply_all(cluster, [workflow_run(n, "counted", slow_input) for n in joining], namespace)
         time.sleep(1)
         replicas["replica-3"] = start_operator(
-            cluster.kubeconfig,
+            kubeconfig,
             tmp_path / "replica-3.log",
             namespace,
             database_url,
