@@ -370,7 +370,7 @@ def test_status_too_large_for_etcd_fails_the_run_with_a_smaller_one():
         api.fail_status_patch = {2: too_large}  # the write of A's result
         subject.on_run_event(None, api.add_run("r", "w"))
         await settle(lambda: run_status(api).get("phase") == "Failed")
-        await asyncio.sleep(0.3)  # (time for anything it might still start)
+        await asyncio.sleep(0.3)  # (time for its Events to be posted and for anything it might start)
         status = run_status(api)
         assert status["conditions"][0]["reason"] == "RunTooLarge"  # Succeeded, then Ready, Stalled
         assert "request is too large" in status["conditions"][0]["message"]
