@@ -595,12 +595,24 @@ def test_all_steps_skipped_or_succeeded_is_success():
     assert done.phase == RunPhase.SUCCEEDED and done.output == {"k": 1} and done.progress == "2/2"
 
 
-def test_a_condition_that_cannot_be_evaluated_fails_the_run():
-    bad = workflow([{"name": "A", "handler": "a", "when": "input.n + 1"}])
-    failed = go(wf=bad).status
-    assert failed.phase == RunPhase.FAILED
+@pytest.mark.parametrize(
+    ("when", "problem"),
+    [
+        ("input.n + 1", "gave 2, not true or false"),
+        ("input.missing > 3", "failed: no field 'missing' (test for it with has())"),
+        ("input.n.deeper == 1", "failed: No such overload"),
+        ("[1][input.n] == 1", "failed: index out of bounds: 1"),
+        ("1 / (input.n - 1) == 1", "failed: division by zero"),
+    ],
+)
+def test_a_condition_that_cannot_be_evaluated_fails_the_run(when, problem):
+    bad = workflow([{"name": "A", "handler": "a"}, {"name": "B", "handler": "b", "when": when}])
+    failed = go(go(wf=bad).status, at=1, wf=bad, results=(ok("A", 1, {"n": 1}),)).status
     summary = next(c for c in failed.conditions if c.type == "Succeeded")
-    assert summary.reason == "ConditionFailed" and "gave 2, not true or false" in summary.message
+    assert (failed.phase, summary.reason) == (RunPhase.FAILED, "ConditionFailed")
+    assert summary.message.startswith(f"Task B: when {when!r} ") and problem in summary.message
+    assert failed.node("A").phase == NodePhase.SUCCEEDED  # type: ignore[union-attr]  # what ran is kept
+    assert failed.node("B").phase == NodePhase.FAILED  # type: ignore[union-attr]
 
 
 def test_a_condition_that_does_not_compile_fails_the_run_before_it_starts():

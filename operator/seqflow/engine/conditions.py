@@ -16,7 +16,8 @@ import cel
 
 
 class ConditionError(ValueError):
-    """An expression that does not compile, or does not evaluate to a boolean."""
+    """An expression that does not compile, cannot be evaluated (a missing field, an index out
+    of range, a division by zero, a type mismatch) or does not evaluate to a boolean."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -32,7 +33,11 @@ def holds(expression: str, variables: dict[str, Any]) -> bool:
     """Whether `expression` is true for `variables`."""
     try:
         value = compiled(expression).execute(variables)
-    except (ValueError, TypeError, RuntimeError) as error:
+    except KeyError as error:  # a field or step that is not there
+        raise ConditionError(
+            f"when {expression!r} failed: no field {error.args[0]!r} (test for it with has())"
+        ) from None
+    except (LookupError, ArithmeticError, ValueError, TypeError, RuntimeError) as error:
         raise ConditionError(f"when {expression!r} failed: {_first_line(error)}") from None
     if not isinstance(value, bool):
         raise ConditionError(f"when {expression!r} gave {value!r}, not true or false")
