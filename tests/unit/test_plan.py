@@ -623,6 +623,42 @@ def test_a_condition_that_does_not_compile_fails_the_run_before_it_starts():
     assert "task B: when 'input.n >' does not compile" in summary.message
 
 
+@pytest.mark.parametrize(
+    ("tasks", "problem"),
+    [
+        (
+            [{"name": "A", "handler": "a", "when": "steps.Nope.output.x == 1"}],
+            "task A: when 'steps.Nope.output.x == 1' reads steps.Nope, not a step of this Workflow",
+        ),
+        (
+            [
+                {"name": "A", "handler": "a", "when": "steps.B.phase == 'Succeeded'"},
+                {"name": "B", "handler": "b"},
+            ],
+            "task A: when \"steps.B.phase == 'Succeeded'\" reads steps.B, a later step (it has not run yet)",
+        ),
+        (
+            [{"name": "A", "handler": "a", "when": "steps.A.output.x == 1"}],
+            "task A: when 'steps.A.output.x == 1' reads steps.A, a later step (it has not run yet)",
+        ),
+        (
+            [
+                {"name": "G", "parallel": [{"name": "M", "handler": "a"}]},
+                {
+                    "name": "B",
+                    "handler": "b",
+                    "when": "steps['G/M'].output.x == 1 && steps.G.phase == 'Succeeded'",
+                },
+            ],
+            None,
+        ),
+    ],
+)
+def test_when_may_read_only_earlier_steps(tasks, problem):
+    found = workflow_problem(workflow(tasks).spec, name="wf", handlers=HANDLERS, workflows={})
+    assert found == (("InvalidWorkflow", problem) if problem else None)
+
+
 NAP = workflow(
     [{"name": "A", "handler": "a"}, {"name": "Nap", "sleep": {"seconds": 60}}, {"name": "C", "handler": "c"}]
 )

@@ -327,16 +327,32 @@ def workflow_problem(
     if unrunnable:
         return Reason.HANDLER_NOT_FOUND, unrunnable
     problems = _subworkflow_problems(name, spec, workflows, require=require_subworkflows)
-    for task in spec.tasks:
-        try:
-            if task.when is not None:
-                compiled(task.when)
-        except ConditionError as error:
-            problems.append(f"task {task.name}: {error}")
+    problems += _condition_problems(spec.tasks)
     if spec.input_schema is not None:
         problems.append(schema_problem(spec.input_schema) or "")
     message = "; ".join(p for p in problems if p)
     return (Reason.INVALID_WORKFLOW, message) if message else None
+
+
+def _condition_problems(tasks: list[TaskSpec]) -> list[str]:
+    """`when` expressions that do not compile, or that read a step which has not run when they
+    are evaluated: only the steps before a task (and their groups' members) have."""
+    ids = [[task.name, *(f"{task.name}/{m.name}" for m in task.parallel or [])] for task in tasks]
+    every = {id for step in ids for id in step}
+    problems, earlier = [], set[str]()
+    for task, own in zip(tasks, ids, strict=True):
+        if task.when is not None:
+            try:
+                compiled(task.when)
+            except ConditionError as error:
+                problems.append(f"task {task.name}: {error}")
+            for read in sorted(_steps_read(task.when) - earlier):
+                where = (
+                    "a later step (it has not run yet)" if read in every else "not a step of this Workflow"
+                )
+                problems.append(f"task {task.name}: when {task.when!r} reads steps.{read}, {where}")
+        earlier.update(own)
+    return problems
 
 
 def _subworkflow_problems(
