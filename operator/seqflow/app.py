@@ -96,6 +96,7 @@ async def run_operator(settings: Settings) -> None:
             engine=EngineOptions(
                 workflow_wait=timedelta(seconds=settings.workflow_wait_seconds),
                 default_timeout_seconds=settings.default_timeout_seconds,
+                max_descendants=settings.max_descendants,
                 run_ttl=timedelta(seconds=settings.run_ttl_seconds)
                 if settings.run_ttl_seconds is not None
                 else None,

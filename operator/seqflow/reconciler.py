@@ -57,12 +57,13 @@ from seqflow.engine import (
     RunView,
     WakeAt,
     WorkflowView,
+    fail_internal,
     fail_unrecordable,
     plan,
     workflow_status,
 )
 from seqflow.events import EventRecorder
-from seqflow.executors.children import child_run, child_run_manifest, depth_of
+from seqflow.executors.children import child_run, child_run_manifest, depth_of, max_descendants_of
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
     LABEL_RUN,
@@ -144,6 +145,7 @@ def run_view(body: JsonObject, *, status: WorkflowRunStatus | None = None) -> Ru
         namespace=meta["namespace"],
         labels=meta.get("labels") or {},
         depth=depth_of(body),
+        max_descendants=max_descendants_of(body),
     )
 
 
@@ -747,7 +749,7 @@ class Reconciler:
             hold=self._giving_up(key),
             progress_unknown=self._progress_unknown_of(key, uid, run.status),
         )
-        decision = plan(run=run, observed=observed, now=now(), options=self._options.engine)
+        decision = self._plan(key, run, observed)
         if may_delay and self._options.write_delay_seconds > 0:
             decision = await self._run_fast_steps(key, body, run, observed, decision, seen=results)
         if decision.status != run.status:
@@ -771,6 +773,19 @@ class Reconciler:
             self._wake_queued(key[0], run.spec.workflow_ref.name)
             self._forget_journaled(uid, retried=decision.status.retried)
         return body, decision
+
+    def _plan(self, key: Key, run: RunView, observed: Observations) -> Decision:
+        """`plan()`, or when it raises (a defect), the run failed with reason InternalError and
+        the traceback logged once: no run is left without a status, retried for ever."""
+        try:
+            return plan(run=run, observed=observed, now=now(), options=self._options.engine)
+        except Exception as error:
+            if run.status.finished:  # nothing runs any more: leave its status as it is
+                logger.exception("planning finished run %s/%s failed; leaving it as it is", *key)
+                return Decision(run.status, ())
+            logger.exception("planning run %s/%s failed; the run fails with reason InternalError", *key)
+            message = f"seqflow could not plan this run: {type(error).__name__}: {error}"
+            return fail_internal(run, message=message, now=now())
 
     async def _run_fast_steps(
         self,
@@ -834,7 +849,7 @@ class Reconciler:
                 handlers_running=frozenset(self._running.get(uid, {})),
                 blocked={},
             )
-            decision = plan(run=run, observed=observed, now=now(), options=self._options.engine)
+            decision = self._plan(key, run, observed)
         return replace(decision, actions=(*events, *decision.actions)) if events else decision
 
     def _queue_place(

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     event_queue_size: int = Field(
         default=1000, ge=1, description="Kubernetes Events waiting to be posted; beyond it they are dropped."
     )
+    max_descendants: int = Field(
+        default=1000,
+        ge=1,
+        description="Runs a run may create beneath it (its sub-workflows' runs and theirs); past it "
+        "the step fails for good with reason TooManyRuns, so no tree of runs can explode.",
+    )
     run_ttl_seconds: int | None = Field(
         default=None,
         ge=0,

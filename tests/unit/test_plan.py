@@ -13,6 +13,7 @@ import pytest
 
 from seqflow.api.models import (
     ConditionStatus,
+    FailureCause,
     NodePhase,
     Reason,
     RunPhase,
@@ -1142,6 +1143,9 @@ NESTED = workflow(
 SHIP = go(go(wf=NESTED).status, at=1, wf=NESTED, results=(ok("A", 1, {"n": 2}),)).status
 
 
+DEEP_CAUSE = FailureCause(run="r-ship-1-next-1", reason="DepthExceeded", message="nested 9 deep")
+
+
 def child(phase: RunPhase | None, **kw: Any) -> dict[str, ChildRun]:
     return {"Ship": ChildRun(phase=phase, suspended=kw.pop("suspended", False), **kw)}
 
@@ -1206,6 +1210,16 @@ CHILD_ROWS = {
     "a child the API server refuses fails the step for good": Row(
         SHIP,
         {"results": (err("Ship", 1, "the child run was refused: spec.input: Invalid", permanent=True),)},
+        wf=NESTED,
+        phase=RunPhase.FAILED,
+        nodes={"Ship": (NodePhase.FAILED, 1)},
+        actions=["PostEvent"],
+        entries=["TASK_FAILED", "WORKFLOW_FAILED"],
+        reason="TaskFailed",
+    ),
+    "a child that failed for good beneath it fails the step for good": Row(
+        SHIP,
+        {"children": child(RunPhase.FAILED, reason="TaskFailed", cause=DEEP_CAUSE)},
         wf=NESTED,
         phase=RunPhase.FAILED,
         nodes={"Ship": (NodePhase.FAILED, 1)},
@@ -1304,6 +1318,79 @@ def test_a_run_of_a_workflow_in_a_loop_fails_at_start():
     summary = next(c for c in failed.conditions if c.type == "Succeeded")
     assert (failed.phase, summary.reason) == (RunPhase.FAILED, "InvalidWorkflow") and failed.nodes == []
     assert summary.message == "task ToB: sub-workflows call each other in a loop: wf -> b -> wf"
+
+
+@pytest.mark.parametrize(
+    ("observed", "cause"),
+    [
+        # The innermost run's cause passes on up unchanged; the message names it once.
+        (
+            child(RunPhase.FAILED, reason="TaskFailed", message="Task Next failed: ...", cause=DEEP_CAUSE),
+            DEEP_CAUSE,
+        ),
+        # A child that cannot run: this run is where the failure for good starts to be told.
+        (
+            child(RunPhase.FAILED, reason="InputInvalid", message="address: required"),
+            FailureCause(
+                run="r",
+                reason="TaskFailed",
+                message="Task Ship failed (permanent error): child run r-ship-1-40970c Failed: InputInvalid: address: required",
+            ),
+        ),
+        (child(RunPhase.FAILED, reason="TaskFailed", message="Task Pack failed (4 attempts): boom"), None),
+    ],
+)
+def test_a_failure_for_good_is_permanent_all_the_way_up(observed, cause):
+    status = go(SHIP, at=5, wf=NESTED, children=observed).status
+    assert status.cause == cause
+    if cause is DEEP_CAUSE:
+        summary = next(c for c in status.conditions if c.type == "Succeeded")
+        assert summary.message == (
+            "Task Ship failed (permanent error): run r-ship-1-next-1, beneath child run r-ship-1-40970c, "
+            "failed: DepthExceeded: nested 9 deep"
+        )
+
+
+def test_a_run_failing_for_good_at_start_names_itself_as_the_cause():
+    status = go(depth=9).status
+    assert status.cause is not None and (status.cause.run, status.cause.reason) == ("r", "DepthExceeded")
+    missing = go(wf=None, at=31).status.cause
+    assert missing is not None and missing.reason == "WorkflowNotFound"
+    assert go(B_FAILED, at=3, spec={"retry": 1}).status.cause is None  # a retry clears it
+    assert B_FAILED.cause is not None and B_FAILED.cause.message.startswith("Task B failed (permanent error)")
+
+
+def test_child_runs_count_against_a_bound_passed_down_as_shares():
+    options = EngineOptions(max_descendants=6)
+    first = go(go(wf=NESTED, options=options).status, at=1, wf=NESTED, options=options, results=(ok("A", 1),))
+    (create,) = [a for a in first.actions if isinstance(a, CreateChildRun)]
+    assert (first.status.descendants, create.max_descendants) == (1, 5)  # the child's share: what is left
+    # The child ends having created 4 runs beneath it: 5 in all; its retry may create one more.
+    failed = child(RunPhase.FAILED, reason="TaskFailed", message="boom", descendants=4)
+    retrying = go(first.status, at=2, wf=NESTED, options=options, children=failed).status
+    assert retrying.descendants == 5
+    again = go(retrying, at=8, wf=NESTED, options=options)
+    (create,) = [a for a in again.actions if isinstance(a, CreateChildRun)]
+    assert (again.status.descendants, create.max_descendants) == (6, 0)
+
+
+def test_a_run_with_no_runs_left_to_create_fails_the_step_for_good():
+    spent = SHIP.model_copy(update={"descendants": 1})
+    failed = go(
+        spent,
+        at=2,
+        wf=NESTED,
+        options=EngineOptions(max_descendants=1),
+        children=child(RunPhase.FAILED, reason="TaskFailed", message="boom"),
+    )
+    status = failed.status
+    summary = next(c for c in status.conditions if c.type == "Succeeded")
+    assert status.phase == RunPhase.RUNNING  # retrying: the budget is looked at when it starts
+    status = go(status, at=8, wf=NESTED, options=EngineOptions(max_descendants=1)).status
+    summary = next(c for c in status.conditions if c.type == "Succeeded")
+    assert (status.phase, summary.reason) == (RunPhase.FAILED, "TooManyRuns")
+    assert "may create at most 1 runs beneath it" in summary.message
+    assert status.cause is not None and status.cause.reason == "TooManyRuns"
 
 
 # ----- when: earlier steps' outputs -----

@@ -675,3 +675,31 @@ def test_fast_steps_write_each_start_first_while_the_journal_is_away():
         assert calls == ["A", "B", "C"] and api.status_patches == 4  # each start, then the end
 
     scenario(body, write_delay=5.0, journal=journal)
+
+
+def test_a_plan_that_raises_fails_the_run_with_internal_error_and_logs_once(monkeypatch, caplog):
+    import seqflow.reconciler
+
+    real_plan = seqflow.reconciler.plan
+
+    def plan_failing_after_a(**kw: Any):
+        if kw["run"].status.node("A") is not None:  # A has started: the next plan is a defect's
+            raise KeyError("a defect")
+        return real_plan(**kw)
+
+    monkeypatch.setattr(seqflow.reconciler, "plan", plan_failing_after_a)
+
+    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+        subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("phase") == "Failed")
+        await asyncio.sleep(0.2)  # time for a retry storm, if there were one
+        summary = next(c for c in run_status(api)["conditions"] if c["type"] == "Succeeded")
+        assert summary["reason"] == "InternalError"
+        assert summary["message"] == "seqflow could not plan this run: KeyError: 'a defect'"
+        assert run_status(api)["nodes"][0]["phase"] == "Cancelled"
+        assert [e["reason"] for e in api.events if e["type"] == "Warning"] == ["InternalError"]
+
+    scenario(body)
+    logged = [r for r in caplog.records if "planning run ns/r failed" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None

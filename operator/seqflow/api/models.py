@@ -88,6 +88,7 @@ class Reason(enum.StrEnum):
     INPUT_TOO_LARGE = "InputTooLarge"
     RUN_TOO_LARGE = "RunTooLarge"
     STATUS_INVALID = "StatusInvalid"
+    INTERNAL_ERROR = "InternalError"
     HISTORY_BACKLOG = "HistoryBacklog"
     ATTEMPT_BLOCKED = "AttemptBlocked"
     PROGRESS_UNKNOWN = "ProgressUnknown"
@@ -104,6 +105,7 @@ class Reason(enum.StrEnum):
     TASK_FAILED = "TaskFailed"
     TASK_INTERRUPTED = "TaskInterrupted"
     DEPTH_EXCEEDED = "DepthExceeded"
+    TOO_MANY_RUNS = "TooManyRuns"
     COMPENSATING = "Compensating"
     COMPENSATED = "Compensated"
     COMPENSATION_FAILED = "CompensationFailed"
@@ -521,6 +523,15 @@ class Ending(Model):
     message: str
 
 
+class FailureCause(Model):
+    """Where a run that failed for good (no retry can cure it) first failed: the run itself, or
+    the innermost of its sub-workflows' runs, with that run's reason and message."""
+
+    run: str
+    reason: str
+    message: str
+
+
 class WorkflowRunStatus(Model):
     phase: RunPhase | None = None
     workflow_generation: int | None = None
@@ -549,6 +560,16 @@ class WorkflowRunStatus(Model):
     ending: Ending | None = Field(
         default=None,
         description="Set once compensations start: the phase the run ends in and why (kept until a retry).",
+    )
+    cause: FailureCause | None = Field(
+        default=None,
+        description="Set when the run failed for good (no retry can cure it, so a parent run does not "
+        "retry its step either): the run where it first failed, its reason and message.",
+    )
+    descendants: int | None = Field(
+        default=None,
+        description="Runs created beneath this run so far (its sub-workflows' runs and theirs, as of "
+        "their end); bounded by SEQFLOW_MAX_DESCENDANTS.",
     )
     # Declared so that the API server keeps them for `upgrade_status`; never set by this version.
     legacy_tasks: list[JsonObject] | None = Field(

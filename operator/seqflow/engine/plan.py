@@ -19,10 +19,12 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from seqflow.api.models import (
+    FINISHED,
     CompensateSpec,
     Condition,
     ConditionStatus,
     Ending,
+    FailureCause,
     HistoryEvent,
     HistoryRecord,
     JsonObject,
@@ -48,6 +50,7 @@ from seqflow.engine.types import (
     Action,
     AttemptResult,
     CancelHandler,
+    ChildRun,
     ControlChildRun,
     CreateChildRun,
     CreateJob,
@@ -71,14 +74,19 @@ INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
 ACTIVE = (NodePhase.RUNNING, NodePhase.WAITING, NodePhase.RETRYING)
 DONE = (NodePhase.SUCCEEDED, NodePhase.SKIPPED)
 COMPENSATION = ":compensate"  # a compensation's node id: its step's name and this
-# Child runs that failed like this will fail the same way again: no retry.
-CHILD_FAILED_FOR_GOOD = (
+# Runs that failed like this will fail the same way again: no retry (of a parent's step) helps.
+FAILED_FOR_GOOD = (
     Reason.WORKFLOW_NOT_FOUND,
     Reason.HANDLER_NOT_FOUND,
     Reason.INVALID_WORKFLOW,
     Reason.INPUT_INVALID,
     Reason.INPUT_TOO_LARGE,
     Reason.DEPTH_EXCEEDED,
+    Reason.CONDITION_FAILED,
+    Reason.TOO_MANY_RUNS,
+    Reason.RUN_TOO_LARGE,
+    Reason.STATUS_INVALID,
+    Reason.INTERNAL_ERROR,
 )
 # `steps.Name` or `steps["Name"]` in a `when` expression: the outputs it reads
 STEP_REFERENCE = re.compile(r"""\bsteps\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']+)["']\s*\])""")
@@ -512,23 +520,34 @@ def _create_again(draft: _Draft, node: NodeStatus, observed: Observations) -> No
 
 def _fold_child(draft: _Draft, node: NodeStatus, observed: Observations) -> None:
     """A sub-workflow step ends with its child run: Succeeded with the child's output, else its
-    attempt fails (for good when the child was cancelled or cannot run at all). Meanwhile the
-    child is suspended and resumed with its parent."""
+    attempt fails, for good when the child failed for good (its `cause`, passed on up: the
+    message names the innermost run once) or was cancelled. Meanwhile the child is suspended
+    and resumed with its parent."""
     child = observed.children.get(node.id)
     if child is None:
         _create_again(draft, node, observed)
         return
     assert node.child is not None
+    if child.phase in FINISHED:
+        draft.update(descendants=(draft.status.descendants or 0) + child.descendants)
     if child.phase == RunPhase.SUCCEEDED:
         _succeeded(draft, node, child.output or {})
     elif child.phase in (RunPhase.FAILED, RunPhase.CANCELLED):
-        error = f"child run {node.child} {child.phase.value}"
-        error += f": {child.reason}: {child.message}" if child.reason else ""
-        permanent = child.phase == RunPhase.CANCELLED or child.reason in CHILD_FAILED_FOR_GOOD
-        result = AttemptResult(node=node.id, attempt=node.attempts, error=error, permanent=permanent)
-        _attempt_failed(draft, node, result)
+        _attempt_failed(draft, node, _child_failure(node, child))
     elif child.suspended != bool(draft.run.spec.suspend):
         draft.actions.append(ControlChildRun(node.child, suspend=bool(draft.run.spec.suspend)))
+
+
+def _child_failure(node: NodeStatus, child: ChildRun) -> AttemptResult:
+    cause = child.cause
+    if cause is not None:
+        where = node.child if cause.run == node.child else f"{cause.run}, beneath child run {node.child},"
+        error = f"run {where} failed: {cause.reason}: {cause.message}"
+    else:
+        error = f"child run {node.child} {child.phase}"
+        error += f": {child.reason}: {child.message}" if child.reason else ""
+    permanent = cause is not None or child.phase == RunPhase.CANCELLED or child.reason in FAILED_FOR_GOOD
+    return AttemptResult(node=node.id, attempt=node.attempts, error=error, permanent=permanent, cause=cause)
 
 
 def _fold_sleep(draft: _Draft, node: NodeStatus) -> None:
@@ -641,12 +660,17 @@ def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> N
             attempt=attempt,
             details={"error": error, "reason": reason, "permanent": result.permanent, "attempts": counted},
         )
+        message = f"Task {node.id} failed ({why}): {error}"
         if _is_compensation(node.id):
             assert draft.status.ending is not None
             message = f"{draft.status.ending.message}; compensation {node.id} failed ({why}): {error}"
             draft.end = (Reason.COMPENSATION_FAILED, message)
-        elif "/" not in node.id:  # a member's failure is its group's to weigh
-            draft.end = (reason, f"Task {node.id} failed ({why}): {error}")
+            return
+        if result.permanent and draft.status.cause is None:  # the run fails for good (a group's too)
+            cause = result.cause or FailureCause(run=draft.run.name, reason=reason, message=message)
+            draft.update(cause=cause)
+        if "/" not in node.id:  # a member's failure is its group's to weigh
+            draft.end = (reason, message)
         return
     delay = policy.delay_after(counted)
     retry_at = draft.now + timedelta(seconds=delay)
@@ -705,7 +729,7 @@ def _retry(draft: _Draft) -> None:
     kept = [n for n in draft.status.nodes if not _is_compensation(n.id)]
     if compensated:  # steps that never ran (skipped) are decided again; the others keep counting
         kept = [n for n in kept if n.attempts > 0]
-    draft.update(nodes=kept, ending=None, output=None if compensated else draft.status.output)
+    draft.update(nodes=kept, ending=None, cause=None, output=None if compensated else draft.status.output)
     again = set(NodePhase) if compensated else {NodePhase.FAILED, NodePhase.CANCELLED}
     for node in draft.status.nodes:
         if node.phase in again:
@@ -926,7 +950,18 @@ def _start_attempt(draft: _Draft, id: str) -> None:
     )
     # No Event for a start: the status shows it, and the outcome's Event names the attempt.
     match node.type:
+        case NodeType.WORKFLOW if _descendant_budget(draft) < 1:
+            message = (
+                f"this run may create at most {_max_descendants(draft)} runs beneath it, its "
+                "sub-workflows' own included (SEQFLOW_MAX_DESCENDANTS), and has created them all"
+            )
+            result = AttemptResult(
+                node=node.id, attempt=attempt, error=message, permanent=True, reason=Reason.TOO_MANY_RUNS
+            )
+            _attempt_failed(draft, node, result)
         case NodeType.HANDLER | NodeType.JOB | NodeType.WORKFLOW:
+            if node.type == NodeType.WORKFLOW:
+                draft.update(descendants=(draft.status.descendants or 0) + 1)
             _started_condition(draft, node)
             draft.actions.append(_execute(draft, node, input))
         case NodeType.SLEEP:  # a timer, never a worker
@@ -981,8 +1016,21 @@ def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -
             input=data,
             suspend=bool(draft.run.spec.suspend),
             depth=draft.run.depth + 1,
+            max_descendants=_descendant_budget(draft),
         )
     return RunHandler(node=node.id, task=task, attempt=node.attempts, input=data)
+
+
+def _max_descendants(draft: _Draft) -> int:
+    """The runs this run may create beneath it: a child run's share of its parent's bound, else
+    the operator's."""
+    own = draft.run.max_descendants
+    return own if own is not None else draft.options.max_descendants
+
+
+def _descendant_budget(draft: _Draft) -> int:
+    """What is left of it. A run has one child at a time, so a child's share is all of it."""
+    return _max_descendants(draft) - (draft.status.descendants or 0)
 
 
 def _input_of(draft: _Draft, index: int) -> JsonObject:
@@ -1092,6 +1140,8 @@ def _record_end(draft: _Draft, phase: RunPhase) -> None:
         details={"reason": reason, "message": message},
     )
     draft.update(finished_at=draft.now, current=[])
+    if not cancelled and draft.status.cause is None and reason in FAILED_FOR_GOOD:
+        draft.update(cause=FailureCause(run=draft.run.name, reason=reason, message=message))
     draft.condition(ConditionStatus.FALSE, reason, message)
     if reason != Reason.RUN_DELETED:  # nobody reads the Events of a run being deleted
         draft.event(EventType.NORMAL if cancelled else EventType.WARNING, reason, message)
@@ -1113,6 +1163,18 @@ def fail_unrecordable(run: RunView, *, reason: str, message: str, now: datetime)
         pending_history=status.pending_history,
     )
     draft = _Draft(run=run, status=kept, now=now, options=EngineOptions(), end=(reason, message))
+    draft.update(phase=RunPhase.FAILED)
+    _record_end(draft, RunPhase.FAILED)
+    _gitops_conditions(draft, RunPhase.FAILED)
+    return Decision(draft.status, tuple(draft.actions))
+
+
+def fail_internal(run: RunView, *, message: str, now: datetime) -> Decision:
+    """Fail a run that `plan()` could not plan (a defect of seqflow): what runs is stopped, as
+    on a cancel, and the run ends Failed with reason InternalError, so it never goes without a
+    status. A retry of the run plans it again."""
+    draft = _Draft(run=run, status=run.status, now=now, options=EngineOptions())
+    _cancel(draft, reason=Reason.INTERNAL_ERROR, message=_clip(message))
     draft.update(phase=RunPhase.FAILED)
     _record_end(draft, RunPhase.FAILED)
     _gitops_conditions(draft, RunPhase.FAILED)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from seqflow.api.models import (
     MAX_DATA_BYTES,
+    FailureCause,
     JsonObject,
     PinnedMember,
     PinnedTask,
@@ -35,6 +36,7 @@ class RunView:
     namespace: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     depth: int = 0  # 0 for a run of its own; a sub-workflow's child run is one deeper than its parent
+    max_descendants: int | None = None  # a child run's share of its parent's bound (None: the operator's)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class AttemptResult:
     error: str | None = None  # set when it failed
     permanent: bool = False  # a failure that no retry can fix
     reason: str | None = None  # why it failed, when more precise than TaskFailed (DeadlineExceeded)
+    cause: FailureCause | None = None  # a child run's, when it failed for good
 
     @property
     def succeeded(self) -> bool:
@@ -70,6 +73,8 @@ class ChildRun:
     output: JsonObject | None = None
     reason: str = ""  # of its Succeeded condition
     message: str = ""
+    cause: FailureCause | None = None  # set when it failed for good
+    descendants: int = 0  # runs created beneath it
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class EngineOptions:
     max_pending_history: int = 200  # entries held in a status while the store is behind
     max_pending_history_bytes: int = 256 * 1024  # and their size (inputs and outputs included)
     max_depth: int = 8  # sub-workflows nested deeper than this fail (a cycle, most likely)
+    max_descendants: int = 1000  # runs a run may create beneath it, its sub-workflows' included
 
 
 # ----- actions -----
@@ -149,6 +155,7 @@ class CreateChildRun:
     input: JsonObject
     suspend: bool
     depth: int
+    max_descendants: int  # the child's share: what is left of the parent's bound
 
 
 @dataclass(frozen=True)
