@@ -73,6 +73,22 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
             workflow("w", [{"name": "A", "job": {"image": "x", "podTemplate": {"spec": {}}}}]),
             "a job needs exactly one of image or podTemplate",
         ),
+        (
+            workflow("w", [{"name": "A", "handler": "x", "maxParallel": 2}]),
+            "maxParallel and failFast apply to a parallel group only",
+        ),
+        (
+            workflow("w", [{"name": "A", "handler": "x", "failFast": True}]),
+            "maxParallel and failFast apply to a parallel group only",
+        ),
+        (
+            workflow("w", [{"name": "A", "sleep": {"seconds": 5}, "timeoutSeconds": 10}]),
+            "timeoutSeconds applies to a handler or job task only",
+        ),
+        (
+            workflow("w", [{"name": "A", "workflowRef": {"name": "other"}, "timeoutSeconds": 10}]),
+            "timeoutSeconds applies to a handler or job task only",
+        ),
     ],
     ids=[
         "no-tasks",
@@ -89,6 +105,10 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         "bad-task-name",
         "job-without-image",
         "job-image-and-template",
+        "max-parallel-on-a-handler",
+        "fail-fast-on-a-handler",
+        "timeout-on-a-sleep",
+        "timeout-on-a-sub-workflow",
     ],
 )
 def test_bad_workflow_is_refused(cluster: Cluster, crds: None, manifest: dict, message: str):
@@ -100,6 +120,15 @@ def test_run_input_must_be_an_object(cluster: Cluster, crds: None):
     run["spec"]["input"] = "ORD-1"
     stderr = refused(cluster, "default", run)
     assert 'spec.input: Invalid value: "string": spec.input in body must be of type object' in stderr
+
+
+@pytest.mark.parametrize("payload", ["yes", [1, 2], 5], ids=["string", "list", "number"])
+def test_a_signal_payload_must_be_an_object(cluster: Cluster, crds: None, payload: object):
+    run = workflow_run("r", "w")
+    run["spec"]["signals"] = {"approved": payload}
+    stderr = refused(cluster, "default", run)
+    assert "spec.signals.approved: Invalid value: " in stderr
+    assert "spec.signals.approved in body must be of type object" in stderr
 
 
 def test_run_needs_a_workflow_ref(cluster: Cluster, crds: None):

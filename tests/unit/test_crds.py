@@ -23,8 +23,12 @@ def test_committed_crds_match_models():
 def test_schema_is_structural():
     schema = openapi_schema(WorkflowRunSpec)
     text = yaml.safe_dump(schema)
-    for foreign in ("$ref", "anyOf", "title", "default", "additionalProperties"):
+    for foreign in ("$ref", "anyOf", "title", "default", "additionalProperties: true"):
         assert foreign not in text
+    assert schema["properties"]["signals"]["additionalProperties"] == {  # each payload an object
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
     assert schema["properties"]["input"] == {
         "description": "Input of the first task: a JSON object of at most 64 KiB "
         "(a larger one fails the run with reason InputTooLarge).",

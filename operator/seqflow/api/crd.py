@@ -65,6 +65,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out["minimum"], out["exclusiveMinimum"] = value, True
         elif key == "additionalProperties" and value is True:
             out["x-kubernetes-preserve-unknown-fields"] = True
+        elif key == "additionalProperties" and isinstance(value, dict):
+            out[key] = _structural(value, defs)  # a map: the schema of each value
         elif key in _KEPT_KEYS:
             out[key] = value
     if out.get("format") == "date-time":

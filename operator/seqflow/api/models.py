@@ -247,6 +247,15 @@ class TaskSpec(Model):
             "has(self.parallel), has(self.workflowRef)].filter(x, x).size() == 1",
             "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
         ),
+        (
+            "has(self.parallel) || !(has(self.maxParallel) || has(self.failFast))",
+            "maxParallel and failFast apply to a parallel group only",
+        ),
+        (
+            "has(self.handler) || has(self.job) || !has(self.timeoutSeconds)",
+            "timeoutSeconds applies to a handler or job task only (a wait has wait.timeoutSeconds; "
+            "group members and sub-workflows' steps have their own)",
+        ),
     )
 
     name: str = Field(pattern=NAME_PATTERN, max_length=63, description="Unique within the workflow.")
@@ -392,6 +401,8 @@ class WorkflowRunSpec(Model):
         default=None,
         description="Signals delivered to the run, by name, each with a JSON object as payload "
         "(merged into the data of the step waiting for it).",
+        # Each payload an object: the API server refuses `"yes"`, `[1, 2]` or `5` as one.
+        json_schema_extra={"additionalProperties": {"type": "object", "additionalProperties": True}},
     )
     input: JsonObject = Field(
         default_factory=dict,
