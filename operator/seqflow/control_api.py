@@ -92,13 +92,14 @@ class ControlApi:
         return web.json_response(_run_summary(run), status=status, headers={"Location": location})
 
     async def _check_input(self, namespace: str, workflow: str, data: JsonObject) -> None:
-        """Refuse (422) an input the Workflow's inputSchema does not accept; a Workflow that does
-        not exist (yet) or whose schema is broken is left to the run's own checks."""
+        """Refuse a start for a Workflow that does not exist (404: a run applied with kubectl
+        waits for its Workflow, one started here is told at once) and (422) an input its
+        inputSchema does not accept; a broken schema is left to the run's own checks."""
         try:
             path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{workflow}"
             found = await self._api.request("GET", path)
         except NotFound:
-            return
+            raise HttpError(404, f'Workflow "{workflow}" not found in namespace {namespace}') from None
         schema = (found.get("spec") or {}).get("inputSchema")
         if schema is None or schema_problem(schema) is not None:
             return
@@ -307,7 +308,7 @@ def openapi_document() -> JsonObject:
                         {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
                     ],
                     "requestBody": any_object,
-                    "responses": {"201": run, "200": run},
+                    "responses": {"201": run, "200": run, "404": any_object, "422": any_object},
                 }
             },
             "/api/v1/workflows": {

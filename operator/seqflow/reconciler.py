@@ -693,7 +693,11 @@ class Reconciler:
         body, decision = written
         if decision is None:  # a conflict: plan again on what is there now
             return body
-        if deleting:
+        if deleting:  # what runs is stopped now, not left to the garbage collector
+            stops = tuple(
+                a for a in decision.actions if isinstance(a, ControlChildRun | CancelHandler | DeleteJob)
+            )
+            await self._act(key, body, replace(decision, actions=stops))
             await self._finalize(key, body)
             return None
         self._flush_in_background(key, body, replace(run, status=decision.status))

@@ -59,8 +59,10 @@ def test_start_runs_over_http_once_per_idempotency_key(
     run = runs.get(namespace, name)
     assert run["spec"]["input"] == {"order": 42} and run["status"]["output"]["trail"] == ["A"]
     assert run["metadata"]["annotations"]["seqflow.io/created-by"] == "admin"
+    missing, told, _ = post(operator, f"/api/v1/namespaces/{namespace}/workflows/nope/runs", {}, token)
+    assert (missing, told["error"]) == (404, f'Workflow "nope" not found in namespace {namespace}')
     names = [r["metadata"]["name"] for r in cluster.get_json("workflowruns", "-n", namespace)["items"]]
-    assert sorted(names) == sorted([name, unnamed["name"]])
+    assert sorted(names) == sorted([name, unnamed["name"]])  # and none for the missing Workflow
 
     assert post(operator, path, ["not", "an", "object"], token)[0] == 400
     assert post(operator, path, {}, None)[0] == 401

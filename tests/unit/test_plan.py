@@ -1413,3 +1413,26 @@ def test_when_reads_an_earlier_steps_output(risk, started):
     assert decision.status.node("Between").output is None  # type: ignore[union-attr]  # nobody reads it
     runs = [a.node for a in decision.actions if isinstance(a, RunHandler)]
     assert runs == ([started] if started else [])
+
+
+# ----- a suspended run's condition tells the present -----
+
+
+@pytest.mark.parametrize(
+    ("given", "observed", "wf", "message"),
+    [
+        (J_RUNNING, {"jobs_running": frozenset({"J"})}, AJ, "; J runs on meanwhile"),
+        (B_RUNNING, {"handlers_running": frozenset({("B", 1)})}, ABC, "; B runs on meanwhile"),
+        (B_RUNNING, {"results": (ok("B", 1),)}, ABC, "; on resume, task C goes on"),
+        (B_RUNNING, {"results": (err("B", 1),)}, ABC, "; on resume, task B goes on"),
+    ],
+)
+def test_a_suspended_run_says_what_runs_and_what_goes_on_on_resume(given, observed, wf, message):
+    suspended = go(given, at=3, wf=wf, spec={"suspend": True}, **observed).status
+    summary = next(c for c in suspended.conditions if c.type == "Succeeded")
+    assert (suspended.phase, summary.reason) == (RunPhase.SUSPENDED, "Suspended")
+    assert summary.message == "Suspended: no new step or attempt starts until spec.suspend is false" + message
+    # The step ends while the run is suspended: the condition follows, not left at TaskStarted.
+    later = go(suspended, at=4, wf=wf, spec={"suspend": True}, results=(ok("J", 1), ok("B", 1))).status
+    after = next(c for c in later.conditions if c.type == "Succeeded")
+    assert after.reason in ("Suspended", "Succeeded") and "runs on" not in after.message  # (J was the last)

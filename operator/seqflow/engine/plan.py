@@ -1120,16 +1120,30 @@ def _report_phase(draft: _Draft, phase: RunPhase, before: RunPhase | None) -> No
         draft.update(finished_at=draft.now)
         draft.condition(ConditionStatus.TRUE, Reason.SUCCEEDED, message)
         draft.event(EventType.NORMAL, Reason.SUCCEEDED, message)
-    elif phase == RunPhase.SUSPENDED and before != RunPhase.SUSPENDED:
-        message = "Suspended: no new step or attempt starts until spec.suspend is false"
-        draft.record(HistoryEvent.RUN_SUSPENDED, details={})
+    elif phase == RunPhase.SUSPENDED:  # told anew as what runs ends, never left stale
+        message = _suspended_message(draft)
         draft.condition(ConditionStatus.UNKNOWN, Reason.SUSPENDED, message)
-        draft.event(EventType.NORMAL, Reason.SUSPENDED, message)
+        if before != RunPhase.SUSPENDED:
+            draft.record(HistoryEvent.RUN_SUSPENDED, details={})
+            draft.event(EventType.NORMAL, Reason.SUSPENDED, message)
     elif phase in (RunPhase.RUNNING, RunPhase.COMPENSATING) and before == RunPhase.SUSPENDED:
         draft.record(HistoryEvent.RUN_RESUMED, details={})
         draft.event(EventType.NORMAL, Reason.RESUMED, "Resumed")
         if not draft.status.current:
             draft.condition(ConditionStatus.UNKNOWN, Reason.RESUMED, "Resumed")
+
+
+def _suspended_message(draft: _Draft) -> str:
+    """What a suspended run does now, and on resume."""
+    running = [n.id for n in draft.status.nodes if n.phase in (NodePhase.RUNNING, NodePhase.WAITING)]
+    message = "Suspended: no new step or attempt starts until spec.suspend is false"
+    if running:
+        return f"{message}; {', '.join(running)} {'runs' if len(running) == 1 else 'run'} on meanwhile"
+    if draft.status.ending is not None:
+        return f"{message}; on resume, the compensations go on"
+    nodes = {n.id: n for n in draft.status.nodes}
+    step = next((s.name for s in draft.steps if s.name not in nodes or nodes[s.name].phase not in DONE), None)
+    return f"{message}; on resume, task {step} goes on" if step else message
 
 
 def _record_end(draft: _Draft, phase: RunPhase) -> None:
