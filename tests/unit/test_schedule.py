@@ -46,6 +46,9 @@ ROWS = {
         "2026-11-23 10:01:00.5", start="2026-11-23 10:01", next="2026-11-23 10:02"
     ),
     "not yet": Row("2026-11-23 10:00:45", next="2026-11-23 10:01"),
+    "woken a moment before the time: it does not start early, and it is the next one": Row(
+        "2026-11-23 10:00:59.998", next="2026-11-23 10:01"
+    ),
     "a time already started is not started again": Row(
         "2026-11-23 10:01:02", runs=(run("2026-11-23 10:01"),), next="2026-11-23 10:02"
     ),
@@ -142,7 +145,10 @@ def test_schedule_decisions(row: Row):
     assert started == (utc(row.start) if row.start else None)
     if decision.start:
         assert decision.start[0] == run_name("nightly", started)  # type: ignore[arg-type]
+        assert started <= utc(row.now)  # type: ignore[operator]
     assert decision.status.next_schedule_time == (utc(row.next) if row.next else None)
+    if row.next:  # the next time is always to come, whatever the moment of the decision
+        assert utc(row.next) > utc(row.now)
     assert decision.wake_at == decision.status.next_schedule_time
     assert decision.cancel == row.cancel
     assert (decision.warning[0] if decision.warning else None) == row.warning

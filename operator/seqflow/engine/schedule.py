@@ -147,11 +147,15 @@ def _times(
     spec: WorkflowScheduleSpec, *, since: datetime, now: datetime
 ) -> tuple[datetime | None, int, datetime | None]:
     """(the most recent time in (since, now], within the starting deadline; how many times there
-    were in that span, counted up to just past MAX_MISSED; the next time after now)."""
+    were in that span, counted up to just past MAX_MISSED; the next time after now).
+
+    Times fall on whole seconds, and cronsim's reverse walk yields those before the second it
+    starts from: starting from the second after `now`'s own, the latest is never after `now`,
+    so a worker woken a moment early neither starts a time early nor names it as the next."""
     earliest = since
     if spec.starting_deadline_seconds is not None:
         earliest = max(earliest, now - timedelta(seconds=spec.starting_deadline_seconds))
-    latest = next(next_times(spec, now + timedelta(seconds=1), reverse=True), None)
+    latest = next(next_times(spec, now.replace(microsecond=0) + timedelta(seconds=1), reverse=True), None)
     upcoming = next(next_times(spec, now), None)
     due = latest if latest is not None and latest > earliest else None
     missed = 0
