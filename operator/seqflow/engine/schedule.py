@@ -53,6 +53,7 @@ class ScheduledRun:
 @dataclass(frozen=True)
 class ScheduleDecision:
     status: WorkflowScheduleStatus
+    due: datetime | None = None  # the time decided on (started now, skipped, or started before)
     start: tuple[str, datetime] | None = None  # (run name, scheduled time)
     cancel: tuple[str, ...] = ()
     delete: tuple[str, ...] = ()
@@ -139,7 +140,13 @@ def plan_schedule(
         }
     )
     return ScheduleDecision(
-        status=new, start=start, cancel=cancel, delete=delete, wake_at=upcoming, warning=warning
+        status=new,
+        due=due if not spec.suspend else None,
+        start=start,
+        cancel=cancel,
+        delete=delete,
+        wake_at=upcoming,
+        warning=warning,
     )
 
 
