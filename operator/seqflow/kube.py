@@ -11,6 +11,7 @@ import asyncio
 import json
 import ssl
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -221,6 +222,14 @@ class KubeApi:
             body=patch,
             content_type="application/merge-patch+json",
         )
+
+    async def list_runs(self, namespace: str, *, label_selector: str) -> list[JsonObject]:
+        """The runs of `namespace` that `label_selector` selects, as the API server has them now
+        (no resourceVersion: a consistent read, never an older cached view)."""
+        query = urllib.parse.urlencode({"labelSelector": label_selector})
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{RUNS}?{query}"
+        answer = await self.request("GET", path)
+        return answer.get("items") or []
 
     async def delete_run(self, namespace: str, name: str) -> None:
         await self.request("DELETE", run_path(namespace, name))

@@ -5,6 +5,9 @@ enqueue the schedule; one worker decides and acts: start the run that is due (na
 scheduled time: creating it twice finds the first), cancel runs a Replace supersedes (their
 spec.cancel, as a user would), delete finished runs beyond the history limits, write the
 status, and wake again at the next time. Nothing polls.
+
+A time under Forbid or Replace is decided on the runs the API server lists at that moment, not
+on the cache (see `Scheduler._runs_listed`): the cache may not hold a run yet.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pydantic import ValidationError
 
 from seqflow.api.manifests import owner_reference, run_phase, workflow_run
 from seqflow.api.models import (
+    ConcurrencyPolicy,
     JsonObject,
     WorkflowScheduleSpec,
     WorkflowScheduleStatus,
@@ -92,24 +96,16 @@ class Scheduler:
         self._queue.add(key)
 
     def on_run_event(self, event_type: str | None, body: JsonObject) -> None:
-        meta = body["metadata"]
-        owners = meta.get("ownerReferences") or []
-        name = next((o["name"] for o in owners if o.get("kind") == "WorkflowSchedule"), None)
-        at = (meta.get("annotations") or {}).get(SCHEDULED_AT)
-        if name is None or at is None:
+        owned = _scheduled_run(body)
+        if owned is None:
             return
-        key = (meta["namespace"], name)
+        name, run = owned
+        key = (body["metadata"]["namespace"], name)
         schedule = self._schedules.get(key)
         if event_type == "DELETED":
-            (schedule.runs if schedule else self._orphans.get(key, {})).pop(meta["name"], None)
+            (schedule.runs if schedule else self._orphans.get(key, {})).pop(run.name, None)
         else:
-            runs = schedule.runs if schedule else self._orphans.setdefault(key, {})
-            runs[meta["name"]] = ScheduledRun(
-                name=meta["name"],
-                scheduled_at=datetime.fromisoformat(at),
-                phase=run_phase(body),
-                cancelled=bool((body.get("spec") or {}).get("cancel")),
-            )
+            (schedule.runs if schedule else self._orphans.setdefault(key, {}))[run.name] = run
         if schedule is not None:
             self._queue.add(key)
 
@@ -126,22 +122,31 @@ class Scheduler:
         except ValidationError as error:
             logger.warning("ignoring WorkflowSchedule %s/%s: %s", *key, error)
             return
-        meta = body["metadata"]
-        decision = plan_schedule(
-            name=meta["name"],
-            spec=spec,
-            status=status,
-            runs=list(schedule.runs.values()),
-            created_at=datetime.fromisoformat(meta["creationTimestamp"]),
-            generation=meta.get("generation", 1),
-            now=datetime.now(UTC),
-        )
+        decision = _decide(body, spec, status, runs=list(schedule.runs.values()))
+        if decision.due is not None and spec.concurrency_policy != ConcurrencyPolicy.ALLOW:
+            decision = _decide(body, spec, status, runs=await self._runs_listed(key))
         await self._act(key, body, spec, decision)
         if decision.status != status:
             await self._write_status(key, decision.status)
         if decision.wake_at is not None:
             delay = (decision.wake_at - datetime.now(UTC)).total_seconds()
             self._queue.add_after(key, max(delay, 0.0))
+
+    async def _runs_listed(self, key: Key) -> list[ScheduledRun]:
+        """The schedule's runs as the API server lists them now (its label, then its owner
+        reference), for deciding a time under Forbid or Replace.
+
+        Whether a run is active is what those policies rest on, and the cache cannot vouch for
+        it: after a start (a restart, a replica taking a bucket over) the schedules' watch may
+        deliver before the runs' watch has. Waiting for the runs' first list instead would need
+        a signal Kopf does not give, and would still trust a watch that lags. A consistent list
+        (no resourceVersion) is exact whatever the cache holds, and cheap: it is made only when
+        a time is due, once per scheduled time of such a schedule. Allow needs no list: runs may
+        overlap, and a time started twice finds its run by name."""
+        namespace, name = key
+        selector = f"{LABEL_SCHEDULE}={shortened_name(name)}"
+        runs = await self._api.list_runs(namespace, label_selector=selector)
+        return [run for owner, run in filter(None, map(_scheduled_run, runs)) if owner == name]
 
     async def _act(
         self, key: Key, body: JsonObject, spec: WorkflowScheduleSpec, decision: ScheduleDecision
@@ -182,6 +187,39 @@ class Scheduler:
         schedule = self._schedules.get(key)
         if schedule is not None:
             schedule.body = written
+
+
+def _decide(
+    body: JsonObject, spec: WorkflowScheduleSpec, status: WorkflowScheduleStatus, *, runs: list[ScheduledRun]
+) -> ScheduleDecision:
+    meta = body["metadata"]
+    return plan_schedule(
+        name=meta["name"],
+        spec=spec,
+        status=status,
+        runs=runs,
+        created_at=datetime.fromisoformat(meta["creationTimestamp"]),
+        generation=meta.get("generation", 1),
+        now=datetime.now(UTC),
+    )
+
+
+def _scheduled_run(body: JsonObject) -> tuple[str, ScheduledRun] | None:
+    """(the name of the schedule that owns the run, the run as observed), or None for a run no
+    schedule started."""
+    meta = body["metadata"]
+    owners = meta.get("ownerReferences") or []
+    name = next((o["name"] for o in owners if o.get("kind") == "WorkflowSchedule"), None)
+    at = (meta.get("annotations") or {}).get(SCHEDULED_AT)
+    if name is None or at is None:
+        return None
+    run = ScheduledRun(
+        name=meta["name"],
+        scheduled_at=datetime.fromisoformat(at),
+        phase=run_phase(body),
+        cancelled=bool((body.get("spec") or {}).get("cancel")),
+    )
+    return name, run
 
 
 def _run_manifest(schedule: JsonObject, spec: WorkflowScheduleSpec, *, name: str, at: datetime) -> JsonObject:

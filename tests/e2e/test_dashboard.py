@@ -1,7 +1,9 @@
 """End to end in a real headless Chromium (Debian's, driven by Playwright): sign in with a token,
 start a run from the dashboard and watch it reach Succeeded without reloading, retry a failed
-run, and see the API server's refusal shown to a read-only user. The page must log no error
-other than those refusals (a Content-Security-Policy violation would be one).
+run, send a signal from the signal form (whose name field the browser validates), and see the API
+server's refusal shown to a read-only user. No page may log an error or a warning (a
+Content-Security-Policy violation or an invalid `pattern` attribute would be one) other than the
+browser's line for a call the API refused on purpose.
 
 SEQFLOW_SCREENSHOTS=DIR saves the runs page and a run's timeline there (the README's pictures).
 """
@@ -9,12 +11,13 @@ SEQFLOW_SCREENSHOTS=DIR saves the runs page and a run's timeline there (the READ
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import http_url
@@ -22,7 +25,8 @@ from tests.e2e.test_history import admin_token
 from tests.support import CHROMIUM_FLAGS, Cluster, Runs, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
-REFUSALS = ("status of 401", "status of 403", "status of 422")  # the browser logs refused calls
+# The browser logs each call the API refuses: the tests make such calls on purpose.
+REFUSED = re.compile(r"Failed to load resource: the server responded with a status of (401|403|422) ")
 SCREENSHOTS = os.environ.get("SEQFLOW_SCREENSHOTS")
 
 
@@ -38,14 +42,20 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
+    """A page in a browser context of its own: an error or a warning logged by any page of that
+    context, or an uncaught exception in one, fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
-    opened = context.new_page()
     problems: list[str] = []
-    opened.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    opened.on("pageerror", lambda error: problems.append(str(error)))
-    yield opened
+
+    def logged(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning") and not REFUSED.match(message.text):
+            problems.append(f"console {message.type}: {message.text} ({message.location['url']})")
+
+    context.on("console", logged)
+    context.on("weberror", lambda error: problems.append(f"page error: {error.error}"))
+    yield context.new_page()
     context.close()
-    assert [p for p in problems if not any(r in p for r in REFUSALS)] == []
+    assert problems == []
 
 
 def sign_in(page: Page, operator: OperatorProcess, token: str, *, user: str) -> None:
@@ -164,3 +174,32 @@ def test_a_read_only_user_sees_the_refusal(
     assert not runs.get(namespace, "r-wait")["spec"].get("cancel")
     page.get_by_role("link", name="Workflows").click()
     expect(page.locator("#notice")).to_contain_text('user "bob" may not list workflows in all namespaces')
+
+
+def test_send_a_signal_from_the_signal_form(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess, page: Page
+):
+    steps = [{"name": "Gate", "wait": {"signal": "go"}}, {"name": "Ship", "handler": "test.step"}]
+    cluster.apply(workflow("gated", steps), namespace=namespace)
+    cluster.apply(workflow_run("r-gate", "gated"), namespace=namespace)
+    sign_in(page, operator, admin_token(cluster), user="admin")
+
+    page.goto(f"{http_url(operator)}/#/runs/{namespace}/r-gate")
+    badge = page.get_by_role("heading", level=1).locator(".badge")
+    expect(badge).to_have_text("Running")
+    expect(page.get_by_role("heading", name="Send a signal")).to_be_visible()
+    field = page.get_by_label("Signal", exact=True)
+    for name in ("-go", "go-", "go now", "go!", "gö"):  # not a step's wait.signal
+        field.fill(name)
+        assert field.evaluate("input => !input.checkValidity() && input.validity.patternMismatch"), name
+    for name in ("go", "Approved", "step.2_done", "a" * 63):
+        field.fill(name)
+        assert field.evaluate("input => input.checkValidity()") is True, name
+
+    field.fill("go")
+    page.get_by_label("Payload (JSON object)").fill('{"by": "ada"}')
+    page.get_by_role("button", name="Send signal").click()
+    expect(page.locator("#notice")).to_have_text("Signal go: done.")
+    expect(badge).to_have_text("Succeeded", timeout=30_000)
+    expect(page.get_by_role("heading", name="Send a signal")).to_be_hidden()
+    assert runs.get(namespace, "r-gate")["spec"]["signals"] == {"go": {"by": "ada"}}

@@ -1,8 +1,11 @@
 """Table tests of schedule decisions: a schedule, its last time, its runs and the time, and what
-`plan_schedule()` must decide (time zones, DST changes, missed times, Forbid and Replace)."""
+`plan_schedule()` must decide (time zones, DST changes, missed times, Forbid and Replace); and
+the controller deciding a Forbid or Replace time on the runs the API server lists, not on its
+cache (a fake of the API client, the seam it talks through)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +13,9 @@ from typing import Any
 import pytest
 
 from seqflow.api.models import RunPhase, WorkflowScheduleSpec, WorkflowScheduleStatus
+from seqflow.engine import PostEvent
 from seqflow.engine.schedule import ScheduledRun, plan_schedule, run_name
+from seqflow.scheduler import SCHEDULED_AT, Scheduler
 
 
 def utc(text: str) -> datetime:
@@ -46,6 +51,9 @@ ROWS = {
         "2026-11-23 10:01:00.5", start="2026-11-23 10:01", next="2026-11-23 10:02"
     ),
     "not yet": Row("2026-11-23 10:00:45", next="2026-11-23 10:01"),
+    "woken a moment before the time: it does not start early, and it is the next one": Row(
+        "2026-11-23 10:00:59.998", next="2026-11-23 10:01"
+    ),
     "a time already started is not started again": Row(
         "2026-11-23 10:01:02", runs=(run("2026-11-23 10:01"),), next="2026-11-23 10:02"
     ),
@@ -142,7 +150,10 @@ def test_schedule_decisions(row: Row):
     assert started == (utc(row.start) if row.start else None)
     if decision.start:
         assert decision.start[0] == run_name("nightly", started)  # type: ignore[arg-type]
+        assert decision.due == started <= utc(row.now)  # type: ignore[operator]
     assert decision.status.next_schedule_time == (utc(row.next) if row.next else None)
+    if row.next:  # the next time is always to come, whatever the moment of the decision
+        assert utc(row.next) > utc(row.now)
     assert decision.wake_at == decision.status.next_schedule_time
     assert decision.cancel == row.cancel
     assert (decision.warning[0] if decision.warning else None) == row.warning
@@ -178,3 +189,104 @@ def test_active_runs_are_listed_and_old_finished_ones_deleted_beyond_the_limits(
     )  # fmt: skip
     assert sorted(decision.delete) == ["r0", "r1", "r5", "r6"]  # the oldest beyond 3 succeeded and 1 failed
     assert decision.status.active == ["r8"] and decision.start is None
+
+
+def test_the_time_decided_on_is_named_whether_it_starts_or_not():
+    def due(now: str, **fields: Any) -> datetime | None:
+        runs = (run("2026-11-23 10:00"),)
+        return plan_schedule(
+            name="nightly", spec=spec(**fields), runs=runs, created_at=utc("2026-01-01 00:00"),
+            status=WorkflowScheduleStatus(last_schedule_time=utc("2026-11-23 10:00")), generation=1,
+            now=utc(now),
+        ).due  # fmt: skip
+
+    assert due("2026-11-23 10:01:01", concurrencyPolicy="Forbid") == utc("2026-11-23 10:01")  # skipped
+    assert due("2026-11-23 10:00:30", concurrencyPolicy="Forbid") is None  # none is due
+    assert due("2026-11-23 10:01:01", suspend=True) is None
+
+
+class FakeApi:
+    """The API server as the scheduler sees it: the runs it lists, and the writes it is sent."""
+
+    def __init__(self, runs: list[dict[str, Any]]) -> None:
+        self.runs = runs
+        self.created: list[str] = []
+        self.cancelled: list[str] = []
+        self.statuses: list[dict[str, Any]] = []
+
+    async def list_runs(self, namespace: str, *, label_selector: str) -> list[dict[str, Any]]:
+        assert label_selector == "seqflow.io/schedule=nightly"
+        return self.runs
+
+    async def create_run(self, namespace: str, run: dict[str, Any]) -> dict[str, Any]:
+        self.created.append(run["metadata"]["name"])
+        return run
+
+    async def patch_run(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        assert patch == {"spec": {"cancel": True}}
+        self.cancelled.append(name)
+        return {}
+
+    async def patch_schedule_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.statuses.append(patch["status"])
+        return {"metadata": {"name": name, "namespace": namespace}, **patch}
+
+
+class Events:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def record(self, body: dict[str, Any], action: PostEvent) -> None:
+        self.reasons.append(str(action.reason))
+
+
+@pytest.mark.parametrize("policy", ["Forbid", "Replace"])
+def test_a_time_under_forbid_or_replace_is_decided_on_the_runs_listed_not_on_the_cache(policy: str):
+    """Just after a start, the schedules' watch delivered and the runs' watch has not: the
+    cache knows no run, the API server lists one that is still running."""
+    now = datetime.now(UTC)
+    previous = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+    owner = {"apiVersion": "seqflow.io/v1alpha1", "kind": "WorkflowSchedule", "name": "nightly", "uid": "u1"}
+    active = {
+        "metadata": {
+            "name": run_name("nightly", previous),
+            "namespace": "ns",
+            "annotations": {SCHEDULED_AT: previous.isoformat()},
+            "ownerReferences": [owner],
+        },
+        "spec": {"workflowRef": {"name": "wf"}},
+        "status": {"phase": "Running"},
+    }
+    schedule = {
+        "kind": "WorkflowSchedule",
+        "metadata": {
+            "name": "nightly",
+            "namespace": "ns",
+            "uid": "u1",
+            "generation": 1,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {
+            "schedule": "* * * * *",
+            "concurrencyPolicy": policy,
+            "runTemplate": {"workflowRef": {"name": "wf"}},
+        },
+        "status": {"lastScheduleTime": previous.isoformat()},
+    }
+    api, events = FakeApi([active]), Events()
+
+    async def main() -> None:
+        scheduler = Scheduler(api=api, events=events)  # type: ignore[arg-type]
+        worker = asyncio.create_task(scheduler.work())
+        scheduler.on_schedule_event(None, schedule)  # no run event yet
+        while not api.statuses:
+            await asyncio.sleep(0.01)
+        worker.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    name = active["metadata"]["name"]
+    if policy == "Forbid":
+        assert api.created == [] and "Skipped" in events.reasons
+        assert api.statuses[-1]["active"] == [name]
+    else:
+        assert api.cancelled == [name] and len(api.created) == 1

@@ -53,6 +53,7 @@ class ScheduledRun:
 @dataclass(frozen=True)
 class ScheduleDecision:
     status: WorkflowScheduleStatus
+    due: datetime | None = None  # the time decided on (started now, skipped, or started before)
     start: tuple[str, datetime] | None = None  # (run name, scheduled time)
     cancel: tuple[str, ...] = ()
     delete: tuple[str, ...] = ()
@@ -139,7 +140,13 @@ def plan_schedule(
         }
     )
     return ScheduleDecision(
-        status=new, start=start, cancel=cancel, delete=delete, wake_at=upcoming, warning=warning
+        status=new,
+        due=due if not spec.suspend else None,
+        start=start,
+        cancel=cancel,
+        delete=delete,
+        wake_at=upcoming,
+        warning=warning,
     )
 
 
@@ -147,11 +154,15 @@ def _times(
     spec: WorkflowScheduleSpec, *, since: datetime, now: datetime
 ) -> tuple[datetime | None, int, datetime | None]:
     """(the most recent time in (since, now], within the starting deadline; how many times there
-    were in that span, counted up to just past MAX_MISSED; the next time after now)."""
+    were in that span, counted up to just past MAX_MISSED; the next time after now).
+
+    Times fall on whole seconds, and cronsim's reverse walk yields those before the second it
+    starts from: starting from the second after `now`'s own, the latest is never after `now`,
+    so a worker woken a moment early neither starts a time early nor names it as the next."""
     earliest = since
     if spec.starting_deadline_seconds is not None:
         earliest = max(earliest, now - timedelta(seconds=spec.starting_deadline_seconds))
-    latest = next(next_times(spec, now + timedelta(seconds=1), reverse=True), None)
+    latest = next(next_times(spec, now.replace(microsecond=0) + timedelta(seconds=1), reverse=True), None)
     upcoming = next(next_times(spec, now), None)
     due = latest if latest is not None and latest > earliest else None
     missed = 0

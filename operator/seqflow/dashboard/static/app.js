@@ -222,7 +222,10 @@ function runPage(namespace, name) {
   const actions = h("div", {class: "actions", role: "group", "aria-label": "Run control"});
   const chart = h("div", {class: "timeline"});
   const details = h("div");
-  const signalName = h("input", {id: "signal-name", name: "signal", required: true, pattern: "[a-z0-9]([-a-z0-9]*[a-z0-9])?"});
+  // A step's wait.signal (NAME_PATTERN in api/models.py). Browsers compile `pattern` with the
+  // `v` flag, where a "-" in a character class must be escaped.
+  const signalName = h("input", {id: "signal-name", name: "signal", required: true, maxlength: 63,
+    pattern: String.raw`[A-Za-z0-9]([A-Za-z0-9._\-]{0,61}[A-Za-z0-9])?`});
   const signalBody = h("textarea", {id: "signal-payload", rows: 3}, "{}");
   const signalForm = h("form", {class: "panel"},
     h("h2", {}, "Send a signal"),
