@@ -98,6 +98,9 @@ FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is w
 FINISHED_PHASES = {phase.value for phase in FINISHED}
 
 
+ORPHAN = "orphan"  # the finalizer of a deletion that leaves the object's dependents alone
+
+
 def key_of(body: JsonObject) -> Key:
     meta = body["metadata"]
     return meta["namespace"], meta["name"]
@@ -694,9 +697,10 @@ class Reconciler:
         if decision is None:  # a conflict: plan again on what is there now
             return body
         if deleting:  # what runs is stopped now, not left to the garbage collector
-            stops = tuple(
-                a for a in decision.actions if isinstance(a, ControlChildRun | CancelHandler | DeleteJob)
-            )
+            kinds: tuple[type, ...] = (CancelHandler, ControlChildRun, DeleteJob)
+            if ORPHAN in finalizers:  # `--cascade=orphan`: its Jobs and child runs stay as they are
+                kinds = (CancelHandler,)
+            stops = tuple(a for a in decision.actions if isinstance(a, kinds))
             await self._act(key, body, replace(decision, actions=stops))
             await self._finalize(key, body)
             return None
