@@ -9,21 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.test_flows import finished
 from tests.e2e.test_job_tasks import job_task
 from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
-
-FINISHED = ("Succeeded", "Failed", "Cancelled")
-
-
-def finished(runs: Runs, namespace: str, name: str, timeout: float = 60) -> dict:
-    wait_for(
-        lambda: (runs.get(namespace, name).get("status") or {}).get("phase") in FINISHED,
-        timeout=timeout,
-        what=f"run {name} to finish",
-    )
-    return runs.get(namespace, name)["status"]
 
 
 def ready(cluster: Cluster, namespace: str, name: str) -> dict:
