@@ -86,6 +86,13 @@ def test_schedules_fire_at_the_minute(cluster: Cluster, runs: Runs, namespace: s
         "AGE",
     ]
 
+    def next_shown() -> bool:  # the NEXT cell, before AGE, is the time to come (not "<invalid>")
+        (row,) = cluster.kubectl("get", "swfs", "every", "-n", namespace, "--no-headers").stdout.splitlines()
+        status = cluster.get_json("workflowschedule", "every", "-n", namespace)["status"]
+        return row.split()[-2] == status["nextScheduleTime"]
+
+    wait_for(next_shown, timeout=5, what="kubectl get swfs showing the next time")
+
     def reasons(name: str) -> list[str]:
         selector = f"involvedObject.name={name}"
         return [
