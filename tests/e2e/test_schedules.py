@@ -1,8 +1,10 @@
-"""End to end: WorkflowSchedules firing every minute (Allow, Forbid, Replace, suspended), and an
-operator restart across a scheduled time."""
+"""End to end: WorkflowSchedules firing every minute (Allow, Forbid, Replace, suspended), an
+operator restart across a scheduled time, and Forbid holding across SIGKILLs and restarts."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -86,6 +88,13 @@ def test_schedules_fire_at_the_minute(cluster: Cluster, runs: Runs, namespace: s
         "AGE",
     ]
 
+    def next_shown() -> bool:  # the NEXT cell, before AGE, is the time to come (not "<invalid>")
+        (row,) = cluster.kubectl("get", "swfs", "every", "-n", namespace, "--no-headers").stdout.splitlines()
+        status = cluster.get_json("workflowschedule", "every", "-n", namespace)["status"]
+        return row.split()[-2] == status["nextScheduleTime"]
+
+    wait_for(next_shown, timeout=5, what="kubectl get swfs showing the next time")
+
     def reasons(name: str) -> list[str]:
         selector = f"involvedObject.name={name}"
         return [
@@ -146,3 +155,93 @@ def test_a_restart_across_a_scheduled_time_starts_exactly_one_run_for_it(
         assert later == []  # nothing beyond the missed time yet
     finally:
         restarted.stop()
+
+
+def test_forbid_holds_across_sigkills_at_scheduled_times(
+    cluster: Cluster, runs: Runs, crds: None, database_url: str, operator_kubeconfig, tmp_path
+):
+    """The operator is killed (SIGKILL) two seconds before each of two scheduled times while
+    Forbid schedules' runs wait for a signal, and started again at once: it decides those times
+    just after starting, before or after its watch has delivered the runs. No run of a schedule
+    starts while another is active, and one whose run ended meanwhile goes on at the next time."""
+    namespace = f"restart-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.apply(workflow("gate", [{"name": "Hold", "wait": {"signal": "go"}}]), namespace=namespace)
+    start = functools.partial(
+        start_operator, operator_kubeconfig, namespaces="restart-*", database_url=database_url
+    )
+    operator = start(log=tmp_path / "operator-0.log")
+    try:
+        clear_of_the_minute(margin=5)  # both schedules' first runs at the same minute
+        for name in SCHEDULES:
+            cluster.apply(schedule(name, "gate", concurrencyPolicy="Forbid"), namespace=namespace)
+        wait_for(
+            lambda: all(names_of(cluster, namespace, n) for n in SCHEDULES), timeout=75, what="first runs"
+        )
+        (first,) = runs_of(cluster, namespace, "held")
+        at = ts(first["metadata"]["annotations"]["seqflow.io/scheduled-at"])
+        held, released = f"held-{minute(at)}", f"released-{minute(at)}"
+
+        for restart in (1, 2):
+            boundary = at + timedelta(minutes=restart)
+            pause_until(boundary - timedelta(seconds=2))
+            operator.kill()
+            operator = start(log=tmp_path / f"operator-{restart}.log")
+            wait_for(
+                lambda b=boundary: decided(cluster, namespace) >= b,
+                timeout=30,
+                what=f"{boundary}'s decisions",
+            )
+            assert names_of(cluster, namespace, "held") == [held]
+            if restart == 1:
+                assert names_of(cluster, namespace, "released") == [released]
+                send_signal(cluster, namespace, released)
+                wait_for(lambda: phase(runs, namespace, released) == "Succeeded", timeout=30)
+
+        # The run that ended freed its schedule: an operator just restarted started the next time.
+        assert names_of(cluster, namespace, "released") == [released, f"released-{minute(boundary)}"]
+        for name in SCHEDULES:
+            assert_never_two_active(runs_of(cluster, namespace, name))
+        send_signal(cluster, namespace, held)
+        wait_for(lambda: phase(runs, namespace, held) == "Succeeded", timeout=30)
+    finally:
+        operator.stop()
+
+
+SCHEDULES = ("held", "released")  # `held`'s run waits throughout; `released`'s is let go midway
+
+
+def pause_until(moment: datetime) -> None:
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+def decided(cluster: Cluster, namespace: str) -> datetime:
+    """The earliest of the schedules' latest times decided on (started or skipped)."""
+    times = []
+    for item in cluster.get_json("workflowschedules", "-n", namespace)["items"]:
+        last = (item.get("status") or {}).get("lastScheduleTime")
+        times.append(ts(last) if last else datetime.min.replace(tzinfo=UTC))
+    return min(times)
+
+
+def names_of(cluster: Cluster, namespace: str, name: str) -> list[str]:
+    return [r["metadata"]["name"] for r in runs_of(cluster, namespace, name)]
+
+
+def send_signal(cluster: Cluster, namespace: str, run: str) -> None:
+    patch = '{"spec": {"signals": {"go": {}}}}'
+    cluster.kubectl("patch", "workflowrun", run, "-n", namespace, "--type=merge", "-p", patch)
+
+
+def phase(runs: Runs, namespace: str, run: str) -> str | None:
+    return (runs.get(namespace, run).get("status") or {}).get("phase")
+
+
+def assert_never_two_active(items: list[dict[str, Any]]) -> None:
+    """Each run was created once the one before it had finished."""
+    ordered = sorted(items, key=lambda r: r["metadata"]["creationTimestamp"])
+    for before, after in itertools.pairwise(ordered):
+        finished = (before.get("status") or {}).get("finishedAt")
+        overlap = f"{after['metadata']['name']} started while {before['metadata']['name']} ran"
+        assert finished is not None, overlap
+        assert ts(after["metadata"]["creationTimestamp"]) >= ts(finished).replace(microsecond=0), overlap

@@ -175,7 +175,9 @@ def custom_resource_definitions() -> list[dict[str, Any]]:
             _column("Suspend", ".spec.suspend", "boolean"),
             _column("Active", ".status.active[*]"),
             _column("Last Schedule", ".status.lastScheduleTime", "date"),
-            _column("Next", ".status.nextScheduleTime", "date"),
+            # A time to come as itself: the API server shows a `date` more than a second ahead
+            # as "<invalid>" (its tables print ages only).
+            _column("Next", ".status.nextScheduleTime"),
             _column("Age", ".metadata.creationTimestamp", "date"),
             _column("Workflow", ".spec.runTemplate.workflowRef.name", priority=1),
             _column("Reason", ".status.conditions[?(@.type=='Ready')].reason", priority=1),
