@@ -39,9 +39,11 @@ test: lint tools
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
 
+# The chart renders its copy in files/crds/ as templates (templates/crds.yaml): `helm upgrade`
+# upgrades them.
 crds: $(VENV)/.installed
 	$(PY) -m seqflow crds --output-dir crds
-	cp crds/*.yaml charts/seqflow/crds/
+	cp crds/*.yaml charts/seqflow/files/crds/
 
 bench: $(VENV)/.installed tools
 	$(PY) bench/throughput.py $(BENCH_ARGS)

@@ -1,11 +1,13 @@
 """The Helm chart in charts/seqflow: it lints, renders manifests the API server accepts, ships the
-repository's CRDs unchanged, grants no wildcard permissions, wires the operator's settings, and
-installs and uninstalls on a real cluster."""
+repository's CRDs unchanged, grants no wildcard permissions, wires the operator's settings,
+installs and uninstalls on a real cluster, and upgrades the CRDs with the release."""
 
 from __future__ import annotations
 
 import filecmp
+import json
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,13 +18,15 @@ import pytest
 import yaml
 
 from testenv import ensure_binaries
-from tests.support import REPO, Cluster, wait_for
+from tests.support import REPO, Cluster, wait_for, workflow_run
 
 pytestmark = pytest.mark.cluster
 
 CHART = REPO / "charts" / "seqflow"
 DATABASE_URL = "mysql+pymysql://seqflow:secret@mysql:3306/seqflow"
-KOPF_CRDS = ("clusterkopfpeerings.kopf.dev.yaml", "kopfpeerings.kopf.dev.yaml")
+KOPF_CRDS = ("clusterkopfpeerings.kopf.dev.yaml", "kopfpeerings.kopf.dev.yaml")  # in the chart's crds/
+CRD_FILES = CHART / "files" / "crds"  # seqflow's, rendered by templates/crds.yaml
+SEQFLOW_CRDS = ("workflows.seqflow.io", "workflowruns.seqflow.io", "workflowschedules.seqflow.io")
 
 
 def value_sets(watch: tuple[str, str] = ("a", "b")) -> dict[str, list[str]]:
@@ -95,7 +99,8 @@ def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def chart_crds(cluster: Cluster) -> None:
-    """The chart's CRDs (seqflow's and Kopf's peering ones), applied for real."""
+    """The CRDs in the chart's crds/ (Kopf's peering ones), applied for real; seqflow's are among
+    the rendered manifests."""
     cluster.kubectl("apply", "-f", str(CHART / "crds"))
     cluster.kubectl(
         "wait",
@@ -123,12 +128,42 @@ def test_lint(helm: Helm, values: str):
         assert "0 chart(s) failed" in done.stdout
 
 
-def test_chart_crds_are_the_repository_crds():
+def test_chart_crds_are_the_repository_crds(helm: Helm):
     repo_crds = sorted(path.name for path in (REPO / "crds").glob("*.yaml"))
-    chart_crds = sorted(path.name for path in (CHART / "crds").glob("*.yaml"))
-    assert chart_crds == sorted([*repo_crds, *KOPF_CRDS])
-    _, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CHART / "crds", repo_crds, shallow=False)
-    assert (mismatch, errors) == ([], []), "copy crds/*.yaml to charts/seqflow/crds/"
+    assert sorted(path.name for path in CRD_FILES.glob("*.yaml")) == repo_crds
+    _, mismatch, errors = filecmp.cmpfiles(REPO / "crds", CRD_FILES, repo_crds, shallow=False)
+    assert (mismatch, errors) == ([], []), (
+        "run `make crds`: it copies crds/*.yaml to charts/seqflow/files/crds/"
+    )
+    assert sorted(path.name for path in (CHART / "crds").glob("*.yaml")) == sorted(KOPF_CRDS)
+
+    # Rendered as they were generated, with the chart's labels and annotations only.
+    rendered = {crd["metadata"]["name"]: crd for crd in find(helm.render(), "CustomResourceDefinition")}
+    assert sorted(f"{name}.yaml" for name in rendered) == repo_crds
+    for name, crd in rendered.items():
+        generated = yaml.safe_load((REPO / "crds" / f"{name}.yaml").read_text())
+        assert {**crd, "metadata": generated["metadata"]} == generated, name
+        assert crd["metadata"].keys() == {"name", "labels", "annotations"}
+
+
+def test_crd_values(helm: Helm):
+    crds = find(helm.render(), "CustomResourceDefinition")
+    assert len(crds) == 3
+    for crd in crds:
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert crd["metadata"]["annotations"] == {
+            "helm.sh/resource-policy": "keep",
+            "argocd.argoproj.io/sync-options": "Delete=false,Prune=false",
+        }
+    assert not find(helm.render("--set", "crds.install=false"), "CustomResourceDefinition")
+    for crd in find(helm.render("--set", "crds.keep=false"), "CustomResourceDefinition"):
+        assert "annotations" not in crd["metadata"]
+    annotated = ["--set", "crds.annotations.argocd\\.argoproj\\.io/sync-options=ServerSideApply=true"]
+    for crd in find(helm.render(*annotated), "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"] == {
+            "helm.sh/resource-policy": "keep",
+            "argocd.argoproj.io/sync-options": "ServerSideApply=true",
+        }
 
 
 @pytest.mark.parametrize("values", VALUE_SETS)
@@ -336,12 +371,20 @@ def test_install_and_uninstall(cluster: Cluster, helm: Helm, namespaces: list[st
         # The pre-install migration hook must complete: only kwok's pods do without the image.
         cluster.require_kwok()
         args += [*value_sets((watched[0], watched[1]))["namespaced"], *value_sets()["database-url"]]
+    if cluster.control_plane is None:
+        args += ["--set", "crds.install=false"]  # an existing cluster's CRDs are not the tests' to own
+    else:
+        args += ["--take-ownership"]  # the session's other tests applied seqflow's CRDs already
     kube = [f"--kubeconfig={cluster.kubeconfig}", "--namespace", release_namespace]
 
     # The image does not exist here, so nothing waits for the pods; the install itself must work.
     helm("install", release, str(CHART), *kube, *args, "--wait=false", "--timeout=120s")
     try:
         assert "STATUS: deployed" in helm("status", release, *kube).stdout
+        if cluster.control_plane is not None:
+            for name in SEQFLOW_CRDS:
+                crd = cluster.get_json("crd", name)
+                assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == release
         deployment = cluster.get_json("deployment", "-n", release_namespace, release)
         assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == release
         if values == "default":
@@ -368,3 +411,90 @@ def test_install_and_uninstall(cluster: Cluster, helm: Helm, namespaces: list[st
         )
 
     wait_for(gone, timeout=30, what=f"release {release} to be removed")
+    for name in SEQFLOW_CRDS:
+        cluster.get_json("crd", name)  # kept (helm.sh/resource-policy), and every object of theirs with them
+
+
+# A field of the WorkflowRun spec that the previous chart's CRD lacks, as if this chart added it.
+NEW_FIELD = "ttlSecondsAfterFinished"
+
+
+def previous_chart(directory: Path, layout: str) -> Path:
+    """This chart as an earlier version of it: WorkflowRun's CRD without NEW_FIELD and, with the
+    layout of chart 0.1.0 ("crds-directory"), seqflow's CRDs in crds/, where Helm installs them
+    when they are missing and never upgrades them."""
+    chart = directory / "seqflow"
+    shutil.copytree(CHART, chart)
+    (path,) = chart.rglob("workflowruns.seqflow.io.yaml")
+    crd = yaml.safe_load(path.read_text())
+    del spec_schema(crd)["properties"][NEW_FIELD]
+    path.write_text(yaml.safe_dump(crd, sort_keys=False))
+    if layout == "crds-directory":
+        for moved in (chart / "files" / "crds").glob("*.yaml"):
+            moved.rename(chart / "crds" / moved.name)
+        (chart / "templates" / "crds.yaml").unlink(missing_ok=True)
+    return chart
+
+
+def spec_schema(crd: dict[str, Any]) -> dict[str, Any]:
+    (version,) = crd["spec"]["versions"]
+    return version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+@pytest.mark.parametrize("layout", ["crds-directory", "templates"])
+def test_upgrade_brings_a_new_crd_field(
+    cluster: Cluster, helm: Helm, chart_crds: None, namespaces: list[str], tmp_path: Path, layout: str
+):
+    """Installed from the previous chart, the cluster drops a field its CRD lacks from what is
+    written; `helm upgrade` to this chart adds the field to the served schema, so the same run,
+    written again, keeps it; `helm uninstall` leaves the CRDs and the run in place."""
+    if cluster.control_plane is None:
+        pytest.skip("sets seqflow's CRDs to an older schema: only on the local control plane")
+    release_namespace, runs_namespace, _ = namespaces
+    release = f"seqflow-{uuid.uuid4().hex[:6]}"
+    kube = [f"--kubeconfig={cluster.kubeconfig}", "--namespace", release_namespace]
+    args = [*kube, "--set", f"peering.name=chart-test-{uuid.uuid4().hex[:6]}", "--wait=false"]
+    previous = previous_chart(tmp_path, layout)
+    run = workflow_run(f"ttl-{layout}", "any")
+    run["spec"][NEW_FIELD] = 600
+
+    def served() -> dict[str, Any]:
+        return spec_schema(cluster.get_json("crd", "workflowruns.seqflow.io"))["properties"]
+
+    def written() -> dict[str, Any]:
+        return cluster.get_json("workflowrun", "-n", runs_namespace, run["metadata"]["name"])["spec"]
+
+    # The cluster as the previous chart's install left it. Other tests of the session may have
+    # created seqflow's CRDs already: they are made the previous chart's here (their objects stay),
+    # then crds/ skips them, as it would have created them; templates adopt them.
+    for path in previous.rglob("*.seqflow.io.yaml"):
+        exists = cluster.kubectl("get", "crd", path.stem, check=False).returncode == 0
+        cluster.kubectl("replace" if exists else "create", "-f", str(path))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{path.stem}")
+    adopt = ["--take-ownership"]
+    helm("install", release, str(previous), *args, *(adopt if layout == "templates" else []))
+    try:
+        assert NEW_FIELD not in served()
+        # Written by a client that does not ask for strict field validation: dropped, with a warning.
+        done = cluster.kubectl(
+            "apply", "--validate=warn", "-n", runs_namespace, "-f", "-", input=json.dumps(run)
+        )
+        assert f'unknown field "spec.{NEW_FIELD}"' in done.stderr
+        assert NEW_FIELD not in written()
+
+        # Chart 0.1.0 created its CRDs without Helm's ownership labels: the upgrade adopts them.
+        helm("upgrade", release, str(CHART), *args, *(adopt if layout == "crds-directory" else []))
+        assert NEW_FIELD in served()
+
+        def kept() -> bool:
+            # Strict field validation (kubectl's default) refuses what the schema does not know.
+            applied = cluster.apply(run, namespace=runs_namespace, check=False)
+            return applied.returncode == 0 and written().get(NEW_FIELD) == 600
+
+        wait_for(kept, timeout=10, what=f"the run written with spec.{NEW_FIELD} to keep it")
+    finally:
+        helm("uninstall", release, *kube, "--wait")
+
+    crd = cluster.get_json("crd", "workflowruns.seqflow.io")
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert NEW_FIELD in served() and written()[NEW_FIELD] == 600
