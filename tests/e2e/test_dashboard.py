@@ -49,7 +49,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
     def logged(message: ConsoleMessage) -> None:
         if message.type in ("error", "warning") and not REFUSED.match(message.text):
-            problems.append(f"console {message.type}: {message.text} ({message.location['url']})")
+            problems.append(f"console {message.type}: {message.text}")
 
     context.on("console", logged)
     context.on("weberror", lambda error: problems.append(f"page error: {error.error}"))
