@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from seqflow.api.models import (
+    FailureCause,
     NodePhase,
     NodeType,
     PinnedTask,
@@ -222,6 +223,7 @@ class Driver:
             namespace=NAMESPACE,
             labels=self.case.labels,
             depth=self.case.depth,
+            max_descendants=self.case.max_descendants,
         )
         try:
             decision = plan(run=run, observed=observed, now=self.now, options=self.case.options)
@@ -423,20 +425,46 @@ class Driver:
             )
             return
         phases: list[RunPhase | None] = [None, RunPhase.PENDING] + [RunPhase.RUNNING] * rng.randint(0, 3)
+        script = phases[: rng.randint(1, len(phases))]
+        if rng.random() < 0.1:
+            script.append(RunPhase.COMPENSATING)
+        self.children[action.name] = Child(action.node, script, self.child_end(action), action.suspend)
+
+    def child_end(self, action: CreateChildRun) -> ChildRun:
+        """How a child run ends: Succeeded with an output, Failed (for good or not, with the
+        cause of a failure for good in it or in a run beneath it) or Cancelled; with the runs
+        created beneath it (at most its share)."""
+        rng = self.rng
+        beneath = rng.randint(0, max(action.max_descendants - 1, 0)) if rng.random() < 0.3 else 0
         roll = rng.random()
         if roll < 1 - self.case.odds.fail - 0.15:
-            end = ChildRun(
-                phase=RunPhase.SUCCEEDED, suspended=False, output=json_object(rng), reason="Succeeded"
-            )
-        elif roll < 0.95:
+            output = json_object(rng)
+            return ChildRun(RunPhase.SUCCEEDED, False, output=output, reason="Succeeded", descendants=beneath)
+        if roll < 0.95:
             reason = rng.choice(
-                ["TaskFailed", "Compensated", "InputInvalid", "WorkflowNotFound", "DepthExceeded"]
+                [
+                    "TaskFailed",
+                    "Compensated",
+                    "InputInvalid",
+                    "WorkflowNotFound",
+                    "DepthExceeded",
+                    "TooManyRuns",
+                ]
             )
-            end = ChildRun(phase=RunPhase.FAILED, suspended=False, reason=reason, message="Task Inner failed")
-        else:
-            end = ChildRun(phase=RunPhase.CANCELLED, suspended=False, reason="Cancelled", message="cancelled")
-        self.children[action.name] = Child(
-            action.node, phases[: rng.randint(1, len(phases))], end, action.suspend
+            cause = None
+            if rng.random() < 0.3:
+                where = rng.choice([action.name, f"{action.name}-inner-1"])
+                cause = FailureCause(run=where, reason=reason, message="Task Inner failed (permanent error)")
+            return ChildRun(
+                RunPhase.FAILED,
+                False,
+                reason=reason,
+                message="Task Inner failed",
+                cause=cause,
+                descendants=beneath,
+            )
+        return ChildRun(
+            RunPhase.CANCELLED, False, reason="Cancelled", message="cancelled", descendants=beneath
         )
 
     # -- time --

@@ -245,7 +245,7 @@ def task(rng: random.Random, names: list[str], index: int, kind: str) -> dict[st
         spec["compensate"] = undo
     if (policy := retry(rng)) is not None:
         spec["retry"] = policy
-    if rng.random() < 0.2:
+    if kind in ("handler", "job") and rng.random() < 0.2:  # (the CRD allows it on these only)
         spec["timeoutSeconds"] = rng.choice([1, 30, 600])
     return spec
 
@@ -293,6 +293,7 @@ class Case:
     labels: dict[str, str]
     workflows: dict[str, dict[str, Any]]  # the namespace's other Workflows (sub-workflows)
     depth: int
+    max_descendants: int | None  # the run's share of its parent's bound on runs beneath it
     options: EngineOptions
     ttl: int | None
     odds: Odds
@@ -306,7 +307,13 @@ class Case:
             {
                 "seed": self.seed,
                 "workflow": self.workflow,
-                "run": {"input": self.input, "labels": self.labels, "depth": self.depth, "ttl": self.ttl},
+                "run": {
+                    "input": self.input,
+                    "labels": self.labels,
+                    "depth": self.depth,
+                    "max_descendants": self.max_descendants,
+                    "ttl": self.ttl,
+                },
                 "workflows": self.workflows,
                 "odds": self.odds.__dict__,
                 "steer_rounds": self.steer_rounds,
@@ -328,6 +335,7 @@ def make_case(seed: int) -> Case:
         labels=rng.choice([{}, {"tier": "gold"}, {"tier": "basic", "team": "a"}]),
         workflows={"child": child, "loop": loop} if rng.random() < 0.8 else {},
         depth=9 if rng.random() < 0.01 else rng.choice([0, 0, 1]),
+        max_descendants=rng.choice([None] * 7 + [0, 1, 2, 3]),
         options=EngineOptions(
             workflow_wait=timedelta(seconds=30),
             default_timeout_seconds=60,

@@ -30,6 +30,7 @@ from seqflow.engine import (
     CreateJob,
     Decision,
     DeleteJob,
+    EngineOptions,
     Observations,
     RunHandler,
     RunView,
@@ -52,6 +53,7 @@ class Ledger:
     names: dict[str, tuple[str, int]] = field(default_factory=dict)  # Job/child name -> (node, attempt)
     executed: set[tuple[str, int]] = field(default_factory=set)  # in-process attempts handed out
     started: Counter[str] = field(default_factory=Counter)  # attempts started, by node type
+    children: set[str] = field(default_factory=set)  # child runs created
 
 
 class Violation(AssertionError):
@@ -74,6 +76,7 @@ def check_decision(
     check_starts(ledger, run, observed, decision)
     check_policy(run, observed, decision, now=now)
     check_cancels(run, observed, decision)
+    check_descendants(ledger, run, decision)
     check_finished(run, observed, decision)
 
 
@@ -111,9 +114,31 @@ def check_summary(status: WorkflowRunStatus) -> None:
     retries = sum(max(n.attempts - 1, 0) for n in status.nodes)
     if status.retries != retries:
         raise Violation("retries", f"retries {status.retries}, the nodes' attempts say {retries}")
+    if status.phase == RunPhase.SUCCEEDED and status.cause is not None:
+        raise Violation("cause", f"Succeeded with a failure cause: {status.cause}")
     seqs = [r.seq for r in status.pending_history]
     if seqs != list(range(status.history_seq - len(seqs) + 1, status.history_seq + 1)):
         raise Violation("history", f"pending entries {seqs} do not end at historySeq {status.history_seq}")
+
+
+def check_descendants(ledger: Ledger, run: RunView, decision: Decision) -> None:
+    """The count of runs created beneath the run never goes down, and the run creates no more
+    child runs than its bound allows; each child gets what is left of it."""
+    before, after = run.status.descendants or 0, decision.status.descendants or 0
+    if after < before:
+        raise Violation("descendants", f"descendants went from {before} to {after}")
+    bound = run.max_descendants if run.max_descendants is not None else EngineOptions().max_descendants
+    for action in decision.actions:
+        if isinstance(action, CreateChildRun):
+            ledger.children.add(action.name)
+            if action.max_descendants < 0 or action.max_descendants > bound:
+                raise Violation(
+                    "descendants", f"{action.name} given a share of {action.max_descendants} of {bound}"
+                )
+    if len(ledger.children) > bound:
+        raise Violation(
+            "descendants", f"{len(ledger.children)} child runs created, more than the {bound} allowed"
+        )
 
 
 def check_nodes(ledger: Ledger, run: RunView, status: WorkflowRunStatus) -> None:
@@ -241,6 +266,13 @@ def check_policy(run: RunView, observed: Observations, decision: Decision, *, no
         open_attempt = was is not None and was.phase == NodePhase.RUNNING and was.attempts == result.attempt
         if result.permanent and open_attempt and after is not None and after.phase not in FAILED_OR_CANCELLED:
             raise Violation("permanent", f"{result.node} failed for good, yet {after.phase}/{after.attempts}")
+    for id, child in observed.children.items():
+        after = status.node(id)
+        for_good = child.phase == RunPhase.CANCELLED or (child.phase == RunPhase.FAILED and child.cause)
+        if for_good and before[id].phase == NodePhase.RUNNING and after and after.phase == NodePhase.RETRYING:
+            raise Violation(
+                "permanent", f"{id}'s child run ended {child.phase} for good, yet the step retries"
+            )
     for step in status.pinned_tasks or []:
         members = [status.node(f"{step.name}/{m.name}") for m in step.members or []]
         running = [m.id for m in members if m is not None and m.phase == NodePhase.RUNNING]
