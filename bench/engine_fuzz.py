@@ -2,9 +2,8 @@
 
 Runs N random cases from a seed (tests/engine_fuzz: random Workflows, their runs driven through
 plan() as the shell drives them, every decision checked) and prints runs/s and plans/s, the
-final phases and reasons reached, the step kinds written and started, the steering done, the
-runs cut short by known defects (tests/engine_fuzz/known.py) and every other failure with its
-seed. Exits 1 when a run broke a property that no known defect explains.
+final phases and reasons reached, the step kinds written and started, the steering done, and
+every failure with its seed. Exits 1 when a run broke a property.
 
     python bench/engine_fuzz.py --runs 20000 --seed 1
     python bench/engine_fuzz.py --runs 1 --seed 1234 --trace    # one case, round by round
@@ -21,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "operator")]
 
-from tests.engine_fuzz import Coverage, FuzzFailure, fuzz, known_defect, make_case, trace  # noqa: E402
+from tests.engine_fuzz import Coverage, FuzzFailure, fuzz, make_case, trace  # noqa: E402
 
 
 def figures(counter: Counter[str]) -> str:
@@ -39,7 +38,7 @@ def main() -> int:
     parser.add_argument("--show", type=int, default=3, help="failures printed in full")
     args = parser.parse_args()
 
-    coverage, failures, known, examples = Coverage(), list[FuzzFailure](), Counter[str](), dict[str, int]()
+    coverage, failures = Coverage(), list[FuzzFailure]()
     began = time.perf_counter()
     for seed in range(args.seed, args.seed + args.runs):
         if args.trace:
@@ -48,12 +47,7 @@ def main() -> int:
         try:
             coverage.add(fuzz(seed))
         except FuzzFailure as failure:
-            defect = known_defect(failure)
-            if defect is None:
-                failures.append(failure)
-            else:
-                known[defect] += 1
-                examples.setdefault(defect, seed)
+            failures.append(failure)
     elapsed = time.perf_counter() - began
 
     last = args.seed + args.runs - 1
@@ -65,11 +59,7 @@ def main() -> int:
     print(f"step kinds written   {figures(coverage.kinds)}")
     print(f"attempts started     {figures(coverage.started)}")
     print(f"steering             {figures(coverage.steering)}")
-    cut = sum(known.values())
-    print(f"known defects        {cut} runs cut short ({100 * cut / max(args.runs, 1):.1f}%)")
-    for name, n in known.most_common():
-        print(f"  {name:<34} {n} (e.g. --seed {examples[name]})")
-    print(f"new failures         {len(failures)}")
+    print(f"failures             {len(failures)}")
     for shown in failures[: args.show]:
         print(f"\n{shown}")
     for other in failures[args.show :]:

@@ -1,10 +1,9 @@
 """The engine fuzz in the unit tests: random runs from a fixed seed, driven through `plan()` with
 every decision checked (tests/engine_fuzz makes and drives them), and a minimal reproduction of
-each defect the fuzz has found, xfail until it is fixed (tests/engine_fuzz/known.py lists them)."""
+each defect the fuzz has found, fixed since: the fuzz holds the engine to them from then on."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from seqflow.engine import (
     plan,
 )
 from tests import engine_fuzz
-from tests.engine_fuzz import KNOWN, Coverage, FuzzFailure, fuzz, known_defect
+from tests.engine_fuzz import Coverage, FuzzFailure, fuzz
 
 SEED = 20261121
 RUNS = 400
@@ -34,24 +33,19 @@ RUNS = 400
 # ----- the fuzz -----
 
 
-def fuzz_runs(seed: int, runs: int) -> tuple[Coverage, list[FuzzFailure], Counter[str]]:
-    """Run `runs` cases from `seed`: what they covered, the failures no known defect explains,
-    and how many runs each known defect cut short."""
-    coverage, failures, known = Coverage(), [], Counter[str]()
+def fuzz_runs(seed: int, runs: int) -> tuple[Coverage, list[FuzzFailure]]:
+    """Run `runs` cases from `seed`: what they covered, and the failures."""
+    coverage, failures = Coverage(), []
     for case in range(seed, seed + runs):
         try:
             coverage.add(fuzz(case))
         except FuzzFailure as failure:
-            defect = known_defect(failure)
-            if defect is None:
-                failures.append(failure)
-            else:
-                known[defect] += 1
-    return coverage, failures, known
+            failures.append(failure)
+    return coverage, failures
 
 
 def test_random_runs_keep_the_engine_properties():
-    coverage, failures, _ = fuzz_runs(SEED, RUNS)
+    coverage, failures = fuzz_runs(SEED, RUNS)
     assert not failures, f"{len(failures)} runs broke a property; the first:\n{failures[0]}"
     # the cases are not trivial: every step kind ran, every end was reached
     assert set(coverage.started) == {"handler", "job", "sleep", "wait", "parallel", "workflow"}
@@ -89,7 +83,7 @@ def dropping(kind: type) -> Any:
 )
 def test_the_fuzz_catches_an_engine_that_forgets_an_action(monkeypatch, kind, property):
     monkeypatch.setattr(engine_fuzz.drive, "plan", dropping(kind))
-    _, failures, _ = fuzz_runs(SEED, 60)
+    _, failures = fuzz_runs(SEED, 60)
     assert property in {f.kind for f in failures}
 
 
@@ -132,11 +126,6 @@ def starts(decision: Decision) -> list[tuple[str, int]]:
     return [(a.node, a.attempt) for a in decision.actions if isinstance(a, RunHandler | CreateJob)]
 
 
-def known(name: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason=KNOWN[name].reason)
-
-
-@known("group-member-retry-stalls")
 def test_a_group_member_retries_after_another_failed_for_good():
     group = [
         {
@@ -156,7 +145,6 @@ def test_a_group_member_retries_after_another_failed_for_good():
     assert starts(later) == [("G/twice", 2)] or group_ended
 
 
-@known("signal-before-wait-stalls")
 def test_a_signal_sent_before_its_wait_lets_the_run_go_on():
     tasks = [
         {"name": "A", "handler": "h"},
@@ -172,15 +160,13 @@ def test_a_signal_sent_before_its_wait_lets_the_run_go_on():
     assert starts(gate_done) == [("C", 1)] or any(isinstance(a, WakeAt) for a in gate_done.actions)
 
 
-@known("signal-before-wait-stalls")
 def test_a_run_whose_first_step_is_an_answered_wait_has_a_condition():
     tasks = [{"name": "Gate", "wait": {"signal": "go"}}, {"name": "C", "handler": "h"}]
     first = go(tasks, spec={"signals": {"go": {}}})
     assert first.status.phase == RunPhase.RUNNING
-    assert "Succeeded" in [c.type for c in first.status.conditions]  # seen: no condition at all
+    assert "Succeeded" in [c.type for c in first.status.conditions]  # formerly: no condition at all
 
 
-@known("retry-skips-when")
 def test_a_retry_evaluates_a_when_that_could_not_be_evaluated_again():
     tasks = [{"name": "A", "handler": "h"}, {"name": "B", "handler": "h", "when": "input.missing > 3"}]
     failed = go(tasks, go(tasks).status, at=1, results=ok("A", output={"n": 1})).status
@@ -190,7 +176,6 @@ def test_a_retry_evaluates_a_when_that_could_not_be_evaluated_again():
     assert starts(retried) == [] and retried.status.phase == RunPhase.FAILED
 
 
-@known("retry-skips-when")
 def test_a_retry_after_compensation_decides_the_when_of_steps_on_the_new_data():
     tasks = [
         {"name": "A", "handler": "h", "compensate": {"handler": "h"}},
@@ -209,7 +194,6 @@ def test_a_retry_after_compensation_decides_the_when_of_steps_on_the_new_data():
     assert ("B", 2) not in starts(again)
 
 
-@known("compensation-attempts-restart")
 def test_a_compensation_run_again_after_a_retry_is_a_new_attempt_with_a_new_job():
     tasks = [
         {"name": "D", "handler": "h", "compensate": {"job": {"image": "undo:1"}}},
@@ -224,24 +208,21 @@ def test_a_compensation_run_again_after_a_retry_is_a_new_attempt_with_a_new_job(
     status = go(tasks, status, at=5, spec={"retry": 1}, results=ok("D", 2)).status
     second = go(tasks, status, at=6, spec={"retry": 1}, results=err("C", 2))
     (again,) = [a for a in second.actions if isinstance(a, CreateJob)]
-    # seen: attempt 1 again, with the first compensation's Job name (its finished Job is found)
+    # formerly: attempt 1 again, with the first compensation's Job name (its finished Job is found)
     assert again.name != undo.name
 
 
-@known("hold-leaves-condition")
 def test_a_run_started_while_held_has_a_condition():
     started = go([{"name": "A", "handler": "h"}], hold=True)
     assert started.status.phase == RunPhase.RUNNING
-    assert "Succeeded" in [c.type for c in started.status.conditions]  # seen: no condition at all
+    assert "Succeeded" in [c.type for c in started.status.conditions]  # formerly: no condition at all
 
 
-@known("cancel-before-start-ignored")
 def test_a_queued_run_cancelled_is_cancelled():
     queued = go([{"name": "A", "handler": "h"}], spec={"cancel": True}, queued=(1, 2))
-    assert queued.status.phase == RunPhase.CANCELLED  # seen: Pending (Queued)
+    assert queued.status.phase == RunPhase.CANCELLED  # formerly: Pending (Queued)
 
 
-@known("job-created-for-cancelled-member")
 def test_a_fail_fast_group_does_not_create_the_job_of_a_member_it_cancels():
     group = [
         {
@@ -256,4 +237,4 @@ def test_a_fail_fast_group_does_not_create_the_job_of_a_member_it_cancels():
     started = go(group)
     failed = go(group, started.status, at=1, results=err("G/h"))  # G/j's Job not seen (yet)
     assert failed.status.node("G/j").phase == NodePhase.CANCELLED  # type: ignore[union-attr]
-    assert not any(isinstance(a, CreateJob) for a in failed.actions)  # seen: CreateJob, then DeleteJob
+    assert not any(isinstance(a, CreateJob) for a in failed.actions)  # formerly: CreateJob, then DeleteJob

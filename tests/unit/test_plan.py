@@ -1114,7 +1114,8 @@ def test_a_retry_after_compensation_runs_the_run_again_from_its_first_step():
     start = only(retried.actions, RunHandler)
     assert (start.node, start.attempt, start.input) == ("Validate", 2, {"n": 1})  # the run's input again
     assert retried.status.output is None and retried.status.ending is None
-    assert retried.status.node("Debit:compensate") is None
+    undo = retried.status.node("Debit:compensate")  # to be undone again, by a new attempt
+    assert undo is not None and (undo.phase, undo.attempts, undo.budget_from) == (NodePhase.PENDING, 1, 1)
 
 
 def test_a_cancelled_saga_ends_cancelled_once_compensated():

@@ -73,6 +73,7 @@ MAX_ERROR = 1024  # characters of an error kept in the status, the Events and th
 INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
 ACTIVE = (NodePhase.RUNNING, NodePhase.WAITING, NodePhase.RETRYING)
 DONE = (NodePhase.SUCCEEDED, NodePhase.SKIPPED)
+FINAL_NODE = (*DONE, NodePhase.FAILED, NodePhase.CANCELLED, NodePhase.COMPENSATED)
 COMPENSATION = ":compensate"  # a compensation's node id: its step's name and this
 # Runs that failed like this will fail the same way again: no retry (of a parent's step) helps.
 FAILED_FOR_GOOD = (
@@ -102,6 +103,7 @@ class _Draft:
     options: EngineOptions
     actions: list[Action] = field(default_factory=list)
     end: tuple[str, str] | None = None  # why the run fails or is cancelled: (reason, message)
+    unseen: list[str] = field(default_factory=list)  # running nodes whose Job or child run is not seen
 
     def record(
         self, type: HistoryEvent, *, node: str | None = None, attempt: int | None = None, details: JsonObject
@@ -169,16 +171,29 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
         _retry(draft)
     elif (run.spec.retry or 0) > status.retried:  # raised while running: nothing to retry
         draft.update(retried=run.spec.retry)
-    if draft.status.pinned_tasks is None and not observed.deleted and not _start(draft, observed):
-        return _decided(draft)
+    if draft.status.pinned_tasks is None and not observed.deleted:
+        if run.spec.cancel and not status.cancelled:
+            draft.update(cancelled=True)
+            draft.end = (Reason.CANCELLED, "The run was cancelled (spec.cancel) before it started")
+            return _decided(draft)
+        if not _start(draft, observed):
+            return _decided(draft)
     _fold(draft, observed)
+    while not observed.hold and _start_next(draft, observed):
+        pass
+    return _decided(draft)
+
+
+def _start_next(draft: _Draft, observed: Observations) -> bool:
+    """Start what may start now; True when a step ended as it started (a wait whose signal was
+    there, a sub-workflow over the bound), so that what comes after it may start too."""
     starts = _next_starts(draft)
-    for node in [] if observed.hold else starts:
+    for node in starts:
         if observed.progress_unknown and _node_type(draft.spec_of(node)) == NodeType.HANDLER:
             _hold_for_progress(draft, node)
         else:
             _start_attempt(draft, node)
-    return _decided(draft)
+    return any((n := draft.status.node(id)) is not None and n.phase in FINAL_NODE for id in starts)
 
 
 def _next_starts(draft: _Draft) -> list[str]:
@@ -267,12 +282,11 @@ def _start(draft: _Draft, observed: Observations) -> bool:
             "input": run.spec.input,
         },
     )
-    draft.event(
-        EventType.NORMAL,
-        Reason.STARTED,
-        f'Started Workflow "{name}" '
-        f"(generation {observed.workflow.generation}, {_count(len(steps), 'task')})",
+    message = (
+        f'Started Workflow "{name}" (generation {observed.workflow.generation}, {_count(len(steps), "task")})'
     )
+    draft.condition(ConditionStatus.UNKNOWN, Reason.STARTED, message)  # until a step says more
+    draft.event(EventType.NORMAL, Reason.STARTED, message)
     return True
 
 
@@ -471,6 +485,10 @@ def _fold(draft: _Draft, observed: Observations) -> None:
     for node in list(draft.status.nodes):
         if node.type == NodeType.PARALLEL and node.phase == NodePhase.RUNNING:
             _fold_group(draft, node)
+    for id in draft.unseen:  # (a failFast group may have cancelled it meanwhile)
+        unseen = draft.status.node(id)
+        if unseen is not None and unseen.phase == NodePhase.RUNNING:
+            _create_again(draft, unseen, observed)
 
 
 def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> None:
@@ -488,7 +506,7 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
         if node.id in observed.jobs_running:
             _started_condition(draft, node)
         else:
-            _create_again(draft, node, observed)
+            draft.unseen.append(node.id)
         return
     if result is None:
         if (node.id, node.attempts) in observed.handlers_running:
@@ -525,7 +543,7 @@ def _fold_child(draft: _Draft, node: NodeStatus, observed: Observations) -> None
     and resumed with its parent."""
     child = observed.children.get(node.id)
     if child is None:
-        _create_again(draft, node, observed)
+        draft.unseen.append(node.id)
         return
     assert node.child is not None
     if child.phase in FINISHED:
@@ -726,13 +744,13 @@ def _retry(draft: _Draft) -> None:
     attempt budget; succeeded steps keep their outputs. A run whose compensations undid steps
     runs again from its first step (the data those steps passed on is undone with them)."""
     compensated = any(n.phase == NodePhase.COMPENSATED for n in draft.status.nodes)
-    kept = [n for n in draft.status.nodes if not _is_compensation(n.id)]
+    kept = draft.status.nodes
     if compensated:  # steps that never ran (skipped) are decided again; the others keep counting
         kept = [n for n in kept if n.attempts > 0]
     draft.update(nodes=kept, ending=None, cause=None, output=None if compensated else draft.status.output)
     again = set(NodePhase) if compensated else {NodePhase.FAILED, NodePhase.CANCELLED}
-    for node in draft.status.nodes:
-        if node.phase in again:
+    for node in draft.status.nodes:  # (compensations too: one needed again is a new attempt)
+        if node.phase in again or _is_compensation(node.id):
             draft.put(
                 node.model_copy(
                     update={
@@ -746,11 +764,9 @@ def _retry(draft: _Draft) -> None:
     previous = draft.status.phase
     draft.update(retried=draft.run.spec.retry or 0, phase=RunPhase.RUNNING, finished_at=None)
     draft.record(HistoryEvent.RUN_RETRIED, details={"retry": draft.status.retried, "after": str(previous)})
-    draft.event(
-        EventType.NORMAL,
-        Reason.RETRIED,
-        f"Retrying the run (retry {draft.status.retried}) from the steps that did not succeed",
-    )
+    message = f"Retrying the run (retry {draft.status.retried}) from the steps that did not succeed"
+    draft.condition(ConditionStatus.UNKNOWN, Reason.RETRIED, message)  # until a step says more
+    draft.event(EventType.NORMAL, Reason.RETRIED, message)
 
 
 # ----- compensation: undo what succeeded -----
@@ -816,7 +832,8 @@ def _schedule(draft: _Draft) -> list[str]:
         return []
     for index, step in enumerate(status.pinned_tasks):
         node = draft.status.node(step.name)
-        if node is None and step.when is not None and not _condition_holds(draft, index):
+        undecided = node is None or node.phase == NodePhase.PENDING  # (pending: after a retry)
+        if undecided and step.when is not None and not _condition_holds(draft, index):
             if draft.end is not None:  # the condition could not be evaluated: the run fails
                 return []
             continue  # skipped
@@ -834,11 +851,11 @@ def _schedule(draft: _Draft) -> list[str]:
 
 
 def _schedule_members(draft: _Draft, step: PinnedTask) -> list[str]:
-    """The members of a running group that start now, in declared order, up to maxParallel."""
+    """The members of a running group that start now, in declared order, up to maxParallel.
+    Once a member has failed, none starts any more, but those under way see their retries out."""
     members = step.members or []
     ids = [f"{step.name}/{m.name}" for m in members]
-    if any((n := draft.status.node(id)) is not None and n.phase == NodePhase.FAILED for id in ids):
-        return []  # the group has failed: no member starts any more
+    failed = any((n := draft.status.node(id)) is not None and n.phase == NodePhase.FAILED for id in ids)
     running = sum(
         1 for id in ids if (n := draft.status.node(id)) is not None and n.phase == NodePhase.RUNNING
     )
@@ -846,7 +863,7 @@ def _schedule_members(draft: _Draft, step: PinnedTask) -> list[str]:
     starts: list[str] = []
     for id in ids:
         node = draft.status.node(id)
-        ready = node is None or node.phase == NodePhase.PENDING
+        ready = not failed and (node is None or node.phase == NodePhase.PENDING)
         ready = ready or (node is not None and node.phase == NodePhase.RETRYING and _due(draft, node))
         if ready and len(starts) < free and _room_for_history(draft, step):
             starts.append(id)
@@ -863,7 +880,8 @@ def _due(draft: _Draft, node: NodeStatus) -> bool:
 
 def _condition_holds(draft: _Draft, index: int) -> bool:
     """Evaluate a step's `when`. False skips the step (its input passes on); an expression that
-    cannot be evaluated fails it, and the run, for good."""
+    cannot be evaluated fails it, and the run, for good. A step decided again after a retry keeps
+    its attempt count (its next attempt's Job is a new one)."""
     step = draft.steps[index]
     assert step.when is not None
     input = _input_of(draft, index)
@@ -877,17 +895,13 @@ def _condition_holds(draft: _Draft, index: int) -> bool:
             if not _is_compensation(n.id)
         },
     }
-    kind = _node_type(step)
+    node = draft.status.node(step.name) or NodeStatus(id=step.name, type=_node_type(step))
     try:
         if holds(step.when, variables):
             return True
     except ConditionError as error:
         message = f"Task {step.name}: {error}"
-        draft.put(
-            NodeStatus(
-                id=step.name, type=kind, phase=NodePhase.FAILED, finished_at=draft.now, last_error=message
-            )
-        )
+        draft.put(_with(node, phase=NodePhase.FAILED, finished_at=draft.now, last_error=message))
         draft.record(
             HistoryEvent.TASK_FAILED,
             node=step.name,
@@ -896,9 +910,7 @@ def _condition_holds(draft: _Draft, index: int) -> bool:
         draft.end = (Reason.CONDITION_FAILED, message)
         return False
     draft.put(
-        NodeStatus(
-            id=step.name, type=kind, phase=NodePhase.SKIPPED, started_at=draft.now, finished_at=draft.now
-        )
+        _with(node, phase=NodePhase.SKIPPED, started_at=draft.now, finished_at=draft.now, last_error=None)
     )
     draft.record(HistoryEvent.TASK_SKIPPED, node=step.name, details={"when": step.when})
     draft.update(output=input)
