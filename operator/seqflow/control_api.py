@@ -23,7 +23,8 @@ import json
 from aiohttp import web
 from pydantic import BaseModel
 
-from seqflow.api.manifests import condition_of, rerun, workflow_run
+from seqflow.api.bodies import condition_of
+from seqflow.api.manifests import rerun, workflow_run
 from seqflow.api.models import (
     GROUP,
     MAX_DATA_BYTES,

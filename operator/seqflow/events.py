@@ -50,9 +50,17 @@ class EventRecorder:
         self._api = api
         self._queue: asyncio.Queue[JsonObject] = asyncio.Queue(queue_size)
         self._host = socket.gethostname()
+        self._posters: list[asyncio.Task[None]] = []
 
-    def posters(self) -> list[asyncio.Task[None]]:
-        return [asyncio.create_task(self._post(), name=f"seqflow-events-{i}") for i in range(POSTERS)]
+    def start(self) -> None:
+        self._posters = [
+            asyncio.create_task(self._post(), name=f"seqflow-events-{i}") for i in range(POSTERS)
+        ]
+
+    async def stop(self) -> None:
+        for poster in self._posters:
+            poster.cancel()
+        await asyncio.gather(*self._posters, return_exceptions=True)
 
     def record(self, run: JsonObject, action: PostEvent) -> None:
         try:

@@ -1,10 +1,10 @@
 """The WorkflowSchedule controller: the I/O shell around `plan_schedule()`.
 
 Watch events of schedules and of their runs (labelled `seqflow.io/schedule`) update a cache and
-enqueue the schedule; one worker decides and acts: start the run that is due (named from its
-scheduled time: creating it twice finds the first), cancel runs a Replace supersedes (their
-spec.cancel, as a user would), delete finished runs beyond the history limits, write the
-status, and wake again at the next time. Nothing polls.
+enqueue the schedule; one worker (seqflow.controller.worker) decides and acts: start the run
+that is due (named from its scheduled time: creating it twice finds the first), cancel runs a
+Replace supersedes (their spec.cancel, as a user would), delete finished runs beyond the
+history limits, write the status, and wake again at the next time. Nothing polls.
 
 A time under Forbid or Replace is decided on the runs the API server lists at that moment, not
 on the cache (see `Scheduler._runs_listed`): the cache may not hold a run yet.
@@ -16,11 +16,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pydantic import ValidationError
 
-from seqflow.api.manifests import owner_reference, run_phase, workflow_run
+from seqflow.api.bodies import run_phase
+from seqflow.api.manifests import owner_reference, workflow_run
 from seqflow.api.models import (
     ConcurrencyPolicy,
     JsonObject,
@@ -28,12 +29,14 @@ from seqflow.api.models import (
     WorkflowScheduleStatus,
     shortened_name,
 )
+from seqflow.clock import Clock, SystemClock
+from seqflow.controller.queue import WorkQueue
+from seqflow.controller.worker import Permanent, Workers
 from seqflow.engine import EventType, PostEvent
 from seqflow.engine.schedule import ScheduleDecision, ScheduledRun, plan_schedule
 from seqflow.events import EventRecorder
 from seqflow.executors.jobs import MANAGED_BY
 from seqflow.kube import ApiError, Conflict, Forbidden, Invalid, KubeApi, NotFound
-from seqflow.workqueue import WorkQueue, backoff
 
 logger = logging.getLogger(__name__)
 
@@ -50,29 +53,28 @@ class _Schedule:
 
 class Scheduler:
     def __init__(
-        self, *, api: KubeApi, events: EventRecorder, owns: Callable[[str, str], bool] = lambda ns, name: True
+        self,
+        *,
+        api: KubeApi,
+        events: EventRecorder,
+        owns: Callable[[str, str], bool] = lambda ns, name: True,
+        clock: Clock | None = None,
     ) -> None:
         self._api = api
         self._events = events
         self._owns = owns  # whether this replica serves the schedule (namespace, name)
+        self._clock = clock or SystemClock()
         self._schedules: dict[Key, _Schedule] = {}
         self._orphans: dict[Key, dict[str, ScheduledRun]] = {}  # runs seen before their schedule
         self._queue: WorkQueue[Key] = WorkQueue()
-        self._failures: dict[Key, int] = {}
+        self._workers = Workers(queue=self._queue, reconcile=self._reconcile, what="schedule")
 
-    async def work(self) -> None:
-        """The worker: one schedule at a time (their decisions are small)."""
-        while True:
-            key = await self._queue.get()
-            try:
-                await self._reconcile(key)
-                self._failures.pop(key, None)
-            except Exception:
-                failures = self._failures[key] = self._failures.get(key, 0) + 1
-                logger.exception("reconciling schedule %s/%s failed (%d in a row)", *key, failures)
-                self._queue.retry_after(key, backoff(failures))
-            finally:
-                self._queue.done(key)
+    def start(self) -> None:
+        """One worker: one schedule at a time (their decisions are small)."""
+        self._workers.start(1, name="seqflow-scheduler")
+
+    async def stop(self) -> None:
+        await self._workers.stop()
 
     def take_owned(self) -> None:
         """Schedules came to this replica: look at each (their timers were the old owner's)."""
@@ -87,8 +89,7 @@ class Scheduler:
         key = (meta["namespace"], meta["name"])
         if event_type == "DELETED":
             self._schedules.pop(key, None)
-            self._failures.pop(key, None)
-            self._queue.forget(key)
+            self._workers.forget(key)
             return
         known = self._schedules.get(key)
         runs = known.runs if known else self._orphans.pop(key, {})
@@ -120,16 +121,16 @@ class Scheduler:
             spec = WorkflowScheduleSpec.model_validate(body.get("spec") or {})
             status = WorkflowScheduleStatus.model_validate(body.get("status") or {})
         except ValidationError as error:
-            logger.warning("ignoring WorkflowSchedule %s/%s: %s", *key, error)
-            return
-        decision = _decide(body, spec, status, runs=list(schedule.runs.values()))
+            raise Permanent(f"its spec or status is not one seqflow reads: {error}") from None
+        now = self._clock.now()
+        decision = _decide(body, spec, status, runs=list(schedule.runs.values()), now=now)
         if decision.due is not None and spec.concurrency_policy != ConcurrencyPolicy.ALLOW:
-            decision = _decide(body, spec, status, runs=await self._runs_listed(key))
+            decision = _decide(body, spec, status, runs=await self._runs_listed(key), now=now)
         await self._act(key, body, spec, decision)
         if decision.status != status:
             await self._write_status(key, decision.status)
         if decision.wake_at is not None:
-            delay = (decision.wake_at - datetime.now(UTC)).total_seconds()
+            delay = (decision.wake_at - self._clock.now()).total_seconds()
             self._queue.add_after(key, max(delay, 0.0))
 
     async def _runs_listed(self, key: Key) -> list[ScheduledRun]:
@@ -190,7 +191,12 @@ class Scheduler:
 
 
 def _decide(
-    body: JsonObject, spec: WorkflowScheduleSpec, status: WorkflowScheduleStatus, *, runs: list[ScheduledRun]
+    body: JsonObject,
+    spec: WorkflowScheduleSpec,
+    status: WorkflowScheduleStatus,
+    *,
+    runs: list[ScheduledRun],
+    now: datetime,
 ) -> ScheduleDecision:
     meta = body["metadata"]
     return plan_schedule(
@@ -200,7 +206,7 @@ def _decide(
         runs=runs,
         created_at=datetime.fromisoformat(meta["creationTimestamp"]),
         generation=meta.get("generation", 1),
-        now=datetime.now(UTC),
+        now=now,
     )
 
 

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from seqflow.api.manifests import condition_of
+from seqflow.api.bodies import condition_of
 from seqflow.api.models import GROUP, JsonObject, NodeType, RunPhase
 from seqflow.engine import child_run_name
 from seqflow.history.store import MAX_PAGE, BadCursor, HistoryStore, RunFilter

@@ -15,7 +15,10 @@ from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, task
 from seqflow.history.store import JournalEntry
 from seqflow.kube import ApiError, Conflict, EntityTooLarge, Forbidden, NotFound
 from seqflow.metrics import Metrics
-from seqflow.reconciler import FINALIZER, Reconciler, ReconcilerOptions, RunCache, cached_form, status_patch
+from seqflow.runs.cache import RunCache, cached_form
+from seqflow.runs.controller import RunController, RunOptions
+from seqflow.runs.flush import FINALIZER
+from seqflow.runs.writes import status_patch
 
 calls: list[str] = []
 handlers = HandlerRegistry()
@@ -187,21 +190,22 @@ def reconciler(
     *,
     write_delay: float = 0.0,
     journal: FakeJournal | None = None,
+    journal_read_seconds: float = 10.0,
     **ownership: Any,
-) -> Reconciler:
-    return Reconciler(
+) -> RunController:
+    return RunController(
         api=api,  # type: ignore[arg-type]
         runner=HandlerRunner(handlers=handlers, threads=2),
         history=history,  # type: ignore[arg-type]
         journal=journal or FakeJournal(),  # type: ignore[arg-type]
         metrics=Metrics(CollectorRegistry()),
         handler_names=handlers.names(),
-        options=ReconcilerOptions(
+        options=RunOptions(
             workers=2,
             event_queue_size=100,
-            job_ttl_seconds=None,
             engine=EngineOptions(),
             write_delay_seconds=write_delay,
+            journal_read_seconds=journal_read_seconds,
         ),
         **ownership,
     )
@@ -234,7 +238,7 @@ def scenario(body, **options: Any) -> None:
 
 
 def test_runs_to_success_writes_history_and_trims_it():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
         subject.on_run_event(None, api.add_run("r", "w"))
         await settle(
@@ -251,7 +255,7 @@ def test_runs_to_success_writes_history_and_trims_it():
 
 
 def test_status_conflict_replans_without_running_the_handler_again():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
         api.fail_status_patch = {2: Conflict(409, "modified")}  # the write of A's result
         subject.on_run_event(None, api.add_run("r", "w"))
@@ -264,7 +268,7 @@ def test_status_conflict_replans_without_running_the_handler_again():
 
 
 def test_result_survives_a_failed_write_and_is_not_run_twice():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
         # The write of A's result is lost on the network, once; the cycle fails and is retried.
         api.fail_status_patch = {2: aiohttp.ClientConnectionError("reset")}
@@ -278,7 +282,7 @@ def test_result_survives_a_failed_write_and_is_not_run_twice():
 
 
 def test_job_creation_failing_after_a_written_result_is_retried():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         workflow = api.add_workflow("w", ["A"])
         workflow["spec"]["tasks"].append({"name": "J", "job": {"image": "registry.example/j:1"}})
         api.workflows[("ns", "w")] = copy.deepcopy(workflow)
@@ -293,7 +297,7 @@ def test_job_creation_failing_after_a_written_result_is_retried():
 
 
 def test_a_job_rbac_refuses_holds_the_run_saying_why():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         workflow = api.add_workflow("w", [])
         workflow["spec"]["tasks"] = [{"name": "J", "job": {"image": "registry.example/j:1"}}]
         api.workflows[("ns", "w")] = copy.deepcopy(workflow)
@@ -312,7 +316,7 @@ def test_a_job_rbac_refuses_holds_the_run_saying_why():
 
 
 def test_workflow_missing_from_the_cache_is_read_from_the_api():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         api.add_workflow("w", ["A"])  # exists, but its watch event has not come yet
         subject.on_run_event(None, api.add_run("r", "w"))
         await settle(lambda: run_status(api).get("phase") == "Succeeded")
@@ -321,7 +325,7 @@ def test_workflow_missing_from_the_cache_is_read_from_the_api():
 
 
 def test_deleted_run_keeps_its_finalizer_until_history_is_written():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A"]))
         subject.on_run_event(None, api.add_run("r", "w"))
         await settle(lambda: run_status(api).get("phase") == "Succeeded")
@@ -342,7 +346,7 @@ def test_deleted_run_keeps_its_finalizer_until_history_is_written():
 
 
 def test_status_that_cannot_be_read_is_replaced_by_a_failed_one():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A"]))
         run = api.add_run("r", "w")
         stored = api.runs[("ns", "r")]
@@ -364,7 +368,7 @@ def test_status_that_cannot_be_read_is_replaced_by_a_failed_one():
 
 
 def test_status_too_large_for_etcd_fails_the_run_with_a_smaller_one():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
         too_large = EntityTooLarge(500, "etcdserver: request is too large")
         api.fail_status_patch = {2: too_large}  # the write of A's result
@@ -381,7 +385,7 @@ def test_status_too_large_for_etcd_fails_the_run_with_a_smaller_one():
 
 
 def test_run_too_large_for_any_status_gets_an_event_and_no_retries():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A"]))
         too_large = EntityTooLarge(413, "request entity too large")
         api.fail_status_patch = {1: too_large, 2: too_large}
@@ -470,7 +474,7 @@ def test_the_cache_keeps_no_managed_fields_and_little_of_a_finished_run():
 
 
 def test_fast_steps_share_one_status_write():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         history.available = False  # no trim write yet
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B", "C"]))
         subject.on_run_event(None, api.add_run("r", "w"))
@@ -483,7 +487,7 @@ def test_fast_steps_share_one_status_write():
 
 
 def test_fast_steps_whose_write_conflicts_are_not_run_again():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
         api.fail_status_patch = {1: Conflict(409, "modified")}  # a spec change landed meanwhile
         subject.on_run_event(None, api.add_run("r", "w"))
@@ -494,7 +498,7 @@ def test_fast_steps_whose_write_conflicts_are_not_run_again():
 
 
 def test_runs_of_a_workflow_with_a_concurrency_limit_are_served_by_the_workflows_replica():
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         limited = api.add_workflow("limited", ["A"])
         limited["spec"]["concurrency"] = {"limit": 1}
         api.workflows[("ns", "limited")] = copy.deepcopy(limited)
@@ -518,7 +522,7 @@ def test_fast_steps_journal_each_start_and_the_ends_before_it_first():
         journaled_when_run.append(journal.started(context.task, context.attempt))
         return {"n": data.get("n", 0) + 1}
 
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         workflow = api.add_workflow("w", ["A", "B", "C"])
         for step in workflow["spec"]["tasks"]:
             step["handler"] = "journaled"
@@ -547,7 +551,7 @@ def test_attempts_another_process_journaled_are_not_run_again():
         JournalEntry(run_uid="uid-r", retried=0, node="B", attempt=1, writer="other"),
     ]
 
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B", "C"]))
         subject.on_run_event(None, api.add_run("r", "w"))
         await settle(lambda: run_status(api).get("phase") == "Succeeded", timeout=10)
@@ -564,7 +568,7 @@ def test_a_journaled_end_ends_an_attempt_the_status_shows_running():
         await asyncio.sleep(3600)
         return data
 
-    async def body(api: FakeApi, history: FakeHistory, first: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, first: RunController) -> None:
         workflow = api.add_workflow("w", ["A", "B"])
         workflow["spec"]["tasks"][0]["handler"] = "hang"
         first.on_workflow_event(None, workflow)
@@ -589,15 +593,14 @@ def test_a_journaled_end_ends_an_attempt_the_status_shows_running():
     scenario(body)
 
 
-def test_while_the_journal_cannot_be_read_in_process_attempts_wait_and_say_why(monkeypatch):
-    monkeypatch.setattr("seqflow.reconciler.JOURNAL_READ_SECONDS", 0.1)
+def test_while_the_journal_cannot_be_read_in_process_attempts_wait_and_say_why():
 
     @task("hang-unread", into=handlers)
     async def hang(data: dict, context) -> dict:
         await asyncio.sleep(3600)
         return data
 
-    async def body(api: FakeApi, history: FakeHistory, first: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, first: RunController) -> None:
         workflow = api.add_workflow("w", ["A", "B"])
         workflow["spec"]["tasks"][0]["handler"] = "hang-unread"
         first.on_workflow_event(None, workflow)
@@ -610,7 +613,7 @@ def test_while_the_journal_cannot_be_read_in_process_attempts_wait_and_say_why(m
         journal.elsewhere = [
             JournalEntry(run_uid="uid-r", retried=0, node="A", attempt=1, writer="x", result=ended)
         ]
-        second = reconciler(api, history, write_delay=5.0, journal=journal)
+        second = reconciler(api, history, write_delay=5.0, journal=journal, journal_read_seconds=0.1)
         second.on_workflow_event(None, workflow)
         second.start()
         second.on_run_event(None, copy.deepcopy(api.runs[("ns", "r")]))
@@ -628,8 +631,7 @@ def test_while_the_journal_cannot_be_read_in_process_attempts_wait_and_say_why(m
     scenario(body)
 
 
-def test_a_status_written_while_the_journal_was_away_goes_on_when_it_cannot_be_read(monkeypatch):
-    monkeypatch.setattr("seqflow.reconciler.JOURNAL_READ_SECONDS", 0.1)
+def test_a_status_written_while_the_journal_was_away_goes_on_when_it_cannot_be_read():
 
     @task("hang-first", into=handlers)
     async def hang_first(data: dict, context) -> dict:
@@ -637,7 +639,7 @@ def test_a_status_written_while_the_journal_was_away_goes_on_when_it_cannot_be_r
             await asyncio.sleep(3600)
         return data
 
-    async def body(api: FakeApi, history: FakeHistory, first: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, first: RunController) -> None:
         workflow = api.add_workflow("w", ["A", "B"])
         workflow["spec"]["tasks"][0]["handler"] = "hang-first"
         first.on_workflow_event(None, workflow)
@@ -647,7 +649,7 @@ def test_a_status_written_while_the_journal_was_away_goes_on_when_it_cannot_be_r
         await first.stop()
         journal = FakeJournal()
         journal.readable = False
-        second = reconciler(api, history, write_delay=5.0, journal=journal)
+        second = reconciler(api, history, write_delay=5.0, journal=journal, journal_read_seconds=0.1)
         second.on_workflow_event(None, workflow)
         second.start()
         second.on_run_event(None, copy.deepcopy(api.runs[("ns", "r")]))
@@ -667,7 +669,7 @@ def test_fast_steps_write_each_start_first_while_the_journal_is_away():
     journal = FakeJournal()
     journal.available = False
 
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         history.available = False  # no trim write
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B", "C"]))
         subject.on_run_event(None, api.add_run("r", "w"))
@@ -678,18 +680,18 @@ def test_fast_steps_write_each_start_first_while_the_journal_is_away():
 
 
 def test_a_plan_that_raises_fails_the_run_with_internal_error_and_logs_once(monkeypatch, caplog):
-    import seqflow.reconciler
+    import seqflow.runs.reconciler
 
-    real_plan = seqflow.reconciler.plan
+    real_plan = seqflow.runs.reconciler.plan
 
     def plan_failing_after_a(**kw: Any):
         if kw["run"].status.node("A") is not None:  # A has started: the next plan is a defect's
             raise KeyError("a defect")
         return real_plan(**kw)
 
-    monkeypatch.setattr(seqflow.reconciler, "plan", plan_failing_after_a)
+    monkeypatch.setattr(seqflow.runs.reconciler, "plan", plan_failing_after_a)
 
-    async def body(api: FakeApi, history: FakeHistory, subject: Reconciler) -> None:
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
         subject.on_workflow_event(None, api.add_workflow("w", ["A", "B"]))
         subject.on_run_event(None, api.add_run("r", "w"))
         await settle(lambda: run_status(api).get("phase") == "Failed")

@@ -240,12 +240,23 @@ class Events:
         self.reasons.append(str(action.reason))
 
 
+class FixedClock:
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return 0.0
+
+
 @pytest.mark.parametrize("policy", ["Forbid", "Replace"])
 def test_a_time_under_forbid_or_replace_is_decided_on_the_runs_listed_not_on_the_cache(policy: str):
     """Just after a start, the schedules' watch delivered and the runs' watch has not: the
     cache knows no run, the API server lists one that is still running."""
-    now = datetime.now(UTC)
-    previous = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+    now = datetime(2026, 11, 21, 10, 0, 30, tzinfo=UTC)
+    previous = now.replace(second=0) - timedelta(minutes=1)
     owner = {"apiVersion": "seqflow.io/v1alpha1", "kind": "WorkflowSchedule", "name": "nightly", "uid": "u1"}
     active = {
         "metadata": {
@@ -276,12 +287,12 @@ def test_a_time_under_forbid_or_replace_is_decided_on_the_runs_listed_not_on_the
     api, events = FakeApi([active]), Events()
 
     async def main() -> None:
-        scheduler = Scheduler(api=api, events=events)  # type: ignore[arg-type]
-        worker = asyncio.create_task(scheduler.work())
+        scheduler = Scheduler(api=api, events=events, clock=FixedClock(now))  # type: ignore[arg-type]
+        scheduler.start()
         scheduler.on_schedule_event(None, schedule)  # no run event yet
         while not api.statuses:
             await asyncio.sleep(0.01)
-        worker.cancel()
+        await scheduler.stop()
 
     asyncio.run(asyncio.wait_for(main(), 10))
     name = active["metadata"]["name"]

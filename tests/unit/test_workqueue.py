@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from seqflow.workqueue import WorkQueue
+from seqflow.controller.queue import WorkQueue
 
 
 def run(coro):

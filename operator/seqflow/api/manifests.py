@@ -1,12 +1,11 @@
 """WorkflowRun objects as seqflow writes them (child runs, scheduled runs, runs started over HTTP,
-by a webhook or by the plugin), and the phase read back from one."""
+by a webhook or by the plugin)."""
 
 from __future__ import annotations
 
-from seqflow.api.models import GROUP, VERSION, JsonObject, RunPhase
+from seqflow.api.models import GROUP, VERSION, JsonObject
 
 API_VERSION = f"{GROUP}/{VERSION}"
-PHASES = {phase.value for phase in RunPhase}
 RERUN_OF = "seqflow.io/rerun-of"  # label of a run started again with the same input: of which
 
 
@@ -35,14 +34,3 @@ def rerun(run: JsonObject) -> JsonObject:
     metadata = {"generateName": f"{name[:52]}-rerun-", "labels": labels}
     workflow = spec["workflowRef"]["name"]
     return workflow_run(workflow=workflow, input=spec.get("input") or {}, metadata=metadata)
-
-
-def condition_of(status: JsonObject, kind: str) -> JsonObject:
-    """The condition of type `kind` in a status, or {} when it has none."""
-    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
-
-
-def run_phase(run: JsonObject) -> RunPhase | None:
-    """The phase in a run's status, if it has a known one."""
-    phase = (run.get("status") or {}).get("phase")
-    return RunPhase(phase) if phase in PHASES else None

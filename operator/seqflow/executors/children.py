@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from seqflow.api.manifests import condition_of, owner_reference, run_phase, workflow_run
+from seqflow.api.bodies import condition_of, run_phase
+from seqflow.api.manifests import owner_reference, workflow_run
 from seqflow.api.models import FailureCause, JsonObject, shortened_name
 from seqflow.engine import ChildRun, CreateChildRun
 from seqflow.executors.jobs import MANAGED_BY, RunRef

@@ -13,9 +13,9 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 
 from seqflow.api.models import JsonObject
+from seqflow.controller.queue import backoff
 from seqflow.engine import RunView
 from seqflow.history.store import HistoryStore, RunIdentity
-from seqflow.workqueue import backoff
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,256 @@
+"""Carrying out a written decision: one `match` over the engine's actions (Events, timers,
+in-process attempts, Jobs or pods, child runs, cancels, deletions), so that none can be ignored.
+An in-process attempt runs as a task of its own that posts its result back; a Job or child run
+that cannot be created leaves why in the run's state, for the next plan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import assert_never
+
+from seqflow.api.bodies import Key, key_of, uid_of, workflow_of
+from seqflow.api.models import JsonObject
+from seqflow.clock import Clock
+from seqflow.controller.queue import WorkQueue
+from seqflow.engine import (
+    AttemptResult,
+    CancelHandler,
+    ControlChildRun,
+    CreateChildRun,
+    CreateJob,
+    Decision,
+    DeleteJob,
+    DeleteRun,
+    PostEvent,
+    RunHandler,
+    WakeAt,
+)
+from seqflow.events import EventRecorder
+from seqflow.executors.children import child_run_manifest
+from seqflow.executors.inprocess import HandlerRunner, TaskContext
+from seqflow.executors.jobs import RunRef, job_manifest, owned_by, pod_manifest, run_of, slim_pod
+from seqflow.kube import Conflict, Forbidden, Invalid, KubeApi, NotFound
+from seqflow.metrics import Metrics
+from seqflow.runs.cache import Cache
+from seqflow.runs.ownership import Ownership
+from seqflow.runs.progress import Progress
+from seqflow.runs.state import RunState, RunStates
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    step_pods: bool = False  # a Job step's attempt is a pod of its own, not a Job
+    job_ttl_seconds: int | None = None
+
+
+class Actuator:
+    def __init__(
+        self,
+        *,
+        api: KubeApi,
+        cache: Cache,
+        states: RunStates,
+        progress: Progress,
+        ownership: Ownership,
+        queue: WorkQueue[Key],
+        events: EventRecorder,
+        runner: HandlerRunner,
+        metrics: Metrics,
+        clock: Clock,
+        options: StepOptions,
+    ) -> None:
+        self._api = api
+        self._cache = cache
+        self._states = states
+        self._progress = progress
+        self._ownership = ownership
+        self._queue = queue
+        self._events = events
+        self._runner = runner
+        self._metrics = metrics
+        self._clock = clock
+        self._options = options
+
+    async def act(self, key: Key, body: JsonObject, decision: Decision) -> bool:
+        """Carry out a written decision; True when what it found needs another round now."""
+        again = False
+        for action in decision.actions:
+            match action:
+                case PostEvent():
+                    self._events.record(body, action)
+                case WakeAt():
+                    self._queue.add_after(key, action.delay_from(self._clock.now()).total_seconds())
+                case RunHandler():
+                    if self._ownership.serves(key):  # else its new owner finds it interrupted
+                        self.start_handler(key, body, action, retried=decision.status.retried)
+                case CreateJob():
+                    again = await self._create_job(key, body, action) or again
+                case CreateChildRun():
+                    again = await self._create_child(key, body, action) or again
+                case ControlChildRun():
+                    await self._control_child(key[0], action)
+                case CancelHandler():
+                    state = self._states.get(uid_of(body))
+                    attempt = state.running.get((action.node, action.attempt)) if state else None
+                    if attempt is not None:
+                        attempt.cancel()
+                case DeleteJob():
+                    await self._delete_job(key[0], action.name)
+                case DeleteRun():
+                    with contextlib.suppress(NotFound):
+                        await self._api.delete_run(*key)
+                case _:
+                    assert_never(action)
+        return again
+
+    def start_handler(
+        self, key: Key, body: JsonObject, action: RunHandler, *, retried: int, awaited: bool = False
+    ) -> asyncio.Task[None] | None:
+        """Run an in-process attempt (of the run's `retried`-th retry) as a task of its own that
+        posts its result back (so a cancel can stop it and the worker is free meanwhile), unless
+        a worker awaits it. An attempt started already, here or by another process (the
+        journal says), is not started again: its task, or None when its result waits."""
+        uid = uid_of(body)
+        state = self._states.of(uid, key)
+        attempt = (action.node, action.attempt)
+        if attempt in state.running:
+            return state.running[attempt]
+        if attempt in state.results:
+            return None  # it ran (while its start was being written): its result waits
+        if self._progress.started_elsewhere(uid, state, action, retried=retried):
+            if not awaited:
+                self._queue.add(key, urgent=True)
+            return None
+        if awaited:
+            state.awaited.add(attempt)
+        task = asyncio.create_task(
+            self._attempt(key, body, state, action),
+            name=f"seqflow-attempt-{key[1]}-{action.node}-{action.attempt}",
+        )
+        state.running[attempt] = task
+        task.add_done_callback(lambda _: state.running.pop(attempt, None))
+        return task
+
+    async def _attempt(self, key: Key, body: JsonObject, state: RunState, action: RunHandler) -> None:
+        began = time.perf_counter()
+        result = await self._runner.run(action, _context(body, action))
+        self._metrics.attempt(
+            workflow=workflow_of(body),
+            task=action.node,
+            succeeded=result.succeeded,
+            seconds=time.perf_counter() - began,
+        )
+        state.results[(action.node, action.attempt)] = result
+        if (action.node, action.attempt) not in state.awaited:
+            self._queue.add(key, urgent=True)  # the run moves on before new work starts
+
+    async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> bool:
+        """Create an attempt's Job (or its pod alone); True when it cannot be (blocked,
+        refused): plan again."""
+        run = _ref(body)
+        if self._options.step_pods:
+            kind, manifest = "Pod", pod_manifest(run=run, action=action)
+            create, get = self._api.create_pod, self._api.get_pod
+        else:
+            kind, manifest = (
+                "Job",
+                job_manifest(run=run, action=action, ttl_seconds=self._options.job_ttl_seconds),
+            )
+            create, get = self._api.create_job, self._api.get_job
+        state = self._states.of(run.uid, key)
+        try:
+            created = await create(run.namespace, manifest)
+        except Conflict:  # created before: by us, for this very attempt?
+            created = await get(run.namespace, action.name)
+            if not owned_by(created, run.uid):
+                owner = run_of(created)
+                whose = f"an earlier WorkflowRun {owner}" if owner else "no run (it was orphaned)"
+                state.blocked[action.node] = (
+                    f"a {kind} named {action.name} already exists and belongs to {whose}; delete it "
+                    f"(kubectl delete {kind.lower()} -n {run.namespace} {action.name}) to let this run go on"
+                )
+                return True
+            self._queue.add(key)  # it may have finished while nobody watched
+        except Invalid as error:  # the manifest itself is refused: no retry helps
+            _refused(state, node=action.node, attempt=action.attempt, what=kind, error=error)
+            return True
+        except Forbidden as error:
+            _forbidden(state, node=action.node, what=f"{kind.lower()}s", namespace=run.namespace, error=error)
+            return True
+        if self._options.step_pods:
+            self._cache.pods[(run.namespace, action.name)] = slim_pod(created)
+        else:
+            self._cache.jobs[(run.namespace, action.name)] = created
+        return False
+
+    async def _create_child(self, key: Key, body: JsonObject, action: CreateChildRun) -> bool:
+        """Create a sub-workflow's child run; True when one of its name is not this run's."""
+        parent = _ref(body)
+        state = self._states.of(parent.uid, key)
+        try:
+            child = await self._api.create_run(
+                parent.namespace, child_run_manifest(parent=parent, action=action)
+            )
+        except Conflict:  # created before: by us, for this very attempt?
+            child = await self._api.get_run(parent.namespace, action.name)
+            if not owned_by(child, parent.uid):
+                state.blocked[action.node] = (
+                    f"a WorkflowRun named {action.name} already exists and is not this run's child; "
+                    f"delete it (kubectl delete workflowrun -n {parent.namespace} {action.name}) "
+                    "to let this run go on"
+                )
+                return True
+            self._queue.add(key)  # it may have finished while nobody watched
+        except Invalid as error:  # the child itself is refused: no retry helps
+            _refused(state, node=action.node, attempt=action.attempt, what="child run", error=error)
+            return True
+        except Forbidden as error:
+            _forbidden(state, node=action.node, what="workflowruns", namespace=parent.namespace, error=error)
+            return True
+        self._cache.runs.refresh(child)
+        return False
+
+    async def _control_child(self, namespace: str, action: ControlChildRun) -> None:
+        spec = {"suspend": action.suspend} if action.suspend is not None else {}
+        if action.cancel is not None:
+            spec["cancel"] = action.cancel
+        with contextlib.suppress(NotFound):
+            await self._api.patch_run(namespace, action.name, {"spec": spec})
+
+    async def _delete_job(self, namespace: str, name: str) -> None:
+        """Stop an attempt: delete its Job (or its pod, SEQFLOW_JOB_STEPS_AS=Pod)."""
+        with contextlib.suppress(NotFound):
+            await (self._api.delete_pod if self._options.step_pods else self._api.delete_job)(namespace, name)
+        self._cache.jobs.pop((namespace, name), None)
+        self._cache.pods.pop((namespace, name), None)
+
+
+def _ref(body: JsonObject) -> RunRef:
+    namespace, name = key_of(body)
+    return RunRef(namespace=namespace, name=name, uid=uid_of(body))
+
+
+def _refused(state: RunState, *, node: str, attempt: int, what: str, error: Invalid) -> None:
+    """An attempt whose Job or child run the API server refuses fails for good."""
+    state.results[(node, attempt)] = AttemptResult(
+        node=node, attempt=attempt, error=f"the {what} was refused: {error.message}", permanent=True
+    )
+
+
+def _forbidden(state: RunState, *, node: str, what: str, namespace: str, error: Forbidden) -> None:
+    """The API server forbids an attempt's Job, pod or child run (RBAC, a quota, an admission
+    policy): the run waits, saying why, and looks again (that may change meanwhile)."""
+    state.blocked[node] = (
+        f"creating {what} in namespace {namespace} is forbidden: {error.message} (RBAC: the Helm "
+        "chart's role grants what seqflow needs)"
+    )
+
+
+def _context(body: JsonObject, action: RunHandler) -> TaskContext:
+    namespace, name = key_of(body)
+    return TaskContext(
+        namespace=namespace, run=name, run_uid=uid_of(body), task=action.node, attempt=action.attempt
+    )

@@ -1,0 +1,122 @@
+"""The Workflows as the runs' shell knows them: taken from their watch events (or read from the
+API server when a run needs one not seen yet), and their Ready condition. Each Workflow is
+checked when it comes or changes, and when another of its namespace does (handlers, `when`
+expressions, the input schema, sub-workflows and their loops: found now, not when a run
+reaches them), and its status written when it changed, by the replica that serves it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from seqflow.api.bodies import Key, generation_of, key_of, spec_of, status_of
+from seqflow.api.models import JsonObject, WorkflowSpec, WorkflowStatus
+from seqflow.clock import Clock
+from seqflow.controller.worker import Background
+from seqflow.engine import RunView, WorkflowView, workflow_status
+from seqflow.kube import ApiError, KubeApi, NotFound
+from seqflow.runs.cache import Cache
+from seqflow.runs.ownership import Ownership
+
+logger = logging.getLogger(__name__)
+
+
+Changed = Callable[[Key, bool], None]  # a Workflow came, changed or went (and its limit with it)
+
+
+class Workflows:
+    def __init__(
+        self,
+        *,
+        api: KubeApi,
+        cache: Cache,
+        ownership: Ownership,
+        handler_names: frozenset[str],
+        clock: Clock,
+        background: Background,
+        changed: Changed,
+    ) -> None:
+        self._api = api
+        self._cache = cache
+        self._ownership = ownership
+        self._handler_names = handler_names
+        self._clock = clock
+        self._background = background
+        self._changed = changed
+
+    def on_event(self, event_type: str | None, body: JsonObject) -> None:
+        key = key_of(body)
+        limited_before = self._cache.limited(*key)
+        if event_type == "DELETED":
+            self._cache.workflows.pop(key, None)
+            self._cache.workflow_statuses.pop(key, None)
+            self.report_others(key)
+            self._changed(key, limited_before)
+            return
+        try:
+            spec = WorkflowSpec.model_validate(spec_of(body))
+        except ValidationError as error:
+            logger.warning("ignoring Workflow %s/%s: %s", *key, error)
+            return
+        try:
+            self._cache.workflow_statuses[key] = WorkflowStatus.model_validate(status_of(body))
+        except ValidationError:
+            self._cache.workflow_statuses[key] = WorkflowStatus()
+        self._cache.workflows[key] = WorkflowView(spec=spec, generation=generation_of(body))
+        self.report(key)
+        self.report_others(key)
+        self._changed(key, limited_before != (spec.concurrency is not None))
+
+    async def of_run(self, namespace: str, run: RunView) -> WorkflowView | None:
+        """The run's Workflow from the cache; before a run starts, a miss is checked with the API
+        server (at start-up the Workflows' watch may not have delivered it yet)."""
+        key = (namespace, run.spec.workflow_ref.name)
+        cached = self._cache.workflows.get(key)
+        if cached is not None or run.status.pinned_tasks is not None or run.status.finished:
+            return cached
+        try:
+            body = await self._api.get_workflow(*key)
+        except NotFound:
+            return None
+        self.on_event("ADDED", body)
+        return self._cache.workflows.get(key)
+
+    def report(self, key: Key) -> None:
+        """Check the Workflow and write its Ready condition when it changed."""
+        if not self._ownership.owns_workflow(key):
+            return
+        view = self._cache.workflows[key]
+        previous = self._cache.workflow_statuses.get(key, WorkflowStatus())
+        status = workflow_status(
+            view.spec,
+            name=key[1],
+            generation=view.generation,
+            handlers=self._handler_names,
+            workflows=self._cache.workflows_in(key[0]),
+            previous=previous,
+            now=self._clock.now(),
+        )
+        if status == previous:
+            return
+        self._cache.workflow_statuses[key] = status
+
+        async def write() -> None:
+            try:
+                await self._api.patch_workflow_status(*key, {"status": status.to_wire()})
+            except ApiError as error:
+                logger.warning("could not write the status of Workflow %s/%s: %s", *key, error)
+                self._cache.workflow_statuses.pop(key, None)  # written again at its next event
+
+        self._background.spawn(write())
+
+    def report_others(self, key: Key) -> None:
+        """A Workflow came, changed or went: check its namespace's other Workflows again (one
+        may run it as a sub-workflow, directly or through others)."""
+        for other in [k for k in self._cache.workflows if k[0] == key[0] and k != key]:
+            self.report(other)
+
+    def report_all(self) -> None:
+        for key in list(self._cache.workflows):
+            self.report(key)
