@@ -32,11 +32,11 @@ from aiohttp import web  # noqa: E402
 from history import fill  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from seqflow.dashboard import Dashboard  # noqa: E402
 from seqflow.history.migrate import upgrade  # noqa: E402
 from seqflow.history.store import HistoryStore, create_store_engine  # noqa: E402
 from seqflow.history.tables import RunRow  # noqa: E402
-from seqflow.web import HistoryApi  # noqa: E402
+from seqflow.http.dashboard import Dashboard  # noqa: E402
+from seqflow.http.history import HistoryApi  # noqa: E402
 from testenv import MariaDB  # noqa: E402
 from testenv._proc import free_port  # noqa: E402
 from tests.support import CHROMIUM_FLAGS, wait_for  # noqa: E402

@@ -33,9 +33,9 @@ sys.path[:0] = [str(HERE.parent)]
 
 from kubernetes import client, config, watch  # noqa: E402
 
+from seqflow.cluster.kube import KubeApi, run_path  # noqa: E402
 from seqflow.history.migrate import upgrade  # noqa: E402
 from seqflow.history.store import create_store_engine  # noqa: E402
-from seqflow.kube import KubeApi, run_path  # noqa: E402
 from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
 from testenv._proc import free_port  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402

@@ -27,7 +27,7 @@ from testenv._proc import free_port  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
 
 FINISHED = {"Succeeded", "Failed", "Cancelled"}
-PLUGIN = [sys.executable, "-m", "seqflow.plugin"]
+PLUGIN = [sys.executable, "-m", "seqflow.cli.plugin"]
 
 
 def main() -> None:

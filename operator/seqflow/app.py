@@ -15,27 +15,28 @@ from datetime import timedelta
 import kopf
 from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 
-from seqflow.buckets import BucketLeases
 from seqflow.clock import Clock, SystemClock
-from seqflow.control_api import ControlApi
+from seqflow.cluster.events import EventRecorder
+from seqflow.cluster.kube import KubeApi, load_configuration
+from seqflow.cluster.leases import BucketLeases
+from seqflow.cluster.watches import build_registry, configure
 from seqflow.controller.queue import backoff
-from seqflow.dashboard import Dashboard
 from seqflow.engine import EngineOptions
-from seqflow.events import EventRecorder
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
-from seqflow.handlers import build_registry, configure
 from seqflow.history.journal import Journal
 from seqflow.history.migrate import upgrade
 from seqflow.history.store import HistoryStore, open_store
 from seqflow.history.sync import HistoryWriter
-from seqflow.kube import KubeApi, load_configuration
+from seqflow.http.auth import Authorizer
+from seqflow.http.control import ControlApi
+from seqflow.http.dashboard import Dashboard
+from seqflow.http.history import HistoryApi, serve
+from seqflow.http.webhooks import Webhooks
 from seqflow.metrics import Metrics
 from seqflow.runs.actuator import StepOptions
 from seqflow.runs.controller import RunController, RunOptions
-from seqflow.scheduler import Scheduler
+from seqflow.schedules.controller import Scheduler
 from seqflow.settings import Settings
-from seqflow.web import Authorizer, HistoryApi, serve
-from seqflow.webhooks import Webhooks
 
 logger = logging.getLogger("seqflow")
 RETENTION_INTERVAL = 3600.0

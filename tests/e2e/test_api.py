@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from seqflow.webhooks import signature
+from seqflow.http.webhooks import signature
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import http_url
 from tests.e2e.test_history import admin_token, get

@@ -36,7 +36,7 @@ from seqflow.engine import (
     RunView,
     WakeAt,
 )
-from seqflow.engine.conditions import ConditionError, holds
+from seqflow.engine.expressions import ConditionError, holds
 
 ACTIVE = (NodePhase.RUNNING, NodePhase.WAITING, NodePhase.RETRYING)
 DONE = (NodePhase.SUCCEEDED, NodePhase.SKIPPED)

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from seqflow.buckets import EXPIRY_MARGIN, BucketLeases, assignment, bucket_of
-from seqflow.kube import ApiError, Conflict, Invalid, NotFound
+from seqflow.cluster.kube import ApiError, Conflict, Invalid, NotFound
+from seqflow.cluster.leases import EXPIRY_MARGIN, BucketLeases, assignment, bucket_of
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "seqflow-system"
@@ -227,7 +227,7 @@ def test_bucket_of_is_in_range_and_spreads_runs():
 def test_bucket_of_is_the_same_in_every_process():
     script = "\n".join(
         [
-            "from seqflow.buckets import EXPIRY_MARGIN, bucket_of",
+            "from seqflow.cluster.leases import EXPIRY_MARGIN, bucket_of",
             "print([bucket_of('ns', f'r{i}', buckets=97) for i in range(50)])",
         ]
     )
@@ -618,7 +618,7 @@ def test_run_goes_on_after_a_failed_round(caplog):
             await task
         return leases.held
 
-    with caplog.at_level(logging.ERROR, logger="seqflow.buckets"):
+    with caplog.at_level(logging.ERROR, logger="seqflow.cluster.leases"):
         assert run(scenario()) == set(range(BUCKETS))
     assert any("round failed" in record.getMessage() for record in caplog.records)
 

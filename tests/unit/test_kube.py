@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from kubernetes import client as k8s_client
 
-from seqflow.kube import (
+from seqflow.cluster.kube import (
     ApiError,
     Conflict,
     EntityTooLarge,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from seqflow.plugin import Runs, bearer_token
+from seqflow.cli.plugin import Runs, bearer_token
 
 
 def kubeconfig(path: Path, user: dict[str, str]) -> Path:

@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from seqflow.cluster.kube import ApiError, Conflict, EntityTooLarge, Forbidden, NotFound
 from seqflow.engine import AttemptResult, EngineOptions
 from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, task
 from seqflow.history.store import JournalEntry
-from seqflow.kube import ApiError, Conflict, EntityTooLarge, Forbidden, NotFound
 from seqflow.metrics import Metrics
 from seqflow.runs.cache import RunCache, cached_form
 from seqflow.runs.controller import RunController, RunOptions

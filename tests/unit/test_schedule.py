@@ -15,7 +15,7 @@ import pytest
 from seqflow.api.models import RunPhase, WorkflowScheduleSpec, WorkflowScheduleStatus
 from seqflow.engine import PostEvent
 from seqflow.engine.schedule import ScheduledRun, plan_schedule, run_name
-from seqflow.scheduler import SCHEDULED_AT, Scheduler
+from seqflow.schedules.controller import SCHEDULED_AT, Scheduler
 
 
 def utc(text: str) -> datetime:

@@ -27,7 +27,7 @@ def test_peering_configuration_orders_replicas_by_start(monkeypatch):
 
     import kopf
 
-    from seqflow.handlers import configure
+    from seqflow.cluster.watches import configure
 
     standalone = kopf.OperatorSettings()
     configure(standalone, Settings())

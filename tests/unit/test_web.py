@@ -12,10 +12,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from seqflow.dashboard import STATIC, Dashboard
 from seqflow.engine import child_run_name
 from seqflow.history.store import RunFilter
-from seqflow.web import HistoryApi
+from seqflow.http.dashboard import STATIC, Dashboard
+from seqflow.http.history import HistoryApi
 
 STORED = {
     "uid": "u-1",

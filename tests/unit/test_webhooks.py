@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seqflow.webhooks import WINDOW_SECONDS, Webhooks, signature
+from seqflow.http.webhooks import WINDOW_SECONDS, Webhooks, signature
 
 SECRET, BODY, NOW = b"shared", b'{"order": 1}', 1_800_000_000
 

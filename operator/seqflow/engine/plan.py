@@ -44,7 +44,7 @@ from seqflow.api.models import (
     WorkflowStatus,
     shortened_name,
 )
-from seqflow.engine.conditions import ConditionError, compiled, holds
+from seqflow.engine.expressions import ConditionError, compiled, holds
 from seqflow.engine.schemas import input_problems, schema_problem
 from seqflow.engine.types import (
     Action,

@@ -14,6 +14,8 @@ from typing import assert_never
 from seqflow.api.bodies import Key, key_of, uid_of, workflow_of
 from seqflow.api.models import JsonObject
 from seqflow.clock import Clock
+from seqflow.cluster.events import EventRecorder
+from seqflow.cluster.kube import Conflict, Forbidden, Invalid, KubeApi, NotFound
 from seqflow.controller.queue import WorkQueue
 from seqflow.engine import (
     AttemptResult,
@@ -28,11 +30,9 @@ from seqflow.engine import (
     RunHandler,
     WakeAt,
 )
-from seqflow.events import EventRecorder
 from seqflow.executors.children import child_run_manifest
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import RunRef, job_manifest, owned_by, pod_manifest, run_of, slim_pod
-from seqflow.kube import Conflict, Forbidden, Invalid, KubeApi, NotFound
 from seqflow.metrics import Metrics
 from seqflow.runs.cache import Cache
 from seqflow.runs.ownership import Ownership

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from seqflow.api.bodies import Key, key_of, uid_of, workflow_of
 from seqflow.api.models import JsonObject
 from seqflow.clock import Clock, SystemClock
+from seqflow.cluster.events import EventRecorder
+from seqflow.cluster.kube import KubeApi
 from seqflow.controller.queue import WorkQueue
 from seqflow.controller.worker import Background, Workers
 from seqflow.engine import EngineOptions
-from seqflow.events import EventRecorder
 from seqflow.executors.inprocess import HandlerRunner
 from seqflow.executors.jobs import LABEL_RUN, job_finished, pod_finished, run_of, slim_pod, step_of_pod
 from seqflow.history.journal import Journal
 from seqflow.history.sync import HistoryWriter
-from seqflow.kube import KubeApi
 from seqflow.metrics import Metrics
 from seqflow.runs.actuator import Actuator, StepOptions
 from seqflow.runs.admission import Admission, waiting_for

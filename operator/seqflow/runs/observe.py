@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from seqflow.api.bodies import Key, uid_of
 from seqflow.api.models import JsonObject, NodePhase, NodeType
+from seqflow.cluster.kube import KubeApi
 from seqflow.engine import AttemptResult, ChildRun, Observations, RunView, WorkflowView
 from seqflow.executors.children import child_run
 from seqflow.executors.jobs import (
@@ -17,7 +18,6 @@ from seqflow.executors.jobs import (
     pod_of_job,
     read_outcome,
 )
-from seqflow.kube import KubeApi
 from seqflow.metrics import Metrics
 from seqflow.runs.admission import Admission
 from seqflow.runs.cache import Cache

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from seqflow.api.bodies import Key, deleting, finalizers_of, uid_of
 from seqflow.api.models import JsonObject
 from seqflow.clock import Clock
+from seqflow.cluster.kube import EntityTooLarge
 from seqflow.engine import (
     CancelHandler,
     ControlChildRun,
@@ -22,7 +23,6 @@ from seqflow.engine import (
     fail_internal,
     plan,
 )
-from seqflow.kube import EntityTooLarge
 from seqflow.runs.actuator import Actuator
 from seqflow.runs.admission import Admission
 from seqflow.runs.cache import RunCache

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from seqflow.api.bodies import Key, generation_of, key_of, spec_of, status_of
 from seqflow.api.models import JsonObject, WorkflowSpec, WorkflowStatus
 from seqflow.clock import Clock
+from seqflow.cluster.kube import ApiError, KubeApi, NotFound
 from seqflow.controller.worker import Background
 from seqflow.engine import RunView, WorkflowView, workflow_status
-from seqflow.kube import ApiError, KubeApi, NotFound
 from seqflow.runs.cache import Cache
 from seqflow.runs.ownership import Ownership
 

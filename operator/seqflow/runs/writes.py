@@ -10,11 +10,11 @@ import logging
 from seqflow.api.bodies import Key, key_of, run_finished, run_phase, status_of, version_of
 from seqflow.api.models import MAX_DATA_BYTES, JsonObject, Reason, WorkflowRunStatus
 from seqflow.clock import Clock
+from seqflow.cluster.events import EventRecorder
+from seqflow.cluster.kube import Conflict, EntityTooLarge, KubeApi, NotFound
 from seqflow.controller.queue import WorkQueue
 from seqflow.engine import Decision, EventType, PostEvent, RunView, fail_unrecordable
-from seqflow.events import EventRecorder
 from seqflow.executors.jobs import run_of
-from seqflow.kube import Conflict, EntityTooLarge, KubeApi, NotFound
 from seqflow.metrics import Metrics
 from seqflow.runs.cache import RunCache
 from seqflow.runs.view import run_view

@@ -13,8 +13,8 @@ import time
 from datetime import UTC, datetime
 
 from seqflow.api.models import GROUP, VERSION, JsonObject
+from seqflow.cluster.kube import KubeApi
 from seqflow.engine import PostEvent
-from seqflow.kube import KubeApi
 
 logger = logging.getLogger(__name__)
 MAX_MESSAGE = 1024

@@ -36,9 +36,9 @@ from seqflow.api.models import (
     WorkflowStatus,
     shortened_name,
 )
+from seqflow.cluster.kube import Conflict, KubeApi, NotFound
 from seqflow.engine.schemas import input_problems, schema_problem
-from seqflow.kube import Conflict, KubeApi, NotFound
-from seqflow.web import CREATED_BY, Authorizer, HttpError, authorize
+from seqflow.http.auth import CREATED_BY, Authorizer, HttpError, authorize
 
 IDEMPOTENCY_KEY = "seqflow.io/idempotency-key"  # annotation: a digest of the key that named it
 SPEC_CHANGES: dict[str, JsonObject] = {

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from seqflow.api.models import JsonObject
-from seqflow.kube import ApiError, Conflict, KubeApi, NotFound
+from seqflow.cluster.kube import ApiError, Conflict, KubeApi, NotFound
 
 logger = logging.getLogger(__name__)
 

@@ -30,13 +30,13 @@ from seqflow.api.models import (
     shortened_name,
 )
 from seqflow.clock import Clock, SystemClock
+from seqflow.cluster.events import EventRecorder
+from seqflow.cluster.kube import ApiError, Conflict, Forbidden, Invalid, KubeApi, NotFound
 from seqflow.controller.queue import WorkQueue
 from seqflow.controller.worker import Permanent, Workers
 from seqflow.engine import EventType, PostEvent
 from seqflow.engine.schedule import ScheduleDecision, ScheduledRun, plan_schedule
-from seqflow.events import EventRecorder
 from seqflow.executors.jobs import MANAGED_BY
-from seqflow.kube import ApiError, Conflict, Forbidden, Invalid, KubeApi, NotFound
 
 logger = logging.getLogger(__name__)
 

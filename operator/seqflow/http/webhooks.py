@@ -22,8 +22,8 @@ from aiohttp import web
 
 from seqflow.api.manifests import workflow_run
 from seqflow.api.models import MAX_DATA_BYTES, WorkflowSpec, shortened_name
-from seqflow.kube import ApiError, Conflict, KubeApi
-from seqflow.web import CREATED_BY, HttpError
+from seqflow.cluster.kube import ApiError, Conflict, KubeApi
+from seqflow.http.auth import CREATED_BY, HttpError
 
 WINDOW_SECONDS = 300
 TIMESTAMP, SIGNATURE = "X-Seqflow-Timestamp", "X-Seqflow-Signature"

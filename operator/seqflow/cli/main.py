@@ -1,0 +1,117 @@
+"""The seqflow command line: run the operator, print the CRDs, run a handler in a Job, migrate
+and read the history store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seqflow.api.models import RunPhase
+from seqflow.settings import StartupError, load_settings
+
+# Each command imports what it needs when it runs: `seqflow history` answers without loading
+# Kopf, the Kubernetes client or aiohttp.
+
+
+def _crds(args: argparse.Namespace) -> None:
+    import yaml
+
+    from seqflow.api.crd import custom_resource_definitions
+
+    for crd in custom_resource_definitions():
+        text = yaml.safe_dump(crd, sort_keys=False)
+        if args.output_dir:
+            path = Path(args.output_dir) / f"{crd['metadata']['name']}.yaml"
+            path.write_text(text)
+        else:
+            sys.stdout.write("---\n" + text)
+
+
+def _run(args: argparse.Namespace) -> None:
+    import asyncio
+
+    settings = load_settings()
+    from seqflow.app import run_operator
+    from seqflow.logs import configure_logging
+
+    configure_logging(level=settings.log_level, json_format=settings.log_format == "json")
+    asyncio.run(run_operator(settings))
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from seqflow.history.migrate import upgrade
+    from seqflow.history.store import open_store
+
+    store = open_store(load_settings().database_url.get_secret_value())
+    upgrade(store.engine)
+    print(f"history schema up to date in {store.engine.url.render_as_string()}")
+
+
+def _history(args: argparse.Namespace) -> None:
+    import json
+
+    from seqflow.history.store import BadCursor, NoStore, RunFilter, open_store
+
+    try:
+        store = open_store(load_settings().database_url.get_secret_value(), create=False)
+    except NoStore as error:
+        raise StartupError(str(error)) from None
+    if args.action == "show":
+        run = store.get_run(args.namespace, args.name)
+        if run is None:
+            sys.exit(f"no history of run {args.namespace}/{args.name}")
+        print(json.dumps(run, indent=2))
+        return
+    run_filter = RunFilter(namespace=args.namespace, workflow=args.workflow, phase=args.phase)
+    try:
+        items, cursor = store.list_runs(filter=run_filter, limit=args.limit, cursor=args.cursor)
+    except BadCursor as error:
+        sys.exit(str(error))
+    for run in items:
+        print(
+            f"{run['namespace']}/{run['name']}  {run['workflow']}  {run['phase']}  "
+            f"created {run['createdAt']}  finished {run['finishedAt'] or '-'}"
+        )
+    if cursor:
+        print(f"more: --cursor {cursor}")
+
+
+def _task(args: argparse.Namespace) -> None:
+    from seqflow.cli import entrypoint
+
+    entrypoint.main(args.handler, load_settings().handler_modules)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="seqflow", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator (settings from SEQFLOW_* variables)")
+    run.set_defaults(func=_run)
+    crds = commands.add_parser("crds", help="print the CRDs generated from the models")
+    crds.add_argument("--output-dir", help="write one file per CRD into this directory")
+    crds.set_defaults(func=_crds)
+    task = commands.add_parser(
+        "task", help="run one handler inside a Job's container (input and context from SEQFLOW_*)"
+    )
+    task.add_argument("handler", help="the registered handler name")
+    task.set_defaults(func=_task)
+    migrate = commands.add_parser("migrate", help="create or upgrade the history schema")
+    migrate.set_defaults(func=_migrate)
+    history = commands.add_parser("history", help="read the history store (SEQFLOW_DATABASE_URL)")
+    actions = history.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="runs, newest first")
+    listing.add_argument("--namespace")
+    listing.add_argument("--workflow")
+    listing.add_argument("--phase", choices=[phase.value for phase in RunPhase])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--cursor", help="from the previous page's last line")
+    show = actions.add_parser("show", help="one run with its attempts and activity log, as JSON")
+    show.add_argument("namespace")
+    show.add_argument("name")
+    history.set_defaults(func=_history)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except StartupError as error:
+        sys.exit(f"seqflow: {error}")
