@@ -19,6 +19,10 @@ def key_of(body: JsonObject) -> Key:
     return meta["namespace"], meta["name"]
 
 
+def name_of(body: JsonObject) -> str:
+    return str(body["metadata"]["name"])
+
+
 def uid_of(body: JsonObject) -> str:
     return str(body["metadata"]["uid"])
 

@@ -3,6 +3,7 @@ by a webhook or by the plugin)."""
 
 from __future__ import annotations
 
+from seqflow.api.bodies import labels_of, name_of, spec_of
 from seqflow.api.models import GROUP, VERSION, JsonObject
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -29,8 +30,8 @@ def workflow_run(
 
 def rerun(run: JsonObject) -> JsonObject:
     """A new run of `run`'s Workflow with its input and labels, labelled with where it came from."""
-    name, spec = run["metadata"]["name"], run.get("spec") or {}
-    labels = {**(run["metadata"].get("labels") or {}), RERUN_OF: name}
+    name, spec = name_of(run), spec_of(run)
+    labels = {**labels_of(run), RERUN_OF: name}
     metadata = {"generateName": f"{name[:52]}-rerun-", "labels": labels}
     workflow = spec["workflowRef"]["name"]
     return workflow_run(workflow=workflow, input=spec.get("input") or {}, metadata=metadata)

@@ -27,6 +27,7 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from seqflow.api.bodies import generation_of, name_of, spec_of, status_of
 from seqflow.api.manifests import rerun as rerun_manifest
 from seqflow.api.manifests import workflow_run
 from seqflow.api.models import FINISHED, GROUP, VERSION
@@ -110,7 +111,7 @@ class Runs:
 
 
 def _finished(run: dict[str, Any], generation: int) -> bool:
-    status = run.get("status") or {}
+    status = status_of(run)
     return status.get("observedGeneration", 0) >= generation and status.get("phase") in FINISHED
 
 
@@ -122,7 +123,7 @@ def control(
 ) -> Callable[[Runs, argparse.Namespace], int]:
     def command(runs: Runs, args: argparse.Namespace) -> int:
         run = runs.get(args.run)
-        patched = runs.patch_spec(args.run, spec(run.get("spec") or {}))
+        patched = runs.patch_spec(args.run, spec(spec_of(run)))
         print(f"workflowrun/{args.run} {said}")
         return finish(runs, patched, args)
 
@@ -173,9 +174,9 @@ def finish(runs: Runs, run: dict[str, Any], args: argparse.Namespace) -> int:
     """With --wait: wait for the run to finish; exit code 0 when it succeeded, else 1."""
     if not getattr(args, "wait", False):
         return 0
-    name = run["metadata"]["name"]
-    run = runs.wait(name, generation=run["metadata"].get("generation", 1), timeout=args.timeout)
-    phase = (run.get("status") or {}).get("phase")
+    name = name_of(run)
+    run = runs.wait(name, generation=generation_of(run), timeout=args.timeout)
+    phase = status_of(run).get("phase")
     print(f"workflowrun/{name} {phase or 'not finished'}")
     return 0 if phase == "Succeeded" else 1
 
@@ -183,7 +184,7 @@ def finish(runs: Runs, run: dict[str, Any], args: argparse.Namespace) -> int:
 def tree(runs: Runs, args: argparse.Namespace) -> int:
     """The run's steps, and under a sub-workflow step, its child run's steps."""
     run = runs.get(args.run)
-    status = run.get("status") or {}
+    status = status_of(run)
     print(f"{args.run}  {status.get('phase', 'Pending')}  {status.get('progress', '')}")
     rows = [("STEP", "PHASE", "ATTEMPTS", "DURATION", "ERROR"), *_tree_rows(runs, run, indent="")]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -193,7 +194,7 @@ def tree(runs: Runs, args: argparse.Namespace) -> int:
 
 
 def _tree_rows(runs: Runs, run: dict[str, Any], *, indent: str) -> list[tuple[str, str, str, str, str]]:
-    status = run.get("status") or {}
+    status = status_of(run)
     rows = []
     for node in status.get("nodes") or []:
         rows.append(
@@ -210,7 +211,7 @@ def _tree_rows(runs: Runs, run: dict[str, Any], *, indent: str) -> list[tuple[st
                 child = runs.get(node["child"])
             except PluginError:  # gone (deleted, or its time to live is over)
                 continue
-            phase = (child.get("status") or {}).get("phase", "Pending")
+            phase = status_of(child).get("phase", "Pending")
             rows.append((f"{indent}  workflowrun/{node['child']}", phase, "", "", ""))
             rows += _tree_rows(runs, child, indent=indent + "    ")
     started = {n["id"] for n in status.get("nodes") or []}
@@ -231,16 +232,16 @@ def logs(runs: Runs, args: argparse.Namespace) -> int:
     seen: set[str] = set()
     for event in sorted(events, key=_event_time):
         _print_event(event, seen)
-    for node in (run.get("status") or {}).get("nodes") or []:
+    for node in status_of(run).get("nodes") or []:
         if node.get("job"):
             _print_job_logs(runs, node)
-    if not args.follow or (run.get("status") or {}).get("phase") in FINISHED:
+    if not args.follow or status_of(run).get("phase") in FINISHED:
         return 0
     for change in watch.Watch().stream(
         runs.core.list_namespaced_event, runs.namespace, field_selector=selector
     ):
         _print_event(change["object"], seen)
-        if (runs.get(args.run).get("status") or {}).get("phase") in FINISHED:
+        if status_of(runs.get(args.run)).get("phase") in FINISHED:
             return 0
     return 0
 

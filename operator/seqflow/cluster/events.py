@@ -12,6 +12,7 @@ import socket
 import time
 from datetime import UTC, datetime
 
+from seqflow.api.bodies import name_of
 from seqflow.api.models import GROUP, VERSION, JsonObject
 from seqflow.cluster.kube import KubeApi
 from seqflow.engine import PostEvent
@@ -66,9 +67,7 @@ class EventRecorder:
         try:
             self._queue.put_nowait(event_of(run, action, host=self._host))
         except asyncio.QueueFull:
-            logger.warning(
-                "event queue full; dropping %s event of %s", action.reason, run["metadata"]["name"]
-            )
+            logger.warning("event queue full; dropping %s event of %s", action.reason, name_of(run))
 
     async def _post(self) -> None:
         while True:

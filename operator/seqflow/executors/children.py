@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from seqflow.api.bodies import condition_of, run_phase
+from seqflow.api.bodies import annotations_of, condition_of, labels_of, run_phase, spec_of, status_of
 from seqflow.api.manifests import owner_reference, workflow_run
 from seqflow.api.models import FailureCause, JsonObject, shortened_name
 from seqflow.engine import ChildRun, CreateChildRun
@@ -37,23 +37,23 @@ def child_run_manifest(*, parent: RunRef, action: CreateChildRun) -> JsonObject:
 
 def depth_of(body: JsonObject) -> int:
     """How deep a run is nested in sub-workflows (0: a run of its own)."""
-    label = (body["metadata"].get("labels") or {}).get(LABEL_DEPTH, "0")
+    label = labels_of(body).get(LABEL_DEPTH, "0")
     return int(label) if label.isdigit() else 0
 
 
 def max_descendants_of(body: JsonObject) -> int | None:
     """A child run's share of its parent's bound on runs beneath it (None: a run of its own)."""
-    value = (body["metadata"].get("annotations") or {}).get(MAX_DESCENDANTS, "")
+    value = annotations_of(body).get(MAX_DESCENDANTS, "")
     return int(value) if value.isdigit() else None
 
 
 def child_run(body: JsonObject) -> ChildRun:
     """A child run as its parent sees it."""
-    status = body.get("status") or {}
+    status = status_of(body)
     summary = condition_of(status, "Succeeded")
     return ChildRun(
         phase=run_phase(body),
-        suspended=bool((body.get("spec") or {}).get("suspend")),
+        suspended=bool(spec_of(body).get("suspend")),
         output=status.get("output"),
         reason=summary.get("reason", ""),
         message=summary.get("message", ""),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from seqflow.api.bodies import labels_of, name_of, owners_of, spec_of, status_of, uid_of
 from seqflow.api.manifests import owner_reference
 from seqflow.api.models import JsonObject, PinnedMember, PinnedTask, shortened_name
 from seqflow.engine import AttemptResult, CreateJob
@@ -165,7 +166,7 @@ def _task_container(pod_spec: JsonObject) -> JsonObject:
 
 
 def _condition(job: JsonObject, kind: str) -> JsonObject | None:
-    for condition in (job.get("status") or {}).get("conditions") or []:
+    for condition in status_of(job).get("conditions") or []:
         if condition.get("type") == kind and condition.get("status") == "True":
             found: JsonObject = condition
             return found
@@ -190,21 +191,21 @@ def job_duration(job: JsonObject | None) -> float | None:
 
 def run_of(owned: JsonObject) -> str | None:
     """The name of the WorkflowRun that owns a Job (or a step's own pod) of ours."""
-    owners = owned["metadata"].get("ownerReferences") or []
+    owners = owners_of(owned)
     return next((o["name"] for o in owners if o.get("kind") == "WorkflowRun"), None)
 
 
 def owned_by(owned: JsonObject, run_uid: str) -> bool:
     """Whether the Job (or pod) belongs to this very run (not to an earlier run of the same name)."""
-    return any(o.get("uid") == run_uid for o in owned["metadata"].get("ownerReferences") or [])
+    return any(o.get("uid") == run_uid for o in owners_of(owned))
 
 
 def terminated_state(pod: JsonObject | None) -> JsonObject:
     """The task container's `terminated` state, or {} when there is none."""
-    if pod is None or not (pod.get("spec") or {}).get("containers"):
+    if pod is None or not spec_of(pod).get("containers"):
         return {}
     wanted = _task_container(pod["spec"])["name"]
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+    for status in status_of(pod).get("containerStatuses") or []:
         if status.get("name") == wanted:
             return (status.get("state") or {}).get("terminated") or {}
     return {}
@@ -212,16 +213,16 @@ def terminated_state(pod: JsonObject | None) -> JsonObject:
 
 def step_of_pod(pod: JsonObject) -> str | None:
     """The name of the Job step object a pod is: its Job's, or its own for a pod owned by a run."""
-    job: str | None = (pod["metadata"].get("labels") or {}).get(LABEL_JOB_NAME)
+    job: str | None = labels_of(pod).get(LABEL_JOB_NAME)
     if job is not None:
         return job
-    return pod["metadata"]["name"] if run_of(pod) is not None else None
+    return name_of(pod) if run_of(pod) is not None else None
 
 
 def pod_of_job(pod: JsonObject | None, job: JsonObject) -> bool:
     """Whether `pod` is this very Job's (not one of an earlier Job of the same name)."""
     labels = (pod or {}).get("metadata", {}).get("labels") or {}
-    return bool(labels.get(LABEL_JOB_UID) == job["metadata"]["uid"])
+    return bool(labels.get(LABEL_JOB_UID) == uid_of(job))
 
 
 def pod_finished(pod: JsonObject | None) -> bool:
@@ -234,7 +235,7 @@ def pod_finished(pod: JsonObject | None) -> bool:
 
 def slim_pod(pod: JsonObject) -> JsonObject:
     """What of a pod the outcome is read from (a watch cache of whole pods would be large)."""
-    meta, status = pod["metadata"], pod.get("status") or {}
+    meta, status = pod["metadata"], status_of(pod)
     return {
         "metadata": {
             k: meta[k]
@@ -242,8 +243,8 @@ def slim_pod(pod: JsonObject) -> JsonObject:
             if k in meta
         },
         "spec": {
-            "containers": [{"name": c.get("name")} for c in (pod.get("spec") or {}).get("containers") or []],
-            "activeDeadlineSeconds": (pod.get("spec") or {}).get("activeDeadlineSeconds"),
+            "containers": [{"name": c.get("name")} for c in spec_of(pod).get("containers") or []],
+            "activeDeadlineSeconds": spec_of(pod).get("activeDeadlineSeconds"),
         },
         "status": {
             "phase": status.get("phase"),
@@ -283,7 +284,7 @@ def read_outcome(*, job: JsonObject | None, pod: JsonObject | None, node: str, a
         reason = failure.get("reason") or "Failed"
         if reason == "DeadlineExceeded":
             kind, limited = ("Job", job) if job is not None else ("pod", pod or {})
-            limit = (limited.get("spec") or {}).get("activeDeadlineSeconds")
+            limit = spec_of(limited).get("activeDeadlineSeconds")
             overran = f"DeadlineExceeded: the {kind} ran longer than its {limit} s deadline"
             return failed(overran, reason=reason)
         code = terminated.get("exitCode")

@@ -23,7 +23,7 @@ import json
 from aiohttp import web
 from pydantic import BaseModel
 
-from seqflow.api.bodies import condition_of
+from seqflow.api.bodies import condition_of, name_of, spec_of, status_of, version_of, workflow_of
 from seqflow.api.manifests import rerun, workflow_run
 from seqflow.api.models import (
     GROUP,
@@ -85,10 +85,10 @@ class ControlApi:
             run, status = await self._api.create_run(namespace, body), 201
         except Conflict:  # the key was used before: the same run, if it was this very request
             run, status = await self._api.get_run(namespace, metadata["name"]), 200
-            same = (run.get("spec") or {}).get("workflowRef", {}).get("name") == workflow
-            if not same or (run.get("spec") or {}).get("input") != data:
+            same = workflow_of(run) == workflow
+            if not same or spec_of(run).get("input") != data:
                 raise HttpError(409, "this Idempotency-Key was used for another request") from None
-        name = run["metadata"]["name"]
+        name = name_of(run)
         location = f"/api/v1/namespaces/{namespace}/runs/{name}"
         return web.json_response(_run_summary(run), status=status, headers={"Location": location})
 
@@ -101,7 +101,7 @@ class ControlApi:
             found = await self._api.request("GET", path)
         except NotFound:
             raise HttpError(404, f'Workflow "{workflow}" not found in namespace {namespace}') from None
-        schema = (found.get("spec") or {}).get("inputSchema")
+        schema = spec_of(found).get("inputSchema")
         if schema is None or schema_problem(schema) is not None:
             return
         problems = input_problems(schema, data)
@@ -158,8 +158,8 @@ class ControlApi:
             except NotFound:
                 raise HttpError(404, f"no run {namespace}/{name}") from None
             patch = {
-                "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
-                "spec": {"retry": ((run.get("spec") or {}).get("retry") or 0) + 1},
+                "metadata": {"resourceVersion": version_of(run)},
+                "spec": {"retry": (spec_of(run).get("retry") or 0) + 1},
             }
             try:
                 written = await self._api.patch_run(namespace, name, patch)
@@ -200,18 +200,18 @@ async def _json_object(request: web.Request, *, what: str) -> JsonObject:
 
 
 def _run_summary(run: JsonObject) -> JsonObject:
-    meta, status = run["metadata"], run.get("status") or {}
+    meta, status = run["metadata"], status_of(run)
     return {
         "name": meta["name"],
         "namespace": meta["namespace"],
-        "workflow": (run.get("spec") or {}).get("workflowRef", {}).get("name"),
+        "workflow": workflow_of(run),
         "phase": status.get("phase"),
-        "spec": run.get("spec") or {},
+        "spec": spec_of(run),
     }
 
 
 def _workflow_summary(workflow: JsonObject) -> JsonObject:
-    meta, spec, status = workflow["metadata"], workflow.get("spec") or {}, workflow.get("status") or {}
+    meta, spec, status = workflow["metadata"], spec_of(workflow), status_of(workflow)
     ready = condition_of(status, "Ready")
     return {
         "name": meta["name"],
@@ -255,7 +255,7 @@ def _step_summary(step: JsonObject) -> JsonObject:
 
 
 def _schedule_summary(schedule: JsonObject) -> JsonObject:
-    meta, spec, status = schedule["metadata"], schedule.get("spec") or {}, schedule.get("status") or {}
+    meta, spec, status = schedule["metadata"], spec_of(schedule), status_of(schedule)
     ready = condition_of(status, "Ready")
     return {
         "name": meta["name"],

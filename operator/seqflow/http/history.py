@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from seqflow.api.bodies import condition_of
+from seqflow.api.bodies import condition_of, spec_of, status_of, uid_of, workflow_of
 from seqflow.api.models import JsonObject, NodeType, RunPhase
 from seqflow.cluster.kube import Forbidden, Invalid
 from seqflow.engine import child_run_name
@@ -141,7 +141,7 @@ class HistoryApi:
         listed = []
         for item in items:
             body = self._live.live_run(item["namespace"], item["name"])
-            fresh = body is not None and body["metadata"]["uid"] == item["uid"]
+            fresh = body is not None and uid_of(body) == item["uid"]
             listed.append(_laid_over(item, body) if fresh and body is not None else item)
         if not first_page:
             return listed
@@ -150,7 +150,7 @@ class HistoryApi:
         unseen = [
             live_summary(body)
             for body in self._live.live_runs()
-            if body["metadata"]["uid"] not in known and _matches(body, run_filter, newer_than=oldest)
+            if uid_of(body) not in known and _matches(body, run_filter, newer_than=oldest)
         ]
         if not unseen:
             return listed
@@ -162,7 +162,7 @@ class HistoryApi:
         await self._authorize(request, verb="get", namespace=namespace)
         run = await asyncio.to_thread(self._store.get_run, namespace, name)
         body = self._live.live_run(namespace, name) if self._live is not None else None
-        if run is not None and body is not None and body["metadata"]["uid"] != run["uid"]:
+        if run is not None and body is not None and uid_of(body) != run["uid"]:
             run = None  # the store has an earlier run of that name; the live one is newer
         if run is None and body is None:
             raise HttpError(404, f"no run {namespace}/{name}")
@@ -181,14 +181,14 @@ class HistoryApi:
 
 def live_summary(body: JsonObject) -> JsonObject:
     """A cached run as a list item."""
-    meta, status = body["metadata"], body.get("status") or {}
+    meta, status = body["metadata"], status_of(body)
     succeeded = condition_of(status, "Succeeded")
     failed = status.get("phase") in (RunPhase.FAILED, RunPhase.CANCELLED)
     return {
         "uid": meta["uid"],
         "namespace": meta["namespace"],
         "name": meta["name"],
-        "workflow": (body.get("spec") or {}).get("workflowRef", {}).get("name"),
+        "workflow": workflow_of(body),
         "phase": status.get("phase") or RunPhase.PENDING.value,
         "current": status.get("current") or [],
         "progress": status.get("progress"),
@@ -209,10 +209,10 @@ def _laid_over(item: JsonObject, body: JsonObject) -> JsonObject:
 def with_live_status(run: JsonObject | None, body: JsonObject) -> JsonObject:
     """A run's history (or, before the store has it, its cached body as one) with its live
     status and the activity log entries its status still holds for the store."""
-    status = body.get("status") or {}
+    status = status_of(body)
     shown: JsonObject = run or {
         **live_summary(body),
-        "input": (body.get("spec") or {}).get("input"),
+        "input": spec_of(body).get("input"),
         "output": status.get("output"),
         "attempts": [],
         "activity": [],

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from seqflow.api.bodies import spec_of
 from seqflow.api.manifests import workflow_run
 from seqflow.api.models import MAX_DATA_BYTES, WorkflowSpec, shortened_name
 from seqflow.cluster.kube import ApiError, Conflict, KubeApi
@@ -85,7 +86,7 @@ class Webhooks:
         """The Workflow's shared secret; None when it has no webhook or the Secret is missing."""
         try:
             body = await self._api.get_workflow(namespace, workflow)
-            hook = WorkflowSpec.model_validate(body.get("spec") or {}).webhook
+            hook = WorkflowSpec.model_validate(spec_of(body)).webhook
             if hook is None:
                 return None
             secret = await self._api.get_secret(namespace, hook.secret_ref.name)

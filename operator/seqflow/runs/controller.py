@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from seqflow.api.bodies import Key, key_of, uid_of, workflow_of
+from seqflow.api.bodies import Key, key_of, labels_of, uid_of, workflow_of
 from seqflow.api.models import JsonObject
 from seqflow.clock import Clock, SystemClock
 from seqflow.cluster.events import EventRecorder
@@ -249,7 +249,7 @@ class RunController:
         else:
             self._cache.jobs[key] = body
         # Its run, or (for a Job orphaned by a deleted run) a run of the same name it may block.
-        run = run_of(body) or (body["metadata"].get("labels") or {}).get(LABEL_RUN)
+        run = run_of(body) or labels_of(body).get(LABEL_RUN)
         if run is not None and (key[0], run) in self._cache.runs:
             self._queue.add((key[0], run), urgent=job_finished(body))
 

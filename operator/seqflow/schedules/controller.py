@@ -20,7 +20,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from seqflow.api.bodies import run_phase
+from seqflow.api.bodies import run_phase, spec_of, status_of
 from seqflow.api.manifests import owner_reference, workflow_run
 from seqflow.api.models import (
     ConcurrencyPolicy,
@@ -118,8 +118,8 @@ class Scheduler:
             return
         body = schedule.body
         try:
-            spec = WorkflowScheduleSpec.model_validate(body.get("spec") or {})
-            status = WorkflowScheduleStatus.model_validate(body.get("status") or {})
+            spec = WorkflowScheduleSpec.model_validate(spec_of(body))
+            status = WorkflowScheduleStatus.model_validate(status_of(body))
         except ValidationError as error:
             raise Permanent(f"its spec or status is not one seqflow reads: {error}") from None
         now = self._clock.now()
@@ -223,7 +223,7 @@ def _scheduled_run(body: JsonObject) -> tuple[str, ScheduledRun] | None:
         name=meta["name"],
         scheduled_at=datetime.fromisoformat(at),
         phase=run_phase(body),
-        cancelled=bool((body.get("spec") or {}).get("cancel")),
+        cancelled=bool(spec_of(body).get("cancel")),
     )
     return name, run
 
