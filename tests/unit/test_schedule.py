@@ -236,7 +236,7 @@ class Events:
     def __init__(self) -> None:
         self.reasons: list[str] = []
 
-    def record(self, body: dict[str, Any], action: PostEvent) -> None:
+    def post(self, body: dict[str, Any], action: PostEvent) -> None:
         self.reasons.append(str(action.reason))
 
 

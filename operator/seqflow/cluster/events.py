@@ -63,7 +63,7 @@ class EventRecorder:
             poster.cancel()
         await asyncio.gather(*self._posters, return_exceptions=True)
 
-    def record(self, run: JsonObject, action: PostEvent) -> None:
+    def post(self, run: JsonObject, action: PostEvent) -> None:
         try:
             self._queue.put_nowait(event_of(run, action, host=self._host))
         except asyncio.QueueFull:

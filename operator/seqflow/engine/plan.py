@@ -1,8 +1,8 @@
 """The run state machine: `plan()` turns a run, what was observed and the time into a decision.
 
 Three passes over a draft of the new status: `_fold` takes in what happened (attempt results,
-Jobs, child runs, the user's intent in the spec: cancel, retry, deletion), `_schedule` picks the
-steps that may start now (while compensating, `_schedule_compensation` the next compensation),
+Jobs, child runs, the user's intent in the spec: cancel, retry, deletion), `_ready_steps` picks the
+steps that may start now (while compensating, `_next_compensation` the next compensation),
 and `_start_attempt` starts them; the run's phase is then derived from its nodes
 (`derive_phase`) and its end, if it ended, recorded. Pure: no clock, no I/O; the same inputs
 always give the same status and actions, which the table tests in tests/unit/test_plan.py rely on.
@@ -200,11 +200,11 @@ def _next_starts(draft: _Draft) -> list[str]:
     """What starts now: the next steps, or once the run is ending (a step failed, also one whose
     `when` could not be evaluated just now), the next compensation."""
     if draft.status.ending is None:
-        starts = _schedule(draft) if draft.end is None else []
+        starts = _ready_steps(draft) if draft.end is None else []
         if draft.end is None:
             return starts
         _begin_compensation(draft)
-    return _schedule_compensation(draft) if draft.status.ending else []
+    return _next_compensation(draft) if draft.status.ending else []
 
 
 def _decided(draft: _Draft) -> Decision:
@@ -796,7 +796,7 @@ def _compensable(draft: _Draft, step: PinnedTask) -> bool:
     return step.compensate is not None and node is not None and node.phase == NodePhase.SUCCEEDED
 
 
-def _schedule_compensation(draft: _Draft) -> list[str]:
+def _next_compensation(draft: _Draft) -> list[str]:
     """The next compensation to start: that of the last step still to undo; once none is
     left, the run ends (`draft.end`) as its `ending` says, compensated."""
     if draft.end is not None or draft.run.spec.suspend:
@@ -824,7 +824,7 @@ def _is_compensation(node: str) -> bool:
 # ----- schedule: what may start now -----
 
 
-def _schedule(draft: _Draft) -> list[str]:
+def _ready_steps(draft: _Draft) -> list[str]:
     """The nodes whose next attempt starts now: the first step not done (steps run in order),
     or members of its group."""
     status, spec = draft.status, draft.run.spec
@@ -838,11 +838,11 @@ def _schedule(draft: _Draft) -> list[str]:
                 return []
             continue  # skipped
         if step.members is not None and node is not None and node.phase == NodePhase.RUNNING:
-            return _schedule_members(draft, step)
+            return _ready_members(draft, step)
         if node is None or node.phase == NodePhase.PENDING:
             if not _room_for_history(draft, step):
                 return []
-            return [step.name, *_schedule_members(draft, step)] if step.members is not None else [step.name]
+            return [step.name, *_ready_members(draft, step)] if step.members is not None else [step.name]
         if node.phase == NodePhase.RETRYING:
             return [step.name] if _due(draft, node) and _room_for_history(draft, step) else []
         if node.phase not in DONE:
@@ -850,7 +850,7 @@ def _schedule(draft: _Draft) -> list[str]:
     return []
 
 
-def _schedule_members(draft: _Draft, step: PinnedTask) -> list[str]:
+def _ready_members(draft: _Draft, step: PinnedTask) -> list[str]:
     """The members of a running group that start now, in declared order, up to maxParallel.
     Once a member has failed, none starts any more, but those under way see their retries out."""
     members = step.members or []

@@ -80,7 +80,7 @@ class Actuator:
         for action in decision.actions:
             match action:
                 case PostEvent():
-                    self._events.record(body, action)
+                    self._events.post(body, action)
                 case WakeAt():
                     self._queue.add_after(key, action.delay_from(self._clock.now()).total_seconds())
                 case RunHandler():

@@ -67,7 +67,7 @@ class FastSteps:
             if not starts or self._clock.monotonic() >= deadline or self._ownership.giving_up(key):
                 break
             retried = decision.status.retried
-            if not await self._progress.record(
+            if not await self._progress.journal_starts(
                 uid,
                 state,
                 ended=list(ended.values()),

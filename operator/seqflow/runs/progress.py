@@ -126,7 +126,7 @@ class Progress:
         state.results[(action.node, action.attempt)] = ended or interrupted
         return True
 
-    async def record(
+    async def journal_starts(
         self,
         uid: str,
         state: RunState,

@@ -100,7 +100,7 @@ class RunWriter:
     def give_up_too_large(self, key: Key, body: JsonObject, error: EntityTooLarge) -> None:
         """The run object cannot take a single byte more: say so where it can be seen, once."""
         logger.warning("run %s/%s is too large to take any change; giving up on it", *key)
-        self._events.record(body, PostEvent(EventType.WARNING, Reason.RUN_TOO_LARGE, _too_large(error)))
+        self._events.post(body, PostEvent(EventType.WARNING, Reason.RUN_TOO_LARGE, _too_large(error)))
 
     async def fail_unreadable(self, key: Key, body: JsonObject, problem: str) -> JsonObject | None:
         """Replace a status seqflow cannot read with one that says so: the run has failed."""
@@ -121,7 +121,7 @@ class RunWriter:
             return await self.reread(key)
         for action in decision.actions:
             if isinstance(action, PostEvent):
-                self._events.record(written, action)
+                self._events.post(written, action)
         return written
 
     async def reread(self, key: Key) -> JsonObject | None:

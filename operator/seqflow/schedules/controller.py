@@ -154,21 +154,21 @@ class Scheduler:
     ) -> None:
         namespace = key[0]
         if decision.warning is not None:
-            self._events.record(body, PostEvent(EventType.WARNING, *decision.warning))
+            self._events.post(body, PostEvent(EventType.WARNING, *decision.warning))
         for name in decision.cancel:
             with contextlib.suppress(NotFound):
                 await self._api.patch_run(namespace, name, {"spec": {"cancel": True}})
-            self._events.record(body, PostEvent(EventType.NORMAL, "Replaced", f"Cancelled {name} (Replace)"))
+            self._events.post(body, PostEvent(EventType.NORMAL, "Replaced", f"Cancelled {name} (Replace)"))
         if decision.start is not None:
             name, at = decision.start
             try:
                 await self._api.create_run(namespace, _run_manifest(body, spec, name=name, at=at))
-                self._events.record(body, PostEvent(EventType.NORMAL, "Started", f"Started {name}"))
+                self._events.post(body, PostEvent(EventType.NORMAL, "Started", f"Started {name}"))
             except Conflict:  # started before: the name is the time's
                 pass
             except (Invalid, Forbidden) as error:  # no retry helps: say so, and go on to the next time
                 message = f"The run {name} was refused: {error.message}"
-                self._events.record(body, PostEvent(EventType.WARNING, "RunRefused", message))
+                self._events.post(body, PostEvent(EventType.WARNING, "RunRefused", message))
         for name in decision.delete:
             with contextlib.suppress(NotFound):
                 await self._api.delete_run(namespace, name)
