@@ -91,11 +91,11 @@ async def run_operator(settings: Settings) -> None:
             options=_run_options(settings),
             clock=clock,
         )
-        schedule_events = EventRecorder(api, queue_size=settings.event_queue_size)
+        schedule_events = EventRecorder(api, queue_size=settings.event_queue_size, clock=clock)
         scheduler = Scheduler(
             api=api, events=schedule_events, owns=leases.holds if leases else _everything, clock=clock
         )
-        await _serve_http(stack, settings, api=api, store=store, runs=runs)
+        await _serve_http(stack, settings, api=api, store=store, runs=runs, clock=clock)
         if settings.metrics_port:
             metrics_server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)
             stack.callback(metrics_server.shutdown)
@@ -176,14 +176,20 @@ def _leases(
 
 
 async def _serve_http(
-    stack: AsyncExitStack, settings: Settings, *, api: KubeApi, store: HistoryStore, runs: RunController
+    stack: AsyncExitStack,
+    settings: Settings,
+    *,
+    api: KubeApi,
+    store: HistoryStore,
+    runs: RunController,
+    clock: Clock,
 ) -> None:
-    authorizer = Authorizer(api) if settings.http_auth else None
+    authorizer = Authorizer(api, clock=clock) if settings.http_auth else None
     if authorizer is None:
         logger.warning("the HTTP API does not check callers (SEQFLOW_HTTP_AUTH=false)")
     application = HistoryApi(store=store, authorizer=authorizer, live=runs).application()
     ControlApi(api=api, authorizer=authorizer).add_routes(application)
-    Webhooks(api=api).add_routes(application)
+    Webhooks(api=api, clock=clock).add_routes(application)
     Dashboard().add_routes(application)
     http = await serve(application, port=settings.http_port)
     stack.push_async_callback(http.cleanup)

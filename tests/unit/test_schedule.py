@@ -16,6 +16,7 @@ from seqflow.api.models import RunPhase, WorkflowScheduleSpec, WorkflowScheduleS
 from seqflow.engine import PostEvent
 from seqflow.engine.schedule import ScheduledRun, plan_schedule, run_name
 from seqflow.schedules.controller import SCHEDULED_AT, Scheduler
+from tests.clocks import FixedClock
 
 
 def utc(text: str) -> datetime:
@@ -238,17 +239,6 @@ class Events:
 
     def post(self, body: dict[str, Any], action: PostEvent) -> None:
         self.reasons.append(str(action.reason))
-
-
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def now(self) -> datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return 0.0
 
 
 @pytest.mark.parametrize("policy", ["Forbid", "Replace"])

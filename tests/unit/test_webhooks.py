@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from seqflow.http.webhooks import WINDOW_SECONDS, Webhooks, signature
+from tests.clocks import FixedClock
 
 SECRET, BODY, NOW = b"shared", b'{"order": 1}', 1_800_000_000
 
@@ -32,5 +35,5 @@ SECRET, BODY, NOW = b"shared", b'{"order": 1}', 1_800_000_000
     ],
 )
 def test_only_a_recent_delivery_signed_with_the_secret_is_genuine(stamp, signed, genuine):
-    hooks = Webhooks(api=None, clock=lambda: float(NOW))  # type: ignore[arg-type]
+    hooks = Webhooks(api=None, clock=FixedClock(datetime.fromtimestamp(NOW, UTC)))  # type: ignore[arg-type]
     assert hooks._genuine(SECRET, stamp=stamp, signed=signed, body=BODY) is genuine

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 
 from seqflow.api.bodies import name_of
 from seqflow.api.models import GROUP, VERSION, JsonObject
+from seqflow.clock import Clock, SystemClock
 from seqflow.cluster.kube import KubeApi
 from seqflow.engine import PostEvent
 
@@ -22,13 +22,15 @@ MAX_MESSAGE = 1024
 POSTERS = 4
 
 
-def event_of(run: JsonObject, action: PostEvent, *, host: str) -> JsonObject:
-    """A core/v1 Event about `run` (or another seqflow object: a WorkflowSchedule)."""
+def event_of(run: JsonObject, action: PostEvent, *, host: str, at: datetime, sequence: int) -> JsonObject:
+    """A core/v1 Event about `run` (or another seqflow object: a WorkflowSchedule), the
+    `sequence`-th this process posts."""
     meta = run["metadata"]
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    unique = int(at.timestamp() * 1_000_000) * 1000 + sequence % 1000
     return {
         # Named like client-go's recorder: same-second Events list in the order they happened.
-        "metadata": {"name": f"{meta['name'][:200]}.{time.time_ns():x}", "namespace": meta["namespace"]},
+        "metadata": {"name": f"{meta['name'][:200]}.{unique:x}", "namespace": meta["namespace"]},
         "involvedObject": {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": run.get("kind", "WorkflowRun"),
@@ -47,8 +49,10 @@ def event_of(run: JsonObject, action: PostEvent, *, host: str) -> JsonObject:
 
 
 class EventRecorder:
-    def __init__(self, api: KubeApi, *, queue_size: int) -> None:
+    def __init__(self, api: KubeApi, *, queue_size: int, clock: Clock | None = None) -> None:
         self._api = api
+        self._clock = clock or SystemClock()
+        self._sequence = 0
         self._queue: asyncio.Queue[JsonObject] = asyncio.Queue(queue_size)
         self._host = socket.gethostname()
         self._posters: list[asyncio.Task[None]] = []
@@ -65,7 +69,9 @@ class EventRecorder:
 
     def post(self, run: JsonObject, action: PostEvent) -> None:
         try:
-            self._queue.put_nowait(event_of(run, action, host=self._host))
+            self._sequence += 1
+            event = event_of(run, action, host=self._host, at=self._clock.now(), sequence=self._sequence)
+            self._queue.put_nowait(event)
         except asyncio.QueueFull:
             logger.warning("event queue full; dropping %s event of %s", action.reason, name_of(run))
 

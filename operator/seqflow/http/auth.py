@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from seqflow.api.models import GROUP
+from seqflow.clock import Clock, SystemClock
 from seqflow.cluster.kube import ApiError, KubeApi
 
 logger = logging.getLogger(__name__)
@@ -38,15 +38,16 @@ class User:
 class Authorizer:
     """Who is calling (TokenReview) and what they may read (SubjectAccessReview)."""
 
-    def __init__(self, api: KubeApi) -> None:
+    def __init__(self, api: KubeApi, *, clock: Clock | None = None) -> None:
         self._api = api
+        self._clock = clock or SystemClock()
         self._users: dict[str, tuple[float, User | None]] = {}
         self._decisions: dict[tuple[User, str, str], tuple[float, bool]] = {}
 
     async def user(self, token: str) -> User | None:
         digest = hashlib.sha256(token.encode()).hexdigest()
         cached = self._users.get(digest)
-        if cached and cached[0] > time.monotonic():
+        if cached and cached[0] > self._clock.monotonic():
             return cached[1]
         review = await self._api.request(
             "POST",
@@ -65,13 +66,13 @@ class Authorizer:
             )
         if len(self._users) >= MAX_CACHED:
             self._users.clear()
-        self._users[digest] = (time.monotonic() + CACHE_SECONDS, user)
+        self._users[digest] = (self._clock.monotonic() + CACHE_SECONDS, user)
         return user
 
     async def allowed(self, user: User, *, verb: str, namespace: str, resource: str = "workflowruns") -> bool:
         key = (user, f"{verb} {resource}", namespace)
         cached = self._decisions.get(key)
-        if cached and cached[0] > time.monotonic():
+        if cached and cached[0] > self._clock.monotonic():
             return cached[1]
         review = await self._api.request(
             "POST",
@@ -96,7 +97,7 @@ class Authorizer:
         allowed = bool((review.get("status") or {}).get("allowed"))
         if len(self._decisions) >= MAX_CACHED:
             self._decisions.clear()
-        self._decisions[key] = (time.monotonic() + CACHE_SECONDS, allowed)
+        self._decisions[key] = (self._clock.monotonic() + CACHE_SECONDS, allowed)
         return allowed
 
 

@@ -15,14 +15,13 @@ import binascii
 import hashlib
 import hmac
 import json
-import time
-from collections.abc import Callable
 
 from aiohttp import web
 
 from seqflow.api.bodies import spec_of
 from seqflow.api.manifests import workflow_run
 from seqflow.api.models import MAX_DATA_BYTES, WorkflowSpec, shortened_name
+from seqflow.clock import Clock, SystemClock
 from seqflow.cluster.kube import ApiError, Conflict, KubeApi
 from seqflow.http.auth import CREATED_BY, HttpError
 
@@ -36,9 +35,9 @@ def signature(secret: bytes, *, timestamp: str, body: bytes) -> str:
 
 
 class Webhooks:
-    def __init__(self, *, api: KubeApi, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, api: KubeApi, clock: Clock | None = None) -> None:
         self._api = api
-        self._clock = clock
+        self._clock = clock or SystemClock()
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/hooks/{namespace}/{workflow}", self.deliver)
@@ -76,7 +75,7 @@ class Webhooks:
 
     def _genuine(self, secret: bytes, *, stamp: str, signed: str, body: bytes) -> bool:
         try:
-            age = abs(self._clock() - int(stamp))
+            age = abs(self._clock.now().timestamp() - int(stamp))
         except ValueError:
             return False
         expected = signature(secret, timestamp=stamp, body=body)

@@ -78,7 +78,7 @@ class RunController:
         self._states = states = RunStates()
         self._queue = queue = WorkQueue[Key]()
         self._ownership = ownership = Ownership(cache, owns=owns, handing_over=handing_over)
-        self._events = events = EventRecorder(api, queue_size=options.event_queue_size)
+        self._events = events = EventRecorder(api, queue_size=options.event_queue_size, clock=clock)
         self._background = background = Background()
         self._progress = progress = Progress(
             journal, clock=clock, on_known=self._progress_known, read_seconds=options.journal_read_seconds
