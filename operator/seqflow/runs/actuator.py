@@ -46,33 +46,19 @@ class StepOptions:
     job_ttl_seconds: int | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
 class Actuator:
-    def __init__(
-        self,
-        *,
-        api: KubeApi,
-        cache: Cache,
-        states: RunStates,
-        progress: Progress,
-        ownership: Ownership,
-        queue: WorkQueue[Key],
-        events: EventRecorder,
-        runner: HandlerRunner,
-        metrics: Metrics,
-        clock: Clock,
-        options: StepOptions,
-    ) -> None:
-        self._api = api
-        self._cache = cache
-        self._states = states
-        self._progress = progress
-        self._ownership = ownership
-        self._queue = queue
-        self._events = events
-        self._runner = runner
-        self._metrics = metrics
-        self._clock = clock
-        self._options = options
+    api: KubeApi
+    cache: Cache
+    states: RunStates
+    progress: Progress
+    ownership: Ownership
+    queue: WorkQueue[Key]
+    events: EventRecorder
+    runner: HandlerRunner
+    metrics: Metrics
+    clock: Clock
+    options: StepOptions
 
     async def act(self, key: Key, body: JsonObject, decision: Decision) -> bool:
         """Carry out a written decision; True when what it found needs another round now."""
@@ -80,11 +66,11 @@ class Actuator:
         for action in decision.actions:
             match action:
                 case PostEvent():
-                    self._events.post(body, action)
+                    self.events.post(body, action)
                 case WakeAt():
-                    self._queue.add_after(key, action.delay_from(self._clock.now()).total_seconds())
+                    self.queue.add_after(key, action.delay_from(self.clock.now()).total_seconds())
                 case RunHandler():
-                    if self._ownership.serves(key):  # else its new owner finds it interrupted
+                    if self.ownership.serves(key):  # else its new owner finds it interrupted
                         self.start_handler(key, body, action, retried=decision.status.retried)
                 case CreateJob():
                     again = await self._create_job(key, body, action) or again
@@ -93,7 +79,7 @@ class Actuator:
                 case ControlChildRun():
                     await self._control_child(key[0], action)
                 case CancelHandler():
-                    state = self._states.get(uid_of(body))
+                    state = self.states.get(uid_of(body))
                     attempt = state.running.get((action.node, action.attempt)) if state else None
                     if attempt is not None:
                         attempt.cancel()
@@ -101,7 +87,7 @@ class Actuator:
                     await self._delete_job(key[0], action.name)
                 case DeleteRun():
                     with contextlib.suppress(NotFound):
-                        await self._api.delete_run(*key)
+                        await self.api.delete_run(*key)
                 case _:
                     assert_never(action)
         return again
@@ -114,15 +100,15 @@ class Actuator:
         a worker awaits it. An attempt started already, here or by another process (the
         journal says), is not started again: its task, or None when its result waits."""
         uid = uid_of(body)
-        state = self._states.of(uid, key)
+        state = self.states.of(uid, key)
         attempt = (action.node, action.attempt)
         if attempt in state.running:
             return state.running[attempt]
         if attempt in state.results:
             return None  # it ran (while its start was being written): its result waits
-        if self._progress.started_elsewhere(uid, state, action, retried=retried):
+        if self.progress.started_elsewhere(uid, state, action, retried=retried):
             if not awaited:
-                self._queue.add(key, urgent=True)
+                self.queue.add(key, urgent=True)
             return None
         if awaited:
             state.awaited.add(attempt)
@@ -136,8 +122,8 @@ class Actuator:
 
     async def _attempt(self, key: Key, body: JsonObject, state: RunState, action: RunHandler) -> None:
         began = time.perf_counter()
-        result = await self._runner.run(action, _context(body, action))
-        self._metrics.attempt(
+        result = await self.runner.run(action, _context(body, action))
+        self.metrics.attempt(
             workflow=workflow_of(body),
             task=action.node,
             succeeded=result.succeeded,
@@ -145,22 +131,22 @@ class Actuator:
         )
         state.results[(action.node, action.attempt)] = result
         if (action.node, action.attempt) not in state.awaited:
-            self._queue.add(key, urgent=True)  # the run moves on before new work starts
+            self.queue.add(key, urgent=True)  # the run moves on before new work starts
 
     async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> bool:
         """Create an attempt's Job (or its pod alone); True when it cannot be (blocked,
         refused): plan again."""
         run = _ref(body)
-        if self._options.step_pods:
+        if self.options.step_pods:
             kind, manifest = "Pod", pod_manifest(run=run, action=action)
-            create, get = self._api.create_pod, self._api.get_pod
+            create, get = self.api.create_pod, self.api.get_pod
         else:
             kind, manifest = (
                 "Job",
-                job_manifest(run=run, action=action, ttl_seconds=self._options.job_ttl_seconds),
+                job_manifest(run=run, action=action, ttl_seconds=self.options.job_ttl_seconds),
             )
-            create, get = self._api.create_job, self._api.get_job
-        state = self._states.of(run.uid, key)
+            create, get = self.api.create_job, self.api.get_job
+        state = self.states.of(run.uid, key)
         try:
             created = await create(run.namespace, manifest)
         except Conflict:  # created before: by us, for this very attempt?
@@ -173,29 +159,29 @@ class Actuator:
                     f"(kubectl delete {kind.lower()} -n {run.namespace} {action.name}) to let this run go on"
                 )
                 return True
-            self._queue.add(key)  # it may have finished while nobody watched
+            self.queue.add(key)  # it may have finished while nobody watched
         except Invalid as error:  # the manifest itself is refused: no retry helps
             _refused(state, node=action.node, attempt=action.attempt, what=kind, error=error)
             return True
         except Forbidden as error:
             _forbidden(state, node=action.node, what=f"{kind.lower()}s", namespace=run.namespace, error=error)
             return True
-        if self._options.step_pods:
-            self._cache.pods[(run.namespace, action.name)] = slim_pod(created)
+        if self.options.step_pods:
+            self.cache.pods[(run.namespace, action.name)] = slim_pod(created)
         else:
-            self._cache.jobs[(run.namespace, action.name)] = created
+            self.cache.jobs[(run.namespace, action.name)] = created
         return False
 
     async def _create_child(self, key: Key, body: JsonObject, action: CreateChildRun) -> bool:
         """Create a sub-workflow's child run; True when one of its name is not this run's."""
         parent = _ref(body)
-        state = self._states.of(parent.uid, key)
+        state = self.states.of(parent.uid, key)
         try:
-            child = await self._api.create_run(
+            child = await self.api.create_run(
                 parent.namespace, child_run_manifest(parent=parent, action=action)
             )
         except Conflict:  # created before: by us, for this very attempt?
-            child = await self._api.get_run(parent.namespace, action.name)
+            child = await self.api.get_run(parent.namespace, action.name)
             if not owned_by(child, parent.uid):
                 state.blocked[action.node] = (
                     f"a WorkflowRun named {action.name} already exists and is not this run's child; "
@@ -203,14 +189,14 @@ class Actuator:
                     "to let this run go on"
                 )
                 return True
-            self._queue.add(key)  # it may have finished while nobody watched
+            self.queue.add(key)  # it may have finished while nobody watched
         except Invalid as error:  # the child itself is refused: no retry helps
             _refused(state, node=action.node, attempt=action.attempt, what="child run", error=error)
             return True
         except Forbidden as error:
             _forbidden(state, node=action.node, what="workflowruns", namespace=parent.namespace, error=error)
             return True
-        self._cache.runs.refresh(child)
+        self.cache.runs.refresh(child)
         return False
 
     async def _control_child(self, namespace: str, action: ControlChildRun) -> None:
@@ -218,14 +204,14 @@ class Actuator:
         if action.cancel is not None:
             spec["cancel"] = action.cancel
         with contextlib.suppress(NotFound):
-            await self._api.patch_run(namespace, action.name, {"spec": spec})
+            await self.api.patch_run(namespace, action.name, {"spec": spec})
 
     async def _delete_job(self, namespace: str, name: str) -> None:
         """Stop an attempt: delete its Job (or its pod, SEQFLOW_JOB_STEPS_AS=Pod)."""
         with contextlib.suppress(NotFound):
-            await (self._api.delete_pod if self._options.step_pods else self._api.delete_job)(namespace, name)
-        self._cache.jobs.pop((namespace, name), None)
-        self._cache.pods.pop((namespace, name), None)
+            await (self.api.delete_pod if self.options.step_pods else self.api.delete_job)(namespace, name)
+        self.cache.jobs.pop((namespace, name), None)
+        self.cache.pods.pop((namespace, name), None)
 
 
 def _ref(body: JsonObject) -> RunRef:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from seqflow.api.bodies import Key, uid_of
 from seqflow.api.models import JsonObject
@@ -21,25 +21,15 @@ from seqflow.runs.state import Attempt, RunStates
 Planner = Callable[[Key, RunView, Observations], Decision]
 
 
+@dataclass(frozen=True, kw_only=True)
 class FastSteps:
-    def __init__(
-        self,
-        *,
-        states: RunStates,
-        progress: Progress,
-        ownership: Ownership,
-        actuator: Actuator,
-        planner: Planner,
-        clock: Clock,
-        write_delay_seconds: float,
-    ) -> None:
-        self._states = states
-        self._progress = progress
-        self._ownership = ownership
-        self._actuator = actuator
-        self._plan = planner
-        self._clock = clock
-        self.write_delay_seconds = write_delay_seconds
+    states: RunStates
+    progress: Progress
+    ownership: Ownership
+    actuator: Actuator
+    planner: Planner
+    clock: Clock
+    write_delay_seconds: float
 
     async def run(
         self,
@@ -56,18 +46,18 @@ class FastSteps:
         take. Returns the decision to write, with the Events of the ones folded into it; `seen`
         gains the results it took in."""
         uid = uid_of(body)
-        state = self._states.of(uid, key)
-        deadline = self._clock.monotonic() + self.write_delay_seconds
+        state = self.states.of(uid, key)
+        deadline = self.clock.monotonic() + self.write_delay_seconds
         events: list[PostEvent] = []
         ended = dict(seen)  # what the decision took in (of in-process attempts)
         if not run.status.progress_journaled:
             return decision  # its status says nothing is journaled past it: that status goes first
         while all(isinstance(a, RunHandler | PostEvent | WakeAt) for a in decision.actions):
             starts = [a for a in decision.actions if isinstance(a, RunHandler)]
-            if not starts or self._clock.monotonic() >= deadline or self._ownership.giving_up(key):
+            if not starts or self.clock.monotonic() >= deadline or self.ownership.giving_up(key):
                 break
             retried = decision.status.retried
-            if not await self._progress.journal_starts(
+            if not await self.progress.journal_starts(
                 uid,
                 state,
                 ended=list(ended.values()),
@@ -76,16 +66,16 @@ class FastSteps:
                 retried=retried,
             ):
                 break
-            if not self._ownership.serves(key) or self._ownership.giving_up(key):
+            if not self.ownership.serves(key) or self.ownership.giving_up(key):
                 break  # handed over meanwhile: its new owner finds the starts journaled
             started = [
-                self._actuator.start_handler(key, body, action, retried=retried, awaited=True)
+                self.actuator.start_handler(key, body, action, retried=retried, awaited=True)
                 for action in starts
             ]
             tasks = [task for task in started if task is not None]
             await asyncio.sleep(0)  # a handler that never waits ends in its task's first step
             if not all(task.done() for task in tasks):
-                await asyncio.wait(tasks, timeout=max(deadline - self._clock.monotonic(), 0))
+                await asyncio.wait(tasks, timeout=max(deadline - self.clock.monotonic(), 0))
             for action in starts:
                 state.awaited.discard((action.node, action.attempt))
             if not all(task.done() for task in tasks):
@@ -95,7 +85,7 @@ class FastSteps:
                 for a in starts
                 if (a.node, a.attempt) in state.results
             }
-            if len(ended) < len(starts) or self._states.get(uid) is not state:
+            if len(ended) < len(starts) or self.states.get(uid) is not state:
                 break  # cancelled meanwhile (the run was deleted)
             events += [a for a in decision.actions if isinstance(a, PostEvent)]
             seen.update(ended)
@@ -106,5 +96,5 @@ class FastSteps:
                 handlers_running=frozenset(state.running),
                 blocked={},
             )
-            decision = self._plan(key, run, observed)
+            decision = self.planner(key, run, observed)
         return replace(decision, actions=(*events, *decision.actions)) if events else decision

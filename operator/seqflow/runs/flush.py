@@ -4,6 +4,8 @@ before a deleted run goes (its finalizer holds it until then)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from seqflow.api.bodies import Key, finalizers_of, uid_of
 from seqflow.api.models import JsonObject
 from seqflow.controller.queue import WorkQueue
@@ -17,26 +19,18 @@ from seqflow.runs.writes import RunWriter
 FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is written
 
 
+@dataclass(frozen=True, kw_only=True)
 class HistoryFlush:
-    def __init__(
-        self,
-        *,
-        history: HistoryWriter,
-        states: RunStates,
-        queue: WorkQueue[Key],
-        writer: RunWriter,
-        background: Background,
-    ) -> None:
-        self._history = history
-        self._states = states
-        self._queue = queue
-        self._writer = writer
-        self._background = background
+    history: HistoryWriter
+    states: RunStates
+    queue: WorkQueue[Key]
+    writer: RunWriter
+    background: Background
 
     def in_background(self, key: Key, body: JsonObject, run: RunView) -> None:
         """Write the history a written status holds (`run`: the run as written) without holding
         up the run's next task."""
-        state = self._states.of(uid_of(body), key)
+        state = self.states.of(uid_of(body), key)
         pending = run.status.pending_history
         if state.flushing or not pending or pending[-1].seq <= state.flushed:
             return
@@ -44,23 +38,23 @@ class HistoryFlush:
 
         async def flush() -> None:
             try:
-                written = await self._history.flush(body, run)
+                written = await self.history.flush(body, run)
             finally:
                 state.flushing = False
             if written is None:
-                self._queue.add_after(key, self._history.retry_delay(body))
+                self.queue.add_after(key, self.history.retry_delay(body))
             else:
                 state.flushed = max(state.flushed, written)
-                self._queue.add(key)
+                self.queue.add(key)
 
-        self._background.spawn(flush())
+        self.background.spawn(flush())
 
     async def finalize(self, key: Key, body: JsonObject) -> None:
         """A deleted run goes once the store has its whole history."""
-        if await self._history.flush(body, run_view(body)) is None:
-            self._queue.add_after(key, self._history.retry_delay(body))
+        if await self.history.flush(body, run_view(body)) is None:
+            self.queue.add_after(key, self.history.retry_delay(body))
             return  # the store is away: the finalizer holds the run until it is back
         finalizers = [f for f in finalizers_of(body) if f != FINALIZER]
-        written = await self._writer.set_finalizers(key, body, finalizers)
+        written = await self.writer.set_finalizers(key, body, finalizers)
         if written is not None and FINALIZER in finalizers_of(written):
-            self._queue.add(key)  # changed meanwhile: look again
+            self.queue.add(key)  # changed meanwhile: look again

@@ -5,6 +5,8 @@ handed over or its progress is unknown."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from seqflow.api.bodies import Key, uid_of
 from seqflow.api.models import JsonObject, NodePhase, NodeType
 from seqflow.cluster.kube import KubeApi
@@ -26,52 +28,41 @@ from seqflow.runs.progress import Progress
 from seqflow.runs.state import Attempt, RunStates
 
 
+@dataclass(frozen=True, kw_only=True)
 class Observer:
-    def __init__(
-        self,
-        *,
-        api: KubeApi,
-        cache: Cache,
-        states: RunStates,
-        progress: Progress,
-        admission: Admission,
-        ownership: Ownership,
-        metrics: Metrics,
-        handler_names: frozenset[str],
-    ) -> None:
-        self._api = api
-        self._cache = cache
-        self._states = states
-        self._progress = progress
-        self._admission = admission
-        self._ownership = ownership
-        self._metrics = metrics
-        self._handler_names = handler_names
+    api: KubeApi
+    cache: Cache
+    states: RunStates
+    progress: Progress
+    admission: Admission
+    ownership: Ownership
+    metrics: Metrics
+    handler_names: frozenset[str]
 
     async def observe(
         self, key: Key, body: JsonObject, run: RunView, workflow: WorkflowView | None, *, deleted: bool
     ) -> tuple[Observations, dict[Attempt, AttemptResult]]:
         """The observations, and the in-process results among them (to drop once written)."""
         uid = uid_of(body)
-        state = self._states.of(uid, key)
-        self._progress.take_ends(uid, state, run.status)
+        state = self.states.of(uid, key)
+        self.progress.take_ends(uid, state, run.status)
         results = dict(state.results)
         blocked, state.blocked = state.blocked, {}
         job_results, jobs_running = await self._observe_jobs(key, body, run)
         observed = Observations(
             workflow=workflow,
-            workflows=self._cache.workflows_in(key[0]) if run.status.pinned_tasks is None else {},
+            workflows=self.cache.workflows_in(key[0]) if run.status.pinned_tasks is None else {},
             children=self._observe_children(key, body, run),
-            queued=self._admission.place(key, run, workflow),
-            handlers=self._handler_names,
+            queued=self.admission.place(key, run, workflow),
+            handlers=self.handler_names,
             results=(*results.values(), *job_results),
             handlers_running=frozenset(state.running),
             jobs_running=jobs_running,
             blocked=blocked,
             history_written_through=state.flushed,
             deleted=deleted,
-            hold=self._ownership.giving_up(key),
-            progress_unknown=self._progress.unknown_for(state, run.status),
+            hold=self.ownership.giving_up(key),
+            progress_unknown=self.progress.unknown_for(state, run.status),
         )
         return observed, results
 
@@ -86,15 +77,15 @@ class Observer:
         for node in run.status.nodes:
             if node.type != NodeType.JOB or node.phase != NodePhase.RUNNING or node.job is None:
                 continue
-            job = self._cache.jobs.get((key[0], node.job))
-            pod = self._cache.pods.get((key[0], node.job))
+            job = self.cache.jobs.get((key[0], node.job))
+            pod = self.cache.pods.get((key[0], node.job))
             if job is not None and owned_by(job, uid):
                 pod = pod if pod_of_job(pod, job) else None
                 if not job_finished(job) and not pod_finished(pod):
                     running.add(node.id)
                     continue
                 if not pod_finished(pod):  # its end not seen yet (the Job's came first), or gone: ask
-                    pods = await self._api.pods_of_job(key[0], uid_of(job))
+                    pods = await self.api.pods_of_job(key[0], uid_of(job))
                     pod = pods[0] if pods else None
             elif job is None and pod is not None and owned_by(pod, uid):
                 if not pod_finished(pod):  # the step's own pod (SEQFLOW_JOB_STEPS_AS=Pod)
@@ -105,7 +96,7 @@ class Observer:
             outcome = read_outcome(job=job, pod=pod, node=node.id, attempt=node.attempts)
             seconds = attempt_duration(job=job, pod=pod)
             if seconds is not None:
-                self._metrics.attempt(
+                self.metrics.attempt(
                     workflow=run.spec.workflow_ref.name,
                     task=node.id,
                     succeeded=outcome.succeeded,
@@ -120,7 +111,7 @@ class Observer:
         for node in run.status.nodes:
             if node.type != NodeType.WORKFLOW or node.phase != NodePhase.RUNNING or node.child is None:
                 continue
-            child = self._cache.runs.get((key[0], node.child))
+            child = self.cache.runs.get((key[0], node.child))
             if child is not None and owned_by(child, uid_of(body)):
                 children[node.id] = child_run(child)
         return children

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -26,34 +27,24 @@ logger = logging.getLogger(__name__)
 Changed = Callable[[Key, bool], None]  # a Workflow came, changed or went (and its limit with it)
 
 
+@dataclass(frozen=True, kw_only=True)
 class Workflows:
-    def __init__(
-        self,
-        *,
-        api: KubeApi,
-        cache: Cache,
-        ownership: Ownership,
-        handler_names: frozenset[str],
-        clock: Clock,
-        background: Background,
-        changed: Changed,
-    ) -> None:
-        self._api = api
-        self._cache = cache
-        self._ownership = ownership
-        self._handler_names = handler_names
-        self._clock = clock
-        self._background = background
-        self._changed = changed
+    api: KubeApi
+    cache: Cache
+    ownership: Ownership
+    handler_names: frozenset[str]
+    clock: Clock
+    background: Background
+    changed: Changed
 
     def on_event(self, event_type: str | None, body: JsonObject) -> None:
         key = key_of(body)
-        limited_before = self._cache.limited(*key)
+        limited_before = self.cache.limited(*key)
         if event_type == "DELETED":
-            self._cache.workflows.pop(key, None)
-            self._cache.workflow_statuses.pop(key, None)
+            self.cache.workflows.pop(key, None)
+            self.cache.workflow_statuses.pop(key, None)
             self.report_others(key)
-            self._changed(key, limited_before)
+            self.changed(key, limited_before)
             return
         try:
             spec = WorkflowSpec.model_validate(spec_of(body))
@@ -61,62 +52,62 @@ class Workflows:
             logger.warning("ignoring Workflow %s/%s: %s", *key, error)
             return
         try:
-            self._cache.workflow_statuses[key] = WorkflowStatus.model_validate(status_of(body))
+            self.cache.workflow_statuses[key] = WorkflowStatus.model_validate(status_of(body))
         except ValidationError:
-            self._cache.workflow_statuses[key] = WorkflowStatus()
-        self._cache.workflows[key] = WorkflowView(spec=spec, generation=generation_of(body))
+            self.cache.workflow_statuses[key] = WorkflowStatus()
+        self.cache.workflows[key] = WorkflowView(spec=spec, generation=generation_of(body))
         self.report(key)
         self.report_others(key)
-        self._changed(key, limited_before != (spec.concurrency is not None))
+        self.changed(key, limited_before != (spec.concurrency is not None))
 
     async def of_run(self, namespace: str, run: RunView) -> WorkflowView | None:
         """The run's Workflow from the cache; before a run starts, a miss is checked with the API
         server (at start-up the Workflows' watch may not have delivered it yet)."""
         key = (namespace, run.spec.workflow_ref.name)
-        cached = self._cache.workflows.get(key)
+        cached = self.cache.workflows.get(key)
         if cached is not None or run.status.pinned_tasks is not None or run.status.finished:
             return cached
         try:
-            body = await self._api.get_workflow(*key)
+            body = await self.api.get_workflow(*key)
         except NotFound:
             return None
         self.on_event("ADDED", body)
-        return self._cache.workflows.get(key)
+        return self.cache.workflows.get(key)
 
     def report(self, key: Key) -> None:
         """Check the Workflow and write its Ready condition when it changed."""
-        if not self._ownership.owns_workflow(key):
+        if not self.ownership.owns_workflow(key):
             return
-        view = self._cache.workflows[key]
-        previous = self._cache.workflow_statuses.get(key, WorkflowStatus())
+        view = self.cache.workflows[key]
+        previous = self.cache.workflow_statuses.get(key, WorkflowStatus())
         status = workflow_status(
             view.spec,
             name=key[1],
             generation=view.generation,
-            handlers=self._handler_names,
-            workflows=self._cache.workflows_in(key[0]),
+            handlers=self.handler_names,
+            workflows=self.cache.workflows_in(key[0]),
             previous=previous,
-            now=self._clock.now(),
+            now=self.clock.now(),
         )
         if status == previous:
             return
-        self._cache.workflow_statuses[key] = status
+        self.cache.workflow_statuses[key] = status
 
         async def write() -> None:
             try:
-                await self._api.patch_workflow_status(*key, {"status": status.to_wire()})
+                await self.api.patch_workflow_status(*key, {"status": status.to_wire()})
             except ApiError as error:
                 logger.warning("could not write the status of Workflow %s/%s: %s", *key, error)
-                self._cache.workflow_statuses.pop(key, None)  # written again at its next event
+                self.cache.workflow_statuses.pop(key, None)  # written again at its next event
 
-        self._background.spawn(write())
+        self.background.spawn(write())
 
     def report_others(self, key: Key) -> None:
         """A Workflow came, changed or went: check its namespace's other Workflows again (one
         may run it as a sub-workflow, directly or through others)."""
-        for other in [k for k in self._cache.workflows if k[0] == key[0] and k != key]:
+        for other in [k for k in self.cache.workflows if k[0] == key[0] and k != key]:
             self.report(other)
 
     def report_all(self) -> None:
-        for key in list(self._cache.workflows):
+        for key in list(self.cache.workflows):
             self.report(key)

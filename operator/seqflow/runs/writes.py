@@ -6,6 +6,7 @@ transitions it made, and wakes the run's parent when its phase changed."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from seqflow.api.bodies import Key, key_of, run_finished, run_phase, status_of, version_of
 from seqflow.api.models import MAX_DATA_BYTES, JsonObject, Reason, WorkflowRunStatus
@@ -44,23 +45,14 @@ def wake_parent(queue: WorkQueue[Key], child: JsonObject, before: JsonObject | N
         queue.add((key_of(child)[0], parent), urgent=run_finished(child))
 
 
+@dataclass(frozen=True, kw_only=True)
 class RunWriter:
-    def __init__(
-        self,
-        *,
-        api: KubeApi,
-        runs: RunCache,
-        queue: WorkQueue[Key],
-        events: EventRecorder,
-        metrics: Metrics,
-        clock: Clock,
-    ) -> None:
-        self._api = api
-        self._runs = runs
-        self._queue = queue
-        self._events = events
-        self._metrics = metrics
-        self._clock = clock
+    api: KubeApi
+    runs: RunCache
+    queue: WorkQueue[Key]
+    events: EventRecorder
+    metrics: Metrics
+    clock: Clock
 
     async def write(self, key: Key, body: JsonObject, run: RunView, decision: Decision) -> Written:
         """Write a decision's status. Returns the written body and the decision (when the status
@@ -89,7 +81,7 @@ class RunWriter:
         that does not fit (the spec alone is too large), say so in an Event and stop."""
         logger.warning("the status of run %s/%s is too large to write: %s", *key, error.message)
         failed = fail_unrecordable(
-            run, reason=Reason.RUN_TOO_LARGE, message=_too_large(error), now=self._clock.now()
+            run, reason=Reason.RUN_TOO_LARGE, message=_too_large(error), now=self.clock.now()
         )
         try:
             return await self._write_decision(key, body, run, failed)
@@ -100,7 +92,7 @@ class RunWriter:
     def give_up_too_large(self, key: Key, body: JsonObject, error: EntityTooLarge) -> None:
         """The run object cannot take a single byte more: say so where it can be seen, once."""
         logger.warning("run %s/%s is too large to take any change; giving up on it", *key)
-        self._events.post(body, PostEvent(EventType.WARNING, Reason.RUN_TOO_LARGE, _too_large(error)))
+        self.events.post(body, PostEvent(EventType.WARNING, Reason.RUN_TOO_LARGE, _too_large(error)))
 
     async def fail_unreadable(self, key: Key, body: JsonObject, problem: str) -> JsonObject | None:
         """Replace a status seqflow cannot read with one that says so: the run has failed."""
@@ -111,7 +103,7 @@ class RunWriter:
             run_view(body, status=fresh),
             reason=Reason.STATUS_INVALID,
             message=f"The run's status cannot be read: {problem}",
-            now=self._clock.now(),
+            now=self.clock.now(),
         )
         try:
             written = await self._write_status(key, body, decision.status)
@@ -121,15 +113,15 @@ class RunWriter:
             return await self.reread(key)
         for action in decision.actions:
             if isinstance(action, PostEvent):
-                self._events.post(written, action)
+                self.events.post(written, action)
         return written
 
     async def reread(self, key: Key) -> JsonObject | None:
         try:
-            body = await self._api.get_run(*key)
+            body = await self.api.get_run(*key)
         except NotFound:
             return None
-        self._runs.refresh(body)
+        self.runs.refresh(body)
         return body
 
     async def set_finalizers(self, key: Key, body: JsonObject, finalizers: list[str]) -> JsonObject | None:
@@ -137,12 +129,12 @@ class RunWriter:
         it is now, for another look."""
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": version_of(body)}}
         try:
-            written = await self._api.patch_run(*key, patch)
+            written = await self.api.patch_run(*key, patch)
         except NotFound:
             return None
         except Conflict:
             return await self.reread(key)
-        self._runs.wrote(written)
+        self.runs.wrote(written)
         return written
 
     async def _write_status(self, key: Key, body: JsonObject, new: WorkflowRunStatus) -> JsonObject:
@@ -150,16 +142,16 @@ class RunWriter:
             "metadata": {"resourceVersion": version_of(body)},
             "status": status_patch(status_of(body), new.to_wire()),
         }
-        written = await self._api.patch_run_status(*key, patch)
-        self._runs.wrote(written)
-        wake_parent(self._queue, written, body)  # its echo will not
+        written = await self.api.patch_run_status(*key, patch)
+        self.runs.wrote(written)
+        wake_parent(self.queue, written, body)  # its echo will not
         return written
 
     def _report(self, key: Key, run: RunView, written: WorkflowRunStatus) -> None:
         """Log and count the transitions a written status made (its new activity log entries)."""
         workflow = run.spec.workflow_ref.name
         new = [r for r in written.pending_history if r.seq > run.status.history_seq]
-        self._metrics.count(workflow, new)
+        self.metrics.count(workflow, new)
         for entry in new:
             error = entry.details.get("error") or entry.details.get("message")
             logger.info(
