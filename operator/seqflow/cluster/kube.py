@@ -209,19 +209,12 @@ class KubeApi:
 
     async def patch_run(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
         """A JSON merge patch of the run itself: its finalizer, or a child run's suspend and cancel."""
-        return await self.request(
-            "PATCH", run_path(namespace, name), body=patch, content_type="application/merge-patch+json"
-        )
+        return await self._merge_patch(run_path(namespace, name), patch)
 
     async def patch_run_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
         """A JSON merge patch of the status; refused with 409 when `patch` carries a
         metadata.resourceVersion that is no longer current."""
-        return await self.request(
-            "PATCH",
-            run_path(namespace, name) + "/status",
-            body=patch,
-            content_type="application/merge-patch+json",
-        )
+        return await self._merge_patch(run_path(namespace, name) + "/status", patch)
 
     async def list_runs(self, namespace: str, *, label_selector: str) -> list[JsonObject]:
         """The runs of `namespace` that `label_selector` selects, as the API server has them now
@@ -261,20 +254,16 @@ class KubeApi:
         await self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
 
     async def patch_workflow_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
-        return await self.request(
-            "PATCH",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}/status",
-            body=patch,
-            content_type="application/merge-patch+json",
+        return await self._merge_patch(
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}/status", patch
         )
 
     async def patch_schedule_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
-        return await self.request(
-            "PATCH",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflowschedules/{name}/status",
-            body=patch,
-            content_type="application/merge-patch+json",
-        )
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflowschedules/{name}/status"
+        return await self._merge_patch(path, patch)
+
+    async def _merge_patch(self, path: str, patch: JsonObject) -> JsonObject:
+        return await self.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
 
     async def get_secret(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
