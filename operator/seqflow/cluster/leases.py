@@ -24,15 +24,15 @@ import asyncio
 import hashlib
 import logging
 import math
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import quote
 
 from seqflow.api.models import JsonObject
+from seqflow.clock import Clock, SystemClock
 from seqflow.cluster.kube import ApiError, Conflict, KubeApi, NotFound
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,9 @@ def assignment(
     return dict(sorted(given.items()))
 
 
-def micro_time() -> str:
-    """Now, as a Lease's MicroTime."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def micro_time(moment: datetime) -> str:
+    """A moment (in UTC) as a Lease's MicroTime."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def spec_of(lease: JsonObject) -> JsonObject:
@@ -179,7 +179,7 @@ class BucketLeases:
         on_gained: Callable[[int], None],
         on_lost: Callable[[int], None],
         drain: Callable[[int], Awaitable[None]] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         """`on_lost` stops a bucket's work at once; `drain`, awaited before a bucket is given up
         on purpose (rebalancing, shutdown), lets the work under way end first (briefly: the other
@@ -193,13 +193,13 @@ class BucketLeases:
         self._callbacks = BucketCallbacks(on_gained=on_gained, on_lost=on_lost, drain=drain)
         self._api = api
         self._buckets = buckets
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._draining: set[int] = set()  # held buckets being handed over
-        self._announced_at: float | None = None  # clock() of the membership's last renewal
-        self._renewed_at: dict[int, float] = {}  # held bucket -> clock() of its last successful renewal
+        self._announced_at: float | None = None  # monotonic() of the membership's last renewal
+        self._renewed_at: dict[int, float] = {}  # held bucket -> monotonic() of its last successful renewal
         self._sightings: dict[str, Sighting] = {}  # lease name -> its newest resourceVersion seen
-        self._listed_at: float | None = None  # clock() when the last successful list was sent
-        self._expiries: list[float] = []  # clock() when other replicas' leases expire unless renewed
+        self._listed_at: float | None = None  # monotonic() when the last successful list was sent
+        self._expiries: list[float] = []  # monotonic() when other replicas' leases expire unless renewed
 
     @property
     def held(self) -> frozenset[int]:
@@ -227,7 +227,7 @@ class BucketLeases:
             await asyncio.sleep(self.seconds_until_next_round())
 
     def seconds_until_next_round(self) -> float:
-        now = self._clock()
+        now = self._clock.monotonic()
         expiring = [at - now for at in self._expiries if at > now]
         return min([self._timings.retry_seconds, *(wait + EXPIRY_MARGIN for wait in expiring)])
 
@@ -279,9 +279,9 @@ class BucketLeases:
     async def _list_leases(self) -> dict[str, JsonObject]:
         """Every member and bucket lease by name; notes since when each resourceVersion counts."""
         selector = quote(LEASE_LABEL, safe="")
-        sent = self._clock()
+        sent = self._clock.monotonic()
         answer = await self._api.request("GET", f"{self._names.leases_path}?labelSelector={selector}")
-        seen = self._clock()
+        seen = self._clock.monotonic()
         leases = {lease["metadata"]["name"]: lease for lease in answer.get("items") or []}
         changed_since = seen if self._listed_at is None else max(self._listed_at, seen - self._timings.credit)
         self._sightings = {
@@ -302,7 +302,7 @@ class BucketLeases:
 
     def _expired(self, name: str, lease: JsonObject) -> bool:
         """Unchanged for its leaseDurationSeconds since this replica first saw its resourceVersion."""
-        return self._clock() - self._sightings[name].since >= self._duration(lease)
+        return self._clock.monotonic() - self._sightings[name].since >= self._duration(lease)
 
     def _duration(self, lease: JsonObject) -> float:
         return float(spec_of(lease).get("leaseDurationSeconds") or self._timings.lease_duration)
@@ -311,7 +311,7 @@ class BucketLeases:
         """Create or renew this replica's membership lease."""
         if membership is not None and not self._due(self._announced_at):
             return
-        now = micro_time()
+        now = micro_time(self._clock.now())
         spec = {
             "holderIdentity": self._names.identity,
             "leaseDurationSeconds": self._timings.lease_duration,
@@ -322,7 +322,7 @@ class BucketLeases:
                 await self._create(self._names.membership, MEMBER, {**spec, "acquireTime": now})
             else:
                 await self._patch(membership, spec)
-            self._announced_at = self._clock()
+            self._announced_at = self._clock.monotonic()
 
     def _assigned_to_me(self, leases: dict[str, JsonObject]) -> set[int]:
         """The buckets the assignment over the live members (this replica always among them) and
@@ -358,27 +358,27 @@ class BucketLeases:
 
     def _due(self, renewed_at: float | None) -> bool:
         """A lease is renewed every renew_seconds / 3 (not every round: each is a write)."""
-        return renewed_at is None or self._clock() - renewed_at >= self._timings.renew_every
+        return renewed_at is None or self._clock.monotonic() - renewed_at >= self._timings.renew_every
 
     def _free_or_expired(self, bucket: int, lease: JsonObject) -> bool:
         return holder_of(lease) is None or self._expired(self._names.bucket(bucket), lease)
 
     async def _renew(self, bucket: int, lease: JsonObject) -> None:
-        sent = self._clock()  # others count from when they see the write, which comes after this
+        sent = self._clock.monotonic()  # others count from when they see the write, which comes after this
         with suppress(Conflict, NotFound):
-            await self._patch(lease, {"renewTime": micro_time()})
+            await self._patch(lease, {"renewTime": micro_time(self._clock.now())})
             self._hold(bucket, renewed_at=sent)
 
     async def _acquire(self, bucket: int, lease: JsonObject | None) -> None:
         """Take a free or expired bucket (creating its lease if missing); losing a race does nothing."""
-        now = micro_time()
+        now = micro_time(self._clock.now())
         spec = {
             "holderIdentity": self._names.identity,
             "leaseDurationSeconds": self._timings.lease_duration,
             "acquireTime": now,
             "renewTime": now,
         }
-        sent = self._clock()
+        sent = self._clock.monotonic()
         with suppress(Conflict, NotFound):
             if lease is None:
                 await self._create(self._names.bucket(bucket), BUCKET, {**spec, "leaseTransitions": 0})
@@ -421,14 +421,14 @@ class BucketLeases:
 
     def _drop_stale(self) -> None:
         """Lose the buckets whose last successful renewal is older than renew_seconds."""
-        now = self._clock()
+        now = self._clock.monotonic()
         for bucket, renewed_at in list(self._renewed_at.items()):
             if now - renewed_at > self._timings.renew_seconds:
                 self._lose(bucket)
 
     def _seconds_until_stale(self) -> float:
-        oldest = min(self._renewed_at.values(), default=self._clock())
-        return oldest + self._timings.renew_seconds - self._clock()
+        oldest = min(self._renewed_at.values(), default=self._clock.monotonic())
+        return oldest + self._timings.renew_seconds - self._clock.monotonic()
 
     # ----- the API calls -----
 
