@@ -49,7 +49,7 @@ async def run_operator(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         store = open_store(settings.database_url.get_secret_value())
         stack.callback(store.dispose)
-        journal = Journal(store)
+        journal = Journal(store, clock=clock)
         stack.callback(journal.close)
         if settings.migrate_on_start:
             _in_background(stack, _migrate(store, journal), name="seqflow-migrate")

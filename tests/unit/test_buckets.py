@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 from contextlib import nullcontext
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,6 +26,7 @@ NAMESPACE = "seqflow-system"
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
 BUCKETS = 8
 LEASE, RENEW, RETRY = 15.0, 10.0, 2.0
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # the fake clock's wall time at 0 seconds
 
 
 def run(coro):
@@ -111,12 +113,17 @@ def merge(target: dict, patch: dict) -> None:
             target[key] = copy.deepcopy(value)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+class FakeClock:
+    """A clock the test moves on by hand: `seconds` of monotonic time, and the wall time with them."""
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def now(self) -> datetime:
+        return EPOCH + timedelta(seconds=self.seconds)
+
+    def monotonic(self) -> float:
+        return self.seconds
 
 
 class Unreachable:
@@ -135,7 +142,7 @@ class Unreachable:
 class Replica:
     """A `BucketLeases` and the record of its callbacks, which must alternate per bucket."""
 
-    def __init__(self, identity: str, store: FakeLeases, clock: Clock) -> None:
+    def __init__(self, identity: str, store: FakeLeases, clock: FakeClock) -> None:
         self.identity = identity
         self.store = store
         self.api = Unreachable(store)
@@ -196,7 +203,7 @@ def assert_safe(replicas: list[Replica]) -> None:
             assert replica.store.holder(bucket) == replica.identity
 
 
-async def rounds(replicas: list[Replica], everyone: list[Replica], clock: Clock, count: int) -> None:
+async def rounds(replicas: list[Replica], everyone: list[Replica], clock: FakeClock, count: int) -> None:
     """`count` rounds of `replicas`, one after the other, checking safety across `everyone` after
     each; the clock moves on by retry_seconds after each full pass."""
     for _ in range(count):
@@ -204,7 +211,7 @@ async def rounds(replicas: list[Replica], everyone: list[Replica], clock: Clock,
             with pytest.raises(ConnectionRefusedError) if replica.api.down else nullcontext():
                 await replica.leases.round()
             assert_safe(everyone)
-        clock.now += RETRY
+        clock.seconds += RETRY
 
 
 def assert_balanced(replicas: list[Replica]) -> None:
@@ -320,7 +327,7 @@ def test_inconsistent_settings_are_refused(buckets, retry, renew, lease):
 
 
 def test_one_replica_takes_all_buckets():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     a = Replica("a", store, clock)
     run(rounds([a], [a], clock, 1))
     assert a.held == set(range(BUCKETS))
@@ -331,7 +338,7 @@ def test_one_replica_takes_all_buckets():
     assert member["spec"]["leaseDurationSeconds"] == 15
     bucket = copy.deepcopy(store.leases["seqflow-bucket-3"])
     assert bucket["metadata"]["labels"] == {"seqflow.io/lease": "bucket"}
-    assert bucket["spec"]["renewTime"].endswith("Z")
+    assert bucket["spec"]["renewTime"] == "2026-01-01T00:16:40.000000Z"  # the clock's, 1000 s in
     assert all(a.leases.holds("ns", f"run-{i}") for i in range(20))
 
     run(rounds([a], [a], clock, 3))  # renewals change nothing
@@ -343,7 +350,7 @@ def test_one_replica_takes_all_buckets():
 
 
 def test_other_leases_are_left_alone():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     others = [
         ("unrelated", {"app": "x"}),
         ("other-member-z", {"seqflow.io/lease": "member"}),  # another deployment's, with its own prefix
@@ -359,7 +366,7 @@ def test_other_leases_are_left_alone():
 
 
 def test_joining_replica_gets_its_share_and_the_first_releases_exactly_those():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     a, b = Replica("a", store, clock), Replica("b", store, clock)
     run(rounds([a], [a, b], clock, 2))
     assert a.held == set(range(BUCKETS))
@@ -377,7 +384,7 @@ def test_joining_replica_gets_its_share_and_the_first_releases_exactly_those():
 
 
 def test_holds_follows_the_held_buckets():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     a, b = Replica("a", store, clock), Replica("b", store, clock)
     run(rounds([a, b], [a, b], clock, 3))
     for i in range(50):
@@ -387,7 +394,7 @@ def test_holds_follows_the_held_buckets():
 
 
 def test_buckets_of_a_stopped_replica_move_only_once_unchanged_for_the_lease_duration():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     c = Replica("c", store, clock)
     run(rounds([c], [c], clock, 1))
     del store.leases["seqflow-member-c"]  # c is gone from the members, but still holds every bucket
@@ -398,11 +405,11 @@ def test_buckets_of_a_stopped_replica_move_only_once_unchanged_for_the_lease_dur
     ancient = {"spec": {"renewTime": "2000-01-01T00:00:00.000000Z"}}  # c's wall clock is far behind
     for bucket in range(BUCKETS):
         store.patch(f"seqflow-bucket-{bucket}", ancient)  # c renews once more: a starts counting again
-    listed_before = clock.now - RETRY  # a's last list, which did not show the renewal
-    assert listed_before + LEASE >= clock.now + RENEW + (LEASE - RENEW) / 2  # c stopped well before
-    while clock.now < listed_before + LEASE:
+    listed_before = clock.seconds - RETRY  # a's last list, which did not show the renewal
+    assert listed_before + LEASE >= clock.seconds + RENEW + (LEASE - RENEW) / 2  # c stopped well before
+    while clock.seconds < listed_before + LEASE:
         run(rounds([a], [a], clock, 1))
-        assert not a.held, f"took c's buckets {clock.now - listed_before} s after a's list before"
+        assert not a.held, f"took c's buckets {clock.seconds - listed_before} s after a's list before"
 
     run(rounds([a], [a], clock, 1))
     assert a.held == set(range(BUCKETS))
@@ -410,31 +417,31 @@ def test_buckets_of_a_stopped_replica_move_only_once_unchanged_for_the_lease_dur
 
 
 def test_a_change_seen_long_after_the_list_before_counts_from_half_the_slack_before_it_was_seen():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     c, a = Replica("c", store, clock), Replica("a", store, clock)
     run(rounds([c, a], [c, a], clock, 1))
     del store.leases["seqflow-member-c"]
-    clock.now += 20  # a's rounds are held up (a loaded node)
+    clock.seconds += 20  # a's rounds are held up (a loaded node)
     run(c.leases.round())  # c renews everything (and stops for good), then a lists
-    seen = clock.now
+    seen = clock.seconds
     slack = (LEASE - RENEW) / 2
-    while clock.now < seen - slack + LEASE:
+    while clock.seconds < seen - slack + LEASE:
         run(a.leases.round())
         assert not a.held & c.held
-        clock.now += 0.5
+        clock.seconds += 0.5
     run(a.leases.round())
     assert a.held == set(range(BUCKETS))
 
 
 def test_survivors_share_the_buckets_of_a_replica_that_stopped():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     a, b, c = (Replica(name, store, clock) for name in "abc")
     run(rounds([a, b, c], [a, b, c], clock, 3))
     assert_balanced([a, b, c])
     orphaned, held_by_a, held_by_b, mark = c.held, a.held, b.held, len(a.events) + len(b.events)
-    stopped_at = clock.now
+    stopped_at = clock.seconds
 
-    while clock.now < stopped_at + LEASE - RETRY:  # c's process is gone; its leases look alive
+    while clock.seconds < stopped_at + LEASE - RETRY:  # c's process is gone; its leases look alive
         run(rounds([a, b], [a, b], clock, 1))
         assert not orphaned & (a.held | b.held)
 
@@ -445,16 +452,16 @@ def test_survivors_share_the_buckets_of_a_replica_that_stopped():
 
 
 def test_the_round_that_takes_over_runs_when_the_stopped_replica_s_leases_expire():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     a, c = Replica("a", store, clock), Replica("c", store, clock)
     for _ in range(6):
         versions = {name: lease["metadata"]["resourceVersion"] for name, lease in store.leases.items()}
         run(c.leases.round())
         if versions != {name: lease["metadata"]["resourceVersion"] for name, lease in store.leases.items()}:
-            last_write = clock.now  # and a sees it at once: its round follows at the same time
+            last_write = clock.seconds  # and a sees it at once: its round follows at the same time
         run(a.leases.round())
         assert_safe([a, c])
-        clock.now += RETRY
+        clock.seconds += RETRY
     orphaned = c.held
     assert orphaned and a.leases.seconds_until_next_round() == RETRY  # nothing expires sooner
 
@@ -463,23 +470,23 @@ def test_the_round_that_takes_over_runs_when_the_stopped_replica_s_leases_expire
         run(a.leases.round())
         assert_safe([a])
         waits.append(a.leases.seconds_until_next_round())
-        clock.now += waits[-1]
+        clock.seconds += waits[-1]
     # taken over LEASE after a's list before the one that showed c's last write (RETRY before it),
     # to the margin, not at the next tick of RETRY
-    assert clock.now - waits[-1] == pytest.approx(last_write - RETRY + LEASE + EXPIRY_MARGIN)
+    assert clock.seconds - waits[-1] == pytest.approx(last_write - RETRY + LEASE + EXPIRY_MARGIN)
     assert min(waits) < RETRY and max(waits) == RETRY
 
 
 def test_replica_cut_off_from_the_api_server_loses_its_buckets_before_they_expire():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     a, b = Replica("a", store, clock), Replica("b", store, clock)
     run(rounds([a, b], [a, b], clock, 3))
     held_by_a, mark = a.held, len(a.events)
     assert_balanced([a, b])
 
     a.api.down = True
-    cut_off_at = clock.now
-    while clock.now < cut_off_at + RENEW - RETRY:
+    cut_off_at = clock.seconds
+    while clock.seconds < cut_off_at + RENEW - RETRY:
         run(rounds([a, b], [a, b], clock, 1))
         assert a.held == held_by_a and not a.count("lost", mark)
 
@@ -493,10 +500,10 @@ def test_replica_cut_off_from_the_api_server_loses_its_buckets_before_they_expir
 
 
 def test_replica_whose_writes_fail_loses_its_buckets():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     a = Replica("a", store, clock)
     run(a.leases.round())
-    renewed_at = clock.now
+    renewed_at = clock.seconds
 
     async def refuse(method, path, **options):
         if method != "GET":
@@ -505,13 +512,13 @@ def test_replica_whose_writes_fail_loses_its_buckets():
 
     a.api.request = refuse
     refused = 0
-    while clock.now <= renewed_at + RENEW:
+    while clock.seconds <= renewed_at + RENEW:
         try:  # renewals are due every RENEW / 3: not every round writes
             run(a.leases.round())
         except Invalid:
             refused += 1
         assert a.held == set(range(BUCKETS)) and not a.count("lost")
-        clock.now += RETRY
+        clock.seconds += RETRY
     assert refused >= 2  # renewals were tried, and failed, before the buckets were given up
     with pytest.raises(Invalid):
         run(a.leases.round())
@@ -519,7 +526,7 @@ def test_replica_whose_writes_fail_loses_its_buckets():
 
 
 def test_release_all_hands_the_buckets_to_the_others_at_their_next_round():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     a, b = Replica("a", store, clock), Replica("b", store, clock)
     run(rounds([a, b], [a, b], clock, 3))
     held_by_a, mark = a.held, len(a.events)
@@ -538,7 +545,7 @@ def test_release_all_hands_the_buckets_to_the_others_at_their_next_round():
 
 
 def test_release_all_ignores_api_errors():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     a = Replica("a", store, clock)
     run(rounds([a], [a], clock, 1))
 
@@ -552,7 +559,7 @@ def test_release_all_ignores_api_errors():
 
 @pytest.mark.parametrize("existing", [False, True], ids=["missing-leases", "free-leases"])
 def test_replicas_racing_for_free_buckets_never_both_gain_one(existing):
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     if existing:
         for bucket in range(BUCKETS):
             labels = {"seqflow.io/lease": "bucket"}
@@ -577,7 +584,7 @@ def test_replicas_racing_for_free_buckets_never_both_gain_one(existing):
 
 
 def test_a_lease_still_naming_the_replica_after_a_restart_is_taken_back():
-    store, clock = FakeLeases(), Clock()
+    store, clock = FakeLeases(), FakeClock()
     first = Replica("a", store, clock)
     run(rounds([first], [first], clock, 1))
     again = Replica("a", store, clock)  # same identity, new process: its leases are still fresh

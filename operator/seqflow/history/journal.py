@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from functools import partial
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from seqflow.clock import Clock, SystemClock
 from seqflow.engine import AttemptResult
 from seqflow.history.store import HistoryStore, JournalEntry
 
@@ -36,10 +36,13 @@ Journaled = dict[str, dict[tuple[int, str, int], AttemptResult | None]]
 
 
 class Journal:
-    def __init__(self, store: HistoryStore, *, pause_seconds: float = 5.0) -> None:
+    def __init__(
+        self, store: HistoryStore, *, pause_seconds: float = 5.0, clock: Clock | None = None
+    ) -> None:
         """`pause_seconds`: after a failed write, how long `record` answers False without trying."""
         self._store = store
         self._pause = pause_seconds
+        self._clock = clock or SystemClock()
         self.writer = uuid.uuid4().hex  # what this process wrote since it last forgot is not read back
         self._away_until = float("inf")  # until `open`
         self._entries: list[JournalEntry] = []
@@ -59,7 +62,7 @@ class Journal:
     @property
     def available(self) -> bool:
         """Whether `record` would try to write (it may still fail)."""
-        return time.monotonic() >= self._away_until
+        return self._clock.monotonic() >= self._away_until
 
     def open(self) -> None:
         """The schema has the journal's table: take entries from now on."""
@@ -67,7 +70,7 @@ class Journal:
 
     async def record(self, entries: Sequence[JournalEntry]) -> bool:
         """Append `entries`: True once they are durable, False when they could not be written."""
-        if time.monotonic() < self._away_until:
+        if self._clock.monotonic() < self._away_until:
             return False
         written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._entries += entries
@@ -119,7 +122,7 @@ class Journal:
                     written = True
                 except Exception as error:  # (the database away, most likely)
                     written = False
-                    self._away_until = time.monotonic() + self._pause
+                    self._away_until = self._clock.monotonic() + self._pause
                     logger.warning(
                         "progress journal not written (%s: %s): each start is written to its run's "
                         "status first for %.0f s",

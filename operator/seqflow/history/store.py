@@ -7,7 +7,8 @@ entry it reflects, so writing a batch again changes nothing: that is what makes 
 a crash or an outage safe.
 
 It also keeps the progress journal (seqflow.history.journal): rows appended and read whole, and
-deleted once their run has finished.
+deleted once their run has finished. The rows' columns and the JSON they are read as are made in
+seqflow.history.rows.
 """
 
 from __future__ import annotations
@@ -38,8 +39,19 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import Insert
 
-from seqflow.api.models import HistoryEvent, HistoryRecord, JsonObject, NodePhase, RunPhase
+from seqflow.api.models import HistoryRecord, JsonObject, RunPhase
 from seqflow.engine import AttemptResult
+from seqflow.history.rows import (
+    SUMMARY_COLUMNS,
+    activity_json,
+    activity_values,
+    attempt_json,
+    attempt_values,
+    naive_utc,
+    run_changes,
+    run_json,
+    summary_json,
+)
 from seqflow.history.tables import ActivityRow, AttemptRow, JournalRow, RunRow
 
 MAX_PAGE = 500
@@ -134,14 +146,6 @@ _MYSQL_ENGINE: dict[str, Any] = {
 }
 
 
-def _naive_utc(moment: datetime | None) -> datetime | None:
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment is not None else None
-
-
-def _aware(moment: datetime | None) -> str | None:
-    return moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z") if moment else None
-
-
 class HistoryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -188,11 +192,11 @@ class HistoryStore:
         fresh = [r for r in records if r.seq > (applied or 0)]
         if not fresh:
             return
-        connection.execute(update(RunRow).where(RunRow.uid == run.uid).values(_run_changes(fresh)))
-        attempts = _attempt_values(run.uid, fresh)
+        connection.execute(update(RunRow).where(RunRow.uid == run.uid).values(run_changes(fresh)))
+        attempts = attempt_values(run.uid, fresh)
         if attempts:
             self._upsert_attempts(connection, attempts)
-        entries = [_activity_values(run.uid, r) for r in fresh]
+        entries = [activity_values(run.uid, r) for r in fresh]
         connection.execute(self._insert_ignore(connection, ActivityRow), entries)
 
     @staticmethod
@@ -293,9 +297,9 @@ class HistoryStore:
             if value is not None:
                 query = query.where(column == value)
         if filter.created_after is not None:
-            query = query.where(RunRow.created_at >= _naive_utc(filter.created_after))
+            query = query.where(RunRow.created_at >= naive_utc(filter.created_after))
         if filter.created_before is not None:
-            query = query.where(RunRow.created_at < _naive_utc(filter.created_before))
+            query = query.where(RunRow.created_at < naive_utc(filter.created_before))
         if cursor:
             created_at, row_id = decode_cursor(cursor)
             query = query.where(
@@ -308,7 +312,7 @@ class HistoryStore:
             rows = connection.execute(query).all()
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-        return [_summary_json(r) for r in page], next_cursor
+        return [summary_json(r) for r in page], next_cursor
 
     def get_run(self, namespace: str, name: str) -> JsonObject | None:
         """The newest run of that name, with its attempts and activity log."""
@@ -330,9 +334,9 @@ class HistoryStore:
                 select(ActivityRow).where(ActivityRow.run_uid == run.uid).order_by(ActivityRow.seq)
             ).all()
         return {
-            **_run_json(run),
-            "attempts": [_attempt_json(a) for a in attempts],
-            "activity": [_activity_json(e) for e in activity],
+            **run_json(run),
+            "attempts": [attempt_json(a) for a in attempts],
+            "activity": [activity_json(e) for e in activity],
         }
 
     # ----- retention -----
@@ -345,7 +349,7 @@ class HistoryStore:
             with self.engine.begin() as connection:
                 uids = list(
                     connection.scalars(
-                        select(RunRow.uid).where(RunRow.finished_at < _naive_utc(cutoff)).limit(batch)
+                        select(RunRow.uid).where(RunRow.finished_at < naive_utc(cutoff)).limit(batch)
                     )
                 )
                 if not uids:
@@ -375,7 +379,7 @@ def _journal_values(entry: JournalEntry) -> JsonObject:
         "writer": entry.writer,
         "ended": result is not None,
         "result": ended,
-        "recorded_at": _naive_utc(datetime.now(UTC)),
+        "recorded_at": naive_utc(datetime.now(UTC)),
     }
 
 
@@ -413,118 +417,10 @@ def _new_run_row(run: RunIdentity) -> JsonObject:
         "name": run.name,
         "workflow": run.workflow,
         "input": run.input,
-        "created_at": _naive_utc(run.created_at),
+        "created_at": naive_utc(run.created_at),
         "phase": RunPhase.PENDING.value,
         "history_seq": 0,
     }
-
-
-_RUN_ENDS = {
-    HistoryEvent.WORKFLOW_FAILED: RunPhase.FAILED,
-    HistoryEvent.WORKFLOW_CANCELLED: RunPhase.CANCELLED,
-}
-
-
-_RUN_PAUSES = {
-    HistoryEvent.RUN_SUSPENDED: RunPhase.SUSPENDED,
-    HistoryEvent.RUN_RESUMED: RunPhase.RUNNING,
-    HistoryEvent.COMPENSATION_STARTED: RunPhase.COMPENSATING,
-}
-
-
-def _run_changes(records: list[HistoryRecord]) -> JsonObject:
-    """The run row's columns after applying `records` (in order, at least one)."""
-    changes: JsonObject = {"history_seq": records[-1].seq}
-    for record in records:
-        if record.type == HistoryEvent.WORKFLOW_STARTED:
-            changes.update(
-                phase=RunPhase.RUNNING.value,
-                started_at=_naive_utc(record.at),
-                workflow_generation=record.details.get("generation"),
-            )
-        elif record.type == HistoryEvent.WORKFLOW_COMPLETED:
-            changes.update(
-                phase=RunPhase.SUCCEEDED.value,
-                finished_at=_naive_utc(record.at),
-                output=record.details.get("output"),
-            )
-        elif record.type in _RUN_ENDS:
-            changes.update(
-                phase=_RUN_ENDS[record.type].value,
-                finished_at=_naive_utc(record.at),
-                error=record.details.get("message"),
-            )
-        elif record.type == HistoryEvent.RUN_RETRIED:
-            changes.update(phase=RunPhase.RUNNING.value, finished_at=None, error=None)
-        elif record.type in _RUN_PAUSES:
-            changes.update(phase=_RUN_PAUSES[record.type].value)
-    return changes
-
-
-def _attempt_values(run_uid: str, records: list[HistoryRecord]) -> list[JsonObject]:
-    """The attempt rows touched by `records`, each with the columns the entries tell."""
-    attempts: dict[tuple[str, int], JsonObject] = {}
-    for record in records:
-        if record.task is None or record.task_index is None or record.attempt is None:
-            continue
-        row = attempts.setdefault(
-            (record.task, record.attempt),
-            {
-                "run_uid": run_uid,
-                "task_index": record.task_index,
-                "task": record.task,
-                "attempt": record.attempt,
-                "phase": NodePhase.RUNNING.value,
-            },
-        )
-        if record.type == HistoryEvent.TASK_STARTED:
-            row.update(
-                started_at=_naive_utc(record.at),
-                input=record.details.get("input"),
-                executor=record.details.get("executor"),
-            )
-        elif record.type == HistoryEvent.TASK_COMPLETED:
-            row.update(
-                phase=NodePhase.SUCCEEDED.value,
-                finished_at=_naive_utc(record.at),
-                output=record.details.get("output"),
-            )
-        elif record.type in (HistoryEvent.TASK_RETRY, HistoryEvent.TASK_FAILED):
-            row.update(
-                phase=NodePhase.FAILED.value,
-                finished_at=_naive_utc(record.at),
-                error=record.details.get("error"),
-            )
-        elif record.type == HistoryEvent.TASK_CANCELLED:
-            row.update(phase=NodePhase.CANCELLED.value, finished_at=_naive_utc(record.at))
-    return list(attempts.values())
-
-
-def _activity_values(run_uid: str, record: HistoryRecord) -> JsonObject:
-    return {
-        "run_uid": run_uid,
-        "seq": record.seq,
-        "event": record.type.value,
-        "task": record.task,
-        "attempt": record.attempt,
-        "details": record.details,
-        "occurred_at": _naive_utc(record.at),
-    }
-
-
-SUMMARY_COLUMNS = (
-    RunRow.id,
-    RunRow.uid,
-    RunRow.namespace,
-    RunRow.name,
-    RunRow.workflow,
-    RunRow.workflow_generation,
-    RunRow.phase,
-    RunRow.error,
-    RunRow.created_at,
-    RunRow.started_at,
-    RunRow.finished_at,
-)
 
 
 def encode_cursor(created_at: datetime, row_id: int) -> str:
@@ -537,48 +433,3 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         return datetime.fromisoformat(created_at), int(row_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as error:
         raise BadCursor("cursor is not one this API returned") from error
-
-
-def _summary_json(row: Any) -> JsonObject:
-    return {
-        "uid": row.uid,
-        "namespace": row.namespace,
-        "name": row.name,
-        "workflow": row.workflow,
-        "workflowGeneration": row.workflow_generation,
-        "phase": row.phase,
-        "error": row.error,
-        "createdAt": _aware(row.created_at),
-        "startedAt": _aware(row.started_at),
-        "finishedAt": _aware(row.finished_at),
-    }
-
-
-def _run_json(row: Any) -> JsonObject:
-    return {**_summary_json(row), "input": row.input, "output": row.output}
-
-
-def _attempt_json(row: Any) -> JsonObject:
-    return {
-        "task": row.task,
-        "taskIndex": row.task_index,
-        "attempt": row.attempt,
-        "executor": row.executor,
-        "phase": row.phase,
-        "input": row.input,
-        "output": row.output,
-        "error": row.error,
-        "startedAt": _aware(row.started_at),
-        "finishedAt": _aware(row.finished_at),
-    }
-
-
-def _activity_json(row: Any) -> JsonObject:
-    return {
-        "seq": row.seq,
-        "event": row.event,
-        "task": row.task,
-        "attempt": row.attempt,
-        "details": row.details,
-        "at": _aware(row.occurred_at),
-    }
