@@ -75,6 +75,7 @@ async def run_operator(settings: Settings) -> None:
             stack,
             settings,
             lease_api=KubeApi(configuration, connections=4, observe=observe),
+            clock=clock,
             gained=lambda bucket: _took(runs, scheduler),
             lost=lambda bucket: runs.drop_unowned(),
             drain=lambda bucket: runs.drain_handed_over(),
@@ -148,6 +149,7 @@ def _leases(
     settings: Settings,
     *,
     lease_api: KubeApi,
+    clock: Clock,
     gained: Callable[[int], None],
     lost: Callable[[int], None],
     drain: Callable[[int], Awaitable[None]],
@@ -160,6 +162,7 @@ def _leases(
         return None
     leases = BucketLeases(
         api=lease_api,
+        clock=clock,
         namespace=settings.lease_namespace,
         prefix=settings.lease_name,
         identity=settings.replica_name,

@@ -238,14 +238,14 @@ def test_the_journal_takes_entries_once_open_and_reads_back_only_other_processes
 
     async def main() -> None:
         started = JournalEntry(run_uid=run, retried=0, node="A", attempt=1, writer=first.writer)
-        assert not await first.record([started])  # the schema may not have its table yet
+        assert not await first.write([started])  # the schema may not have its table yet
         first.open()
         ended = AttemptResult(node="A", attempt=1, output={"n": 1})
-        assert await first.record([started, replace(started, result=ended)])
+        assert await first.write([started, replace(started, result=ended)])
         assert (await second.load() or {}).get(run) == {(0, "A", 1): ended}
         assert run not in (await first.load() or {})  # what it wrote itself it knows
         first.forget(run, retried=0)
-        await first.record([])  # (the forget goes with the next write)
+        await first.write([])  # (the forget goes with the next write)
         assert run not in (await second.load() or {})
 
     asyncio.run(main())

@@ -164,7 +164,7 @@ class FakeJournal:
         self.elsewhere: list[JournalEntry] = []  # what another process journaled
         self.readable = True
 
-    async def record(self, entries: list[JournalEntry]) -> bool:
+    async def write(self, entries: list[JournalEntry]) -> bool:
         if self.available:
             self.entries += entries
         return self.available

@@ -68,7 +68,7 @@ class Journal:
         """The schema has the journal's table: take entries from now on."""
         self._away_until = 0.0
 
-    async def record(self, entries: Sequence[JournalEntry]) -> bool:
+    async def write(self, entries: Sequence[JournalEntry]) -> bool:
         """Append `entries`: True once they are durable, False when they could not be written."""
         if self._clock.monotonic() < self._away_until:
             return False

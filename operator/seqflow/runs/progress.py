@@ -149,7 +149,7 @@ class Progress:
             JournalEntry(run_uid=uid, retried=retried, node=a.node, attempt=a.attempt, writer=writer)
             for a in starts
         ]
-        if not await self._journal.record(entries):
+        if not await self._journal.write(entries):
             return False
         state.journaled = True
         return True
