@@ -9,7 +9,7 @@ with a bucket): an attempt the journal says ended is not run again (its result i
 was), one that only started is interrupted (and retried as a new attempt), as if the status had
 said so.
 
-Until the schema has the journal's table (`open`), and while the database is away, `record`
+Until the schema has the journal's table (`open`), and while the database is away, `write`
 answers False at once and nothing starts before its start is in the status: runs go on at a
 status write per step.
 """
@@ -39,7 +39,7 @@ class Journal:
     def __init__(
         self, store: HistoryStore, *, pause_seconds: float = 5.0, clock: Clock | None = None
     ) -> None:
-        """`pause_seconds`: after a failed write, how long `record` answers False without trying."""
+        """`pause_seconds`: after a failed write, how long `write` answers False without trying."""
         self._store = store
         self._pause = pause_seconds
         self._clock = clock or SystemClock()
@@ -61,7 +61,7 @@ class Journal:
 
     @property
     def available(self) -> bool:
-        """Whether `record` would try to write (it may still fail)."""
+        """Whether `write` would try to write (it may still fail)."""
         return self._clock.monotonic() >= self._away_until
 
     def open(self) -> None:
