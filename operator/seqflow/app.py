@@ -10,9 +10,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import timedelta
 
 import kopf
+from aiohttp import web
+from kubernetes import client as k8s_client
 from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 
 from seqflow.clock import Clock, SystemClock
@@ -45,87 +48,126 @@ RETENTION_INTERVAL = 3600.0
 async def run_operator(settings: Settings) -> None:
     import_handler_modules(settings.handler_modules)
     configuration = load_configuration()  # start-up mistakes first, before anything starts
-    clock = SystemClock()
     async with AsyncExitStack() as stack:
-        store = open_store(settings.database_url.get_secret_value())
-        stack.callback(store.dispose)
-        journal = Journal(store, clock=clock)
-        stack.callback(journal.close)
-        if settings.migrate_on_start:
-            _in_background(stack, _migrate(store, journal), name="seqflow-migrate")
-        else:
-            journal.open()
-        disable_created_metrics()  # no *_created series: they double the exposition for little use
-        metrics = Metrics(CollectorRegistry())
+        operator = build(settings, configuration=configuration, clock=SystemClock(), stack=stack)
+        await run(operator, stack=stack)
 
-        def observe(verb: str, resource: str, code: int, seconds: float) -> None:
-            metrics.api_requests.labels(verb, resource, code).observe(seconds)
 
-        api = KubeApi(
-            configuration,
-            connections=settings.api_connections,
-            observe=observe,
-            qps=settings.api_qps,
-            burst=settings.api_burst,
-        )
-        stack.push_async_callback(api.close)
-        runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
-        stack.callback(runner.close)
-        leases = _leases(
-            stack,
-            settings,
-            lease_api=KubeApi(configuration, connections=4, observe=observe),
-            clock=clock,
-            gained=lambda bucket: _took(runs, scheduler),
-            lost=lambda bucket: runs.drop_unowned(),
-            drain=lambda bucket: runs.drain_handed_over(),
-        )
-        runs = RunController(
-            api=api,
-            runner=runner,
-            history=HistoryWriter(store),
-            journal=journal,
-            metrics=metrics,
-            handler_names=registry.names(),
-            owns=leases.holds if leases is not None else _everything,
-            handing_over=leases.handing_over if leases is not None else _nothing,
-            options=_run_options(settings),
-            clock=clock,
-        )
-        schedule_events = EventRecorder(api, queue_size=settings.event_queue_size, clock=clock)
-        scheduler = Scheduler(
-            api=api, events=schedule_events, owns=leases.holds if leases else _everything, clock=clock
-        )
-        await _serve_http(stack, settings, api=api, store=store, runs=runs, clock=clock)
-        if settings.metrics_port:
-            metrics_server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)
-            stack.callback(metrics_server.shutdown)
-        logger.info(
-            "seqflow starting: handlers %s, %d workers, history in %s, http on :%d",
-            sorted(registry.names()),
-            settings.max_concurrent_runs,
-            store.engine.url.render_as_string(),
-            settings.http_port,
-        )
-        runs.start()
-        stack.push_async_callback(runs.stop)
-        scheduler.start()
-        schedule_events.start()
-        stack.push_async_callback(scheduler.stop)
-        stack.push_async_callback(schedule_events.stop)
-        if leases is not None:
-            _in_background(stack, leases.run(), name="seqflow-leases")
-        retention = _prune_history(store, settings.history_retention_days, clock=clock)
-        _in_background(stack, retention, name="seqflow-retention")
-        kopf_settings = kopf.OperatorSettings()
-        configure(kopf_settings, settings)
-        await kopf.operator(
-            registry=build_registry(),
-            settings=kopf_settings,
-            memo=kopf.Memo(reconciler=runs, scheduler=scheduler),
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-        )
+@dataclass(frozen=True)
+class Operator:
+    """The operator's parts as `build` made them, started by `run`."""
+
+    settings: Settings
+    clock: Clock
+    store: HistoryStore
+    metrics: Metrics
+    runs: RunController
+    scheduler: Scheduler
+    schedule_events: EventRecorder
+    leases: BucketLeases | None
+    http: web.Application
+
+
+def build(
+    settings: Settings, *, configuration: k8s_client.Configuration, clock: Clock, stack: AsyncExitStack
+) -> Operator:
+    """Every part, from the settings; what holds resources is closed by `stack`, in reverse."""
+    store = open_store(settings.database_url.get_secret_value())
+    stack.callback(store.dispose)
+    journal = Journal(store, clock=clock)
+    stack.callback(journal.close)
+    if settings.migrate_on_start:
+        _in_background(stack, _migrate(store, journal), name="seqflow-migrate")
+    else:
+        journal.open()
+    disable_created_metrics()  # no *_created series: they double the exposition for little use
+    metrics = Metrics(CollectorRegistry())
+
+    def observe(verb: str, resource: str, code: int, seconds: float) -> None:
+        metrics.api_requests.labels(verb, resource, code).observe(seconds)
+
+    api = KubeApi(
+        configuration,
+        connections=settings.api_connections,
+        observe=observe,
+        qps=settings.api_qps,
+        burst=settings.api_burst,
+    )
+    stack.push_async_callback(api.close)
+    runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
+    stack.callback(runner.close)
+    leases = _leases(
+        stack,
+        settings,
+        lease_api=KubeApi(configuration, connections=4, observe=observe),
+        clock=clock,
+        gained=lambda bucket: _took(runs, scheduler),
+        lost=lambda bucket: runs.drop_unowned(),
+        drain=lambda bucket: runs.drain_handed_over(),
+    )
+    runs = RunController(
+        api=api,
+        runner=runner,
+        history=HistoryWriter(store),
+        journal=journal,
+        metrics=metrics,
+        handler_names=registry.names(),
+        owns=leases.holds if leases is not None else _everything,
+        handing_over=leases.handing_over if leases is not None else _nothing,
+        options=_run_options(settings),
+        clock=clock,
+    )
+    schedule_events = EventRecorder(api, queue_size=settings.event_queue_size, clock=clock)
+    scheduler = Scheduler(
+        api=api, events=schedule_events, owns=leases.holds if leases else _everything, clock=clock
+    )
+    return Operator(
+        settings=settings,
+        clock=clock,
+        store=store,
+        metrics=metrics,
+        runs=runs,
+        scheduler=scheduler,
+        schedule_events=schedule_events,
+        leases=leases,
+        http=_http_application(settings, api=api, store=store, runs=runs, clock=clock),
+    )
+
+
+async def run(operator: Operator, *, stack: AsyncExitStack) -> None:
+    """Start the parts (each stopped by `stack`), then Kopf's watches, until the operator stops."""
+    settings = operator.settings
+    http = await serve(operator.http, port=settings.http_port)
+    stack.push_async_callback(http.cleanup)
+    if settings.metrics_port:
+        metrics_server, _ = start_http_server(settings.metrics_port, registry=operator.metrics.registry)
+        stack.callback(metrics_server.shutdown)
+    logger.info(
+        "seqflow starting: handlers %s, %d workers, history in %s, http on :%d",
+        sorted(registry.names()),
+        settings.max_concurrent_runs,
+        operator.store.engine.url.render_as_string(),
+        settings.http_port,
+    )
+    operator.runs.start()
+    stack.push_async_callback(operator.runs.stop)
+    operator.scheduler.start()
+    operator.schedule_events.start()
+    stack.push_async_callback(operator.scheduler.stop)
+    stack.push_async_callback(operator.schedule_events.stop)
+    if operator.leases is not None:
+        _in_background(stack, operator.leases.run(), name="seqflow-leases")
+    retention = _prune_history(operator.store, settings.history_retention_days, clock=operator.clock)
+    _in_background(stack, retention, name="seqflow-retention")
+    kopf_settings = kopf.OperatorSettings()
+    configure(kopf_settings, settings)
+    await kopf.operator(
+        registry=build_registry(),
+        settings=kopf_settings,
+        memo=kopf.Memo(reconciler=operator.runs, scheduler=operator.scheduler),
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+    )
 
 
 def _run_options(settings: Settings) -> RunOptions:
@@ -178,15 +220,9 @@ def _leases(
     return leases
 
 
-async def _serve_http(
-    stack: AsyncExitStack,
-    settings: Settings,
-    *,
-    api: KubeApi,
-    store: HistoryStore,
-    runs: RunController,
-    clock: Clock,
-) -> None:
+def _http_application(
+    settings: Settings, *, api: KubeApi, store: HistoryStore, runs: RunController, clock: Clock
+) -> web.Application:
     authorizer = Authorizer(api, clock=clock) if settings.http_auth else None
     if authorizer is None:
         logger.warning("the HTTP API does not check callers (SEQFLOW_HTTP_AUTH=false)")
@@ -194,8 +230,7 @@ async def _serve_http(
     ControlApi(api=api, authorizer=authorizer).add_routes(application)
     Webhooks(api=api, clock=clock).add_routes(application)
     Dashboard().add_routes(application)
-    http = await serve(application, port=settings.http_port)
-    stack.push_async_callback(http.cleanup)
+    return application
 
 
 def _in_background(stack: AsyncExitStack, work: Awaitable[None], *, name: str) -> None:

@@ -12,6 +12,7 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from seqflow.api.bodies import key_of, uid_of
 from seqflow.api.models import JsonObject
 from seqflow.controller.queue import backoff
 from seqflow.engine import RunView
@@ -21,11 +22,11 @@ logger = logging.getLogger(__name__)
 
 
 def identity_of(body: JsonObject, run: RunView) -> RunIdentity:
-    meta = body["metadata"]
+    namespace, name = key_of(body)
     return RunIdentity(
-        uid=meta["uid"],
-        namespace=meta["namespace"],
-        name=meta["name"],
+        uid=uid_of(body),
+        namespace=namespace,
+        name=name,
         workflow=run.spec.workflow_ref.name,
         input=run.spec.input,
         created_at=run.created_at,
@@ -43,7 +44,7 @@ class HistoryWriter:
         status = run.status
         if not status.pending_history:
             return 0
-        uid = body["metadata"]["uid"]
+        uid = uid_of(body)
         try:
             written = await asyncio.to_thread(
                 self._store.write, identity_of(body, run), status.pending_history
@@ -52,8 +53,7 @@ class HistoryWriter:
             self._failures[uid] = self._failures.get(uid, 0) + 1
             logger.warning(
                 "history of %s/%s not written (%d entries pending): %s",
-                body["metadata"]["namespace"],
-                body["metadata"]["name"],
+                *key_of(body),
                 len(status.pending_history),
                 type(error).__name__,
             )
@@ -62,4 +62,4 @@ class HistoryWriter:
         return written
 
     def retry_delay(self, body: JsonObject) -> float:
-        return backoff(self._failures.get(body["metadata"]["uid"], 1))
+        return backoff(self._failures.get(uid_of(body), 1))
