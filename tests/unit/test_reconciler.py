@@ -196,8 +196,8 @@ def reconciler(
     return RunController(
         api=api,  # type: ignore[arg-type]
         runner=HandlerRunner(handlers=handlers, threads=2),
-        history=history,  # type: ignore[arg-type]
-        journal=journal or FakeJournal(),  # type: ignore[arg-type]
+        history=history,
+        journal=journal or FakeJournal(),
         metrics=Metrics(CollectorRegistry()),
         handler_names=handlers.names(),
         options=RunOptions(

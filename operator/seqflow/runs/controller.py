@@ -19,17 +19,15 @@ from seqflow.controller.worker import Background, Workers
 from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRunner
 from seqflow.executors.jobs import LABEL_RUN, job_finished, pod_finished, run_of, slim_pod, step_of_pod
-from seqflow.history.journal import Journal
-from seqflow.history.sync import HistoryWriter
 from seqflow.metrics import Metrics
 from seqflow.runs.actuator import Actuator, StepOptions
 from seqflow.runs.admission import Admission, waiting_for
 from seqflow.runs.cache import Cache
 from seqflow.runs.fast import FastSteps
-from seqflow.runs.flush import HistoryFlush
+from seqflow.runs.flush import HistoryFlush, HistorySink
 from seqflow.runs.observe import Observer
 from seqflow.runs.ownership import Ownership, Owns
-from seqflow.runs.progress import ALL_RETRIES, Progress
+from seqflow.runs.progress import ALL_RETRIES, Journal, Progress
 from seqflow.runs.reconciler import Planner, Reconciler
 from seqflow.runs.state import RunStates
 from seqflow.runs.workflows import Workflows
@@ -61,7 +59,7 @@ class RunController:
         *,
         api: KubeApi,
         runner: HandlerRunner,
-        history: HistoryWriter,
+        history: HistorySink,
         journal: Journal,
         metrics: Metrics,
         handler_names: frozenset[str],

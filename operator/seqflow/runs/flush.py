@@ -5,13 +5,13 @@ before a deleted run goes (its finalizer holds it until then)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from seqflow.api.bodies import Key, finalizers_of, uid_of
 from seqflow.api.models import JsonObject
 from seqflow.controller.queue import WorkQueue
 from seqflow.controller.worker import Background
 from seqflow.engine import RunView
-from seqflow.history.sync import HistoryWriter
 from seqflow.runs.state import RunStates
 from seqflow.runs.view import run_view
 from seqflow.runs.writes import RunWriter
@@ -19,9 +19,19 @@ from seqflow.runs.writes import RunWriter
 FINALIZER = "seqflow.io/history"  # a run is not deleted before its history is written
 
 
+class HistorySink(Protocol):
+    """Where a run's activity log goes (seqflow.history.sync.HistoryWriter, or a test's fake)."""
+
+    async def flush(self, body: JsonObject, run: RunView) -> int | None:
+        """The last seq now in the store (0: nothing was pending); None when it is away."""
+        ...
+
+    def retry_delay(self, body: JsonObject) -> float: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class HistoryFlush:
-    history: HistoryWriter
+    history: HistorySink
     states: RunStates
     queue: WorkQueue[Key]
     writer: RunWriter

@@ -8,18 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from seqflow.api.models import NodePhase, WorkflowRunStatus
 from seqflow.clock import Clock
 from seqflow.controller.queue import backoff
 from seqflow.engine import INTERRUPTED, AttemptResult, RunHandler
-from seqflow.history.journal import Journal, Journaled
+from seqflow.history.journal import Journaled
 from seqflow.history.store import JournalEntry
 from seqflow.runs.state import RunState
 
 logger = logging.getLogger(__name__)
 ALL_RETRIES = 2**31 - 1  # forget the entries of every retry of a run
+
+
+class Journal(Protocol):
+    """The progress journal (seqflow.history.journal.Journal, or a test's fake)."""
+
+    writer: str  # who this process is in the journal
+
+    @property
+    def available(self) -> bool: ...
+
+    async def write(self, entries: Sequence[JournalEntry]) -> bool: ...
+
+    def forget(self, run_uid: str, *, retried: int) -> None: ...
+
+    def forget_own(self) -> None: ...
+
+    async def load(self) -> Journaled | None: ...
 
 
 class Progress:
