@@ -104,7 +104,10 @@ class Progress:
                 )
                 self.unknown = True
                 self._read.set()
-            await asyncio.sleep(backoff(failures, first=0.5, limit=self._read_seconds))
+            delay = backoff(failures, first=0.5, limit=self._read_seconds)
+            if not self.unknown:  # the runs go on at the deadline, not a backoff past it
+                delay = min(delay, max(deadline - self._clock.monotonic(), 0.0))
+            await asyncio.sleep(delay)
         if self.unknown:
             self.unknown = False
             logger.info("the progress journal has been read: in-process attempts go on")
