@@ -155,7 +155,8 @@ async def run(operator: Operator, *, stack: AsyncExitStack) -> None:
     operator.schedule_events.start()
     stack.push_async_callback(operator.scheduler.stop)
     stack.push_async_callback(operator.schedule_events.stop)
-    if operator.leases is not None:
+    if operator.leases is not None:  # at stop, handed over while the controllers still drain
+        stack.push_async_callback(operator.leases.release_all)
         _in_background(stack, operator.leases.run(), name="seqflow-leases")
     retention = _prune_history(operator.store, settings.history_retention_days, clock=operator.clock)
     _in_background(stack, retention, name="seqflow-retention")
@@ -197,8 +198,7 @@ def _leases(
     drain: Callable[[int], Awaitable[None]],
 ) -> BucketLeases | None:
     """The Leases of the run buckets, with active-active replicas (SEQFLOW_BUCKETS), on API
-    connections of their own (renewals never wait behind the runs' writes for one); released at
-    stop, after the controllers have stopped."""
+    connections of their own (renewals never wait behind the runs' writes for one)."""
     stack.push_async_callback(lease_api.close)
     if not settings.buckets:
         return None
@@ -216,7 +216,6 @@ def _leases(
         on_lost=lost,
         drain=drain,
     )
-    stack.push_async_callback(leases.release_all)
     return leases
 
 

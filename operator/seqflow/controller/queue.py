@@ -31,10 +31,6 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def processing(self) -> frozenset[K]:
-        """The keys workers hold now."""
-        return frozenset(self._processing)
-
     def add(self, key: K, *, urgent: bool = False) -> None:
         """Queue `key`; an urgent key goes ahead of every key that is not."""
         held = self._held_until.get(key)

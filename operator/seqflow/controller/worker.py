@@ -43,6 +43,7 @@ class Workers(Generic[K]):
         self._on_error = on_error
         self._ready = ready
         self._failures: dict[K, int] = {}
+        self._reconciling: set[K] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, count: int, *, name: str) -> None:
@@ -52,6 +53,10 @@ class Workers(Generic[K]):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def reconciling(self) -> frozenset[K]:
+        """The keys being reconciled now."""
+        return frozenset(self._reconciling)
 
     def forget(self, key: K) -> None:
         """The key's object is gone: no backoff or timer of it is left."""
@@ -63,6 +68,7 @@ class Workers(Generic[K]):
             key = await self._queue.get()
             try:
                 await self._ready()
+                self._reconciling.add(key)
                 await self._reconcile(key)
                 self._failures.pop(key, None)
             except Permanent as error:
@@ -81,6 +87,7 @@ class Workers(Generic[K]):
                 )
                 self._queue.retry_after(key, delay)
             finally:
+                self._reconciling.discard(key)
                 self._queue.done(key)
 
 

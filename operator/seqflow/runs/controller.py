@@ -188,7 +188,7 @@ class RunController:
         attempts under way on them end and their results be written, for at most a while."""
         deadline = self._clock.monotonic() + self._options.drain_seconds
         while self._clock.monotonic() < deadline and (
-            any(self._ownership.giving_up(key) for key in self._queue.processing())
+            any(self._ownership.giving_up(key) for key in self._workers.reconciling())
             or any(self._ownership.giving_up(s.key) for s in self._states if s.busy)
         ):
             await asyncio.sleep(0.02)

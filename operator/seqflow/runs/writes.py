@@ -8,7 +8,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from seqflow.api.bodies import Key, key_of, run_finished, run_phase, status_of, version_of
+from seqflow.api.bodies import (
+    Key,
+    deleting,
+    finalizers_of,
+    key_of,
+    run_finished,
+    run_phase,
+    status_of,
+    version_of,
+)
 from seqflow.api.models import MAX_DATA_BYTES, JsonObject, Reason, WorkflowRunStatus
 from seqflow.clock import Clock
 from seqflow.cluster.events import EventRecorder
@@ -134,7 +143,10 @@ class RunWriter:
             return None
         except Conflict:
             return await self.reread(key)
-        self.runs.wrote(written)
+        if deleting(written) and not finalizers_of(written):
+            self.runs.drop(key)  # gone now: its DELETED event may have been taken already
+        else:
+            self.runs.wrote(written)
         return written
 
     async def _write_status(self, key: Key, body: JsonObject, new: WorkflowRunStatus) -> JsonObject:
