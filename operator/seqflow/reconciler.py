@@ -421,7 +421,10 @@ class Reconciler:
                 )
                 self._progress_unknown = True
                 self._journal_read.set()
-            await asyncio.sleep(backoff(failures, first=0.5, limit=JOURNAL_READ_SECONDS))
+            delay = backoff(failures, first=0.5, limit=JOURNAL_READ_SECONDS)
+            if not self._progress_unknown:  # the runs go on at the deadline, not a backoff past it
+                delay = min(delay, max(deadline - time.monotonic(), 0.0))
+            await asyncio.sleep(delay)
         if self._progress_unknown:
             self._progress_unknown = False
             self._progress_known.clear()
