@@ -341,6 +341,10 @@ def test_deleted_run_keeps_its_finalizer_until_history_is_written():
         history.available = True
         await settle(lambda: FINALIZER not in api.runs[("ns", "r")]["metadata"]["finalizers"])
         assert 99 in history.written
+        # gone with its last finalizer: not put back in the cache, nothing of it kept, even
+        # before its DELETED event
+        await settle(lambda: subject._states.get("uid-r") is None)
+        assert subject.live_run("ns", "r") is None
 
     scenario(body)
 

@@ -80,8 +80,11 @@ class Reconciler:
         body = self.runs.get(key)
         if body is not None and self.runs.is_slim(key) and self.ownership.serves(key):
             body = await self.writer.reread(key)  # finished and cached in part: the whole of it
+        uid = uid_of(body) if body is not None else None
         while body is not None and self.ownership.serves(key):
             body = await self._round(key, body)
+        if uid is not None and key not in self.runs:  # gone meanwhile: nothing of it stays here
+            self.progress.forget(uid, self.states.forget(uid), retried=ALL_RETRIES)
 
     async def _round(self, key: Key, body: JsonObject) -> JsonObject | None:
         """One round: plan, write, act. Returns the body for another round, or None when the
