@@ -1437,3 +1437,20 @@ def test_a_suspended_run_says_what_runs_and_what_goes_on_on_resume(given, observ
     later = go(suspended, at=4, wf=wf, spec={"suspend": True}, results=(ok("J", 1), ok("B", 1))).status
     after = next(c for c in later.conditions if c.type == "Succeeded")
     assert after.reason in ("Suspended", "Succeeded") and "runs on" not in after.message  # (J was the last)
+
+
+@pytest.mark.parametrize("phase", ["running", "failed"])
+def test_a_plan_with_nothing_new_changes_nothing(phase: str):
+    """Looked at again later with no news (a timer, a history write, another replica's look),
+    a run's status stays as it is: no write, and the conditions keep the times they became
+    what they are (kstatus's Reconciling and Stalled included)."""
+    running = go().status
+    status = (
+        running
+        if phase == "running"
+        else go(running, at=1, results=(err("A", 1, "boom", permanent=True),)).status
+    )
+    running_handlers = frozenset({("A", 1)}) if phase == "running" else frozenset()
+    again = go(status, at=30, handlers_running=running_handlers)
+    assert again.status.model_copy(update={"pending_history": status.pending_history}) == status
+    assert [a for a in again.actions if not isinstance(a, WakeAt)] == []

@@ -1262,15 +1262,16 @@ def _gitops_conditions(draft: _Draft, phase: RunPhase) -> None:
     cancelled (both only while true), Ready once it succeeded."""
     (summary,) = [c for c in draft.status.conditions if c.type == CONDITION]
     reason, message = summary.reason, summary.message
-    conditions = [c for c in draft.status.conditions if c.type not in (RECONCILING, STALLED)]
     ready = ConditionStatus.TRUE if phase == RunPhase.SUCCEEDED else ConditionStatus.FALSE
-    conditions = set_condition(conditions, ready, reason, message, draft.now, type=READY)
+    conditions = set_condition(draft.status.conditions, ready, reason, message, draft.now, type=READY)
+    true = None
     if phase in (RunPhase.PENDING, RunPhase.RUNNING, RunPhase.COMPENSATING):
-        conditions = set_condition(
-            conditions, ConditionStatus.TRUE, reason, message, draft.now, type=RECONCILING
-        )
+        true = RECONCILING
     elif phase in (RunPhase.FAILED, RunPhase.CANCELLED):
-        conditions = set_condition(conditions, ConditionStatus.TRUE, reason, message, draft.now, type=STALLED)
+        true = STALLED
+    conditions = [c for c in conditions if c.type not in (RECONCILING, STALLED) or c.type == true]
+    if true is not None:  # (set in place: it keeps the time it became true)
+        conditions = set_condition(conditions, ConditionStatus.TRUE, reason, message, draft.now, type=true)
     draft.update(conditions=conditions)
 
 
