@@ -38,6 +38,7 @@ from seqflow.http.webhooks import Webhooks
 from seqflow.metrics import Metrics
 from seqflow.runs.actuator import StepOptions
 from seqflow.runs.controller import RunController, RunOptions
+from seqflow.runs.ownership import hands_over_nothing, owns_everything
 from seqflow.schedules.controller import Scheduler
 from seqflow.settings import Settings
 
@@ -112,14 +113,14 @@ def build(
         journal=journal,
         metrics=metrics,
         handler_names=registry.names(),
-        owns=leases.holds if leases is not None else _everything,
-        handing_over=leases.handing_over if leases is not None else _nothing,
+        owns=leases.holds if leases is not None else owns_everything,
+        handing_over=leases.handing_over if leases is not None else hands_over_nothing,
         options=_run_options(settings),
         clock=clock,
     )
     schedule_events = EventRecorder(api, queue_size=settings.event_queue_size, clock=clock)
     scheduler = Scheduler(
-        api=api, events=schedule_events, owns=leases.holds if leases else _everything, clock=clock
+        api=api, events=schedule_events, owns=leases.holds if leases else owns_everything, clock=clock
     )
     return Operator(
         settings=settings,
@@ -243,14 +244,6 @@ def _in_background(stack: AsyncExitStack, work: Awaitable[None], *, name: str) -
             await task
 
     stack.push_async_callback(cancel)
-
-
-def _everything(namespace: str, name: str) -> bool:
-    return True
-
-
-def _nothing(namespace: str, name: str) -> bool:
-    return False
 
 
 def _took(runs: RunController, scheduler: Scheduler) -> None:

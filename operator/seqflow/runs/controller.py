@@ -26,7 +26,7 @@ from seqflow.runs.cache import Cache
 from seqflow.runs.fast import FastSteps
 from seqflow.runs.flush import HistoryFlush, HistorySink
 from seqflow.runs.observe import Observer
-from seqflow.runs.ownership import Ownership, Owns
+from seqflow.runs.ownership import Ownership, Owns, hands_over_nothing, owns_everything
 from seqflow.runs.progress import ALL_RETRIES, Journal, Progress
 from seqflow.runs.reconciler import Planner, Reconciler
 from seqflow.runs.state import RunStates
@@ -45,14 +45,6 @@ class RunOptions:
     drain_seconds: float = 2.0  # how long work under way may go on when its bucket is handed over
 
 
-def _everything(namespace: str, name: str) -> bool:
-    return True
-
-
-def _nothing(namespace: str, name: str) -> bool:
-    return False
-
-
 class RunController:
     def __init__(
         self,
@@ -64,8 +56,8 @@ class RunController:
         metrics: Metrics,
         handler_names: frozenset[str],
         options: RunOptions,
-        owns: Owns = _everything,
-        handing_over: Owns = _nothing,
+        owns: Owns = owns_everything,
+        handing_over: Owns = hands_over_nothing,
         clock: Clock | None = None,
     ) -> None:
         """`owns` says which runs this replica serves, `handing_over` which of them it is giving

@@ -12,16 +12,17 @@ from seqflow.runs.cache import Cache
 Owns = Callable[[str, str], bool]  # whether this replica holds a key (namespace, name)
 
 
-def _everything(namespace: str, name: str) -> bool:
+def owns_everything(namespace: str, name: str) -> bool:
+    """One replica alone: it holds every key."""
     return True
 
 
-def _nothing(namespace: str, name: str) -> bool:
+def hands_over_nothing(namespace: str, name: str) -> bool:
     return False
 
 
 class Ownership:
-    def __init__(self, cache: Cache, *, owns: Owns = _everything, handing_over: Owns = _nothing) -> None:
+    def __init__(self, cache: Cache, *, owns: Owns, handing_over: Owns) -> None:
         """`owns` says which keys this replica holds, `handing_over` which of them it is giving
         up (their work under way ends, nothing new starts)."""
         self._cache = cache
