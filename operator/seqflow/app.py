@@ -25,11 +25,14 @@ from seqflow.cluster.leases import BucketLeases
 from seqflow.cluster.watches import build_registry, configure
 from seqflow.controller.queue import backoff
 from seqflow.engine import EngineOptions
+from seqflow.executors.attempts import AttemptLinks, derived_key
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
 from seqflow.history.journal import Journal
 from seqflow.history.migrate import upgrade
 from seqflow.history.store import HistoryStore, open_store
 from seqflow.history.sync import HistoryWriter
+from seqflow.history.values import StoredValues
+from seqflow.http.attempts import AttemptApi
 from seqflow.http.auth import Authorizer
 from seqflow.http.control import ControlApi
 from seqflow.http.dashboard import Dashboard
@@ -39,6 +42,7 @@ from seqflow.metrics import Metrics
 from seqflow.runs.actuator import StepOptions
 from seqflow.runs.controller import RunController, RunOptions
 from seqflow.runs.ownership import hands_over_nothing, owns_everything
+from seqflow.runs.values import Values
 from seqflow.schedules.controller import Scheduler
 from seqflow.settings import Settings
 
@@ -95,6 +99,7 @@ def build(
         burst=settings.api_burst,
     )
     stack.push_async_callback(api.close)
+    values = Values(StoredValues(store), cache_bytes=settings.value_cache_bytes)
     runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
     stack.callback(runner.close)
     leases = _leases(
@@ -111,6 +116,7 @@ def build(
         runner=runner,
         history=HistoryWriter(store),
         journal=journal,
+        values=values,
         metrics=metrics,
         handler_names=registry.names(),
         owns=leases.holds if leases is not None else owns_everything,
@@ -131,7 +137,7 @@ def build(
         scheduler=scheduler,
         schedule_events=schedule_events,
         leases=leases,
-        http=_http_application(settings, api=api, store=store, runs=runs, clock=clock),
+        http=_http_application(settings, api=api, store=store, values=values, runs=runs, clock=clock),
     )
 
 
@@ -177,12 +183,18 @@ def _run_options(settings: Settings) -> RunOptions:
     return RunOptions(
         workers=settings.max_concurrent_runs,
         event_queue_size=settings.event_queue_size,
-        steps=StepOptions(step_pods=settings.job_steps_as == "Pod", job_ttl_seconds=settings.job_ttl_seconds),
+        steps=StepOptions(
+            step_pods=settings.job_steps_as == "Pod",
+            job_ttl_seconds=settings.job_ttl_seconds,
+            links=_attempt_links(settings),
+        ),
         write_delay_seconds=settings.write_delay_seconds,
         engine=EngineOptions(
             workflow_wait=timedelta(seconds=settings.workflow_wait_seconds),
             default_timeout_seconds=settings.default_timeout_seconds,
             max_descendants=settings.max_descendants,
+            max_value_bytes=settings.max_value_bytes,
+            inline_value_bytes=settings.inline_value_bytes,
             run_ttl=timedelta(seconds=run_ttl) if run_ttl is not None else None,
         ),
     )
@@ -221,16 +233,34 @@ def _leases(
 
 
 def _http_application(
-    settings: Settings, *, api: KubeApi, store: HistoryStore, runs: RunController, clock: Clock
+    settings: Settings,
+    *,
+    api: KubeApi,
+    store: HistoryStore,
+    values: Values,
+    runs: RunController,
+    clock: Clock,
 ) -> web.Application:
     authorizer = Authorizer(api, clock=clock) if settings.http_auth else None
     if authorizer is None:
         logger.warning("the HTTP API does not check callers (SEQFLOW_HTTP_AUTH=false)")
-    application = HistoryApi(store=store, authorizer=authorizer, live=runs).application()
-    ControlApi(api=api, authorizer=authorizer).add_routes(application)
+    application = HistoryApi(store=store, values=values, authorizer=authorizer, live=runs).application()
+    ControlApi(api=api, values=values, authorizer=authorizer, settings=settings).add_routes(application)
     Webhooks(api=api, clock=clock).add_routes(application)
+    links = _attempt_links(settings)
+    if links is not None:
+        attempts = AttemptApi(api=api, values=values, links=links, max_value_bytes=settings.max_value_bytes)
+        attempts.add_routes(application)
     Dashboard().add_routes(application)
     return application
+
+
+def _attempt_links(settings: Settings) -> AttemptLinks | None:
+    """The links of Job steps to the HTTP API, when the pods can reach it (SEQFLOW_API_URL)."""
+    if not settings.api_url:
+        return None
+    secret = settings.attempt_key or settings.database_url
+    return AttemptLinks(api_url=settings.api_url, key=derived_key(secret.get_secret_value()))
 
 
 def _in_background(stack: AsyncExitStack, work: Awaitable[None], *, name: str) -> None:
@@ -269,13 +299,13 @@ async def _migrate(store: HistoryStore, journal: Journal) -> None:
 
 
 async def _prune_history(store: HistoryStore, days: float | None, *, clock: Clock) -> None:
-    """Delete history older than the retention period, once an hour."""
-    if days is None:
-        return
+    """Once an hour, delete the history older than the retention period (when there is one) and
+    the stored values no run holds any more."""
     while True:
-        cutoff = clock.now() - timedelta(days=days)
+        cutoff = clock.now() - timedelta(days=days) if days is not None else None
         try:
-            deleted = await asyncio.to_thread(store.delete_finished_before, cutoff)
+            deleted = await asyncio.to_thread(store.delete_finished_before, cutoff) if cutoff else 0
+            await asyncio.to_thread(store.delete_unheld_values, clock.now())
         except Exception as error:  # the store being away only delays pruning
             logger.warning("history retention skipped this hour: %s", type(error).__name__)
         else:

@@ -98,6 +98,37 @@ class Settings(BaseSettings):
     history_retention_days: float | None = Field(
         default=None, gt=0, description="Delete runs finished longer ago than this; `none` keeps all."
     )
+    inline_value_bytes: int = Field(
+        default=4096,
+        ge=256,
+        le=64 * 1024,
+        description="Inputs and outputs larger than this (bytes of JSON) are kept in the history "
+        "store; the run's status names them by reference.",
+    )
+    max_value_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024**3,
+        description="The largest input or output (bytes of JSON): a larger input fails its run "
+        "(InputTooLarge), a larger output its step (OutputTooLarge).",
+    )
+    value_cache_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        description="How many bytes of stored values the operator keeps in memory (most recently used).",
+    )
+    api_url: str = Field(
+        default="",
+        pattern=r"^(https?://[^\s/]+(/\S*)?)?$",
+        description="The operator's HTTP API as the pods of Job steps reach it (the Helm chart sets "
+        "its Service): Job steps fetch inputs over 256 KiB and send outputs too large for a "
+        "termination message there. Empty: they cannot.",
+    )
+    attempt_key: SecretStr | None = Field(
+        default=None,
+        description="The key that signs Job steps' per-attempt links; unset: one derived from "
+        "SEQFLOW_DATABASE_URL (every replica shares it).",
+    )
     http_port: int = Field(
         default=8080, ge=0, le=65535, description="Port of /healthz, /readyz and the history API."
     )
@@ -198,5 +229,5 @@ def _describe(problem: ErrorDetails) -> str:
         return problem["msg"].removeprefix("Value error, ")
     field = str(problem["loc"][0])
     variable = ENV_PREFIX + field.upper()
-    value = "(hidden)" if field == "database_url" else problem.get("input")
+    value = "(hidden)" if field in ("database_url", "attempt_key") else problem.get("input")
     return f"{variable}={value}: {problem['msg']}"

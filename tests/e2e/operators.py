@@ -26,11 +26,13 @@ def start_operator(
     kubeconfig: Path, log: Path, namespaces: str, database_url: str, **settings: str
 ) -> OperatorProcess:
     """An operator serving `namespaces`, its HTTP endpoints and metrics on free ports."""
+    http_port = str(free_port())
     settings = {
         **SETTINGS,
         "SEQFLOW_NAMESPACES": namespaces,
         "SEQFLOW_DATABASE_URL": database_url,
-        "SEQFLOW_HTTP_PORT": str(free_port()),
+        "SEQFLOW_HTTP_PORT": http_port,
+        "SEQFLOW_API_URL": f"http://127.0.0.1:{http_port}",  # where the tests play Job steps' pods
         "SEQFLOW_METRICS_PORT": str(free_port()),
         **settings,
     }

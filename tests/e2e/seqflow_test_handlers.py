@@ -74,7 +74,7 @@ def show_context(data: dict, context: seqflow.TaskContext) -> dict:
 
 @seqflow.task("test.huge_output")
 def huge_output(data: dict, context: seqflow.TaskContext) -> dict:
-    return {"blob": "x" * 70_000}  # more than a task may pass on
+    return {"blob": "x" * (16 * 1024 * 1024)}  # more than a step may return (SEQFLOW_MAX_VALUE_BYTES)
 
 
 @seqflow.task("test.fails_while_file_exists")

@@ -82,22 +82,28 @@ def test_run_failing_before_its_first_task_has_its_history_written(
     assert kubectl_row(cluster, namespace, "r1")["REASON"] == reason
 
 
-def test_large_input_fails_the_run_with_input_too_large(
+def test_an_input_over_the_limit_fails_the_run_with_input_too_large_naming_both_sizes(
     cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
 ):
     cluster.apply(workflow("big", [{"name": "Only", "handler": "test.step"}]), namespace=namespace)
-    for name, size in (("few-hundred-kb", 300_000), ("near-1mb", 1_000_000)):
-        manifest = workflow_run(name, "big", {"blob": "x" * size})
-        cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    size = 17 * 1024 * 1024  # a reference to a value over SEQFLOW_MAX_VALUE_BYTES (16 MiB)
+    manifest = workflow_run("over", "big", {})
+    manifest["spec"] = {
+        "workflowRef": {"name": "big"},
+        "inputRef": {"ref": "sha256:" + "0" * 64, "size": size},
+    }
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 
-        status = finished_and_recorded(runs, namespace, name, "Failed")
-        cond = condition(status)
-        assert cond["reason"] == "InputTooLarge", cond
-        assert f"The input is {size + 11} bytes of JSON, more than the 65536 a run takes" in cond["message"]
-        assert "pinnedTasks" not in status  # it never started
-        row = kubectl_row(cluster, namespace, name)
-        assert (row["PHASE"], row["REASON"]) == ("Failed", "InputTooLarge")
-        assert history_of(cluster, operator, namespace, name)["phase"] == "Failed"
+    status = finished_and_recorded(runs, namespace, "over", "Failed")
+    cond = condition(status)
+    assert cond["reason"] == "InputTooLarge", cond
+    assert (
+        f"The input is {size} bytes of JSON, more than the {16 * 1024 * 1024} a run takes" in cond["message"]
+    )
+    assert "pinnedTasks" not in status  # it never started
+    row = kubectl_row(cluster, namespace, "over")
+    assert (row["PHASE"], row["REASON"]) == ("Failed", "InputTooLarge")
+    assert history_of(cluster, operator, namespace, "over")["phase"] == "Failed"
 
 
 def test_run_too_large_to_take_a_status_says_so_in_an_event(cluster: Cluster, runs: Runs, namespace: str):
@@ -193,7 +199,9 @@ def test_small_truths_events_field_manager_and_permanent_output_errors(
     cluster.apply(workflow_run("r2", "huge"), namespace=namespace)
     status = finished_and_recorded(runs, namespace, "r2", "Failed")
     assert status["nodes"][0]["attempts"] == 1
-    assert "permanent error" in condition(status)["message"] and "65536" in condition(status)["message"]
+    message = condition(status)["message"]
+    assert "permanent error" in message and f"more than the {16 * 1024 * 1024} a step may return" in message
+    assert condition(status)["reason"] == "OutputTooLarge"
 
 
 @pytest.mark.usefixtures("operator")

@@ -65,7 +65,7 @@ def test_input_from_the_variable_when_no_file(tmp_path):
         (
             "test.big_output",
             PERMANENT_EXIT_CODE,
-            "Kubernetes keeps at most 4096 bytes of a termination message",
+            "more than the 4096 Kubernetes keeps of a termination message",
         ),
         ("no.such", PERMANENT_EXIT_CODE, 'no handler registered as "no.such"'),
     ],

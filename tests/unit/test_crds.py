@@ -30,8 +30,8 @@ def test_schema_is_structural():
         "x-kubernetes-preserve-unknown-fields": True,
     }
     assert schema["properties"]["input"] == {
-        "description": "Input of the first task: a JSON object of at most 64 KiB "
-        "(a larger one fails the run with reason InputTooLarge).",
+        "description": "Input of the first task: a JSON object (larger than the operator's "
+        "SEQFLOW_MAX_VALUE_BYTES, 16 MiB unless set, fails the run with reason InputTooLarge).",
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": True,
     }

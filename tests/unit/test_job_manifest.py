@@ -4,13 +4,16 @@ Job's or pod's outcome."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from seqflow.api.models import JobTemplate, PinnedTask, RetryPolicy
 from seqflow.engine import CreateJob, job_name
+from seqflow.executors.attempts import AttemptClaim, AttemptLinks
 from seqflow.executors.jobs import (
     PERMANENT_EXIT_CODE,
+    AttemptUrls,
     RunRef,
     attempt_duration,
     job_manifest,
@@ -273,3 +276,60 @@ def test_a_pod_alone_decides_its_attempt_and_its_deadline_is_its_own():
     assert result.reason == "DeadlineExceeded"
     assert result.error == "DeadlineExceeded: the pod ran longer than its 30 s deadline"
     assert attempt_duration(job=None, pod=slim_pod(overran)) is None
+
+
+# ----- data too large for the manifest or the termination message -----
+
+LINKS = AttemptLinks(api_url="http://seqflow.seqflow-system.svc:8080/", key=b"k" * 32)
+CLAIM = AttemptClaim(
+    namespace="shop",
+    run="order-001",
+    run_uid="uid-123",
+    node="Pack/Box",
+    attempt=2,
+    job="j",
+    input="sha256:ab",
+)
+
+
+def test_an_attempt_token_names_its_attempt_and_nothing_else_verifies():
+    token = LINKS.token(CLAIM)
+    assert LINKS.verify(token) == CLAIM
+    assert LINKS.input_url(token) == f"http://seqflow.seqflow-system.svc:8080/api/v1/attempts/{token}/input"
+    other = AttemptLinks(api_url=LINKS.api_url, key=b"x" * 32)
+    assert other.verify(token) is None  # another operator's key
+    payload, signature = token.split(".")
+    forged = AttemptLinks(api_url="", key=b"x" * 32).token(replace(CLAIM, attempt=3)).split(".")[0]
+    assert LINKS.verify(f"{forged}.{signature}") is None  # another attempt, this signature
+    assert LINKS.verify("garbage") is None and LINKS.verify(f"{payload}.") is None
+
+
+def test_an_input_fetched_over_http_is_not_in_the_manifest_and_the_output_link_is():
+    urls = AttemptUrls(input="http://op/api/v1/attempts/t/input", output="http://op/api/v1/attempts/t/output")
+    manifest = job_manifest(run=RUN, action=action({"image": "x:1"}), ttl_seconds=None, urls=urls)
+    template = manifest["spec"]["template"]
+    env = {e["name"]: e["value"] for e in template["spec"]["containers"][0]["env"]}
+    assert env["SEQFLOW_INPUT_URL"] == urls.input and env["SEQFLOW_OUTPUT_URL"] == urls.output
+    assert "SEQFLOW_INPUT" not in env and "volumes" not in template["spec"]
+    assert "seqflow.io/input" not in template["metadata"].get("annotations", {})
+
+
+def test_an_output_sent_to_the_operator_is_read_from_the_jobs_annotation():
+    ref = {"ref": "sha256:" + "a" * 64, "size": 2_000_000}
+    sent = {**job("Complete"), "metadata": {"annotations": {"seqflow.io/output": json.dumps(ref)}}}
+    result = read_outcome(job=sent, pod=pod(0, ""), node="SendEmail", attempt=1)
+    assert result.succeeded and result.output == ref
+
+
+def test_a_step_pod_keeps_the_reference_to_its_sent_output_when_slimmed():
+    ref = json.dumps({"ref": "sha256:" + "b" * 64, "size": 9})
+    full = {**pod(0, ""), "metadata": {"name": "p", "annotations": {"seqflow.io/output": ref, "other": "x"}}}
+    slim = slim_pod(full)
+    assert slim["metadata"]["annotations"] == {"seqflow.io/output": ref}
+    assert read_outcome(job=None, pod=slim, node="SendEmail", attempt=1).output == json.loads(ref)
+
+
+def test_an_output_shaped_like_a_reference_in_a_termination_message_is_refused():
+    ref = json.dumps({"ref": "sha256:" + "c" * 64, "size": 9})
+    result = read_outcome(job=job("Complete"), pod=pod(0, ref), node="SendEmail", attempt=1)
+    assert not result.succeeded and "stored value's reference" in (result.error or "")

@@ -22,6 +22,7 @@ from seqflow.api.models import (
     WorkflowSpec,
     upgrade_status,
 )
+from seqflow.api.values import digest_of, encode
 from seqflow.engine import (
     AttemptResult,
     CancelHandler,
@@ -47,7 +48,9 @@ from seqflow.engine import (
 from seqflow.engine.plan import INTERRUPTED
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
-OPTIONS = EngineOptions(workflow_wait=timedelta(seconds=30), default_timeout_seconds=60)
+OPTIONS = EngineOptions(
+    workflow_wait=timedelta(seconds=30), default_timeout_seconds=60, max_value_bytes=64 * 1024
+)
 HANDLERS = frozenset({"a", "b", "c"})
 
 
@@ -202,7 +205,7 @@ ROWS = {
         None, {"handlers": frozenset({"a"})}, at=0, phase=RunPhase.FAILED, actions=["PostEvent"],
         entries=["WORKFLOW_FAILED"], reason="HandlerNotFound",
     ),
-    "an input over 64 KiB fails the run before anything else": Row(
+    "an input over the limit fails the run before anything else": Row(
         None, spec={"input": {"blob": "x" * 70_000}}, wf=None, at=0, phase=RunPhase.FAILED, actions=["PostEvent"],
         entries=["WORKFLOW_FAILED"], reason="InputTooLarge",
     ),
@@ -1454,3 +1457,106 @@ def test_a_plan_with_nothing_new_changes_nothing(phase: str):
     again = go(status, at=30, handlers_running=running_handlers)
     assert again.status.model_copy(update={"pending_history": status.pending_history}) == status
     assert [a for a in again.actions if not isinstance(a, WakeAt)] == []
+
+
+# ----- values by reference -----
+
+BIG = {"rows": ["x" * 100] * 100}  # 10 KiB of JSON: over the 4 KiB inline threshold
+BIG_DIGEST = digest_of(encode(BIG))
+BIG_REF = {"ref": BIG_DIGEST, "size": len(encode(BIG))}
+
+
+def test_a_large_output_is_stored_and_named_by_reference_while_the_next_step_sees_it_whole():
+    decision = go(A_RUNNING, at=1, results=(ok("A", 1, BIG),))
+    assert decision.status.output == BIG_REF
+    assert decision.status.pending_history[-2].details == {"output": BIG_REF}  # TASK_COMPLETED
+    assert decision.status.pending_history[-1].details["input"] == BIG_REF  # B's TASK_STARTED
+    assert decision.values[BIG_DIGEST].data == encode(BIG)
+    assert only(decision.actions, RunHandler).input == BIG
+    assert len(decision.status.to_wire().__repr__()) < 4096  # what etcd keeps is small
+
+
+def test_a_small_output_stays_inline_and_nothing_is_stored():
+    decision = go(A_RUNNING, at=1, results=(ok("A", 1, {"n": 2}),))
+    assert decision.status.output == {"n": 2} and decision.values == {}
+
+
+def test_a_stored_value_the_plan_needs_is_read_from_the_observed_ones():
+    stored_b = go(A_RUNNING, at=1, results=(ok("A", 1, BIG),)).status
+    decision = go(stored_b, at=2, results=(ok("B", 1, {"n": 3}),), values={BIG_DIGEST: BIG})
+    assert only(decision.actions, RunHandler).input == {"n": 3} and decision.values == {}
+
+
+def test_a_stored_value_that_cannot_be_read_holds_the_run_and_changes_nothing_else():
+    stored_b = go(A_RUNNING, at=1, results=(ok("A", 1, BIG),)).status
+    retrying = go(stored_b, at=2, results=(err("B", 1),)).status  # a retry needs B's input again
+    held = go(retrying, at=30)
+    assert held.status.nodes == retrying.nodes
+    (condition,) = [c for c in held.status.conditions if c.type == "Succeeded"]
+    assert condition.reason == Reason.VALUE_UNAVAILABLE and BIG_DIGEST in condition.message
+    assert [type(a).__name__ for a in held.actions] == ["PostEvent", "WakeAt"]
+    assert only(held.actions, WakeAt).when == T0 + timedelta(seconds=35)
+    resumed = go(held.status, at=40, values={BIG_DIGEST: BIG})
+    assert only(resumed.actions, RunHandler).input == BIG
+
+
+def test_an_output_over_the_limit_fails_its_step_for_good_naming_both_sizes():
+    huge = {"blob": "x" * 70_000}
+    status = go(A_RUNNING, at=1, results=(ok("A", 1, huge),)).status
+    assert status.phase == RunPhase.FAILED and status.cause is not None
+    assert status.cause.reason == Reason.OUTPUT_TOO_LARGE
+    assert f"{len(encode(huge))} bytes of JSON, more than the {64 * 1024}" in status.cause.message
+
+
+def test_a_run_input_by_reference_is_passed_on_by_reference_and_given_whole_to_handlers():
+    spec = {"input": {}, "inputRef": BIG_REF}
+    decision = go(spec=spec, values={BIG_DIGEST: BIG})
+    assert decision.status.pending_history[0].details["input"] == BIG_REF
+    assert only(decision.actions, RunHandler).input == BIG and decision.values == {}
+    job = go(
+        go(wf=AJ, spec=spec, values={BIG_DIGEST: BIG}).status,
+        at=1,
+        wf=AJ,
+        spec=spec,
+        results=(ok("A", 1, BIG),),
+    )
+    assert only(job.actions, CreateJob).input == BIG_REF  # its executor fetches it
+
+
+def test_a_large_inline_input_is_stored_once_it_is_over_the_threshold():
+    decision = go(spec={"input": BIG})
+    assert decision.status.pending_history[0].details["input"] == BIG_REF
+    assert BIG_DIGEST in decision.values and only(decision.actions, RunHandler).input == BIG
+
+
+def test_an_input_shaped_like_a_reference_is_refused():
+    status = go(spec={"input": BIG_REF}).status
+    assert status.phase == RunPhase.FAILED
+    assert [c.reason for c in status.conditions if c.type == "Succeeded"] == [Reason.INPUT_INVALID]
+
+
+def test_a_group_merges_stored_member_outputs():
+    group = workflow(
+        [{"name": "G", "parallel": [{"name": "x", "handler": "a"}, {"name": "y", "handler": "b"}]}]
+    )
+    running = go(wf=group).status
+    x_done = go(
+        running, at=1, wf=group, results=(ok("G/x", 1, BIG),), handlers_running=frozenset({("G/y", 1)})
+    )
+    assert x_done.status.node("G/x").output == BIG_REF  # type: ignore[union-attr]
+    merged = go(x_done.status, at=2, wf=group, results=(ok("G/y", 1, {"y": 1}),), values={BIG_DIGEST: BIG})
+    assert merged.status.phase == RunPhase.SUCCEEDED
+    whole = {"n": 1, **BIG, "y": 1}
+    assert merged.status.output == {"ref": digest_of(encode(whole)), "size": len(encode(whole))}
+
+
+def test_a_when_expression_reads_a_stored_output():
+    wf = workflow(
+        [
+            {"name": "A", "handler": "a"},
+            {"name": "B", "handler": "b", "when": "size(steps.A.output.rows) == 100"},
+        ]
+    )
+    running = go(wf=wf).status
+    decision = go(running, at=1, wf=wf, results=(ok("A", 1, BIG),))
+    assert only(decision.actions, RunHandler).node == "B"

@@ -18,7 +18,9 @@ from seqflow.metrics import Metrics
 from seqflow.runs.cache import RunCache, cached_form
 from seqflow.runs.controller import RunController, RunOptions
 from seqflow.runs.flush import FINALIZER
+from seqflow.runs.values import Values
 from seqflow.runs.writes import status_patch
+from tests.stored_values import MemoryValueStore
 
 calls: list[str] = []
 handlers = HandlerRegistry()
@@ -191,6 +193,7 @@ def reconciler(
     write_delay: float = 0.0,
     journal: FakeJournal | None = None,
     journal_read_seconds: float = 10.0,
+    values: MemoryValueStore | None = None,
     **ownership: Any,
 ) -> RunController:
     return RunController(
@@ -198,6 +201,7 @@ def reconciler(
         runner=HandlerRunner(handlers=handlers, threads=2),
         history=history,
         journal=journal or FakeJournal(),
+        values=Values(values or MemoryValueStore(), cache_bytes=1024 * 1024),
         metrics=Metrics(CollectorRegistry()),
         handler_names=handlers.names(),
         options=RunOptions(

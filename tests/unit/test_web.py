@@ -16,6 +16,8 @@ from seqflow.engine import child_run_name
 from seqflow.history.store import RunFilter
 from seqflow.http.dashboard import STATIC, Dashboard
 from seqflow.http.history import HistoryApi
+from seqflow.runs.values import Values
+from tests.stored_values import MemoryValueStore
 
 STORED = {
     "uid": "u-1",
@@ -76,7 +78,8 @@ def served(app_of: Callable[[], Any], check: Callable[[TestClient], Awaitable[No
 
 
 def api(store: Store, cache: Cache | None) -> Callable[[], Any]:
-    return lambda: HistoryApi(store=store, authorizer=None, live=cache).application()  # type: ignore[arg-type]
+    values = Values(MemoryValueStore(), cache_bytes=1024)
+    return lambda: HistoryApi(store=store, values=values, authorizer=None, live=cache).application()  # type: ignore[arg-type]
 
 
 def test_a_live_phase_is_laid_over_the_stored_row_of_the_same_run_only():

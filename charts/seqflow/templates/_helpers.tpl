@@ -134,15 +134,15 @@ gets a copy of its own, made just before it and removed after it.
   resources: [events]
   verbs: [create]
 # Job tasks, one Job per attempt; their pods' termination messages carry the outputs.
-# delete: the Job of an attempt stopped by a cancel.
+# delete: the Job of an attempt stopped by a cancel; patch: naming an output sent over HTTP.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [create, get, list, watch, delete]
+  verbs: [create, get, list, watch, delete, patch]
 - apiGroups: [""]
   resources: [pods]
   {{- if eq .Values.jobStepsAs "Pod" }}
   # jobStepsAs=Pod: a step's pod is created (and deleted on a cancel) by the operator itself.
-  verbs: [create, get, list, watch, delete]
+  verbs: [create, get, list, watch, delete, patch]
   {{- else }}
   verbs: [list, watch]
   {{- end }}

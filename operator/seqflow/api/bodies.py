@@ -45,7 +45,7 @@ def labels_of(body: JsonObject) -> dict[str, str]:
 
 
 def annotations_of(body: JsonObject) -> dict[str, str]:
-    return body["metadata"].get("annotations") or {}
+    return (body.get("metadata") or {}).get("annotations") or {}
 
 
 def finalizers_of(body: JsonObject) -> list[str]:

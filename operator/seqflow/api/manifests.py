@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from seqflow.api.bodies import labels_of, name_of, spec_of
 from seqflow.api.models import GROUP, VERSION, JsonObject
+from seqflow.api.values import ref_of
 
 API_VERSION = f"{GROUP}/{VERSION}"
 RERUN_OF = "seqflow.io/rerun-of"  # label of a run started again with the same input: of which
@@ -20,9 +21,10 @@ def owner_reference(*, kind: str, name: str, uid: str) -> JsonObject:
 def workflow_run(
     *, workflow: str, input: JsonObject, metadata: JsonObject, suspend: bool = False
 ) -> JsonObject:
-    """A WorkflowRun of `workflow` with `input`; `metadata` gives its name (or generateName),
-    namespace, labels, annotations and owners."""
-    spec: JsonObject = {"workflowRef": {"name": workflow}, "input": input}
+    """A WorkflowRun of `workflow` with `input` (a stored one's reference: as its inputRef);
+    `metadata` gives its name (or generateName), namespace, labels, annotations and owners."""
+    spec: JsonObject = {"workflowRef": {"name": workflow}}
+    spec["inputRef" if ref_of(input) is not None else "input"] = input
     if suspend:
         spec["suspend"] = True
     return {"apiVersion": API_VERSION, "kind": "WorkflowRun", "metadata": metadata, "spec": spec}
@@ -34,4 +36,6 @@ def rerun(run: JsonObject) -> JsonObject:
     labels = {**labels_of(run), RERUN_OF: name}
     metadata = {"generateName": f"{name[:52]}-rerun-", "labels": labels}
     workflow = spec["workflowRef"]["name"]
-    return workflow_run(workflow=workflow, input=spec.get("input") or {}, metadata=metadata)
+    return workflow_run(
+        workflow=workflow, input=spec.get("inputRef") or spec.get("input") or {}, metadata=metadata
+    )

@@ -18,9 +18,12 @@ GROUP = "seqflow.io"
 VERSION = "v1alpha1"
 MAX_TASKS = 100
 MAX_MEMBERS = 20
-# A run's input and each task's output travel in the run's status (etcd keeps at most 1.5 MiB
-# per object): each is at most this many bytes of JSON. Large data belongs in storage.
-MAX_DATA_BYTES = 64 * 1024
+# Inputs and outputs up to this many bytes of JSON by default (SEQFLOW_MAX_VALUE_BYTES); those
+# above the inline threshold are kept in the history store, the status names them by reference.
+MAX_VALUE_BYTES = 16 * 1024 * 1024
+# What an input, a payload or an output may weigh where it is written inline: in a run's spec
+# or in a request to the HTTP API (etcd keeps at most 1.5 MiB per object).
+MAX_INLINE_BYTES = 512 * 1024
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 
 JsonObject = dict[str, Any]
@@ -86,6 +89,8 @@ class Reason(enum.StrEnum):
     INPUT_INVALID = "InputInvalid"
     CONDITION_FAILED = "ConditionFailed"
     INPUT_TOO_LARGE = "InputTooLarge"
+    OUTPUT_TOO_LARGE = "OutputTooLarge"
+    VALUE_UNAVAILABLE = "ValueUnavailable"
     RUN_TOO_LARGE = "RunTooLarge"
     STATUS_INVALID = "StatusInvalid"
     INTERNAL_ERROR = "InternalError"
@@ -320,6 +325,15 @@ class SecretKeyRef(Model):
     key: str = Field(default="secret", min_length=1, description="The key of the shared secret in it.")
 
 
+class StoredValueRef(Model):
+    """A value kept in the history store: the sha256 of its compact JSON and its size."""
+
+    ref: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<hex> of the value's compact JSON."
+    )
+    size: int = Field(ge=0, description="Bytes of the value's compact JSON.")
+
+
 class Webhook(Model):
     """Runs started by `POST /hooks/{namespace}/{workflow}`, signed with a shared secret."""
 
@@ -369,6 +383,15 @@ class WorkflowRunSpec(Model):
             "has(self.input) == has(oldSelf.input) && (!has(self.input) || self.input == oldSelf.input)",
             "input is immutable: create a new run (kubectl seqflow rerun) instead",
         ),
+        (
+            "has(self.inputRef) == has(oldSelf.inputRef) && "
+            "(!has(self.inputRef) || self.inputRef == oldSelf.inputRef)",
+            "inputRef is immutable: create a new run instead",
+        ),
+        (
+            "!has(self.inputRef) || !has(self.input) || size(self.input) == 0",
+            "set input or inputRef, not both",
+        ),
         ("self.workflowRef == oldSelf.workflowRef", "workflowRef is immutable: create a new run instead"),
         (
             "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
@@ -406,8 +429,13 @@ class WorkflowRunSpec(Model):
     )
     input: JsonObject = Field(
         default_factory=dict,
-        description=f"Input of the first task: a JSON object of at most {MAX_DATA_BYTES // 1024} KiB "
-        "(a larger one fails the run with reason InputTooLarge).",
+        description="Input of the first task: a JSON object (larger than the operator's "
+        "SEQFLOW_MAX_VALUE_BYTES, 16 MiB unless set, fails the run with reason InputTooLarge).",
+    )
+    input_ref: StoredValueRef | None = Field(
+        default=None,
+        description="The input, kept in the history store (set by the HTTP API for a large input, "
+        "and for a sub-workflow's child run); instead of input.",
     )
 
 
@@ -562,7 +590,8 @@ class WorkflowRunStatus(Model):
     output: JsonObject | None = Field(
         default=None,
         description="Output of the last task that succeeded; the run's output once Succeeded. "
-        f"Each task's output is at most {MAX_DATA_BYTES // 1024} KiB of JSON.",
+        "A value larger than SEQFLOW_INLINE_VALUE_BYTES stands here as {ref, size}: it is kept in the "
+        "history store, and the HTTP API shows it whole.",
     )
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None

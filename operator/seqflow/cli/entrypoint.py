@@ -1,8 +1,9 @@
 """Running one registered handler inside a Job's container: `python -m seqflow task NAME`.
 
 Reads the input and the context from the environment the Job manifest sets (see
-`seqflow.executors.jobs`), calls the handler, and writes its output as JSON to the termination
-message. Exit codes: 0 done, 1 failed (retried by the task's policy), 65 permanent error.
+`seqflow.executors.jobs`; a large input from SEQFLOW_INPUT_URL), calls the handler, and writes
+its output as JSON to the termination message, or one too large for it to SEQFLOW_OUTPUT_URL.
+Exit codes: 0 done, 1 failed (retried by the task's policy), 65 permanent error.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import inspect
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -27,12 +30,25 @@ from seqflow.executors.inprocess import (
 from seqflow.executors.jobs import PERMANENT_EXIT_CODE, TERMINATION_LOG, TERMINATION_MESSAGE_LIMIT
 from seqflow.settings import StartupError
 
+TRANSFER_TIMEOUT_SECONDS = 120
+
 
 def _read_input(environ: dict[str, str]) -> Any:
     path = environ.get("SEQFLOW_INPUT_PATH")
     if path and Path(path).is_file():
         return json.loads(Path(path).read_text())
+    url = environ.get("SEQFLOW_INPUT_URL")
+    if url and "SEQFLOW_INPUT" not in environ:
+        with urllib.request.urlopen(url, timeout=TRANSFER_TIMEOUT_SECONDS) as response:
+            return json.loads(response.read())
     return json.loads(environ.get("SEQFLOW_INPUT", "{}"))
+
+
+def _send_output(url: str, text: str) -> None:
+    request = urllib.request.Request(url, data=text.encode(), method="PUT")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=TRANSFER_TIMEOUT_SECONDS):
+        pass
 
 
 def _context(environ: dict[str, str], handler: str) -> TaskContext:
@@ -77,14 +93,28 @@ def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) 
         return finish(str(error) or type(error).__name__, PERMANENT_EXIT_CODE)
     except Exception as error:  # the attempt's outcome, reported to seqflow
         return finish(f"{type(error).__name__}: {error}", 1)
-    problem = output_problem(output, limit=TERMINATION_MESSAGE_LIMIT)
-    if problem:
+    problem = output_problem(output)
+    if problem:  # the same input gives the same output: no retry helps
+        return finish(problem, PERMANENT_EXIT_CODE)
+    text = json.dumps(output, separators=(",", ":"))
+    size = len(text.encode())
+    if size <= TERMINATION_MESSAGE_LIMIT:
+        return finish(text, 0)
+    url = environ.get("SEQFLOW_OUTPUT_URL")
+    if not url:
         return finish(
-            f"{problem} (Kubernetes keeps at most {TERMINATION_MESSAGE_LIMIT} bytes "
-            "of a termination message)",
-            PERMANENT_EXIT_CODE,  # the same input gives the same output: no retry helps
+            f"the output is {size} bytes, more than the {TERMINATION_MESSAGE_LIMIT} Kubernetes keeps of "
+            "a termination message, and the operator takes none over HTTP (SEQFLOW_API_URL is unset)",
+            PERMANENT_EXIT_CODE,
         )
-    return finish(json.dumps(output, separators=(",", ":")), 0)
+    try:
+        _send_output(url, text)
+    except urllib.error.HTTPError as error:  # refused: too large, or the attempt is gone
+        detail = error.read().decode(errors="replace")[:500]
+        return finish(f"the operator refused the output ({error.code}): {detail}", PERMANENT_EXIT_CODE)
+    except OSError as error:  # the operator is away: another attempt may get through
+        return finish(f"the output could not be sent to the operator: {error}", 1)
+    return finish("", 0)
 
 
 def main(handler_name: str, modules: list[str]) -> None:

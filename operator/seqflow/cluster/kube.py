@@ -236,6 +236,12 @@ class KubeApi:
     async def get_job(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
 
+    async def patch_job(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
+        return await self._merge_patch(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}", patch)
+
+    async def patch_pod(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
+        return await self._merge_patch(f"/api/v1/namespaces/{namespace}/pods/{name}", patch)
+
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and, in the background, its pods."""
         await self.request(

@@ -11,7 +11,6 @@ always give the same status and actions, which the table tests in tests/unit/tes
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from seqflow.api.models import (
     WorkflowStatus,
     shortened_name,
 )
+from seqflow.api.values import REF_SHAPE, Encoded, encode, ref_of, size_of, stored
 from seqflow.engine.expressions import ConditionError, compiled, holds
 from seqflow.engine.schemas import input_problems, schema_problem
 from seqflow.engine.types import (
@@ -63,6 +63,7 @@ from seqflow.engine.types import (
     PostEvent,
     RunHandler,
     RunView,
+    ValueMissing,
     WakeAt,
     WorkflowView,
 )
@@ -104,6 +105,36 @@ class _Draft:
     actions: list[Action] = field(default_factory=list)
     end: tuple[str, str] | None = None  # why the run fails or is cancelled: (reason, message)
     unseen: list[str] = field(default_factory=list)  # running nodes whose Job or child run is not seen
+    known: Mapping[str, JsonObject] = field(default_factory=dict)  # stored values observed, by digest
+    values: dict[str, Encoded] = field(default_factory=dict)  # new values to store, by digest
+    _run_input: JsonObject | None = None
+
+    def keep(self, value: JsonObject) -> JsonObject:
+        """What stands for `value` in the status: itself, or once it is larger than the inline
+        threshold, its reference (the value to be stored before the status is written)."""
+        kept, encoded = stored(value, inline_bytes=self.options.inline_value_bytes)
+        if encoded is not None:
+            self.values[kept["ref"]] = encoded
+        return kept
+
+    def resolve(self, value: JsonObject) -> JsonObject:
+        """The value itself, read through its reference when it is one (`ValueMissing` when
+        the value was neither observed nor made in this plan)."""
+        ref = ref_of(value)
+        if ref is None:
+            return value
+        new = self.values.get(ref.digest)
+        known = new.value if new is not None else self.known.get(ref.digest)
+        if known is None:
+            raise ValueMissing(ref)
+        return known
+
+    def run_input(self) -> JsonObject:
+        """The run's input as the status keeps it (the spec's inputRef, or its input kept)."""
+        if self._run_input is None:
+            spec = self.run.spec
+            self._run_input = spec.input_ref.to_wire() if spec.input_ref else self.keep(spec.input)
+        return self._run_input
 
     def record(
         self, type: HistoryEvent, *, node: str | None = None, attempt: int | None = None, details: JsonObject
@@ -162,11 +193,19 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
             ],
         }
     )
-    draft = _Draft(run=run, status=status, now=now, options=options)
+    draft = _Draft(run=run, status=status, now=now, options=options, known=observed.values)
+    try:
+        return _planned(draft, observed)
+    except ValueMissing as missing:
+        return _held_for_value(run, missing, now=now, options=options)
+
+
+def _planned(draft: _Draft, observed: Observations) -> Decision:
+    run, status = draft.run, draft.status
     retry = _retry_requested(run.spec, status) and not observed.deleted
     if status.finished and not retry:
         _expire(draft, observed)
-        return Decision(draft.status, tuple(draft.actions))
+        return _decided(draft, conclude=False)
     if retry:
         _retry(draft)
     elif (run.spec.retry or 0) > status.retried:  # raised while running: nothing to retry
@@ -207,8 +246,29 @@ def _next_starts(draft: _Draft) -> list[str]:
     return _next_compensation(draft) if draft.status.ending else []
 
 
-def _decided(draft: _Draft) -> Decision:
-    _conclude(draft)
+def _decided(draft: _Draft, *, conclude: bool = True) -> Decision:
+    if conclude:
+        _conclude(draft)
+    return Decision(draft.status, tuple(draft.actions), draft.values)
+
+
+def _held_for_value(
+    run: RunView, missing: ValueMissing, *, now: datetime, options: EngineOptions
+) -> Decision:
+    message = (
+        f"Waiting for the stored value {missing.ref.digest} ({missing.ref.size} bytes): the history "
+        "store does not answer; the run goes on once it does"
+    )
+    return hold(
+        run, reason=Reason.VALUE_UNAVAILABLE, message=message, now=now, until=now + options.value_recheck
+    )
+
+
+def hold(run: RunView, *, reason: str, message: str, now: datetime, until: datetime) -> Decision:
+    """A run that cannot go on now (what it needs from outside is not there): nothing changes
+    but the condition saying why, and it looks again `until`."""
+    draft = _Draft(run=run, status=run.status, now=now, options=EngineOptions())
+    _hold(draft, reason=reason, message=message, until=until)
     return Decision(draft.status, tuple(draft.actions))
 
 
@@ -219,12 +279,18 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     """Pin the Workflow's steps and record the start; False when the run cannot start now."""
     run, now = draft.run, draft.now
     name = run.spec.workflow_ref.name
-    size = json_size(run.spec.input)
-    if size > draft.options.max_input_bytes:
+    if ref_of(run.spec.input) is not None:
+        draft.end = (
+            Reason.INPUT_INVALID,
+            f"The input may not be {REF_SHAPE}: that is a stored value's reference",
+        )
+        return False
+    size = size_of(draft.run_input())
+    if size > draft.options.max_value_bytes:
         draft.end = (
             Reason.INPUT_TOO_LARGE,
-            f"The input is {size} bytes of JSON, more than the {draft.options.max_input_bytes} a run "
-            "takes: keep large data in storage and pass a reference to it",
+            f"The input is {size} bytes of JSON, more than the {draft.options.max_value_bytes} a run "
+            "takes (SEQFLOW_MAX_VALUE_BYTES): keep larger data in object storage and pass its name",
         )
         return False
     if observed.queued is not None and observed.workflow is not None:
@@ -256,7 +322,7 @@ def _start(draft: _Draft, observed: Observations) -> bool:
         draft.end = problem
         return False
     schema = observed.workflow.spec.input_schema
-    mismatch = input_problems(schema, run.spec.input) if schema is not None else None
+    mismatch = input_problems(schema, draft.resolve(draft.run_input())) if schema is not None else None
     if mismatch:
         draft.end = (Reason.INPUT_INVALID, mismatch)
         return False
@@ -279,7 +345,7 @@ def _start(draft: _Draft, observed: Observations) -> bool:
             "workflow": name,
             "generation": observed.workflow.generation,
             "tasks": [t.name for t in steps],
-            "input": run.spec.input,
+            "input": draft.run_input(),
         },
     )
     message = (
@@ -516,10 +582,23 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
             return
         # Nobody is executing this attempt any more: the operator stopped while it ran.
         result = AttemptResult(node=node.id, attempt=node.attempts, error=INTERRUPTED)
+    if result.succeeded and size_of(result.output or {}) > draft.options.max_value_bytes:
+        result = _output_too_large(draft, result)
     if result.succeeded:
         _succeeded(draft, node, result.output or {})
     else:
         _attempt_failed(draft, node, result)
+
+
+def _output_too_large(draft: _Draft, result: AttemptResult) -> AttemptResult:
+    """An output over the limit fails its attempt for good: the same step makes the same output."""
+    error = (
+        f"the output is {size_of(result.output)} bytes of JSON, more than the "
+        f"{draft.options.max_value_bytes} a step may return (SEQFLOW_MAX_VALUE_BYTES)"
+    )
+    return AttemptResult(
+        node=result.node, attempt=result.attempt, error=error, permanent=True, reason=Reason.OUTPUT_TOO_LARGE
+    )
 
 
 def _create_again(draft: _Draft, node: NodeStatus, observed: Observations) -> None:
@@ -587,7 +666,12 @@ def _fold_waiting(draft: _Draft, node: NodeStatus) -> None:
     if step.wait.signal in signals:
         payload = signals[step.wait.signal]
         _succeeded(
-            draft, node, {**input, **(payload if isinstance(payload, dict) else {step.wait.signal: payload})}
+            draft,
+            node,
+            {
+                **draft.resolve(input),
+                **(payload if isinstance(payload, dict) else {step.wait.signal: payload}),
+            },
         )
     elif node.deadline is not None and draft.now >= node.deadline:
         if step.wait.on_timeout == "continue":
@@ -628,15 +712,16 @@ def _fold_group(draft: _Draft, group: NodeStatus) -> None:
         )
         draft.end = (Reason.TASK_FAILED, message)
     elif members and all(m is not None and m.phase == NodePhase.SUCCEEDED for m in members):
-        output = dict(_input_of(draft, draft.step_index(group.id)))
+        output = dict(draft.resolve(_input_of(draft, draft.step_index(group.id))))
         for member in members:
             assert member is not None
-            output.update(member.output or {})
+            output.update(draft.resolve(member.output or {}))
             draft.put(_with(member, output=None))  # no longer needed: the group's output has it
         _succeeded(draft, group, output)
 
 
 def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
+    output = draft.keep(output)
     member = "/" in node.id  # a member's output waits in its node for the group's end
     compensation = _is_compensation(node.id)
     spec = draft.spec_of(node.id)
@@ -887,10 +972,10 @@ def _condition_holds(draft: _Draft, index: int) -> bool:
     input = _input_of(draft, index)
     run = draft.run
     variables = {
-        "input": input,
+        "input": draft.resolve(input),
         "run": {"name": run.name, "namespace": run.namespace, "labels": dict(run.labels)},
         "steps": {
-            n.id: {"phase": n.phase.value, "output": n.output or {}}
+            n.id: {"phase": n.phase.value, "output": draft.resolve(n.output or {})}
             for n in draft.status.nodes
             if not _is_compensation(n.id)
         },
@@ -1030,7 +1115,7 @@ def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -
             depth=draft.run.depth + 1,
             max_descendants=_descendant_budget(draft),
         )
-    return RunHandler(node=node.id, task=task, attempt=node.attempts, input=data)
+    return RunHandler(node=node.id, task=task, attempt=node.attempts, input=draft.resolve(data))
 
 
 def _max_descendants(draft: _Draft) -> int:
@@ -1047,7 +1132,7 @@ def _descendant_budget(draft: _Draft) -> int:
 
 def _input_of(draft: _Draft, index: int) -> JsonObject:
     """The input of the step at `index`: the run's for the first, else the data flowing on."""
-    return draft.run.spec.input if index == 0 else (draft.status.output or {})
+    return draft.run_input() if index == 0 else (draft.status.output or {})
 
 
 def _input_for(draft: _Draft, node: str) -> JsonObject:
@@ -1284,7 +1369,7 @@ def _with(node: NodeStatus, **changes: object) -> NodeStatus:
 
 def json_size(value: JsonObject) -> int:
     """Bytes of `value` as compact JSON (as it is stored and passed on)."""
-    return len(json.dumps(value, separators=(",", ":")).encode())
+    return len(encode(value))
 
 
 def _clip(text: str) -> str:

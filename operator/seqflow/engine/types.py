@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from seqflow.api.models import (
-    MAX_DATA_BYTES,
+    MAX_VALUE_BYTES,
     FailureCause,
     JsonObject,
     PinnedMember,
@@ -22,6 +22,7 @@ from seqflow.api.models import (
     WorkflowRunStatus,
     WorkflowSpec,
 )
+from seqflow.api.values import Encoded, ValueRef
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class Observations:
     # The progress journal could not be read: what an earlier process did with the run's
     # in-process attempts is not known, so none starts and none counts as interrupted.
     progress_unknown: bool = False
+    values: Mapping[str, JsonObject] = field(
+        default_factory=dict
+    )  # stored values the status names, by digest
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,9 @@ class EngineOptions:
 
     workflow_wait: timedelta = timedelta(seconds=30)
     default_timeout_seconds: int = 300
-    max_input_bytes: int = MAX_DATA_BYTES
+    max_value_bytes: int = MAX_VALUE_BYTES  # an input or output larger than this fails its run or step
+    inline_value_bytes: int = 4096  # larger values are stored, and named in the status by reference
+    value_recheck: timedelta = timedelta(seconds=5)  # how often a run waiting for a stored value looks again
     blocked_recheck: timedelta = timedelta(seconds=30)  # how often a blocked attempt looks again
     run_ttl: timedelta | None = None  # delete finished runs this long after they finish
     max_pending_history: int = 200  # entries held in a status while the store is behind
@@ -140,7 +146,7 @@ class CreateJob:
     name: str
     task: PinnedTask | PinnedMember
     attempt: int
-    input: JsonObject
+    input: JsonObject  # the value, or the reference to it when it is stored
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,7 @@ class CreateChildRun:
     name: str
     attempt: int
     workflow: str
-    input: JsonObject
+    input: JsonObject  # the value, or the reference to it when it is stored
     suspend: bool
     depth: int
     max_descendants: int  # the child's share: what is left of the parent's bound
@@ -223,3 +229,12 @@ Action = (
 class Decision:
     status: WorkflowRunStatus
     actions: tuple[Action, ...] = field(default=())
+    values: Mapping[str, Encoded] = field(default_factory=dict)  # to store (by digest) before the status
+
+
+class ValueMissing(Exception):
+    """A stored value the plan needs is not among the observed ones (the store did not answer)."""
+
+    def __init__(self, ref: ValueRef) -> None:
+        super().__init__(ref.digest)
+        self.ref = ref

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from seqflow.api.models import MAX_DATA_BYTES, JsonObject
+from seqflow.api.models import JsonObject
+from seqflow.api.values import REF_SHAPE, ref_of
 from seqflow.engine import AttemptResult, RunHandler
 from seqflow.settings import StartupError
 
@@ -130,17 +131,15 @@ class HandlerRunner:
         return await result if inspect.isawaitable(result) else result
 
 
-def output_problem(output: Any, *, limit: int = MAX_DATA_BYTES) -> str | None:
-    """Why a handler's return value cannot be a task's output, or None when it can."""
+def output_problem(output: Any) -> str | None:
+    """Why a handler's return value cannot be a task's output, or None when it can (its size
+    is the engine's to weigh)."""
     if not isinstance(output, dict):
         return f"the handler returned {type(output).__name__}, not a JSON object (dict)"
     try:
-        size = len(json.dumps(output, separators=(",", ":")).encode())
+        json.dumps(output, separators=(",", ":"))
     except (TypeError, ValueError) as error:
         return f"the handler's output is not JSON-serializable: {error}"
-    if size > limit:
-        return (
-            f"the output is {size} bytes, more than the {limit} a task may pass on: "
-            "keep large data in storage"
-        )
+    if ref_of(output) is not None:
+        return f"the output may not be {REF_SHAPE}: that is a stored value's reference"
     return None

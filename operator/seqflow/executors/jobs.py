@@ -4,8 +4,10 @@
 seen terminal) or from the Job's conditions.
 
 The input reaches the container as JSON twice: in the SEQFLOW_INPUT variable and in the file
-/seqflow/input.json (a downward-API volume of the pod's `seqflow.io/input` annotation). The
-container returns its output as a JSON object in its termination message.
+/seqflow/input.json (a downward-API volume of the pod's `seqflow.io/input` annotation); an input
+too large for that is fetched from SEQFLOW_INPUT_URL instead. The container returns its output
+as a JSON object in its termination message, or one too large for it to SEQFLOW_OUTPUT_URL
+(seqflow.executors.attempts).
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from seqflow.api.bodies import labels_of, name_of, owners_of, spec_of, status_of, uid_of
+from seqflow.api.bodies import annotations_of, labels_of, name_of, owners_of, spec_of, status_of, uid_of
 from seqflow.api.manifests import owner_reference
 from seqflow.api.models import JsonObject, PinnedMember, PinnedTask, shortened_name
+from seqflow.api.values import REF_SHAPE, ref_of
 from seqflow.engine import AttemptResult, CreateJob
+from seqflow.executors.attempts import OUTPUT_ANNOTATION
 
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
+# The largest input passed in the manifest (twice: in a variable and an annotation); a larger one
+# is fetched from the operator's HTTP API.
+INLINE_INPUT_BYTES = 256 * 1024
 INPUT_DIR = "/seqflow"
 INPUT_ANNOTATION = "seqflow.io/input"
 PERMANENT_EXIT_CODE = 65  # EX_DATAERR: the task's entrypoint says retrying cannot help
@@ -42,9 +49,20 @@ class RunRef:
     uid: str
 
 
-def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> JsonObject:
+@dataclass(frozen=True)
+class AttemptUrls:
+    """Where the attempt's pod fetches its input (when it is not in the manifest) and sends a
+    large output (when the operator's HTTP API is reachable: SEQFLOW_API_URL)."""
+
+    input: str | None = None
+    output: str | None = None
+
+
+def job_manifest(
+    *, run: RunRef, action: CreateJob, ttl_seconds: int | None, urls: AttemptUrls = AttemptUrls()
+) -> JsonObject:
     """The attempt as a Job of one pod."""
-    template = _attempt_template(run=run, action=action)
+    template = _attempt_template(run=run, action=action, urls=urls)
     job_spec: JsonObject = {
         "backoffLimit": 0,  # seqflow owns retries: one pod per attempt
         "activeDeadlineSeconds": action.task.timeout_seconds,
@@ -65,9 +83,9 @@ def job_manifest(*, run: RunRef, action: CreateJob, ttl_seconds: int | None) -> 
     }
 
 
-def pod_manifest(*, run: RunRef, action: CreateJob) -> JsonObject:
+def pod_manifest(*, run: RunRef, action: CreateJob, urls: AttemptUrls = AttemptUrls()) -> JsonObject:
     """The attempt as a pod of its own, owned by the run (SEQFLOW_JOB_STEPS_AS=Pod)."""
-    template = _attempt_template(run=run, action=action)
+    template = _attempt_template(run=run, action=action, urls=urls)
     spec = {**template["spec"], "activeDeadlineSeconds": action.task.timeout_seconds}
     return {
         "apiVersion": "v1",
@@ -82,7 +100,7 @@ def pod_manifest(*, run: RunRef, action: CreateJob) -> JsonObject:
     }
 
 
-def _attempt_template(*, run: RunRef, action: CreateJob) -> JsonObject:
+def _attempt_template(*, run: RunRef, action: CreateJob, urls: AttemptUrls) -> JsonObject:
     """The pod template of an attempt: the task's, with seqflow's labels, its input and where
     its output goes."""
     task = action.task
@@ -93,14 +111,44 @@ def _attempt_template(*, run: RunRef, action: CreateJob) -> JsonObject:
         LABEL_TASK: task.name,
         LABEL_ATTEMPT: str(action.attempt),
     }
-    input_json = json.dumps(action.input, separators=(",", ":"))
     template = _pod_template(task)
     template.setdefault("metadata", {})
     template["metadata"].setdefault("labels", {}).update(labels)
-    template["metadata"].setdefault("annotations", {})[INPUT_ANNOTATION] = input_json
     spec = template.setdefault("spec", {})
     spec["restartPolicy"] = "Never"
-    spec.setdefault("volumes", []).append(
+    container = _task_container(spec)
+    container["terminationMessagePath"] = TERMINATION_LOG
+    container["terminationMessagePolicy"] = "File"
+    given: list[tuple[str, str]] = []
+    if urls.input is not None:
+        given.append(("SEQFLOW_INPUT_URL", urls.input))
+    else:
+        given += _inline_input(template, container, action.input)
+    if urls.output is not None:
+        given.append(("SEQFLOW_OUTPUT_URL", urls.output))
+    container["env"] = [
+        *container.get("env", []),
+        *(
+            {"name": name, "value": value}
+            for name, value in (
+                *given,
+                ("SEQFLOW_OUTPUT_PATH", TERMINATION_LOG),
+                ("SEQFLOW_NAMESPACE", run.namespace),
+                ("SEQFLOW_RUN", run.name),
+                ("SEQFLOW_RUN_UID", run.uid),
+                ("SEQFLOW_TASK", task.name),
+                ("SEQFLOW_ATTEMPT", str(action.attempt)),
+            )
+        ),
+    ]
+    return template
+
+
+def _inline_input(template: JsonObject, container: JsonObject, input: JsonObject) -> list[tuple[str, str]]:
+    """The input in the pod's annotation, mounted as a file, and its variables."""
+    input_json = json.dumps(input, separators=(",", ":"))
+    template["metadata"].setdefault("annotations", {})[INPUT_ANNOTATION] = input_json
+    template["spec"].setdefault("volumes", []).append(
         {
             "name": "seqflow-input",
             "downwardAPI": {
@@ -113,29 +161,10 @@ def _attempt_template(*, run: RunRef, action: CreateJob) -> JsonObject:
             },
         }
     )
-    container = _task_container(spec)
-    container["terminationMessagePath"] = TERMINATION_LOG
-    container["terminationMessagePolicy"] = "File"
     container.setdefault("volumeMounts", []).append(
         {"name": "seqflow-input", "mountPath": INPUT_DIR, "readOnly": True}
     )
-    container["env"] = [
-        *container.get("env", []),
-        *(
-            {"name": name, "value": value}
-            for name, value in (
-                ("SEQFLOW_INPUT", input_json),
-                ("SEQFLOW_INPUT_PATH", f"{INPUT_DIR}/input.json"),
-                ("SEQFLOW_OUTPUT_PATH", TERMINATION_LOG),
-                ("SEQFLOW_NAMESPACE", run.namespace),
-                ("SEQFLOW_RUN", run.name),
-                ("SEQFLOW_RUN_UID", run.uid),
-                ("SEQFLOW_TASK", task.name),
-                ("SEQFLOW_ATTEMPT", str(action.attempt)),
-            )
-        ),
-    ]
-    return template
+    return [("SEQFLOW_INPUT", input_json), ("SEQFLOW_INPUT_PATH", f"{INPUT_DIR}/input.json")]
 
 
 def _pod_template(task: PinnedTask | PinnedMember) -> JsonObject:
@@ -241,7 +270,8 @@ def slim_pod(pod: JsonObject) -> JsonObject:
             k: meta[k]
             for k in ("name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp")
             if k in meta
-        },
+        }
+        | _sent_output(pod),
         "spec": {
             "containers": [{"name": c.get("name")} for c in spec_of(pod).get("containers") or []],
             "activeDeadlineSeconds": spec_of(pod).get("activeDeadlineSeconds"),
@@ -291,10 +321,19 @@ def read_outcome(*, job: JsonObject | None, pod: JsonObject | None, node: str, a
         detail = f"exit code {code}" if code is not None else f"{reason}: {failure.get('message', '')}"
         return failed(f"{detail}: {message}" if message else detail, permanent=code == PERMANENT_EXIT_CODE)
 
+    sent = annotations_of(job or pod or {}).get(OUTPUT_ANNOTATION)
+    if sent is not None:  # sent to the operator's HTTP API, and stored
+        return AttemptResult(node=node, attempt=attempt, output=json.loads(sent))
     output, problem = parse_output(message)
     if problem:
         return failed(problem)
     return AttemptResult(node=node, attempt=attempt, output=output)
+
+
+def _sent_output(pod: JsonObject) -> JsonObject:
+    """The reference to the output a step's own pod sent, in its slim form."""
+    sent = annotations_of(pod).get(OUTPUT_ANNOTATION)
+    return {"annotations": {OUTPUT_ANNOTATION: sent}} if sent is not None else {}
 
 
 def parse_output(message: str) -> tuple[JsonObject | None, str | None]:
@@ -311,4 +350,6 @@ def parse_output(message: str) -> tuple[JsonObject | None, str | None]:
         return None, f"the output is not valid JSON: {message[:200]!r}"
     if not isinstance(output, dict):
         return None, f"the output must be a JSON object, got {type(output).__name__}"
+    if ref_of(output) is not None:
+        return None, f"the output may not be {REF_SHAPE}: that is a stored value's reference"
     return output, None

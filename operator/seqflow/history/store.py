@@ -18,7 +18,7 @@ import binascii
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,10 @@ from seqflow.history.rows import (
     run_json,
     summary_json,
 )
-from seqflow.history.tables import ActivityRow, AttemptRow, JournalRow, RunRow
+from seqflow.history.tables import ActivityRow, AttemptRow, JournalRow, RunRow, ValueHoldRow, ValuePartRow
 
 MAX_PAGE = 500
+UNHELD_GRACE = timedelta(hours=1)
 DEADLOCK_RETRIES = 3
 
 
@@ -169,10 +170,10 @@ class HistoryStore:
     def write(self, run: RunIdentity, records: Iterable[HistoryRecord]) -> int:
         """Write a batch of one run's activity log entries; return the last seq written."""
         records = sorted(records, key=lambda r: r.seq)
-        self._in_transaction(lambda connection: self._write(connection, run, records))
+        self.transaction(lambda connection: self._write(connection, run, records))
         return records[-1].seq if records else 0
 
-    def _in_transaction(self, work: Callable[[Connection], None]) -> None:
+    def transaction(self, work: Callable[[Connection], None]) -> None:
         """Do `work` in a transaction, again when InnoDB picked it as a deadlock victim."""
         for attempt in range(1, DEADLOCK_RETRIES + 1):
             try:
@@ -186,7 +187,7 @@ class HistoryStore:
     def _write(self, connection: Connection, run: RunIdentity, records: list[HistoryRecord]) -> None:
         # Create the row first, so that the lock below is on a row, not on a gap of the index
         # (two first writes locking the same gap would deadlock).
-        connection.execute(self._insert_ignore(connection, RunRow), [_new_run_row(run)])
+        connection.execute(insert_ignore(connection, RunRow), [_new_run_row(run)])
         applied = connection.scalar(select(RunRow.history_seq).where(RunRow.uid == run.uid).with_for_update())
         # Entries the rows already reflect (a replay) must not move them backwards.
         fresh = [r for r in records if r.seq > (applied or 0)]
@@ -197,7 +198,7 @@ class HistoryStore:
         if attempts:
             self._upsert_attempts(connection, attempts)
         entries = [activity_values(run.uid, r) for r in fresh]
-        connection.execute(self._insert_ignore(connection, ActivityRow), entries)
+        connection.execute(insert_ignore(connection, ActivityRow), entries)
 
     @staticmethod
     def _upsert_attempts(connection: Connection, rows: list[JsonObject]) -> None:
@@ -217,12 +218,6 @@ class HistoryStore:
                 my = mysql.insert(AttemptRow)
                 connection.execute(my.on_duplicate_key_update({c: my.inserted[c] for c in updated}), group)
 
-    @staticmethod
-    def _insert_ignore(connection: Connection, table: type) -> Insert:
-        if connection.dialect.name == "sqlite":
-            return sqlite.insert(table).on_conflict_do_nothing()
-        return mysql.insert(table).prefix_with("IGNORE")
-
     # ----- the progress journal -----
 
     def journal(self, entries: Sequence[JournalEntry], *, forget: Sequence[tuple[str, int]] = ()) -> None:
@@ -236,13 +231,13 @@ class HistoryStore:
 
         def work(connection: Connection) -> None:
             if rows:
-                connection.execute(self._insert_ignore(connection, JournalRow), rows)
+                connection.execute(insert_ignore(connection, JournalRow), rows)
             for run_uid, retried in forget:
                 connection.execute(
                     delete(JournalRow).where(JournalRow.run_uid == run_uid, JournalRow.retried <= retried)
                 )
 
-        self._in_transaction(work)
+        self.transaction(work)
 
     def _append(self, rows: list[JsonObject]) -> None:
         """One INSERT that commits itself, on a connection of the journal's own (MySQL)."""
@@ -358,7 +353,29 @@ class HistoryStore:
                 connection.execute(delete(AttemptRow).where(AttemptRow.run_uid.in_(uids)))
                 connection.execute(delete(RunRow).where(RunRow.uid.in_(uids)))
                 connection.execute(delete(JournalRow).where(JournalRow.run_uid.in_(uids)))
+                connection.execute(delete(ValueHoldRow).where(ValueHoldRow.run_uid.in_(uids)))
             deleted += len(uids)
+
+    def delete_unheld_values(self, now: datetime) -> None:
+        """Delete the holds of uploads whose run never came, and the stored values no run holds,
+        each once `UNHELD_GRACE` has passed since it was taken or stored (so that a value being
+        passed on just then is not taken from under its new holder)."""
+        before = naive_utc(now - UNHELD_GRACE)
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(ValueHoldRow).where(ValueHoldRow.run_uid == "", ValueHoldRow.held_at < before)
+            )
+            held = select(ValueHoldRow.digest).distinct()
+            connection.execute(
+                delete(ValuePartRow).where(ValuePartRow.stored_at < before, ValuePartRow.digest.not_in(held))
+            )
+
+
+def insert_ignore(connection: Connection, table: type) -> Insert:
+    """An INSERT that leaves a row of the same key as it is."""
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return mysql.insert(table).prefix_with("IGNORE")
 
 
 def _journal_values(entry: JournalEntry) -> JsonObject:

@@ -1,5 +1,5 @@
-"""The history store's tables: runs, task attempts, the activity log and the progress journal
-(SQLAlchemy 2.0).
+"""The history store's tables: runs, task attempts, the activity log, the progress journal and
+stored values (SQLAlchemy 2.0).
 
 The schema itself is created and upgraded by the Alembic migrations beside this module; these
 typed models are what the repository queries. Times are stored as naive UTC with microseconds.
@@ -10,13 +10,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite auto-increments INTEGER keys only
 Json = JSON().with_variant(mysql.JSON(), "mysql", "mariadb")
+Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -108,3 +120,30 @@ class JournalRow(Base):
     ended: Mapped[bool] = mapped_column(Boolean)
     result: Mapped[Any | None] = mapped_column(Json)  # output, error, permanent, reason (when ended)
     recorded_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ValuePartRow(Base):
+    """A part of a stored value (values by reference): the value's compact JSON, in parts of at
+    most `VALUE_PART_BYTES`, under the sha256 of the whole."""
+
+    __tablename__ = "stored_values"
+
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)  # sha256:<hex>
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)  # of the whole value
+    data: Mapped[bytes] = mapped_column(Blob)
+    stored_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ValueHoldRow(Base):
+    """A run (or, with no run yet, an upload to a namespace) that holds a stored value: values
+    no run holds are collected with the history (retention). Reads are by namespace: a value is
+    readable where it is held."""
+
+    __tablename__ = "value_holds"
+    __table_args__ = (Index("ix_value_holds_digest_namespace", "digest", "namespace"),)
+
+    run_uid: Mapped[str] = mapped_column(String(36), primary_key=True)  # "" for an upload of no run yet
+    digest: Mapped[str] = mapped_column(String(71), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63), primary_key=True)
+    held_at: Mapped[datetime] = mapped_column(Timestamp)

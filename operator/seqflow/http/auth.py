@@ -132,3 +132,14 @@ def bearer_token(request: web.Request) -> str:
     if not header.startswith("Bearer ") or not header[7:].strip():
         raise HttpError(401, "send a Kubernetes bearer token: Authorization: Bearer <token>")
     return header[7:].strip()
+
+
+async def read_body(request: web.Request, *, limit: int, what: str) -> bytes:
+    """The request's body, refused (413) past `limit` bytes."""
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"{what} is larger than the {limit} bytes of JSON it may be")
+        chunks.append(chunk)
+    return b"".join(chunks)

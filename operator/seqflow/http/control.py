@@ -27,7 +27,7 @@ from seqflow.api.bodies import condition_of, name_of, spec_of, status_of, versio
 from seqflow.api.manifests import rerun, workflow_run
 from seqflow.api.models import (
     GROUP,
-    MAX_DATA_BYTES,
+    MAX_INLINE_BYTES,
     VERSION,
     JsonObject,
     WorkflowRunSpec,
@@ -36,9 +36,12 @@ from seqflow.api.models import (
     WorkflowStatus,
     shortened_name,
 )
+from seqflow.api.values import REF_SHAPE, ref_of, stored
 from seqflow.cluster.kube import Conflict, KubeApi, NotFound
 from seqflow.engine.schemas import input_problems, schema_problem
-from seqflow.http.auth import CREATED_BY, Authorizer, HttpError, authorize
+from seqflow.http.auth import CREATED_BY, Authorizer, HttpError, authorize, read_body
+from seqflow.runs.values import Values
+from seqflow.settings import Settings
 
 IDEMPOTENCY_KEY = "seqflow.io/idempotency-key"  # annotation: a digest of the key that named it
 SPEC_CHANGES: dict[str, JsonObject] = {
@@ -51,9 +54,14 @@ RETRY_WRITE_ATTEMPTS = 10  # a retry counts from the value read; the run's statu
 
 
 class ControlApi:
-    def __init__(self, *, api: KubeApi, authorizer: Authorizer | None) -> None:
+    def __init__(
+        self, *, api: KubeApi, values: Values, authorizer: Authorizer | None, settings: Settings
+    ) -> None:
         self._api = api
+        self._values = values
         self._authorizer = authorizer
+        self._max_input = settings.max_value_bytes
+        self._inline = settings.inline_value_bytes
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/api/v1/namespaces/{namespace}/workflows/{workflow}/runs", self.start_run)
@@ -68,10 +76,16 @@ class ControlApi:
     async def start_run(self, request: web.Request) -> web.Response:
         namespace, workflow = request.match_info["namespace"], request.match_info["workflow"]
         user = await authorize(self._authorizer, request, verb="create", namespace=namespace)
-        data = await _json_object(request, what="the input")
+        data = await _json_object(request, what="the input", limit=self._max_input)
+        if ref_of(data) is not None:
+            raise HttpError(422, f"the input may not be {REF_SHAPE}: that is a stored value's reference")
         await self._check_input(namespace, workflow, data)
         if request.query.get("dryRun") == "true":
             return web.json_response({"valid": True})
+        kept, encoded = stored(data, inline_bytes=self._inline)
+        if encoded is not None:  # a large input: stored first, the run names it
+            await self._values.upload(namespace, kept["ref"], encoded)
+            data = kept
         key = request.headers.get("Idempotency-Key", "").strip()
         metadata: JsonObject = {"annotations": {CREATED_BY: user}}
         if key:
@@ -86,7 +100,7 @@ class ControlApi:
         except Conflict:  # the key was used before: the same run, if it was this very request
             run, status = await self._api.get_run(namespace, metadata["name"]), 200
             same = workflow_of(run) == workflow
-            if not same or spec_of(run).get("input") != data:
+            if not same or (spec_of(run).get("inputRef") or spec_of(run).get("input")) != data:
                 raise HttpError(409, "this Idempotency-Key was used for another request") from None
         name = name_of(run)
         location = f"/api/v1/namespaces/{namespace}/runs/{name}"
@@ -134,7 +148,7 @@ class ControlApi:
         return await self._patch(request, {"spec": SPEC_CHANGES[action]})
 
     async def signal(self, request: web.Request) -> web.Response:
-        payload = await _json_object(request, what="the signal's payload")
+        payload = await _json_object(request, what="the signal's payload", limit=MAX_INLINE_BYTES)
         return await self._patch(request, {"spec": {"signals": {request.match_info["signal"]: payload}}})
 
     async def _patch(self, request: web.Request, patch: JsonObject) -> web.Response:
@@ -186,10 +200,8 @@ class ControlApi:
         return web.json_response(openapi_document())
 
 
-async def _json_object(request: web.Request, *, what: str) -> JsonObject:
-    text = await request.text()
-    if len(text.encode()) > MAX_DATA_BYTES:
-        raise HttpError(413, f"{what} is larger than {MAX_DATA_BYTES} bytes of JSON")
+async def _json_object(request: web.Request, *, what: str, limit: int) -> JsonObject:
+    text = await read_body(request, limit=limit, what=what)
     try:
         value = json.loads(text) if text.strip() else {}
     except ValueError as error:

@@ -5,8 +5,12 @@
     GET /api/v1/whoami                           who the bearer token is
     GET /api/v1/runs?namespace=&workflow=&phase=&since=&until=&limit=&cursor=
                                                  runs newest first, one page; `next` is the cursor
-    GET /api/v1/namespaces/{namespace}/runs/{name}
-                                                 one run with its attempts and activity log
+    GET /api/v1/namespaces/{namespace}/runs/{name}[?values=ref]
+                                                 one run with its attempts and activity log; its
+                                                 stored values whole, or with values=ref as
+                                                 {ref, size}
+    GET /api/v1/namespaces/{namespace}/values/{digest}
+                                                 one stored value (its JSON), held in the namespace
 
 Runs are read from the history store, and what the operator's run cache knows is laid over
 them: a live run's phase, current steps and step tree (`live`), and the activity log entries
@@ -29,10 +33,12 @@ from aiohttp import web
 
 from seqflow.api.bodies import condition_of, spec_of, status_of, uid_of, workflow_of
 from seqflow.api.models import JsonObject, NodeType, RunPhase
+from seqflow.api.values import ref_of
 from seqflow.cluster.kube import Forbidden, Invalid
 from seqflow.engine import child_run_name
 from seqflow.history.store import MAX_PAGE, BadCursor, HistoryStore, RunFilter
 from seqflow.http.auth import Authorizer, HttpError, authorize, bearer_token
+from seqflow.runs.values import Values, ValuesNotStored
 
 logger = logging.getLogger(__name__)
 LIST_PARAMS = {"namespace", "workflow", "phase", "since", "until", "limit", "cursor"}
@@ -50,9 +56,15 @@ class LiveRuns(Protocol):
 
 class HistoryApi:
     def __init__(
-        self, *, store: HistoryStore, authorizer: Authorizer | None, live: LiveRuns | None = None
+        self,
+        *,
+        store: HistoryStore,
+        values: Values,
+        authorizer: Authorizer | None,
+        live: LiveRuns | None = None,
     ) -> None:
         self._store = store
+        self._values = values
         self._authorizer = authorizer  # None: no authentication (local development only)
         self._live = live
 
@@ -63,6 +75,7 @@ class HistoryApi:
         app.router.add_get("/api/v1/whoami", self.whoami)
         app.router.add_get("/api/v1/runs", self.list_runs)
         app.router.add_get("/api/v1/namespaces/{namespace}/runs/{name}", self.show_run)
+        app.router.add_get("/api/v1/namespaces/{namespace}/values/{digest}", self.show_value)
         return app
 
     @web.middleware
@@ -74,6 +87,8 @@ class HistoryApi:
             bearer = error.status == 401 and request.path.startswith("/api/")
             headers = {"WWW-Authenticate": "Bearer"} if bearer else None
             return web.json_response({"error": str(error)}, status=error.status, headers=headers)
+        except ValuesNotStored as error:  # the history store does not answer just now
+            return web.json_response({"error": f"the history store does not answer: {error}"}, status=503)
         except (Invalid, Forbidden) as error:  # the API server refused what the call would write
             return web.json_response(
                 {"error": error.message}, status=422 if isinstance(error, Invalid) else 403
@@ -173,10 +188,38 @@ class HistoryApi:
             details = entry["details"]
             if entry["event"] == "TASK_STARTED" and details.get("executor") == NodeType.WORKFLOW:
                 details["child"] = child_run_name(run=name, node=entry["task"], attempt=entry["attempt"])
+        if request.query.get("values") != "ref":
+            await self._resolve(namespace, run)
         return web.json_response(run)
+
+    async def show_value(self, request: web.Request) -> web.Response:
+        namespace, digest = request.match_info["namespace"], request.match_info["digest"]
+        await self._authorize(request, verb="get", namespace=namespace)
+        found = await self._values.read_encoded(namespace, digest)
+        if found is None:
+            raise HttpError(404, f"no stored value {digest} in namespace {namespace}")
+        return web.Response(body=found, content_type="application/json")
+
+    async def _resolve(self, namespace: str, run: JsonObject) -> None:
+        """Put the stored values the run's history names in place of their references (those
+        that cannot be read now stay references)."""
+        places = _value_places(run)
+        digests = {ref.digest for holder, key in places if (ref := ref_of(holder[key])) is not None}
+        found = await self._values.read(namespace, digests)
+        for holder, key in places:
+            ref = ref_of(holder[key])
+            if ref is not None and ref.digest in found:
+                holder[key] = found[ref.digest]
 
     async def _authorize(self, request: web.Request, *, verb: str, namespace: str) -> None:
         await authorize(self._authorizer, request, verb=verb, namespace=namespace)
+
+
+def _value_places(run: JsonObject) -> list[tuple[JsonObject, str]]:
+    """Where a run's history may hold values: (the object, its key)."""
+    holders = [run, *run["attempts"], *(e["details"] for e in run["activity"])]
+    holders += (run.get("live") or {}).get("nodes") or []
+    return [(h, key) for h in holders for key in ("input", "output") if isinstance(h.get(key), dict)]
 
 
 def live_summary(body: JsonObject) -> JsonObject:
@@ -212,7 +255,7 @@ def with_live_status(run: JsonObject | None, body: JsonObject) -> JsonObject:
     status = status_of(body)
     shown: JsonObject = run or {
         **live_summary(body),
-        "input": spec_of(body).get("input"),
+        "input": spec_of(body).get("inputRef") or spec_of(body).get("input"),
         "output": status.get("output"),
         "attempts": [],
         "activity": [],

@@ -20,10 +20,10 @@ from aiohttp import web
 
 from seqflow.api.bodies import spec_of
 from seqflow.api.manifests import workflow_run
-from seqflow.api.models import MAX_DATA_BYTES, WorkflowSpec, shortened_name
+from seqflow.api.models import MAX_INLINE_BYTES, WorkflowSpec, shortened_name
 from seqflow.clock import Clock, SystemClock
 from seqflow.cluster.kube import ApiError, Conflict, KubeApi
-from seqflow.http.auth import CREATED_BY, HttpError
+from seqflow.http.auth import CREATED_BY, HttpError, read_body
 
 WINDOW_SECONDS = 300
 TIMESTAMP, SIGNATURE = "X-Seqflow-Timestamp", "X-Seqflow-Signature"
@@ -44,13 +44,11 @@ class Webhooks:
 
     async def deliver(self, request: web.Request) -> web.Response:
         namespace, workflow = request.match_info["namespace"], request.match_info["workflow"]
-        body = await request.content.read(MAX_DATA_BYTES + 1)
+        body = await read_body(request, limit=MAX_INLINE_BYTES, what="the input")
         stamp, signed = request.headers.get(TIMESTAMP, ""), request.headers.get(SIGNATURE, "")
         secret = await self._secret(namespace, workflow)
         if secret is None or not self._genuine(secret, stamp=stamp, signed=signed, body=body):
             raise HttpError(401, "unauthorized")
-        if len(body) > MAX_DATA_BYTES:
-            raise HttpError(413, f"the input is larger than {MAX_DATA_BYTES} bytes of JSON")
         try:
             data = json.loads(body or b"{}")
         except ValueError as error:

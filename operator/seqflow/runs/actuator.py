@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import assert_never
 
 from seqflow.api.bodies import Key, key_of, uid_of, workflow_of
 from seqflow.api.models import JsonObject
+from seqflow.api.values import ref_of
 from seqflow.clock import Clock
 from seqflow.cluster.events import EventRecorder
 from seqflow.cluster.kube import Conflict, Forbidden, Invalid, KubeApi, NotFound
@@ -30,20 +31,32 @@ from seqflow.engine import (
     RunHandler,
     WakeAt,
 )
+from seqflow.executors.attempts import AttemptClaim, AttemptLinks
 from seqflow.executors.children import child_run_manifest
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
-from seqflow.executors.jobs import RunRef, job_manifest, owned_by, pod_manifest, run_of, slim_pod
+from seqflow.executors.jobs import (
+    INLINE_INPUT_BYTES,
+    AttemptUrls,
+    RunRef,
+    job_manifest,
+    owned_by,
+    pod_manifest,
+    run_of,
+    slim_pod,
+)
 from seqflow.metrics import Metrics
 from seqflow.runs.cache import Cache
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import RunState, RunStates
+from seqflow.runs.values import Values
 
 
 @dataclass(frozen=True)
 class StepOptions:
     step_pods: bool = False  # a Job step's attempt is a pod of its own, not a Job
     job_ttl_seconds: int | None = None
+    links: AttemptLinks | None = None  # where Job steps fetch large inputs and send large outputs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +70,7 @@ class Actuator:
     events: EventRecorder
     runner: HandlerRunner
     metrics: Metrics
+    values: Values
     clock: Clock
     options: StepOptions
 
@@ -137,16 +151,18 @@ class Actuator:
         """Create an attempt's Job (or its pod alone); True when it cannot be (blocked,
         refused): plan again."""
         run = _ref(body)
+        state = self.states.of(run.uid, key)
+        prepared = await self._job_input(run, state, action)
+        if prepared is None:
+            return True
+        action, urls = prepared
         if self.options.step_pods:
-            kind, manifest = "Pod", pod_manifest(run=run, action=action)
+            kind, manifest = "Pod", pod_manifest(run=run, action=action, urls=urls)
             create, get = self.api.create_pod, self.api.get_pod
         else:
-            kind, manifest = (
-                "Job",
-                job_manifest(run=run, action=action, ttl_seconds=self.options.job_ttl_seconds),
-            )
+            ttl = self.options.job_ttl_seconds
+            kind, manifest = "Job", job_manifest(run=run, action=action, ttl_seconds=ttl, urls=urls)
             create, get = self.api.create_job, self.api.get_job
-        state = self.states.of(run.uid, key)
         try:
             created = await create(run.namespace, manifest)
         except Conflict:  # created before: by us, for this very attempt?
@@ -171,6 +187,46 @@ class Actuator:
         else:
             self.cache.jobs[(run.namespace, action.name)] = created
         return False
+
+    async def _job_input(
+        self, run: RunRef, state: RunState, action: CreateJob
+    ) -> tuple[CreateJob, AttemptUrls] | None:
+        """The attempt with its input whole where it goes in the manifest, and its links; None
+        when it cannot be created now (why is in the run's state)."""
+        links = self.options.links
+        ref = ref_of(action.input)
+        claim = AttemptClaim(
+            namespace=run.namespace,
+            run=run.name,
+            run_uid=run.uid,
+            node=action.node,
+            attempt=action.attempt,
+            job=action.name,
+            input=ref.digest if ref is not None else None,
+        )
+        token = links.token(claim) if links is not None else None
+        output_url = links.output_url(token) if links is not None and token is not None else None
+        if ref is None:
+            return action, AttemptUrls(output=output_url)
+        if ref.size > INLINE_INPUT_BYTES:
+            if links is None or token is None:
+                error = (
+                    f"the input is {ref.size} bytes, more than the {INLINE_INPUT_BYTES} a Job's manifest "
+                    "takes: set SEQFLOW_API_URL (the operator's HTTP API as pods reach it) so that "
+                    "Job steps fetch large inputs"
+                )
+                state.results[(action.node, action.attempt)] = AttemptResult(
+                    node=action.node, attempt=action.attempt, error=error, permanent=True
+                )
+                return None
+            return action, AttemptUrls(input=links.input_url(token), output=output_url)
+        found = await self.values.read(run.namespace, {ref.digest})
+        if ref.digest not in found:
+            state.blocked[action.node] = (
+                f"its input, stored value {ref.digest}, cannot be read from the history store now"
+            )
+            return None
+        return replace(action, input=found[ref.digest]), AttemptUrls(output=output_url)
 
     async def _create_child(self, key: Key, body: JsonObject, action: CreateChildRun) -> bool:
         """Create a sub-workflow's child run; True when one of its name is not this run's."""

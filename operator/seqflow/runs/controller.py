@@ -30,6 +30,7 @@ from seqflow.runs.ownership import Ownership, Owns, hands_over_nothing, owns_eve
 from seqflow.runs.progress import ALL_RETRIES, Journal, Progress
 from seqflow.runs.reconciler import Planner, Reconciler
 from seqflow.runs.state import RunStates
+from seqflow.runs.values import Values
 from seqflow.runs.workflows import Workflows
 from seqflow.runs.writes import RunWriter, wake_parent
 
@@ -53,6 +54,7 @@ class RunController:
         runner: HandlerRunner,
         history: HistorySink,
         journal: Journal,
+        values: Values,
         metrics: Metrics,
         handler_names: frozenset[str],
         options: RunOptions,
@@ -94,6 +96,7 @@ class RunController:
             events=events,
             runner=runner,
             metrics=metrics,
+            values=values,
             clock=clock,
             options=options.steps,
         )
@@ -113,6 +116,7 @@ class RunController:
                 admission=admission,
                 ownership=ownership,
                 metrics=metrics,
+                values=values,
                 handler_names=handler_names,
             ),
             planner=planner,
@@ -130,6 +134,7 @@ class RunController:
                 history=history, states=states, queue=queue, writer=writer, background=background
             ),
             actuator=actuator,
+            values=values,
         )
         self._workers = Workers(
             queue=queue,

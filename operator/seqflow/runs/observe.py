@@ -1,7 +1,7 @@
 """What the engine is told of a run besides its own object: the results of its attempts (in
 process, or read from their Jobs and pods), which of them still run, its child runs, its place
 in its Workflow's queue, what blocks it, how far its history is written, and whether it is being
-handed over or its progress is unknown."""
+handed over or its progress is unknown, and the stored values it may read."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from seqflow.runs.cache import Cache
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import Attempt, RunStates
+from seqflow.runs.values import Values, read_by_plan
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +38,7 @@ class Observer:
     admission: Admission
     ownership: Ownership
     metrics: Metrics
+    values: Values
     handler_names: frozenset[str]
 
     async def observe(
@@ -63,6 +65,7 @@ class Observer:
             deleted=deleted,
             hold=self.ownership.giving_up(key),
             progress_unknown=self.progress.unknown_for(state, run.status),
+            values=await self.values.read(key[0], read_by_plan(run.spec, run.status)),
         )
         return observed, results
 

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from seqflow.api.bodies import Key, deleting, finalizers_of, uid_of
-from seqflow.api.models import JsonObject
+from seqflow.api.models import JsonObject, Reason
 from seqflow.clock import Clock
 from seqflow.cluster.kube import EntityTooLarge
 from seqflow.engine import (
@@ -21,6 +21,7 @@ from seqflow.engine import (
     RunView,
     WorkflowView,
     fail_internal,
+    hold,
     plan,
 )
 from seqflow.runs.actuator import Actuator
@@ -32,6 +33,7 @@ from seqflow.runs.observe import Observer
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import ALL_RETRIES, Progress
 from seqflow.runs.state import RunStates
+from seqflow.runs.values import Values, ValuesNotStored
 from seqflow.runs.view import UnreadableStatus, run_view
 from seqflow.runs.workflows import Workflows
 from seqflow.runs.writes import RunWriter, Written
@@ -75,6 +77,7 @@ class Reconciler:
     writer: RunWriter
     flush: HistoryFlush
     actuator: Actuator
+    values: Values
 
     async def reconcile(self, key: Key) -> None:
         body = self.runs.get(key)
@@ -148,19 +151,37 @@ class Reconciler:
         decision = self.planner.plan(key, run, observed)
         if fast and self.fast.write_delay_seconds > 0:
             decision = await self.fast.run(key, body, run, observed, decision, seen=results)
+        kept = True
         if decision.status != run.status:
             journaled = self.progress.available  # (false: nothing is journaled before the next write)
             if decision.status.progress_journaled != journaled:
                 status = decision.status.model_copy(update={"progress_journaled": journaled})
                 decision = replace(decision, status=status)
+            held = await self._keep_values(key, uid, run, decision)
+            kept, decision = held is None, held or decision
             written = await self.writer.write(key, body, run, decision)
             if written is None or written[1] is None:
                 return written
             body, decision = written[0], written[1]  # (a run failed as too large: what failed it)
         state = self.states.of(uid, key)
-        for attempt in results:  # in the status now (or stale): no longer needed
-            state.results.pop(attempt, None)
+        if kept:
+            for attempt in results:  # in the status now (or stale): no longer needed
+                state.results.pop(attempt, None)
         if decision.status.finished and not run.status.finished:
             self.admission.finished(key[0], run.spec.workflow_ref.name)
             self.progress.forget(uid, state, retried=decision.status.retried)
         return body, decision
+
+    async def _keep_values(self, key: Key, uid: str, run: RunView, decision: Decision) -> Decision | None:
+        """Store the decision's new values before its status names them; when the store does
+        not take them, the decision that holds the run instead (its results wait here, its
+        Jobs' in the Jobs)."""
+        try:
+            await self.values.keep(key[0], uid, self.states.of(uid, key), decision)
+        except ValuesNotStored as error:
+            logger.warning("values of run %s/%s not stored: %s", *key, error)
+            now = self.planner.clock.now()
+            message = f"Waiting to store values in the history store, which does not take them: {error}"
+            until = now + self.planner.engine.value_recheck
+            return hold(run, reason=Reason.VALUE_UNAVAILABLE, message=message, now=now, until=until)
+        return None

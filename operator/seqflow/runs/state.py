@@ -24,6 +24,7 @@ class RunState:
     flushed: int = 0  # the store has its activity log entries up to this seq
     journaled: bool = False  # the progress journal has entries of it
     progress_known: bool = False  # while the journal cannot be read: none journaled past its status
+    held: set[str] = field(default_factory=set)  # digests of the stored values it holds (as written)
 
     @property
     def busy(self) -> bool:

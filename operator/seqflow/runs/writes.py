@@ -18,7 +18,7 @@ from seqflow.api.bodies import (
     status_of,
     version_of,
 )
-from seqflow.api.models import MAX_DATA_BYTES, JsonObject, Reason, WorkflowRunStatus
+from seqflow.api.models import JsonObject, Reason, WorkflowRunStatus
 from seqflow.clock import Clock
 from seqflow.cluster.events import EventRecorder
 from seqflow.cluster.kube import Conflict, EntityTooLarge, KubeApi, NotFound
@@ -183,6 +183,6 @@ class RunWriter:
 
 def _too_large(error: EntityTooLarge) -> str:
     return (
-        f"The run no longer fits in the object etcd stores ({error.message}): keep its input and "
-        f"outputs within {MAX_DATA_BYTES} bytes each, and the Workflow's Job templates small"
+        f"The run no longer fits in the object etcd stores ({error.message}): keep the Workflow's "
+        "Job templates and the run's inline input and signals small"
     )

@@ -1,0 +1,146 @@
+"""A run's stored values at the edge of `plan()`: before it, the values its status and spec
+name are read (from a cache by digest, else the store) for the engine to see; after it, the new
+values a decision names are stored, and held by the run, before its status is written.
+
+A value that cannot be read is left out (the engine holds the run only if it needs it); a
+value that cannot be stored is `ValuesNotStored`: that status is not written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Collection, Iterator, Mapping
+from typing import Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from seqflow.api.models import JsonObject, WorkflowRunSpec, WorkflowRunStatus
+from seqflow.api.values import Encoded, ref_of
+from seqflow.engine import Decision
+from seqflow.runs.state import RunState
+
+logger = logging.getLogger(__name__)
+UPLOAD = ""  # the run uid of a hold taken by an upload before its run exists
+
+
+class ValueStore(Protocol):
+    """Where values are kept (seqflow.history.values.StoredValues)."""
+
+    def put(
+        self, *, namespace: str, run_uid: str, values: Mapping[str, bytes], holds: Collection[str]
+    ) -> None: ...
+
+    def get(self, *, namespace: str, digests: Collection[str]) -> dict[str, bytes]: ...
+
+
+class ValuesNotStored(Exception):
+    """The store did not take a decision's new values: the status naming them waits."""
+
+
+def read_by_plan(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> set[str]:
+    """The digests of the stored values a plan may read: the run's input and the outputs kept
+    in its status (what is only passed on, as in the activity log, is not read)."""
+    values = [status.output, *(n.output for n in status.nodes)]
+    digests = {ref.digest for v in values if (ref := ref_of(v)) is not None}
+    if spec.input_ref is not None:
+        digests.add(spec.input_ref.ref)
+    return digests
+
+
+def named_by(status: WorkflowRunStatus) -> set[str]:
+    """Every digest the status names."""
+    values = [status.output, *(n.output for n in status.nodes)]
+    values += [v for r in status.pending_history for v in r.details.values()]
+    return {ref.digest for v in values if (ref := ref_of(v)) is not None}
+
+
+class ValueCache:
+    """Values read or stored lately, by digest, up to a total of `limit` bytes of JSON."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._size = 0
+        self._values: OrderedDict[str, tuple[JsonObject, int]] = OrderedDict()
+
+    def get(self, digest: str) -> JsonObject | None:
+        found = self._values.get(digest)
+        if found is None:
+            return None
+        self._values.move_to_end(digest)
+        return found[0]
+
+    def put(self, digest: str, value: JsonObject, size: int) -> None:
+        if digest in self._values or size > self._limit:
+            return
+        self._values[digest] = (value, size)
+        self._size += size
+        while self._size > self._limit:
+            _, (_, evicted) = self._values.popitem(last=False)
+            self._size -= evicted
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+
+class Values:
+    def __init__(self, store: ValueStore, *, cache_bytes: int) -> None:
+        self._store = store
+        self._cache = ValueCache(cache_bytes)
+
+    async def read(self, namespace: str, digests: set[str]) -> dict[str, JsonObject]:
+        """The values of `digests` that can be read now (held in `namespace`)."""
+        found = {d: v for d in digests if (v := self._cache.get(d)) is not None}
+        missing = digests - found.keys()
+        if not missing:
+            return found
+        try:
+            read = await asyncio.to_thread(self._store.get, namespace=namespace, digests=missing)
+        except (SQLAlchemyError, OSError) as error:
+            logger.warning("stored values not read (%d): %s", len(missing), type(error).__name__)
+            return found
+        for digest, data in read.items():
+            value = json.loads(data)
+            self._cache.put(digest, value, len(data))
+            found[digest] = value
+        return found
+
+    async def upload(self, namespace: str, digest: str, encoded: Encoded, *, run_uid: str = UPLOAD) -> None:
+        """Store a value sent to the HTTP API, held by its run: one of a Job step's outputs, or
+        the input of a run about to be created (held in its namespace until the run holds it,
+        or unclaimed, for an hour)."""
+        try:
+            await asyncio.to_thread(
+                self._store.put, namespace=namespace, run_uid=run_uid, values={digest: encoded.data}, holds=()
+            )
+        except (SQLAlchemyError, OSError) as error:
+            raise ValuesNotStored(f"{type(error).__name__}: {error}"[:300]) from error
+        self._cache.put(digest, encoded.value, len(encoded.data))
+
+    async def read_encoded(self, namespace: str, digest: str) -> bytes | None:
+        """One value's JSON as stored (held in `namespace`), or None."""
+        try:
+            found = await asyncio.to_thread(self._store.get, namespace=namespace, digests=[digest])
+        except (SQLAlchemyError, OSError) as error:
+            raise ValuesNotStored(f"{type(error).__name__}: {error}"[:300]) from error
+        return found.get(digest)
+
+    async def keep(self, namespace: str, uid: str, state: RunState, decision: Decision) -> None:
+        """Store the decision's new values, held by the run with every other value its status
+        names, before the status is written; `ValuesNotStored` when the store does not take them."""
+        new = {d: encoded for d, encoded in decision.values.items() if d not in state.held}
+        holds = named_by(decision.status) - state.held - new.keys()
+        if not new and not holds:
+            return
+        data = {d: encoded.data for d, encoded in new.items()}
+        try:
+            await asyncio.to_thread(
+                self._store.put, namespace=namespace, run_uid=uid, values=data, holds=holds
+            )
+        except (SQLAlchemyError, OSError) as error:
+            raise ValuesNotStored(f"{type(error).__name__}: {error}"[:300]) from error
+        state.held |= new.keys() | holds
+        for digest, encoded in new.items():
+            self._cache.put(digest, encoded.value, len(encoded.data))

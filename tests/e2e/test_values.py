@@ -1,0 +1,153 @@
+"""End to end: values by reference. A 10 MiB input over the HTTP API and 10 MiB outputs through
+five steps, a Job step that fetches a large input and sends a 2 MiB output over HTTP, every run
+object staying small; a database outage holds only the runs that need a stored value."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from testenv import MariaDB
+from testenv.operator import OperatorProcess
+from tests.e2e.operators import http_url, start_operator
+from tests.e2e.test_api import post
+from tests.e2e.test_history import admin_token, get
+from tests.e2e.test_job_tasks import job_task, jobs_of, wait_phase
+from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow_run
+
+pytestmark = [pytest.mark.cluster]
+MIB = 1024 * 1024
+OBJECT_BOUND = 256 * 1024
+
+
+def object_size(cluster: Cluster, namespace: str, name: str) -> int:
+    return len(json.dumps(cluster.get_json("workflowrun", name, "-n", namespace)))
+
+
+def is_ref(value: object) -> bool:
+    return isinstance(value, dict) and set(value) == {"ref", "size"}
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_10_mib_input_over_http_flows_through_five_steps_by_reference(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
+):
+    token = admin_token(cluster)
+    steps = [{"name": f"S{i}", "handler": "test.step"} for i in range(1, 6)]
+    cluster.apply(workflow("big", steps), namespace=namespace)
+    payload = os.urandom(5 * MIB).hex()  # 10 MiB of JSON: each step's output is as large
+    code, started, _ = post(
+        operator, f"/api/v1/namespaces/{namespace}/workflows/big/runs", {"payload": payload}, token
+    )
+    assert code == 201, started
+    name = started["name"]
+    wait_phase(cluster, namespace, name, "Succeeded", timeout=120)
+
+    run = runs.get(namespace, name)
+    assert is_ref(run["spec"]["inputRef"]) and "input" not in run["spec"]
+    assert is_ref(run["status"]["output"]) and run["status"]["output"]["size"] > 10 * MIB
+    assert object_size(cluster, namespace, name) < OBJECT_BOUND
+
+    wait_for(lambda: not runs.get(namespace, name)["status"].get("pendingHistory"), timeout=60)
+    code, shown = get(operator, f"/api/v1/namespaces/{namespace}/runs/{name}", token)
+    assert code == 200
+    assert shown["input"] == {"payload": payload}  # read through the reference, whole
+    assert shown["output"]["payload"] == payload and shown["output"]["trail"] == [s["name"] for s in steps]
+    assert [a["input"].get("step", 0) for a in shown["attempts"]] == [0, 1, 2, 3, 4]
+    code, by_ref = get(operator, f"/api/v1/namespaces/{namespace}/runs/{name}?values=ref", token)
+    assert is_ref(by_ref["output"]) and by_ref["output"] == run["status"]["output"]
+    digest = by_ref["output"]["ref"]
+    request = urllib.request.Request(
+        f"{http_url(operator)}/api/v1/namespaces/{namespace}/values/{digest}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read()) == shown["output"]
+    assert get(operator, f"/api/v1/namespaces/default/values/{digest}", token)[0] == 404  # held here only
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_job_step_fetches_a_large_input_and_sends_a_2_mib_output_over_http(
+    cluster: Cluster, runs: Runs, namespace: str
+):
+    cluster.require_kwok()
+    render = job_task("Render", annotations={"test.seqflow.io/duration": "5s"})
+    steps = [{"name": "Prepare", "handler": "test.step"}, render, {"name": "Publish", "handler": "test.step"}]
+    cluster.apply(workflow("render", steps), namespace=namespace)
+    document = os.urandom(300 * 1024).hex()  # 600 KiB: more than a Job's manifest takes
+    cluster.apply(workflow_run("r1", "render", {"doc": document}), namespace=namespace)
+    (job,) = wait_for(lambda: jobs_of(cluster, namespace, "r1"), timeout=30, what="the Render Job")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "SEQFLOW_INPUT" not in env and len(json.dumps(job)) < 64 * 1024
+
+    # What the step's pod does with any image: curl its input, curl its output back.
+    with urllib.request.urlopen(env["SEQFLOW_INPUT_URL"], timeout=30) as response:
+        given = json.loads(response.read())
+    assert given == {"doc": document, "trail": ["Prepare"], "step": 1}
+    pages = os.urandom(MIB).hex()  # 2 MiB
+    sent = urllib.request.Request(
+        env["SEQFLOW_OUTPUT_URL"], data=json.dumps({"pages": pages}).encode(), method="PUT"
+    )
+    with urllib.request.urlopen(sent, timeout=30) as response:
+        assert response.status == 201 and is_ref(json.loads(response.read()))
+    forged = env["SEQFLOW_OUTPUT_URL"].replace("/attempts/", "/attempts/x")
+    refused = urllib.request.Request(forged, data=b"{}", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(refused, timeout=10)
+    assert denied.value.code == 403
+
+    wait_phase(cluster, namespace, "r1", "Succeeded", timeout=60)
+    status = runs.get(namespace, "r1")["status"]
+    assert [n["phase"] for n in status["nodes"]] == ["Succeeded"] * 3
+    assert object_size(cluster, namespace, "r1") < OBJECT_BOUND
+    (job,) = jobs_of(cluster, namespace, "r1")
+    assert is_ref(json.loads(job["metadata"]["annotations"]["seqflow.io/output"]))
+    assert status["output"]["size"] > 2 * MIB
+
+
+@pytest.fixture
+def mariadb():
+    if os.environ.get("SEQFLOW_TEST_DATABASE_URL"):
+        pytest.skip("stops and starts the database server: needs the local MariaDB")
+    with MariaDB() as server:
+        yield server
+
+
+def test_an_outage_delays_inline_runs_and_holds_runs_that_need_a_stored_value(
+    cluster: Cluster, runs: Runs, crds: None, mariadb, operator_kubeconfig, tmp_path
+):
+    namespace = f"values-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    operator = start_operator(operator_kubeconfig, tmp_path / "operator.log", "values-*", mariadb.url)
+    try:
+        steps = [{"name": n, "handler": "test.step", "retry": {"backoffSeconds": 0.5}} for n in ("A", "B")]
+        cluster.apply(workflow("two", steps), namespace=namespace)
+        big = {"doc": "z" * 100_000, "sleep": 3}
+        cluster.apply(workflow_run("stored", "two", big), namespace=namespace)
+        runs.watch(namespace, "stored", until=lambda s: s.get("current") == ["A"], timeout=30)
+        mariadb.stop_server()
+        cluster.apply(workflow_run("inline", "two", {"n": 1}), namespace=namespace)
+
+        wait_phase(cluster, namespace, "inline", "Succeeded", timeout=60)  # needs no stored value
+        held = runs.watch(namespace, "stored", until=lambda s: _reason(s) == "ValueUnavailable", timeout=60)[
+            -1
+        ]
+        assert held["phase"] == "Running" and "history store" in condition(held)["message"]
+        time.sleep(5)
+        assert runs.get(namespace, "stored")["status"]["phase"] == "Running"  # held, not failed
+        mariadb.start_server()
+        wait_phase(cluster, namespace, "stored", "Succeeded", timeout=90)
+        output = runs.get(namespace, "stored")["status"]["output"]
+        assert is_ref(output) and output["size"] > 100_000
+    finally:
+        operator.stop()
+
+
+def _reason(status: dict) -> str | None:
+    found = [c for c in status.get("conditions", []) if c["type"] == "Succeeded"]
+    return found[0]["reason"] if found else None

@@ -1,0 +1,95 @@
+"""Stored values (values by reference) on both backends: parts, holds by namespace, retention."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from seqflow.api.values import digest_of, encode
+from seqflow.history.migrate import upgrade
+from seqflow.history.store import HistoryStore, RunIdentity, create_store_engine
+from seqflow.history.values import VALUE_PART_BYTES, StoredValues
+from seqflow.runs.values import UPLOAD
+
+T0 = datetime(2001, 1, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def store(request, tmp_path_factory) -> HistoryStore:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('values') / 'history.sqlite'}"
+    else:
+        url = request.getfixturevalue("database_url")
+    engine = create_store_engine(url)
+    upgrade(engine)
+    return HistoryStore(engine)
+
+
+def value_of(size: int) -> tuple[str, bytes]:
+    data = encode({"blob": os.urandom(size // 2).hex()[: size - 12]})
+    return digest_of(data), data
+
+
+def test_a_value_larger_than_a_part_comes_back_whole(store: HistoryStore):
+    values = StoredValues(store)
+    digest, data = value_of(VALUE_PART_BYTES * 2 + 1000)
+    uid = str(uuid.uuid4())
+    values.put(namespace="ns-a", run_uid=uid, values={digest: data}, holds=())
+    assert values.get(namespace="ns-a", digests=[digest]) == {digest: data}
+    values.put(namespace="ns-a", run_uid=uid, values={digest: data}, holds=())  # again: no change
+    assert values.get(namespace="ns-a", digests=[digest, "sha256:" + "0" * 64]) == {digest: data}
+
+
+def test_a_value_is_read_only_where_it_is_held_and_a_hold_is_taken_only_there(store: HistoryStore):
+    values = StoredValues(store)
+    digest, data = value_of(10_000)
+    values.put(namespace="ns-b", run_uid=str(uuid.uuid4()), values={digest: data}, holds=())
+    assert values.get(namespace="ns-other", digests=[digest]) == {}
+    # A reference written by hand in another namespace takes no hold there: still nothing to read.
+    values.put(namespace="ns-other", run_uid=str(uuid.uuid4()), values={}, holds=[digest])
+    assert values.get(namespace="ns-other", digests=[digest]) == {}
+    # In its own namespace, a second run holds it by reference alone.
+    values.put(namespace="ns-b", run_uid=str(uuid.uuid4()), values={}, holds=[digest])
+    assert values.get(namespace="ns-b", digests=[digest]) == {digest: data}
+
+
+def test_values_go_with_the_history_of_the_last_run_that_holds_them(store: HistoryStore):
+    values = StoredValues(store)
+    kept, shared = value_of(9_000), value_of(9_001)
+    old, new = str(uuid.uuid4()), str(uuid.uuid4())
+    for uid in (old, new):
+        store.write(RunIdentity(uid, "ns-c", f"r-{uid[:8]}", "wf", {}, T0), [])
+    values.put(namespace="ns-c", run_uid=old, values=dict([kept, shared]), holds=())
+    values.put(namespace="ns-c", run_uid=new, values={}, holds=[shared[0]])
+    _finish(store, old)
+    assert store.delete_finished_before(T0 + timedelta(days=1)) >= 1
+    store.delete_unheld_values(datetime.now(UTC))  # within the grace period: kept for now
+    assert values.get(namespace="ns-c", digests=[kept[0]]) == {}  # no hold left: not readable
+    store.delete_unheld_values(datetime.now(UTC) + timedelta(hours=2))
+    assert values.get(namespace="ns-c", digests=[shared[0]]) == {shared[0]: shared[1]}  # still held
+    values.put(namespace="ns-c", run_uid=new, values={kept[0]: kept[1]}, holds=())  # stored again
+    assert values.get(namespace="ns-c", digests=[kept[0]]) == {kept[0]: kept[1]}
+
+
+def test_an_upload_no_run_claims_is_collected_after_the_grace_period(store: HistoryStore):
+    values = StoredValues(store)
+    digest, data = value_of(8_000)
+    values.put(namespace="ns-d", run_uid=UPLOAD, values={digest: data}, holds=())
+    store.delete_unheld_values(datetime.now(UTC))
+    assert values.get(namespace="ns-d", digests=[digest]) == {digest: data}
+    store.delete_unheld_values(datetime.now(UTC) + timedelta(hours=2))
+    assert values.get(namespace="ns-d", digests=[digest]) == {}
+
+
+def _finish(store: HistoryStore, uid: str) -> None:
+    from sqlalchemy import update
+
+    from seqflow.history.tables import RunRow
+
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(RunRow).where(RunRow.uid == uid).values(finished_at=T0.replace(tzinfo=None))
+        )
