@@ -5,10 +5,12 @@ operator is SIGKILLed K times at random moments (and restarted), the API server 
 once and MariaDB is stopped for a while. Every handler execution is appended to a file, so the
 figures count what really ran:
 
-    python bench/chaos.py --runs 100 --tasks 5 --kills 5 --db-outage 30
+    python bench/chaos.py --runs 100 --tasks 5 --kills 5 --db-outage 30 [--output-bytes 100000]
 
 Prints runs finished, order violations, missing tasks, duplicate executions of one attempt,
-extra attempts the faults caused, and history rows lost or duplicated (store against status).
+extra attempts the faults caused, history rows lost or duplicated (store against status), and
+with --output-bytes (each task's output that large: stored by reference) the references that
+name no stored value.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from testenv import ControlPlane, MariaDB  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
 
 
-def create_runs(api: client.CustomObjectsApi, *, runs: int, tasks: int, log: Path, sleep: float) -> list[str]:
+def create_runs(
+    api: client.CustomObjectsApi, *, runs: int, tasks: int, log: Path, sleep: float, output_bytes: int
+) -> list[str]:
     workflow = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Workflow",
@@ -61,7 +65,10 @@ def create_runs(api: client.CustomObjectsApi, *, runs: int, tasks: int, log: Pat
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "WorkflowRun",
             "metadata": {"name": name},
-            "spec": {"workflowRef": {"name": "chaos"}, "input": {"log": str(log), "sleep": sleep}},
+            "spec": {
+                "workflowRef": {"name": "chaos"},
+                "input": {"log": str(log), "sleep": sleep, "output_bytes": output_bytes},
+            },
         }
         api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, manifest)
     return names
@@ -158,6 +165,31 @@ def check_history(url: str, finished: dict[str, dict]) -> dict[str, int]:
     }
 
 
+def check_values(url: str, finished: dict[str, dict]) -> dict[str, int]:
+    """References in the runs' statuses and history rows against the stored values."""
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                sa.text("SELECT digest, SUM(LENGTH(data)) FROM stored_values GROUP BY digest")
+            ).all()
+        )
+        details = [json.loads(r[0]) for r in connection.execute(sa.text("SELECT details FROM activity_log"))]
+    engine.dispose()
+    named: dict[str, int] = {}
+    for body in finished.values():
+        status = body["status"]
+        for value in [status.get("output"), *(n.get("output") for n in status["nodes"])]:
+            if isinstance(value, dict) and set(value) == {"ref", "size"}:
+                named[value["ref"]] = value["size"]
+    for entry in details:
+        for value in entry.values():
+            if isinstance(value, dict) and set(value) == {"ref", "size"}:
+                named[value["ref"]] = value["size"]
+    dangling = sum(1 for digest, size in named.items() if stored.get(digest) != size)
+    return {"stored values referenced": len(named), "dangling references": dangling}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -170,6 +202,7 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=2.0, help="mean seconds a task takes")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--output-bytes", type=int, default=0, help="each task's output at least this large")
     args = parser.parse_args()
     random.seed(args.seed)
     log = Path(tempfile.mkdtemp(prefix="seqflow-chaos-")) / "executions.jsonl"
@@ -196,7 +229,9 @@ def main() -> None:
             span=args.span,
         )
         began = time.monotonic()
-        names = create_runs(api, runs=args.runs, tasks=args.tasks, log=log, sleep=args.sleep)
+        names = create_runs(
+            api, runs=args.runs, tasks=args.tasks, log=log, sleep=args.sleep, output_bytes=args.output_bytes
+        )
         faults.run()
         finished = wait_finished(api, set(names), timeout=args.timeout)
         elapsed = time.monotonic() - began
@@ -219,6 +254,8 @@ def main() -> None:
         )
         print(f"final reasons (Succeeded condition) {dict(reasons)}")
         figures = {**check_runs(finished, executions(log), args.tasks), **check_history(db.url, finished)}
+        if args.output_bytes:
+            figures |= check_values(db.url, finished)
         for name, value in figures.items():
             print(f"{name:<36}{value}")
         print(f"executions log                      {log}")

@@ -24,4 +24,9 @@ def chaos_step(data: JsonObject, context: seqflow.TaskContext) -> JsonObject:
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
-    return {**data, "done": [*data.get("done", []), context.task]}
+    blob = (
+        {"blob": f"{context.run}/{context.task}".ljust(data["output_bytes"], ".")}
+        if data.get("output_bytes")
+        else {}
+    )
+    return {**data, **blob, "done": [*data.get("done", []), context.task]}

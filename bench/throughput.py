@@ -8,6 +8,7 @@ size seqflow's runs end with, at the same concurrency, on the same API server; s
 is printed as a share of it.
 
     python bench/throughput.py --runs 200 --tasks 5
+    python bench/throughput.py --runs 200 --tasks 5 --output-bytes 1048576   # outputs by reference
     python bench/throughput.py --runs 300 --tasks 5 --replicas 3   # active-active, 16 buckets
 
 With several replicas it also kills one after the load and prints how soon the others held all
@@ -32,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent)]
 
 from kubernetes import client, config, watch  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from seqflow.cluster.kube import KubeApi, run_path  # noqa: E402
 from seqflow.history.migrate import upgrade  # noqa: E402
@@ -208,12 +210,15 @@ def start_operator(kubeconfig: Path, database_url: str, **settings: str) -> Oper
     ).start()
 
 
-def run_manifest(name: str) -> dict:
+def run_manifest(name: str, *, output_bytes: int = 0) -> dict:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "WorkflowRun",
         "metadata": {"name": name},
-        "spec": {"workflowRef": {"name": "bench"}, "input": {}},
+        "spec": {
+            "workflowRef": {"name": "bench"},
+            "input": {"pad_bytes": output_bytes} if output_bytes else {},
+        },
     }
 
 
@@ -244,9 +249,24 @@ def wait_finished(api: client.CustomObjectsApi, names: set[str], timeout: float)
     raise SystemExit(f"{missing} runs did not finish within {timeout} s")
 
 
-def task_marks(finished: dict[str, dict]) -> dict[str, list[list[float]]]:
+def task_marks(finished: dict[str, dict], database_url: str) -> dict[str, list[list[float]]]:
+    """The marks of the runs that succeeded, from their outputs (read from the history store
+    where the status names them by reference)."""
+    outputs = {n: b["status"]["output"] for n, b in finished.items() if b["status"]["phase"] == "Succeeded"}
+    digests = {o["ref"] for o in outputs.values() if set(o) == {"ref", "size"}}
+    stored: dict[str, bytes] = {}
+    if digests:
+        engine = create_store_engine(database_url)
+        with engine.connect() as connection:
+            for digest in digests:
+                parts = connection.execute(
+                    text("SELECT data FROM stored_values WHERE digest = :d ORDER BY part"), {"d": digest}
+                )
+                stored[digest] = b"".join(row[0] for row in parts)
+        engine.dispose()
     return {
-        n: b["status"]["output"]["marks"] for n, b in finished.items() if b["status"]["phase"] == "Succeeded"
+        n: json.loads(stored[o["ref"]])["marks"] if o.get("ref") in stored else o["marks"]
+        for n, o in outputs.items()
     }
 
 
@@ -267,6 +287,7 @@ def main() -> None:
     parser.add_argument("--floor-seconds", type=float, default=10)
     parser.add_argument("--replicas", type=int, default=1, help="> 1: active-active, SEQFLOW_BUCKETS=16")
     parser.add_argument("--write-delay", type=float, default=0.5, help="SEQFLOW_WRITE_DELAY_SECONDS")
+    parser.add_argument("--output-bytes", type=int, default=0, help="each task's output this large (padded)")
     args = parser.parse_args()
     with ControlPlane() as control_plane, MariaDB(durable=True) as mariadb:
         api = install_crds(control_plane)
@@ -289,12 +310,13 @@ def main() -> None:
 
         def create(name: str) -> None:
             created_at[name] = time.time()
-            api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, run_manifest(name))
+            manifest = run_manifest(name, output_bytes=args.output_bytes)
+            api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, manifest)
 
         create("warmup")
         wait_finished(api, {"warmup"}, 60)
         create("alone")
-        alone = task_marks(wait_finished(api, {"alone"}, 60))
+        alone = task_marks(wait_finished(api, {"alone"}, 60), mariadb.url)
         requests_before = api_requests_of(operators)
 
         names = [f"run-{i:05d}" for i in range(args.runs)]
@@ -322,8 +344,8 @@ def main() -> None:
         floor = floor_writes_per_second(
             control_plane.kubeconfig, final_status, concurrency=args.workers, seconds=args.floor_seconds
         )
+        marks = task_marks(finished, mariadb.url)
 
-    marks = task_marks(finished)
     failed = len(finished) - len(marks)
     first_task = [(m[0][0] - created_at[n]) * 1000 for n, m in marks.items()]
     last_end = max(m[-1][1] for m in marks.values())
@@ -340,6 +362,9 @@ def main() -> None:
     print(f"create requests         {created - began:.2f} s for {args.runs} runs")
     print(f"wall time               {last_end - began:.2f} s from first create to last task end")
     print(f"throughput              {throughput:.1f} tasks/s")
+    if args.output_bytes:
+        moved = total_tasks * args.output_bytes / 1e6
+        print(f"through the store       {moved / (last_end - began):.1f} MB/s ({moved:.0f} MB of outputs)")
     print(
         f"floor                   {floor:.1f} status writes/s ({args.workers} at a time, "
         f"{len(json.dumps(final_status))} B statuses); seqflow at {100 * throughput / floor:.0f}% of it"

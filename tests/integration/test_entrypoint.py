@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -86,3 +89,53 @@ def test_attempt_context_comes_from_the_environment(tmp_path):
         "attempt": 2,
         "key": "u-1/Check",
     }
+
+
+class _Attempt(http.server.BaseHTTPRequestHandler):
+    """The operator's attempt links as the entrypoint sees them: its input, its output."""
+
+    input = b""
+    received: ClassVar[list[bytes]] = []
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.input)
+
+    def do_PUT(self) -> None:
+        self.received.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(201)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_large_input_is_fetched_and_a_large_output_sent_over_http(tmp_path):
+    big = {"doc": "d" * 300_000, "step": 1}
+    _Attempt.input, _Attempt.received = json.dumps(big).encode(), []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Attempt)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/api/v1/attempts/t"
+    try:
+        env = {
+            "SEQFLOW_INPUT_URL": f"{base}/input",
+            "SEQFLOW_OUTPUT_URL": f"{base}/output",
+            "SEQFLOW_OUTPUT_PATH": str(tmp_path / "termination-log"),
+            "SEQFLOW_HANDLER_MODULES": "seqflow_test_handlers",
+            "SEQFLOW_TASK": "Check",
+            "PYTHONPATH": os.pathsep.join([str(HANDLERS), str(REPO / "operator")]),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "seqflow", "task", "test.step"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "termination-log").read_text() == ""  # the output went over HTTP
+    (sent,) = _Attempt.received
+    assert json.loads(sent) == {**big, "trail": ["Check"], "step": 2}

@@ -52,6 +52,7 @@ def _history(args: argparse.Namespace) -> None:
     import json
 
     from seqflow.history.store import BadCursor, NoStore, RunFilter, open_store
+    from seqflow.history.values import StoredValues, named_in, put_in_place, value_places
 
     try:
         store = open_store(load_settings().database_url.get_secret_value(), create=False)
@@ -61,6 +62,9 @@ def _history(args: argparse.Namespace) -> None:
         run = store.get_run(args.namespace, args.name)
         if run is None:
             sys.exit(f"no history of run {args.namespace}/{args.name}")
+        places = value_places(run)  # stored values whole, as the HTTP API shows them
+        stored = StoredValues(store).get(namespace=args.namespace, digests=named_in(places))
+        put_in_place(places, {digest: json.loads(data) for digest, data in stored.items()})
         print(json.dumps(run, indent=2))
         return
     run_filter = RunFilter(namespace=args.namespace, workflow=args.workflow, phase=args.phase)

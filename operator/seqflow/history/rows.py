@@ -41,6 +41,7 @@ def run_changes(records: list[HistoryRecord]) -> JsonObject:
                 phase=RunPhase.RUNNING.value,
                 started_at=naive_utc(record.at),
                 workflow_generation=record.details.get("generation"),
+                input=record.details.get("input"),  # (a large one: its reference)
             )
         elif record.type == HistoryEvent.WORKFLOW_COMPLETED:
             changes.update(

@@ -20,10 +20,32 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from seqflow.api.models import JsonObject
+from seqflow.api.values import ref_of
 from seqflow.history.store import HistoryStore, insert_ignore
 from seqflow.history.tables import ValueHoldRow, ValuePartRow
 
 VALUE_PART_BYTES = 4 * 1024 * 1024
+
+
+def value_places(run: JsonObject) -> list[tuple[JsonObject, str]]:
+    """Where a run's history (as `HistoryStore.get_run` reads it, with a live status laid over
+    or not) holds values: (the object, its key)."""
+    holders = [run, *run["attempts"], *(e["details"] for e in run["activity"])]
+    holders += (run.get("live") or {}).get("nodes") or []
+    return [(h, key) for h in holders for key in ("input", "output") if isinstance(h.get(key), dict)]
+
+
+def named_in(places: list[tuple[JsonObject, str]]) -> set[str]:
+    return {ref.digest for holder, key in places if (ref := ref_of(holder[key])) is not None}
+
+
+def put_in_place(places: list[tuple[JsonObject, str]], found: Mapping[str, JsonObject]) -> None:
+    """The values in `found` in place of their references (the others stay references)."""
+    for holder, key in places:
+        ref = ref_of(holder[key])
+        if ref is not None and ref.digest in found:
+            holder[key] = found[ref.digest]
 
 
 class StoredValues:

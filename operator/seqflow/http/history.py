@@ -9,8 +9,9 @@
                                                  one run with its attempts and activity log; its
                                                  stored values whole, or with values=ref as
                                                  {ref, size}
-    GET /api/v1/namespaces/{namespace}/values/{digest}
-                                                 one stored value (its JSON), held in the namespace
+    GET /api/v1/namespaces/{namespace}/values/{digest}[?head=BYTES]
+                                                 one stored value (its JSON), held in the
+                                                 namespace; with head, its first bytes as text
 
 Runs are read from the history store, and what the operator's run cache knows is laid over
 them: a live run's phase, current steps and step tree (`live`), and the activity log entries
@@ -33,10 +34,10 @@ from aiohttp import web
 
 from seqflow.api.bodies import condition_of, spec_of, status_of, uid_of, workflow_of
 from seqflow.api.models import JsonObject, NodeType, RunPhase
-from seqflow.api.values import ref_of
 from seqflow.cluster.kube import Forbidden, Invalid
 from seqflow.engine import child_run_name
 from seqflow.history.store import MAX_PAGE, BadCursor, HistoryStore, RunFilter
+from seqflow.history.values import named_in, put_in_place, value_places
 from seqflow.http.auth import Authorizer, HttpError, authorize, bearer_token
 from seqflow.runs.values import Values, ValuesNotStored
 
@@ -198,28 +199,21 @@ class HistoryApi:
         found = await self._values.read_encoded(namespace, digest)
         if found is None:
             raise HttpError(404, f"no stored value {digest} in namespace {namespace}")
+        head = request.query.get("head")
+        if head is not None:  # its first part, to show
+            if not head.isdigit():
+                raise HttpError(400, "head must be a number of bytes")
+            return web.Response(body=found[: int(head)], content_type="text/plain", charset="utf-8")
         return web.Response(body=found, content_type="application/json")
 
     async def _resolve(self, namespace: str, run: JsonObject) -> None:
         """Put the stored values the run's history names in place of their references (those
         that cannot be read now stay references)."""
-        places = _value_places(run)
-        digests = {ref.digest for holder, key in places if (ref := ref_of(holder[key])) is not None}
-        found = await self._values.read(namespace, digests)
-        for holder, key in places:
-            ref = ref_of(holder[key])
-            if ref is not None and ref.digest in found:
-                holder[key] = found[ref.digest]
+        places = value_places(run)
+        put_in_place(places, await self._values.read(namespace, named_in(places)))
 
     async def _authorize(self, request: web.Request, *, verb: str, namespace: str) -> None:
         await authorize(self._authorizer, request, verb=verb, namespace=namespace)
-
-
-def _value_places(run: JsonObject) -> list[tuple[JsonObject, str]]:
-    """Where a run's history may hold values: (the object, its key)."""
-    holders = [run, *run["attempts"], *(e["details"] for e in run["activity"])]
-    holders += (run.get("live") or {}).get("nodes") or []
-    return [(h, key) for h in holders for key in ("input", "output") if isinstance(h.get(key), dict)]
 
 
 def live_summary(body: JsonObject) -> JsonObject:

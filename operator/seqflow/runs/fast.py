@@ -17,7 +17,6 @@ from seqflow.runs.actuator import Actuator
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import Attempt, RunStates
-from seqflow.runs.values import named_by
 
 Planner = Callable[[Key, RunView, Observations], Decision]
 
@@ -54,7 +53,7 @@ class FastSteps:
         if not run.status.progress_journaled:
             return decision  # its status says nothing is journaled past it: that status goes first
         while all(isinstance(a, RunHandler | PostEvent | WakeAt) for a in decision.actions):
-            if decision.values.keys() - named_by(run.status):
+            if decision.values.keys() - state.held:
                 break  # new stored values: they are stored as its status is written, not journaled
             starts = [a for a in decision.actions if isinstance(a, RunHandler)]
             if not starts or self.clock.monotonic() >= deadline or self.ownership.giving_up(key):

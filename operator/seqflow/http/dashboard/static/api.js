@@ -42,3 +42,29 @@ export async function call(path, {method = "GET", query, body} = {}) {
 
 export const runPath = (namespace, name) =>
   `/api/v1/namespaces/${encodeURIComponent(namespace)}/runs/${encodeURIComponent(name)}`;
+
+export const valuePath = (namespace, digest) =>
+  `/api/v1/namespaces/${encodeURIComponent(namespace)}/values/${encodeURIComponent(digest)}`;
+
+// A stored value's first `bytes` bytes, as text (a large value is not fetched whole to be shown).
+export async function valueHead(namespace, digest, bytes) {
+  const response = await fetch(`${valuePath(namespace, digest)}?head=${bytes}`, {headers: authorization()});
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  return response.text();
+}
+
+// Save a stored value as a file (fetched with the user's token, so the API's RBAC check applies).
+export async function downloadValue(namespace, digest) {
+  const response = await fetch(valuePath(namespace, digest), {headers: authorization()});
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `${digest.replace("sha256:", "")}.json`;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
+function authorization() {
+  const token = session.token();
+  return token ? {Authorization: `Bearer ${token}`} : {};
+}

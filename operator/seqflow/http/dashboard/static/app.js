@@ -2,7 +2,7 @@
 // by the URL's fragment (#/runs, #/runs/NS/NAME, #/workflows, #/start/NS/WORKFLOW, #/schedules),
 // refreshed by polling the HTTP API while they are shown.
 
-import {ApiError, call, runPath, session} from "./api.js";
+import {ApiError, call, downloadValue, runPath, session, valueHead} from "./api.js";
 import {badge, between, duration, fill, h, jsonBlock, when} from "./dom.js";
 import {stepsOf, timeline} from "./timeline.js";
 
@@ -259,7 +259,7 @@ function runPage(namespace, name) {
   fill(main, h("p", {}, h("a", {href: "#/runs"}, "← Runs")), header, actions,
     h("h2", {}, "Timeline"), legend(), chart, details, signalForm);
   const refresh = refreshing(async () => {
-    run = await call(runPath(namespace, name));
+    run = await call(runPath(namespace, name), {query: {values: "ref"}});
     const live = Boolean(run.live) && !FINISHED.has(run.phase);
     const steps = stepsOf(run);
     fill(header, runHeader(run));
@@ -327,15 +327,49 @@ function stepDetails(run, steps, open) {
             attempt.end ? `, took ${duration((attempt.end - attempt.start) / 1000)}` : ", still going"),
           attempt.child ? h("p", {}, "Child run: ", runLink(run.namespace, attempt.child)) : null,
           attempt.error ? h("p", {class: "error"}, attempt.error) : null,
-          jsonBlock(`${step.id} #${attempt.n} input`, attempt.input, open),
-          attempt.output !== undefined ? jsonBlock(`${step.id} #${attempt.n} output`, attempt.output, open) : null)));
+          valueBlock(run.namespace, `${step.id} #${attempt.n} input`, attempt.input, open),
+          attempt.output !== undefined
+            ? valueBlock(run.namespace, `${step.id} #${attempt.n} output`, attempt.output, open) : null)));
       block.addEventListener("toggle", () => (block.open ? open.add(key) : open.delete(key)));
       return block;
     }),
     h("h2", {}, "Input and output"),
-    jsonBlock("Run input", run.input, open),
-    jsonBlock("Run output", run.output ?? (run.live || {}).output ?? null, open),
+    valueBlock(run.namespace, "Run input", run.input, open),
+    valueBlock(run.namespace, "Run output", run.output ?? (run.live || {}).output ?? null, open),
   ];
+}
+
+const PREVIEW_BYTES = 4096;
+const previews = new Map(); // digest -> the first PREVIEW_BYTES of the value
+
+// A value as JSON, or a stored one ({ref, size}) as its first part and a download.
+function valueBlock(namespace, title, value, open) {
+  const stored = value && typeof value === "object" && Object.keys(value).length === 2 &&
+    typeof value.ref === "string" && value.ref.startsWith("sha256:") && Number.isInteger(value.size);
+  if (!stored) return jsonBlock(title, value, open);
+  const preview = h("code", {}, previews.get(value.ref) ?? "…");
+  const download = h("button", {type: "button", onclick: () => downloadValue(namespace, value.ref)}, "Download");
+  const block = h("details", {class: "stored", open: open.has(title)},
+    h("summary", {}, `${title} (stored, ${value.size} bytes)`),
+    h("p", {}, download, ` the whole value, or its first ${PREVIEW_BYTES} bytes:`),
+    h("pre", {class: "json"}, preview));
+  const show = async () => {
+    if (!previews.has(value.ref)) {
+      const head = await valueHead(namespace, value.ref, PREVIEW_BYTES);
+      previews.set(value.ref, value.size > PREVIEW_BYTES ? `${head}…` : head);
+    }
+    fill(preview, previews.get(value.ref));
+  };
+  block.addEventListener("toggle", () => {
+    if (block.open) {
+      open.add(title);
+      show().catch((error) => fill(preview, `cannot be read: ${error.message}`));
+    } else {
+      open.delete(title);
+    }
+  });
+  if (block.open) show().catch((error) => fill(preview, `cannot be read: ${error.message}`));
+  return block;
 }
 
 function activityLog(run, open) {
