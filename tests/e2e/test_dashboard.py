@@ -10,6 +10,7 @@ SEQFLOW_SCREENSHOTS=DIR saves the runs page and a run's timeline there (the READ
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -203,3 +204,24 @@ def test_send_a_signal_from_the_signal_form(
     expect(badge).to_have_text("Succeeded", timeout=30_000)
     expect(page.get_by_role("heading", name="Send a signal")).to_be_hidden()
     assert runs.get(namespace, "r-gate")["spec"]["signals"] == {"go": {"by": "ada"}}
+
+
+def test_a_stored_output_shows_its_first_part_and_downloads_whole(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess, page: Page
+):
+    cluster.apply(workflow("large", [{"name": "Grow", "handler": "test.step"}]), namespace=namespace)
+    document = "d" * 50_000
+    cluster.apply(workflow_run("r-large", "large", {"doc": document}), namespace=namespace)
+    wait_for(lambda: runs.get(namespace, "r-large").get("status", {}).get("phase") == "Succeeded", timeout=30)
+
+    sign_in(page, operator, admin_token(cluster), user="admin")
+    page.goto(f"{http_url(operator)}/#/runs/{namespace}/r-large")
+    output = page.locator("details.stored", has_text="Run output")
+    expect(output.locator("summary")).to_contain_text("(stored, ")
+    output.locator("summary").click()
+    expect(output.locator("pre")).to_contain_text('{"doc":"ddd')
+    assert len(output.locator("pre").inner_text()) < 4200  # its first 4 KiB, not 50 KB
+    with page.expect_download() as downloaded:
+        output.get_by_role("button", name="Download").click()
+    saved = json.loads(Path(downloaded.value.path()).read_text())
+    assert saved == {"doc": document, "trail": ["Grow"], "step": 1}

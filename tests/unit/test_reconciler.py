@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -30,6 +32,12 @@ handlers = HandlerRegistry()
 def count(data: dict, context) -> dict:
     calls.append(context.task)
     return {"n": data.get("n", 0) + 1}
+
+
+@task("grow", into=handlers)
+def grow(data: dict, context) -> dict:
+    calls.append(context.task)
+    return {"n": data.get("n", 0) + 1, "blob": "x" * 10_000}
 
 
 def merge(target: Any, patch: Any) -> Any:
@@ -194,6 +202,7 @@ def reconciler(
     journal: FakeJournal | None = None,
     journal_read_seconds: float = 10.0,
     values: MemoryValueStore | None = None,
+    engine: EngineOptions | None = None,
     **ownership: Any,
 ) -> RunController:
     return RunController(
@@ -207,7 +216,7 @@ def reconciler(
         options=RunOptions(
             workers=2,
             event_queue_size=100,
-            engine=EngineOptions(),
+            engine=engine or EngineOptions(),
             write_delay_seconds=write_delay,
             journal_read_seconds=journal_read_seconds,
         ),
@@ -713,3 +722,27 @@ def test_a_plan_that_raises_fails_the_run_with_internal_error_and_logs_once(monk
     scenario(body)
     logged = [r for r in caplog.records if "planning run ns/r failed" in r.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None
+
+
+def test_a_large_output_waits_for_the_store_and_is_stored_before_any_status_names_it():
+    store = MemoryValueStore()
+
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
+        workflow = api.add_workflow("w", ["Grow", "B"])
+        workflow["spec"]["tasks"][0]["handler"] = "grow"
+        api.workflows[("ns", "w")] = copy.deepcopy(workflow)
+        subject.on_workflow_event(None, workflow)
+        store.available = False
+        subject.on_run_event(None, api.add_run("r", "w"))
+        await settle(lambda: run_status(api).get("conditions", [{}])[0].get("reason") == "ValueUnavailable")
+        assert "does not take them" in run_status(api)["conditions"][0]["message"]
+        assert [n["phase"] for n in run_status(api)["nodes"]] == ["Running"]  # nothing named yet
+        store.available = True
+        await settle(lambda: run_status(api).get("phase") == "Succeeded")
+        assert calls == ["Grow", "B"]  # Grow's result waited; it did not run again
+        (digest,) = store.values
+        assert json.loads(store.values[digest])["blob"] == "x" * 10_000
+        assert ("ns", "uid-r", digest) in store.holds
+        assert run_status(api)["output"] == {"n": 2}  # B's, small: inline
+
+    scenario(body, values=store, engine=EngineOptions(value_recheck=timedelta(seconds=0.1)))
