@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import kopf
 from aiohttp import web
 from kubernetes import client as k8s_client
 from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
+from sqlalchemy.engine import make_url
 
 from seqflow.clock import Clock, SystemClock
 from seqflow.cluster.events import EventRecorder
@@ -100,6 +102,7 @@ def build(
     )
     stack.push_async_callback(api.close)
     values = Values(StoredValues(store), cache_bytes=settings.value_cache_bytes)
+    links = _attempt_links(settings)  # (one key for the Jobs' links and the API that checks them)
     runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
     stack.callback(runner.close)
     leases = _leases(
@@ -121,7 +124,7 @@ def build(
         handler_names=registry.names(),
         owns=leases.holds if leases is not None else owns_everything,
         handing_over=leases.handing_over if leases is not None else hands_over_nothing,
-        options=_run_options(settings),
+        options=_run_options(settings, links=links),
         clock=clock,
     )
     schedule_events = EventRecorder(api, queue_size=settings.event_queue_size, clock=clock)
@@ -137,7 +140,9 @@ def build(
         scheduler=scheduler,
         schedule_events=schedule_events,
         leases=leases,
-        http=_http_application(settings, api=api, store=store, values=values, runs=runs, clock=clock),
+        http=_http_application(
+            settings, api=api, store=store, values=values, links=links, runs=runs, clock=clock
+        ),
     )
 
 
@@ -178,7 +183,7 @@ async def run(operator: Operator, *, stack: AsyncExitStack) -> None:
     )
 
 
-def _run_options(settings: Settings) -> RunOptions:
+def _run_options(settings: Settings, *, links: AttemptLinks | None) -> RunOptions:
     run_ttl = settings.run_ttl_seconds
     return RunOptions(
         workers=settings.max_concurrent_runs,
@@ -186,7 +191,7 @@ def _run_options(settings: Settings) -> RunOptions:
         steps=StepOptions(
             step_pods=settings.job_steps_as == "Pod",
             job_ttl_seconds=settings.job_ttl_seconds,
-            links=_attempt_links(settings),
+            links=links,
         ),
         write_delay_seconds=settings.write_delay_seconds,
         engine=EngineOptions(
@@ -238,6 +243,7 @@ def _http_application(
     api: KubeApi,
     store: HistoryStore,
     values: Values,
+    links: AttemptLinks | None,
     runs: RunController,
     clock: Clock,
 ) -> web.Application:
@@ -247,7 +253,6 @@ def _http_application(
     application = HistoryApi(store=store, values=values, authorizer=authorizer, live=runs).application()
     ControlApi(api=api, values=values, authorizer=authorizer, settings=settings).add_routes(application)
     Webhooks(api=api, clock=clock).add_routes(application)
-    links = _attempt_links(settings)
     if links is not None:
         attempts = AttemptApi(api=api, values=values, links=links, max_value_bytes=settings.max_value_bytes)
         attempts.add_routes(application)
@@ -259,8 +264,18 @@ def _attempt_links(settings: Settings) -> AttemptLinks | None:
     """The links of Job steps to the HTTP API, when the pods can reach it (SEQFLOW_API_URL)."""
     if not settings.api_url:
         return None
-    secret = settings.attempt_key or settings.database_url
-    return AttemptLinks(api_url=settings.api_url, key=derived_key(secret.get_secret_value()))
+    if settings.attempt_key is not None:
+        return AttemptLinks(
+            api_url=settings.api_url, key=derived_key(settings.attempt_key.get_secret_value())
+        )
+    url = settings.database_url.get_secret_value()
+    if make_url(url).password:  # a secret every replica shares
+        return AttemptLinks(api_url=settings.api_url, key=derived_key(url))
+    logger.warning(
+        "SEQFLOW_ATTEMPT_KEY is unset and SEQFLOW_DATABASE_URL has no password: Job steps' links "
+        "are signed with a key of this process only (links made before a restart are refused)"
+    )
+    return AttemptLinks(api_url=settings.api_url, key=secrets.token_bytes(32))
 
 
 def _in_background(stack: AsyncExitStack, work: Awaitable[None], *, name: str) -> None:

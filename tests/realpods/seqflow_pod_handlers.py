@@ -4,7 +4,8 @@ tests/realpods/Dockerfile.handlers (which lists this module in SEQFLOW_HANDLER_M
 - `pod.step`: sleeps `sleep` seconds (default 0, and not passed on), then returns its input with
   the task's name appended to `trail` and the pod's `hostname`, so a test sees which step ran where;
 - `pod.flaky`: fails on attempt 1 and succeeds on a retry;
-- `pod.permanent`: fails for good (exit code 65).
+- `pod.permanent`: fails for good (exit code 65);
+- `pod.pages`: returns its input with `pages`, `mib` MiB of text (sent to the operator over HTTP).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ def flaky(data: JsonObject, context: seqflow.TaskContext) -> JsonObject:
     if context.attempt == 1:
         raise RuntimeError(f"{context.task} fails on attempt 1 on purpose")
     return {**data, "attempt": context.attempt}
+
+
+@seqflow.task("pod.pages")
+def pages(data: JsonObject, context: seqflow.TaskContext) -> JsonObject:
+    return {**data, "pages": "p" * (data.get("mib", 2) * 1024 * 1024)}
 
 
 @seqflow.task("pod.permanent")

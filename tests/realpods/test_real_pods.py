@@ -75,6 +75,8 @@ def installed(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         cluster, home, "install", RELEASE, str(REPO / "charts" / "seqflow"), "-n", SYSTEM,
         "--create-namespace", "--set", "image.repository=localhost/seqflow", "--set", "image.tag=dev",
         "--set", "image.pullPolicy=Never", "--set", "jobTtlSeconds=none",
+        # No kube-proxy on the test node: Job steps reach the operator pod by its address.
+        "--set", "http.apiUrl=http://$(SEQFLOW_POD_IP):8080",
         "--wait", "--timeout=120s",
     )  # fmt: skip
     yield home
@@ -131,6 +133,35 @@ def test_job_steps_run_in_real_containers(cluster: Cluster, installed: Path, nam
     failed = runs.get(namespace, "r2")["status"]
     assert failed["nodes"][0]["attempts"] == 1  # exit code 65: no retry
     assert "permanent error" in condition(failed)["message"]
+
+
+def test_a_2_mib_output_goes_from_one_real_job_step_to_the_next_over_http(
+    cluster: Cluster, installed: Path, namespace: str
+):
+    wait_ready(cluster, image="localhost/seqflow:dev")
+    steps = [job_step("Write", "pod.pages"), job_step("Read", "pod.step")]
+    cluster.apply(workflow("pages", steps), namespace=namespace)
+    cluster.apply(workflow_run("r1", "pages", {"mib": 2}), namespace=namespace)
+    runs = Runs(cluster.kubeconfig)
+
+    wait_for(
+        lambda: runs.get(namespace, "r1").get("status", {}).get("phase") in ("Succeeded", "Failed"),
+        timeout=180,
+    )
+    status = runs.get(namespace, "r1")["status"]
+    assert status["phase"] == "Succeeded", condition(status)
+    output = status["output"]  # Read's: its 2 MiB input, fetched over HTTP, and its trail
+    assert set(output) == {"ref", "size"} and output["size"] > 2 * 1024 * 1024
+    assert len(json.dumps(cluster.get_json("workflowrun", "r1", "-n", namespace))) < 256 * 1024
+    jobs = {
+        j["metadata"]["labels"]["seqflow.io/task"]: j
+        for j in cluster.get_json("jobs", "-n", namespace)["items"]
+    }
+    read_env = {
+        e["name"]: e.get("value") for e in jobs["Read"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert "SEQFLOW_INPUT" not in read_env and read_env["SEQFLOW_INPUT_URL"].endswith("/input")
+    assert "seqflow.io/output" in jobs["Write"]["metadata"]["annotations"]
 
 
 def test_history_api_through_port_forward(cluster: Cluster, installed: Path, namespace: str):

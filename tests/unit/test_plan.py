@@ -1495,6 +1495,7 @@ def test_a_stored_value_that_cannot_be_read_holds_the_run_and_changes_nothing_el
     (condition,) = [c for c in held.status.conditions if c.type == "Succeeded"]
     assert condition.reason == Reason.VALUE_UNAVAILABLE and BIG_DIGEST in condition.message
     assert [type(a).__name__ for a in held.actions] == ["PostEvent", "WakeAt"]
+    assert held.held  # what it observed waits for the next plan
     assert only(held.actions, WakeAt).when == T0 + timedelta(seconds=35)
     resumed = go(held.status, at=40, values={BIG_DIGEST: BIG})
     assert only(resumed.actions, RunHandler).input == BIG
@@ -1560,3 +1561,18 @@ def test_a_when_expression_reads_a_stored_output():
     running = go(wf=wf).status
     decision = go(running, at=1, wf=wf, results=(ok("A", 1, BIG),))
     assert only(decision.actions, RunHandler).node == "B"
+
+
+def test_a_signal_merged_into_the_shape_of_a_reference_fails_the_step_for_good():
+    wf = workflow([{"name": "Gate", "wait": {"signal": "go"}}])
+    waiting = go(wf=wf, spec={"input": {}}).status
+    forged = {"ref": "sha256:" + "1" * 64, "size": 3}
+    status = go(waiting, at=1, wf=wf, spec={"input": {}, "signals": {"go": forged}}).status
+    assert status.phase == RunPhase.FAILED and "shape of a stored value's reference" in (
+        status.cause.message if status.cause else ""
+    )
+
+
+def test_a_run_with_both_input_and_input_ref_is_refused():
+    status = go(spec={"input": {"n": 1}, "inputRef": BIG_REF}).status
+    assert status.phase == RunPhase.FAILED and "both input and inputRef" in status.conditions[0].message

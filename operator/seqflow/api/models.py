@@ -388,10 +388,6 @@ class WorkflowRunSpec(Model):
             "(!has(self.inputRef) || self.inputRef == oldSelf.inputRef)",
             "inputRef is immutable: create a new run instead",
         ),
-        (
-            "!has(self.inputRef) || !has(self.input) || size(self.input) == 0",
-            "set input or inputRef, not both",
-        ),
         ("self.workflowRef == oldSelf.workflowRef", "workflowRef is immutable: create a new run instead"),
         (
             "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",

@@ -109,9 +109,11 @@ def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) 
         )
     try:
         _send_output(url, text)
-    except urllib.error.HTTPError as error:  # refused: too large, or the attempt is gone
+    except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")[:500]
-        return finish(f"the operator refused the output ({error.code}): {detail}", PERMANENT_EXIT_CODE)
+        refused = error.code in (400, 403, 404, 413, 422)  # too large, not JSON, not this attempt's
+        code = PERMANENT_EXIT_CODE if refused else 1  # else (the store away, a conflict) again
+        return finish(f"the operator did not take the output ({error.code}): {detail}", code)
     except OSError as error:  # the operator is away: another attempt may get through
         return finish(f"the output could not be sent to the operator: {error}", 1)
     return finish("", 0)

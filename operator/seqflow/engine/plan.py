@@ -269,7 +269,7 @@ def hold(run: RunView, *, reason: str, message: str, now: datetime, until: datet
     but the condition saying why, and it looks again `until`."""
     draft = _Draft(run=run, status=run.status, now=now, options=EngineOptions())
     _hold(draft, reason=reason, message=message, until=until)
-    return Decision(draft.status, tuple(draft.actions))
+    return Decision(draft.status, tuple(draft.actions), held=True)
 
 
 # ----- starting a run -----
@@ -279,6 +279,9 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     """Pin the Workflow's steps and record the start; False when the run cannot start now."""
     run, now = draft.run, draft.now
     name = run.spec.workflow_ref.name
+    if run.spec.input and run.spec.input_ref:
+        draft.end = (Reason.INPUT_INVALID, "The run sets both input and inputRef: set one of them")
+        return False
     if ref_of(run.spec.input) is not None:
         draft.end = (
             Reason.INPUT_INVALID,
@@ -665,14 +668,8 @@ def _fold_waiting(draft: _Draft, node: NodeStatus) -> None:
     signals = draft.run.spec.signals or {}
     if step.wait.signal in signals:
         payload = signals[step.wait.signal]
-        _succeeded(
-            draft,
-            node,
-            {
-                **draft.resolve(input),
-                **(payload if isinstance(payload, dict) else {step.wait.signal: payload}),
-            },
-        )
+        given = payload if isinstance(payload, dict) else {step.wait.signal: payload}
+        _succeeded_merged(draft, node, {**draft.resolve(input), **given})
     elif node.deadline is not None and draft.now >= node.deadline:
         if step.wait.on_timeout == "continue":
             _succeeded(draft, node, input)
@@ -717,7 +714,19 @@ def _fold_group(draft: _Draft, group: NodeStatus) -> None:
             assert member is not None
             output.update(draft.resolve(member.output or {}))
             draft.put(_with(member, output=None))  # no longer needed: the group's output has it
-        _succeeded(draft, group, output)
+        _succeeded_merged(draft, group, output)
+
+
+def _succeeded_merged(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
+    """A step whose output is a merge succeeds, unless the merge has the shape of a reference
+    (it would be read as one): then it fails for good."""
+    if ref_of(output) is None:
+        _succeeded(draft, node, output)
+        return
+    error = f"the merged output is {REF_SHAPE}, the shape of a stored value's reference: rename a key"
+    _attempt_failed(
+        draft, node, AttemptResult(node=node.id, attempt=node.attempts, error=error, permanent=True)
+    )
 
 
 def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:

@@ -230,6 +230,7 @@ class Decision:
     status: WorkflowRunStatus
     actions: tuple[Action, ...] = field(default=())
     values: Mapping[str, Encoded] = field(default_factory=dict)  # to store (by digest) before the status
+    held: bool = False  # nothing observed was taken in (the results wait for the next plan)
 
 
 class ValueMissing(Exception):

@@ -27,9 +27,10 @@ from seqflow.executors.attempts import OUTPUT_ANNOTATION
 
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096  # bytes Kubernetes keeps of a termination message
-# The largest input passed in the manifest (twice: in a variable and an annotation); a larger one
-# is fetched from the operator's HTTP API.
-INLINE_INPUT_BYTES = 256 * 1024
+# The largest input passed in the manifest (twice: in a variable, which Linux bounds at 128 KiB,
+# and an annotation, all of which are bounded at 256 KiB); a larger one is fetched from the
+# operator's HTTP API.
+INLINE_INPUT_BYTES = 64 * 1024
 INPUT_DIR = "/seqflow"
 INPUT_ANNOTATION = "seqflow.io/input"
 PERMANENT_EXIT_CODE = 65  # EX_DATAERR: the task's entrypoint says retrying cannot help
@@ -323,11 +324,32 @@ def read_outcome(*, job: JsonObject | None, pod: JsonObject | None, node: str, a
 
     sent = annotations_of(job or pod or {}).get(OUTPUT_ANNOTATION)
     if sent is not None:  # sent to the operator's HTTP API, and stored
-        return AttemptResult(node=node, attempt=attempt, output=json.loads(sent))
+        ref = _sent_ref(sent)
+        if ref is None:
+            return failed(
+                f"the {OUTPUT_ANNOTATION} annotation is not a stored value's reference: {sent[:200]!r}"
+            )
+        return AttemptResult(node=node, attempt=attempt, output=ref)
     output, problem = parse_output(message)
     if problem:
         return failed(problem)
     return AttemptResult(node=node, attempt=attempt, output=output)
+
+
+def sent_elsewhere(job: JsonObject, pod: JsonObject | None) -> bool:
+    """Whether a Job's pod succeeded with no termination message while the Job, as seen, names
+    no output sent over HTTP (the annotation may be on its way: read the Job again)."""
+    succeeded = (pod or {}).get("status", {}).get("phase") == "Succeeded"
+    silent = not (terminated_state(pod).get("message") or "").strip()
+    return succeeded and silent and OUTPUT_ANNOTATION not in annotations_of(job)
+
+
+def _sent_ref(sent: str) -> JsonObject | None:
+    try:
+        value = json.loads(sent)
+    except ValueError:
+        return None
+    return value if ref_of(value) is not None else None
 
 
 def _sent_output(pod: JsonObject) -> JsonObject:

@@ -149,6 +149,8 @@ class ControlApi:
 
     async def signal(self, request: web.Request) -> web.Response:
         payload = await _json_object(request, what="the signal's payload", limit=MAX_INLINE_BYTES)
+        if ref_of(payload) is not None:
+            raise HttpError(422, f"the payload may not be {REF_SHAPE}: that is a stored value's reference")
         return await self._patch(request, {"spec": {"signals": {request.match_info["signal"]: payload}}})
 
     async def _patch(self, request: web.Request, patch: JsonObject) -> web.Response:

@@ -5,11 +5,12 @@ handed over or its progress is unknown, and the stored values it may read."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from seqflow.api.bodies import Key, uid_of
 from seqflow.api.models import JsonObject, NodePhase, NodeType
-from seqflow.cluster.kube import KubeApi
+from seqflow.cluster.kube import KubeApi, NotFound
 from seqflow.engine import AttemptResult, ChildRun, Observations, RunView, WorkflowView
 from seqflow.executors.children import child_run
 from seqflow.executors.jobs import (
@@ -19,6 +20,7 @@ from seqflow.executors.jobs import (
     pod_finished,
     pod_of_job,
     read_outcome,
+    sent_elsewhere,
 )
 from seqflow.metrics import Metrics
 from seqflow.runs.admission import Admission
@@ -26,7 +28,7 @@ from seqflow.runs.cache import Cache
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import Attempt, RunStates
-from seqflow.runs.values import Values, read_by_plan
+from seqflow.runs.values import Values, new_to_plan, read_by_plan
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,13 +53,16 @@ class Observer:
         results = dict(state.results)
         blocked, state.blocked = state.blocked, {}
         job_results, jobs_running = await self._observe_jobs(key, body, run)
+        children = self._observe_children(key, body, run)
+        taken_in = [*results.values(), *job_results]
+        readable = read_by_plan(run.spec, run.status) | new_to_plan(taken_in, children.values())
         observed = Observations(
             workflow=workflow,
             workflows=self.cache.workflows_in(key[0]) if run.status.pinned_tasks is None else {},
-            children=self._observe_children(key, body, run),
+            children=children,
             queued=self.admission.place(key, run, workflow),
             handlers=self.handler_names,
-            results=(*results.values(), *job_results),
+            results=tuple(taken_in),
             handlers_running=frozenset(state.running),
             jobs_running=jobs_running,
             blocked=blocked,
@@ -65,7 +70,7 @@ class Observer:
             deleted=deleted,
             hold=self.ownership.giving_up(key),
             progress_unknown=self.progress.unknown_for(state, run.status),
-            values=await self.values.read(key[0], read_by_plan(run.spec, run.status)),
+            values=await self.values.read(key[0], readable),
         )
         return observed, results
 
@@ -96,6 +101,9 @@ class Observer:
                     continue
             else:
                 continue
+            if job is not None and sent_elsewhere(job, pod):  # its output's annotation not seen yet?
+                with contextlib.suppress(NotFound):
+                    job = self.cache.jobs[(key[0], node.job)] = await self.api.get_job(key[0], node.job)
             outcome = read_outcome(job=job, pod=pod, node=node.id, attempt=node.attempts)
             seconds = attempt_duration(job=job, pod=pod)
             if seconds is not None:

@@ -151,20 +151,18 @@ class Reconciler:
         decision = self.planner.plan(key, run, observed)
         if fast and self.fast.write_delay_seconds > 0:
             decision = await self.fast.run(key, body, run, observed, decision, seen=results)
-        kept = True
         if decision.status != run.status:
             journaled = self.progress.available  # (false: nothing is journaled before the next write)
             if decision.status.progress_journaled != journaled:
                 status = decision.status.model_copy(update={"progress_journaled": journaled})
                 decision = replace(decision, status=status)
-            held = await self._keep_values(key, uid, run, decision)
-            kept, decision = held is None, held or decision
+            decision = await self._keep_values(key, uid, run, decision)
             written = await self.writer.write(key, body, run, decision)
             if written is None or written[1] is None:
                 return written
             body, decision = written[0], written[1]  # (a run failed as too large: what failed it)
         state = self.states.of(uid, key)
-        if kept:
+        if not decision.held:
             for attempt in results:  # in the status now (or stale): no longer needed
                 state.results.pop(attempt, None)
         if decision.status.finished and not run.status.finished:
@@ -172,16 +170,16 @@ class Reconciler:
             self.progress.forget(uid, state, retried=decision.status.retried)
         return body, decision
 
-    async def _keep_values(self, key: Key, uid: str, run: RunView, decision: Decision) -> Decision | None:
+    async def _keep_values(self, key: Key, uid: str, run: RunView, decision: Decision) -> Decision:
         """Store the decision's new values before its status names them; when the store does
         not take them, the decision that holds the run instead (its results wait here, its
         Jobs' in the Jobs)."""
         try:
-            await self.values.keep(key[0], uid, self.states.of(uid, key), decision)
+            await self.values.keep(key[0], uid, self.states.of(uid, key), run, decision)
         except ValuesNotStored as error:
             logger.warning("values of run %s/%s not stored: %s", *key, error)
             now = self.planner.clock.now()
             message = f"Waiting to store values in the history store, which does not take them: {error}"
             until = now + self.planner.engine.value_recheck
             return hold(run, reason=Reason.VALUE_UNAVAILABLE, message=message, now=now, until=until)
-        return None
+        return decision

@@ -12,14 +12,14 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from seqflow.api.models import JsonObject, WorkflowRunSpec, WorkflowRunStatus
 from seqflow.api.values import Encoded, ref_of
-from seqflow.engine import Decision
+from seqflow.engine import AttemptResult, ChildRun, Decision, RunView
 from seqflow.runs.state import RunState
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,13 @@ def read_by_plan(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> set[str]:
     return digests
 
 
+def new_to_plan(results: Collection[AttemptResult], children: Collection[ChildRun]) -> set[str]:
+    """The digests of stored values a plan takes in from outside: outputs that came as
+    references (a Job step's sent over HTTP, a child run's)."""
+    outputs = [r.output for r in results] + [c.output for c in children]
+    return {ref.digest for v in outputs if (ref := ref_of(v)) is not None}
+
+
 def named_by(status: WorkflowRunStatus) -> set[str]:
     """Every digest the status names."""
     values = [status.output, *(n.output for n in status.nodes)]
@@ -57,32 +64,33 @@ def named_by(status: WorkflowRunStatus) -> set[str]:
     return {ref.digest for v in values if (ref := ref_of(v)) is not None}
 
 
+Place = tuple[str, str]  # (namespace, digest): a value is cached where it was read or stored
+
+
 class ValueCache:
-    """Values read or stored lately, by digest, up to a total of `limit` bytes of JSON."""
+    """Values read or stored lately, by namespace and digest (a namespace sees only what it
+    holds), up to a total of `limit` bytes of JSON."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._size = 0
-        self._values: OrderedDict[str, tuple[JsonObject, int]] = OrderedDict()
+        self._values: OrderedDict[Place, tuple[JsonObject, int]] = OrderedDict()
 
-    def get(self, digest: str) -> JsonObject | None:
-        found = self._values.get(digest)
+    def get(self, place: Place) -> JsonObject | None:
+        found = self._values.get(place)
         if found is None:
             return None
-        self._values.move_to_end(digest)
+        self._values.move_to_end(place)
         return found[0]
 
-    def put(self, digest: str, value: JsonObject, size: int) -> None:
-        if digest in self._values or size > self._limit:
+    def put(self, place: Place, value: JsonObject, size: int) -> None:
+        if place in self._values or size > self._limit:
             return
-        self._values[digest] = (value, size)
+        self._values[place] = (value, size)
         self._size += size
         while self._size > self._limit:
             _, (_, evicted) = self._values.popitem(last=False)
             self._size -= evicted
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
 
 
 class Values:
@@ -92,7 +100,7 @@ class Values:
 
     async def read(self, namespace: str, digests: set[str]) -> dict[str, JsonObject]:
         """The values of `digests` that can be read now (held in `namespace`)."""
-        found = {d: v for d in digests if (v := self._cache.get(d)) is not None}
+        found = {d: v for d in digests if (v := self._cache.get((namespace, d))) is not None}
         missing = digests - found.keys()
         if not missing:
             return found
@@ -103,7 +111,7 @@ class Values:
             return found
         for digest, data in read.items():
             value = json.loads(data)
-            self._cache.put(digest, value, len(data))
+            self._cache.put((namespace, digest), value, len(data))
             found[digest] = value
         return found
 
@@ -117,7 +125,7 @@ class Values:
             )
         except (SQLAlchemyError, OSError) as error:
             raise ValuesNotStored(f"{type(error).__name__}: {error}"[:300]) from error
-        self._cache.put(digest, encoded.value, len(encoded.data))
+        self._cache.put((namespace, digest), encoded.value, len(encoded.data))
 
     async def read_encoded(self, namespace: str, digest: str) -> bytes | None:
         """One value's JSON as stored (held in `namespace`), or None."""
@@ -127,11 +135,13 @@ class Values:
             raise ValuesNotStored(f"{type(error).__name__}: {error}"[:300]) from error
         return found.get(digest)
 
-    async def keep(self, namespace: str, uid: str, state: RunState, decision: Decision) -> None:
+    async def keep(self, namespace: str, uid: str, state: RunState, run: RunView, decision: Decision) -> None:
         """Store the decision's new values, held by the run with every other value its status
-        names, before the status is written; `ValuesNotStored` when the store does not take them."""
+        and spec name, before the status is written; `ValuesNotStored` when the store does not
+        take them."""
         new = {d: encoded for d, encoded in decision.values.items() if d not in state.held}
-        holds = named_by(decision.status) - state.held - new.keys()
+        named = named_by(decision.status) | ({run.spec.input_ref.ref} if run.spec.input_ref else set())
+        holds = named - state.held - new.keys()
         if not new and not holds:
             return
         data = {d: encoded.data for d, encoded in new.items()}
@@ -143,4 +153,4 @@ class Values:
             raise ValuesNotStored(f"{type(error).__name__}: {error}"[:300]) from error
         state.held |= new.keys() | holds
         for digest, encoded in new.items():
-            self._cache.put(digest, encoded.value, len(encoded.data))
+            self._cache.put((namespace, digest), encoded.value, len(encoded.data))
