@@ -195,7 +195,7 @@ NAMESPACED_PERMISSIONS = {
     ("seqflow.io", "workflowruns"): {"get", "list", "watch", "create", "patch", "delete"},
     ("seqflow.io", "workflowruns/status"): {"patch"},
     ("", "events"): {"create"},
-    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "delete", "patch"},
     ("", "pods"): {"list", "watch"},
 }
 CLUSTER_PERMISSIONS = {
@@ -238,7 +238,7 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: Helm):
     (cluster_role,) = find(helm.render("--set", "peering.enabled=false"), "ClusterRole")
     assert ("kopf.dev", "clusterkopfpeerings") not in permissions(cluster_role)
     (pod_steps,) = find(helm.render("--set", "jobStepsAs=Pod"), "ClusterRole")
-    assert permissions(pod_steps)[("", "pods")] == {"create", "get", "list", "watch", "delete"}
+    assert permissions(pod_steps)[("", "pods")] == {"create", "get", "list", "watch", "delete", "patch"}
 
     docs = helm.render(*value_sets()["active-active"])
     (cluster_role,) = find(docs, "ClusterRole")
@@ -266,6 +266,8 @@ def test_operator_settings(helm: Helm):
         "SEQFLOW_LOG_LEVEL": "INFO",
         "SEQFLOW_LOG_FORMAT": "json",
         "SEQFLOW_HTTP_PORT": "8080",
+        "POD_IP": {"fieldRef": {"fieldPath": "status.podIP"}},
+        "SEQFLOW_API_URL": "http://test-seqflow.seqflow.svc:8080",  # the release's Service
         "SEQFLOW_METRICS_PORT": "9090",
         "SEQFLOW_PEERING": "seqflow",
         "SEQFLOW_PRIORITY": "100",

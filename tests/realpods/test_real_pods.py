@@ -76,7 +76,7 @@ def installed(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "--create-namespace", "--set", "image.repository=localhost/seqflow", "--set", "image.tag=dev",
         "--set", "image.pullPolicy=Never", "--set", "jobTtlSeconds=none",
         # No kube-proxy on the test node: Job steps reach the operator pod by its address.
-        "--set", "http.apiUrl=http://$(SEQFLOW_POD_IP):8080",
+        "--set", "http.apiUrl=http://$(POD_IP):8080",
         "--wait", "--timeout=120s",
     )  # fmt: skip
     yield home
