@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         default="",
         pattern=r"^(https?://[^\s/]+(/\S*)?)?$",
         description="The operator's HTTP API as the pods of Job steps reach it (the Helm chart sets "
-        "its Service): Job steps fetch inputs over 256 KiB and send outputs too large for a "
+        "its Service): Job steps fetch inputs over 64 KiB and send outputs too large for a "
         "termination message there. Empty: they cannot.",
     )
     attempt_key: SecretStr | None = Field(
