@@ -585,12 +585,14 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
             return
         # Nobody is executing this attempt any more: the operator stopped while it ran.
         result = AttemptResult(node=node.id, attempt=node.attempts, error=INTERRUPTED)
-    if result.succeeded and size_of(result.output or {}) > draft.options.max_value_bytes:
-        result = _output_too_large(draft, result)
     if result.succeeded:
-        _succeeded(draft, node, result.output or {})
-    else:
-        _attempt_failed(draft, node, result)
+        kept = draft.keep(result.output or {})  # (encoded once: its reference tells its size)
+        if size_of(kept) <= draft.options.max_value_bytes:
+            _succeeded(draft, node, kept)
+            return
+        draft.values.pop(kept.get("ref", ""), None)
+        result = _output_too_large(draft, result)
+    _attempt_failed(draft, node, result)
 
 
 def _output_too_large(draft: _Draft, result: AttemptResult) -> AttemptResult:
