@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from testenv import MariaDB
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import bind_chart_rbac, start_operator
 from tests.support import OPERATOR_USER, Cluster, Runs
@@ -31,6 +33,15 @@ def operator(
     yield process
     process.stop()
     print(f"\noperator log: {log}\n{process.tail(40)}")
+
+
+@pytest.fixture
+def mariadb() -> Iterator[MariaDB]:
+    """A MariaDB of the test's own, for tests that stop and start the server."""
+    if os.environ.get("SEQFLOW_TEST_DATABASE_URL"):
+        pytest.skip("stops and starts the database server: needs the local MariaDB")
+    with MariaDB() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ activity log entry is in the database exactly once."""
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.error
 import urllib.request
@@ -13,21 +12,12 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from testenv import MariaDB
 from tests.e2e.operators import http_url, start_operator
 from tests.support import Cluster, Runs, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mysql]
 RUNS = 20
 OUTAGE_SECONDS = 30
-
-
-@pytest.fixture
-def mariadb():
-    if os.environ.get("SEQFLOW_TEST_DATABASE_URL"):
-        pytest.skip("stops and starts the database server: needs the local MariaDB")
-    with MariaDB() as server:
-        yield server
 
 
 def statuses(runs: Runs, namespace: str) -> dict[str, dict]:

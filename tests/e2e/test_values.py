@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 
-from testenv import MariaDB
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import http_url, start_operator
 from tests.e2e.test_api import post
@@ -111,14 +110,6 @@ def test_a_job_step_fetches_a_large_input_and_sends_a_2_mib_output_over_http(
     (job,) = jobs_of(cluster, namespace, "r1")
     assert is_ref(json.loads(job["metadata"]["annotations"]["seqflow.io/output"]))
     assert status["output"]["size"] > 2 * MIB
-
-
-@pytest.fixture
-def mariadb():
-    if os.environ.get("SEQFLOW_TEST_DATABASE_URL"):
-        pytest.skip("stops and starts the database server: needs the local MariaDB")
-    with MariaDB() as server:
-        yield server
 
 
 def test_an_outage_delays_inline_runs_and_holds_runs_that_need_a_stored_value(
