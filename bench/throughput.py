@@ -364,7 +364,10 @@ def main() -> None:
     print(f"throughput              {throughput:.1f} tasks/s")
     if args.output_bytes:
         moved = total_tasks * args.output_bytes / 1e6
-        print(f"through the store       {moved / (last_end - began):.1f} MB/s ({moved:.0f} MB of outputs)")
+        print(
+            f"outputs moved           {moved / (last_end - began):.1f} MB/s ({moved:.0f} MB; "
+            "those over SEQFLOW_INLINE_VALUE_BYTES through the store)"
+        )
     print(
         f"floor                   {floor:.1f} status writes/s ({args.workers} at a time, "
         f"{len(json.dumps(final_status))} B statuses); seqflow at {100 * throughput / floor:.0f}% of it"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,11 @@ def ref_of(value: Any) -> ValueRef | None:
     if isinstance(digest, str) and _DIGEST.match(digest) and type(size) is int and size >= 0:
         return ValueRef(digest, size)
     return None
+
+
+def digests_in(values: Iterable[Any]) -> set[str]:
+    """The digests of the references among `values`."""
+    return {ref.digest for value in values if (ref := ref_of(value)) is not None}
 
 
 def encode(value: Any) -> bytes:

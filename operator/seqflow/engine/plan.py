@@ -587,18 +587,19 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
         result = AttemptResult(node=node.id, attempt=node.attempts, error=INTERRUPTED)
     if result.succeeded:
         kept = draft.keep(result.output or {})  # (encoded once: its reference tells its size)
-        if size_of(kept) <= draft.options.max_value_bytes:
+        size = size_of(kept)
+        if size <= draft.options.max_value_bytes:
             _succeeded(draft, node, kept)
             return
         draft.values.pop(kept.get("ref", ""), None)
-        result = _output_too_large(draft, result)
+        result = _output_too_large(draft, result, size=size)
     _attempt_failed(draft, node, result)
 
 
-def _output_too_large(draft: _Draft, result: AttemptResult) -> AttemptResult:
+def _output_too_large(draft: _Draft, result: AttemptResult, *, size: int) -> AttemptResult:
     """An output over the limit fails its attempt for good: the same step makes the same output."""
     error = (
-        f"the output is {size_of(result.output)} bytes of JSON, more than the "
+        f"the output is {size} bytes of JSON, more than the "
         f"{draft.options.max_value_bytes} a step may return (SEQFLOW_MAX_VALUE_BYTES)"
     )
     return AttemptResult(

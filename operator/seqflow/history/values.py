@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from seqflow.api.models import JsonObject
-from seqflow.api.values import ref_of
+from seqflow.api.values import digests_in, ref_of
 from seqflow.history.store import HistoryStore, insert_ignore
 from seqflow.history.tables import ValueHoldRow, ValuePartRow
 
@@ -37,7 +37,7 @@ def value_places(run: JsonObject) -> list[tuple[JsonObject, str]]:
 
 
 def named_in(places: list[tuple[JsonObject, str]]) -> set[str]:
-    return {ref.digest for holder, key in places if (ref := ref_of(holder[key])) is not None}
+    return digests_in(holder[key] for holder, key in places)
 
 
 def put_in_place(places: list[tuple[JsonObject, str]], found: Mapping[str, JsonObject]) -> None:

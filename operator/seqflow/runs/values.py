@@ -18,7 +18,7 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from seqflow.api.models import JsonObject, WorkflowRunSpec, WorkflowRunStatus
-from seqflow.api.values import Encoded, ref_of
+from seqflow.api.values import Encoded, digests_in
 from seqflow.engine import AttemptResult, ChildRun, Decision, RunView
 from seqflow.runs.state import RunState
 
@@ -43,25 +43,20 @@ class ValuesNotStored(Exception):
 def read_by_plan(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> set[str]:
     """The digests of the stored values a plan may read: the run's input and the outputs kept
     in its status (what is only passed on, as in the activity log, is not read)."""
-    values = [status.output, *(n.output for n in status.nodes)]
-    digests = {ref.digest for v in values if (ref := ref_of(v)) is not None}
-    if spec.input_ref is not None:
-        digests.add(spec.input_ref.ref)
-    return digests
+    digests = digests_in([status.output, *(n.output for n in status.nodes)])
+    return digests | {spec.input_ref.ref} if spec.input_ref is not None else digests
 
 
 def new_to_plan(results: Collection[AttemptResult], children: Collection[ChildRun]) -> set[str]:
     """The digests of stored values a plan takes in from outside: outputs that came as
     references (a Job step's sent over HTTP, a child run's)."""
-    outputs = [r.output for r in results] + [c.output for c in children]
-    return {ref.digest for v in outputs if (ref := ref_of(v)) is not None}
+    return digests_in([*(r.output for r in results), *(c.output for c in children)])
 
 
 def named_by(status: WorkflowRunStatus) -> set[str]:
     """Every digest the status names."""
-    values = [status.output, *(n.output for n in status.nodes)]
-    values += [v for r in status.pending_history for v in r.details.values()]
-    return {ref.digest for v in values if (ref := ref_of(v)) is not None}
+    kept = [status.output, *(n.output for n in status.nodes)]
+    return digests_in([*kept, *(v for r in status.pending_history for v in r.details.values())])
 
 
 Place = tuple[str, str]  # (namespace, digest): a value is cached where it was read or stored
@@ -119,20 +114,14 @@ class Values:
         """Store a value sent to the HTTP API, held by its run: one of a Job step's outputs, or
         the input of a run about to be created (held in its namespace until the run holds it,
         or unclaimed, for an hour)."""
-        try:
-            await asyncio.to_thread(
-                self._store.put, namespace=namespace, run_uid=run_uid, values={digest: encoded.data}, holds=()
-            )
-        except (SQLAlchemyError, OSError) as error:
-            raise ValuesNotStored(f"{type(error).__name__}: {error}"[:300]) from error
-        self._cache.put((namespace, digest), encoded.value, len(encoded.data))
+        await self._put(namespace, run_uid, {digest: encoded}, holds=set())
 
     async def read_encoded(self, namespace: str, digest: str) -> bytes | None:
         """One value's JSON as stored (held in `namespace`), or None."""
         try:
             found = await asyncio.to_thread(self._store.get, namespace=namespace, digests=[digest])
         except (SQLAlchemyError, OSError) as error:
-            raise ValuesNotStored(f"{type(error).__name__}: {error}"[:300]) from error
+            raise _not_stored(error) from error
         return found.get(digest)
 
     async def keep(self, namespace: str, uid: str, state: RunState, run: RunView, decision: Decision) -> None:
@@ -144,13 +133,20 @@ class Values:
         holds = named - state.held - new.keys()
         if not new and not holds:
             return
-        data = {d: encoded.data for d, encoded in new.items()}
+        await self._put(namespace, uid, new, holds=holds)
+        state.held |= new.keys() | holds
+
+    async def _put(self, namespace: str, uid: str, new: Mapping[str, Encoded], *, holds: set[str]) -> None:
+        data = {digest: encoded.data for digest, encoded in new.items()}
         try:
             await asyncio.to_thread(
                 self._store.put, namespace=namespace, run_uid=uid, values=data, holds=holds
             )
         except (SQLAlchemyError, OSError) as error:
-            raise ValuesNotStored(f"{type(error).__name__}: {error}"[:300]) from error
-        state.held |= new.keys() | holds
+            raise _not_stored(error) from error
         for digest, encoded in new.items():
             self._cache.put((namespace, digest), encoded.value, len(encoded.data))
+
+
+def _not_stored(error: Exception) -> ValuesNotStored:
+    return ValuesNotStored(f"{type(error).__name__}: {error}"[:300])
