@@ -17,6 +17,7 @@ from tests.e2e.operators import http_url, start_operator
 from tests.e2e.test_api import post
 from tests.e2e.test_history import admin_token, get
 from tests.e2e.test_job_tasks import job_task, jobs_of, wait_phase
+from tests.e2e.test_plugin import plugin
 from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster]
@@ -145,3 +146,107 @@ def test_an_outage_delays_inline_runs_and_holds_runs_that_need_a_stored_value(
 def _reason(status: dict) -> str | None:
     found = [c for c in status.get("conditions", []) if c["type"] == "Succeeded"]
     return found[0]["reason"] if found else None
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_run_of_2000_steps_keeps_its_object_small_with_its_finished_nodes_in_the_store(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
+):
+    members = [{"name": f"m{j}", "handler": "test.step"} for j in range(20)]
+    groups = [{"name": f"g{i}", "parallel": members} for i in range(100)]  # 100 x 20 members
+    cluster.apply(workflow("wide", groups), namespace=namespace)
+    cluster.apply(workflow_run("wide-1", "wide", {"sleep": 0.02}), namespace=namespace)
+    folded = lambda: (runs.get(namespace, "wide-1").get("status") or {}).get("earlierNodes") or []  # noqa: E731
+    wait_for(lambda: len(folded()) >= 5, timeout=120)
+    assert object_size(cluster, namespace, "wide-1") < OBJECT_BOUND  # while it runs
+    token = admin_token(cluster)
+    code, shown = get(operator, f"/api/v1/namespaces/{namespace}/runs/wide-1", token)
+    assert code == 200 and shown["phase"] == "Running"  # the HTTP API shows the folded nodes in place
+    nodes = shown["live"]["nodes"]
+    assert len(nodes) >= 500 and [n["id"] for n in nodes[:3]] == ["g0", "g0/m0", "g0/m1"]
+    assert len({n["id"] for n in nodes}) == len(nodes) and "earlierNodes" not in shown["live"]
+    wait_phase(cluster, namespace, "wide-1", "Succeeded", timeout=300)
+
+    status = runs.get(namespace, "wide-1")["status"]
+    assert (
+        status["progress"] == "100/100" and "pinnedTasks" not in status and is_ref(status["pinnedTasksRef"])
+    )
+    assert len(status["earlierNodes"]) == 20 and len(status["nodes"]) == 100
+    assert object_size(cluster, namespace, "wide-1") < OBJECT_BOUND
+    printed = cluster.kubectl("get", "workflowrun", "wide-1", "-n", namespace).stdout
+    assert "Succeeded" in printed and "100/100" in printed
+    tree = plugin(cluster, "tree", "wide-1", "-n", namespace).stdout.splitlines()
+    assert tree[2].strip() == "(earlier finished steps: seqflow history show wide-1)"
+    assert tree[3].split()[:2] == ["g95/m4", "Succeeded"] and len(tree) == 103  # 2,000 nodes folded
+    wait_for(lambda: not runs.get(namespace, "wide-1")["status"].get("pendingHistory"), timeout=60)
+    code, shown = get(operator, f"/api/v1/namespaces/{namespace}/runs/wide-1", token)
+    assert shown["output"]["step"] == 100 and len(shown["attempts"]) == 2100  # groups and members
+
+
+def succeeded_condition(runs: Runs, namespace: str, name: str) -> dict:
+    status = runs.get(namespace, name).get("status") or {}
+    return next((c for c in status.get("conditions", []) if c["type"] == "Succeeded"), {})
+
+
+def config_map(name: str, data: dict[str, str]) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def run_from(name: str, workflow_name: str, source: dict) -> dict:
+    run = workflow_run(name, workflow_name)
+    run["spec"] = {"workflowRef": {"name": workflow_name}, "inputFrom": source}
+    return run
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_run_reads_its_input_from_a_config_map_or_a_secret_applied_beside_it(
+    cluster: Cluster, runs: Runs, namespace: str
+):
+    cluster.apply(workflow("from-data", [{"name": "A", "handler": "test.step"}]), namespace=namespace)
+    source = {"configMapKeyRef": {"name": "order-7", "key": "input.json"}}
+    cluster.apply(run_from("from-map", "from-data", source), namespace=namespace)  # before its data
+    waiting = lambda: succeeded_condition(runs, namespace, "from-map").get("reason") == "WaitingForInput"  # noqa: E731
+    wait_for(waiting, timeout=30)
+    assert (
+        'ConfigMap "order-7" key "input.json"' in succeeded_condition(runs, namespace, "from-map")["message"]
+    )
+    rows = [f'"r{i}"' for i in range(2000)]  # 16 KiB of JSON: kept in the store
+    cluster.apply(
+        config_map("order-7", {"input.json": f'{{"order": 7, "rows": [{",".join(rows)}]}}'}),
+        namespace=namespace,
+    )
+    wait_phase(cluster, namespace, "from-map", "Succeeded", timeout=60)
+    status = runs.get(namespace, "from-map")["status"]
+    assert is_ref(status["input"]) and status["output"]["ref"] != status["input"]["ref"]
+
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "order-9"},
+        "stringData": {"input": '{"order": 9}'},
+    }
+    cluster.apply(secret, namespace=namespace)
+    cluster.apply(
+        run_from("from-secret", "from-data", {"secretKeyRef": {"name": "order-9", "key": "input"}}),
+        namespace=namespace,
+    )
+    wait_phase(cluster, namespace, "from-secret", "Succeeded", timeout=60)
+    status = runs.get(namespace, "from-secret")["status"]
+    assert status["input"] == {"order": 9} and status["output"]["order"] == 9
+
+    cluster.apply(config_map("not-an-object", {"input.json": "[1, 2]"}), namespace=namespace)
+    bad = {"configMapKeyRef": {"name": "not-an-object", "key": "input.json"}}
+    cluster.apply(run_from("from-array", "from-data", bad), namespace=namespace)
+    wait_phase(cluster, namespace, "from-array", "Failed", timeout=60)
+    failed = succeeded_condition(runs, namespace, "from-array")
+    assert failed["reason"] == "InputInvalid" and "it is an array" in failed["message"]
+
+    both = run_from("both", "from-data", source)
+    both["spec"]["inputRef"] = {"ref": "sha256:" + "0" * 64, "size": 2}
+    refused = cluster.apply(both, namespace=namespace, check=False)
+    assert refused.returncode != 0 and "inputFrom is instead of inputRef" in refused.stderr
+    both["spec"] = {**both["spec"], "input": {"order": 1}}
+    del both["spec"]["inputRef"]
+    cluster.apply(both, namespace=namespace)
+    wait_phase(cluster, namespace, "both", "Failed", timeout=60)
+    assert "both input and inputFrom" in succeeded_condition(runs, namespace, "both")["message"]

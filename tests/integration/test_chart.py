@@ -197,6 +197,7 @@ NAMESPACED_PERMISSIONS = {
     ("", "events"): {"create"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete", "patch"},
     ("", "pods"): {"list", "watch"},
+    ("", "configmaps"): {"get"},
 }
 CLUSTER_PERMISSIONS = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
@@ -239,6 +240,8 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: Helm):
     assert ("kopf.dev", "clusterkopfpeerings") not in permissions(cluster_role)
     (pod_steps,) = find(helm.render("--set", "jobStepsAs=Pod"), "ClusterRole")
     assert permissions(pod_steps)[("", "pods")] == {"create", "get", "list", "watch", "delete", "patch"}
+    (from_secrets,) = find(helm.render("--set", "inputsFromSecrets=true"), "ClusterRole")
+    assert permissions(from_secrets)[("", "secrets")] == {"get"}
 
     docs = helm.render(*value_sets()["active-active"])
     (cluster_role,) = find(docs, "ClusterRole")

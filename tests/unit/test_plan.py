@@ -4,7 +4,7 @@ and the status, phase, actions and activity log entries `plan()` must decide fro
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from seqflow.engine import (
     DeleteJob,
     DeleteRun,
     EngineOptions,
+    InputRead,
     Observations,
     PostEvent,
     RunHandler,
@@ -45,6 +46,7 @@ from seqflow.engine import (
     plan,
     workflow_problem,
 )
+from seqflow.engine.compaction import expanded
 from seqflow.engine.plan import INTERRUPTED
 
 T0 = datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC)
@@ -1576,3 +1578,137 @@ def test_a_signal_merged_into_the_shape_of_a_reference_fails_the_step_for_good()
 def test_a_run_with_both_input_and_input_ref_is_refused():
     status = go(spec={"input": {"n": 1}, "inputRef": BIG_REF}).status
     assert status.phase == RunPhase.FAILED and "both input and inputRef" in status.conditions[0].message
+
+
+# ----- a status that stays small: finished nodes folded, a large task list by reference -----
+
+EIGHT = workflow([{"name": f"S{i}", "handler": "a"} for i in range(8)])
+FOLD_3 = EngineOptions(default_timeout_seconds=60, node_chunk=3, inline_tasks_bytes=200)
+
+
+def expanded_status(decision: Decision, store: dict[str, Any]) -> WorkflowRunStatus:
+    """The status as a plan sees it (folded parts read back from `store`)."""
+    return expanded(decision.status, known=store)[0]
+
+
+def drive(options: EngineOptions, *, fail: str | None = None) -> tuple[list[Decision], dict[str, Any]]:
+    """Run EIGHT to its end, each step's attempt ending at once (`fail`: that step fails for
+    good); the stored values kept as the shell keeps them."""
+    store: dict[str, Any] = {}
+    decisions = [go(wf=EIGHT, options=options)]
+    while (start := next((a for a in decisions[-1].actions if isinstance(a, RunHandler)), None)) is not None:
+        store.update({d: e.value for d, e in decisions[-1].values.items()})
+        result = (
+            err(start.node, start.attempt, permanent=True)
+            if start.node == fail
+            else ok(start.node, start.attempt, {"at": start.node})
+        )
+        at = len(decisions)
+        decisions.append(
+            go(decisions[-1].status, at=at, wf=EIGHT, options=options, results=(result,), values=store)
+        )
+    store.update({d: e.value for d, e in decisions[-1].values.items()})
+    return decisions, store
+
+
+def test_a_folded_run_decides_exactly_what_an_unfolded_one_does():
+    folded, store = drive(FOLD_3)
+    whole, _ = drive(replace(FOLD_3, node_chunk=100, inline_tasks_bytes=1 << 20))
+    assert [d.actions for d in folded] == [d.actions for d in whole]
+    assert [expanded_status(d, store) for d in folded] == [d.status for d in whole]
+    last = folded[-1].status
+    assert last.phase == RunPhase.SUCCEEDED and last.progress == "8/8" and last.output == {"at": "S7"}
+    assert len(last.earlier_nodes) == 2 and [n.id for n in last.nodes] == ["S6", "S7"]
+    assert last.pinned_tasks is None and last.pinned_tasks_ref is not None
+
+
+def test_a_chunk_is_folded_once_and_then_stands_as_it_is():
+    decisions, _ = drive(FOLD_3)
+    made = [sorted(d.values) for d in decisions]
+    chunks = [ref.ref for ref in decisions[-1].status.earlier_nodes]
+    assert sum(c in m for m in made for c in chunks) == len(chunks)  # each stored by one decision
+    assert [len(d.status.nodes) for d in decisions] == [1, 2, 3, 1, 2, 3, 1, 2, 2]
+
+
+def test_a_run_whose_folded_nodes_cannot_be_read_waits_and_changes_nothing():
+    decisions, _ = drive(FOLD_3)
+    running = decisions[5].status  # S5 runs; S0..S2 folded
+    held = go(running, at=20, wf=EIGHT, options=FOLD_3, handlers_running=frozenset({("S5", 1)}))
+    assert held.held and held.status.nodes == running.nodes
+    assert held.status.earlier_nodes == running.earlier_nodes
+    (condition,) = [c for c in held.status.conditions if c.type == "Succeeded"]
+    assert condition.reason == Reason.VALUE_UNAVAILABLE
+
+
+def test_a_retry_runs_again_a_step_whose_failed_node_was_folded():
+    decisions, store = drive(replace(FOLD_3, node_chunk=1), fail="S2")
+    failed = decisions[-1].status
+    assert failed.phase == RunPhase.FAILED and [n.id for n in failed.nodes] == ["S2"]
+    again = go(
+        failed, at=30, wf=EIGHT, options=replace(FOLD_3, node_chunk=1), spec={"retry": 1}, values=store
+    )
+    assert only(again.actions, RunHandler).node == "S2" and again.status.phase == RunPhase.RUNNING
+    assert expanded_status(again, {**store, **{d: e.value for d, e in again.values.items()}}).node(
+        "S1"
+    ) == expanded_status(decisions[-1], store).node("S1")
+
+
+def test_a_small_task_list_stays_inline_and_nothing_folds_below_the_chunk():
+    decisions, store = drive(EngineOptions(default_timeout_seconds=60))
+    assert store == {} and all(d.status.pinned_tasks for d in decisions)
+    assert decisions[-1].status.earlier_nodes == [] and len(decisions[-1].status.nodes) == 8
+
+
+# ----- the input read from a ConfigMap or Secret (spec.inputFrom) -----
+
+FROM_CONFIG_MAP = {"input": {}, "inputFrom": {"configMapKeyRef": {"name": "order", "key": "input.json"}}}
+
+
+def test_an_input_read_from_a_config_map_is_kept_in_the_status_and_given_to_the_first_step():
+    decision = go(spec=FROM_CONFIG_MAP, input_from=InputRead(value={"order": 7}))
+    assert decision.status.input == {"order": 7} and decision.status.phase == RunPhase.RUNNING
+    assert only(decision.actions, RunHandler).input == {"order": 7}
+    assert decision.status.pending_history[0].details["input"] == {"order": 7}
+    retrying = go(decision.status, at=1, spec=FROM_CONFIG_MAP, results=(err("A", 1),)).status
+    again = go(retrying, at=5, spec=FROM_CONFIG_MAP)  # not read again: the kept one
+    assert only(again.actions, RunHandler).input == {"order": 7}
+
+
+def test_a_run_with_both_input_and_input_from_is_refused():
+    status = go(spec={**FROM_CONFIG_MAP, "input": {"n": 1}}, input_from=InputRead(value={"n": 2})).status
+    assert status.phase == RunPhase.FAILED and "both input and inputFrom" in status.conditions[0].message
+
+
+def test_a_large_input_read_from_a_config_map_is_stored():
+    decision = go(spec=FROM_CONFIG_MAP, input_from=InputRead(value=BIG))
+    assert decision.status.input == BIG_REF and BIG_DIGEST in decision.values
+    assert only(decision.actions, RunHandler).input == BIG
+
+
+@pytest.mark.parametrize(
+    ("read", "at", "phase", "reason", "says"),
+    [
+        (
+            InputRead(missing="ConfigMap not found"),
+            0,
+            RunPhase.PENDING,
+            Reason.WAITING_FOR_INPUT,
+            "ConfigMap not found",
+        ),
+        (InputRead(missing="ConfigMap not found"), 30, RunPhase.FAILED, Reason.INPUT_INVALID, "No input in"),
+        (None, 60, RunPhase.PENDING, Reason.WAITING_FOR_INPUT, "it could not be read"),
+        (InputRead(problem="it is an array"), 0, RunPhase.FAILED, Reason.INPUT_INVALID, "it is an array"),
+        (InputRead(value=BIG_REF), 0, RunPhase.FAILED, Reason.INPUT_INVALID, "stored value's reference"),
+    ],
+    ids=["missing-waits", "missing-past-the-wait-fails", "unread-waits", "not-an-object", "ref-shaped"],
+)
+def test_an_input_that_cannot_be_read_waits_or_fails_saying_why(
+    read: InputRead | None, at: float, phase: RunPhase, reason: str, says: str
+):
+    decision = go(at=at, spec=FROM_CONFIG_MAP, input_from=read)
+    (condition,) = [c for c in decision.status.conditions if c.type == "Succeeded"]
+    assert decision.status.phase == phase and condition.reason == reason
+    assert says in condition.message and 'ConfigMap "order" key "input.json"' in condition.message
+    assert decision.status.input is None and not decision.status.started
+    if phase == RunPhase.PENDING:
+        assert only(decision.actions, WakeAt).when <= T0 + timedelta(seconds=at + 5)

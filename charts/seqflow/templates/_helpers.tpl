@@ -146,8 +146,13 @@ gets a copy of its own, made just before it and removed after it.
   {{- else }}
   verbs: [list, watch]
   {{- end }}
-{{- if .Values.webhooks.enabled }}
-# The shared secrets of signed webhooks (spec.webhook.secretRef).
+# Runs' inputs read from a ConfigMap key (spec.inputFrom.configMapKeyRef).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
+{{- if or .Values.webhooks.enabled .Values.inputsFromSecrets }}
+# The shared secrets of signed webhooks (spec.webhook.secretRef), runs' inputs read from a Secret
+# key (spec.inputFrom.secretKeyRef).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

@@ -85,8 +85,9 @@ def run_finished(run: JsonObject) -> bool:
 
 
 def run_started(run: JsonObject) -> bool:
-    """Whether the run has begun: its status pins its Workflow's steps."""
-    return "pinnedTasks" in status_of(run)
+    """Whether the run has begun: its status pins its Workflow's steps (inline or by reference)."""
+    status = status_of(run)
+    return "pinnedTasks" in status or "pinnedTasksRef" in status
 
 
 def condition_of(status: JsonObject, kind: str) -> JsonObject:

@@ -3,7 +3,7 @@ by a webhook or by the plugin)."""
 
 from __future__ import annotations
 
-from seqflow.api.bodies import labels_of, name_of, spec_of
+from seqflow.api.bodies import labels_of, name_of, spec_of, status_of
 from seqflow.api.models import GROUP, VERSION, JsonObject
 from seqflow.api.values import ref_of
 
@@ -31,11 +31,13 @@ def workflow_run(
 
 
 def rerun(run: JsonObject) -> JsonObject:
-    """A new run of `run`'s Workflow with its input and labels, labelled with where it came from."""
-    name, spec = name_of(run), spec_of(run)
+    """A new run of `run`'s Workflow with its input (the one it read from its inputFrom, or where
+    it read none, the same inputFrom) and labels, labelled with where it came from."""
+    name, spec, read = name_of(run), spec_of(run), status_of(run).get("input")
     labels = {**labels_of(run), RERUN_OF: name}
     metadata = {"generateName": f"{name[:52]}-rerun-", "labels": labels}
-    workflow = spec["workflowRef"]["name"]
-    return workflow_run(
-        workflow=workflow, input=spec.get("inputRef") or spec.get("input") or {}, metadata=metadata
-    )
+    input = spec.get("inputRef") or read or spec.get("input") or {}
+    again = workflow_run(workflow=spec["workflowRef"]["name"], input=input, metadata=metadata)
+    if "inputFrom" in spec and read is None:
+        again["spec"] = {"workflowRef": spec["workflowRef"], "inputFrom": spec["inputFrom"]}
+    return again

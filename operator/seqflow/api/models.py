@@ -89,6 +89,7 @@ class Reason(enum.StrEnum):
     INPUT_INVALID = "InputInvalid"
     CONDITION_FAILED = "ConditionFailed"
     INPUT_TOO_LARGE = "InputTooLarge"
+    WAITING_FOR_INPUT = "WaitingForInput"
     OUTPUT_TOO_LARGE = "OutputTooLarge"
     VALUE_UNAVAILABLE = "ValueUnavailable"
     RUN_TOO_LARGE = "RunTooLarge"
@@ -377,6 +378,32 @@ class WorkflowSpec(Model):
 # ----- WorkflowRun spec -----
 
 
+class KeyRef(Model):
+    name: str = Field(min_length=1, max_length=253, description="The object, in the run's namespace.")
+    key: str = Field(min_length=1, max_length=253, description="Its data key holding the input's JSON.")
+
+
+class InputFrom(Model):
+    """Where a run's input is read at start: a JSON object under a key of a ConfigMap or a Secret
+    (read once, then kept in the run's status like any input)."""
+
+    model_config = cel_rules(
+        ("has(self.configMapKeyRef) != has(self.secretKeyRef)", "set one of configMapKeyRef and secretKeyRef")
+    )
+
+    config_map_key_ref: KeyRef | None = None
+    secret_key_ref: KeyRef | None = None
+
+    def describe(self) -> str:
+        kind, ref = (
+            ("ConfigMap", self.config_map_key_ref)
+            if self.config_map_key_ref
+            else ("Secret", self.secret_key_ref)
+        )
+        assert ref is not None
+        return f'{kind} "{ref.name}" key "{ref.key}"'
+
+
 class WorkflowRunSpec(Model):
     model_config = cel_rules(
         (
@@ -388,6 +415,12 @@ class WorkflowRunSpec(Model):
             "(!has(self.inputRef) || self.inputRef == oldSelf.inputRef)",
             "inputRef is immutable: create a new run instead",
         ),
+        (
+            "has(self.inputFrom) == has(oldSelf.inputFrom) && "
+            "(!has(self.inputFrom) || self.inputFrom == oldSelf.inputFrom)",
+            "inputFrom is immutable: create a new run instead",
+        ),
+        ("!has(self.inputFrom) || !has(self.inputRef)", "inputFrom is instead of inputRef: set one of them"),
         ("self.workflowRef == oldSelf.workflowRef", "workflowRef is immutable: create a new run instead"),
         (
             "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
@@ -432,6 +465,12 @@ class WorkflowRunSpec(Model):
         default=None,
         description="The input, kept in the history store (set by the HTTP API for a large input, "
         "and for a sub-workflow's child run); instead of input.",
+    )
+    input_from: InputFrom | None = Field(
+        default=None,
+        description="Read the input at start from a ConfigMap or Secret key holding a JSON object "
+        "(for GitOps: the data beside the run); instead of input. Read once: the run keeps it in "
+        "status.input, visible as any input is.",
     )
 
 
@@ -583,6 +622,20 @@ class WorkflowRunStatus(Model):
     pinned_tasks: list[PinnedTask] | None = Field(
         default=None, description="The task list this run executes, copied at start."
     )
+    pinned_tasks_ref: StoredValueRef | None = Field(
+        default=None,
+        description="The task list, kept in the history store instead of pinnedTasks when its JSON "
+        "is larger than 16 KiB.",
+    )
+    input: JsonObject | None = Field(
+        default=None,
+        description="The input read from spec.inputFrom at start ({ref, size} when stored).",
+    )
+    earlier_nodes: list[StoredValueRef] = Field(
+        default_factory=list,
+        description="The nodes before those in nodes, all of finished steps, kept in the history "
+        "store 100 at a time (the HTTP API and the dashboard show them in place).",
+    )
     output: JsonObject | None = Field(
         default=None,
         description="Output of the last task that succeeded; the run's output once Succeeded. "
@@ -628,6 +681,11 @@ class WorkflowRunStatus(Model):
     @property
     def finished(self) -> bool:
         return self.phase in FINISHED
+
+    @property
+    def started(self) -> bool:
+        """Its task list is pinned (inline or by reference)."""
+        return self.pinned_tasks is not None or self.pinned_tasks_ref is not None
 
     def node(self, id: str) -> NodeStatus | None:
         return next((n for n in self.nodes if n.id == id), None)

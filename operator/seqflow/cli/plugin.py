@@ -196,6 +196,9 @@ def tree(runs: Runs, args: argparse.Namespace) -> int:
 def _tree_rows(runs: Runs, run: dict[str, Any], *, indent: str) -> list[tuple[str, str, str, str, str]]:
     status = status_of(run)
     rows = []
+    if status.get("earlierNodes"):
+        name = run["metadata"]["name"]
+        rows.append((f"{indent}(earlier finished steps: seqflow history show {name})", "", "", "", ""))
     for node in status.get("nodes") or []:
         rows.append(
             (

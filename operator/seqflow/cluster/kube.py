@@ -274,6 +274,9 @@ class KubeApi:
     async def get_secret(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
+    async def get_config_map(self, namespace: str, name: str) -> JsonObject:
+        return await self.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+
     async def get_workflow(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}")
 

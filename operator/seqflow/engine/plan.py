@@ -44,6 +44,7 @@ from seqflow.api.models import (
     shortened_name,
 )
 from seqflow.api.values import REF_SHAPE, Encoded, encode, ref_of, size_of, stored
+from seqflow.engine.compaction import FINAL_NODE, Folded, compacted, expanded
 from seqflow.engine.expressions import ConditionError, compiled, holds
 from seqflow.engine.schemas import input_problems, schema_problem
 from seqflow.engine.types import (
@@ -59,6 +60,7 @@ from seqflow.engine.types import (
     DeleteRun,
     EngineOptions,
     EventType,
+    InputRead,
     Observations,
     PostEvent,
     RunHandler,
@@ -74,7 +76,6 @@ MAX_ERROR = 1024  # characters of an error kept in the status, the Events and th
 INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
 ACTIVE = (NodePhase.RUNNING, NodePhase.WAITING, NodePhase.RETRYING)
 DONE = (NodePhase.SUCCEEDED, NodePhase.SKIPPED)
-FINAL_NODE = (*DONE, NodePhase.FAILED, NodePhase.CANCELLED, NodePhase.COMPENSATED)
 COMPENSATION = ":compensate"  # a compensation's node id: its step's name and this
 # Runs that failed like this will fail the same way again: no retry (of a parent's step) helps.
 FAILED_FOR_GOOD = (
@@ -106,6 +107,8 @@ class _Draft:
     end: tuple[str, str] | None = None  # why the run fails or is cancelled: (reason, message)
     unseen: list[str] = field(default_factory=list)  # running nodes whose Job or child run is not seen
     known: Mapping[str, JsonObject] = field(default_factory=dict)  # stored values observed, by digest
+    folded: Folded = field(default_factory=Folded)  # what of the status was read from the store
+    _indexed: tuple[list[NodeStatus], dict[str, int]] | None = None
     values: dict[str, Encoded] = field(default_factory=dict)  # new values to store, by digest
     _run_input: JsonObject | None = None
 
@@ -130,10 +133,14 @@ class _Draft:
         return known
 
     def run_input(self) -> JsonObject:
-        """The run's input as the status keeps it (the spec's inputRef, or its input kept)."""
+        """The run's input as the status keeps it (the spec's inputRef, its input kept, or the
+        one read from its inputFrom)."""
         if self._run_input is None:
             spec = self.run.spec
-            self._run_input = spec.input_ref.to_wire() if spec.input_ref else self.keep(spec.input)
+            if spec.input_from is not None:  # read at start (`_take_input_from`)
+                self._run_input = self.status.input or {}
+            else:
+                self._run_input = spec.input_ref.to_wire() if spec.input_ref else self.keep(spec.input)
         return self._run_input
 
     def record(
@@ -141,7 +148,8 @@ class _Draft:
     ) -> None:
         """Append an activity log entry, to be written to the history store."""
         seq = self.status.history_seq + 1
-        index = self.step_index(node) if node is not None else None
+        # (no task list: a run failed outside the plan, whose tasks are in the store)
+        index = self.step_index(node) if node is not None and self.steps else None
         entry = HistoryRecord(
             seq=seq, type=type, at=self.now, task=node, task_index=index, attempt=attempt, details=details
         )
@@ -150,10 +158,26 @@ class _Draft:
     def update(self, **fields: object) -> None:
         self.status = self.status.model_copy(update=fields)
 
+    def node(self, id: str) -> NodeStatus | None:
+        position = self._positions().get(id)
+        return None if position is None else self.status.nodes[position]
+
     def put(self, node: NodeStatus) -> None:
-        nodes = [n for n in self.status.nodes if n.id != node.id]
-        position = next((i for i, n in enumerate(self.status.nodes) if n.id == node.id), len(nodes))
-        self.update(nodes=[*nodes[:position], node, *nodes[position:]])
+        """Set a node: in its place, or after the others when it is new."""
+        positions, nodes = self._positions(), list(self.status.nodes)
+        position = positions.setdefault(node.id, len(nodes))
+        if position == len(nodes):
+            nodes.append(node)
+        else:
+            nodes[position] = node
+        self.update(nodes=nodes)
+        self._indexed = (self.status.nodes, positions)
+
+    def _positions(self) -> dict[str, int]:
+        """The nodes' positions by id (a run may have thousands)."""
+        if self._indexed is None or self._indexed[0] is not self.status.nodes:
+            self._indexed = (self.status.nodes, {n.id: i for i, n in enumerate(self.status.nodes)})
+        return self._indexed[1]
 
     def event(self, type: EventType, reason: str, message: str) -> None:
         self.actions.append(PostEvent(type, reason, message))
@@ -185,16 +209,17 @@ class _Draft:
 
 def plan(*, run: RunView, observed: Observations, now: datetime, options: EngineOptions) -> Decision:
     """Decide the next status of `run` and what to do about it."""
-    status = run.status.model_copy(
-        update={
-            "observed_generation": run.generation,
-            "pending_history": [
-                r for r in run.status.pending_history if r.seq > observed.history_written_through
-            ],
-        }
-    )
-    draft = _Draft(run=run, status=status, now=now, options=options, known=observed.values)
     try:
+        whole, folded = expanded(run.status, known=observed.values)
+        status = whole.model_copy(
+            update={
+                "observed_generation": run.generation,
+                "pending_history": [
+                    r for r in run.status.pending_history if r.seq > observed.history_written_through
+                ],
+            }
+        )
+        draft = _Draft(run=run, status=status, now=now, options=options, known=observed.values, folded=folded)
         return _planned(draft, observed)
     except ValueMissing as missing:
         return _held_for_value(run, missing, now=now, options=options)
@@ -232,7 +257,7 @@ def _start_next(draft: _Draft, observed: Observations) -> bool:
             _hold_for_progress(draft, node)
         else:
             _start_attempt(draft, node)
-    return any((n := draft.status.node(id)) is not None and n.phase in FINAL_NODE for id in starts)
+    return any((n := draft.node(id)) is not None and n.phase in FINAL_NODE for id in starts)
 
 
 def _next_starts(draft: _Draft) -> list[str]:
@@ -249,7 +274,14 @@ def _next_starts(draft: _Draft) -> list[str]:
 def _decided(draft: _Draft, *, conclude: bool = True) -> Decision:
     if conclude:
         _conclude(draft)
-    return Decision(draft.status, tuple(draft.actions), draft.values)
+    status, chunks = compacted(
+        draft.status,
+        draft.folded,
+        pinned_now=not draft.run.status.started,
+        chunk=draft.options.node_chunk,
+        inline_tasks_bytes=draft.options.inline_tasks_bytes,
+    )
+    return Decision(status, tuple(draft.actions), {**draft.values, **chunks})
 
 
 def _held_for_value(
@@ -279,14 +311,18 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     """Pin the Workflow's steps and record the start; False when the run cannot start now."""
     run, now = draft.run, draft.now
     name = run.spec.workflow_ref.name
-    if run.spec.input and run.spec.input_ref:
-        draft.end = (Reason.INPUT_INVALID, "The run sets both input and inputRef: set one of them")
+    if run.spec.input and (run.spec.input_ref or run.spec.input_from):
+        other = "inputRef" if run.spec.input_ref else "inputFrom"
+        draft.end = (Reason.INPUT_INVALID, f"The run sets both input and {other}: set one of them")
         return False
     if ref_of(run.spec.input) is not None:
         draft.end = (
             Reason.INPUT_INVALID,
             f"The input may not be {REF_SHAPE}: that is a stored value's reference",
         )
+        return False
+    unread = run.spec.input_from is not None and draft.status.input is None
+    if unread and not _take_input_from(draft, observed.input_from):
         return False
     size = size_of(draft.run_input())
     if size > draft.options.max_value_bytes:
@@ -357,6 +393,36 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     draft.condition(ConditionStatus.UNKNOWN, Reason.STARTED, message)  # until a step says more
     draft.event(EventType.NORMAL, Reason.STARTED, message)
     return True
+
+
+def _take_input_from(draft: _Draft, read: InputRead | None) -> bool:
+    """Keep the input read from the spec's inputFrom in the status; False when there is none to
+    take now: the run waits (a while for an object or key not there yet) or fails saying why."""
+    assert draft.run.spec.input_from is not None
+    source = draft.run.spec.input_from.describe()
+    if read is not None and read.value is not None:
+        if ref_of(read.value) is None:
+            draft.update(input=draft.keep(read.value))
+            return True
+        read = InputRead(problem=f"it has the shape of a stored value's reference ({REF_SHAPE})")
+    if read is not None and read.problem is not None:
+        draft.end = (
+            Reason.INPUT_INVALID,
+            f"The input in {source} is not a JSON object to take: {read.problem}",
+        )
+        return False
+    deadline = draft.run.created_at + draft.options.workflow_wait
+    why = read.missing if read is not None else "it could not be read"
+    if read is not None and draft.now >= deadline:
+        draft.end = (Reason.INPUT_INVALID, f"No input in {source}: {why}")
+        return False
+    message = f"Waiting for the input in {source} ({why})"
+    if read is not None:
+        message += f"; until {deadline.isoformat(timespec='seconds')}"
+    draft.condition(ConditionStatus.UNKNOWN, Reason.WAITING_FOR_INPUT, message)
+    recheck = draft.now + draft.options.value_recheck  # (ConfigMaps and Secrets are not watched)
+    draft.actions.append(WakeAt(min(recheck, deadline) if read is not None else recheck))
+    return False
 
 
 def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedTask]:
@@ -555,7 +621,7 @@ def _fold(draft: _Draft, observed: Observations) -> None:
         if node.type == NodeType.PARALLEL and node.phase == NodePhase.RUNNING:
             _fold_group(draft, node)
     for id in draft.unseen:  # (a failFast group may have cancelled it meanwhile)
-        unseen = draft.status.node(id)
+        unseen = draft.node(id)
         if unseen is not None and unseen.phase == NodePhase.RUNNING:
             _create_again(draft, unseen, observed)
 
@@ -697,13 +763,13 @@ def _fold_group(draft: _Draft, group: NodeStatus) -> None:
     outputs in declared order, or Failed once a member failed and none runs any more (with
     failFast, the running ones are cancelled first)."""
     step = draft.steps[draft.step_index(group.id)]
-    members = [draft.status.node(f"{group.id}/{m.name}") for m in step.members or []]
+    members = [draft.node(f"{group.id}/{m.name}") for m in step.members or []]
     failed = [m for m in members if m is not None and m.phase == NodePhase.FAILED]
     if failed and step.fail_fast:
         for member in members:
             if member is not None and member.phase in ACTIVE:
                 _cancel_node(draft, member, reason=Reason.CANCELLED)
-        members = [draft.status.node(f"{group.id}/{m.name}") for m in step.members or []]
+        members = [draft.node(f"{group.id}/{m.name}") for m in step.members or []]
     if failed and not any(m is not None and m.phase in ACTIVE for m in members):
         message = f"Task {group.id} failed: {failed[0].id}: {failed[0].last_error}"
         draft.put(_with(group, phase=NodePhase.FAILED, finished_at=draft.now, last_error=_clip(message)))
@@ -750,7 +816,7 @@ def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
     )
     draft.record(HistoryEvent.TASK_COMPLETED, node=node.id, attempt=node.attempts, details={"output": output})
     if compensation:  # its step is undone
-        step = draft.status.node(draft.steps[draft.step_index(node.id)].name)
+        step = draft.node(draft.steps[draft.step_index(node.id)].name)
         assert step is not None
         draft.put(_with(step, phase=NodePhase.COMPENSATED, output=None))
     elif not member:
@@ -889,7 +955,7 @@ def _begin_compensation(draft: _Draft) -> None:
 
 
 def _compensable(draft: _Draft, step: PinnedTask) -> bool:
-    node = draft.status.node(step.name)
+    node = draft.node(step.name)
     return step.compensate is not None and node is not None and node.phase == NodePhase.SUCCEEDED
 
 
@@ -901,7 +967,7 @@ def _next_compensation(draft: _Draft) -> list[str]:
     for step in reversed(draft.steps):
         if not _compensable(draft, step):
             continue
-        node = draft.status.node(step.name + COMPENSATION)
+        node = draft.node(step.name + COMPENSATION)
         if node is None or node.phase == NodePhase.PENDING:
             return [step.name + COMPENSATION] if _room_for_history(draft, step) else []
         if node.phase == NodePhase.RETRYING:
@@ -928,7 +994,7 @@ def _ready_steps(draft: _Draft) -> list[str]:
     if draft.end is not None or status.pinned_tasks is None or spec.suspend:
         return []
     for index, step in enumerate(status.pinned_tasks):
-        node = draft.status.node(step.name)
+        node = draft.node(step.name)
         undecided = node is None or node.phase == NodePhase.PENDING  # (pending: after a retry)
         if undecided and step.when is not None and not _condition_holds(draft, index):
             if draft.end is not None:  # the condition could not be evaluated: the run fails
@@ -952,14 +1018,12 @@ def _ready_members(draft: _Draft, step: PinnedTask) -> list[str]:
     Once a member has failed, none starts any more, but those under way see their retries out."""
     members = step.members or []
     ids = [f"{step.name}/{m.name}" for m in members]
-    failed = any((n := draft.status.node(id)) is not None and n.phase == NodePhase.FAILED for id in ids)
-    running = sum(
-        1 for id in ids if (n := draft.status.node(id)) is not None and n.phase == NodePhase.RUNNING
-    )
+    failed = any((n := draft.node(id)) is not None and n.phase == NodePhase.FAILED for id in ids)
+    running = sum(1 for id in ids if (n := draft.node(id)) is not None and n.phase == NodePhase.RUNNING)
     free = (step.max_parallel or len(members)) - running
     starts: list[str] = []
     for id in ids:
-        node = draft.status.node(id)
+        node = draft.node(id)
         ready = not failed and (node is None or node.phase == NodePhase.PENDING)
         ready = ready or (node is not None and node.phase == NodePhase.RETRYING and _due(draft, node))
         if ready and len(starts) < free and _room_for_history(draft, step):
@@ -992,7 +1056,7 @@ def _condition_holds(draft: _Draft, index: int) -> bool:
             if not _is_compensation(n.id)
         },
     }
-    node = draft.status.node(step.name) or NodeStatus(id=step.name, type=_node_type(step))
+    node = draft.node(step.name) or NodeStatus(id=step.name, type=_node_type(step))
     try:
         if holds(step.when, variables):
             return True
@@ -1035,7 +1099,7 @@ def _room_for_history(draft: _Draft, step: PinnedTask) -> bool:
 
 def _start_attempt(draft: _Draft, id: str) -> None:
     spec = draft.spec_of(id)
-    node = draft.status.node(id) or NodeStatus(id=id, type=_node_type(spec))
+    node = draft.node(id) or NodeStatus(id=id, type=_node_type(spec))
     attempt = node.attempts + 1
     input = _input_for(draft, id)
     workflow = isinstance(spec, PinnedTask) and spec.workflow_ref is not None
@@ -1151,7 +1215,7 @@ def _input_for(draft: _Draft, node: str) -> JsonObject:
     """The input of a node: its step's, or for a compensation, the output of the step it undoes."""
     if not _is_compensation(node):
         return _input_of(draft, draft.step_index(node))
-    step = draft.status.node(node.removesuffix(COMPENSATION))
+    step = draft.node(node.removesuffix(COMPENSATION))
     return (step.output if step else None) or {}
 
 
@@ -1277,6 +1341,7 @@ def fail_unrecordable(run: RunView, *, reason: str, message: str, now: datetime)
     kept = WorkflowRunStatus(
         started_at=status.started_at,
         nodes=status.nodes,
+        earlier_nodes=status.earlier_nodes,
         progress=status.progress,
         retries=status.retries,
         retried=status.retried,

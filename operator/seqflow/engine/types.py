@@ -100,6 +100,17 @@ class Observations:
     values: Mapping[str, JsonObject] = field(
         default_factory=dict
     )  # stored values the status names, by digest
+    input_from: InputRead | None = None  # spec.inputFrom as read before the start (None: not read)
+
+
+@dataclass(frozen=True)
+class InputRead:
+    """A run's spec.inputFrom as read: the input, or why there is none (`missing`: the object or
+    its key is not there, and may appear; `problem`: what is there is not a JSON object)."""
+
+    value: JsonObject | None = None
+    missing: str | None = None
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,8 @@ class EngineOptions:
     default_timeout_seconds: int = 300
     max_value_bytes: int = MAX_VALUE_BYTES  # an input or output larger than this fails its run or step
     inline_value_bytes: int = 4096  # larger values are stored, and named in the status by reference
+    node_chunk: int = 100  # finished nodes are folded into the store this many at a time
+    inline_tasks_bytes: int = 16 * 1024  # a larger task list is kept in the store
     value_recheck: timedelta = timedelta(seconds=5)  # how often a run waiting for a stored value looks again
     blocked_recheck: timedelta = timedelta(seconds=30)  # how often a blocked attempt looks again
     run_ttl: timedelta | None = None  # delete finished runs this long after they finish

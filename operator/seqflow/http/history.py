@@ -184,6 +184,7 @@ class HistoryApi:
             raise HttpError(404, f"no run {namespace}/{name}")
         if body is not None:
             run = with_live_status(run, body)
+            await self._unfold(namespace, run["live"], status_of(body).get("earlierNodes") or [])
         assert run is not None
         for entry in run["activity"]:  # a sub-workflow step's attempt: its child run, by name
             details = entry["details"]
@@ -205,6 +206,18 @@ class HistoryApi:
                 raise HttpError(400, "head must be a number of bytes")
             return web.Response(body=found[: int(head)], content_type="text/plain", charset="utf-8")
         return web.Response(body=found, content_type="application/json")
+
+    async def _unfold(self, namespace: str, live: JsonObject, folded: list[JsonObject]) -> None:
+        """Put the nodes folded into the store back before the status's own (when they cannot
+        be read now, `earlierNodes` says what is left out)."""
+        if not folded:
+            return
+        found = await self._values.read(namespace, {ref["ref"] for ref in folded})
+        if any(ref["ref"] not in found for ref in folded):
+            live["earlierNodes"] = folded
+            return
+        earlier = [node for ref in folded for node in found[ref["ref"]]["nodes"]]
+        live["nodes"] = [*earlier, *live.get("nodes", [])]
 
     async def _resolve(self, namespace: str, run: JsonObject) -> None:
         """Put the stored values the run's history names in place of their references (those
@@ -249,7 +262,7 @@ def with_live_status(run: JsonObject | None, body: JsonObject) -> JsonObject:
     status = status_of(body)
     shown: JsonObject = run or {
         **live_summary(body),
-        "input": spec_of(body).get("inputRef") or spec_of(body).get("input"),
+        "input": spec_of(body).get("inputRef") or status.get("input") or spec_of(body).get("input"),
         "output": status.get("output"),
         "attempts": [],
         "activity": [],

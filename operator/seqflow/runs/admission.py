@@ -24,7 +24,7 @@ class Admission:
 
     def place(self, key: Key, run: RunView, workflow: WorkflowView | None) -> tuple[int, int] | None:
         """(position, of how many) of a run that must wait for a slot; None when it may start."""
-        if workflow is None or workflow.spec.concurrency is None or run.status.pinned_tasks is not None:
+        if workflow is None or workflow.spec.concurrency is None or run.status.started:
             return None
         runs = self._cache.runs.of_workflow(key[0], run.spec.workflow_ref.name)
         active = sum(run_started(body) for body in runs)

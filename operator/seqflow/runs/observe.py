@@ -1,17 +1,21 @@
 """What the engine is told of a run besides its own object: the results of its attempts (in
 process, or read from their Jobs and pods), which of them still run, its child runs, its place
 in its Workflow's queue, what blocks it, how far its history is written, and whether it is being
-handed over or its progress is unknown, and the stored values it may read."""
+handed over or its progress is unknown, the stored values it may read, and before it starts, the
+input its inputFrom names."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import json
 from dataclasses import dataclass
 
 from seqflow.api.bodies import Key, uid_of
-from seqflow.api.models import JsonObject, NodePhase, NodeType
-from seqflow.cluster.kube import KubeApi, NotFound
-from seqflow.engine import AttemptResult, ChildRun, Observations, RunView, WorkflowView
+from seqflow.api.models import InputFrom, JsonObject, NodePhase, NodeType
+from seqflow.cluster.kube import ApiError, Forbidden, KubeApi, NotFound
+from seqflow.engine import AttemptResult, ChildRun, InputRead, Observations, RunView, WorkflowView
 from seqflow.executors.children import child_run
 from seqflow.executors.jobs import (
     attempt_duration,
@@ -28,7 +32,7 @@ from seqflow.runs.cache import Cache
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import Attempt, RunStates
-from seqflow.runs.values import Values, new_to_plan, read_by_plan
+from seqflow.runs.values import Values, new_to_plan
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,10 +59,9 @@ class Observer:
         job_results, jobs_running = await self._observe_jobs(key, body, run)
         children = self._observe_children(key, body, run)
         taken_in = [*results.values(), *job_results]
-        readable = read_by_plan(run.spec, run.status) | new_to_plan(taken_in, children.values())
         observed = Observations(
             workflow=workflow,
-            workflows=self.cache.workflows_in(key[0]) if run.status.pinned_tasks is None else {},
+            workflows=self.cache.workflows_in(key[0]) if not run.status.started else {},
             children=children,
             queued=self.admission.place(key, run, workflow),
             handlers=self.handler_names,
@@ -70,9 +73,38 @@ class Observer:
             deleted=deleted,
             hold=self.ownership.giving_up(key),
             progress_unknown=self.progress.unknown_for(state, run.status),
-            values=await self.values.read(key[0], readable),
+            values=await self.values.read_for_plan(key[0], run, new_to_plan(taken_in, children.values())),
+            input_from=await self._read_input(key[0], run),
         )
         return observed, results
+
+    async def _read_input(self, namespace: str, run: RunView) -> InputRead | None:
+        """The input the run's inputFrom names, read while it has not started (None: not read)."""
+        source = run.spec.input_from
+        if source is None or run.status.started or run.status.input is not None:
+            return None
+        try:
+            if source.config_map_key_ref is not None:
+                ref = source.config_map_key_ref
+                found = await self.api.get_config_map(namespace, ref.name)
+                text = (found.get("data") or {}).get(ref.key)
+            else:
+                assert source.secret_key_ref is not None
+                ref = source.secret_key_ref
+                found = await self.api.get_secret(namespace, ref.name)
+                encoded = (found.get("data") or {}).get(ref.key)
+                text = None if encoded is None else base64.b64decode(encoded, validate=True).decode()
+        except NotFound:
+            return InputRead(missing=f"{_kind(source)} not found")
+        except Forbidden:
+            return InputRead(missing=f"the operator may not read the {_kind(source)} (RBAC: get)")
+        except ApiError:
+            return None  # looked at again
+        except (binascii.Error, UnicodeDecodeError):
+            return InputRead(problem="its data is not UTF-8 text")
+        if text is None:
+            return InputRead(missing=f"the {_kind(source)} has no key {ref.key!r}")
+        return _parsed_input(text)
 
     async def _observe_jobs(
         self, key: Key, body: JsonObject, run: RunView
@@ -126,3 +158,18 @@ class Observer:
             if child is not None and owned_by(child, uid_of(body)):
                 children[node.id] = child_run(child)
         return children
+
+
+def _kind(source: InputFrom) -> str:
+    return "ConfigMap" if source.config_map_key_ref is not None else "Secret"
+
+
+def _parsed_input(text: str) -> InputRead:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        return InputRead(problem=f"not JSON ({error})")
+    if isinstance(value, dict):
+        return InputRead(value=value)
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return InputRead(problem=f"it is {kinds.get(type(value), 'null')}")

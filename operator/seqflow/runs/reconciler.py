@@ -128,7 +128,7 @@ class Reconciler:
         """Plan the run and write its new status (see `RunWriter.write`). Runs of a Workflow
         with a concurrency limit are admitted one at a time."""
         workflow = await self.workflows.of_run(key[0], run)
-        limited = run.status.pinned_tasks is None and workflow is not None and workflow.spec.concurrency
+        limited = not run.status.started and workflow is not None and workflow.spec.concurrency
         if not limited:
             return await self._plan_and_write_observed(
                 key, body, run, workflow, deleted=deleted, fast=not deleted

@@ -41,10 +41,22 @@ class ValuesNotStored(Exception):
 
 
 def read_by_plan(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> set[str]:
-    """The digests of the stored values a plan may read: the run's input and the outputs kept
-    in its status (what is only passed on, as in the activity log, is not read)."""
-    digests = digests_in([status.output, *(n.output for n in status.nodes)])
+    """The digests of the stored values a plan may read: the run's input, the outputs kept in
+    its status, its folded nodes and task list (what is only passed on, as in the activity log,
+    is not read). The outputs kept in folded nodes are `folded_outputs`."""
+    digests = digests_in([status.output, status.input, *(n.output for n in status.nodes)]) | _folded(status)
     return digests | {spec.input_ref.ref} if spec.input_ref is not None else digests
+
+
+def folded_outputs(status: WorkflowRunStatus, found: Mapping[str, JsonObject]) -> set[str]:
+    """The digests of the outputs kept in the status's folded nodes, as far as `found` has them."""
+    chunks = (found.get(ref.ref) for ref in status.earlier_nodes)
+    return digests_in(node.get("output") for chunk in chunks if chunk for node in chunk["nodes"])
+
+
+def _folded(status: WorkflowRunStatus) -> set[str]:
+    tasks = [status.pinned_tasks_ref] if status.pinned_tasks_ref else []
+    return {ref.ref for ref in [*status.earlier_nodes, *tasks]}
 
 
 def new_to_plan(results: Collection[AttemptResult], children: Collection[ChildRun]) -> set[str]:
@@ -54,9 +66,10 @@ def new_to_plan(results: Collection[AttemptResult], children: Collection[ChildRu
 
 
 def named_by(status: WorkflowRunStatus) -> set[str]:
-    """Every digest the status names."""
-    kept = [status.output, *(n.output for n in status.nodes)]
-    return digests_in([*kept, *(v for r in status.pending_history for v in r.details.values())])
+    """Every digest the status names (the outputs in its folded nodes were named before)."""
+    kept = [status.output, status.input, *(n.output for n in status.nodes)]
+    logged = (v for r in status.pending_history for v in r.details.values())
+    return digests_in([*kept, *logged]) | _folded(status)
 
 
 Place = tuple[str, str]  # (namespace, digest): a value is cached where it was read or stored
@@ -92,6 +105,13 @@ class Values:
     def __init__(self, store: ValueStore, *, cache_bytes: int) -> None:
         self._store = store
         self._cache = ValueCache(cache_bytes)
+
+    async def read_for_plan(self, namespace: str, run: RunView, new: set[str]) -> dict[str, JsonObject]:
+        """The values a plan of `run` may read (`read_by_plan`, then the outputs kept in its
+        folded nodes) and the `new` ones it takes in, as far as they can be read now."""
+        found = await self.read(namespace, read_by_plan(run.spec, run.status) | new)
+        inner = folded_outputs(run.status, found) - found.keys()
+        return found | await self.read(namespace, inner) if inner else found
 
     async def read(self, namespace: str, digests: set[str]) -> dict[str, JsonObject]:
         """The values of `digests` that can be read now (held in `namespace`)."""

@@ -65,7 +65,7 @@ class Workflows:
         server (at start-up the Workflows' watch may not have delivered it yet)."""
         key = (namespace, run.spec.workflow_ref.name)
         cached = self.cache.workflows.get(key)
-        if cached is not None or run.status.pinned_tasks is not None or run.status.finished:
+        if cached is not None or run.status.started or run.status.finished:
             return cached
         try:
             body = await self.api.get_workflow(*key)
