@@ -4,7 +4,9 @@ Three passes over a draft of the new status: `_fold` takes in what happened (att
 Jobs, child runs, the user's intent in the spec: cancel, retry, deletion), `_ready_steps` picks the
 steps that may start now (while compensating, `_next_compensation` the next compensation),
 and `_start_attempt` starts them; the run's phase is then derived from its nodes
-(`derive_phase`) and its end, if it ended, recorded. Pure: no clock, no I/O; the same inputs
+(`derive_phase`) and its end, if it ended, recorded. The passes see the status whole (its nodes
+and task list folded into the store put back in place, `compaction.expanded`), and the decision
+carries it folded again (`compaction.compacted`). Pure: no clock, no I/O; the same inputs
 always give the same status and actions, which the table tests in tests/unit/test_plan.py rely on.
 """
 
