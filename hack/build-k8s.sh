@@ -3,14 +3,17 @@
 # pause program of pod sandboxes, from the same source) and the etcd those
 # pin (3.6; Debian's 3.4 makes every consistent list wait ~3 s for a progress notification) at a
 # pinned Kubernetes version from the Go module proxy, plus kwok and helm, into a cache directory keyed
-# by version. A second run with the binaries present does nothing. Progress goes to stderr;
-# stdout ends with kube_bin_dir=, kwok= and helm= lines.
+# by version, and SeaweedFS's weed (an S3-compatible object store for testenv/objectstore.py). A
+# second run with the binaries present does nothing. Progress goes to stderr; stdout ends with
+# kube_bin_dir=, kwok=, helm=, kstatus= and weed= lines.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.20.2}
 KSTATUS_VERSION=${KSTATUS_VERSION:-v0.37.2}
+# SeaweedFS tags releases as "4.53", not semver, so the proxy serves pseudo-versions only (4.53 here)
+SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
 CACHE=${SEQFLOW_CACHE:-$HOME/.cache/seqflow}
 BIN=$CACHE/k8s/$K8S_VERSION/bin
 TOOLS=$CACHE/tools
@@ -104,12 +107,58 @@ build_kstatus() {  # the kstatus library (Flux health checks) behind a small CLI
   (cd "$work" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$dest/kstatus" .)
 }
 
+# `go install seaweedfs/weed@V` is refused (its go.mod has replace directives), so build it like
+# Kubernetes: a wrapper module requiring it with its own replace directives copied in.
+build_seaweedfs() {
+  local dest=$TOOLS/weed-$SEAWEEDFS_VERSION
+  [ -x "$dest/weed" ] && return 0
+  echo "building SeaweedFS weed $SEAWEEDFS_VERSION into $dest (first run only)" >&2
+  local work=$dest/module
+  mkdir -p "$work"
+  local gomod
+  gomod=$(go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  local go_version replaces
+  go_version=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod")
+  # both `replace a => b v` and `replace ( ... )` forms; comments dropped
+  replaces=$(sed 's|//.*||' "$gomod" | awk '
+    /^replace[ \t]*\($/ { block = 1; next }
+    block && /^\)/ { block = 0; next }
+    block && NF { sub(/^[ \t]+/, ""); print "\t" $0; next }
+    /^replace[ \t]/ { sub(/^replace[ \t]+/, ""); print "\t" $0 }')
+  if grep -Eq '=>[[:space:]]*(\.|/)' <<<"$replaces"; then
+    echo "seaweedfs $SEAWEEDFS_VERSION replaces modules with local paths, which a wrapper cannot copy:" >&2
+    echo "$replaces" >&2
+    return 1
+  fi
+  {
+    echo "module seqflow.local/seaweedfs"
+    echo
+    echo "go $go_version"
+    echo
+    echo "require github.com/seaweedfs/seaweedfs $SEAWEEDFS_VERSION"
+    if [ -n "$replaces" ]; then
+      echo
+      echo "replace ("
+      echo "$replaces"
+      echo ")"
+    fi
+  } > "$work/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/seaweedfs/seaweedfs/weed"\n' > "$work/tools.go"
+  local commit=${SEAWEEDFS_VERSION##*-}
+  (cd "$work"
+   go mod tidy
+   go build -trimpath -ldflags "-s -w -X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=${commit:0:8}" \
+     -o "$dest/weed" github.com/seaweedfs/seaweedfs/weed)
+}
+
 build_kubernetes
 build_kubelet
 install_tool kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 install_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 build_kstatus
+build_seaweedfs
 echo "kube_bin_dir=$BIN"
 echo "kwok=$TOOLS/kwok-$KWOK_VERSION/kwok"
 echo "helm=$TOOLS/helm-$HELM_VERSION/helm"
 echo "kstatus=$KSTATUS_DIR/kstatus"
+echo "weed=$TOOLS/weed-$SEAWEEDFS_VERSION/weed"

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import kopf
 from aiohttp import web
@@ -27,6 +27,7 @@ from seqflow.cluster.leases import BucketLeases
 from seqflow.cluster.watches import build_registry, configure
 from seqflow.controller.queue import backoff
 from seqflow.engine import EngineOptions
+from seqflow.executors.artifacts import ArtifactStore
 from seqflow.executors.attempts import AttemptLinks, derived_key
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
 from seqflow.history.journal import Journal
@@ -34,6 +35,7 @@ from seqflow.history.migrate import upgrade
 from seqflow.history.store import HistoryStore, open_store
 from seqflow.history.sync import HistoryWriter
 from seqflow.history.values import StoredValues
+from seqflow.http.artifacts import ArtifactApi
 from seqflow.http.attempts import AttemptApi
 from seqflow.http.auth import Authorizer
 from seqflow.http.control import ControlApi
@@ -72,6 +74,7 @@ class Operator:
     scheduler: Scheduler
     schedule_events: EventRecorder
     leases: BucketLeases | None
+    artifacts: ArtifactStore | None
     http: web.Application
 
 
@@ -103,6 +106,7 @@ def build(
     stack.push_async_callback(api.close)
     values = Values(StoredValues(store), cache_bytes=settings.value_cache_bytes)
     links = _attempt_links(settings)  # (one key for the Jobs' links and the API that checks them)
+    artifacts = ArtifactStore.from_settings(settings)
     runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
     stack.callback(runner.close)
     leases = _leases(
@@ -124,7 +128,7 @@ def build(
         handler_names=registry.names(),
         owns=leases.holds if leases is not None else owns_everything,
         handing_over=leases.handing_over if leases is not None else hands_over_nothing,
-        options=_run_options(settings, links=links),
+        options=_run_options(settings, links=links, artifacts=artifacts),
         clock=clock,
     )
     schedule_events = EventRecorder(api, queue_size=settings.event_queue_size, clock=clock)
@@ -140,8 +144,16 @@ def build(
         scheduler=scheduler,
         schedule_events=schedule_events,
         leases=leases,
+        artifacts=artifacts,
         http=_http_application(
-            settings, api=api, store=store, values=values, links=links, runs=runs, clock=clock
+            settings,
+            api=api,
+            store=store,
+            values=values,
+            links=links,
+            artifacts=artifacts,
+            runs=runs,
+            clock=clock,
         ),
     )
 
@@ -170,7 +182,9 @@ async def run(operator: Operator, *, stack: AsyncExitStack) -> None:
     if operator.leases is not None:  # at stop, handed over while the controllers still drain
         stack.push_async_callback(operator.leases.release_all)
         _in_background(stack, operator.leases.run(), name="seqflow-leases")
-    retention = _prune_history(operator.store, settings.history_retention_days, clock=operator.clock)
+    retention = _prune_history(
+        operator.store, settings.history_retention_days, artifacts=operator.artifacts, clock=operator.clock
+    )
     _in_background(stack, retention, name="seqflow-retention")
     kopf_settings = kopf.OperatorSettings()
     configure(kopf_settings, settings)
@@ -183,7 +197,9 @@ async def run(operator: Operator, *, stack: AsyncExitStack) -> None:
     )
 
 
-def _run_options(settings: Settings, *, links: AttemptLinks | None) -> RunOptions:
+def _run_options(
+    settings: Settings, *, links: AttemptLinks | None, artifacts: ArtifactStore | None
+) -> RunOptions:
     run_ttl = settings.run_ttl_seconds
     return RunOptions(
         workers=settings.max_concurrent_runs,
@@ -192,6 +208,7 @@ def _run_options(settings: Settings, *, links: AttemptLinks | None) -> RunOption
             step_pods=settings.job_steps_as == "Pod",
             job_ttl_seconds=settings.job_ttl_seconds,
             links=links,
+            artifacts=artifacts,
         ),
         write_delay_seconds=settings.write_delay_seconds,
         engine=EngineOptions(
@@ -244,6 +261,7 @@ def _http_application(
     store: HistoryStore,
     values: Values,
     links: AttemptLinks | None,
+    artifacts: ArtifactStore | None,
     runs: RunController,
     clock: Clock,
 ) -> web.Application:
@@ -253,6 +271,7 @@ def _http_application(
     application = HistoryApi(store=store, values=values, authorizer=authorizer, live=runs).application()
     ControlApi(api=api, values=values, authorizer=authorizer, settings=settings).add_routes(application)
     Webhooks(api=api, clock=clock).add_routes(application)
+    ArtifactApi(artifacts=artifacts, authorizer=authorizer).add_routes(application)
     if links is not None:
         attempts = AttemptApi(api=api, values=values, links=links, max_value_bytes=settings.max_value_bytes)
         attempts.add_routes(application)
@@ -313,13 +332,15 @@ async def _migrate(store: HistoryStore, journal: Journal) -> None:
             await asyncio.sleep(delay)
 
 
-async def _prune_history(store: HistoryStore, days: float | None, *, clock: Clock) -> None:
-    """Once an hour, delete the history older than the retention period (when there is one) and
-    the stored values no run holds any more."""
+async def _prune_history(
+    store: HistoryStore, days: float | None, *, artifacts: ArtifactStore | None, clock: Clock
+) -> None:
+    """Once an hour, delete the history older than the retention period (when there is one),
+    each run's files first, and the stored values no run holds any more."""
     while True:
         cutoff = clock.now() - timedelta(days=days) if days is not None else None
         try:
-            deleted = await asyncio.to_thread(store.delete_finished_before, cutoff) if cutoff else 0
+            deleted = await _delete_finished_before(store, cutoff, artifacts=artifacts) if cutoff else 0
             await asyncio.to_thread(store.delete_unheld_values, clock.now())
         except Exception as error:  # the store being away only delays pruning
             logger.warning("history retention skipped this hour: %s", type(error).__name__)
@@ -327,3 +348,18 @@ async def _prune_history(store: HistoryStore, days: float | None, *, clock: Cloc
             if deleted:
                 logger.info("deleted the history of %d runs finished before %s", deleted, cutoff)
         await asyncio.sleep(RETENTION_INTERVAL)
+
+
+async def _delete_finished_before(
+    store: HistoryStore, cutoff: datetime, *, artifacts: ArtifactStore | None
+) -> int:
+    """Delete the runs finished before `cutoff`, a batch at a time, each run's files before its
+    rows (an object store that is away leaves both for the next hour)."""
+    deleted = 0
+    while runs := await asyncio.to_thread(store.finished_before, cutoff):
+        if artifacts is not None:
+            for namespace, uid in runs:
+                await artifacts.delete_run(namespace=namespace, run_uid=uid)
+        await asyncio.to_thread(store.delete_runs, [uid for _, uid in runs])
+        deleted += len(runs)
+    return deleted

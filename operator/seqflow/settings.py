@@ -129,6 +129,29 @@ class Settings(BaseSettings):
         description="The key that signs Job steps' per-attempt links; unset: one derived from "
         "SEQFLOW_DATABASE_URL (every replica shares it).",
     )
+    artifacts_url: str = Field(
+        default="",
+        pattern=r"^(https?://[^\s/]+/?)?$",
+        description="The S3-compatible object store of Job steps' files (artifacts), as both the "
+        "operator and the steps' pods reach it (path-style, SigV4); empty: steps that pass files fail "
+        "(ArtifactsUnavailable).",
+    )
+    artifacts_bucket: str = Field(default="seqflow", min_length=3, max_length=63, description="Its bucket.")
+    artifacts_region: str = Field(default="us-east-1", min_length=1, description="Its region.")
+    artifacts_access_key_id: str = Field(default="", description="The operator's access key of the store.")
+    artifacts_secret_access_key: SecretStr = Field(default=SecretStr(""), description="Its secret key.")
+    artifacts_image: str = Field(
+        default="",
+        description="The seqflow image, which fetches and keeps steps' files in their pods (the chart "
+        "sets its own image); empty: steps that pass files fail (ArtifactsUnavailable).",
+    )
+    artifacts_link_seconds: int = Field(
+        default=24 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long a step's pod may use the links to its files: a step that runs longer "
+        "cannot keep its output files (S3 allows 7 days at most).",
+    )
     http_port: int = Field(
         default=8080, ge=0, le=65535, description="Port of /healthz, /readyz and the history API."
     )
@@ -197,6 +220,17 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _artifact_credentials(self) -> Self:
+        if self.artifacts_url and not (
+            self.artifacts_access_key_id and self.artifacts_secret_access_key.get_secret_value()
+        ):
+            raise ValueError(
+                "SEQFLOW_ARTIFACTS_URL needs SEQFLOW_ARTIFACTS_ACCESS_KEY_ID and "
+                "SEQFLOW_ARTIFACTS_SECRET_ACCESS_KEY"
+            )
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -229,5 +263,6 @@ def _describe(problem: ErrorDetails) -> str:
         return problem["msg"].removeprefix("Value error, ")
     field = str(problem["loc"][0])
     variable = ENV_PREFIX + field.upper()
-    value = "(hidden)" if field in ("database_url", "attempt_key") else problem.get("input")
+    secret = field in ("database_url", "attempt_key", "artifacts_secret_access_key")
+    value = "(hidden)" if secret else problem.get("input")
     return f"{variable}={value}: {problem['msg']}"

@@ -8,15 +8,18 @@ from dataclasses import replace
 
 import pytest
 
-from seqflow.api.models import JobTemplate, PinnedTask, RetryPolicy
+from seqflow.api.artifacts import AttemptId, KeptFile, KeptReport
+from seqflow.api.models import JobTemplate, PinnedTask, RetryPolicy, StoredArtifact
 from seqflow.engine import CreateJob, job_name
 from seqflow.executors.attempts import AttemptClaim, AttemptLinks
 from seqflow.executors.jobs import (
     PERMANENT_EXIT_CODE,
+    ArtifactLinks,
     AttemptUrls,
     RunRef,
     attempt_duration,
     job_manifest,
+    keeping,
     pod_finished,
     pod_manifest,
     pod_of_job,
@@ -26,6 +29,7 @@ from seqflow.executors.jobs import (
 )
 
 RUN = RunRef(namespace="shop", name="order-001", uid="uid-123")
+ATTEMPT = AttemptId(namespace="shop", run_uid="uid-123", node="SendEmail", attempt=1)
 
 
 def action(job: dict, *, attempt: int = 2, timeout: int = 45, data: dict | None = None) -> CreateJob:
@@ -160,7 +164,7 @@ def pod(exit_code: int, message: str, phase: str | None = None) -> dict:
 
 
 def test_complete_job_output_comes_from_termination_message():
-    result = read_outcome(job=job("Complete"), pod=pod(0, '{"sent": true}'), node="SendEmail", attempt=1)
+    result = read_outcome(job=job("Complete"), pod=pod(0, '{"sent": true}'), attempt=ATTEMPT)
     assert result.succeeded and result.output == {"sent": True}
 
 
@@ -174,26 +178,25 @@ def test_complete_job_output_comes_from_termination_message():
     ],
 )
 def test_complete_job_with_bad_output_fails_the_attempt(message, error):
-    result = read_outcome(job=job("Complete"), pod=pod(0, message), node="SendEmail", attempt=1)
+    result = read_outcome(job=job("Complete"), pod=pod(0, message), attempt=ATTEMPT)
     assert not result.succeeded and error in result.error and not result.permanent
 
 
 def test_failed_job_reports_exit_code_and_message():
     result = read_outcome(
-        job=job("Failed", "BackoffLimitExceeded"), pod=pod(1, "SMTP refused"), node="SendEmail", attempt=1
+        job=job("Failed", "BackoffLimitExceeded"), pod=pod(1, "SMTP refused"), attempt=ATTEMPT
     )
     assert result.error == "exit code 1: SMTP refused" and not result.permanent
     permanent = read_outcome(
         job=job("Failed", "BackoffLimitExceeded"),
         pod=pod(PERMANENT_EXIT_CODE, "no such user"),
-        node="SendEmail",
-        attempt=1,
+        attempt=ATTEMPT,
     )
     assert permanent.permanent and permanent.error == f"exit code {PERMANENT_EXIT_CODE}: no such user"
 
 
 def test_deadline_exceeded_is_its_own_reason():
-    result = read_outcome(job=job("Failed", "DeadlineExceeded", 5), pod=None, node="SendEmail", attempt=1)
+    result = read_outcome(job=job("Failed", "DeadlineExceeded", 5), pod=None, attempt=ATTEMPT)
     assert result.reason == "DeadlineExceeded"
     assert result.error == "DeadlineExceeded: the Job ran longer than its 5 s deadline"
 
@@ -219,7 +222,7 @@ RUNNING_JOB = {"metadata": {"uid": "job-uid"}, "spec": {"activeDeadlineSeconds":
 def test_a_finished_pod_decides_before_its_job_does(phase, exit_code, message, succeeded, error, permanent):
     finished = slim_pod(pod(exit_code, message, phase))
     assert pod_finished(finished) and pod_of_job(finished, RUNNING_JOB)
-    result = read_outcome(job=RUNNING_JOB, pod=finished, node="SendEmail", attempt=1)
+    result = read_outcome(job=RUNNING_JOB, pod=finished, attempt=ATTEMPT)
     assert (result.succeeded, result.error, result.permanent) == (succeeded, error, permanent)
 
 
@@ -262,17 +265,15 @@ def test_the_pod_alone_is_the_jobs_pod_owned_by_the_run_with_the_deadline():
 
 def test_a_pod_alone_decides_its_attempt_and_its_deadline_is_its_own():
     ended = slim_pod({**pod(0, '{"sent": true}', "Succeeded"), "metadata": {"name": "p"}})
-    assert read_outcome(job=None, pod=ended, node="SendEmail", attempt=1).output == {"sent": True}
+    assert read_outcome(job=None, pod=ended, attempt=ATTEMPT).output == {"sent": True}
     failed = slim_pod(pod(1, "SMTP refused", "Failed"))
-    assert (
-        read_outcome(job=None, pod=failed, node="SendEmail", attempt=1).error == "exit code 1: SMTP refused"
-    )
+    assert read_outcome(job=None, pod=failed, attempt=ATTEMPT).error == "exit code 1: SMTP refused"
     overran = {
         "metadata": {"name": "p"},
         "spec": {"containers": [{"name": "task"}], "activeDeadlineSeconds": 30},
         "status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active too long"},
     }
-    result = read_outcome(job=None, pod=slim_pod(overran), node="SendEmail", attempt=1)
+    result = read_outcome(job=None, pod=slim_pod(overran), attempt=ATTEMPT)
     assert result.reason == "DeadlineExceeded"
     assert result.error == "DeadlineExceeded: the pod ran longer than its 30 s deadline"
     assert attempt_duration(job=None, pod=slim_pod(overran)) is None
@@ -317,7 +318,7 @@ def test_an_input_fetched_over_http_is_not_in_the_manifest_and_the_output_link_i
 def test_an_output_sent_to_the_operator_is_read_from_the_jobs_annotation():
     ref = {"ref": "sha256:" + "a" * 64, "size": 2_000_000}
     sent = {**job("Complete"), "metadata": {"annotations": {"seqflow.io/output": json.dumps(ref)}}}
-    result = read_outcome(job=sent, pod=pod(0, ""), node="SendEmail", attempt=1)
+    result = read_outcome(job=sent, pod=pod(0, ""), attempt=ATTEMPT)
     assert result.succeeded and result.output == ref
 
 
@@ -326,10 +327,110 @@ def test_a_step_pod_keeps_the_reference_to_its_sent_output_when_slimmed():
     full = {**pod(0, ""), "metadata": {"name": "p", "annotations": {"seqflow.io/output": ref, "other": "x"}}}
     slim = slim_pod(full)
     assert slim["metadata"]["annotations"] == {"seqflow.io/output": ref}
-    assert read_outcome(job=None, pod=slim, node="SendEmail", attempt=1).output == json.loads(ref)
+    assert read_outcome(job=None, pod=slim, attempt=ATTEMPT).output == json.loads(ref)
 
 
 def test_an_output_shaped_like_a_reference_in_a_termination_message_is_refused():
     ref = json.dumps({"ref": "sha256:" + "c" * 64, "size": 9})
-    result = read_outcome(job=job("Complete"), pod=pod(0, ref), node="SendEmail", attempt=1)
+    result = read_outcome(job=job("Complete"), pod=pod(0, ref), attempt=ATTEMPT)
     assert not result.succeeded and "stored value's reference" in (result.error or "")
+
+
+# ----- artifacts -----
+
+FILES_JOB = {
+    "image": "loader:1",
+    "artifacts": {"inputs": [{"name": "in.csv", "step": "Extract"}], "outputs": [{"name": "report.pdf"}]},
+}
+
+
+def test_a_step_that_passes_files_gets_an_init_container_a_sidecar_and_their_directory():
+    links = ArtifactLinks(
+        image="localhost/seqflow:dev",
+        inputs=(("in.csv", "http://s3/get-in"),),
+        outputs=(("report.pdf", "http://s3/put-report"),),
+    )
+    manifest = job_manifest(
+        run=RUN, action=action(FILES_JOB), ttl_seconds=None, urls=AttemptUrls(artifacts=links)
+    )
+    spec = manifest["spec"]["template"]["spec"]
+    fetch, keep = spec["initContainers"]
+    assert (fetch["name"], fetch["image"], fetch["command"][-2:]) == (
+        "seqflow-artifacts-in",
+        "localhost/seqflow:dev",
+        ["artifacts", "fetch"],
+    )
+    assert json.loads(env_of(fetch)["SEQFLOW_ARTIFACTS"]) == [["in.csv", "http://s3/get-in"]]
+    assert "restartPolicy" not in fetch and keep["restartPolicy"] == "Always"  # a sidecar
+    assert json.loads(env_of(keep)["SEQFLOW_ARTIFACTS"]) == [["report.pdf", "http://s3/put-report"]]
+    task = spec["containers"][0]
+    assert env_of(task)["SEQFLOW_ARTIFACTS_DIR"] == "/seqflow/artifacts"
+    volumes = {
+        m["name"]
+        for c in (fetch, keep, task)
+        for m in c["volumeMounts"]
+        if m["mountPath"] == "/seqflow/artifacts"
+    }
+    assert (
+        volumes == {"seqflow-artifacts"} and {"name": "seqflow-artifacts", "emptyDir": {}} in spec["volumes"]
+    )
+    plain = job_manifest(run=RUN, action=action(FILES_JOB), ttl_seconds=None)
+    assert "initContainers" not in plain["spec"]["template"]["spec"]
+
+
+def with_sidecar(base: dict, name: str, state: dict) -> dict:
+    return {**base, "status": {**base["status"], "initContainerStatuses": [{"name": name, "state": state}]}}
+
+
+def kept(message: str, code: int = 0) -> dict:
+    return {"terminated": {"exitCode": code, "message": message}}
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "artifacts", "error"),
+    [
+        (
+            kept(KeptReport(kept=(KeptFile("report.pdf", 10, "ab"),)).to_message()),
+            (
+                StoredArtifact(
+                    name="report.pdf", key="shop/uid-123/SendEmail/1/report.pdf", size=10, sha256="ab"
+                ),
+            ),
+            None,
+        ),
+        (
+            kept(KeptReport(missing=("report.pdf",)).to_message()),
+            (),
+            "did not write its output artifacts /seqflow/artifacts/report.pdf",
+        ),
+        (
+            kept(KeptReport(error='output artifact "report.pdf" could not be kept: HTTP 403').to_message()),
+            (),
+            "HTTP 403",
+        ),
+        (kept("", 143), (), "ended (exit code 143) with no report"),
+        (kept("{not json"), (), "report is unreadable"),
+    ],
+    ids=["kept", "missing", "upload refused", "killed", "garbled"],
+)
+def test_the_files_a_step_kept_come_from_its_sidecars_report(sidecar, artifacts, error):
+    ended = with_sidecar(pod(0, '{"ok": true}', phase="Succeeded"), "seqflow-artifacts-out", sidecar)
+    result = read_outcome(job=job("Complete"), pod=slim_pod(ended), attempt=ATTEMPT)
+    assert result.artifacts == artifacts
+    if error is None:
+        assert result.succeeded and result.output == {"ok": True}
+    else:
+        assert error in (result.error or "") and result.reason == "ArtifactMissing" and not result.permanent
+
+
+def test_a_step_waits_while_its_sidecar_keeps_its_files_and_a_failed_fetch_says_why():
+    running = with_sidecar(pod(0, "{}", phase="Running"), "seqflow-artifacts-out", {"running": {}})
+    assert keeping(slim_pod(running)) and not keeping(pod(0, "{}"))
+    message = 'input artifact "in.csv" could not be fetched: HTTP 404 NoSuchKey'
+    unfetched = with_sidecar(
+        {**pod(0, ""), "status": {"phase": "Failed", "containerStatuses": []}},
+        "seqflow-artifacts-in",
+        kept(message, 1),
+    )
+    result = read_outcome(job=None, pod=slim_pod(unfetched), attempt=ATTEMPT)
+    assert result.error == message and not result.permanent

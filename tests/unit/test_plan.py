@@ -14,9 +14,11 @@ import pytest
 from seqflow.api.models import (
     ConditionStatus,
     FailureCause,
+    HistoryEvent,
     NodePhase,
     Reason,
     RunPhase,
+    StoredArtifact,
     WorkflowRunSpec,
     WorkflowRunStatus,
     WorkflowSpec,
@@ -1712,3 +1714,79 @@ def test_an_input_that_cannot_be_read_waits_or_fails_saying_why(
     assert decision.status.input is None and not decision.status.started
     if phase == RunPhase.PENDING:
         assert only(decision.actions, WakeAt).when <= T0 + timedelta(seconds=at + 5)
+
+
+# ----- artifacts: files between Job steps -----
+
+FILES = workflow(
+    [
+        {"name": "Extract", "job": {"image": "x", "artifacts": {"outputs": [{"name": "raw.csv"}]}}},
+        {
+            "name": "Load",
+            "job": {
+                "image": "y",
+                "artifacts": {"inputs": [{"name": "in.csv", "step": "Extract", "artifact": "raw.csv"}]},
+            },
+        },
+    ]
+)
+RAW = StoredArtifact(name="raw.csv", key="ns/uid/Extract/1/raw.csv", size=52428800, sha256="ab" * 32)
+EXTRACT_RUNNING = go(wf=FILES).status
+
+
+@pytest.mark.parametrize(
+    ("kept", "phase", "load", "created"),
+    [
+        ((RAW,), RunPhase.RUNNING, (NodePhase.RUNNING, 1), (RAW.model_copy(update={"name": "in.csv"}),)),
+        ((), RunPhase.FAILED, (NodePhase.FAILED, 1), None),
+    ],
+    ids=["kept: the next step gets it under its own name", "not kept: the next step fails for good"],
+)
+def test_a_kept_file_goes_to_the_step_that_names_it(kept, phase, load, created):
+    done = AttemptResult(node="Extract", attempt=1, output={"rows": 3}, artifacts=kept)
+    decision = go(EXTRACT_RUNNING, at=1, wf=FILES, results=(done,))
+    nodes = {n.id: n for n in decision.status.nodes}
+    assert decision.status.phase == phase
+    assert nodes["Extract"].artifacts == (list(kept) or None)
+    assert (nodes["Load"].phase, nodes["Load"].attempts) == load
+    if created is None:
+        assert not [a for a in decision.actions if isinstance(a, CreateJob)]
+        assert (
+            next(c for c in decision.status.conditions if c.type == "Succeeded").reason == "ArtifactMissing"
+        )
+        assert (
+            'step Extract\'s "raw.csv", which was not kept (it ended without it)' in nodes["Load"].last_error
+        )
+    else:
+        assert only(decision.actions, CreateJob).artifacts == created
+    completed = [e for e in decision.status.pending_history if e.type == HistoryEvent.TASK_COMPLETED]
+    assert completed[0].details.get("artifacts", []) == [a.to_wire() for a in kept]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "problem"),
+    [
+        ([{"name": "in", "step": "Extract", "artifact": "raw.csv"}], None),
+        ([{"name": "raw.csv", "step": "Extract"}], None),
+        (
+            [{"name": "in", "step": "Extract"}],
+            'task Load: artifact input "in" names Extract\'s "in", which it does not declare as an output',
+        ),
+        (
+            [{"name": "in", "step": "Later", "artifact": "x"}],
+            'task Load: artifact input "in" names Later, not an earlier Job step',
+        ),
+        (
+            [{"name": "in", "step": "Nowhere"}],
+            'task Load: artifact input "in" names Nowhere, not an earlier Job step',
+        ),
+    ],
+)
+def test_an_artifact_input_must_name_an_earlier_steps_output(inputs, problem):
+    tasks = [
+        {"name": "Extract", "job": {"image": "x", "artifacts": {"outputs": [{"name": "raw.csv"}]}}},
+        {"name": "Load", "job": {"image": "y", "artifacts": {"inputs": inputs}}},
+        {"name": "Later", "job": {"image": "z", "artifacts": {"outputs": [{"name": "x"}]}}},
+    ]
+    found = workflow_problem(workflow(tasks).spec, name="wf", handlers=HANDLERS, workflows={})
+    assert found == (("InvalidWorkflow", problem) if problem else None)

@@ -91,6 +91,8 @@ class Reason(enum.StrEnum):
     INPUT_TOO_LARGE = "InputTooLarge"
     WAITING_FOR_INPUT = "WaitingForInput"
     OUTPUT_TOO_LARGE = "OutputTooLarge"
+    ARTIFACT_MISSING = "ArtifactMissing"
+    ARTIFACTS_UNAVAILABLE = "ArtifactsUnavailable"
     VALUE_UNAVAILABLE = "ValueUnavailable"
     RUN_TOO_LARGE = "RunTooLarge"
     STATUS_INVALID = "StatusInvalid"
@@ -162,6 +164,62 @@ class EnvVar(Model):
     value: str = ""
 
 
+MAX_ARTIFACTS = 16
+ARTIFACT_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+
+
+class ArtifactOutput(Model):
+    """A file the step writes at /seqflow/artifacts/NAME, kept in the object store when it ends."""
+
+    name: str = Field(pattern=ARTIFACT_NAME_PATTERN, max_length=63, description="Its file name.")
+
+
+class ArtifactInput(Model):
+    """A file an earlier step produced, put at /seqflow/artifacts/NAME before the command starts."""
+
+    name: str = Field(pattern=ARTIFACT_NAME_PATTERN, max_length=63, description="Its file name here.")
+    step: str = Field(
+        min_length=1,
+        max_length=127,
+        description="The earlier Job step that produced it (GROUP/MEMBER for a group's member).",
+    )
+    artifact: str | None = Field(
+        default=None,
+        pattern=ARTIFACT_NAME_PATTERN,
+        max_length=63,
+        description="Its name among that step's outputs (default: name).",
+    )
+
+    @property
+    def produced_as(self) -> str:
+        return self.artifact or self.name
+
+
+class Artifacts(Model):
+    """Files a Job step needs and makes, passed between steps through the object store."""
+
+    model_config = cel_rules(
+        (
+            "(!has(self.inputs) || self.inputs.all(i, self.inputs.exists_one(j, j.name == i.name) && "
+            "(!has(self.outputs) || !self.outputs.exists(o, o.name == i.name)))) && "
+            "(!has(self.outputs) || self.outputs.all(o, self.outputs.exists_one(p, p.name == o.name)))",
+            "artifact names must be unique across inputs and outputs: each is a file in /seqflow/artifacts",
+        ),
+    )
+
+    inputs: Annotated[list[ArtifactInput], Field(max_length=MAX_ARTIFACTS)] = Field(default_factory=list)
+    outputs: Annotated[list[ArtifactOutput], Field(max_length=MAX_ARTIFACTS)] = Field(default_factory=list)
+
+
+class StoredArtifact(Model):
+    """A file a step produced, in the object store."""
+
+    name: str
+    key: str = Field(description="Its object key in the artifact bucket.")
+    size: int = Field(ge=0, description="Bytes.")
+    sha256: str
+
+
 class JobTemplate(Model):
     """What a Job task runs: one container in the simple form, or a whole pod template."""
 
@@ -180,6 +238,11 @@ class JobTemplate(Model):
         default=None,
         description="A full PodTemplateSpec (service account, node selector, volumes, "
         "tolerations...). The task runs in its container named `task`, else its first one.",
+    )
+    artifacts: Artifacts | None = Field(
+        default=None,
+        description="Files passed from earlier Job steps and on to later ones through the object "
+        "store (SEQFLOW_ARTIFACTS_*), at /seqflow/artifacts/NAME in the task container.",
     )
 
 
@@ -529,6 +592,9 @@ class NodeStatus(Model):
         default=None,
         description="The step's output where something later reads it: a group member's until its "
         "group ends; a step's that a compensation or a later `when` reads.",
+    )
+    artifacts: list[StoredArtifact] | None = Field(
+        default=None, description="The files its successful attempt produced, in the object store."
     )
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -87,6 +87,12 @@ def _task(args: argparse.Namespace) -> None:
     entrypoint.main(args.handler, load_settings().handler_modules)
 
 
+def _artifacts(args: argparse.Namespace) -> None:
+    from seqflow.cli import artifacts
+
+    artifacts.main(args.verb)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seqflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     task.add_argument("handler", help="the registered handler name")
     task.set_defaults(func=_task)
+    moving = commands.add_parser(
+        "artifacts", help="move a Job step's files in its pod (SEQFLOW_ARTIFACTS, SEQFLOW_ARTIFACTS_DIR)"
+    )
+    moving.add_argument("verb", choices=["fetch", "keep"], help="fetch the inputs, or keep the outputs")
+    moving.set_defaults(func=_artifacts)
     migrate = commands.add_parser("migrate", help="create or upgrade the history schema")
     migrate.set_defaults(func=_migrate)
     history = commands.add_parser("history", help="read the history store (SEQFLOW_DATABASE_URL)")

@@ -28,6 +28,7 @@ from seqflow.api.models import (
     FailureCause,
     HistoryEvent,
     HistoryRecord,
+    JobTemplate,
     JsonObject,
     MemberSpec,
     NodePhase,
@@ -38,6 +39,7 @@ from seqflow.api.models import (
     Reason,
     RetryPolicy,
     RunPhase,
+    StoredArtifact,
     TaskSpec,
     WorkflowRunSpec,
     WorkflowRunStatus,
@@ -487,6 +489,7 @@ def workflow_problem(
         return Reason.HANDLER_NOT_FOUND, unrunnable
     problems = _subworkflow_problems(name, spec, workflows, require=require_subworkflows)
     problems += _condition_problems(spec.tasks)
+    problems += _artifact_problems(spec.tasks)
     if spec.input_schema is not None:
         problems.append(schema_problem(spec.input_schema) or "")
     message = "; ".join(p for p in problems if p)
@@ -511,6 +514,44 @@ def _condition_problems(tasks: list[TaskSpec]) -> list[str]:
                 )
                 problems.append(f"task {task.name}: when {task.when!r} reads steps.{read}, {where}")
         earlier.update(own)
+    return problems
+
+
+def _artifact_problems(tasks: list[TaskSpec]) -> list[str]:
+    """Input artifacts that name no earlier Job step declaring them as an output (a
+    compensation may read any step's)."""
+    outputs: dict[str, set[str]] = {}  # step id -> its declared output files, for steps before
+    problems = []
+
+    def check(where: str, job: JobTemplate | None, known: dict[str, set[str]]) -> None:
+        for input in job.artifacts.inputs if job is not None and job.artifacts is not None else []:
+            if input.step not in known:
+                problems.append(
+                    f'{where}: artifact input "{input.name}" names {input.step}, not an earlier Job step'
+                )
+            elif input.produced_as not in known[input.step]:
+                problems.append(
+                    f'{where}: artifact input "{input.name}" names {input.step}\'s "{input.produced_as}", '
+                    "which it does not declare as an output"
+                )
+
+    def declared(job: JobTemplate | None) -> set[str]:
+        return (
+            {o.name for o in job.artifacts.outputs}
+            if job is not None and job.artifacts is not None
+            else set()
+        )
+
+    every = {task.name: declared(task.job) for task in tasks}
+    every |= {f"{t.name}/{m.name}": declared(m.job) for t in tasks for m in t.parallel or []}
+    for task in tasks:
+        check(f"task {task.name}", task.job, outputs)
+        for member in task.parallel or []:
+            check(f"task {task.name}/{member.name}", member.job, outputs)
+        if task.compensate is not None:
+            check(f"task {task.name} compensate", task.compensate.job, every)
+        outputs[task.name] = every[task.name]
+        outputs |= {f"{task.name}/{m.name}": every[f"{task.name}/{m.name}"] for m in task.parallel or []}
     return problems
 
 
@@ -657,7 +698,7 @@ def _fold_running(draft: _Draft, node: NodeStatus, observed: Observations) -> No
         kept = draft.keep(result.output or {})  # (encoded once: its reference tells its size)
         size = size_of(kept)
         if size <= draft.options.max_value_bytes:
-            _succeeded(draft, node, kept)
+            _succeeded(draft, node, kept, artifacts=result.artifacts)
             return
         draft.values.pop(kept.get("ref", ""), None)
         result = _output_too_large(draft, result, size=size)
@@ -800,7 +841,9 @@ def _succeeded_merged(draft: _Draft, node: NodeStatus, output: JsonObject) -> No
     )
 
 
-def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
+def _succeeded(
+    draft: _Draft, node: NodeStatus, output: JsonObject, *, artifacts: tuple[StoredArtifact, ...] = ()
+) -> None:
     output = draft.keep(output)
     member = "/" in node.id  # a member's output waits in its node for the group's end
     compensation = _is_compensation(node.id)
@@ -813,10 +856,14 @@ def _succeeded(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
                 "finished_at": draft.now,
                 "last_error": None,
                 "output": output if kept else None,
+                "artifacts": list(artifacts) or None,
             }
         )
     )
-    draft.record(HistoryEvent.TASK_COMPLETED, node=node.id, attempt=node.attempts, details={"output": output})
+    details: JsonObject = {"output": output}
+    if artifacts:
+        details["artifacts"] = [a.to_wire() for a in artifacts]
+    draft.record(HistoryEvent.TASK_COMPLETED, node=node.id, attempt=node.attempts, details=details)
     if compensation:  # its step is undone
         step = draft.node(draft.steps[draft.step_index(node.id)].name)
         assert step is not None
@@ -1134,6 +1181,11 @@ def _start_attempt(draft: _Draft, id: str) -> None:
                 node=node.id, attempt=attempt, error=message, permanent=True, reason=Reason.TOO_MANY_RUNS
             )
             _attempt_failed(draft, node, result)
+        case NodeType.JOB if (missing := _missing_artifact(draft, spec)) is not None:
+            result = AttemptResult(
+                node=node.id, attempt=attempt, error=missing, permanent=True, reason=Reason.ARTIFACT_MISSING
+            )
+            _attempt_failed(draft, node, result)
         case NodeType.HANDLER | NodeType.JOB | NodeType.WORKFLOW:
             if node.type == NodeType.WORKFLOW:
                 draft.update(descendants=(draft.status.descendants or 0) + 1)
@@ -1180,7 +1232,10 @@ def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -
     data = _input_for(draft, node.id) if input is None else input
     if node.type == NodeType.JOB:
         assert node.job is not None
-        return CreateJob(node=node.id, name=node.job, task=task, attempt=node.attempts, input=data)
+        files = tuple(f for f in _input_artifacts(draft, task).values() if f is not None)
+        return CreateJob(
+            node=node.id, name=node.job, task=task, attempt=node.attempts, input=data, artifacts=files
+        )
     if node.type == NodeType.WORKFLOW:
         assert isinstance(task, PinnedTask) and task.workflow_ref is not None and node.child is not None
         return CreateChildRun(
@@ -1194,6 +1249,39 @@ def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -
             max_descendants=_descendant_budget(draft),
         )
     return RunHandler(node=node.id, task=task, attempt=node.attempts, input=draft.resolve(data))
+
+
+def _input_artifacts(draft: _Draft, step: PinnedTask | PinnedMember) -> dict[str, StoredArtifact | None]:
+    """A Job step's input files as their producers kept them, under the names they have in its
+    pod (None: not kept, so far)."""
+    wanted = step.job.artifacts.inputs if step.job is not None and step.job.artifacts is not None else []
+    found: dict[str, StoredArtifact | None] = {}
+    for input in wanted:
+        producer = draft.node(input.step)
+        kept = {a.name: a for a in (producer.artifacts or [])} if producer is not None else {}
+        file = kept.get(input.produced_as)
+        found[input.name] = file.model_copy(update={"name": input.name}) if file is not None else None
+    return found
+
+
+def _missing_artifact(draft: _Draft, step: PinnedTask | PinnedMember) -> str | None:
+    """Why a Job step cannot start for want of an input file, or None."""
+    found = _input_artifacts(draft, step)
+    assert step.job is not None
+    for input in step.job.artifacts.inputs if step.job.artifacts is not None else []:
+        if found[input.name] is None:
+            producer = draft.node(input.step)
+            if producer is None:
+                how = "it has not run"
+            elif producer.phase == NodePhase.SUCCEEDED:
+                how = "it ended without it"
+            else:
+                how = f"it {producer.phase.value.lower()}"
+            return (
+                f'its input artifact "{input.name}" is step {input.step}\'s "{input.produced_as}", '
+                f"which was not kept ({how})"
+            )
+    return None
 
 
 def _max_descendants(draft: _Draft) -> int:

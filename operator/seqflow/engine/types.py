@@ -18,6 +18,7 @@ from seqflow.api.models import (
     PinnedMember,
     PinnedTask,
     RunPhase,
+    StoredArtifact,
     WorkflowRunSpec,
     WorkflowRunStatus,
     WorkflowSpec,
@@ -59,6 +60,7 @@ class AttemptResult:
     permanent: bool = False  # a failure that no retry can fix
     reason: str | None = None  # why it failed, when more precise than TaskFailed (DeadlineExceeded)
     cause: FailureCause | None = None  # a child run's, when it failed for good
+    artifacts: tuple[StoredArtifact, ...] = ()  # the files a Job step's attempt kept
 
     @property
     def succeeded(self) -> bool:
@@ -160,6 +162,7 @@ class CreateJob:
     task: PinnedTask | PinnedMember
     attempt: int
     input: JsonObject  # the value, or the reference to it when it is stored
+    artifacts: tuple[StoredArtifact, ...] = ()  # its input files, by the names they have in its pod
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,31 @@ The input reaches the container as JSON twice: in the SEQFLOW_INPUT variable and
 /seqflow/input.json (a downward-API volume of the pod's `seqflow.io/input` annotation); an input
 too large for that is fetched from SEQFLOW_INPUT_URL instead. The container returns its output
 as a JSON object in its termination message, or one too large for it to SEQFLOW_OUTPUT_URL
-(seqflow.executors.attempts).
+(seqflow.executors.attempts). A step's files (artifacts) are in ARTIFACTS_DIR: the seqflow image
+fetches its inputs there in an init container and keeps its outputs from there in a sidecar,
+both through presigned object store URLs (seqflow.cli.artifacts), so the task's image needs
+nothing of seqflow.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from seqflow.api.artifacts import (
+    ARTIFACTS_DIR,
+    ARTIFACTS_VOLUME,
+    FETCH_CONTAINER,
+    KEEP_CONTAINER,
+    AttemptId,
+    KeptReport,
+)
 from seqflow.api.bodies import annotations_of, labels_of, name_of, owners_of, spec_of, status_of, uid_of
 from seqflow.api.manifests import owner_reference
-from seqflow.api.models import JsonObject, PinnedMember, PinnedTask, shortened_name
+from seqflow.api.models import JsonObject, PinnedMember, PinnedTask, Reason, StoredArtifact, shortened_name
 from seqflow.api.values import REF_SHAPE, ref_of
 from seqflow.engine import AttemptResult, CreateJob
 from seqflow.executors.attempts import OUTPUT_ANNOTATION
@@ -51,12 +62,23 @@ class RunRef:
 
 
 @dataclass(frozen=True)
+class ArtifactLinks:
+    """Presigned object store URLs of an attempt's files, by name, and the image (seqflow's)
+    of the containers that move them."""
+
+    image: str
+    inputs: tuple[tuple[str, str], ...] = ()  # (name, a GET URL)
+    outputs: tuple[tuple[str, str], ...] = ()  # (name, a PUT URL)
+
+
+@dataclass(frozen=True)
 class AttemptUrls:
     """Where the attempt's pod fetches its input (when it is not in the manifest) and sends a
-    large output (when the operator's HTTP API is reachable: SEQFLOW_API_URL)."""
+    large output (when the operator's HTTP API is reachable: SEQFLOW_API_URL), and its files."""
 
     input: str | None = None
     output: str | None = None
+    artifacts: ArtifactLinks | None = None
 
 
 def job_manifest(
@@ -142,7 +164,38 @@ def _attempt_template(*, run: RunRef, action: CreateJob, urls: AttemptUrls) -> J
             )
         ),
     ]
+    if urls.artifacts is not None:
+        _add_artifact_containers(spec, container, urls.artifacts)
     return template
+
+
+def _add_artifact_containers(spec: JsonObject, container: JsonObject, links: ArtifactLinks) -> None:
+    """The artifact directory in the task container, the init container that fetches its inputs
+    into it and the sidecar that keeps its outputs from it once the task container has ended."""
+    mount = {"name": ARTIFACTS_VOLUME, "mountPath": ARTIFACTS_DIR}
+    spec.setdefault("volumes", []).append({"name": ARTIFACTS_VOLUME, "emptyDir": {}})
+    container.setdefault("volumeMounts", []).append(mount)
+    container["env"].append({"name": "SEQFLOW_ARTIFACTS_DIR", "value": ARTIFACTS_DIR})
+
+    def mover(name: str, verb: str, files: tuple[tuple[str, str], ...]) -> JsonObject:
+        return {
+            "name": name,
+            "image": links.image,
+            "command": ["python", "-m", "seqflow", "artifacts", verb],
+            "env": [
+                {"name": "SEQFLOW_ARTIFACTS", "value": json.dumps([list(f) for f in files])},
+                {"name": "SEQFLOW_ARTIFACTS_DIR", "value": ARTIFACTS_DIR},
+            ],
+            "volumeMounts": [mount],
+            "terminationMessagePath": TERMINATION_LOG,
+            "terminationMessagePolicy": "File",
+        }
+
+    movers = spec.setdefault("initContainers", [])
+    if links.inputs:
+        movers.append(mover(FETCH_CONTAINER, "fetch", links.inputs))
+    if links.outputs:  # a sidecar: it runs beside the task, and is stopped once the task has ended
+        movers.append({**mover(KEEP_CONTAINER, "keep", links.outputs), "restartPolicy": "Always"})
 
 
 def _inline_input(template: JsonObject, container: JsonObject, input: JsonObject) -> list[tuple[str, str]]:
@@ -285,6 +338,11 @@ def slim_pod(pod: JsonObject) -> JsonObject:
                 {"name": c.get("name"), "state": c.get("state")}
                 for c in status.get("containerStatuses") or []
             ],
+            "initContainerStatuses": [
+                {"name": c.get("name"), "state": c.get("state")}
+                for c in status.get("initContainerStatuses") or []
+                if c.get("name") in (FETCH_CONTAINER, KEEP_CONTAINER)
+            ],
         },
     }
 
@@ -298,10 +356,56 @@ def attempt_duration(*, job: JsonObject | None, pod: JsonObject | None) -> float
     return job_duration(job)
 
 
-def read_outcome(*, job: JsonObject | None, pod: JsonObject | None, node: str, attempt: int) -> AttemptResult:
-    """How an attempt ended (its Job finished, or its pod did; a step's own pod has no Job):
-    output from the termination message, or why not."""
+def _mover_state(pod: JsonObject | None, name: str) -> JsonObject | None:
+    """The state of one of the pod's artifact containers (None: it has none of that name)."""
+    for status in status_of(pod or {}).get("initContainerStatuses") or []:
+        if status.get("name") == name:
+            state: JsonObject = status.get("state") or {}
+            return state
+    return None
 
+
+def keeping(pod: JsonObject | None) -> bool:
+    """Whether the pod's artifact sidecar is still keeping the step's files (its end waits)."""
+    state = _mover_state(pod, KEEP_CONTAINER)
+    return state is not None and "terminated" not in state
+
+
+def read_outcome(*, job: JsonObject | None, pod: JsonObject | None, attempt: AttemptId) -> AttemptResult:
+    """How an attempt ended (its Job finished, or its pod did; a step's own pod has no Job):
+    output from the termination message and the files its sidecar kept, or why not."""
+    outcome = _read_output(job=job, pod=pod, node=attempt.node, attempt=attempt.attempt)
+    fetched = (_mover_state(pod, FETCH_CONTAINER) or {}).get("terminated") or {}
+    if not outcome.succeeded and fetched.get("exitCode") not in (None, 0):
+        return replace(outcome, error=(fetched.get("message") or "").strip() or outcome.error)
+    report = _kept_report(pod) if outcome.succeeded else None
+    if report is None:
+        return outcome
+    if report.missing or report.error:
+        missing = ", ".join(f"{ARTIFACTS_DIR}/{name}" for name in report.missing)
+        error = report.error or f"the step did not write its output artifacts {missing}"
+        return replace(outcome, output=None, error=error, reason=Reason.ARTIFACT_MISSING)
+    kept = tuple(
+        StoredArtifact(name=f.name, key=attempt.artifact_key(f.name), size=f.size, sha256=f.sha256)
+        for f in report.kept
+    )
+    return replace(outcome, artifacts=kept)
+
+
+def _kept_report(pod: JsonObject | None) -> KeptReport | None:
+    """What the pod's artifact sidecar says it kept (None: the step keeps no files)."""
+    state = _mover_state(pod, KEEP_CONTAINER)
+    if state is None:
+        return None
+    terminated = state.get("terminated") or {}
+    message = (terminated.get("message") or "").strip()
+    if not message:
+        code = terminated.get("exitCode")
+        return KeptReport(error=f"the {KEEP_CONTAINER} container ended (exit code {code}) with no report")
+    return KeptReport.from_message(message)
+
+
+def _read_output(*, job: JsonObject | None, pod: JsonObject | None, node: str, attempt: int) -> AttemptResult:
     def failed(error: str, *, permanent: bool = False, reason: str | None = None) -> AttemptResult:
         return AttemptResult(node=node, attempt=attempt, error=error, permanent=permanent, reason=reason)
 

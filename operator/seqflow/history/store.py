@@ -336,25 +336,33 @@ class HistoryStore:
 
     # ----- retention -----
 
+    def finished_before(self, cutoff: datetime, *, limit: int = 1000) -> list[tuple[str, str]]:
+        """Up to `limit` runs that finished before `cutoff`, as (namespace, uid)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(RunRow.namespace, RunRow.uid)
+                .where(RunRow.finished_at < naive_utc(cutoff))
+                .limit(limit)
+            )
+            return [(namespace, uid) for namespace, uid in rows]
+
+    def delete_runs(self, uids: list[str]) -> None:
+        """Delete runs with their attempts, activity log, journal and value holds."""
+        with self.engine.begin() as connection:
+            connection.execute(delete(ActivityRow).where(ActivityRow.run_uid.in_(uids)))
+            connection.execute(delete(AttemptRow).where(AttemptRow.run_uid.in_(uids)))
+            connection.execute(delete(RunRow).where(RunRow.uid.in_(uids)))
+            connection.execute(delete(JournalRow).where(JournalRow.run_uid.in_(uids)))
+            connection.execute(delete(ValueHoldRow).where(ValueHoldRow.run_uid.in_(uids)))
+
     def delete_finished_before(self, cutoff: datetime, *, batch: int = 1000) -> int:
-        """Delete runs that finished before `cutoff`, with their attempts and activity log,
-        `batch` runs per transaction; return how many runs were deleted."""
+        """Delete runs that finished before `cutoff`, `batch` runs per transaction; return how
+        many runs were deleted."""
         deleted = 0
-        while True:
-            with self.engine.begin() as connection:
-                uids = list(
-                    connection.scalars(
-                        select(RunRow.uid).where(RunRow.finished_at < naive_utc(cutoff)).limit(batch)
-                    )
-                )
-                if not uids:
-                    return deleted
-                connection.execute(delete(ActivityRow).where(ActivityRow.run_uid.in_(uids)))
-                connection.execute(delete(AttemptRow).where(AttemptRow.run_uid.in_(uids)))
-                connection.execute(delete(RunRow).where(RunRow.uid.in_(uids)))
-                connection.execute(delete(JournalRow).where(JournalRow.run_uid.in_(uids)))
-                connection.execute(delete(ValueHoldRow).where(ValueHoldRow.run_uid.in_(uids)))
-            deleted += len(uids)
+        while runs := self.finished_before(cutoff, limit=batch):
+            self.delete_runs([uid for _, uid in runs])
+            deleted += len(runs)
+        return deleted
 
     def delete_unheld_values(self, now: datetime) -> None:
         """Delete the holds of uploads whose run never came, and the stored values no run holds,

@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import assert_never
 
+from seqflow.api.artifacts import AttemptId
 from seqflow.api.bodies import Key, key_of, uid_of, workflow_of
-from seqflow.api.models import JsonObject
+from seqflow.api.models import JsonObject, Reason
 from seqflow.api.values import ref_of
 from seqflow.clock import Clock
 from seqflow.cluster.events import EventRecorder
@@ -31,11 +32,13 @@ from seqflow.engine import (
     RunHandler,
     WakeAt,
 )
+from seqflow.executors.artifacts import ArtifactStore
 from seqflow.executors.attempts import AttemptClaim, AttemptLinks
 from seqflow.executors.children import child_run_manifest
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
     INLINE_INPUT_BYTES,
+    ArtifactLinks,
     AttemptUrls,
     RunRef,
     job_manifest,
@@ -57,6 +60,7 @@ class StepOptions:
     step_pods: bool = False  # a Job step's attempt is a pod of its own, not a Job
     job_ttl_seconds: int | None = None
     links: AttemptLinks | None = None  # where Job steps fetch large inputs and send large outputs
+    artifacts: ArtifactStore | None = None  # where Job steps' files are kept
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,6 +160,11 @@ class Actuator:
         if prepared is None:
             return True
         action, urls = prepared
+        if _passes_files(action):
+            files = await self._artifact_links(run, state, action)
+            if files is None:
+                return True
+            urls = replace(urls, artifacts=files)
         if self.options.step_pods:
             kind, manifest = "Pod", pod_manifest(run=run, action=action, urls=urls)
             create, get = self.api.create_pod, self.api.get_pod
@@ -228,6 +237,38 @@ class Actuator:
             return None
         return replace(action, input=found[ref.digest]), AttemptUrls(output=output_url)
 
+    async def _artifact_links(self, run: RunRef, state: RunState, action: CreateJob) -> ArtifactLinks | None:
+        """The links to an attempt's files; None when it cannot be created now (why is in the
+        run's state)."""
+        assert action.task.job is not None and action.task.job.artifacts is not None
+        declared = action.task.job.artifacts
+        store = self.options.artifacts
+        if store is None:
+            error = (
+                "this step passes files (artifacts) and the operator has no object store for them: set "
+                "SEQFLOW_ARTIFACTS_URL, its credentials and SEQFLOW_ARTIFACTS_IMAGE (the chart's artifacts.*)"
+            )
+            state.results[(action.node, action.attempt)] = AttemptResult(
+                node=action.node,
+                attempt=action.attempt,
+                error=error,
+                permanent=True,
+                reason=Reason.ARTIFACTS_UNAVAILABLE,
+            )
+            return None
+        attempt = AttemptId(
+            namespace=run.namespace, run_uid=run.uid, node=action.node, attempt=action.attempt
+        )
+        names = [o.name for o in declared.outputs]
+        try:
+            gets = await store.links("GET", [f.key for f in action.artifacts])
+            puts = await store.links("PUT", [attempt.artifact_key(name) for name in names])
+        except Exception as error:  # obstore's errors: a setting it cannot sign with
+            state.blocked[action.node] = f"the links to its files cannot be signed: {error}"
+            return None
+        inputs = tuple(zip([f.name for f in action.artifacts], gets, strict=True))
+        return ArtifactLinks(image=store.image, inputs=inputs, outputs=tuple(zip(names, puts, strict=True)))
+
     async def _create_child(self, key: Key, body: JsonObject, action: CreateChildRun) -> bool:
         """Create a sub-workflow's child run; True when one of its name is not this run's."""
         parent = _ref(body)
@@ -273,6 +314,11 @@ class Actuator:
 def _ref(body: JsonObject) -> RunRef:
     namespace, name = key_of(body)
     return RunRef(namespace=namespace, name=name, uid=uid_of(body))
+
+
+def _passes_files(action: CreateJob) -> bool:
+    files = action.task.job.artifacts if action.task.job is not None else None
+    return files is not None and bool(files.inputs or files.outputs)
 
 
 def _refused(state: RunState, *, node: str, attempt: int, what: str, error: Invalid) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 
+from seqflow.api.artifacts import AttemptId
 from seqflow.api.bodies import Key, uid_of
 from seqflow.api.models import InputFrom, JsonObject, NodePhase, NodeType
 from seqflow.cluster.kube import ApiError, Forbidden, KubeApi, NotFound
@@ -20,6 +21,7 @@ from seqflow.executors.children import child_run
 from seqflow.executors.jobs import (
     attempt_duration,
     job_finished,
+    keeping,
     owned_by,
     pod_finished,
     pod_of_job,
@@ -133,10 +135,14 @@ class Observer:
                     continue
             else:
                 continue
+            if keeping(pod):  # the task has ended; its files are being kept
+                running.add(node.id)
+                continue
             if job is not None and sent_elsewhere(job, pod):  # its output's annotation not seen yet?
                 with contextlib.suppress(NotFound):
                     job = self.cache.jobs[(key[0], node.job)] = await self.api.get_job(key[0], node.job)
-            outcome = read_outcome(job=job, pod=pod, node=node.id, attempt=node.attempts)
+            attempt = AttemptId(namespace=key[0], run_uid=uid, node=node.id, attempt=node.attempts)
+            outcome = read_outcome(job=job, pod=pod, attempt=attempt)
             seconds = attempt_duration(job=job, pod=pod)
             if seconds is not None:
                 self.metrics.attempt(
