@@ -100,6 +100,39 @@ def test_permanent_exit_code_fails_at_once(cluster: Cluster, runs: Runs, namespa
 
 
 @pytest.mark.usefixtures("operator")
+def test_a_step_that_passes_files_without_an_object_store_fails_saying_so(
+    cluster: Cluster, runs: Runs, namespace: str
+):
+    keeps = {
+        **job_task("Export"),
+        "job": {"image": "registry.example/export:1", "artifacts": {"outputs": [{"name": "out.csv"}]}},
+    }
+    cluster.apply(workflow("files-job", [keeps]), namespace=namespace)
+    cluster.apply(workflow_run("r1", "files-job"), namespace=namespace)
+    wait_phase(cluster, namespace, "r1", "Failed")
+    status = runs.get(namespace, "r1")["status"]
+    assert condition(status)["reason"] == "ArtifactsUnavailable"
+    assert "no object store" in status["nodes"][0]["lastError"] and status["nodes"][0]["attempts"] == 1
+    assert not jobs_of(cluster, namespace, "r1")  # nothing was created that could not keep its files
+    printed = cluster.kubectl("get", "workflowrun", "r1", "-n", namespace).stdout
+    assert "Failed" in printed
+
+    twice = {"inputs": [{"name": "out.csv", "step": "Export"}], "outputs": [{"name": "out.csv"}]}
+    clash = [keeps, {**job_task("Load"), "job": {"image": "registry.example/load:1", "artifacts": twice}}]
+    cluster.apply(workflow("files-clash", clash), namespace=namespace)
+    wait_for(
+        lambda: any(
+            c["type"] == "Ready" and c["status"] == "False" and "must be unique" in c.get("message", "")
+            for c in cluster.get_json("workflow", "files-clash", "-n", namespace)
+            .get("status", {})
+            .get("conditions", [])
+        ),
+        timeout=30,
+        what="the Workflow with a file name used twice to be not Ready",
+    )
+
+
+@pytest.mark.usefixtures("operator")
 def test_job_past_its_deadline_fails_with_deadline_exceeded(cluster: Cluster, runs: Runs, namespace: str):
     slow = job_task(
         "Crunch", annotations={"test.seqflow.io/duration": "60s"}, timeoutSeconds=2, retry={"maxRetries": 0}

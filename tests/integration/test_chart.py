@@ -271,6 +271,7 @@ def test_operator_settings(helm: Helm):
         "SEQFLOW_HTTP_PORT": "8080",
         "POD_IP": {"fieldRef": {"fieldPath": "status.podIP"}},
         "SEQFLOW_API_URL": "http://test-seqflow.seqflow.svc:8080",  # the release's Service
+        "SEQFLOW_ARTIFACTS_IMAGE": container["image"],  # its own, to move steps' files
         "SEQFLOW_METRICS_PORT": "9090",
         "SEQFLOW_PEERING": "seqflow",
         "SEQFLOW_PRIORITY": "100",
@@ -301,6 +302,18 @@ def test_operator_settings(helm: Helm):
     assert env["SEQFLOW_DATABASE_URL"]["valueFrom"] == {"secretKeyRef": {"name": "seqflow-db", "key": "url"}}
     assert env["SEQFLOW_MIGRATE_ON_START"]["value"] == "false"
     assert not find(docs, "ClusterKopfPeering") and not find(docs, "Secret")
+
+
+def test_an_object_store_for_artifacts_is_set_with_its_credentials_from_a_secret(helm: Helm):
+    values = ["--set", "artifacts.url=http://s3.storage.svc:8333", "--set", "artifacts.existingSecret=s3"]
+    helm("lint", "--strict", str(CHART), *values)
+    env = {var["name"]: var for var in operator_container(helm.render(*values))["env"]}
+    assert env["SEQFLOW_ARTIFACTS_URL"]["value"] == "http://s3.storage.svc:8333"
+    assert env["SEQFLOW_ARTIFACTS_BUCKET"]["value"] == "seqflow"
+    assert env["SEQFLOW_ARTIFACTS_SECRET_ACCESS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "s3", "key": "secretAccessKey"}
+    }
+    assert env["SEQFLOW_ARTIFACTS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["key"] == "accessKeyId"
 
 
 def test_migration_hook_uses_the_database_secret(helm: Helm):
@@ -359,6 +372,7 @@ def test_service_monitor_selects_the_service(helm: Helm):
         (["--set", "peering.name="], "peering.name is required"),
         (["--set", "replicaCount=2", "--set", "peering.enabled=false"], "never several standalone replicas"),
         (["--set", "buckets=8"], "the replicas share one history store"),
+        (["--set", "artifacts.url=http://s3:8333"], "artifacts.url needs artifacts.existingSecret"),
     ],
 )
 def test_inconsistent_values_are_refused(helm: Helm, values: list[str], message: str):

@@ -17,10 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import obstore
 import pytest
 
 from testenv import ensure_binaries
 from testenv._proc import free_port
+from testenv.objectstore import ObjectStore
+from testenv.realnode import BRIDGE
 from tests.support import CHROMIUM_FLAGS, REPO, Cluster, Runs, condition, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster]
@@ -162,6 +165,94 @@ def test_a_2_mib_output_goes_from_one_real_job_step_to_the_next_over_http(
     }
     assert "SEQFLOW_INPUT" not in read_env and read_env["SEQFLOW_INPUT_URL"].endswith("/input")
     assert "seqflow.io/output" in jobs["Write"]["metadata"]["annotations"]
+
+
+@pytest.fixture(scope="module")
+def object_store(installed: Path) -> Iterator[ObjectStore]:
+    """SeaweedFS on the pod network's gateway (the bridge has its address once a pod runs), where
+    the operator pod and the steps' pods reach it."""
+    shown = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", BRIDGE], capture_output=True, text=True, check=True
+    )
+    gateway = shown.stdout.split(" inet ")[1].split("/")[0]
+    with ObjectStore(host=gateway) as store:
+        obstore.put(store.client(), "warm-up", b"")  # its first write makes the bucket's volumes
+        yield store
+
+
+def test_a_50_mib_file_goes_from_one_real_job_step_to_the_next_through_the_object_store(
+    cluster: Cluster, installed: Path, namespace: str, object_store: ObjectStore
+):
+    cluster.kubectl(
+        "create", "secret", "generic", "s3", "-n", SYSTEM,
+        f"--from-literal=accessKeyId={object_store.access_key}",
+        f"--from-literal=secretAccessKey={object_store.secret_key}",
+    )  # fmt: skip
+    helm(
+        cluster, installed, "upgrade", RELEASE, str(REPO / "charts" / "seqflow"), "-n", SYSTEM,
+        "--reuse-values", "--set", f"artifacts.url={object_store.endpoint_url}",
+        "--set", "artifacts.existingSecret=s3", "--wait", "--timeout=120s",
+    )  # fmt: skip
+    wait_for(
+        lambda: (
+            any(
+                e.get("name") == "SEQFLOW_ARTIFACTS_URL"
+                for e in operator_pod(cluster)["spec"]["containers"][0]["env"]
+            )
+            and ready(operator_pod(cluster))
+        ),
+        timeout=120,
+        what="the operator running with an object store",
+    )
+    # Plain shell commands: the step's image needs nothing of seqflow to pass files.
+    sha = 'sha256sum "$SEQFLOW_ARTIFACTS_DIR/{0}" | cut -d" " -f1'
+    write = (
+        'head -c 52428800 /dev/urandom > "$SEQFLOW_ARTIFACTS_DIR/data.bin" && '
+        f'printf \'{{"wrote":"%s"}}\' "$({sha.format("data.bin")})" > /dev/termination-log'
+    )
+    read = (
+        f'printf \'{{"read":"%s","input":%s}}\' "$({sha.format("in.bin")})" "$SEQFLOW_INPUT"'
+        " > /dev/termination-log"
+    )
+    steps = [
+        {
+            "name": "Write",
+            "job": {
+                "image": HANDLERS_IMAGE,
+                "command": ["sh", "-c", write],
+                "artifacts": {"outputs": [{"name": "data.bin"}]},
+            },
+        },
+        {
+            "name": "Read",
+            "job": {
+                "image": HANDLERS_IMAGE,
+                "command": ["sh", "-c", read],
+                "artifacts": {"inputs": [{"name": "in.bin", "step": "Write", "artifact": "data.bin"}]},
+            },
+        },
+    ]
+    cluster.apply(workflow("files", steps), namespace=namespace)
+    cluster.apply(workflow_run("r1", "files"), namespace=namespace)
+    runs = Runs(cluster.kubeconfig)
+    began = time.monotonic()
+    wait_for(
+        lambda: runs.get(namespace, "r1").get("status", {}).get("phase") in ("Succeeded", "Failed"),
+        timeout=180,
+    )
+    status = runs.get(namespace, "r1")["status"]
+    assert status["phase"] == "Succeeded", condition(status)
+    print(
+        f"\n50 MiB written, kept, fetched and read by two real Job steps in {time.monotonic() - began:.1f} s"
+    )
+    (kept,) = next(n for n in status["nodes"] if n["id"] == "Write")["artifacts"]
+    assert kept["size"] == 50 * 1024 * 1024 and kept["name"] == "data.bin"
+    # What Write's sidecar hashed as it kept the file, Write hashed as it wrote it, and Read read:
+    assert status["output"]["read"] == kept["sha256"] == status["output"]["input"]["wrote"]
+    uid = runs.get(namespace, "r1")["metadata"]["uid"]
+    assert kept["key"] == f"{namespace}/{uid}/Write/1/data.bin"
+    assert obstore.head(object_store.client(), kept["key"])["size"] == kept["size"]
+    assert len(json.dumps(cluster.get_json("workflowrun", "r1", "-n", namespace))) < 256 * 1024
 
 
 def test_history_api_through_port_forward(cluster: Cluster, installed: Path, namespace: str):

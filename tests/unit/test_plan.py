@@ -1790,3 +1790,24 @@ def test_an_artifact_input_must_name_an_earlier_steps_output(inputs, problem):
     ]
     found = workflow_problem(workflow(tasks).spec, name="wf", handlers=HANDLERS, workflows={})
     assert found == (("InvalidWorkflow", problem) if problem else None)
+
+
+def test_artifact_names_are_unique_across_a_steps_inputs_and_outputs():
+    tasks = [
+        {"name": "Extract", "job": {"image": "x", "artifacts": {"outputs": [{"name": "a"}, {"name": "b"}]}}},
+        {
+            "name": "Load",
+            "job": {
+                "image": "y",
+                "artifacts": {
+                    "inputs": [{"name": "a", "step": "Extract"}, {"name": "b", "step": "Extract"}],
+                    "outputs": [{"name": "a"}],
+                },
+            },
+        },
+    ]
+    found = workflow_problem(workflow(tasks).spec, name="wf", handlers=HANDLERS, workflows={})
+    assert found == (
+        "InvalidWorkflow",
+        "task Load: artifact names must be unique across inputs and outputs (each is a file in /seqflow/artifacts): a",
+    )

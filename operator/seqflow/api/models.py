@@ -196,16 +196,8 @@ class ArtifactInput(Model):
 
 
 class Artifacts(Model):
-    """Files a Job step needs and makes, passed between steps through the object store."""
-
-    model_config = cel_rules(
-        (
-            "(!has(self.inputs) || self.inputs.all(i, self.inputs.exists_one(j, j.name == i.name) && "
-            "(!has(self.outputs) || !self.outputs.exists(o, o.name == i.name)))) && "
-            "(!has(self.outputs) || self.outputs.all(o, self.outputs.exists_one(p, p.name == o.name)))",
-            "artifact names must be unique across inputs and outputs: each is a file in /seqflow/artifacts",
-        ),
-    )
+    """Files a Job step needs and makes, passed between steps through the object store (names
+    unique across both: checked with the Workflow, a CEL rule over nested lists costs too much)."""
 
     inputs: Annotated[list[ArtifactInput], Field(max_length=MAX_ARTIFACTS)] = Field(default_factory=list)
     outputs: Annotated[list[ArtifactOutput], Field(max_length=MAX_ARTIFACTS)] = Field(default_factory=list)

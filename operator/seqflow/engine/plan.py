@@ -524,7 +524,16 @@ def _artifact_problems(tasks: list[TaskSpec]) -> list[str]:
     problems = []
 
     def check(where: str, job: JobTemplate | None, known: dict[str, set[str]]) -> None:
-        for input in job.artifacts.inputs if job is not None and job.artifacts is not None else []:
+        if job is None or job.artifacts is None:
+            return
+        names = [f.name for f in job.artifacts.inputs] + [f.name for f in job.artifacts.outputs]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            problems.append(
+                f"{where}: artifact names must be unique across inputs and outputs (each is a file in "
+                f"/seqflow/artifacts): {', '.join(twice)}"
+            )
+        for input in job.artifacts.inputs:
             if input.step not in known:
                 problems.append(
                     f'{where}: artifact input "{input.name}" names {input.step}, not an earlier Job step'

@@ -64,6 +64,19 @@ export async function downloadValue(namespace, digest) {
   URL.revokeObjectURL(link.href);
 }
 
+// Save a file a step kept (artifact) by its key, checked against the API's RBAC like a value.
+export async function downloadArtifact(namespace, key) {
+  const rest = key.slice(namespace.length + 1).split("/").map(encodeURIComponent).join("/");
+  const response = await fetch(`/api/v1/namespaces/${encodeURIComponent(namespace)}/artifacts/${rest}`,
+    {headers: authorization()});
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = key.split("/").at(-1);
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
 function authorization() {
   const token = session.token();
   return token ? {Authorization: `Bearer ${token}`} : {};

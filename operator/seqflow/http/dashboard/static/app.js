@@ -2,7 +2,7 @@
 // by the URL's fragment (#/runs, #/runs/NS/NAME, #/workflows, #/start/NS/WORKFLOW, #/schedules),
 // refreshed by polling the HTTP API while they are shown.
 
-import {ApiError, call, downloadValue, runPath, session, valueHead} from "./api.js";
+import {ApiError, call, downloadArtifact, downloadValue, runPath, session, valueHead} from "./api.js";
 import {badge, between, duration, fill, h, jsonBlock, when} from "./dom.js";
 import {stepsOf, timeline} from "./timeline.js";
 
@@ -329,7 +329,8 @@ function stepDetails(run, steps, open) {
           attempt.error ? h("p", {class: "error"}, attempt.error) : null,
           valueBlock(run.namespace, `${step.id} #${attempt.n} input`, attempt.input, open),
           attempt.output !== undefined
-            ? valueBlock(run.namespace, `${step.id} #${attempt.n} output`, attempt.output, open) : null)));
+            ? valueBlock(run.namespace, `${step.id} #${attempt.n} output`, attempt.output, open) : null,
+          fileList(run.namespace, attempt.artifacts))));
       block.addEventListener("toggle", () => (block.open ? open.add(key) : open.delete(key)));
       return block;
     }),
@@ -337,6 +338,14 @@ function stepDetails(run, steps, open) {
     valueBlock(run.namespace, "Run input", run.input, open),
     valueBlock(run.namespace, "Run output", run.output ?? (run.live || {}).output ?? null, open),
   ];
+}
+
+// The files an attempt kept, each with a download (fetched with the user's token).
+function fileList(namespace, artifacts) {
+  if (!artifacts || !artifacts.length) return null;
+  return h("ul", {class: "files"}, artifacts.map((file) => h("li", {},
+    h("button", {type: "button", onclick: () => downloadArtifact(namespace, file.key)}, "Download"),
+    ` ${file.name} (${file.size} bytes, sha256 ${file.sha256.slice(0, 12)}…)`)));
 }
 
 const PREVIEW_BYTES = 4096;

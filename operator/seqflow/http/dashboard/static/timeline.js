@@ -11,7 +11,7 @@ const LABEL = 210, CHART = 740, ROW = 26, TOP = 26;
 const time = (moment) => (moment ? new Date(moment).getTime() : null);
 
 /** Steps in order, each with its attempts: {id, depth, skippedAt, attempts: [{n, start, end,
- * outcome, executor, input, output, error, retryAt, child}]}. */
+ * outcome, executor, input, output, artifacts, error, retryAt, child}]}. */
 export function stepsOf(run) {
   const steps = new Map();
   const step = (id) => {
@@ -33,6 +33,7 @@ export function stepsOf(run) {
       attempt.end = time(entry.at);
       attempt.outcome = ENDS[entry.event];
       attempt.output = details.output;
+      attempt.artifacts = details.artifacts;
       attempt.error = details.error;
       attempt.retryAt = time(details.next_retry_at);
     } else if (entry.event === "TASK_SKIPPED") {
