@@ -340,7 +340,7 @@ async def _prune_history(
     while True:
         cutoff = clock.now() - timedelta(days=days) if days is not None else None
         try:
-            deleted = await _delete_finished_before(store, cutoff, artifacts=artifacts) if cutoff else 0
+            deleted = await delete_finished_history(store, cutoff, artifacts=artifacts) if cutoff else 0
             await asyncio.to_thread(store.delete_unheld_values, clock.now())
         except Exception as error:  # the store being away only delays pruning
             logger.warning("history retention skipped this hour: %s", type(error).__name__)
@@ -350,7 +350,7 @@ async def _prune_history(
         await asyncio.sleep(RETENTION_INTERVAL)
 
 
-async def _delete_finished_before(
+async def delete_finished_history(
     store: HistoryStore, cutoff: datetime, *, artifacts: ArtifactStore | None
 ) -> int:
     """Delete the runs finished before `cutoff`, a batch at a time, each run's files before its

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,17 @@ import aiohttp
 import obstore
 import pytest
 from aiohttp import web
+from sqlalchemy import update
 
 from seqflow.api.artifacts import AttemptId
 from seqflow.api.models import JobTemplate, PinnedTask, RetryPolicy, StoredArtifact
+from seqflow.app import delete_finished_history
 from seqflow.engine import CreateJob
 from seqflow.executors.artifacts import ArtifactStore
 from seqflow.executors.jobs import ArtifactLinks, AttemptUrls, RunRef, job_manifest, read_outcome
+from seqflow.history.migrate import upgrade
+from seqflow.history.store import HistoryStore, RunIdentity, create_store_engine
+from seqflow.history.tables import RunRow
 from seqflow.http.artifacts import ArtifactApi
 from seqflow.http.auth import HttpError
 from seqflow.settings import Settings
@@ -212,3 +218,27 @@ async def download(artifacts: ArtifactStore, path: str) -> tuple[int, bytes]:
             return response.status, await response.read()
     finally:
         await runner.cleanup()
+
+
+def test_retention_deletes_a_finished_runs_files_with_its_history(
+    artifacts: ArtifactStore, object_store: ObjectStore, tmp_path: Path
+):
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'history.sqlite'}")
+    upgrade(engine)
+    store = HistoryStore(engine)
+    finished_at = datetime(2001, 1, 1, tzinfo=UTC)
+    for uid in ("old-run", "new-run"):
+        store.write(RunIdentity(uid, "data", f"r-{uid}", "wf", {}, finished_at), [])
+        key = AttemptId(namespace="data", run_uid=uid, node="Write", attempt=1).artifact_key("f.txt")
+        obstore.put(object_store.client(), key, b"x")  # as a step's sidecar would have
+    with engine.begin() as connection:
+        connection.execute(
+            update(RunRow).where(RunRow.uid == "old-run").values(finished_at=finished_at.replace(tzinfo=None))
+        )
+
+    deleted = asyncio.run(
+        delete_finished_history(store, finished_at + timedelta(days=1), artifacts=artifacts)
+    )
+    assert deleted == 1 and store.finished_before(finished_at + timedelta(days=1)) == []
+    left = [m["path"] for batch in obstore.list(object_store.client(), prefix="data/") for m in batch]
+    assert left == ["data/new-run/Write/1/f.txt"]
