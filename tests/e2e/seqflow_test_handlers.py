@@ -6,6 +6,7 @@ Each leaves evidence in its output so the tests can check order and data flow fr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 
@@ -95,3 +96,21 @@ async def count(data: dict, context: seqflow.TaskContext) -> dict:
     with open(data["executions"], "a") as executions:
         executions.write(f"{os.getpid()} {context.run} {context.task} {context.attempt}\n")
     return data
+
+
+@seqflow.task("test.write_file")
+def write_file(data: dict, context: seqflow.TaskContext) -> dict:
+    """Writes `mib` MiB of random bytes to its file `data.bin` (none with `skip`), returns its sha256."""
+    if data.get("skip") or context.files is None:
+        return data
+    content = os.urandom(1024 * 1024) * data.get("mib", 1)
+    (context.files / "data.bin").write_bytes(content)
+    return {"wrote": hashlib.sha256(content).hexdigest()}
+
+
+@seqflow.task("test.read_file")
+def read_file(data: dict, context: seqflow.TaskContext) -> dict:
+    """Returns the sha256 and size of its input file `in.bin`, and its input."""
+    assert context.files is not None
+    content = (context.files / "in.bin").read_bytes()
+    return {"read": hashlib.sha256(content).hexdigest(), "size": len(content), "input": data}

@@ -105,7 +105,8 @@ def test_a_step_that_passes_files_without_an_object_store_fails_saying_so(
 ):
     keeps = {
         **job_task("Export"),
-        "job": {"image": "registry.example/export:1", "artifacts": {"outputs": [{"name": "out.csv"}]}},
+        "job": {"image": "registry.example/export:1"},
+        "artifacts": {"outputs": [{"name": "out.csv"}]},
     }
     cluster.apply(workflow("files-job", [keeps]), namespace=namespace)
     cluster.apply(workflow_run("r1", "files-job"), namespace=namespace)
@@ -118,7 +119,7 @@ def test_a_step_that_passes_files_without_an_object_store_fails_saying_so(
     assert "Failed" in printed
 
     twice = {"inputs": [{"name": "out.csv", "step": "Export"}], "outputs": [{"name": "out.csv"}]}
-    clash = [keeps, {**job_task("Load"), "job": {"image": "registry.example/load:1", "artifacts": twice}}]
+    clash = [keeps, {**job_task("Load"), "job": {"image": "registry.example/load:1"}, "artifacts": twice}]
     cluster.apply(workflow("files-clash", clash), namespace=namespace)
     wait_for(
         lambda: any(

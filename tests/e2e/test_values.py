@@ -10,8 +10,10 @@ import time
 import urllib.request
 import uuid
 
+import obstore
 import pytest
 
+from testenv.objectstore import ObjectStore
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import http_url, start_operator
 from tests.e2e.test_api import post
@@ -250,3 +252,55 @@ def test_a_run_reads_its_input_from_a_config_map_or_a_secret_applied_beside_it(
     cluster.apply(both, namespace=namespace)
     wait_phase(cluster, namespace, "both", "Failed", timeout=60)
     assert "both input and inputFrom" in succeeded_condition(runs, namespace, "both")["message"]
+
+
+def test_in_process_steps_pass_a_20_mib_file_through_the_object_store(
+    cluster: Cluster, runs: Runs, crds: None, database_url: str, operator_kubeconfig, tmp_path
+):
+    namespace = f"values-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    with ObjectStore() as store:
+        obstore.put(store.client(), "warm-up", b"")  # its first write makes the bucket's volumes
+        settings = {
+            "SEQFLOW_ARTIFACTS_URL": store.endpoint_url,
+            "SEQFLOW_ARTIFACTS_BUCKET": store.bucket,
+            "SEQFLOW_ARTIFACTS_ACCESS_KEY_ID": store.access_key,
+            "SEQFLOW_ARTIFACTS_SECRET_ACCESS_KEY": store.secret_key,
+            "SEQFLOW_ARTIFACTS_IMAGE": "localhost/seqflow:dev",
+        }
+        operator = start_operator(
+            operator_kubeconfig, tmp_path / "operator.log", "values-*", database_url, **settings
+        )
+        try:
+            steps = [
+                {
+                    "name": "Write",
+                    "handler": "test.write_file",
+                    "artifacts": {"outputs": [{"name": "data.bin"}]},
+                },
+                {
+                    "name": "Read",
+                    "handler": "test.read_file",
+                    "artifacts": {"inputs": [{"name": "in.bin", "step": "Write", "artifact": "data.bin"}]},
+                },
+            ]
+            cluster.apply(workflow("files", steps), namespace=namespace)
+            cluster.apply(workflow_run("r1", "files", {"mib": 20}), namespace=namespace)
+            cluster.apply(workflow_run("r2", "files", {"skip": True}), namespace=namespace)
+            wait_phase(cluster, namespace, "r1", "Succeeded", timeout=90)
+            status = runs.get(namespace, "r1")["status"]
+            (kept,) = next(n for n in status["nodes"] if n["id"] == "Write")["artifacts"]
+            assert kept["size"] == 20 * MIB and kept["name"] == "data.bin"
+            # Hashed by the handler as it wrote it, by the operator as it kept it, by the next step:
+            assert status["output"]["input"]["wrote"] == kept["sha256"] == status["output"]["read"]
+            uid = runs.get(namespace, "r1")["metadata"]["uid"]
+            assert kept["key"] == f"{namespace}/{uid}/Write/1/data.bin"
+            assert obstore.head(store.client(), kept["key"])["size"] == 20 * MIB
+            assert object_size(cluster, namespace, "r1") < 16 * 1024
+
+            wait_phase(cluster, namespace, "r2", "Failed", timeout=90)  # wrote no file: retried, then failed
+            failed = runs.get(namespace, "r2")["status"]
+            assert condition(failed)["reason"] == "ArtifactMissing"
+            assert "did not write its output artifacts data.bin" in failed["nodes"][0]["lastError"]
+        finally:
+            operator.stop()

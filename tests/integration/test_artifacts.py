@@ -64,8 +64,8 @@ def artifacts(object_store: ObjectStore) -> ArtifactStore:
     return store
 
 
-def pod_of(node: str, job: dict, links: ArtifactLinks) -> dict:
-    task = PinnedTask(name=node, job=JobTemplate.model_validate(job), retry=RetryPolicy(), timeout_seconds=60)
+def pod_of(node: str, links: ArtifactLinks) -> dict:
+    task = PinnedTask(name=node, job=JobTemplate(image="any"), retry=RetryPolicy(), timeout_seconds=60)
     action = CreateJob(node=node, name=f"nightly-{node.lower()}-1", task=task, attempt=1, input={})
     manifest = job_manifest(run=RUN, action=action, ttl_seconds=None, urls=AttemptUrls(artifacts=links))
     return manifest["spec"]["template"]
@@ -119,7 +119,6 @@ def test_a_50_mib_file_goes_from_one_step_to_the_next_and_is_deleted_with_its_ru
     artifacts: ArtifactStore, tmp_path: Path
 ):
     extract = AttemptId(namespace=RUN.namespace, run_uid=RUN.uid, node="Extract", attempt=1)
-    job = {"image": "any", "artifacts": {"outputs": [{"name": "raw.bin"}, {"name": "absent.txt"}]}}
     puts = asyncio.run(artifacts.links("PUT", [extract.artifact_key("raw.bin")]))
     links = ArtifactLinks(image=artifacts.image, outputs=(("raw.bin", puts[0]),))
     produced = tmp_path / "extract"
@@ -127,7 +126,7 @@ def test_a_50_mib_file_goes_from_one_step_to_the_next_and_is_deleted_with_its_ru
     data = os.urandom(MIB) * 50  # what the task container wrote
     (produced / "raw.bin").write_bytes(data)
     began = time.monotonic()
-    code, message = keep_outputs(pod_of("Extract", job, links), produced, tmp_path)
+    code, message = keep_outputs(pod_of("Extract", links), produced, tmp_path)
     kept_seconds = time.monotonic() - began
     outcome = read_outcome(
         job=None, pod=ended_pod([terminated("seqflow-artifacts-out", code, message)]), attempt=extract
@@ -139,12 +138,8 @@ def test_a_50_mib_file_goes_from_one_step_to_the_next_and_is_deleted_with_its_ru
     )
     print(f"\n50 MiB kept in {kept_seconds:.2f} s ({50 / kept_seconds:.0f} MiB/s)")
 
-    load = {
-        "image": "any",
-        "artifacts": {"inputs": [{"name": "in.bin", "step": "Extract", "artifact": "raw.bin"}]},
-    }
     gets = asyncio.run(artifacts.links("GET", [outcome.artifacts[0].key]))
-    pod = pod_of("Load", load, ArtifactLinks(image=artifacts.image, inputs=(("in.bin", gets[0]),)))
+    pod = pod_of("Load", ArtifactLinks(image=artifacts.image, inputs=(("in.bin", gets[0]),)))
     given = tmp_path / "load"
     given.mkdir()
     process, _ = start_container(pod["spec"]["initContainers"][0], given, tmp_path)
@@ -166,11 +161,10 @@ def test_a_missing_output_and_a_refused_link_are_reported_and_a_failed_fetch_say
 ):
     attempt = AttemptId(namespace="data", run_uid="uid-8", node="Write", attempt=2)
     puts = asyncio.run(artifacts.links("PUT", [attempt.artifact_key("out.txt")]))
-    job = {"image": "any", "artifacts": {"outputs": [{"name": "out.txt"}]}}
     empty = tmp_path / "empty"
     empty.mkdir()
     links = ArtifactLinks(image=artifacts.image, outputs=(("out.txt", puts[0]),))
-    code, message = keep_outputs(pod_of("Write", job, links), empty, tmp_path)
+    code, message = keep_outputs(pod_of("Write", links), empty, tmp_path)
     outcome = read_outcome(
         job=None, pod=ended_pod([terminated("seqflow-artifacts-out", code, message)]), attempt=attempt
     )
@@ -180,13 +174,12 @@ def test_a_missing_output_and_a_refused_link_are_reported_and_a_failed_fetch_say
     (empty / "out.txt").write_text("x")
     forged = puts[0].replace("Write/2/out.txt", "Other/1/out.txt")  # a link to another key
     links = ArtifactLinks(image=artifacts.image, outputs=(("out.txt", forged),))
-    code, message = keep_outputs(pod_of("Write", job, links), empty, tmp_path)
+    code, message = keep_outputs(pod_of("Write", links), empty, tmp_path)
     report = json.loads(message.read_text())
     assert report["kept"] == [] and 'output artifact "out.txt" could not be kept: HTTP 403' in report["error"]
 
     gets = asyncio.run(artifacts.links("GET", ["data/uid-8/Nothing/1/none"]))
-    pod = pod_of("Read", {"image": "any", "artifacts": {"inputs": [{"name": "none", "step": "Nothing"}]}},
-                 ArtifactLinks(image=artifacts.image, inputs=(("none", gets[0]),)))  # fmt: skip
+    pod = pod_of("Read", ArtifactLinks(image=artifacts.image, inputs=(("none", gets[0]),)))
     process, message = start_container(pod["spec"]["initContainers"][0], empty, tmp_path)
     assert process.wait(timeout=60) == 1
     assert message.read_text().startswith('input artifact "none" could not be fetched: HTTP 404')

@@ -220,16 +220,16 @@ def test_a_50_mib_file_goes_from_one_real_job_step_to_the_next_through_the_objec
             "job": {
                 "image": HANDLERS_IMAGE,
                 "command": ["sh", "-c", write],
-                "artifacts": {"outputs": [{"name": "data.bin"}]},
             },
+            "artifacts": {"outputs": [{"name": "data.bin"}]},
         },
         {
             "name": "Read",
             "job": {
                 "image": HANDLERS_IMAGE,
                 "command": ["sh", "-c", read],
-                "artifacts": {"inputs": [{"name": "in.bin", "step": "Write", "artifact": "data.bin"}]},
             },
+            "artifacts": {"inputs": [{"name": "in.bin", "step": "Write", "artifact": "data.bin"}]},
         },
     ]
     cluster.apply(workflow("files", steps), namespace=namespace)

@@ -1720,13 +1720,11 @@ def test_an_input_that_cannot_be_read_waits_or_fails_saying_why(
 
 FILES = workflow(
     [
-        {"name": "Extract", "job": {"image": "x", "artifacts": {"outputs": [{"name": "raw.csv"}]}}},
+        {"name": "Extract", "job": {"image": "x"}, "artifacts": {"outputs": [{"name": "raw.csv"}]}},
         {
             "name": "Load",
-            "job": {
-                "image": "y",
-                "artifacts": {"inputs": [{"name": "in.csv", "step": "Extract", "artifact": "raw.csv"}]},
-            },
+            "job": {"image": "y"},
+            "artifacts": {"inputs": [{"name": "in.csv", "step": "Extract", "artifact": "raw.csv"}]},
         },
     ]
 )
@@ -1774,19 +1772,19 @@ def test_a_kept_file_goes_to_the_step_that_names_it(kept, phase, load, created):
         ),
         (
             [{"name": "in", "step": "Later", "artifact": "x"}],
-            'task Load: artifact input "in" names Later, not an earlier Job step',
+            'task Load: artifact input "in" names Later, not an earlier step',
         ),
         (
             [{"name": "in", "step": "Nowhere"}],
-            'task Load: artifact input "in" names Nowhere, not an earlier Job step',
+            'task Load: artifact input "in" names Nowhere, not an earlier step',
         ),
     ],
 )
 def test_an_artifact_input_must_name_an_earlier_steps_output(inputs, problem):
     tasks = [
-        {"name": "Extract", "job": {"image": "x", "artifacts": {"outputs": [{"name": "raw.csv"}]}}},
-        {"name": "Load", "job": {"image": "y", "artifacts": {"inputs": inputs}}},
-        {"name": "Later", "job": {"image": "z", "artifacts": {"outputs": [{"name": "x"}]}}},
+        {"name": "Extract", "job": {"image": "x"}, "artifacts": {"outputs": [{"name": "raw.csv"}]}},
+        {"name": "Load", "handler": "a", "artifacts": {"inputs": inputs}},
+        {"name": "Later", "job": {"image": "z"}, "artifacts": {"outputs": [{"name": "x"}]}},
     ]
     found = workflow_problem(workflow(tasks).spec, name="wf", handlers=HANDLERS, workflows={})
     assert found == (("InvalidWorkflow", problem) if problem else None)
@@ -1794,20 +1792,18 @@ def test_an_artifact_input_must_name_an_earlier_steps_output(inputs, problem):
 
 def test_artifact_names_are_unique_across_a_steps_inputs_and_outputs():
     tasks = [
-        {"name": "Extract", "job": {"image": "x", "artifacts": {"outputs": [{"name": "a"}, {"name": "b"}]}}},
+        {"name": "Extract", "job": {"image": "x"}, "artifacts": {"outputs": [{"name": "a"}, {"name": "b"}]}},
         {
             "name": "Load",
-            "job": {
-                "image": "y",
-                "artifacts": {
-                    "inputs": [{"name": "a", "step": "Extract"}, {"name": "b", "step": "Extract"}],
-                    "outputs": [{"name": "a"}],
-                },
+            "job": {"image": "y"},
+            "artifacts": {
+                "inputs": [{"name": "a", "step": "Extract"}, {"name": "b", "step": "Extract"}],
+                "outputs": [{"name": "a"}],
             },
         },
     ]
     found = workflow_problem(workflow(tasks).spec, name="wf", handlers=HANDLERS, workflows={})
     assert found == (
         "InvalidWorkflow",
-        "task Load: artifact names must be unique across inputs and outputs (each is a file in /seqflow/artifacts): a",
+        "task Load: artifact names must be unique across inputs and outputs (each is a file of one directory): a",
     )

@@ -169,19 +169,19 @@ ARTIFACT_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 
 
 class ArtifactOutput(Model):
-    """A file the step writes at /seqflow/artifacts/NAME, kept in the object store when it ends."""
+    """A file the step writes, kept in the object store when it has ended."""
 
     name: str = Field(pattern=ARTIFACT_NAME_PATTERN, max_length=63, description="Its file name.")
 
 
 class ArtifactInput(Model):
-    """A file an earlier step produced, put at /seqflow/artifacts/NAME before the command starts."""
+    """A file an earlier step produced, there before the step starts."""
 
     name: str = Field(pattern=ARTIFACT_NAME_PATTERN, max_length=63, description="Its file name here.")
     step: str = Field(
         min_length=1,
         max_length=127,
-        description="The earlier Job step that produced it (GROUP/MEMBER for a group's member).",
+        description="The earlier step that produced it (GROUP/MEMBER for a group's member).",
     )
     artifact: str | None = Field(
         default=None,
@@ -196,7 +196,7 @@ class ArtifactInput(Model):
 
 
 class Artifacts(Model):
-    """Files a Job step needs and makes, passed between steps through the object store (names
+    """Files a step needs and makes, passed between steps through the object store (names
     unique across both: checked with the Workflow, a CEL rule over nested lists costs too much)."""
 
     inputs: Annotated[list[ArtifactInput], Field(max_length=MAX_ARTIFACTS)] = Field(default_factory=list)
@@ -230,11 +230,6 @@ class JobTemplate(Model):
         default=None,
         description="A full PodTemplateSpec (service account, node selector, volumes, "
         "tolerations...). The task runs in its container named `task`, else its first one.",
-    )
-    artifacts: Artifacts | None = Field(
-        default=None,
-        description="Files passed from earlier Job steps and on to later ones through the object "
-        "store (SEQFLOW_ARTIFACTS_*), at /seqflow/artifacts/NAME in the task container.",
     )
 
 
@@ -283,6 +278,12 @@ class CompensateSpec(Model):
 
     handler: str | None = Field(default=None, min_length=1, max_length=253)
     job: JobTemplate | None = None
+    artifacts: Artifacts | None = Field(
+        default=None,
+        description="Files passed from earlier steps and on to later ones through the object store "
+        "(SEQFLOW_ARTIFACTS_*): /seqflow/artifacts/NAME in a Job's container, context.files/NAME "
+        "for a handler.",
+    )
     retry: RetryOverride | None = None
     timeout_seconds: Annotated[int | None, Field(ge=1)] = None
 
@@ -297,6 +298,12 @@ class MemberSpec(Model):
     name: str = Field(pattern=NAME_PATTERN, max_length=63, description="Unique within its group.")
     handler: str | None = Field(default=None, min_length=1, max_length=253)
     job: JobTemplate | None = None
+    artifacts: Artifacts | None = Field(
+        default=None,
+        description="Files passed from earlier steps and on to later ones through the object store "
+        "(SEQFLOW_ARTIFACTS_*): /seqflow/artifacts/NAME in a Job's container, context.files/NAME "
+        "for a handler.",
+    )
     retry: RetryOverride | None = None
     timeout_seconds: Annotated[int | None, Field(ge=1)] = None
 
@@ -313,6 +320,10 @@ class TaskSpec(Model):
             "maxParallel and failFast apply to a parallel group only",
         ),
         (
+            "has(self.handler) || has(self.job) || !has(self.artifacts)",
+            "artifacts are passed to handler and job tasks only",
+        ),
+        (
             "has(self.handler) || has(self.job) || !has(self.timeoutSeconds)",
             "timeoutSeconds applies to a handler or job task only (a wait has wait.timeoutSeconds; "
             "group members and sub-workflows' steps have their own)",
@@ -324,6 +335,12 @@ class TaskSpec(Model):
         default=None, min_length=1, max_length=253, description="Name of an in-process handler."
     )
     job: JobTemplate | None = Field(default=None, description="Run the task as a batch/v1 Job.")
+    artifacts: Artifacts | None = Field(
+        default=None,
+        description="Files passed from earlier steps and on to later ones through the object store "
+        "(SEQFLOW_ARTIFACTS_*): /seqflow/artifacts/NAME in a Job's container, context.files/NAME "
+        "for a handler.",
+    )
     sleep: SleepSpec | None = Field(default=None, description="Wait, then pass the input on.")
     wait: WaitSpec | None = Field(default=None, description="Wait for a signal to the run.")
     parallel: list[MemberSpec] | None = Field(
@@ -538,6 +555,7 @@ class PinnedMember(Model):
     name: str
     handler: str | None = None
     job: JobTemplate | None = None
+    artifacts: Artifacts | None = None
     retry: RetryPolicy
     timeout_seconds: int
 
@@ -548,6 +566,7 @@ class PinnedTask(Model):
     name: str
     handler: str | None = None
     job: JobTemplate | None = None
+    artifacts: Artifacts | None = None
     sleep: SleepSpec | None = None
     wait: WaitSpec | None = None
     workflow_ref: WorkflowRef | None = None

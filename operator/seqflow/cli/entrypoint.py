@@ -58,6 +58,7 @@ def _context(environ: dict[str, str], handler: str) -> TaskContext:
         run_uid=environ.get("SEQFLOW_RUN_UID", ""),
         task=environ.get("SEQFLOW_TASK", handler),
         attempt=int(environ.get("SEQFLOW_ATTEMPT", "1")),
+        files=Path(environ["SEQFLOW_ARTIFACTS_DIR"]) if "SEQFLOW_ARTIFACTS_DIR" in environ else None,
     )
 
 

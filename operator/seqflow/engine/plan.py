@@ -21,6 +21,7 @@ from typing import assert_never
 
 from seqflow.api.models import (
     FINISHED,
+    Artifacts,
     CompensateSpec,
     Condition,
     ConditionStatus,
@@ -28,7 +29,6 @@ from seqflow.api.models import (
     FailureCause,
     HistoryEvent,
     HistoryRecord,
-    JobTemplate,
     JsonObject,
     MemberSpec,
     NodePhase,
@@ -442,6 +442,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             name=name,
             handler=spec.handler,
             job=spec.job,
+            artifacts=spec.artifacts,
             retry=base_retry.merged(spec.retry),
             timeout_seconds=spec.timeout_seconds or base_timeout,
         )
@@ -451,6 +452,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             name=task.name,
             handler=task.handler,
             job=task.job,
+            artifacts=task.artifacts,
             sleep=task.sleep,
             wait=task.wait,
             workflow_ref=task.workflow_ref,
@@ -518,25 +520,25 @@ def _condition_problems(tasks: list[TaskSpec]) -> list[str]:
 
 
 def _artifact_problems(tasks: list[TaskSpec]) -> list[str]:
-    """Input artifacts that name no earlier Job step declaring them as an output (a
-    compensation may read any step's)."""
+    """Artifact names used twice by one step, and inputs that name no earlier step declaring
+    them as an output (a compensation may read any step's)."""
     outputs: dict[str, set[str]] = {}  # step id -> its declared output files, for steps before
     problems = []
 
-    def check(where: str, job: JobTemplate | None, known: dict[str, set[str]]) -> None:
-        if job is None or job.artifacts is None:
+    def check(where: str, files: Artifacts | None, known: dict[str, set[str]]) -> None:
+        if files is None:
             return
-        names = [f.name for f in job.artifacts.inputs] + [f.name for f in job.artifacts.outputs]
+        names = [f.name for f in files.inputs] + [f.name for f in files.outputs]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             problems.append(
-                f"{where}: artifact names must be unique across inputs and outputs (each is a file in "
-                f"/seqflow/artifacts): {', '.join(twice)}"
+                f"{where}: artifact names must be unique across inputs and outputs (each is a file of "
+                f"one directory): {', '.join(twice)}"
             )
-        for input in job.artifacts.inputs:
+        for input in files.inputs:
             if input.step not in known:
                 problems.append(
-                    f'{where}: artifact input "{input.name}" names {input.step}, not an earlier Job step'
+                    f'{where}: artifact input "{input.name}" names {input.step}, not an earlier step'
                 )
             elif input.produced_as not in known[input.step]:
                 problems.append(
@@ -544,21 +546,17 @@ def _artifact_problems(tasks: list[TaskSpec]) -> list[str]:
                     "which it does not declare as an output"
                 )
 
-    def declared(job: JobTemplate | None) -> set[str]:
-        return (
-            {o.name for o in job.artifacts.outputs}
-            if job is not None and job.artifacts is not None
-            else set()
-        )
+    def declared(files: Artifacts | None) -> set[str]:
+        return {o.name for o in files.outputs} if files is not None else set()
 
-    every = {task.name: declared(task.job) for task in tasks}
-    every |= {f"{t.name}/{m.name}": declared(m.job) for t in tasks for m in t.parallel or []}
+    every = {task.name: declared(task.artifacts) for task in tasks}
+    every |= {f"{t.name}/{m.name}": declared(m.artifacts) for t in tasks for m in t.parallel or []}
     for task in tasks:
-        check(f"task {task.name}", task.job, outputs)
+        check(f"task {task.name}", task.artifacts, outputs)
         for member in task.parallel or []:
-            check(f"task {task.name}/{member.name}", member.job, outputs)
+            check(f"task {task.name}/{member.name}", member.artifacts, outputs)
         if task.compensate is not None:
-            check(f"task {task.name} compensate", task.compensate.job, every)
+            check(f"task {task.name} compensate", task.compensate.artifacts, every)
         outputs[task.name] = every[task.name]
         outputs |= {f"{task.name}/{m.name}": every[f"{task.name}/{m.name}"] for m in task.parallel or []}
     return problems
@@ -1190,7 +1188,7 @@ def _start_attempt(draft: _Draft, id: str) -> None:
                 node=node.id, attempt=attempt, error=message, permanent=True, reason=Reason.TOO_MANY_RUNS
             )
             _attempt_failed(draft, node, result)
-        case NodeType.JOB if (missing := _missing_artifact(draft, spec)) is not None:
+        case NodeType.HANDLER | NodeType.JOB if (missing := _missing_artifact(draft, spec)) is not None:
             result = AttemptResult(
                 node=node.id, attempt=attempt, error=missing, permanent=True, reason=Reason.ARTIFACT_MISSING
             )
@@ -1257,13 +1255,16 @@ def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -
             depth=draft.run.depth + 1,
             max_descendants=_descendant_budget(draft),
         )
-    return RunHandler(node=node.id, task=task, attempt=node.attempts, input=draft.resolve(data))
+    files = tuple(f for f in _input_artifacts(draft, task).values() if f is not None)
+    return RunHandler(
+        node=node.id, task=task, attempt=node.attempts, input=draft.resolve(data), artifacts=files
+    )
 
 
 def _input_artifacts(draft: _Draft, step: PinnedTask | PinnedMember) -> dict[str, StoredArtifact | None]:
-    """A Job step's input files as their producers kept them, under the names they have in its
-    pod (None: not kept, so far)."""
-    wanted = step.job.artifacts.inputs if step.job is not None and step.job.artifacts is not None else []
+    """A step's input files as their producers kept them, under the names they have for it
+    (None: not kept, so far)."""
+    wanted = step.artifacts.inputs if step.artifacts is not None else []
     found: dict[str, StoredArtifact | None] = {}
     for input in wanted:
         producer = draft.node(input.step)
@@ -1274,10 +1275,9 @@ def _input_artifacts(draft: _Draft, step: PinnedTask | PinnedMember) -> dict[str
 
 
 def _missing_artifact(draft: _Draft, step: PinnedTask | PinnedMember) -> str | None:
-    """Why a Job step cannot start for want of an input file, or None."""
+    """Why a step cannot start for want of an input file, or None."""
     found = _input_artifacts(draft, step)
-    assert step.job is not None
-    for input in step.job.artifacts.inputs if step.job.artifacts is not None else []:
+    for input in step.artifacts.inputs if step.artifacts is not None else []:
         if found[input.name] is None:
             producer = draft.node(input.step)
             if producer is None:

@@ -150,6 +150,7 @@ class RunHandler:
     task: PinnedTask | PinnedMember
     attempt: int
     input: JsonObject
+    artifacts: tuple[StoredArtifact, ...] = ()  # its input files, by the names they have for it
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""The object store of Job steps' files (artifacts), through obstore: presigned links for the
-steps' pods (which never hold credentials), a file's bytes for the HTTP API's download, and
-the deletion of a run's files with its history.
+"""The object store of steps' files (artifacts), through obstore: presigned links for Job
+steps' pods (which never hold credentials), the files of in-process steps fetched and kept
+directly, a file's bytes for the HTTP API's download, and the deletion of a run's files with
+its history.
 
 A link lets its holder do one thing to one key (GET an input, PUT an output) until it expires
 (SEQFLOW_ARTIFACTS_LINK_SECONDS); the operator holds the only credentials.
@@ -8,8 +9,11 @@ A link lets its holder do one thing to one key (GET an input, PUT an output) unt
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 import obstore
@@ -49,6 +53,19 @@ class ArtifactStore:
             return []
         return list(await obstore.sign_async(self._store, method, list(keys), self._expires))
 
+    async def download(self, key: str, path: Path) -> None:
+        """Write a file of the store to `path` (an in-process step's input)."""
+        _, chunks = await self.read(key)
+        with path.open("wb") as out:
+            async for chunk in chunks:
+                await asyncio.to_thread(out.write, chunk)
+
+    async def upload(self, path: Path, key: str) -> tuple[int, str]:
+        """Keep a file (an in-process step's output) under `key`; its size and sha256."""
+        size, digest = await asyncio.to_thread(_measured, path)
+        await obstore.put_async(self._store, key, path)
+        return size, digest
+
     async def read(self, key: str) -> tuple[int, AsyncIterator[bytes]]:
         """A file's size and its bytes; FileNotFoundError when it is not there."""
         found = await obstore.get_async(self._store, key)
@@ -66,6 +83,11 @@ class ArtifactStore:
         if keys:
             await obstore.delete_async(self._store, keys)
         return len(keys)
+
+
+def _measured(path: Path) -> tuple[int, str]:
+    with path.open("rb") as file:
+        return path.stat().st_size, hashlib.file_digest(file, "sha256").hexdigest()
 
 
 async def _chunks(stream: obstore.BytesStream) -> AsyncIterator[bytes]:

@@ -16,6 +16,7 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from seqflow.api.models import JsonObject
@@ -35,6 +36,9 @@ class TaskContext:
     run_uid: str
     task: str
     attempt: int
+    # The directory of the step's files (its `artifacts`): inputs there before the call, the
+    # declared outputs kept from there after it; None when the step passes none.
+    files: Path | None = None
 
     @property
     def idempotency_key(self) -> str:

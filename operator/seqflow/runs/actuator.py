@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import assert_never
 
 from seqflow.api.artifacts import AttemptId
 from seqflow.api.bodies import Key, key_of, uid_of, workflow_of
-from seqflow.api.models import JsonObject, Reason
+from seqflow.api.models import JsonObject, PinnedMember, PinnedTask, Reason, StoredArtifact
 from seqflow.api.values import ref_of
 from seqflow.clock import Clock
 from seqflow.cluster.events import EventRecorder
@@ -140,7 +142,11 @@ class Actuator:
 
     async def _attempt(self, key: Key, body: JsonObject, state: RunState, action: RunHandler) -> None:
         began = time.perf_counter()
-        result = await self.runner.run(action, _context(body, action))
+        context = _context(body, action)
+        if _passes_files(action.task):
+            result = await self._run_with_files(action, context)
+        else:
+            result = await self.runner.run(action, context)
         self.metrics.attempt(
             workflow=workflow_of(body),
             task=action.node,
@@ -151,6 +157,44 @@ class Actuator:
         if (action.node, action.attempt) not in state.awaited:
             self.queue.add(key, urgent=True)  # the run moves on before new work starts
 
+    async def _run_with_files(self, action: RunHandler, context: TaskContext) -> AttemptResult:
+        """An in-process attempt with its files in a directory of its own: the inputs fetched
+        before the call, the declared outputs kept after it."""
+        store, declared = self.options.artifacts, action.task.artifacts
+        assert declared is not None
+        if store is None:
+            return _no_store(action.node, action.attempt)
+        attempt = AttemptId(
+            namespace=context.namespace, run_uid=context.run_uid, node=action.node, attempt=action.attempt
+        )
+        with tempfile.TemporaryDirectory(prefix="seqflow-files-") as directory:
+            files = Path(directory)
+            for file in action.artifacts:
+                try:
+                    await store.download(file.key, files / file.name)
+                except Exception as error:  # obstore's errors: missing, refused, away
+                    message = f'input artifact "{file.name}" could not be fetched: {error}'
+                    return AttemptResult(node=action.node, attempt=action.attempt, error=message)
+            result = await self.runner.run(action, replace(context, files=files))
+            if not result.succeeded:
+                return result
+            missing = [o.name for o in declared.outputs if not (files / o.name).is_file()]
+            if missing:
+                absent = (
+                    f"the handler did not write its output artifacts {', '.join(missing)} in context.files"
+                )
+                return replace(result, output=None, error=absent, reason=Reason.ARTIFACT_MISSING)
+            kept = []
+            for output in declared.outputs:
+                key = attempt.artifact_key(output.name)
+                try:
+                    size, digest = await store.upload(files / output.name, key)
+                except Exception as error:  # obstore's errors: refused, away
+                    message = f'output artifact "{output.name}" could not be kept: {error}'
+                    return replace(result, output=None, error=message)
+                kept.append(StoredArtifact(name=output.name, key=key, size=size, sha256=digest))
+            return replace(result, artifacts=tuple(kept))
+
     async def _create_job(self, key: Key, body: JsonObject, action: CreateJob) -> bool:
         """Create an attempt's Job (or its pod alone); True when it cannot be (blocked,
         refused): plan again."""
@@ -160,7 +204,7 @@ class Actuator:
         if prepared is None:
             return True
         action, urls = prepared
-        if _passes_files(action):
+        if _passes_files(action.task):
             files = await self._artifact_links(run, state, action)
             if files is None:
                 return True
@@ -240,21 +284,11 @@ class Actuator:
     async def _artifact_links(self, run: RunRef, state: RunState, action: CreateJob) -> ArtifactLinks | None:
         """The links to an attempt's files; None when it cannot be created now (why is in the
         run's state)."""
-        assert action.task.job is not None and action.task.job.artifacts is not None
-        declared = action.task.job.artifacts
+        declared = action.task.artifacts
+        assert declared is not None
         store = self.options.artifacts
         if store is None:
-            error = (
-                "this step passes files (artifacts) and the operator has no object store for them: set "
-                "SEQFLOW_ARTIFACTS_URL, its credentials and SEQFLOW_ARTIFACTS_IMAGE (the chart's artifacts.*)"
-            )
-            state.results[(action.node, action.attempt)] = AttemptResult(
-                node=action.node,
-                attempt=action.attempt,
-                error=error,
-                permanent=True,
-                reason=Reason.ARTIFACTS_UNAVAILABLE,
-            )
+            state.results[(action.node, action.attempt)] = _no_store(action.node, action.attempt)
             return None
         attempt = AttemptId(
             namespace=run.namespace, run_uid=run.uid, node=action.node, attempt=action.attempt
@@ -316,9 +350,18 @@ def _ref(body: JsonObject) -> RunRef:
     return RunRef(namespace=namespace, name=name, uid=uid_of(body))
 
 
-def _passes_files(action: CreateJob) -> bool:
-    files = action.task.job.artifacts if action.task.job is not None else None
-    return files is not None and bool(files.inputs or files.outputs)
+def _passes_files(step: PinnedTask | PinnedMember) -> bool:
+    return step.artifacts is not None and bool(step.artifacts.inputs or step.artifacts.outputs)
+
+
+def _no_store(node: str, attempt: int) -> AttemptResult:
+    error = (
+        "this step passes files (artifacts) and the operator has no object store for them: set "
+        "SEQFLOW_ARTIFACTS_URL, its credentials and SEQFLOW_ARTIFACTS_IMAGE (the chart's artifacts.*)"
+    )
+    return AttemptResult(
+        node=node, attempt=attempt, error=error, permanent=True, reason=Reason.ARTIFACTS_UNAVAILABLE
+    )
 
 
 def _refused(state: RunState, *, node: str, attempt: int, what: str, error: Invalid) -> None:
