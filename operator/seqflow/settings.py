@@ -142,8 +142,8 @@ class Settings(BaseSettings):
     artifacts_secret_access_key: SecretStr = Field(default=SecretStr(""), description="Its secret key.")
     artifacts_image: str = Field(
         default="",
-        description="The seqflow image, which fetches and keeps steps' files in their pods (the chart "
-        "sets its own image); empty: steps that pass files fail (ArtifactsUnavailable).",
+        description="The seqflow image, which fetches and keeps Job steps' files in their pods (the "
+        "chart sets its own image); empty: Job steps that pass files fail (ArtifactsUnavailable).",
     )
     artifacts_link_seconds: int = Field(
         default=24 * 3600,

@@ -266,8 +266,7 @@ def test_in_process_steps_pass_a_20_mib_file_through_the_object_store(
             "SEQFLOW_ARTIFACTS_BUCKET": store.bucket,
             "SEQFLOW_ARTIFACTS_ACCESS_KEY_ID": store.access_key,
             "SEQFLOW_ARTIFACTS_SECRET_ACCESS_KEY": store.secret_key,
-            "SEQFLOW_ARTIFACTS_IMAGE": "localhost/seqflow:dev",
-        }
+        }  # (no SEQFLOW_ARTIFACTS_IMAGE: in-process steps move their files themselves)
         operator = start_operator(
             operator_kubeconfig, tmp_path / "operator.log", "values-*", database_url, **settings
         )

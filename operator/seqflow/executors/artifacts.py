@@ -29,12 +29,12 @@ class ArtifactStore:
     def __init__(self, store: S3Store, *, link_seconds: int, image: str) -> None:
         self._store = store
         self._expires = timedelta(seconds=link_seconds)
-        self.image = image  # the seqflow image, whose containers move the files in a step's pod
+        self.image = image  # the seqflow image, whose containers move a Job step's files ("": none)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArtifactStore | None:
-        """The store the settings name, or None when they name none (or no image to move files)."""
-        if not settings.artifacts_url or not settings.artifacts_image:
+        """The store the settings name, or None when they name none."""
+        if not settings.artifacts_url:
             return None
         store = S3Store(
             settings.artifacts_bucket,

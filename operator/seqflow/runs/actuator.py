@@ -287,7 +287,7 @@ class Actuator:
         declared = action.task.artifacts
         assert declared is not None
         store = self.options.artifacts
-        if store is None:
+        if store is None or not store.image:  # (a Job's pod moves its files with seqflow's image)
             state.results[(action.node, action.attempt)] = _no_store(action.node, action.attempt)
             return None
         attempt = AttemptId(
@@ -357,7 +357,8 @@ def _passes_files(step: PinnedTask | PinnedMember) -> bool:
 def _no_store(node: str, attempt: int) -> AttemptResult:
     error = (
         "this step passes files (artifacts) and the operator has no object store for them: set "
-        "SEQFLOW_ARTIFACTS_URL, its credentials and SEQFLOW_ARTIFACTS_IMAGE (the chart's artifacts.*)"
+        "SEQFLOW_ARTIFACTS_URL and its credentials, and for Job steps SEQFLOW_ARTIFACTS_IMAGE (the "
+        "chart's artifacts.* and its own image)"
     )
     return AttemptResult(
         node=node, attempt=attempt, error=error, permanent=True, reason=Reason.ARTIFACTS_UNAVAILABLE
