@@ -40,6 +40,7 @@ _KEPT_KEYS = {
     "pattern",
     "x-kubernetes-validations",
     "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
 }
 
 
@@ -48,6 +49,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
         merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
         return _structural(merged, defs)
+    if "anyOf" in node and node.get("x-kubernetes-int-or-string"):  # (no type: either one)
+        return {k: v for k, v in node.items() if k in _KEPT_KEYS}
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         if len(options) != 1:

@@ -18,12 +18,16 @@ GROUP = "seqflow.io"
 VERSION = "v1alpha1"
 MAX_TASKS = 100
 MAX_MEMBERS = 20
+MAX_ITEMS = 10_000  # items of one forEach step
+MAX_PARALLEL_ITEMS = 1_000  # of them running at once
+DEFAULT_PARALLEL_ITEMS = 50
 # Inputs and outputs up to this many bytes of JSON by default (SEQFLOW_MAX_VALUE_BYTES); those
 # above the inline threshold are kept in the history store, the status names them by reference.
 MAX_VALUE_BYTES = 16 * 1024 * 1024
 # What an input, a payload or an output may weigh where it is written inline: in a run's spec
 # or in a request to the HTTP API (etcd keeps at most 1.5 MiB per object).
 MAX_INLINE_BYTES = 512 * 1024
+PERCENT = r"^[0-9]{1,3}%$"
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 
 JsonObject = dict[str, Any]
@@ -76,6 +80,7 @@ class NodeType(enum.StrEnum):
     SLEEP = "sleep"
     WAIT = "wait"
     PARALLEL = "parallel"
+    FOR_EACH = "forEach"  # a step per item of a list
     WORKFLOW = "workflow"  # a sub-workflow: a child WorkflowRun
 
 
@@ -117,6 +122,7 @@ class Reason(enum.StrEnum):
     COMPENSATING = "Compensating"
     COMPENSATED = "Compensated"
     COMPENSATION_FAILED = "CompensationFailed"
+    ITEMS_INVALID = "ItemsInvalid"
     SUCCEEDED = "Succeeded"
 
 
@@ -308,12 +314,75 @@ class MemberSpec(Model):
     timeout_seconds: Annotated[int | None, Field(ge=1)] = None
 
 
+class ForEachStep(Model):
+    """What runs for each item of a forEach: a handler or a Job, with its own retry policy."""
+
+    model_config = cel_rules(
+        ("has(self.handler) != has(self.job)", "a forEach step needs exactly one of handler or job"),
+    )
+
+    handler: str | None = Field(default=None, min_length=1, max_length=253)
+    job: JobTemplate | None = None
+    retry: RetryOverride | None = None
+    timeout_seconds: Annotated[int | None, Field(ge=1)] = None
+
+
+class ForEachSpec(Model):
+    """A step per item of a list that the data gives: each item's step gets `{<as>: item,
+    index, input}`; the step's output is its input with the items' outputs, in item order,
+    under `into`."""
+
+    items: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="A CEL expression over `input`, `run` and `steps` (as in `when`) giving the list "
+        f"of items (at most {MAX_ITEMS}).",
+    )
+    as_: str = Field(
+        default="item",
+        alias="as",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        max_length=63,
+        description="The key of the item in each item's input (default item).",
+    )
+    into: str = Field(
+        default="results",
+        min_length=1,
+        max_length=253,
+        description="The key of the output holding the items' outputs in item order (a failed "
+        "item's, tolerated, is null).",
+    )
+    max_parallel: Annotated[int | None, Field(ge=1, le=MAX_PARALLEL_ITEMS)] = Field(
+        default=None,
+        description=f"Items running at once (default {DEFAULT_PARALLEL_ITEMS}), admitted in item order.",
+    )
+    tolerated_failures: Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=PERCENT)] | None = Field(
+        default=None,
+        description="Items that may fail (after their retries) while the step still succeeds: a "
+        'count, or a percentage of the items ("10%"). Default 0.',
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "type(self) == int ? self >= 0 : self.matches('^[0-9]{1,3}%$')",
+                    "message": 'toleratedFailures is a count (0 or more) or a percentage such as "10%"',
+                }
+            ],
+        },
+    )
+    fail_fast: bool | None = Field(
+        default=None,
+        description="Once more items failed than tolerated, cancel the running ones (default: let them end).",
+    )
+    step: ForEachStep
+
+
 class TaskSpec(Model):
     model_config = cel_rules(
         (
             "[has(self.handler), has(self.job), has(self.sleep), has(self.wait), "
-            "has(self.parallel), has(self.workflowRef)].filter(x, x).size() == 1",
-            "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
+            "has(self.parallel), has(self.workflowRef), has(self.forEach)].filter(x, x).size() == 1",
+            "a task needs exactly one of handler, job, sleep, wait, parallel, forEach or workflowRef",
         ),
         (
             "has(self.parallel) || !(has(self.maxParallel) || has(self.failFast))",
@@ -363,6 +432,7 @@ class TaskSpec(Model):
         description="Run another Workflow as this step: a child WorkflowRun, owned by this run, "
         "with this step's input; its output is the step's output.",
     )
+    for_each: ForEachSpec | None = Field(default=None, description="Run a step per item of a list.")
     max_parallel: Annotated[int | None, Field(ge=1)] = Field(
         default=None, description="Members running at once (default: all)."
     )
@@ -560,6 +630,24 @@ class PinnedMember(Model):
     timeout_seconds: int
 
 
+class PinnedForEach(Model):
+    """A forEach as the run executes it, defaults resolved."""
+
+    items: str
+    as_: str = Field(alias="as")
+    into: str
+    max_parallel: int
+    tolerated_failures: int | str = Field(json_schema_extra={"x-kubernetes-int-or-string": True})
+    fail_fast: bool
+    step: PinnedMember
+
+    def tolerated(self, total: int) -> int:
+        """How many of `total` items may fail."""
+        if isinstance(self.tolerated_failures, int):
+            return self.tolerated_failures
+        return total * int(self.tolerated_failures.removesuffix("%")) // 100
+
+
 class PinnedTask(Model):
     """A task as the run executes it: copied from the Workflow at start, defaults resolved."""
 
@@ -571,6 +659,7 @@ class PinnedTask(Model):
     wait: WaitSpec | None = None
     workflow_ref: WorkflowRef | None = None
     members: list[PinnedMember] | None = None
+    for_each: PinnedForEach | None = None
     max_parallel: int | None = None
     fail_fast: bool = False
     when: str | None = None
@@ -580,6 +669,19 @@ class PinnedTask(Model):
     )
     retry: RetryPolicy
     timeout_seconds: int
+
+
+class FanOut(Model):
+    """A forEach step's items and counters (its items' nodes, `<step>/<index>`, are folded into
+    the store as they finish, so the status holds only the running ones and a few more)."""
+
+    items: JsonObject = Field(description="The items ({items: [...]}), or their reference once stored.")
+    total: int
+    admitted: int = Field(default=0, description="Items started so far, in order.")
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    failed_items: list[str] | None = Field(default=None, description="The nodes of the items that failed.")
 
 
 class NodeStatus(Model):
@@ -607,6 +709,7 @@ class NodeStatus(Model):
     artifacts: list[StoredArtifact] | None = Field(
         default=None, description="The files its successful attempt produced, in the object store."
     )
+    fan_out: FanOut | None = Field(default=None, description="A forEach step's items and counters.")
     started_at: datetime | None = None
     finished_at: datetime | None = None
     next_retry_at: datetime | None = None

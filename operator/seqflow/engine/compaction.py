@@ -1,7 +1,8 @@
-"""How a run's status stays small whatever the run holds: nodes of finished steps folded, a
-chunk at a time, into values kept in the history store (`earlierNodes`), and a large task list
-kept there too (`pinnedTasksRef`). `expanded` gives the plan the whole status back; `compacted`
-folds the planned one again, reusing every chunk whose nodes did not change. Pure, like the plan.
+"""How a run's status stays small whatever the run holds: nodes of finished steps (and forEach
+items) folded, a chunk at a time, into values kept in the history store (`earlierNodes`), and a
+large task list kept there too (`pinnedTasksRef`). `expanded` gives the plan the whole status
+back; `compacted` folds the planned one again, reusing every chunk whose nodes did not change.
+Pure, like the plan.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def expanded(
 def compacted(
     status: WorkflowRunStatus, folded: Folded, *, pinned_now: bool, chunk: int, inline_tasks_bytes: int
 ) -> tuple[WorkflowRunStatus, dict[str, Encoded]]:
-    """The status to write, and the new values to store: the leading finished nodes folded
-    `chunk` at a time (while more than `chunk` nodes stay), and a task list pinned in this plan
+    """The status to write, and the new values to store: finished nodes folded `chunk` at a
+    time, in their order (while more than `chunk` nodes stay; the folded come first once
+    expanded again), and a task list pinned in this plan
     (`pinned_now`) kept by reference when its JSON is larger than `inline_tasks_bytes`."""
     new: dict[str, Encoded] = {}
     nodes, refs, at = status.nodes, list[StoredValueRef](), 0
@@ -83,10 +85,15 @@ def compacted(
             break
         refs.append(old.ref)
         at = end
-    while len(nodes) - at > chunk and all(n.phase in FINAL_NODE for n in nodes[at : at + chunk]):
-        refs.append(_stored({"nodes": [n.to_wire() for n in nodes[at : at + chunk]]}, new))
-        at += chunk
-    update: dict[str, object] = {"nodes": nodes[at:], "earlier_nodes": refs} if refs else {}
+    live = nodes[at:]
+    while len(live) > chunk:  # the first `chunk` finished ones, wherever they are
+        done = [i for i, n in enumerate(live) if n.phase in FINAL_NODE][:chunk]
+        if len(done) < chunk:
+            break
+        refs.append(_stored({"nodes": [live[i].to_wire() for i in done]}, new))
+        folding = set(done)
+        live = [n for i, n in enumerate(live) if i not in folding]
+    update: dict[str, object] = {"nodes": live, "earlier_nodes": refs} if refs else {}
     tasks = status.pinned_tasks
     if folded.tasks is not None and tasks is folded.tasks[1]:
         update.update(pinned_tasks=None, pinned_tasks_ref=folded.tasks[0])

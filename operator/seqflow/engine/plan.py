@@ -20,13 +20,18 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from seqflow.api.models import (
+    DEFAULT_PARALLEL_ITEMS,
     FINISHED,
+    MAX_ITEMS,
     Artifacts,
     CompensateSpec,
     Condition,
     ConditionStatus,
     Ending,
     FailureCause,
+    FanOut,
+    ForEachSpec,
+    ForEachStep,
     HistoryEvent,
     HistoryRecord,
     JsonObject,
@@ -34,6 +39,7 @@ from seqflow.api.models import (
     NodePhase,
     NodeStatus,
     NodeType,
+    PinnedForEach,
     PinnedMember,
     PinnedTask,
     Reason,
@@ -49,7 +55,7 @@ from seqflow.api.models import (
 )
 from seqflow.api.values import REF_SHAPE, Encoded, encode, ref_of, size_of, stored
 from seqflow.engine.compaction import FINAL_NODE, Folded, compacted, expanded
-from seqflow.engine.expressions import ConditionError, compiled, holds
+from seqflow.engine.expressions import ConditionError, compiled, evaluated, holds
 from seqflow.engine.schemas import input_problems, schema_problem
 from seqflow.engine.types import (
     Action,
@@ -94,6 +100,7 @@ FAILED_FOR_GOOD = (
     Reason.RUN_TOO_LARGE,
     Reason.STATUS_INVALID,
     Reason.INTERNAL_ERROR,
+    Reason.ITEMS_INVALID,
 )
 # `steps.Name` or `steps["Name"]` in a `when` expression: the outputs it reads
 STEP_REFERENCE = re.compile(r"""\bsteps\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*["']([^"']+)["']\s*\])""")
@@ -115,6 +122,8 @@ class _Draft:
     _indexed: tuple[list[NodeStatus], dict[str, int]] | None = None
     values: dict[str, Encoded] = field(default_factory=dict)  # new values to store, by digest
     _run_input: JsonObject | None = None
+    _fan_outs: frozenset[str] | None = None  # the forEach steps, by name
+    _own_nodes: list[NodeStatus] | None = None
 
     def keep(self, value: JsonObject) -> JsonObject:
         """What stands for `value` in the status: itself, or once it is larger than the inline
@@ -167,15 +176,19 @@ class _Draft:
         return None if position is None else self.status.nodes[position]
 
     def put(self, node: NodeStatus) -> None:
-        """Set a node: in its place, or after the others when it is new."""
-        positions, nodes = self._positions(), list(self.status.nodes)
+        """Set a node: in its place, or after the others when it is new. (The node list is the
+        draft's own from its first change on, changed in place: a run may have thousands.)"""
+        positions = self._positions()
+        if self._own_nodes is not self.status.nodes:
+            self.update(nodes=list(self.status.nodes))
+            self._own_nodes = self.status.nodes
+            self._indexed = (self.status.nodes, positions)
+        nodes = self.status.nodes
         position = positions.setdefault(node.id, len(nodes))
         if position == len(nodes):
             nodes.append(node)
         else:
             nodes[position] = node
-        self.update(nodes=nodes)
-        self._indexed = (self.status.nodes, positions)
 
     def _positions(self) -> dict[str, int]:
         """The nodes' positions by id (a run may have thousands)."""
@@ -193,6 +206,12 @@ class _Draft:
     def steps(self) -> list[PinnedTask]:
         return self.status.pinned_tasks or []
 
+    def is_item(self, node: str) -> bool:
+        """Whether a node is an item of a forEach step."""
+        if self._fan_outs is None:
+            self._fan_outs = frozenset(s.name for s in self.steps if s.for_each is not None)
+        return "/" in node and node.split("/", 1)[0] in self._fan_outs
+
     def step_index(self, node: str) -> int:
         """The position of the step a node belongs to (a group member or a compensation: its
         step's)."""
@@ -207,6 +226,8 @@ class _Draft:
             return step.compensate
         if "/" not in node:
             return step
+        if step.for_each is not None:
+            return step.for_each.step
         member = node.split("/", 1)[1]
         return next(m for m in step.members or [] if m.name == member)
 
@@ -261,7 +282,11 @@ def _start_next(draft: _Draft, observed: Observations) -> bool:
             _hold_for_progress(draft, node)
         else:
             _start_attempt(draft, node)
-    return any((n := draft.node(id)) is not None and n.phase in FINAL_NODE for id in starts)
+    # (a forEach that started: its first items start in the next round)
+    return any(
+        (n := draft.node(id)) is not None and (n.phase in FINAL_NODE or n.type == NodeType.FOR_EACH)
+        for id in starts
+    )
 
 
 def _next_starts(draft: _Draft) -> list[str]:
@@ -435,16 +460,27 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
     base_retry = RetryPolicy().merged(defaults.retry if defaults else None)
     base_timeout = (defaults.timeout_seconds if defaults else None) or options.default_timeout_seconds
     tasks = workflow.spec.tasks
-    read = {name for task in tasks if task.when for name in _steps_read(task.when)}
+    read = {name for task in tasks for _, text in _expressions(task) for name in _steps_read(text)}
 
-    def pinned(name: str, spec: MemberSpec | CompensateSpec) -> PinnedMember:
+    def pinned(name: str, spec: MemberSpec | CompensateSpec | ForEachStep) -> PinnedMember:
         return PinnedMember(
             name=name,
             handler=spec.handler,
             job=spec.job,
-            artifacts=spec.artifacts,
+            artifacts=None if isinstance(spec, ForEachStep) else spec.artifacts,
             retry=base_retry.merged(spec.retry),
             timeout_seconds=spec.timeout_seconds or base_timeout,
+        )
+
+    def pinned_for_each(spec: ForEachSpec) -> PinnedForEach:
+        return PinnedForEach(
+            items=spec.items,
+            as_=spec.as_,
+            into=spec.into,
+            max_parallel=spec.max_parallel or DEFAULT_PARALLEL_ITEMS,
+            tolerated_failures=spec.tolerated_failures or 0,
+            fail_fast=bool(spec.fail_fast),
+            step=pinned("item", spec.step),
         )
 
     return [
@@ -457,6 +493,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             wait=task.wait,
             workflow_ref=task.workflow_ref,
             members=[pinned(m.name, m) for m in task.parallel] if task.parallel is not None else None,
+            for_each=pinned_for_each(task.for_each) if task.for_each is not None else None,
             max_parallel=task.max_parallel,
             fail_fast=bool(task.fail_fast),
             when=task.when,
@@ -499,24 +536,30 @@ def workflow_problem(
 
 
 def _condition_problems(tasks: list[TaskSpec]) -> list[str]:
-    """`when` expressions that do not compile, or that read a step which has not run when they
-    are evaluated: only the steps before a task (and their groups' members) have."""
+    """CEL expressions (`when`, forEach items) that do not compile, or that read a step which has
+    not run when they are evaluated: only the steps before a task (and their groups' members) have."""
     ids = [[task.name, *(f"{task.name}/{m.name}" for m in task.parallel or [])] for task in tasks]
     every = {id for step in ids for id in step}
     problems, earlier = [], set[str]()
     for task, own in zip(tasks, ids, strict=True):
-        if task.when is not None:
+        for where_in, expression in _expressions(task):
             try:
-                compiled(task.when)
+                compiled(expression, field=where_in)
             except ConditionError as error:
                 problems.append(f"task {task.name}: {error}")
-            for read in sorted(_steps_read(task.when) - earlier):
+            for read in sorted(_steps_read(expression) - earlier):
                 where = (
                     "a later step (it has not run yet)" if read in every else "not a step of this Workflow"
                 )
-                problems.append(f"task {task.name}: when {task.when!r} reads steps.{read}, {where}")
+                problems.append(f"task {task.name}: {where_in} {expression!r} reads steps.{read}, {where}")
         earlier.update(own)
     return problems
+
+
+def _expressions(task: TaskSpec) -> list[tuple[str, str]]:
+    """A task's CEL expressions over its input and earlier steps, by the field they are in."""
+    found = [("when", task.when)] if task.when is not None else []
+    return found + ([("forEach items", task.for_each.items)] if task.for_each is not None else [])
 
 
 def _artifact_problems(tasks: list[TaskSpec]) -> list[str]:
@@ -621,6 +664,7 @@ def _unrunnable(tasks: list[TaskSpec], *, handlers: frozenset[str]) -> str | Non
     named = [(task.name, task.handler) for task in tasks]
     named += [(f"{task.name}/{m.name}", m.handler) for task in tasks for m in task.parallel or []]
     named += [(f"{task.name}{COMPENSATION}", t.handler) for task in tasks if (t := task.compensate)]
+    named += [(task.name, f.step.handler) for task in tasks if (f := task.for_each)]
     problems = [
         f'task {name}: no handler registered as "{handler}"'
         for name, handler in named
@@ -660,16 +704,17 @@ def _fold(draft: _Draft, observed: Observations) -> None:
         if draft.status.ending is None:  # compensations under way are not cut short
             _cancel(draft, reason=Reason.CANCELLED, message="The run was cancelled (spec.cancel)")
             return
+    gathering = (NodeType.PARALLEL, NodeType.FOR_EACH)  # after their members and items
     for node in list(draft.status.nodes):
-        if node.type == NodeType.PARALLEL:
-            continue  # after its members
-        if node.phase == NodePhase.RUNNING:
+        if node.phase == NodePhase.RUNNING and node.type not in gathering:
             _fold_running(draft, node, observed)
         elif node.phase == NodePhase.WAITING:
             _fold_waiting(draft, node)
     for node in list(draft.status.nodes):
         if node.type == NodeType.PARALLEL and node.phase == NodePhase.RUNNING:
             _fold_group(draft, node)
+        elif node.type == NodeType.FOR_EACH and node.phase == NodePhase.RUNNING:
+            _fold_fan_out(draft, node)
     for id in draft.unseen:  # (a failFast group may have cancelled it meanwhile)
         unseen = draft.node(id)
         if unseen is not None and unseen.phase == NodePhase.RUNNING:
@@ -836,6 +881,78 @@ def _fold_group(draft: _Draft, group: NodeStatus) -> None:
         _succeeded_merged(draft, group, output)
 
 
+def _fold_fan_out(draft: _Draft, node: NodeStatus) -> None:
+    """A forEach ends when its items have: Succeeded with its input and their outputs in item
+    order (a tolerated failure's as null), or Failed once more items failed than tolerated and
+    none runs any more (with failFast, the running ones are cancelled first)."""
+    step = draft.steps[draft.step_index(node.id)]
+    assert step.for_each is not None and node.fan_out is not None
+    spec, fan = step.for_each, node.fan_out
+    items = _items(draft, step)
+    failed = [n for n in items if n.phase == NodePhase.FAILED]
+    tolerated = spec.tolerated(fan.total)
+    if len(failed) > tolerated and spec.fail_fast:
+        for item in items:
+            if item.phase in ACTIVE:
+                _cancel_node(draft, item, reason=Reason.CANCELLED)
+        items = _items(draft, step)
+    if len(failed) > tolerated and not any(n.phase in ACTIVE for n in items):
+        message = f"Task {node.id} failed: {len(failed)} of {_count(fan.total, 'item')} failed, "
+        message += f"more than the {tolerated} tolerated; {failed[0].id}: {failed[0].last_error}"
+        draft.put(_with(node, phase=NodePhase.FAILED, finished_at=draft.now, last_error=_clip(message)))
+        draft.record(
+            HistoryEvent.TASK_FAILED, node=node.id, attempt=node.attempts, details={"error": _clip(message)}
+        )
+        draft.end = (Reason.TASK_FAILED, message)
+    elif len(failed) + sum(n.phase == NodePhase.SUCCEEDED for n in items) == fan.total:
+        _gathered(draft, node, spec, items)
+
+
+def _items(draft: _Draft, step: PinnedTask) -> list[NodeStatus]:
+    """The nodes of a forEach's items admitted so far."""
+    prefix = step.name + "/"
+    return [n for n in draft.status.nodes if n.id.startswith(prefix)]
+
+
+def _count_items(draft: _Draft) -> None:
+    """Bring the counters of the forEach steps under way, or ended in this plan, up to date."""
+    for node in list(draft.status.nodes):
+        if node.fan_out is None or (node.phase not in ACTIVE and node.finished_at != draft.now):
+            continue
+        items = _items(draft, draft.steps[draft.step_index(node.id)])
+        failed = [n.id for n in items if n.phase == NodePhase.FAILED]
+        counted = node.fan_out.model_copy(
+            update={
+                "running": sum(n.phase in ACTIVE for n in items),
+                "succeeded": sum(n.phase == NodePhase.SUCCEEDED for n in items),
+                "failed": len(failed),
+                "failed_items": failed or None,
+            }
+        )
+        if counted != node.fan_out:
+            draft.put(_with(node, fan_out=counted))
+
+
+def _gathered(draft: _Draft, node: NodeStatus, spec: PinnedForEach, items: list[NodeStatus]) -> None:
+    """The fan-in: a forEach's output once all its items have ended."""
+    by_index = {int(n.id.rsplit("/", 1)[1]): n for n in items}
+    assert node.fan_out is not None
+    results = [
+        draft.resolve(item.output or {}) if (item := by_index[i]).phase == NodePhase.SUCCEEDED else None
+        for i in range(node.fan_out.total)
+    ]
+    output = {**draft.resolve(_input_of(draft, draft.step_index(node.id))), spec.into: results}
+    kept = draft.keep(output)  # (encoded once)
+    if (size := size_of(kept)) > draft.options.max_value_bytes:
+        draft.values.pop(kept.get("ref", ""), None)
+        result = AttemptResult(node=node.id, attempt=node.attempts)
+        _attempt_failed(draft, node, _output_too_large(draft, result, size=size))
+    elif kept is output:  # inline: it may have a reference's shape
+        _succeeded_merged(draft, node, output)
+    else:
+        _succeeded(draft, node, kept)
+
+
 def _succeeded_merged(draft: _Draft, node: NodeStatus, output: JsonObject) -> None:
     """A step whose output is a merge succeeds, unless the merge has the shape of a reference
     (it would be read as one): then it fails for good."""
@@ -903,7 +1020,8 @@ def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> N
             message = f"{draft.status.ending.message}; compensation {node.id} failed ({why}): {error}"
             draft.end = (Reason.COMPENSATION_FAILED, message)
             return
-        if result.permanent and draft.status.cause is None:  # the run fails for good (a group's too)
+        # The run fails for good (a group's too; an item's failure is its forEach's to weigh).
+        if result.permanent and draft.status.cause is None and not draft.is_item(node.id):
             cause = result.cause or FailureCause(run=draft.run.name, reason=reason, message=message)
             draft.update(cause=cause)
         if "/" not in node.id:  # a member's failure is its group's to weigh
@@ -1058,6 +1176,8 @@ def _ready_steps(draft: _Draft) -> list[str]:
             continue  # skipped
         if step.members is not None and node is not None and node.phase == NodePhase.RUNNING:
             return _ready_members(draft, step)
+        if step.for_each is not None and node is not None and node.phase == NodePhase.RUNNING:
+            return _ready_items(draft, step, node)
         if node is None or node.phase == NodePhase.PENDING:
             if not _room_for_history(draft, step):
                 return []
@@ -1087,6 +1207,29 @@ def _ready_members(draft: _Draft, step: PinnedTask) -> list[str]:
     return starts
 
 
+def _ready_items(draft: _Draft, step: PinnedTask, node: NodeStatus) -> list[str]:
+    """The items of a running forEach that start now, up to maxParallel running: those to run
+    again (a retry of the item, or of the run) first, then the next ones in item order. Once
+    more have failed than tolerated, none starts any more."""
+    assert step.for_each is not None and node.fan_out is not None
+    spec, fan = step.for_each, node.fan_out
+    items = _items(draft, step)
+    if sum(n.phase == NodePhase.FAILED for n in items) > spec.tolerated(fan.total):
+        return []
+    free = spec.max_parallel - sum(n.phase == NodePhase.RUNNING for n in items)
+    starts = [
+        n.id
+        for n in items
+        if n.phase == NodePhase.PENDING or (n.phase == NodePhase.RETRYING and _due(draft, n))
+    ][: max(free, 0)]
+    next = range(fan.admitted, min(fan.total, fan.admitted + free - len(starts)))
+    starts += [f"{step.name}/{index}" for index in next]
+    if not starts or not _room_for_history(draft, step):
+        return []
+    room = draft.options.max_pending_history - len(draft.status.pending_history)  # an entry a start
+    return starts[: max(room, 1)]
+
+
 def _due(draft: _Draft, node: NodeStatus) -> bool:
     """Whether a retrying node's backoff is over; if not, a timer for it."""
     if node.next_retry_at and draft.now < node.next_retry_at:
@@ -1102,19 +1245,9 @@ def _condition_holds(draft: _Draft, index: int) -> bool:
     step = draft.steps[index]
     assert step.when is not None
     input = _input_of(draft, index)
-    run = draft.run
-    variables = {
-        "input": draft.resolve(input),
-        "run": {"name": run.name, "namespace": run.namespace, "labels": dict(run.labels)},
-        "steps": {
-            n.id: {"phase": n.phase.value, "output": draft.resolve(n.output or {})}
-            for n in draft.status.nodes
-            if not _is_compensation(n.id)
-        },
-    }
     node = draft.node(step.name) or NodeStatus(id=step.name, type=_node_type(step))
     try:
-        if holds(step.when, variables):
+        if holds(step.when, _variables(draft, input)):
             return True
     except ConditionError as error:
         message = f"Task {step.name}: {error}"
@@ -1132,6 +1265,20 @@ def _condition_holds(draft: _Draft, index: int) -> bool:
     draft.record(HistoryEvent.TASK_SKIPPED, node=step.name, details={"when": step.when})
     draft.update(output=input)
     return False
+
+
+def _variables(draft: _Draft, input: JsonObject) -> dict[str, object]:
+    """What a step's CEL expressions see: its input, the run, and the earlier steps."""
+    run = draft.run
+    return {
+        "input": draft.resolve(input),
+        "run": {"name": run.name, "namespace": run.namespace, "labels": dict(run.labels)},
+        "steps": {
+            n.id: {"phase": n.phase.value, "output": draft.resolve(n.output or {})}
+            for n in draft.status.nodes
+            if not _is_compensation(n.id) and not draft.is_item(n.id)
+        },
+    }
 
 
 def _room_for_history(draft: _Draft, step: PinnedTask) -> bool:
@@ -1171,6 +1318,8 @@ def _start_attempt(draft: _Draft, id: str) -> None:
         }
     )
     draft.put(node)
+    if draft.is_item(id):
+        _admitted(draft, id)
     draft.record(
         HistoryEvent.TASK_STARTED,
         node=node.id,
@@ -1205,8 +1354,62 @@ def _start_attempt(draft: _Draft, id: str) -> None:
             _fold_waiting(draft, node)  # the signal may be there already
         case NodeType.PARALLEL:
             _started_condition(draft, node)  # its members start with it
+        case NodeType.FOR_EACH:
+            _begin_fan_out(draft, node, input)
         case _:
             assert_never(node.type)
+
+
+def _admitted(draft: _Draft, item: str) -> None:
+    """Count an item started for the first time as admitted (items are admitted in order)."""
+    step, index = item.rsplit("/", 1)
+    fan_out = draft.node(step)
+    assert fan_out is not None and fan_out.fan_out is not None
+    if int(index) >= fan_out.fan_out.admitted:
+        draft.put(_with(fan_out, fan_out=fan_out.fan_out.model_copy(update={"admitted": int(index) + 1})))
+
+
+def _begin_fan_out(draft: _Draft, node: NodeStatus, input: JsonObject) -> None:
+    """Evaluate a forEach's items (once: a retry of the run keeps them) and start the first; a
+    list that cannot be had fails the step for good, an empty one succeeds it at once."""
+    step = draft.steps[draft.step_index(node.id)]
+    assert step.for_each is not None
+    if node.fan_out is None:
+        try:
+            items = _evaluated_items(draft, step.for_each, input)
+        except ConditionError as error:
+            result = AttemptResult(
+                node=node.id,
+                attempt=node.attempts,
+                error=str(error),
+                permanent=True,
+                reason=Reason.ITEMS_INVALID,
+            )
+            _attempt_failed(draft, node, result)
+            return
+        node = _with(node, fan_out=FanOut(items=draft.keep({"items": items}), total=len(items)))
+        draft.put(node)
+    assert node.fan_out is not None
+    if node.fan_out.total == 0:
+        _gathered(draft, node, step.for_each, [])
+    else:
+        _started_condition(draft, node)
+
+
+def _evaluated_items(draft: _Draft, spec: PinnedForEach, input: JsonObject) -> list[object]:
+    items = evaluated(spec.items, _variables(draft, input), field="forEach items")
+    if not isinstance(items, list):
+        raise ConditionError(f"forEach items {spec.items!r} gave {type(items).__name__}, not a list")
+    if len(items) > MAX_ITEMS:
+        raise ConditionError(
+            f"forEach items {spec.items!r} gave {len(items)} items, "
+            f"more than the {MAX_ITEMS} one step may run"
+        )
+    try:
+        encode(items)
+    except (TypeError, ValueError) as error:
+        raise ConditionError(f"forEach items {spec.items!r} gave a value that is not JSON: {error}") from None
+    return items
 
 
 def _deadline(step: PinnedTask | PinnedMember, *, now: datetime) -> datetime | None:
@@ -1227,6 +1430,8 @@ def _node_type(step: PinnedTask | PinnedMember) -> NodeType:
         return NodeType.HANDLER
     if step.members is not None:
         return NodeType.PARALLEL
+    if step.for_each is not None:
+        return NodeType.FOR_EACH
     if step.workflow_ref is not None:
         return NodeType.WORKFLOW
     if step.sleep is not None:
@@ -1237,6 +1442,9 @@ def _node_type(step: PinnedTask | PinnedMember) -> NodeType:
 def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -> Action:
     task = draft.spec_of(node.id)
     data = _input_for(draft, node.id) if input is None else input
+    if draft.is_item(node.id):  # its own copy of the forEach's input, not a reference to it
+        data = {**data, "input": draft.resolve(data["input"])}
+        data = draft.keep(data) if node.type == NodeType.JOB else data
     if node.type == NodeType.JOB:
         assert node.job is not None
         files = tuple(f for f in _input_artifacts(draft, task).values() if f is not None)
@@ -1312,10 +1520,24 @@ def _input_of(draft: _Draft, index: int) -> JsonObject:
 
 def _input_for(draft: _Draft, node: str) -> JsonObject:
     """The input of a node: its step's, or for a compensation, the output of the step it undoes."""
+    if draft.is_item(node):
+        return _item_input(draft, node)
     if not _is_compensation(node):
         return _input_of(draft, draft.step_index(node))
     step = draft.node(node.removesuffix(COMPENSATION))
     return (step.output if step else None) or {}
+
+
+def _item_input(draft: _Draft, node: str) -> JsonObject:
+    """An item's input: the item, its index, and the forEach's input (by reference when it is
+    stored: the same for every item, it is read, not copied, for each)."""
+    step, index = node.rsplit("/", 1)
+    fan_out = draft.node(step)
+    assert fan_out is not None and fan_out.fan_out is not None
+    spec = draft.steps[draft.step_index(node)].for_each
+    assert spec is not None
+    item = draft.resolve(fan_out.fan_out.items)["items"][int(index)]
+    return {spec.as_: item, "index": int(index), "input": _input_of(draft, draft.step_index(node))}
 
 
 def job_name(*, run: str, node: str, attempt: int) -> str:
@@ -1348,11 +1570,11 @@ def derive_phase(status: WorkflowRunStatus, spec: WorkflowRunSpec, *, ended: str
         return RunPhase.SUSPENDED if spec.suspend else going_on
     if ending is not None:
         return RunPhase.CANCELLED if ended == Reason.RUN_DELETED else ending.phase
-    if ended in (Reason.CANCELLED, Reason.RUN_DELETED) or (
-        ended is None and any(n.phase == NodePhase.CANCELLED for n in nodes.values())
-    ):
+    # (a member's or an item's end is its group's or forEach's to weigh)
+    ends = {n.phase for n in nodes.values() if "/" not in n.id}
+    if ended in (Reason.CANCELLED, Reason.RUN_DELETED) or (ended is None and NodePhase.CANCELLED in ends):
         return RunPhase.CANCELLED
-    if ended is not None or any(n.phase == NodePhase.FAILED for n in nodes.values()):
+    if ended is not None or NodePhase.FAILED in ends:
         return RunPhase.FAILED
     if steps and all(s.name in nodes and nodes[s.name].phase in DONE for s in steps):
         return RunPhase.SUCCEEDED
@@ -1364,16 +1586,21 @@ def derive_phase(status: WorkflowRunStatus, spec: WorkflowRunSpec, *, ended: str
 def _conclude(draft: _Draft) -> None:
     """Derive the phase and the summary fields; record the run's end or suspension, if new."""
     before = draft.status.phase  # (Running again after a retry)
+    _count_items(draft)
     reason = draft.end[0] if draft.end else None
     phase = derive_phase(draft.status, draft.run.spec, ended=reason)
     steps = draft.steps
     nodes = draft.status.nodes
     names = {step.name for step in steps}
     succeeded = sum(n.phase in DONE for n in nodes if n.id in names)  # steps, not members
+    progress = f"{succeeded}/{len(steps)}" if steps else draft.status.progress
+    for fan_out in (n for n in nodes if n.fan_out is not None and n.phase in ACTIVE):
+        assert fan_out.fan_out is not None
+        progress = f"{progress}, {fan_out.id} {fan_out.fan_out.succeeded}/{fan_out.fan_out.total}"
     draft.update(
         phase=phase,
-        current=[n.id for n in nodes if n.phase in ACTIVE],
-        progress=f"{succeeded}/{len(steps)}" if steps else draft.status.progress,
+        current=[n.id for n in nodes if n.phase in ACTIVE and not draft.is_item(n.id)],
+        progress=progress,
         retries=sum(max(n.attempts - 1, 0) for n in nodes),
     )
     _report_phase(draft, phase, before)

@@ -44,7 +44,7 @@ def read_by_plan(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> set[str]:
     """The digests of the stored values a plan may read: the run's input, the outputs kept in
     its status, its folded nodes and task list (what is only passed on, as in the activity log,
     is not read). The outputs kept in folded nodes are `folded_outputs`."""
-    digests = digests_in([status.output, status.input, *(n.output for n in status.nodes)]) | _folded(status)
+    digests = digests_in([status.output, status.input, *_kept_in_nodes(status)]) | _folded(status)
     return digests | {spec.input_ref.ref} if spec.input_ref is not None else digests
 
 
@@ -52,6 +52,11 @@ def folded_outputs(status: WorkflowRunStatus, found: Mapping[str, JsonObject]) -
     """The digests of the outputs kept in the status's folded nodes, as far as `found` has them."""
     chunks = (found.get(ref.ref) for ref in status.earlier_nodes)
     return digests_in(node.get("output") for chunk in chunks if chunk for node in chunk["nodes"])
+
+
+def _kept_in_nodes(status: WorkflowRunStatus) -> list[JsonObject | None]:
+    """The values the status's nodes keep: outputs, and forEach items."""
+    return [n.output for n in status.nodes] + [n.fan_out.items for n in status.nodes if n.fan_out]
 
 
 def _folded(status: WorkflowRunStatus) -> set[str]:
@@ -67,7 +72,7 @@ def new_to_plan(results: Collection[AttemptResult], children: Collection[ChildRu
 
 def named_by(status: WorkflowRunStatus) -> set[str]:
     """Every digest the status names (the outputs in its folded nodes were named before)."""
-    kept = [status.output, status.input, *(n.output for n in status.nodes)]
+    kept = [status.output, status.input, *_kept_in_nodes(status)]
     logged = (v for r in status.pending_history for v in r.details.values())
     return digests_in([*kept, *logged]) | _folded(status)
 
