@@ -114,3 +114,26 @@ def read_file(data: dict, context: seqflow.TaskContext) -> dict:
     assert context.files is not None
     content = (context.files / "in.bin").read_bytes()
     return {"read": hashlib.sha256(content).hexdigest(), "size": len(content), "input": data}
+
+
+@seqflow.task("test.item")
+async def item(data: dict, context: seqflow.TaskContext) -> dict:
+    """A forEach item: notes `start`, then `end` or `cancelled`, with its index and the time in
+    the file `log` of the forEach's input, after `sleep` seconds; fails while its index is in
+    `fail` and the file `failing` exists. Returns the square of its item."""
+    given = data["input"]
+
+    def note(what: str) -> None:
+        with open(given["log"], "a") as log:
+            log.write(f"{what} {data['index']} {context.attempt} {time.time()}\n")
+
+    note("start")
+    try:
+        await asyncio.sleep(given.get("sleep", 0))
+    except asyncio.CancelledError:
+        note("cancelled")
+        raise
+    note("end")
+    if data["index"] in given.get("fail", []) and os.path.exists(given.get("failing", "")):
+        raise RuntimeError(f"item {data['index']} failed")
+    return {"square": data["item"] ** 2}

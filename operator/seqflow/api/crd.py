@@ -49,8 +49,11 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
         merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
         return _structural(merged, defs)
-    if "anyOf" in node and node.get("x-kubernetes-int-or-string"):  # (no type: either one)
-        return {k: v for k, v in node.items() if k in _KEPT_KEYS}
+    if "anyOf" in node and node.get("x-kubernetes-int-or-string"):  # no type: either one, and the
+        kept = {k: v for k, v in node.items() if k in _KEPT_KEYS}  # checks of each (a pattern
+        for option in node["anyOf"]:  # applies to a string only, a minimum to a number only)
+            kept |= {k: v for k, v in option.items() if k in _KEPT_KEYS and k != "type"}
+        return kept
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         if len(options) != 1:

@@ -360,15 +360,7 @@ class ForEachSpec(Model):
         default=None,
         description="Items that may fail (after their retries) while the step still succeeds: a "
         'count, or a percentage of the items ("10%"). Default 0.',
-        json_schema_extra={
-            "x-kubernetes-int-or-string": True,
-            "x-kubernetes-validations": [
-                {
-                    "rule": "type(self) == int ? self >= 0 : self.matches('^[0-9]{1,3}%$')",
-                    "message": 'toleratedFailures is a count (0 or more) or a percentage such as "10%"',
-                }
-            ],
-        },
+        json_schema_extra={"x-kubernetes-int-or-string": True},
     )
     fail_fast: bool | None = Field(
         default=None,

@@ -1,0 +1,132 @@
+"""End to end: forEach steps on the real API server. A 1,000-item fan-out of handlers never runs
+more than maxParallel at once (from the items' own log) and gathers in item order; tolerated
+failures, a retry that runs only the failed items, a cancel that stops the running ones."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testenv.operator import OperatorProcess
+from tests.e2e.test_history import admin_token, get
+from tests.e2e.test_job_tasks import wait_phase
+from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow_run
+
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
+
+
+def fan_out(name: str, **for_each: Any) -> dict[str, Any]:
+    spec = {"items": "input.lines", "step": {"handler": "test.item", "retry": {"maxRetries": 0}}, **for_each}
+    return workflow(name, [{"name": "Square", "forEach": spec}])
+
+
+def output_of(cluster: Cluster, operator: OperatorProcess, runs: Runs, namespace: str, name: str) -> Any:
+    """A finished run's output, read through its reference when it is stored (the history API)."""
+    wait_for(lambda: not runs.get(namespace, name)["status"].get("pendingHistory"), timeout=60)
+    code, shown = get(operator, f"/api/v1/namespaces/{namespace}/runs/{name}", admin_token(cluster))
+    assert code == 200, shown
+    return shown["output"]
+
+
+def log_of(path: Path) -> list[tuple[str, int, int, float]]:
+    lines = [line.split() for line in path.read_text().splitlines()]
+    return [(what, int(index), int(attempt), float(at)) for what, index, attempt, at in lines]
+
+
+def most_at_once(log: list[tuple[str, int, int, float]]) -> int:
+    running = most = 0
+    for what, *_ in sorted(log, key=lambda entry: entry[3]):
+        running += 1 if what == "start" else -1
+        most = max(most, running)
+    return most
+
+
+def test_a_1000_item_fan_out_runs_at_most_max_parallel_and_gathers_in_order(
+    cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path, operator: OperatorProcess
+):
+    cluster.apply(fan_out("squares", maxParallel=50), namespace=namespace)
+    log = tmp_path / "items.log"
+    started = time.monotonic()
+    run = workflow_run("r", "squares", {"lines": list(range(1000)), "log": str(log), "sleep": 0.05})
+    cluster.apply(run, namespace=namespace)
+    wait_phase(cluster, namespace, "r", "Succeeded", timeout=300)
+    took = time.monotonic() - started
+    entries = log_of(log)
+    assert sorted(index for what, index, _, _ in entries if what == "start") == list(range(1000))
+    assert 40 <= most_at_once(entries) <= 50  # (an item runs 50 ms: the slots stay full)
+    output = output_of(cluster, operator, runs, namespace, "r")
+    assert output["results"] == [{"square": i * i} for i in range(1000)]
+    size = len(json.dumps(cluster.get_json("workflowrun", "r", "-n", namespace)))
+    assert size < 256 * 1024
+    print(f"\n1,000 items, maxParallel 50: {took:.1f} s ({1000 / took:.0f} items/s), object {size} bytes")
+
+
+@pytest.mark.parametrize(("tolerated", "phase"), [(2, "Succeeded"), (1, "Failed")])
+def test_failing_items_within_the_tolerance_are_listed_beyond_it_fail_the_run(
+    cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path, tolerated: int, phase: str
+):
+    name = f"tolerant-{tolerated}"
+    cluster.apply(fan_out(name, maxParallel=4, toleratedFailures=tolerated), namespace=namespace)
+    (tmp_path / "failing").touch()
+    given = {"lines": list(range(20)), "log": str(tmp_path / "items.log"), "fail": [3, 7]}
+    cluster.apply(
+        workflow_run(name, name, {**given, "failing": str(tmp_path / "failing")}), namespace=namespace
+    )
+    wait_phase(cluster, namespace, name, phase, timeout=120)
+    status = runs.get(namespace, name)["status"]
+    (square,) = [n for n in status["nodes"] if n["id"] == "Square"]
+    assert square["fanOut"]["failedItems"] == ["Square/3", "Square/7"]
+    if phase == "Succeeded":
+        results = status["output"]["results"]
+        assert results[3] is None and results[7] is None and results[4] == {"square": 16}
+        return
+    message = condition(status)["message"]
+    assert (
+        message == "Task Square failed: 2 of 20 items failed, more than the 1 tolerated; "
+        "Square/3: RuntimeError: item 3 failed"
+    )
+    # It failed after the items under way ended, and admitted none after the second failure:
+    entries = log_of(tmp_path / "items.log")
+    assert all(any(e[:2] == ("end", i) for e in entries) for _, i, _, _ in entries)
+    assert max(i for _, i, _, _ in entries) < 7 + 4 + 1
+
+
+def test_a_retry_runs_only_the_failed_items_and_a_cancel_stops_the_running_ones(
+    cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path
+):
+    cluster.apply(fan_out("retried", maxParallel=5), namespace=namespace)
+    failing, log = tmp_path / "failing", tmp_path / "items.log"
+    failing.touch()
+    given = {"lines": list(range(10)), "log": str(log), "fail": [2], "failing": str(failing)}
+    cluster.apply(workflow_run("r", "retried", given), namespace=namespace)
+    wait_phase(cluster, namespace, "r", "Failed", timeout=60)
+    failing.unlink()
+    patch(cluster, namespace, "r", {"retry": 1})
+    wait_phase(cluster, namespace, "r", "Succeeded", timeout=60)
+    starts = Counter(index for what, index, _, _ in log_of(log) if what == "start")
+    assert starts == {i: 2 if i == 2 else 1 for i in range(10)}  # the failed item again, the rest once
+    assert runs.get(namespace, "r")["status"]["output"]["results"][2] == {"square": 4}
+
+    slow_log = tmp_path / "slow.log"
+    slow = {"lines": list(range(10)), "log": str(slow_log), "sleep": 60}
+    cluster.apply(workflow_run("slow", "retried", slow), namespace=namespace)
+    wait_for(lambda: slow_log.exists() and len(log_of(slow_log)) == 5, timeout=30, what="5 items running")
+    progress = lambda: runs.get(namespace, "slow").get("status", {}).get("progress")  # noqa: E731
+    wait_for(lambda: progress() == "0/1, Square 0/10", timeout=10, what="the progress in the status")
+    asked = time.time()
+    patch(cluster, namespace, "slow", {"cancel": True})
+    wait_phase(cluster, namespace, "slow", "Cancelled", timeout=30)
+    entries = log_of(slow_log)
+    assert sorted(i for what, i, _, _ in entries if what == "start") == list(range(5))
+    cancelled = [at for what, _, _, at in entries if what == "cancelled"]
+    assert len(cancelled) == 5 and max(cancelled) - asked < 2
+
+
+def patch(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    body = json.dumps({"spec": spec})
+    cluster.kubectl("patch", "workflowrun", name, "-n", namespace, "--type=merge", "-p", body)
