@@ -14,8 +14,8 @@ import pytest
 
 from testenv.operator import OperatorProcess
 from tests.e2e.test_history import admin_token, get
-from tests.e2e.test_job_tasks import wait_phase
-from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow_run
+from tests.e2e.test_job_tasks import job_task, jobs_of, wait_phase
+from tests.support import REPO, Cluster, Runs, condition, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
 
@@ -130,3 +130,46 @@ def test_a_retry_runs_only_the_failed_items_and_a_cancel_stops_the_running_ones(
 def patch(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
     body = json.dumps({"spec": spec})
     cluster.kubectl("patch", "workflowrun", name, "-n", namespace, "--type=merge", "-p", body)
+
+
+def test_the_order_picking_example_picks_each_line_and_labels_what_it_could(
+    cluster: Cluster, runs: Runs, namespace: str
+):
+    cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "workflows" / "order-picking.yaml"))
+    wait_phase(cluster, namespace, "picking-001", "Succeeded", timeout=60)
+    status = runs.get(namespace, "picking-001")["status"]
+    assert status["output"] == {
+        "order_id": "ORD-007",
+        "parcel": ["2 x SKU-1", "1 x SKU-2", "5 x SKU-3"],
+        "missing": ["SKU-9"],  # one line of four may fail (25%): it failed for good, not retried
+    }
+    (pick,) = [n for n in status["nodes"] if n["id"] == "Pick"]
+    assert pick["fanOut"] == {
+        **pick["fanOut"],
+        "total": 4,
+        "succeeded": 3,
+        "failed": 1,
+        "failedItems": ["Pick/2"],
+    }
+
+
+def test_job_items_run_a_job_each_with_their_item_in_its_input(cluster: Cluster, runs: Runs, namespace: str):
+    cluster.require_kwok()  # (pods played by kwok: they echo their input as their output)
+    step = job_task("item")["job"]
+    cluster.apply(
+        workflow(
+            "jobs",
+            [{"name": "Each", "forEach": {"items": "input.lines", "maxParallel": 5, "step": {"job": step}}}],
+        ),
+        namespace=namespace,
+    )
+    cluster.apply(workflow_run("r", "jobs", {"lines": [f"l{i}" for i in range(20)]}), namespace=namespace)
+    wait_phase(cluster, namespace, "r", "Succeeded", timeout=120)
+    results = runs.get(namespace, "r")["status"]["output"]["results"]
+    assert [r["input"]["item"] for r in results] == [f"l{i}" for i in range(20)]
+    assert [r["input"]["index"] for r in results] == list(range(20))
+    assert all(r["input"]["input"] == {"lines": [f"l{i}" for i in range(20)]} for r in results)
+    jobs = jobs_of(cluster, namespace, "r")
+    assert len({j["metadata"]["name"] for j in jobs}) == 20 and all(
+        "-each-" in j["metadata"]["name"] for j in jobs
+    )

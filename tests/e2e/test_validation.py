@@ -28,15 +28,15 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         (workflow("w", [HANDLER_TASK, {"name": "A", "handler": "y"}]), "task names must be unique"),
         (
             workflow("w", [{"name": "A", "handler": "x", "job": {"image": "busybox"}}]),
-            "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
+            "a task needs exactly one of handler, job, sleep, wait, parallel, forEach or workflowRef",
         ),
         (
             workflow("w", [{"name": "A"}]),
-            "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
+            "a task needs exactly one of handler, job, sleep, wait, parallel, forEach or workflowRef",
         ),
         (
             workflow("w", [{"name": "A", "handler": "x", "sleep": {"seconds": 5}}]),
-            "a task needs exactly one of handler, job, sleep, wait, parallel or workflowRef",
+            "a task needs exactly one of handler, job, sleep, wait, parallel, forEach or workflowRef",
         ),
         (
             workflow("w", [{"name": "A", "sleep": {"seconds": 5, "until": "2026-01-01T00:00:00Z"}}]),
@@ -54,6 +54,38 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
                 "w", [{"name": "G", "parallel": [{"name": "M", "handler": "x", "job": {"image": "i"}}]}]
             ),
             "a member needs exactly one of handler or job",
+        ),
+        (
+            workflow("w", [{"name": "F", "forEach": {"items": "input.xs", "step": {}}}]),
+            "a forEach step needs exactly one of handler or job",
+        ),
+        (
+            workflow(
+                "w",
+                [
+                    {
+                        "name": "F",
+                        "forEach": {
+                            "items": "input.xs",
+                            "toleratedFailures": "some",
+                            "step": {"handler": "x"},
+                        },
+                    }
+                ],
+            ),
+            "toleratedFailures in body should match '^[0-9]{1,3}%$'",
+        ),
+        (
+            workflow(
+                "w",
+                [
+                    {
+                        "name": "F",
+                        "forEach": {"items": "input.xs", "maxParallel": 501, "step": {"handler": "x"}},
+                    }
+                ],
+            ),
+            "spec.tasks[0].forEach.maxParallel in body should be less than or equal to 500",
         ),
         (
             workflow("w", [{"name": "A", "handler": "x", "retry": {"maxRetries": -1}}]),
@@ -100,6 +132,9 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         "sleep-seconds-and-until",
         "duplicate-members",
         "member-handler-and-job",
+        "for-each-step-neither",
+        "tolerated-failures-not-a-percentage",
+        "max-parallel-items-over-500",
         "negative-retries",
         "zero-backoff",
         "bad-task-name",

@@ -1216,7 +1216,8 @@ def _ready_items(draft: _Draft, step: PinnedTask, node: NodeStatus) -> list[str]
     items = _items(draft, step)
     if sum(n.phase == NodePhase.FAILED for n in items) > spec.tolerated(fan.total):
         return []
-    free = spec.max_parallel - sum(n.phase == NodePhase.RUNNING for n in items)
+    running = sum(n.phase == NodePhase.RUNNING for n in items)
+    free = spec.max_parallel - running
     starts = [
         n.id
         for n in items
@@ -1226,8 +1227,9 @@ def _ready_items(draft: _Draft, step: PinnedTask, node: NodeStatus) -> list[str]
     starts += [f"{step.name}/{index}" for index in next]
     if not starts or not _room_for_history(draft, step):
         return []
-    room = draft.options.max_pending_history - len(draft.status.pending_history)  # an entry a start
-    return starts[: max(room, 1)]
+    # An entry a start, and one an end: the entries of the running items' ends are kept room for.
+    room = draft.options.max_pending_history - len(draft.status.pending_history) - running
+    return starts[: max(room, 0)]
 
 
 def _due(draft: _Draft, node: NodeStatus) -> bool:

@@ -40,12 +40,17 @@ export function stepsOf(run) {
       current.skippedAt = time(entry.at);
     }
   }
-  const ordered = [];
+  const under = new Map();  // a group's members, a forEach's items (thousands, maybe)
   for (const current of steps.values()) {
     const group = current.id.split("/")[0];
-    if (current.depth === 1 && steps.has(group)) continue;  // listed under its group
-    ordered.push(current);
-    for (const member of steps.values()) if (member.id.startsWith(`${current.id}/`)) ordered.push(member);
+    if (current.depth !== 1 || !steps.has(group)) continue;
+    if (!under.has(group)) under.set(group, []);
+    under.get(group).push(current);
+  }
+  const ordered = [];
+  for (const current of steps.values()) {
+    if (current.depth === 1 && steps.has(current.id.split("/")[0])) continue;  // listed under its group
+    ordered.push(current, ...(under.get(current.id) || []));
   }
   return ordered;
 }
