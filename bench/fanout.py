@@ -62,6 +62,7 @@ class Watched:
 
     def __init__(self, api: client.CustomObjectsApi, name: str) -> None:
         self.writes, self.largest, self._stop = 0, 0, threading.Event()
+        self.parts: dict[str, int] = {}  # of the largest object's status, bytes by field
         self._thread = threading.Thread(target=self._watch, args=(api, name), daemon=True)
         self._thread.start()
 
@@ -80,7 +81,10 @@ class Watched:
             for event in stream:
                 if event["type"] == "MODIFIED":
                     self.writes += 1
-                self.largest = max(self.largest, len(json.dumps(event["object"])))
+                size = len(json.dumps(event["object"]))
+                if size > self.largest:
+                    status = event["object"].get("status") or {}
+                    self.largest, self.parts = size, {k: len(json.dumps(v)) for k, v in status.items()}
                 if self._stop.is_set():
                     return
 
@@ -132,6 +136,9 @@ def main() -> None:
             f"run object at most {watched.largest / 1024:.1f} KiB, "
             f"operator RSS {rss_mb(operator.pid):.0f} MB (peak {rss_mb(operator.pid, 'VmHWM'):.0f} MB)"
         )
+
+        parts = sorted(watched.parts.items(), key=lambda part: -part[1])[:3]
+        print("  its largest status: " + ", ".join(f"{k} {v / 1024:.1f} KiB" for k, v in parts))
 
         many = [run_of(f"fan-{i:04d}", "fan", args.run_items) for i in range(args.runs)]
         seconds = timed(api, many, args.timeout)
