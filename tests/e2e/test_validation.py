@@ -81,11 +81,11 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
                 [
                     {
                         "name": "F",
-                        "forEach": {"items": "input.xs", "maxParallel": 501, "step": {"handler": "x"}},
+                        "forEach": {"items": "input.xs", "maxParallel": 201, "step": {"handler": "x"}},
                     }
                 ],
             ),
-            "spec.tasks[0].forEach.maxParallel in body should be less than or equal to 500",
+            "spec.tasks[0].forEach.maxParallel in body should be less than or equal to 200",
         ),
         (
             workflow("w", [{"name": "A", "handler": "x", "retry": {"maxRetries": -1}}]),
@@ -134,7 +134,7 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         "member-handler-and-job",
         "for-each-step-neither",
         "tolerated-failures-not-a-percentage",
-        "max-parallel-items-over-500",
+        "max-parallel-items-over-200",
         "negative-retries",
         "zero-backoff",
         "bad-task-name",

@@ -19,7 +19,7 @@ VERSION = "v1alpha1"
 MAX_TASKS = 100
 MAX_MEMBERS = 20
 MAX_ITEMS = 10_000  # items of one forEach step
-MAX_PARALLEL_ITEMS = 500  # of them running at once (a running item's node is in the status)
+MAX_PARALLEL_ITEMS = 200  # of them running at once (each keeps room for its end in the activity log)
 DEFAULT_PARALLEL_ITEMS = 50
 # Inputs and outputs up to this many bytes of JSON by default (SEQFLOW_MAX_VALUE_BYTES); those
 # above the inline threshold are kept in the history store, the status names them by reference.
