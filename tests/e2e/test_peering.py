@@ -58,7 +58,7 @@ def test_standby_takes_over_when_the_active_replica_dies(
             timeout=60,
             what="the standby to take over and run r2",
         )
-        assert started_by(standby, "r2")
+        wait_for(lambda: started_by(standby, "r2"), timeout=10, what="the standby's log line")
     finally:
         for replica in replicas:
             replica.stop()
