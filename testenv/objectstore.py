@@ -144,11 +144,16 @@ class ObjectStore:
             f"-master={self.host}:{self._master_port}.{g['master']}",
             f"-filer={self.host}:{self._filer_port}.{g['filer']}",
         ]
-        done = subprocess.run(
-            argv, input=f"s3.bucket.create -name {self.bucket}\n", capture_output=True, text=True, timeout=60
-        )
-        if f"created bucket {self.bucket}" not in done.stdout:
-            raise RuntimeError(f"weed shell did not create bucket {self.bucket}: {done.stdout}{done.stderr}")
+        deadline = time.monotonic() + 30  # (the filer may not answer its gRPC port yet)
+        while True:
+            command = f"s3.bucket.create -name {self.bucket}\n"
+            done = subprocess.run(argv, input=command, capture_output=True, text=True, timeout=60)
+            if f"created bucket {self.bucket}" in done.stdout:
+                return
+            if "connection refused" not in done.stdout + done.stderr or time.monotonic() > deadline:
+                said = done.stdout + done.stderr
+                raise RuntimeError(f"weed shell did not create bucket {self.bucket}: {said}")
+            time.sleep(0.5)
 
     def _answers(self) -> bool:
         """A signed list of the bucket answers: the S3 gateway and its identity are up."""
