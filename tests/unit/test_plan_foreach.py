@@ -26,9 +26,16 @@ def fan_out(**for_each: Any) -> Any:
     )
 
 
+LINES = {"lines": ["x", "y", "z"]}
+
+
+def ordered(wf: Any, output: dict[str, Any] | None = None) -> Decision:
+    """The plan that takes in the order's output (`LINES` unless given) and starts the forEach."""
+    return go(go(wf=wf).status, at=1, wf=wf, results=(ok("Order", 1, LINES if output is None else output),))
+
+
 FAN = fan_out()
 TOLERANT = fan_out(toleratedFailures=1)
-LINES = {"lines": ["x", "y", "z"]}
 ORDER_RUNNING = go(wf=FAN).status
 SHIP_RUNNING = go(ORDER_RUNNING, at=1, wf=FAN, results=(ok("Order", 1, LINES),)).status
 TWO_DONE = go(
@@ -41,7 +48,7 @@ ONE_FAILED = go(
     results=(err("Ship/0", 1, "no stock"),),
     handlers_running=frozenset({("Ship/1", 1)}),
 ).status
-T_SHIP = go(go(wf=TOLERANT).status, at=1, wf=TOLERANT, results=(ok("Order", 1, LINES),)).status
+T_SHIP = ordered(TOLERANT).status
 
 
 def starts(decision: Decision) -> list[tuple[str, Any]]:
@@ -148,14 +155,14 @@ def test_a_tolerated_failure_is_null_in_the_results_and_listed():
 )
 def test_tolerated_failures_are_a_count_or_a_percentage_of_the_items(tolerated, phase):
     wf = fan_out(toleratedFailures=tolerated, maxParallel=3)
-    status = go(go(wf=wf).status, at=1, wf=wf, results=(ok("Order", 1, LINES),)).status
+    status = ordered(wf).status
     decision = go(status, at=2, wf=wf, results=(err("Ship/0", 1), ok("Ship/1", 1), ok("Ship/2", 1)))
     assert decision.status.phase == phase
 
 
 def test_fail_fast_cancels_the_running_items_and_says_why():
     wf = fan_out(failFast=True)
-    status = go(go(wf=wf).status, at=1, wf=wf, results=(ok("Order", 1, LINES),)).status
+    status = ordered(wf).status
     decision = go(
         status,
         at=2,
@@ -189,7 +196,7 @@ def test_a_retried_run_runs_only_the_failed_items_again():
 
 def test_job_items_get_a_job_each_and_their_input_whole():
     wf = fan_out(step={"job": {"image": "shipper:1"}})
-    decision = go(go(wf=wf).status, at=1, wf=wf, results=(ok("Order", 1, LINES),))
+    decision = ordered(wf)
     jobs = [a for a in decision.actions if isinstance(a, CreateJob)]
     assert [(j.node, j.input) for j in jobs] == [
         ("Ship/0", {"item": "x", "index": 0, "input": LINES}),
@@ -214,7 +221,7 @@ def test_an_empty_list_succeeds_at_once_and_the_next_step_starts():
 )
 def test_items_that_cannot_be_had_fail_the_step_for_good(items, output, problem):
     wf = fan_out(items=items)
-    decision = go(go(wf=wf).status, at=1, wf=wf, results=(ok("Order", 1, output),))
+    decision = ordered(wf, output)
     assert decision.status.phase == RunPhase.FAILED
     summary = next(c for c in decision.status.conditions if c.type == "Succeeded")
     assert summary.reason == "ItemsInvalid" and problem in summary.message, summary.message
