@@ -29,6 +29,7 @@ from seqflow.controller.queue import backoff
 from seqflow.engine import EngineOptions
 from seqflow.executors.artifacts import ArtifactStore
 from seqflow.executors.attempts import AttemptLinks, derived_key
+from seqflow.executors.http import AllowedHosts, HttpCaller
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
 from seqflow.history.journal import Journal
 from seqflow.history.migrate import upgrade
@@ -109,6 +110,10 @@ def build(
     artifacts = ArtifactStore.from_settings(settings)
     runner = HandlerRunner(handlers=registry, threads=settings.handler_threads)
     stack.callback(runner.close)
+    caller = HttpCaller(
+        allowed=AllowedHosts(tuple(settings.http_allowed_hosts)), secrets=api.get_secret, clock=clock
+    )
+    stack.push_async_callback(caller.close)
     leases = _leases(
         stack,
         settings,
@@ -128,7 +133,7 @@ def build(
         handler_names=registry.names(),
         owns=leases.holds if leases is not None else owns_everything,
         handing_over=leases.handing_over if leases is not None else hands_over_nothing,
-        options=_run_options(settings, links=links, artifacts=artifacts),
+        options=_run_options(settings, links=links, artifacts=artifacts, http=caller),
         clock=clock,
     )
     schedule_events = EventRecorder(api, queue_size=settings.event_queue_size, clock=clock)
@@ -198,7 +203,7 @@ async def run(operator: Operator, *, stack: AsyncExitStack) -> None:
 
 
 def _run_options(
-    settings: Settings, *, links: AttemptLinks | None, artifacts: ArtifactStore | None
+    settings: Settings, *, links: AttemptLinks | None, artifacts: ArtifactStore | None, http: HttpCaller
 ) -> RunOptions:
     run_ttl = settings.run_ttl_seconds
     return RunOptions(
@@ -209,6 +214,7 @@ def _run_options(
             job_ttl_seconds=settings.job_ttl_seconds,
             links=links,
             artifacts=artifacts,
+            http=http,
         ),
         write_delay_seconds=settings.write_delay_seconds,
         engine=EngineOptions(

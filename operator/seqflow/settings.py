@@ -18,6 +18,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "SEQFLOW_"
+HOST_PATTERN = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
 DEFAULT_SQLITE_PATH = Path.home() / ".local" / "share" / "seqflow" / "history.sqlite"
 
 
@@ -204,6 +205,13 @@ class Settings(BaseSettings):
         description="A bucket Lease not renewed for this long is taken over; its holder stops work "
         "on it after two thirds of it.",
     )
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*.svc", "*.svc.cluster.local"],
+        description="Hosts http steps may call, by name (or IPv4 address), `*.` and a suffix, each "
+        "with `:port` or for any port. The operator makes the requests from its own pod, with its "
+        "network position, so by default only the cluster's Services (names ending .svc); empty: "
+        "none.",
+    )
     api_qps: float = Field(
         default=0.0, ge=0, description="Requests per second to the API server (client-go's qps); 0: no limit."
     )
@@ -236,7 +244,17 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("handler_modules", "namespaces", mode="before")
+    @field_validator("http_allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not HOST_PATTERN.fullmatch(pattern):
+                raise ValueError(
+                    f"{pattern!r} is not a host name, *.suffix or IPv4 address, with an optional :port"
+                )
+        return patterns
+
+    @field_validator("handler_modules", "namespaces", "http_allowed_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

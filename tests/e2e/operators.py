@@ -19,6 +19,7 @@ SETTINGS = {
     "SEQFLOW_WORKFLOW_WAIT_SECONDS": "3",
     "SEQFLOW_LOG_LEVEL": "DEBUG",
     "SEQFLOW_JOB_TTL_SECONDS": "none",  # keep finished Jobs, so tests can inspect them
+    "SEQFLOW_HTTP_ALLOWED_HOSTS": "127.0.0.1,*.svc",  # the tests' own HTTP servers
 }
 
 

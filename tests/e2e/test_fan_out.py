@@ -1,6 +1,7 @@
 """End to end: forEach steps on the real API server. A 1,000-item fan-out of handlers never runs
 more than maxParallel at once (from the items' own log) and gathers in item order; tolerated
-failures, a retry that runs only the failed items, a cancel that stops the running ones."""
+failures, a retry that runs only the failed items, a cancel that stops the running ones; Job
+items whose pods' image, args and env are rendered from their items."""
 
 from __future__ import annotations
 
@@ -173,3 +174,48 @@ def test_job_items_run_a_job_each_with_their_item_in_its_input(cluster: Cluster,
     assert len({j["metadata"]["name"] for j in jobs}) == 20 and all(
         "-each-" in j["metadata"]["name"] for j in jobs
     )
+
+
+def test_fifty_job_items_get_their_args_rendered_from_their_item_and_the_steps_input(
+    cluster: Cluster, runs: Runs, namespace: str
+):
+    cluster.require_kwok()
+    copy = {
+        "image": "registry.example/aws-cli:{{ input.version }}",
+        "args": ["s3", "cp", "s3://in/{{ key.name }}", "s3://out/{{ input.day }}/{{ index }}.csv"],
+        "env": [{"name": "SIZE", "value": "{{ key.size * 2 }}"}],
+    }
+    each = {"items": "input.keys", "as": "key", "maxParallel": 10, "step": {"job": copy}}
+    cluster.apply(workflow("copies", [{"name": "Copy", "forEach": each}]), namespace=namespace)
+    keys = [{"name": f"k{i}.csv", "size": i} for i in range(50)]
+    cluster.apply(
+        workflow_run("r", "copies", {"keys": keys, "day": "mon", "version": "2"}), namespace=namespace
+    )
+    wait_phase(cluster, namespace, "r", "Succeeded", timeout=180)
+    pods = cluster.get_json("pods", "-n", namespace, "-l", "seqflow.io/run=r")["items"]
+    tasks = [next(c for c in p["spec"]["containers"] if c["name"] == "task") for p in pods]
+    rendered = sorted(
+        (c["args"], c["image"], next(e["value"] for e in c["env"] if e["name"] == "SIZE")) for c in tasks
+    )
+    assert rendered == sorted(
+        (["s3", "cp", f"s3://in/k{i}.csv", f"s3://out/mon/{i}.csv"], "registry.example/aws-cli:2", str(2 * i))
+        for i in range(50)
+    )
+
+
+def test_a_template_over_a_missing_field_fails_the_item_naming_it(
+    cluster: Cluster, runs: Runs, namespace: str
+):
+    step = {"job": {"image": "registry.example/x:1", "args": ["{{ item.path }}"]}, "retry": {"maxRetries": 3}}
+    each = {"items": "input.xs", "step": step}
+    cluster.apply(workflow("bad-template", [{"name": "Each", "forEach": each}]), namespace=namespace)
+    cluster.apply(
+        workflow_run("r2", "bad-template", {"xs": [{"path": "a"}, {"name": "b"}]}), namespace=namespace
+    )
+    wait_phase(cluster, namespace, "r2", "Failed", timeout=60)
+    status = runs.get(namespace, "r2")["status"]
+    summary = condition(status, "Succeeded")
+    assert summary["reason"] == "TaskFailed"
+    (each_node,) = [n for n in status["nodes"] if n["id"] == "Each"]
+    assert each_node["fanOut"]["failedItems"] == ["Each/1"]
+    assert "job args[0] 'item.path' failed: no field 'path'" in summary["message"], summary

@@ -28,15 +28,15 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         (workflow("w", [HANDLER_TASK, {"name": "A", "handler": "y"}]), "task names must be unique"),
         (
             workflow("w", [{"name": "A", "handler": "x", "job": {"image": "busybox"}}]),
-            "a task needs exactly one of handler, job, sleep, wait, parallel, forEach or workflowRef",
+            "a task needs exactly one of handler, job, http, sleep, wait, parallel, forEach or workflowRef",
         ),
         (
             workflow("w", [{"name": "A"}]),
-            "a task needs exactly one of handler, job, sleep, wait, parallel, forEach or workflowRef",
+            "a task needs exactly one of handler, job, http, sleep, wait, parallel, forEach or workflowRef",
         ),
         (
             workflow("w", [{"name": "A", "handler": "x", "sleep": {"seconds": 5}}]),
-            "a task needs exactly one of handler, job, sleep, wait, parallel, forEach or workflowRef",
+            "a task needs exactly one of handler, job, http, sleep, wait, parallel, forEach or workflowRef",
         ),
         (
             workflow("w", [{"name": "A", "sleep": {"seconds": 5, "until": "2026-01-01T00:00:00Z"}}]),
@@ -53,11 +53,55 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
             workflow(
                 "w", [{"name": "G", "parallel": [{"name": "M", "handler": "x", "job": {"image": "i"}}]}]
             ),
-            "a member needs exactly one of handler or job",
+            "a member needs exactly one of handler, job or http",
         ),
         (
             workflow("w", [{"name": "F", "forEach": {"items": "input.xs", "step": {}}}]),
-            "a forEach step needs exactly one of handler or job",
+            "a forEach step needs exactly one of handler, job, http or workflowRef",
+        ),
+        (
+            workflow(
+                "w",
+                [{"name": "F", "forEach": {"items": "input.xs", "as": "input", "step": {"handler": "x"}}}],
+            ),
+            "as may not be input, index, run or steps",
+        ),
+        (
+            workflow("w", [{"name": "H", "http": {"url": "ftp://files.svc/x"}}]),
+            "spec.tasks[0].http.url in body should match '^https?://'",
+        ),
+        (
+            workflow(
+                "w",
+                [
+                    {
+                        "name": "H",
+                        "http": {
+                            "url": "http://a.svc/",
+                            "headers": [
+                                {"name": "X", "value": "v", "secretKeyRef": {"name": "s", "key": "k"}}
+                            ],
+                        },
+                    }
+                ],
+            ),
+            "a header needs exactly one of value or secretKeyRef",
+        ),
+        (
+            workflow("w", [{"name": "H", "http": {"url": "http://a.svc/"}, "timeoutSeconds": 5}]),
+            "timeoutSeconds applies to a handler or job task only (a wait and an http step have their own",
+        ),
+        (
+            workflow(
+                "w",
+                [
+                    {
+                        "name": "G",
+                        "parallel": [{"name": "M", "http": {"url": "http://a.svc/"}, "artifacts": {}}],
+                    }
+                ],
+            ),
+            "artifacts are passed to handler and job steps only",
         ),
         (
             workflow(
@@ -133,6 +177,11 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         "duplicate-members",
         "member-handler-and-job",
         "for-each-step-neither",
+        "for-each-as-input",
+        "http-url-not-http",
+        "http-header-value-and-secret",
+        "timeout-on-an-http-task",
+        "artifacts-on-an-http-member",
         "tolerated-failures-not-a-percentage",
         "max-parallel-items-over-200",
         "negative-retries",

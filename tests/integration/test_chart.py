@@ -240,8 +240,9 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: Helm):
     assert ("kopf.dev", "clusterkopfpeerings") not in permissions(cluster_role)
     (pod_steps,) = find(helm.render("--set", "jobStepsAs=Pod"), "ClusterRole")
     assert permissions(pod_steps)[("", "pods")] == {"create", "get", "list", "watch", "delete", "patch"}
-    (from_secrets,) = find(helm.render("--set", "inputsFromSecrets=true"), "ClusterRole")
-    assert permissions(from_secrets)[("", "secrets")] == {"get"}
+    for setting in ("inputsFromSecrets=true", "httpSteps.headersFromSecrets=true"):
+        (from_secrets,) = find(helm.render("--set", setting), "ClusterRole")
+        assert permissions(from_secrets)[("", "secrets")] == {"get"}
 
     docs = helm.render(*value_sets()["active-active"])
     (cluster_role,) = find(docs, "ClusterRole")

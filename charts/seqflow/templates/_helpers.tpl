@@ -150,9 +150,9 @@ gets a copy of its own, made just before it and removed after it.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]
-{{- if or .Values.webhooks.enabled .Values.inputsFromSecrets }}
+{{- if or .Values.webhooks.enabled .Values.inputsFromSecrets .Values.httpSteps.headersFromSecrets }}
 # The shared secrets of signed webhooks (spec.webhook.secretRef), runs' inputs read from a Secret
-# key (spec.inputFrom.secretKeyRef).
+# key (spec.inputFrom.secretKeyRef), http steps' headers from Secrets (secretKeyRef).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

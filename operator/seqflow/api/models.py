@@ -27,6 +27,7 @@ MAX_VALUE_BYTES = 16 * 1024 * 1024
 # What an input, a payload or an output may weigh where it is written inline: in a run's spec
 # or in a request to the HTTP API (etcd keeps at most 1.5 MiB per object).
 MAX_INLINE_BYTES = 512 * 1024
+DEFAULT_HTTP_TIMEOUT_SECONDS = 30
 PERCENT = r"^[0-9]{1,3}%$"
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 
@@ -77,6 +78,7 @@ class NodePhase(enum.StrEnum):
 class NodeType(enum.StrEnum):
     HANDLER = "handler"
     JOB = "job"
+    HTTP = "http"  # a request the operator makes
     SLEEP = "sleep"
     WAIT = "wait"
     PARALLEL = "parallel"
@@ -123,6 +125,8 @@ class Reason(enum.StrEnum):
     COMPENSATED = "Compensated"
     COMPENSATION_FAILED = "CompensationFailed"
     ITEMS_INVALID = "ItemsInvalid"
+    TEMPLATE_FAILED = "TemplateFailed"
+    HOST_NOT_ALLOWED = "HostNotAllowed"
     SUCCEEDED = "Succeeded"
 
 
@@ -218,6 +222,50 @@ class StoredArtifact(Model):
     sha256: str
 
 
+class KeyRef(Model):
+    name: str = Field(min_length=1, max_length=253, description="The object, in the run's namespace.")
+    key: str = Field(min_length=1, max_length=253, description="Its data key.")
+
+
+class HttpHeader(Model):
+    model_config = cel_rules(
+        ("has(self.value) != has(self.secretKeyRef)", "a header needs exactly one of value or secretKeyRef"),
+    )
+
+    name: str = Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", max_length=256)
+    value: str | None = Field(default=None, max_length=8192, description="Its value ({{ }} templates).")
+    secret_key_ref: KeyRef | None = Field(
+        default=None, description="Its value from a key of a Secret in the run's namespace."
+    )
+
+
+class HttpSpec(Model):
+    """One HTTP request per attempt, made by the operator (to the hosts SEQFLOW_HTTP_ALLOWED_HOSTS
+    allows). The response's JSON object is the step's output; any other body is `{body: ...}`.
+    Connection errors, 5xx and 429 are retried (after Retry-After when given); any other code not
+    in successCodes fails the step for good."""
+
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="An http:// or https:// URL ({{ }} templates); redirects are not followed.",
+    )
+    headers: Annotated[list[HttpHeader], Field(max_length=32)] | None = None
+    body: str | None = Field(
+        default=None,
+        max_length=65536,
+        description='The request body ({{ }} templates: "{{ input }}" is the input as JSON).',
+    )
+    success_codes: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(max_length=32)] | None = (
+        Field(default=None, description="Status codes that succeed (default: 200 to 299).")
+    )
+    timeout_seconds: Annotated[int | None, Field(ge=1, le=3600)] = Field(
+        default=None, description=f"Time limit of one request (default {DEFAULT_HTTP_TIMEOUT_SECONDS})."
+    )
+
+
 class JobTemplate(Model):
     """What a Job task runs: one container in the simple form, or a whole pod template."""
 
@@ -279,11 +327,16 @@ class CompensateSpec(Model):
     handler or a Job, given the step's output as its input."""
 
     model_config = cel_rules(
-        ("has(self.handler) != has(self.job)", "compensate needs exactly one of handler or job"),
+        (
+            "[has(self.handler), has(self.job), has(self.http)].filter(x, x).size() == 1",
+            "compensate needs exactly one of handler, job or http",
+        ),
+        ("!has(self.http) || !has(self.artifacts)", "artifacts are passed to handler and job steps only"),
     )
 
     handler: str | None = Field(default=None, min_length=1, max_length=253)
     job: JobTemplate | None = None
+    http: HttpSpec | None = None
     artifacts: Artifacts | None = Field(
         default=None,
         description="Files passed from earlier steps and on to later ones through the object store "
@@ -298,12 +351,17 @@ class MemberSpec(Model):
     """A member of a parallel group: a handler or a Job, with its own retry policy."""
 
     model_config = cel_rules(
-        ("has(self.handler) != has(self.job)", "a member needs exactly one of handler or job"),
+        (
+            "[has(self.handler), has(self.job), has(self.http)].filter(x, x).size() == 1",
+            "a member needs exactly one of handler, job or http",
+        ),
+        ("!has(self.http) || !has(self.artifacts)", "artifacts are passed to handler and job steps only"),
     )
 
     name: str = Field(pattern=NAME_PATTERN, max_length=63, description="Unique within its group.")
     handler: str | None = Field(default=None, min_length=1, max_length=253)
     job: JobTemplate | None = None
+    http: HttpSpec | None = None
     artifacts: Artifacts | None = Field(
         default=None,
         description="Files passed from earlier steps and on to later ones through the object store "
@@ -315,14 +373,21 @@ class MemberSpec(Model):
 
 
 class ForEachStep(Model):
-    """What runs for each item of a forEach: a handler or a Job, with its own retry policy."""
+    """What runs for each item of a forEach: a handler, a Job, an http request or a sub-workflow,
+    with its own retry policy."""
 
     model_config = cel_rules(
-        ("has(self.handler) != has(self.job)", "a forEach step needs exactly one of handler or job"),
+        (
+            "[has(self.handler), has(self.job), has(self.http), has(self.workflowRef)]"
+            ".filter(x, x).size() == 1",
+            "a forEach step needs exactly one of handler, job, http or workflowRef",
+        ),
     )
 
     handler: str | None = Field(default=None, min_length=1, max_length=253)
     job: JobTemplate | None = None
+    http: HttpSpec | None = None
+    workflow_ref: WorkflowRef | None = None
     retry: RetryOverride | None = None
     timeout_seconds: Annotated[int | None, Field(ge=1)] = None
 
@@ -331,6 +396,14 @@ class ForEachSpec(Model):
     """A step per item of a list that the data gives: each item's step gets `{<as>: item,
     index, input}`; the step's output is its input with the items' outputs, in item order,
     under `into`."""
+
+    model_config = cel_rules(
+        (
+            "!has(self.as) || !(self.as in ['input', 'index', 'run', 'steps'])",
+            "as may not be input, index, run or steps (the item's input has those keys, or its "
+            "templates those variables)",
+        ),
+    )
 
     items: str = Field(
         min_length=1,
@@ -372,9 +445,9 @@ class ForEachSpec(Model):
 class TaskSpec(Model):
     model_config = cel_rules(
         (
-            "[has(self.handler), has(self.job), has(self.sleep), has(self.wait), "
+            "[has(self.handler), has(self.job), has(self.http), has(self.sleep), has(self.wait), "
             "has(self.parallel), has(self.workflowRef), has(self.forEach)].filter(x, x).size() == 1",
-            "a task needs exactly one of handler, job, sleep, wait, parallel, forEach or workflowRef",
+            "a task needs exactly one of handler, job, http, sleep, wait, parallel, forEach or workflowRef",
         ),
         (
             "has(self.parallel) || !(has(self.maxParallel) || has(self.failFast))",
@@ -386,8 +459,8 @@ class TaskSpec(Model):
         ),
         (
             "has(self.handler) || has(self.job) || !has(self.timeoutSeconds)",
-            "timeoutSeconds applies to a handler or job task only (a wait has wait.timeoutSeconds; "
-            "group members and sub-workflows' steps have their own)",
+            "timeoutSeconds applies to a handler or job task only (a wait and an http step have "
+            "their own timeoutSeconds; group members and sub-workflows' steps have theirs)",
         ),
     )
 
@@ -396,6 +469,7 @@ class TaskSpec(Model):
         default=None, min_length=1, max_length=253, description="Name of an in-process handler."
     )
     job: JobTemplate | None = Field(default=None, description="Run the task as a batch/v1 Job.")
+    http: HttpSpec | None = Field(default=None, description="Make an HTTP request (no code).")
     artifacts: Artifacts | None = Field(
         default=None,
         description="Files passed from earlier steps and on to later ones through the object store "
@@ -512,11 +586,6 @@ class WorkflowSpec(Model):
 # ----- WorkflowRun spec -----
 
 
-class KeyRef(Model):
-    name: str = Field(min_length=1, max_length=253, description="The object, in the run's namespace.")
-    key: str = Field(min_length=1, max_length=253, description="Its data key holding the input's JSON.")
-
-
 class InputFrom(Model):
     """Where a run's input is read at start: a JSON object under a key of a ConfigMap or a Secret
     (read once, then kept in the run's status like any input)."""
@@ -617,7 +686,9 @@ class PinnedMember(Model):
     name: str
     handler: str | None = None
     job: JobTemplate | None = None
+    http: HttpSpec | None = None
     artifacts: Artifacts | None = None
+    workflow_ref: WorkflowRef | None = None  # a forEach's items'
     retry: RetryPolicy
     timeout_seconds: int
 
@@ -646,6 +717,7 @@ class PinnedTask(Model):
     name: str
     handler: str | None = None
     job: JobTemplate | None = None
+    http: HttpSpec | None = None
     artifacts: Artifacts | None = None
     sleep: SleepSpec | None = None
     wait: WaitSpec | None = None

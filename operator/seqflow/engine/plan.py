@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from seqflow.api.models import (
+    DEFAULT_HTTP_TIMEOUT_SECONDS,
     DEFAULT_PARALLEL_ITEMS,
     FINISHED,
     MAX_ITEMS,
@@ -57,6 +58,7 @@ from seqflow.api.values import REF_SHAPE, Encoded, encode, ref_of, size_of, stor
 from seqflow.engine.compaction import FINAL_NODE, Folded, compacted, expanded
 from seqflow.engine.expressions import ConditionError, compiled, evaluated, holds
 from seqflow.engine.schemas import input_problems, schema_problem
+from seqflow.engine.templates import expressions, has_templates, rendered, templated
 from seqflow.engine.types import (
     Action,
     AttemptResult,
@@ -85,6 +87,7 @@ READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"  # kstatus
 MAX_ERROR = 1024  # characters of an error kept in the status, the Events and the history
 INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
 ACTIVE = (NodePhase.RUNNING, NodePhase.WAITING, NodePhase.RETRYING)
+IN_PROCESS = (NodeType.HANDLER, NodeType.HTTP)  # attempts the operator executes itself
 DONE = (NodePhase.SUCCEEDED, NodePhase.SKIPPED)
 COMPENSATION = ":compensate"  # a compensation's node id: its step's name and this
 # Runs that failed like this will fail the same way again: no retry (of a parent's step) helps.
@@ -278,7 +281,7 @@ def _start_next(draft: _Draft, observed: Observations) -> bool:
     there, a sub-workflow over the bound), so that what comes after it may start too."""
     starts = _next_starts(draft)
     for node in starts:
-        if observed.progress_unknown and _node_type(draft.spec_of(node)) == NodeType.HANDLER:
+        if observed.progress_unknown and _node_type(draft.spec_of(node)) in IN_PROCESS:
             _hold_for_progress(draft, node)
         else:
             _start_attempt(draft, node)
@@ -462,14 +465,21 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
     tasks = workflow.spec.tasks
     read = {name for task in tasks for _, text in _expressions(task) for name in _steps_read(text)}
 
+    def timeout(spec: TaskSpec | MemberSpec | CompensateSpec | ForEachStep) -> int:
+        if spec.http is not None:
+            return spec.http.timeout_seconds or DEFAULT_HTTP_TIMEOUT_SECONDS
+        return spec.timeout_seconds or base_timeout
+
     def pinned(name: str, spec: MemberSpec | CompensateSpec | ForEachStep) -> PinnedMember:
         return PinnedMember(
             name=name,
             handler=spec.handler,
             job=spec.job,
+            http=spec.http,
             artifacts=None if isinstance(spec, ForEachStep) else spec.artifacts,
+            workflow_ref=spec.workflow_ref if isinstance(spec, ForEachStep) else None,
             retry=base_retry.merged(spec.retry),
-            timeout_seconds=spec.timeout_seconds or base_timeout,
+            timeout_seconds=timeout(spec),
         )
 
     def pinned_for_each(spec: ForEachSpec) -> PinnedForEach:
@@ -488,6 +498,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             name=task.name,
             handler=task.handler,
             job=task.job,
+            http=task.http,
             artifacts=task.artifacts,
             sleep=task.sleep,
             wait=task.wait,
@@ -500,7 +511,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             compensate=pinned("compensate", task.compensate) if task.compensate else None,
             keep_output=task.compensate is not None or task.name in read,
             retry=base_retry.merged(task.retry),
-            timeout_seconds=task.timeout_seconds or base_timeout,
+            timeout_seconds=timeout(task),
         )
         for task in tasks
     ]
@@ -557,9 +568,18 @@ def _condition_problems(tasks: list[TaskSpec]) -> list[str]:
 
 
 def _expressions(task: TaskSpec) -> list[tuple[str, str]]:
-    """A task's CEL expressions over its input and earlier steps, by the field they are in."""
+    """A task's CEL expressions over its input and earlier steps (`when`, forEach items, the
+    templates of its Jobs and requests), by the field they are in."""
     found = [("when", task.when)] if task.when is not None else []
-    return found + ([("forEach items", task.for_each.items)] if task.for_each is not None else [])
+    found += [("forEach items", task.for_each.items)] if task.for_each is not None else []
+    steps: list[tuple[str, TaskSpec | MemberSpec | CompensateSpec | ForEachStep]] = [("", task)]
+    steps += [(f"member {m.name} ", m) for m in task.parallel or []]
+    steps += [("compensate ", task.compensate)] if task.compensate is not None else []
+    steps += [("forEach step ", task.for_each.step)] if task.for_each is not None else []
+    for where, step in steps:
+        for name, text in templated(step.job, step.http):
+            found += [(where + name, expression) for expression in expressions(text)]
+    return found
 
 
 def _artifact_problems(tasks: list[TaskSpec]) -> list[str]:
@@ -610,9 +630,9 @@ def _subworkflow_problems(
 ) -> list[str]:
     problems = []
     for task in spec.tasks:
-        if task.workflow_ref is None:
+        ref = _sub_workflow(task)
+        if ref is None:
             continue
-        ref = task.workflow_ref.name
         if require and ref != name and ref not in workflows:
             problems.append(f'task {task.name}: sub-workflow "{ref}" not found')
         loop = _call_path(ref, target=name, workflows={**workflows, name: spec}, seen=set())
@@ -633,11 +653,17 @@ def _call_path(
         return None
     seen.add(start)
     for task in workflows[start].tasks:
-        if task.workflow_ref is not None:
-            rest = _call_path(task.workflow_ref.name, target=target, workflows=workflows, seen=seen)
+        if (ref := _sub_workflow(task)) is not None:
+            rest = _call_path(ref, target=target, workflows=workflows, seen=seen)
             if rest is not None:
                 return [start, *rest]
     return None
+
+
+def _sub_workflow(task: TaskSpec) -> str | None:
+    """The Workflow a task runs as a child run (its own, or its forEach's items')."""
+    ref = task.workflow_ref or (task.for_each.step.workflow_ref if task.for_each is not None else None)
+    return ref.name if ref is not None else None
 
 
 def workflow_status(
@@ -779,7 +805,7 @@ def _create_again(draft: _Draft, node: NodeStatus, observed: Observations) -> No
             until=draft.now + draft.options.blocked_recheck,
         )
     else:
-        draft.actions.append(_execute(draft, node))
+        _execute(draft, node)
 
 
 def _fold_child(draft: _Draft, node: NodeStatus, observed: Observations) -> None:
@@ -1027,7 +1053,7 @@ def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> N
         if "/" not in node.id:  # a member's failure is its group's to weigh
             draft.end = (reason, message)
         return
-    delay = policy.delay_after(counted)
+    delay = max(policy.delay_after(counted), result.retry_after or 0)
     retry_at = draft.now + timedelta(seconds=delay)
     message = f"Task {node.id} attempt {attempt} failed: {error}; "
     message += f"retry {counted} of {policy.max_retries} in {delay:g} s"
@@ -1067,7 +1093,7 @@ def _cancel_node(draft: _Draft, node: NodeStatus, *, reason: str) -> None:
             draft.actions.append(DeleteJob(node.job))
         elif node.type == NodeType.WORKFLOW and node.child:
             draft.actions.append(ControlChildRun(node.child, cancel=True))
-        elif node.type == NodeType.HANDLER:
+        elif node.type in IN_PROCESS:
             draft.actions.append(CancelHandler(node.id, node.attempts))
     draft.put(_with(node, phase=NodePhase.CANCELLED, finished_at=draft.now, next_retry_at=None))
 
@@ -1307,7 +1333,7 @@ def _start_attempt(draft: _Draft, id: str) -> None:
     node = draft.node(id) or NodeStatus(id=id, type=_node_type(spec))
     attempt = node.attempts + 1
     input = _input_for(draft, id)
-    workflow = isinstance(spec, PinnedTask) and spec.workflow_ref is not None
+    workflow = spec.workflow_ref is not None
     node = node.model_copy(
         update={
             "phase": NodePhase.WAITING if node.type == NodeType.WAIT else NodePhase.RUNNING,
@@ -1339,16 +1365,18 @@ def _start_attempt(draft: _Draft, id: str) -> None:
                 node=node.id, attempt=attempt, error=message, permanent=True, reason=Reason.TOO_MANY_RUNS
             )
             _attempt_failed(draft, node, result)
-        case NodeType.HANDLER | NodeType.JOB if (missing := _missing_artifact(draft, spec)) is not None:
+        case NodeType.HANDLER | NodeType.HTTP | NodeType.JOB if (
+            missing := _missing_artifact(draft, spec)
+        ) is not None:
             result = AttemptResult(
                 node=node.id, attempt=attempt, error=missing, permanent=True, reason=Reason.ARTIFACT_MISSING
             )
             _attempt_failed(draft, node, result)
-        case NodeType.HANDLER | NodeType.JOB | NodeType.WORKFLOW:
-            if node.type == NodeType.WORKFLOW:
+        case NodeType.HANDLER | NodeType.HTTP | NodeType.JOB | NodeType.WORKFLOW:
+            if node.type == NodeType.WORKFLOW:  # (a sub-workflow's step has no templates to fail)
                 draft.update(descendants=(draft.status.descendants or 0) + 1)
-            _started_condition(draft, node)
-            draft.actions.append(_execute(draft, node, input))
+            if _execute(draft, node, input):
+                _started_condition(draft, node)
         case NodeType.SLEEP:  # a timer, never a worker
             _started_condition(draft, node)
             draft.actions.append(WakeAt(node.deadline or draft.now))
@@ -1428,25 +1456,51 @@ def _deadline(step: PinnedTask | PinnedMember, *, now: datetime) -> datetime | N
 def _node_type(step: PinnedTask | PinnedMember) -> NodeType:
     if step.job is not None:
         return NodeType.JOB
+    if step.http is not None:
+        return NodeType.HTTP
+    if step.workflow_ref is not None:
+        return NodeType.WORKFLOW
     if not isinstance(step, PinnedTask):
         return NodeType.HANDLER
     if step.members is not None:
         return NodeType.PARALLEL
     if step.for_each is not None:
         return NodeType.FOR_EACH
-    if step.workflow_ref is not None:
-        return NodeType.WORKFLOW
     if step.sleep is not None:
         return NodeType.SLEEP
     return NodeType.WAIT if step.wait is not None else NodeType.HANDLER
 
 
-def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -> Action:
-    task = draft.spec_of(node.id)
+def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -> bool:
+    """Emit the action of a node's current attempt, its templates rendered; False when one
+    cannot be, which fails the attempt for good."""
     data = _input_for(draft, node.id) if input is None else input
+    task = draft.spec_of(node.id)
     if draft.is_item(node.id):  # its own copy of the forEach's input, not a reference to it
         data = {**data, "input": draft.resolve(data["input"])}
-        data = draft.keep(data) if node.type == NodeType.JOB else data
+    try:
+        if has_templates(task):
+            variables = (
+                _variables(draft, data["input"]) | data if draft.is_item(node.id) else _variables(draft, data)
+            )
+            task = rendered(task, variables)
+    except ConditionError as error:
+        result = AttemptResult(
+            node=node.id,
+            attempt=node.attempts,
+            error=str(error),
+            permanent=True,
+            reason=Reason.TEMPLATE_FAILED,
+        )
+        _attempt_failed(draft, node, result)
+        return False
+    draft.actions.append(_action(draft, node, task, data))
+    return True
+
+
+def _action(draft: _Draft, node: NodeStatus, task: PinnedTask | PinnedMember, data: JsonObject) -> Action:
+    if draft.is_item(node.id) and node.type in (NodeType.JOB, NodeType.WORKFLOW):
+        data = draft.keep(data)  # (its copy of the forEach's input is stored once)
     if node.type == NodeType.JOB:
         assert node.job is not None
         files = tuple(f for f in _input_artifacts(draft, task).values() if f is not None)
@@ -1454,7 +1508,7 @@ def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -
             node=node.id, name=node.job, task=task, attempt=node.attempts, input=data, artifacts=files
         )
     if node.type == NodeType.WORKFLOW:
-        assert isinstance(task, PinnedTask) and task.workflow_ref is not None and node.child is not None
+        assert task.workflow_ref is not None and node.child is not None
         return CreateChildRun(
             node=node.id,
             name=node.child,

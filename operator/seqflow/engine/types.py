@@ -61,6 +61,7 @@ class AttemptResult:
     reason: str | None = None  # why it failed, when more precise than TaskFailed (DeadlineExceeded)
     cause: FailureCause | None = None  # a child run's, when it failed for good
     artifacts: tuple[StoredArtifact, ...] = ()  # the files a Job step's attempt kept
+    retry_after: float | None = None  # seconds the called service asked to be left before a retry
 
     @property
     def succeeded(self) -> bool:

@@ -37,6 +37,7 @@ from seqflow.engine import (
 from seqflow.executors.artifacts import ArtifactStore
 from seqflow.executors.attempts import AttemptClaim, AttemptLinks
 from seqflow.executors.children import child_run_manifest
+from seqflow.executors.http import HttpCaller
 from seqflow.executors.inprocess import HandlerRunner, TaskContext
 from seqflow.executors.jobs import (
     INLINE_INPUT_BYTES,
@@ -63,6 +64,7 @@ class StepOptions:
     job_ttl_seconds: int | None = None
     links: AttemptLinks | None = None  # where Job steps fetch large inputs and send large outputs
     artifacts: ArtifactStore | None = None  # where Job steps' files are kept
+    http: HttpCaller | None = None  # what makes http steps' requests
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,7 +145,9 @@ class Actuator:
     async def _attempt(self, key: Key, body: JsonObject, state: RunState, action: RunHandler) -> None:
         began = time.perf_counter()
         context = _context(body, action)
-        if _passes_files(action.task):
+        if action.task.http is not None:
+            result = await self._call(action, namespace=context.namespace)
+        elif _passes_files(action.task):
             result = await self._run_with_files(action, context)
         else:
             result = await self.runner.run(action, context)
@@ -156,6 +160,12 @@ class Actuator:
         state.results[(action.node, action.attempt)] = result
         if (action.node, action.attempt) not in state.awaited:
             self.queue.add(key, urgent=True)  # the run moves on before new work starts
+
+    async def _call(self, action: RunHandler, *, namespace: str) -> AttemptResult:
+        if self.options.http is None:
+            error = "http steps are not enabled in this process"
+            return AttemptResult(node=action.node, attempt=action.attempt, error=error, permanent=True)
+        return await self.options.http.call(action, namespace=namespace)
 
     async def _run_with_files(self, action: RunHandler, context: TaskContext) -> AttemptResult:
         """An in-process attempt with its files in a directory of its own: the inputs fetched
