@@ -137,3 +137,12 @@ async def item(data: dict, context: seqflow.TaskContext) -> dict:
     if data["index"] in given.get("fail", []) and os.path.exists(given.get("failing", "")):
         raise RuntimeError(f"item {data['index']} failed")
     return {"square": data["item"] ** 2}
+
+
+@seqflow.task("test.note")
+def note(data: dict, context: seqflow.TaskContext) -> dict:
+    """Notes its task and the `index` of its input in the file `log` of the input's `input`;
+    its input is its output."""
+    with open(data["input"]["log"], "a") as log:
+        log.write(f"{context.task} {data['index']}\n")
+    return data

@@ -193,6 +193,9 @@ def test_fifty_job_items_get_their_args_rendered_from_their_item_and_the_steps_i
     )
     wait_phase(cluster, namespace, "r", "Succeeded", timeout=180)
     pods = cluster.get_json("pods", "-n", namespace, "-l", "seqflow.io/run=r")["items"]
+    labels = [p["metadata"]["labels"] for p in pods]
+    assert {label["seqflow.io/task"] for label in labels} == {"Copy"}
+    assert sorted(int(label["seqflow.io/item"]) for label in labels) == list(range(50))
     tasks = [next(c for c in p["spec"]["containers"] if c["name"] == "task") for p in pods]
     rendered = sorted(
         (c["args"], c["image"], next(e["value"] for e in c["env"] if e["name"] == "SIZE")) for c in tasks
@@ -219,3 +222,32 @@ def test_a_template_over_a_missing_field_fails_the_item_naming_it(
     (each_node,) = [n for n in status["nodes"] if n["id"] == "Each"]
     assert each_node["fanOut"]["failedItems"] == ["Each/1"]
     assert "job args[0] 'item.path' failed: no field 'path'" in summary["message"], summary
+
+
+def test_sub_workflow_items_run_as_child_runs_and_a_later_failure_undoes_them_the_last_first(
+    cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path
+):
+    cluster.apply(workflow("pack-line", [{"name": "Pack", "handler": "test.note"}]), namespace=namespace)
+    each = {"items": "input.lines", "maxParallel": 2, "step": {"workflowRef": {"name": "pack-line"}}}
+    ship = {"name": "Ship", "forEach": each, "compensate": {"handler": "test.note"}}
+    cluster.apply(
+        workflow("ship", [ship, {"name": "Invoice", "handler": "test.permanent"}]), namespace=namespace
+    )
+    log = tmp_path / "notes.log"
+    cluster.apply(workflow_run("r", "ship", {"lines": ["a", "b", "c"], "log": str(log)}), namespace=namespace)
+    wait_phase(cluster, namespace, "r", "Failed", timeout=90)
+    summary = condition(runs.get(namespace, "r")["status"], "Succeeded")
+    assert (summary["reason"], summary["message"]) == (
+        "Compensated",
+        "Task Invoice failed (permanent error): order ORD-9 does not exist; compensated Ship (3 items)",
+    )
+    lines = log.read_text().splitlines()
+    assert sorted(lines[:3]) == ["Pack 0", "Pack 1", "Pack 2"]  # in the child runs, two at a time
+    assert lines[3:] == ["Ship/2:compensate 2", "Ship/1:compensate 1", "Ship/0:compensate 0"]
+    children = cluster.get_json("workflowruns", "-n", namespace, "-l", "seqflow.io/parent=r")["items"]
+    assert sorted(c["metadata"]["annotations"]["seqflow.io/parent-step"] for c in children) == [
+        "Ship/0",
+        "Ship/1",
+        "Ship/2",
+    ]
+    assert all(c["status"]["phase"] == "Succeeded" for c in children)

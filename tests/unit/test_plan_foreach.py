@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from seqflow.api.models import NodePhase, RunPhase, WorkflowRunStatus
-from seqflow.engine import CancelHandler, CreateJob, Decision, EngineOptions, RunHandler
+from seqflow.engine import (
+    CancelHandler,
+    ChildRun,
+    CreateChildRun,
+    CreateJob,
+    Decision,
+    EngineOptions,
+    RunHandler,
+)
 from seqflow.engine.compaction import expanded
 from tests.unit.test_plan import OPTIONS, Row, check, err, go, ok, workflow
 
@@ -264,3 +272,75 @@ def test_10000_items_keep_the_status_small_and_gather_in_order():
     ship = expanded(decision.status, known=known)[0].node("Ship")  # (folded, once it ended)
     assert ship is not None and ship.fan_out is not None and ship.fan_out.succeeded == 10_000
     print(f"10,000 items: {plans} plans, the status at most {largest} bytes")
+
+
+SUBS = fan_out(step={"workflowRef": {"name": "pick-line"}, "retry": {"maxRetries": 0}})
+
+
+def test_workflow_items_are_child_runs_each_given_its_item_and_ending_with_it():
+    decision = ordered(SUBS)
+    creates = [a for a in decision.actions if isinstance(a, CreateChildRun)]
+    assert [(c.node, c.workflow, c.input) for c in creates] == [
+        ("Ship/0", "pick-line", {"item": "x", "index": 0, "input": LINES}),
+        ("Ship/1", "pick-line", {"item": "y", "index": 1, "input": LINES}),
+    ]
+    assert creates[0].name != creates[1].name and decision.status.descendants == 2
+    children = {
+        "Ship/0": ChildRun(phase=RunPhase.SUCCEEDED, suspended=False, output={"box": 0}),
+        "Ship/1": ChildRun(phase=RunPhase.RUNNING, suspended=False),
+    }
+    after = go(decision.status, at=2, wf=SUBS, children=children)
+    assert after.status.node("Ship/0").phase == NodePhase.SUCCEEDED  # type: ignore[union-attr]
+    assert [a.node for a in after.actions if isinstance(a, CreateChildRun)] == ["Ship/2"]
+
+
+UNDO = workflow(
+    [
+        {"name": "Order", "handler": "a"},
+        {
+            "name": "Ship",
+            "forEach": {"items": "input.lines", "maxParallel": 3, "step": {"handler": "b"}},
+            "compensate": {"handler": "c"},
+        },
+        {"name": "Done", "handler": "c", "retry": {"maxRetries": 0}},
+    ]
+)
+
+
+def test_a_failure_after_a_fan_out_undoes_its_items_one_by_one_the_last_first():
+    shipping = ordered(UNDO).status
+    boxes = tuple(ok(f"Ship/{i}", 1, {"box": i}) for i in range(3))
+    done_running = go(shipping, at=2, wf=UNDO, results=boxes).status
+    undoing = go(done_running, at=3, wf=UNDO, results=(err("Done", 1, "no van", permanent=True),))
+    assert undoing.status.phase == RunPhase.COMPENSATING
+    inputs = []
+    for at, index in enumerate([2, 1, 0], start=4):
+        (start,) = [a for a in undoing.actions if isinstance(a, RunHandler)]
+        assert start.node == f"Ship/{index}:compensate"
+        inputs.append(start.input)
+        undoing = go(undoing.status, at=at, wf=UNDO, results=(ok(start.node, 1),))
+    assert inputs == [{"box": 2}, {"box": 1}, {"box": 0}]
+    assert undoing.status.phase == RunPhase.FAILED
+    (condition,) = [c for c in undoing.status.conditions if c.type == "Succeeded"]
+    assert (condition.reason, condition.message) == (
+        "Compensated",
+        "Task Done failed (permanent error): no van; compensated Ship (3 items)",
+    )
+
+
+def test_only_the_items_that_succeeded_are_undone():
+    each = {"items": "input.lines", "maxParallel": 3, "toleratedFailures": 1, "step": {"handler": "b"}}
+    tolerant = workflow(
+        [{"name": "Order", "handler": "a"}, {"name": "Ship", "forEach": each, "compensate": {"handler": "c"}}]
+    )
+    shipping = ordered(tolerant).status
+    two_ended = go(
+        shipping, at=2, wf=tolerant,
+        results=(ok("Ship/0", 1, {"box": 0}), err("Ship/1", 1, "no stock", permanent=True)),
+        handlers_running=frozenset({("Ship/2", 1)}),
+    ).status  # fmt: skip
+    ended = go(
+        two_ended, at=3, wf=tolerant, spec={"cancel": True}, handlers_running=frozenset({("Ship/2", 1)})
+    )
+    starts = [a.node for a in ended.actions if isinstance(a, RunHandler)]
+    assert ended.status.phase == RunPhase.COMPENSATING and starts == ["Ship/0:compensate"]

@@ -210,10 +210,10 @@ class _Draft:
         return self.status.pinned_tasks or []
 
     def is_item(self, node: str) -> bool:
-        """Whether a node is an item of a forEach step."""
+        """Whether a node is an item of a forEach step (not an item's compensation)."""
         if self._fan_outs is None:
             self._fan_outs = frozenset(s.name for s in self.steps if s.for_each is not None)
-        return "/" in node and node.split("/", 1)[0] in self._fan_outs
+        return "/" in node and node.split("/", 1)[0] in self._fan_outs and not _is_compensation(node)
 
     def step_index(self, node: str) -> int:
         """The position of the step a node belongs to (a group member or a compensation: its
@@ -482,7 +482,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             timeout_seconds=timeout(spec),
         )
 
-    def pinned_for_each(spec: ForEachSpec) -> PinnedForEach:
+    def pinned_for_each(name: str, spec: ForEachSpec) -> PinnedForEach:
         return PinnedForEach(
             items=spec.items,
             as_=spec.as_,
@@ -490,7 +490,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             max_parallel=spec.max_parallel or DEFAULT_PARALLEL_ITEMS,
             tolerated_failures=spec.tolerated_failures or 0,
             fail_fast=bool(spec.fail_fast),
-            step=pinned("item", spec.step),
+            step=pinned(name, spec.step),  # (its Jobs are labelled with the step's name and the item's index)
         )
 
     return [
@@ -504,7 +504,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             wait=task.wait,
             workflow_ref=task.workflow_ref,
             members=[pinned(m.name, m) for m in task.parallel] if task.parallel is not None else None,
-            for_each=pinned_for_each(task.for_each) if task.for_each is not None else None,
+            for_each=pinned_for_each(task.name, task.for_each) if task.for_each is not None else None,
             max_parallel=task.max_parallel,
             fail_fast=bool(task.fail_fast),
             when=task.when,
@@ -937,7 +937,7 @@ def _fold_fan_out(draft: _Draft, node: NodeStatus) -> None:
 def _items(draft: _Draft, step: PinnedTask) -> list[NodeStatus]:
     """The nodes of a forEach's items admitted so far."""
     prefix = step.name + "/"
-    return [n for n in draft.status.nodes if n.id.startswith(prefix)]
+    return [n for n in draft.status.nodes if n.id.startswith(prefix) and not _is_compensation(n.id)]
 
 
 def _count_items(draft: _Draft) -> None:
@@ -1014,8 +1014,8 @@ def _succeeded(
     if artifacts:
         details["artifacts"] = [a.to_wire() for a in artifacts]
     draft.record(HistoryEvent.TASK_COMPLETED, node=node.id, attempt=node.attempts, details=details)
-    if compensation:  # its step is undone
-        step = draft.node(draft.steps[draft.step_index(node.id)].name)
+    if compensation:  # its step (or item) is undone
+        step = draft.node(node.id.removesuffix(COMPENSATION))
         assert step is not None
         draft.put(_with(step, phase=NodePhase.COMPENSATED, output=None))
     elif not member:
@@ -1155,29 +1155,51 @@ def _begin_compensation(draft: _Draft) -> None:
 
 
 def _compensable(draft: _Draft, step: PinnedTask) -> bool:
-    node = draft.node(step.name)
-    return step.compensate is not None and node is not None and node.phase == NodePhase.SUCCEEDED
+    """Whether a step has something to undo: itself, or for a forEach, an item, that succeeded."""
+    return step.compensate is not None and bool(_to_undo(draft, step))
+
+
+def _to_undo(draft: _Draft, step: PinnedTask) -> list[NodeStatus]:
+    """The nodes a step's compensation is to undo, the last first: the step's own, or for a
+    forEach (whether it ended or not), its items' that succeeded."""
+    if step.for_each is None:
+        node = draft.node(step.name)
+        return [node] if node is not None and node.phase == NodePhase.SUCCEEDED else []
+    done = [n for n in _items(draft, step) if n.phase == NodePhase.SUCCEEDED]
+    return sorted(done, key=lambda n: int(n.id.rsplit("/", 1)[1]), reverse=True)
 
 
 def _next_compensation(draft: _Draft) -> list[str]:
-    """The next compensation to start: that of the last step still to undo; once none is
-    left, the run ends (`draft.end`) as its `ending` says, compensated."""
+    """The next compensation to start: that of the last step (or item) still to undo; once
+    none is left, the run ends (`draft.end`) as its `ending` says, compensated."""
     if draft.end is not None or draft.run.spec.suspend:
         return []
     for step in reversed(draft.steps):
-        if not _compensable(draft, step):
+        if step.compensate is None:
             continue
-        node = draft.node(step.name + COMPENSATION)
-        if node is None or node.phase == NodePhase.PENDING:
-            return [step.name + COMPENSATION] if _room_for_history(draft, step) else []
-        if node.phase == NodePhase.RETRYING:
-            return [node.id] if _due(draft, node) and _room_for_history(draft, step) else []
-        return []  # running (a failed one has ended the run)
+        for undone in _to_undo(draft, step):
+            node = draft.node(undone.id + COMPENSATION)
+            if node is None or node.phase == NodePhase.PENDING:
+                return [undone.id + COMPENSATION] if _room_for_history(draft, step) else []
+            if node.phase == NodePhase.RETRYING:
+                return [node.id] if _due(draft, node) and _room_for_history(draft, step) else []
+            return []  # running (a failed one has ended the run)
     ending = draft.status.ending
     assert ending is not None
-    undone = [n.id for n in reversed(draft.status.nodes) if n.phase == NodePhase.COMPENSATED]
-    draft.end = (Reason.COMPENSATED, f"{ending.message}; compensated {', '.join(undone)}")
+    draft.end = (Reason.COMPENSATED, f"{ending.message}; compensated {', '.join(_undone(draft))}")
     return []
+
+
+def _undone(draft: _Draft) -> list[str]:
+    """The steps compensated, the last first (a forEach with the number of its items)."""
+    undone = []
+    for step in reversed(draft.steps):
+        if step.for_each is not None:
+            count = sum(n.phase == NodePhase.COMPENSATED for n in _items(draft, step))
+            undone += [f"{step.name} ({_count(count, 'item')})"] if count else []
+        elif (node := draft.node(step.name)) is not None and node.phase == NodePhase.COMPENSATED:
+            undone.append(step.name)
+    return undone
 
 
 def _is_compensation(node: str) -> bool:
@@ -1504,8 +1526,15 @@ def _action(draft: _Draft, node: NodeStatus, task: PinnedTask | PinnedMember, da
     if node.type == NodeType.JOB:
         assert node.job is not None
         files = tuple(f for f in _input_artifacts(draft, task).values() if f is not None)
+        item = int(node.id.rsplit("/", 1)[1]) if draft.is_item(node.id) else None
         return CreateJob(
-            node=node.id, name=node.job, task=task, attempt=node.attempts, input=data, artifacts=files
+            node=node.id,
+            name=node.job,
+            task=task,
+            attempt=node.attempts,
+            input=data,
+            artifacts=files,
+            item=item,
         )
     if node.type == NodeType.WORKFLOW:
         assert task.workflow_ref is not None and node.child is not None

@@ -165,6 +165,7 @@ class CreateJob:
     attempt: int
     input: JsonObject  # the value, or the reference to it when it is stored
     artifacts: tuple[StoredArtifact, ...] = ()  # its input files, by the names they have in its pod
+    item: int | None = None  # the index of the forEach item it runs
 
 
 @dataclass(frozen=True)

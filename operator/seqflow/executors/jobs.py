@@ -50,6 +50,7 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "seqflow"}
 LABEL_RUN = "seqflow.io/run"
 LABEL_TASK = "seqflow.io/task"
 LABEL_ATTEMPT = "seqflow.io/attempt"
+LABEL_ITEM = "seqflow.io/item"  # a forEach item's index
 LABEL_JOB_NAME = "batch.kubernetes.io/job-name"  # set on its pods by the Job controller
 LABEL_JOB_UID = "batch.kubernetes.io/controller-uid"
 
@@ -133,6 +134,7 @@ def _attempt_template(*, run: RunRef, action: CreateJob, urls: AttemptUrls) -> J
         LABEL_RUN: shortened_name(run.name),
         LABEL_TASK: task.name,
         LABEL_ATTEMPT: str(action.attempt),
+        **({LABEL_ITEM: str(action.item)} if action.item is not None else {}),
     }
     template = _pod_template(task)
     template.setdefault("metadata", {})
