@@ -225,3 +225,52 @@ def test_a_stored_output_shows_its_first_part_and_downloads_whole(
         output.get_by_role("button", name="Download").click()
     saved = json.loads(Path(downloaded.value.path()).read_text())
     assert saved == {"doc": document, "trail": ["Grow"], "step": 1}
+
+
+def test_a_fan_outs_counters_pages_of_items_and_a_failed_items_attempts(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess, page: Page, tmp_path: Path
+):
+    failing = tmp_path / "failing"
+    failing.write_text("x")
+    each = {
+        "items": "input.lines",
+        "toleratedFailures": 2,
+        "step": {"handler": "test.item", "retry": {"maxRetries": 0}},
+    }
+    cluster.apply(workflow("squares", [{"name": "Square", "forEach": each}]), namespace=namespace)
+    given = {
+        "lines": list(range(120)),
+        "log": str(tmp_path / "log"),
+        "fail": [7, 73],
+        "failing": str(failing),
+    }
+    cluster.apply(workflow_run("r-fan", "squares", given), namespace=namespace)
+    wait_for(lambda: runs.get(namespace, "r-fan").get("status", {}).get("phase") == "Succeeded", timeout=60)
+
+    sign_in(page, operator, admin_token(cluster), user="admin")
+    page.goto(f"{http_url(operator)}/#/runs/{namespace}/r-fan")
+    fan_out = page.locator(".fan-out")
+    expect(fan_out).to_contain_text(
+        "120 items started: 118 succeeded, 2 failed"
+    )  # (counted from the history)
+    expect(fan_out).to_contain_text("Items 1–50 of 120")
+    expect(page.locator("details[data-step]")).to_have_count(51)  # the forEach and a page of its items
+    fan_out.get_by_role("link", name="Square/73").click()
+    expect(fan_out).to_contain_text("Items 51–100 of 120")
+    item = page.locator('details[data-step="Square/73"]')
+    expect(item).to_have_attribute("open", "")
+    expect(item).to_contain_text("item 73 failed")
+    fan_out.get_by_role("button", name="Next items →").click()
+    expect(fan_out).to_contain_text("Items 101–120 of 120")
+    expect(page.locator("details[data-step]")).to_have_count(21)
+    expect(fan_out.get_by_role("button", name="Next items →")).to_be_disabled()
+
+    slow = {"lines": list(range(40)), "log": str(tmp_path / "log2"), "sleep": 0.5}
+    cluster.apply(
+        workflow("slow-squares", [{"name": "Square", "forEach": {**each, "maxParallel": 4}}]),
+        namespace=namespace,
+    )
+    cluster.apply(workflow_run("r-slow", "slow-squares", slow), namespace=namespace)
+    page.goto(f"{http_url(operator)}/#/runs/{namespace}/r-slow")
+    live = re.compile(r"40 items: \d+ succeeded, 0 failed, 4 running, \d+ not started")
+    expect(page.locator(".fan-out")).to_contain_text(live, timeout=15_000)  # the live node's counters

@@ -9,6 +9,7 @@ import {stepsOf, timeline} from "./timeline.js";
 const FINISHED = new Set(["Succeeded", "Failed", "Cancelled"]);
 const PHASES = ["Pending", "Running", "Suspended", "Compensating", "Succeeded", "Failed", "Cancelled"];
 const REFRESH_MS = 1000;
+const ITEMS_PER_PAGE = 50;  // of a forEach's items, shown at once
 const AFTER_ACTION_MS = 10_000;
 const main = document.getElementById("main");
 const notice = document.getElementById("notice");
@@ -218,6 +219,7 @@ function pager(params, next, earlier) {
 
 function runPage(namespace, name) {
   const open = new Set();
+  const pages = new Map();  // a forEach's id -> the page of its items shown
   const header = h("div");
   const actions = h("div", {class: "actions", role: "group", "aria-label": "Run control"});
   const chart = h("div", {class: "timeline"});
@@ -248,6 +250,11 @@ function runPage(namespace, name) {
     act(`signals/${encodeURIComponent(signalName.value)}`, `Signal ${signalName.value}`, {body: signalBody.value || "{}"});
   });
   const pick = (stepId) => {
+    const [parent, index] = stepId.split("/");
+    if (pages.has(parent) && /^[0-9]+/.test(index || "")) {  // an item: turn to its page first
+      pages.set(parent, Math.floor(parseInt(index, 10) / ITEMS_PER_PAGE));
+      render();
+    }
     const target = details.querySelector(`[data-step="${CSS.escape(stepId)}"]`);
     if (target) {
       target.open = true;
@@ -258,18 +265,75 @@ function runPage(namespace, name) {
   };
   fill(main, h("p", {}, h("a", {href: "#/runs"}, "← Runs")), header, actions,
     h("h2", {}, "Timeline"), legend(), chart, details, signalForm);
-  const refresh = refreshing(async () => {
-    run = await call(runPath(namespace, name), {query: {values: "ref"}});
+  const turn = (stepId, to) => {
+    pages.set(stepId, to);
+    render();
+  };
+  const render = () => {
     const live = Boolean(run.live) && !FINISHED.has(run.phase);
-    const steps = stepsOf(run);
+    const steps = shownSteps(stepsOf(run), pages);
     fill(header, runHeader(run));
     fill(actions, controls(run, act));
     fill(chart, timeline(run, steps, {live, onPick: pick}));
-    fill(details, stepDetails(run, steps, open), activityLog(run, open));
+    fill(details, stepDetails(run, steps, {open, turn, pick}), activityLog(run, open));
     signalForm.hidden = FINISHED.has(run.phase);
-    return live || !FINISHED.has(run.phase);
+    return live;
+  };
+  const refresh = refreshing(async () => {
+    run = await call(runPath(namespace, name), {query: {values: "ref"}});
+    return render() || !FINISHED.has(run.phase);
   });
   return refresh;
+}
+
+/** The steps to show: every step and group member, and of each forEach's items the page chosen
+ * in `pages` (the first unless turned), each forEach with `items` (how many have started), `page`,
+ * `succeeded` (how many did) and `failed` (the failed ones' ids). */
+function shownSteps(steps, pages) {
+  const fanOuts = new Map(steps.filter((s) => s.attempts[0]?.executor === "forEach").map((s) => [s.id, []]));
+  for (const step of steps) {
+    if (step.depth === 1) fanOuts.get(step.id.split("/")[0])?.push(step);
+  }
+  const shown = [];
+  for (const step of steps) {
+    if (step.depth === 1 && fanOuts.has(step.id.split("/")[0])) continue;  // shown with its forEach
+    const items = fanOuts.get(step.id);
+    if (!items) {
+      shown.push(step);
+      continue;
+    }
+    const index = (item) => parseInt(item.id.split("/")[1], 10);  // (an item's compensation after it)
+    items.sort((a, b) => index(a) - index(b));
+    const page = Math.min(pages.get(step.id) || 0, Math.max(0, Math.ceil(items.length / ITEMS_PER_PAGE) - 1));
+    pages.set(step.id, page);
+    const own = items.filter((item) => !item.id.includes(":"));  // (not their compensations)
+    const failed = own.filter((item) => item.attempts.at(-1)?.outcome === "bad").map((item) => item.id);
+    const succeeded = own.filter((item) => item.attempts.at(-1)?.outcome === "ok").length;
+    shown.push({...step, items: items.length, page, failed, succeeded},
+      ...items.slice(page * ITEMS_PER_PAGE, (page + 1) * ITEMS_PER_PAGE));
+  }
+  return shown;
+}
+
+/** A forEach's counters (the live node's, else counted from its items' last attempts), a pager
+ * through its items and links to the failed ones. */
+function fanOutPanel(step, node, {turn, pick}) {
+  const fan = node?.fanOut;
+  const pages = Math.max(1, Math.ceil(step.items / ITEMS_PER_PAGE));
+  const first = step.page * ITEMS_PER_PAGE;
+  const counters = fan
+    ? `${fan.total} items: ${fan.succeeded} succeeded, ${fan.failed} failed, ${fan.running} running, ${fan.total - fan.admitted} not started`
+    : `${step.items} items started: ${step.succeeded} succeeded, ${step.failed.length} failed`;
+  const failed = fan?.failedItems || step.failed;
+  const link = (id) => h("a", {href: "#", onclick: (event) => { event.preventDefault(); pick(id); }}, id);
+  return h("div", {class: "fan-out"},
+    h("p", {}, counters),
+    h("nav", {class: "pager", "aria-label": `Items of ${step.id}`},
+      h("button", {type: "button", disabled: step.page === 0, onclick: () => turn(step.id, step.page - 1)}, "← Previous items"),
+      ` Items ${Math.min(first + 1, step.items)}–${Math.min(first + ITEMS_PER_PAGE, step.items)} of ${step.items} `,
+      h("button", {type: "button", disabled: step.page >= pages - 1, onclick: () => turn(step.id, step.page + 1)}, "Next items →")),
+    failed.length ? h("p", {}, "Failed: ", failed.slice(0, 20).flatMap((id, i) => [i ? ", " : "", link(id)]),
+      failed.length > 20 ? ` and ${failed.length - 20} more` : "") : null);
 }
 
 function legend() {
@@ -308,7 +372,7 @@ function controls(run, act) {
   ];
 }
 
-function stepDetails(run, steps, open) {
+function stepDetails(run, steps, {open, turn, pick}) {
   const nodes = new Map(((run.live || {}).nodes || []).map((node) => [node.id, node]));
   return [
     h("h2", {}, "Steps"),
@@ -321,6 +385,7 @@ function stepDetails(run, steps, open) {
       const block = h("details", {class: "panel", "data-step": step.id, open: open.has(key)},
         h("summary", {}, h("strong", {}, step.id), " ", badge(phase), ` ${step.attempts.length} attempt(s)`,
           node?.nextRetryAt ? ` · next attempt ${when(node.nextRetryAt)}` : ""),
+
         step.attempts.map((attempt) => h("div", {},
           h("h3", {}, `Attempt ${attempt.n}`, attempt.executor ? ` (${attempt.executor})` : ""),
           h("p", {}, `Started ${when(new Date(attempt.start).toISOString())}`,
@@ -332,7 +397,7 @@ function stepDetails(run, steps, open) {
             ? valueBlock(run.namespace, `${step.id} #${attempt.n} output`, attempt.output, open) : null,
           fileList(run.namespace, attempt.artifacts))));
       block.addEventListener("toggle", () => (block.open ? open.add(key) : open.delete(key)));
-      return block;
+      return step.items === undefined ? block : [block, fanOutPanel(step, node, {turn, pick})];
     }),
     h("h2", {}, "Input and output"),
     valueBlock(run.namespace, "Run input", run.input, open),
