@@ -1,11 +1,12 @@
 """`make demo`: seqflow on a local control plane, running the example workflows.
 
-Starts etcd and kube-apiserver and a MariaDB for the history (see testenv/), installs the CRDs,
-starts the operator with the example handlers, applies workflows/*.yaml, shows the runs
-progressing until all are done (approving the expense that waits for a signal with the
-`kubectl seqflow` plugin), then the step trees of the order with a sub-workflow and of the
-saga that compensated, one run's Events and its history. With --keep everything stays up for
-you to play with until Ctrl-C.
+Starts etcd, kube-apiserver, the Job controller and a kwok node (see testenv/), a MariaDB for
+the history and the example inventory service on 127.0.0.1:8089, installs the CRDs, starts the
+operator with the example handlers, applies workflows/*.yaml, shows the runs progressing until
+all are done (approving the expense that waits for a signal with the `kubectl seqflow` plugin),
+then the step trees of the order with a sub-workflow and of the saga that compensated, the
+rendered args of the report export's Job pods, one run's Events and its history. With --keep
+everything stays up for you to play with until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from seqflow.examples.inventory import InventoryService  # noqa: E402
 from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
 from testenv._proc import free_port  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
 
 FINISHED = {"Succeeded", "Failed", "Cancelled"}
 PLUGIN = [sys.executable, "-m", "seqflow.cli.plugin"]
+INVENTORY_PORT = 8089  # workflows/stock-check.yaml's run calls it there
 
 
 def main() -> None:
@@ -38,9 +41,16 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     kubectl_path = str(ensure_binaries().kubectl)
-    with ControlPlane() as control_plane, MariaDB() as mariadb:
+    try:
+        inventory = InventoryService(INVENTORY_PORT).start()
+    except OSError as error:
+        raise SystemExit(
+            f"the example inventory service cannot listen on 127.0.0.1:{INVENTORY_PORT}: {error}"
+        ) from None
+    with ControlPlane(with_jobs=True) as control_plane, MariaDB() as mariadb:
         print(f"local control plane ready in {control_plane.start_seconds:.1f} s at {control_plane.server}")
         print(f"MariaDB for the history ready in {mariadb.start_seconds:.1f} s")
+        print(f"example inventory service on 127.0.0.1:{INVENTORY_PORT}")
 
         def kubectl(*words: str) -> str:
             command = [kubectl_path, f"--kubeconfig={control_plane.kubeconfig}", *words]
@@ -53,6 +63,7 @@ def main() -> None:
             "SEQFLOW_DATABASE_URL": mariadb.url,
             "SEQFLOW_HTTP_PORT": str(free_port()),
             "SEQFLOW_METRICS_PORT": str(free_port()),
+            "SEQFLOW_HTTP_ALLOWED_HOSTS": f"127.0.0.1:{INVENTORY_PORT}",
         }
         operator = OperatorProcess(kubeconfig=control_plane.kubeconfig, settings=settings).start()
         print(f"operator started (pid {operator.pid}, log {operator.log})")
@@ -67,6 +78,12 @@ def main() -> None:
         for run in ("fulfil-big", "transfer-002-closed"):
             print(f"\n$ kubectl seqflow tree {run}")
             print(plugin("tree", run), end="")
+        columns = (
+            "custom-columns=POD:.metadata.name,ITEM:.metadata.labels.seqflow\\.io/item,"
+            "ARGS:.spec.containers[0].args"
+        )
+        print("\n$ kubectl get pods -l seqflow.io/run=exports-week-49 -o " + columns)
+        print(kubectl("get", "pods", "-l", "seqflow.io/run=exports-week-49", "-o", columns), end="")
         print("\n$ kubectl describe workflowrun order-001   (events)")
         describe = kubectl("describe", "workflowrun", "order-001")
         print(describe[describe.index("Events:") :] if "Events:" in describe else describe)
@@ -88,6 +105,7 @@ def main() -> None:
             except KeyboardInterrupt:
                 pass
         operator.stop()
+    inventory.stop()
 
 
 def show_history(database_url: str) -> None:

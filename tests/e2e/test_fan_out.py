@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from seqflow.examples.inventory import InventoryService
+from testenv._proc import free_port
 from testenv.operator import OperatorProcess
+from tests.e2e.test_faults import history_of
 from tests.e2e.test_history import admin_token, get
 from tests.e2e.test_job_tasks import job_task, jobs_of, wait_phase
 from tests.support import REPO, Cluster, Runs, condition, wait_for, workflow, workflow_run
@@ -251,3 +255,42 @@ def test_sub_workflow_items_run_as_child_runs_and_a_later_failure_undoes_them_th
         "Ship/2",
     ]
     assert all(c["status"]["phase"] == "Succeeded" for c in children)
+
+
+def example(name: str, kind: str) -> dict[str, Any]:
+    """The document of `kind` in workflows/NAME.yaml."""
+    documents = yaml.safe_load_all((REPO / "workflows" / f"{name}.yaml").read_text())
+    return next(d for d in documents if d["kind"] == kind)
+
+
+def test_the_stock_check_example_asks_each_lines_stock_and_reserves_the_order(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
+):
+    service = InventoryService(free_port()).start()
+    try:
+        cluster.apply(example("stock-check", "Workflow"), namespace=namespace)
+        run = example("stock-check", "WorkflowRun")
+        given = {**run["spec"]["input"], "inventory": f"http://127.0.0.1:{service.server_address[1]}"}
+        cluster.apply(workflow_run("stock", "stock-check", given), namespace=namespace)
+        wait_phase(cluster, namespace, "stock", "Succeeded", timeout=60)
+    finally:
+        service.stop()
+    assert runs.get(namespace, "stock")["status"]["output"] == {"reservation": "R-ORD-010", "lines": 2}
+    retried = [
+        e for e in history_of(cluster, operator, namespace, "stock")["activity"] if e["event"] == "TASK_RETRY"
+    ]
+    assert sorted(e["task"] for e in retried) == ["Stock/0", "Stock/1"]  # each line's first ask was busy
+    assert all("answered 503 Service Unavailable" in e["details"]["error"] for e in retried)
+
+
+def test_the_report_exports_example_runs_a_job_per_day_with_its_args(
+    cluster: Cluster, runs: Runs, namespace: str
+):
+    cluster.require_kwok()
+    cluster.kubectl("apply", "-n", namespace, "-f", str(REPO / "workflows" / "report-exports.yaml"))
+    wait_phase(cluster, namespace, "exports-week-49", "Succeeded", timeout=120)
+    pods = cluster.get_json("pods", "-n", namespace, "-l", "seqflow.io/run=exports-week-49")["items"]
+    args = sorted(p["spec"]["containers"][0]["args"][2] for p in pods)
+    days = ["2026-11-30", "2026-12-01", "2026-12-02", "2026-12-03"]
+    assert args == [f"s3://acme-analytics/raw/{day}.csv" for day in days]
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"amazon/aws-cli:2.17.0"}

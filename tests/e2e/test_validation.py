@@ -68,7 +68,7 @@ def refused(cluster: Cluster, namespace: str, manifest: dict) -> str:
         ),
         (
             workflow("w", [{"name": "H", "http": {"url": "ftp://files.svc/x"}}]),
-            "spec.tasks[0].http.url in body should match '^https?://'",
+            "spec.tasks[0].http.url in body should match '^(https?://|\\{\\{)'",
         ),
         (
             workflow(

@@ -249,8 +249,9 @@ class HttpSpec(Model):
     url: str = Field(
         min_length=1,
         max_length=2048,
-        pattern=r"^https?://",
-        description="An http:// or https:// URL ({{ }} templates); redirects are not followed.",
+        pattern=r"^(https?://|\{\{)",
+        description="An http:// or https:// URL, or a template giving one ({{ }} templates); "
+        "redirects are not followed.",
     )
     headers: Annotated[list[HttpHeader], Field(max_length=32)] | None = None
     body: str | None = Field(
