@@ -270,6 +270,7 @@ def test_operator_settings(helm: Helm):
         "SEQFLOW_LOG_LEVEL": "INFO",
         "SEQFLOW_LOG_FORMAT": "json",
         "SEQFLOW_HTTP_PORT": "8080",
+        "SEQFLOW_HTTP_ALLOWED_HOSTS": "*.svc,*.svc.cluster.local",  # http steps: the cluster's Services
         "POD_IP": {"fieldRef": {"fieldPath": "status.podIP"}},
         "SEQFLOW_API_URL": "http://test-seqflow.seqflow.svc:8080",  # the release's Service
         "SEQFLOW_ARTIFACTS_IMAGE": container["image"],  # its own, to move steps' files
