@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import time
 
@@ -146,3 +147,12 @@ def note(data: dict, context: seqflow.TaskContext) -> dict:
     with open(data["input"]["log"], "a") as log:
         log.write(f"{context.task} {data['index']}\n")
     return data
+
+
+@seqflow.task("test.outcome")
+def outcome(data: dict, context: seqflow.TaskContext) -> dict:
+    """A finally task: notes its task, the run's outcome and the time as a JSON line in the file
+    `log` of the run's input."""
+    with open(data["input"]["log"], "a") as log:
+        log.write(json.dumps({"task": context.task, "outcome": data["outcome"], "at": time.time()}) + "\n")
+    return {"noted": True}

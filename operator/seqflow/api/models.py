@@ -18,6 +18,7 @@ GROUP = "seqflow.io"
 VERSION = "v1alpha1"
 MAX_TASKS = 100
 MAX_MEMBERS = 20
+MAX_FINALLY = 10  # finally tasks of a Workflow
 MAX_ITEMS = 10_000  # items of one forEach step
 MAX_PARALLEL_ITEMS = 200  # of them running at once (each keeps room for its end in the activity log)
 DEFAULT_PARALLEL_ITEMS = 50
@@ -125,6 +126,9 @@ class Reason(enum.StrEnum):
     COMPENSATED = "Compensated"
     COMPENSATION_FAILED = "CompensationFailed"
     ITEMS_INVALID = "ItemsInvalid"
+    FINALLY_RUNNING = "FinallyRunning"
+    FINALLY_FAILED = "FinallyFailed"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
     TEMPLATE_FAILED = "TemplateFailed"
     HOST_NOT_ALLOWED = "HostNotAllowed"
     SUCCEEDED = "Succeeded"
@@ -526,6 +530,27 @@ class TaskSpec(Model):
     )
 
 
+class FinallyTask(Model):
+    """A task run after the main tasks end, however they end: given `{input, outcome, output}`
+    (the run's input; its phase, reason, message and failed step; the data passed on so far)."""
+
+    model_config = cel_rules(
+        (
+            "[has(self.handler), has(self.job), has(self.http)].filter(x, x).size() == 1",
+            "a finally task needs exactly one of handler, job or http",
+        ),
+    )
+
+    name: str = Field(
+        pattern=NAME_PATTERN, max_length=63, description="Unique among tasks and finally tasks."
+    )
+    handler: str | None = Field(default=None, min_length=1, max_length=253)
+    job: JobTemplate | None = None
+    http: HttpSpec | None = None
+    retry: RetryOverride | None = None
+    timeout_seconds: Annotated[int | None, Field(ge=1)] = None
+
+
 class Concurrency(Model):
     limit: int = Field(ge=1, description="Runs of this Workflow that may run at once; the others queue.")
 
@@ -551,6 +576,14 @@ class Webhook(Model):
 
 
 class WorkflowSpec(Model):
+    model_config = cel_rules(
+        (
+            "!has(self.finally) || self.finally.all(f, !self.tasks.exists(t, t.name == f.name) && "
+            "self.finally.exists_one(g, g.name == f.name))",
+            "finally task names must be unique, and not those of tasks",
+        ),
+    )
+
     description: str | None = None
     input_schema: JsonObject | None = Field(
         default=None,
@@ -581,6 +614,19 @@ class WorkflowSpec(Model):
                 }
             ]
         },
+    )
+    finally_: Annotated[list[FinallyTask], Field(max_length=MAX_FINALLY)] | None = Field(
+        default=None,
+        alias="finally",
+        description="Tasks run in order after the tasks end in any way (succeeded, failed, cancelled, "
+        "past the deadline), compensations first; they change the run's outcome only by failing "
+        "(reason FinallyFailed). Deleting the run skips them.",
+    )
+    timeout_seconds: Annotated[int | None, Field(ge=1)] = Field(
+        default=None,
+        description="A deadline for each run's tasks from its start (the run's own timeoutSeconds wins): "
+        "past it the running steps are cancelled, compensations and finally tasks run, and the run "
+        "fails with reason DeadlineExceeded.",
     )
 
 
@@ -652,6 +698,12 @@ class WorkflowRunSpec(Model):
         default=None,
         description="Delete the run this long after it finishes (its history stays); "
         "else the Workflow's, else the operator's SEQFLOW_RUN_TTL_SECONDS.",
+    )
+    timeout_seconds: Annotated[int | None, Field(ge=1)] = Field(
+        default=None,
+        description="A deadline for the run's tasks from its start (instead of its Workflow's): past "
+        "it the running steps are cancelled, compensations and finally tasks run, and the run fails "
+        "with reason DeadlineExceeded.",
     )
     signals: JsonObject | None = Field(
         default=None,
@@ -732,6 +784,7 @@ class PinnedTask(Model):
     keep_output: bool = Field(
         default=False, description="Its output stays in its node: a compensation or a later `when` reads it."
     )
+    final: bool = Field(default=False, description="A finally task: it runs once the tasks have ended.")
     retry: RetryPolicy
     timeout_seconds: int
 
@@ -798,6 +851,7 @@ class HistoryEvent(enum.StrEnum):
     RUN_RESUMED = "RUN_RESUMED"
     RUN_RETRIED = "RUN_RETRIED"
     COMPENSATION_STARTED = "COMPENSATION_STARTED"
+    FINALLY_STARTED = "FINALLY_STARTED"
 
 
 class HistoryRecord(Model):
@@ -835,11 +889,16 @@ class WorkflowStatus(Model):
 
 
 class Ending(Model):
-    """How a run is ending while its compensations run: the phase it ends in and why."""
+    """How a run is ending while its compensations, then its finally tasks, run: the phase it
+    ends in and why."""
 
-    phase: Literal[RunPhase.FAILED, RunPhase.CANCELLED]
+    phase: Literal[RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED]
     reason: str
     message: str
+    finally_: bool = Field(
+        default=False, alias="finally", description="Its finally tasks run (compensations are done)."
+    )
+    failed_step: str | None = Field(default=None, description="The task that failed, if one did.")
 
 
 class FailureCause(Model):
@@ -893,7 +952,11 @@ class WorkflowRunStatus(Model):
     cancelled: bool = Field(default=False, description="spec.cancel has been acted on (a retry runs again).")
     ending: Ending | None = Field(
         default=None,
-        description="Set once compensations start: the phase the run ends in and why (kept until a retry).",
+        description="Set once compensations or finally tasks start: the phase the run ends in and why "
+        "(kept until a retry).",
+    )
+    deadline: datetime | None = Field(
+        default=None, description="When the run's tasks are past their time (timeoutSeconds from the start)."
     )
     cause: FailureCause | None = Field(
         default=None,

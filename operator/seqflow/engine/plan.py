@@ -31,6 +31,7 @@ from seqflow.api.models import (
     Ending,
     FailureCause,
     FanOut,
+    FinallyTask,
     ForEachSpec,
     ForEachStep,
     HistoryEvent,
@@ -207,7 +208,20 @@ class _Draft:
 
     @property
     def steps(self) -> list[PinnedTask]:
+        """The pinned tasks, finally tasks last."""
         return self.status.pinned_tasks or []
+
+    @property
+    def main(self) -> list[PinnedTask]:
+        """The tasks, not the finally ones."""
+        return [s for s in self.steps if not s.final]
+
+    @property
+    def finals(self) -> list[PinnedTask]:
+        return [s for s in self.steps if s.final]
+
+    def is_final(self, node: str) -> bool:
+        return any(s.name == node for s in self.finals)
 
     def is_item(self, node: str) -> bool:
         """Whether a node is an item of a forEach step (not an item's compensation)."""
@@ -293,14 +307,26 @@ def _start_next(draft: _Draft, observed: Observations) -> bool:
 
 
 def _next_starts(draft: _Draft) -> list[str]:
-    """What starts now: the next steps, or once the run is ending (a step failed, also one whose
-    `when` could not be evaluated just now), the next compensation."""
+    """What starts now: the next steps; once the run is ending (a step failed, also one whose
+    `when` could not be evaluated just now; a cancel; the deadline), the next compensation; once
+    those are done, or the steps all succeeded, the next finally task."""
     if draft.status.ending is None:
         starts = _ready_steps(draft) if draft.end is None else []
+        if draft.end is None and (starts or not _tasks_done(draft)):
+            return starts
+        if draft.end is not None:
+            _begin_compensation(draft)
+    ending = draft.status.ending
+    if ending is not None and not ending.finally_:
+        starts = _next_compensation(draft)
         if draft.end is None:
             return starts
-        _begin_compensation(draft)
-    return _next_compensation(draft) if draft.status.ending else []
+    return _next_final(draft) if _begin_finally(draft) else []
+
+
+def _tasks_done(draft: _Draft) -> bool:
+    """Whether every task (not the finally ones) has succeeded or was skipped."""
+    return all((n := draft.node(s.name)) is not None and n.phase in DONE for s in draft.main)
 
 
 def _decided(draft: _Draft, *, conclude: bool = True) -> Decision:
@@ -404,23 +430,26 @@ def _start(draft: _Draft, observed: Observations) -> bool:
             "allowed: do the Workflows call each other in a loop?",
         )
         return False
+    timeout = run.spec.timeout_seconds or observed.workflow.spec.timeout_seconds
+    main = [t.name for t in steps if not t.final]
     draft.update(
         workflow_generation=observed.workflow.generation,
         pinned_tasks=steps,
         started_at=now,
-        progress=f"0/{len(steps)}",
+        progress=f"0/{len(main)}",
+        deadline=now + timedelta(seconds=timeout) if timeout else None,
     )
     draft.record(
         HistoryEvent.WORKFLOW_STARTED,
         details={
             "workflow": name,
             "generation": observed.workflow.generation,
-            "tasks": [t.name for t in steps],
+            "tasks": main,
             "input": draft.run_input(),
         },
     )
     message = (
-        f'Started Workflow "{name}" (generation {observed.workflow.generation}, {_count(len(steps), "task")})'
+        f'Started Workflow "{name}" (generation {observed.workflow.generation}, {_count(len(main), "task")})'
     )
     draft.condition(ConditionStatus.UNKNOWN, Reason.STARTED, message)  # until a step says more
     draft.event(EventType.NORMAL, Reason.STARTED, message)
@@ -463,9 +492,10 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
     base_retry = RetryPolicy().merged(defaults.retry if defaults else None)
     base_timeout = (defaults.timeout_seconds if defaults else None) or options.default_timeout_seconds
     tasks = workflow.spec.tasks
-    read = {name for task in tasks for _, text in _expressions(task) for name in _steps_read(text)}
+    every: list[TaskSpec | FinallyTask] = [*tasks, *(workflow.spec.finally_ or [])]
+    read = {name for task in every for _, text in _expressions(task) for name in _steps_read(text)}
 
-    def timeout(spec: TaskSpec | MemberSpec | CompensateSpec | ForEachStep) -> int:
+    def timeout(spec: TaskSpec | MemberSpec | CompensateSpec | ForEachStep | FinallyTask) -> int:
         if spec.http is not None:
             return spec.http.timeout_seconds or DEFAULT_HTTP_TIMEOUT_SECONDS
         return spec.timeout_seconds or base_timeout
@@ -493,6 +523,19 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             step=pinned(name, spec.step),  # (its Jobs are labelled with the step's name and the item's index)
         )
 
+    finals = [
+        PinnedTask(
+            name=final.name,
+            handler=final.handler,
+            job=final.job,
+            http=final.http,
+            final=True,
+            keep_output=False,
+            retry=base_retry.merged(final.retry),
+            timeout_seconds=timeout(final),
+        )
+        for final in workflow.spec.finally_ or []
+    ]
     return [
         PinnedTask(
             name=task.name,
@@ -514,7 +557,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             timeout_seconds=timeout(task),
         )
         for task in tasks
-    ]
+    ] + finals
 
 
 def _steps_read(expression: str) -> set[str]:
@@ -534,11 +577,11 @@ def workflow_problem(
     check fills the Workflow's Ready condition and fails a run of it at start. `workflows` are
     the other Workflows of its namespace, known so far: a cycle through them is a problem, and
     with `require_subworkflows`, so is a sub-workflow missing from them."""
-    unrunnable = _unrunnable(spec.tasks, handlers=handlers)
+    unrunnable = _unrunnable(spec.tasks, spec.finally_ or [], handlers=handlers)
     if unrunnable:
         return Reason.HANDLER_NOT_FOUND, unrunnable
     problems = _subworkflow_problems(name, spec, workflows, require=require_subworkflows)
-    problems += _condition_problems(spec.tasks)
+    problems += _condition_problems(spec.tasks, spec.finally_ or [])
     problems += _artifact_problems(spec.tasks)
     if spec.input_schema is not None:
         problems.append(schema_problem(spec.input_schema) or "")
@@ -546,13 +589,16 @@ def workflow_problem(
     return (Reason.INVALID_WORKFLOW, message) if message else None
 
 
-def _condition_problems(tasks: list[TaskSpec]) -> list[str]:
-    """CEL expressions (`when`, forEach items) that do not compile, or that read a step which has
-    not run when they are evaluated: only the steps before a task (and their groups' members) have."""
+def _condition_problems(tasks: list[TaskSpec], finals: list[FinallyTask]) -> list[str]:
+    """CEL expressions (`when`, forEach items, templates) that do not compile, or that read a
+    step which has not run when they are evaluated: only the steps before a task (and their
+    groups' members) have; a finally task's, every task and the finally tasks before it."""
     ids = [[task.name, *(f"{task.name}/{m.name}" for m in task.parallel or [])] for task in tasks]
+    ids += [[final.name] for final in finals]
     every = {id for step in ids for id in step}
     problems, earlier = [], set[str]()
-    for task, own in zip(tasks, ids, strict=True):
+    every_task: list[TaskSpec | FinallyTask] = [*tasks, *finals]
+    for task, own in zip(every_task, ids, strict=True):
         for where_in, expression in _expressions(task):
             try:
                 compiled(expression, field=where_in)
@@ -567,15 +613,17 @@ def _condition_problems(tasks: list[TaskSpec]) -> list[str]:
     return problems
 
 
-def _expressions(task: TaskSpec) -> list[tuple[str, str]]:
+def _expressions(task: TaskSpec | FinallyTask) -> list[tuple[str, str]]:
     """A task's CEL expressions over its input and earlier steps (`when`, forEach items, the
     templates of its Jobs and requests), by the field they are in."""
-    found = [("when", task.when)] if task.when is not None else []
-    found += [("forEach items", task.for_each.items)] if task.for_each is not None else []
-    steps: list[tuple[str, TaskSpec | MemberSpec | CompensateSpec | ForEachStep]] = [("", task)]
-    steps += [(f"member {m.name} ", m) for m in task.parallel or []]
-    steps += [("compensate ", task.compensate)] if task.compensate is not None else []
-    steps += [("forEach step ", task.for_each.step)] if task.for_each is not None else []
+    steps: list[tuple[str, TaskSpec | MemberSpec | CompensateSpec | ForEachStep | FinallyTask]] = [("", task)]
+    found = []
+    if isinstance(task, TaskSpec):
+        found += [("when", task.when)] if task.when is not None else []
+        found += [("forEach items", task.for_each.items)] if task.for_each is not None else []
+        steps += [(f"member {m.name} ", m) for m in task.parallel or []]
+        steps += [("compensate ", task.compensate)] if task.compensate is not None else []
+        steps += [("forEach step ", task.for_each.step)] if task.for_each is not None else []
     for where, step in steps:
         for name, text in templated(step.job, step.http):
             found += [(where + name, expression) for expression in expressions(text)]
@@ -686,11 +734,12 @@ def workflow_status(
     return WorkflowStatus(conditions=conditions, observed_generation=generation)
 
 
-def _unrunnable(tasks: list[TaskSpec], *, handlers: frozenset[str]) -> str | None:
+def _unrunnable(tasks: list[TaskSpec], finals: list[FinallyTask], *, handlers: frozenset[str]) -> str | None:
     named = [(task.name, task.handler) for task in tasks]
     named += [(f"{task.name}/{m.name}", m.handler) for task in tasks for m in task.parallel or []]
     named += [(f"{task.name}{COMPENSATION}", t.handler) for task in tasks if (t := task.compensate)]
     named += [(task.name, f.step.handler) for task in tasks if (f := task.for_each)]
+    named += [(final.name, final.handler) for final in finals]
     problems = [
         f'task {name}: no handler registered as "{handler}"'
         for name, handler in named
@@ -727,9 +776,14 @@ def _fold(draft: _Draft, observed: Observations) -> None:
         return
     if draft.run.spec.cancel and not draft.status.cancelled:
         draft.update(cancelled=True)
-        if draft.status.ending is None:  # compensations under way are not cut short
+        if draft.status.ending is None:  # compensations and finally tasks are not cut short
             _cancel(draft, reason=Reason.CANCELLED, message="The run was cancelled (spec.cancel)")
             return
+    deadline, started = draft.status.deadline, draft.status.started_at
+    if deadline is not None and started is not None and draft.now >= deadline and draft.status.ending is None:
+        took = int((deadline - started).total_seconds())
+        _cancel(draft, reason=Reason.DEADLINE_EXCEEDED, message=f"The run passed its deadline ({took} s)")
+        return
     gathering = (NodeType.PARALLEL, NodeType.FOR_EACH)  # after their members and items
     for node in list(draft.status.nodes):
         if node.phase == NodePhase.RUNNING and node.type not in gathering:
@@ -1018,7 +1072,7 @@ def _succeeded(
         step = draft.node(node.id.removesuffix(COMPENSATION))
         assert step is not None
         draft.put(_with(step, phase=NodePhase.COMPENSATED, output=None))
-    elif not member:
+    elif not member and not draft.is_final(node.id):  # (a finally task's output is its own)
         draft.update(output=output)
 
 
@@ -1050,7 +1104,7 @@ def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> N
         if result.permanent and draft.status.cause is None and not draft.is_item(node.id):
             cause = result.cause or FailureCause(run=draft.run.name, reason=reason, message=message)
             draft.update(cause=cause)
-        if "/" not in node.id:  # a member's failure is its group's to weigh
+        if "/" not in node.id and not draft.is_final(node.id):  # a member's is its group's to weigh
             draft.end = (reason, message)
         return
     delay = max(policy.delay_after(counted), result.retry_after or 0)
@@ -1105,15 +1159,19 @@ def _retry_requested(spec: WorkflowRunSpec, status: WorkflowRunStatus) -> bool:
 def _retry(draft: _Draft) -> None:
     """Run a Failed or Cancelled run again from the steps that did not succeed, each with a fresh
     attempt budget; succeeded steps keep their outputs. A run whose compensations undid steps
-    runs again from its first step (the data those steps passed on is undone with them)."""
+    runs again from its first step (the data those steps passed on is undone with them). The
+    finally tasks run again after its new ending; its deadline is as far from now as it was
+    from its start."""
     compensated = any(n.phase == NodePhase.COMPENSATED for n in draft.status.nodes)
+    if draft.status.deadline is not None and draft.status.started_at is not None:
+        draft.update(deadline=draft.now + (draft.status.deadline - draft.status.started_at))
     kept = draft.status.nodes
     if compensated:  # steps that never ran (skipped) are decided again; the others keep counting
         kept = [n for n in kept if n.attempts > 0]
     draft.update(nodes=kept, ending=None, cause=None, output=None if compensated else draft.status.output)
     again = set(NodePhase) if compensated else {NodePhase.FAILED, NodePhase.CANCELLED}
     for node in draft.status.nodes:  # (compensations too: one needed again is a new attempt)
-        if node.phase in again or _is_compensation(node.id):
+        if node.phase in again or _is_compensation(node.id) or draft.is_final(node.id):
             draft.put(
                 node.model_copy(
                     update={
@@ -1206,6 +1264,89 @@ def _is_compensation(node: str) -> bool:
     return node.endswith(COMPENSATION)
 
 
+# ----- finally: after any ending -----
+
+
+def _begin_finally(draft: _Draft) -> bool:
+    """Whether finally tasks run now: the tasks have ended (`draft.end`, or all succeeded) and
+    compensations are done; the run's `ending` then says how it ends, for them to see. Deleting
+    the run skips them (and stops one under way)."""
+    ending = draft.status.ending
+    if ending is not None and ending.finally_:
+        return draft.end is None or draft.end[0] != Reason.RUN_DELETED
+    if not draft.finals or (draft.end is not None and draft.end[0] == Reason.RUN_DELETED):
+        return False
+    phase: RunPhase
+    if draft.end is None:
+        main = len(draft.main)
+        phase, reason = RunPhase.SUCCEEDED, str(Reason.SUCCEEDED)
+        message = f"All {main} tasks succeeded" if main > 1 else "The task succeeded"
+    else:
+        reason, message = draft.end
+        cancelled = reason == Reason.CANCELLED
+        phase = ending.phase if ending else (RunPhase.CANCELLED if cancelled else RunPhase.FAILED)
+    failed = next(
+        (s.name for s in draft.main if (n := draft.node(s.name)) and n.phase == NodePhase.FAILED), None
+    )
+    ending = Ending(phase=phase, reason=reason, message=message, finally_=True, failed_step=failed)
+    draft.update(ending=ending)
+    draft.end = None
+    names = [s.name for s in draft.finals]
+    draft.record(HistoryEvent.FINALLY_STARTED, details={**_outcome(ending), "steps": names})
+    draft.condition(
+        ConditionStatus.UNKNOWN, Reason.FINALLY_RUNNING, f"{message}; running finally {', '.join(names)}"
+    )
+    return True
+
+
+def _next_final(draft: _Draft) -> list[str]:
+    """The next finally task to start, in order (one that failed does not stop the others);
+    once none is left, the run ends as its `ending` says, or with FinallyFailed."""
+    if draft.run.spec.suspend:
+        return []
+    failed = []
+    for step in draft.finals:
+        node = draft.node(step.name)
+        if node is None or node.phase == NodePhase.PENDING:
+            return [step.name] if _room_for_history(draft, step) else []
+        if node.phase == NodePhase.RETRYING:
+            return [node.id] if _due(draft, node) and _room_for_history(draft, step) else []
+        if node.phase in ACTIVE:
+            return []
+        if node.phase != NodePhase.SUCCEEDED:
+            failed.append(node)
+    ending = draft.status.ending
+    assert ending is not None
+    if failed:
+        first = failed[0]
+        draft.end = (
+            Reason.FINALLY_FAILED,
+            f"{ending.message}; finally task {first.id} failed: {first.last_error}",
+        )
+    elif ending.phase == RunPhase.SUCCEEDED:
+        draft.update(ending=None)  # (the run has Succeeded: its phase says so)
+    else:
+        draft.end = (ending.reason, ending.message)
+    return []
+
+
+def _outcome(ending: Ending) -> JsonObject:
+    return {
+        "phase": ending.phase.value,
+        "reason": ending.reason,
+        "message": ending.message,
+        "failedStep": ending.failed_step,
+    }
+
+
+def _final_input(draft: _Draft) -> JsonObject:
+    """A finally task's input: the run's input, its outcome and the data passed on so far."""
+    ending = draft.status.ending
+    assert ending is not None
+    output = draft.resolve(draft.status.output or {})
+    return {"input": draft.resolve(draft.run_input()), "outcome": _outcome(ending), "output": output}
+
+
 # ----- schedule: what may start now -----
 
 
@@ -1216,6 +1357,8 @@ def _ready_steps(draft: _Draft) -> list[str]:
     if draft.end is not None or status.pinned_tasks is None or spec.suspend:
         return []
     for index, step in enumerate(status.pinned_tasks):
+        if step.final:  # (the finally tasks are last: `_next_final` starts them)
+            return []
         node = draft.node(step.name)
         undecided = node is None or node.phase == NodePhase.PENDING  # (pending: after a retry)
         if undecided and step.when is not None and not _condition_holds(draft, index):
@@ -1521,8 +1664,8 @@ def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -
 
 
 def _action(draft: _Draft, node: NodeStatus, task: PinnedTask | PinnedMember, data: JsonObject) -> Action:
-    if draft.is_item(node.id) and node.type in (NodeType.JOB, NodeType.WORKFLOW):
-        data = draft.keep(data)  # (its copy of the forEach's input is stored once)
+    if (draft.is_item(node.id) or draft.is_final(node.id)) and node.type in (NodeType.JOB, NodeType.WORKFLOW):
+        data = draft.keep(data)  # (its copy of the values it is made of is stored once)
     if node.type == NodeType.JOB:
         assert node.job is not None
         files = tuple(f for f in _input_artifacts(draft, task).values() if f is not None)
@@ -1607,6 +1750,8 @@ def _input_for(draft: _Draft, node: str) -> JsonObject:
     """The input of a node: its step's, or for a compensation, the output of the step it undoes."""
     if draft.is_item(node):
         return _item_input(draft, node)
+    if draft.is_final(node):
+        return _final_input(draft)
     if not _is_compensation(node):
         return _input_of(draft, draft.step_index(node))
     step = draft.node(node.removesuffix(COMPENSATION))
@@ -1647,14 +1792,17 @@ def _attempt_name(*, run: str, node: str, attempt: int, limit: int) -> str:
 
 def derive_phase(status: WorkflowRunStatus, spec: WorkflowRunSpec, *, ended: str | None = None) -> RunPhase:
     """The run's phase from its nodes and the user's intent; `ended` is why it stopped, if it did."""
-    steps = status.pinned_tasks or []
+    steps = [s for s in status.pinned_tasks or [] if not s.final]
     nodes = {n.id: n for n in status.nodes}
     ending = status.ending
     if any(n.phase in ACTIVE for n in nodes.values()) or (ending is not None and ended is None):
-        going_on = RunPhase.COMPENSATING if ending is not None else RunPhase.RUNNING
+        compensating = ending is not None and not ending.finally_
+        going_on = RunPhase.COMPENSATING if compensating else RunPhase.RUNNING
         return RunPhase.SUSPENDED if spec.suspend else going_on
     if ending is not None:
-        return RunPhase.CANCELLED if ended == Reason.RUN_DELETED else ending.phase
+        if ended in (Reason.RUN_DELETED, Reason.FINALLY_FAILED):
+            return RunPhase.CANCELLED if ended == Reason.RUN_DELETED else RunPhase.FAILED
+        return ending.phase
     # (a member's or an item's end is its group's or forEach's to weigh)
     ends = {n.phase for n in nodes.values() if "/" not in n.id}
     if ended in (Reason.CANCELLED, Reason.RUN_DELETED) or (ended is None and NodePhase.CANCELLED in ends):
@@ -1674,10 +1822,10 @@ def _conclude(draft: _Draft) -> None:
     _count_items(draft)
     reason = draft.end[0] if draft.end else None
     phase = derive_phase(draft.status, draft.run.spec, ended=reason)
-    steps = draft.steps
+    steps = draft.main
     nodes = draft.status.nodes
     names = {step.name for step in steps}
-    succeeded = sum(n.phase in DONE for n in nodes if n.id in names)  # steps, not members
+    succeeded = sum(n.phase in DONE for n in nodes if n.id in names)  # tasks, not members nor finally tasks
     progress = f"{succeeded}/{len(steps)}" if steps else draft.status.progress
     for fan_out in (n for n in nodes if n.fan_out is not None and n.phase in ACTIVE):
         assert fan_out.fan_out is not None
@@ -1688,6 +1836,9 @@ def _conclude(draft: _Draft) -> None:
         progress=progress,
         retries=sum(max(n.attempts - 1, 0) for n in nodes),
     )
+    deadline = draft.status.deadline
+    if deadline is not None and phase not in FINISHED and draft.status.ending is None:
+        draft.actions.append(WakeAt(deadline))  # (a durable timer: every plan sets it again)
     _report_phase(draft, phase, before)
     if any(c.type == CONDITION for c in draft.status.conditions):
         _gitops_conditions(draft, phase)
@@ -1695,7 +1846,7 @@ def _conclude(draft: _Draft) -> None:
 
 def _report_phase(draft: _Draft, phase: RunPhase, before: RunPhase | None) -> None:
     """Record and tell the run's end, suspension or resumption, when this plan brought it."""
-    steps = draft.steps
+    steps = draft.main
     if phase in (RunPhase.FAILED, RunPhase.CANCELLED):
         _record_end(draft, phase)
     elif phase == RunPhase.SUCCEEDED:
@@ -1724,9 +1875,10 @@ def _suspended_message(draft: _Draft) -> str:
     if running:
         return f"{message}; {', '.join(running)} {'runs' if len(running) == 1 else 'run'} on meanwhile"
     if draft.status.ending is not None:
-        return f"{message}; on resume, the compensations go on"
+        what = "finally tasks" if draft.status.ending.finally_ else "compensations"
+        return f"{message}; on resume, the {what} go on"
     nodes = {n.id: n for n in draft.status.nodes}
-    step = next((s.name for s in draft.steps if s.name not in nodes or nodes[s.name].phase not in DONE), None)
+    step = next((s.name for s in draft.main if s.name not in nodes or nodes[s.name].phase not in DONE), None)
     return f"{message}; on resume, task {step} goes on" if step else message
 
 

@@ -29,6 +29,7 @@ _RUN_PAUSES = {
     HistoryEvent.RUN_SUSPENDED: RunPhase.SUSPENDED,
     HistoryEvent.RUN_RESUMED: RunPhase.RUNNING,
     HistoryEvent.COMPENSATION_STARTED: RunPhase.COMPENSATING,
+    HistoryEvent.FINALLY_STARTED: RunPhase.RUNNING,
 }
 
 

@@ -1,0 +1,130 @@
+"""End to end: finally tasks and run deadlines on the real API server. A finally task runs after
+a success, a permanent failure, a cancel during a Job step and a deadline, each time given the
+outcome, and leaves the run's phase and reason as they were; a deadline fires on time across an
+operator restart."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.operators import start_operator
+from tests.e2e.test_job_tasks import job_task, wait_phase
+from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow_run
+
+pytestmark = pytest.mark.cluster
+REPORT = {"name": "Report", "handler": "test.outcome"}
+
+
+def noted(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def finished(cluster: Cluster, runs: Runs, namespace: str, name: str, phase: str) -> tuple[str, str]:
+    wait_phase(cluster, namespace, name, phase, timeout=90)
+    summary = condition(runs.get(namespace, name)["status"], "Succeeded")
+    return summary["reason"], summary["message"]
+
+
+@pytest.mark.usefixtures("operator")
+def test_finally_runs_after_a_success_and_after_a_permanent_failure(
+    cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path
+):
+    log = tmp_path / "outcomes.log"
+    ok = workflow("ok", [{"name": "A", "handler": "test.step"}], **{"finally": [REPORT]})
+    bad = workflow(
+        "bad", [{"name": "A", "handler": "test.step"}, {"name": "Pay", "handler": "test.permanent"}]
+    )
+    bad["spec"]["finally"] = [REPORT]
+    cluster.apply(ok, namespace=namespace)
+    cluster.apply(bad, namespace=namespace)
+    cluster.apply(workflow_run("r-ok", "ok", {"log": str(log)}), namespace=namespace)
+    assert finished(cluster, runs, namespace, "r-ok", "Succeeded") == ("Succeeded", "The task succeeded")
+    assert runs.get(namespace, "r-ok")["status"]["output"]["trail"] == ["A"]  # not the finally task's
+    cluster.apply(workflow_run("r-bad", "bad", {"log": str(log)}), namespace=namespace)
+    reason, message = finished(cluster, runs, namespace, "r-bad", "Failed")
+    assert (reason, message) == (
+        "TaskFailed",
+        "Task Pay failed (permanent error): order ORD-9 does not exist",
+    )
+    first, second = noted(log)
+    assert first["outcome"] == {
+        "phase": "Succeeded",
+        "reason": "Succeeded",
+        "message": "The task succeeded",
+        "failedStep": None,
+    }
+    assert second["outcome"] == {"phase": "Failed", "reason": reason, "message": message, "failedStep": "Pay"}
+
+
+@pytest.mark.usefixtures("operator")
+def test_finally_runs_after_a_cancel_during_a_job_step(
+    cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path
+):
+    cluster.require_kwok()
+    log = tmp_path / "outcomes.log"
+    slow = job_task("Export", annotations={"test.seqflow.io/duration": "60000"})
+    cluster.apply(workflow("export", [slow], **{"finally": [REPORT]}), namespace=namespace)
+    cluster.apply(workflow_run("r", "export", {"log": str(log)}), namespace=namespace)
+    wait_for(lambda: runs.get(namespace, "r").get("status", {}).get("current") == ["Export"], timeout=30)
+    cluster.kubectl(
+        "patch", "workflowrun", "r", "-n", namespace, "--type=merge", "-p", '{"spec":{"cancel":true}}'
+    )
+    assert finished(cluster, runs, namespace, "r", "Cancelled")[0] == "Cancelled"
+    (entry,) = noted(log)
+    assert entry["outcome"]["phase"] == "Cancelled"
+    assert cluster.get_json("jobs", "-n", namespace, "-l", "seqflow.io/run=r")["items"] == []  # deleted
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_deadline_cancels_the_running_step_and_runs_finally(
+    cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path
+):
+    log = tmp_path / "outcomes.log"
+    steps = [{"name": "Nap", "sleep": {"seconds": 600}}]
+    cluster.apply(workflow("napper", steps, timeoutSeconds=600, **{"finally": [REPORT]}), namespace=namespace)
+    run = workflow_run("r", "napper", {"log": str(log)})
+    run["spec"]["timeoutSeconds"] = 2  # the run's wins over its Workflow's
+    cluster.apply(run, namespace=namespace)
+    assert finished(cluster, runs, namespace, "r", "Failed") == (
+        "DeadlineExceeded",
+        "The run passed its deadline (2 s)",
+    )
+    (entry,) = noted(log)
+    assert entry["outcome"]["reason"] == "DeadlineExceeded"
+    status = runs.get(namespace, "r")["status"]
+    assert [(n["id"], n["phase"]) for n in status["nodes"]] == [("Nap", "Cancelled"), ("Report", "Succeeded")]
+
+
+def test_a_deadline_fires_on_time_across_an_operator_restart(
+    cluster: Cluster, runs: Runs, crds: None, database_url: str, operator_kubeconfig, tmp_path
+):
+    namespace = f"deadline-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    log = tmp_path / "outcomes.log"
+    first = start_operator(operator_kubeconfig, tmp_path / "first.log", namespace, database_url)
+    cluster.apply(
+        workflow(
+            "napper", [{"name": "Nap", "sleep": {"seconds": 600}}], timeoutSeconds=8, **{"finally": [REPORT]}
+        ),
+        namespace=namespace,
+    )
+    cluster.apply(workflow_run("r", "napper", {"log": str(log)}), namespace=namespace)
+    wait_for(lambda: runs.get(namespace, "r").get("status", {}).get("deadline"), timeout=30)
+    deadline = runs.get(namespace, "r")["status"]["deadline"]
+    first.kill()
+    time.sleep(2)
+    second = start_operator(operator_kubeconfig, tmp_path / "second.log", namespace, database_url)
+    try:
+        wait_for(lambda: noted(log), timeout=30)
+    finally:
+        second.stop()
+    late = noted(log)[0]["at"] - datetime.fromisoformat(deadline).timestamp()
+    assert 0 <= late < 1.0, late  # on time, though the operator that set it was killed
+    assert noted(log)[0]["outcome"]["reason"] == "DeadlineExceeded"
