@@ -128,3 +128,29 @@ def test_a_deadline_fires_on_time_across_an_operator_restart(
     late = noted(log)[0]["at"] - datetime.fromisoformat(deadline).timestamp()
     assert 0 <= late < 1.0, late  # on time, though the operator that set it was killed
     assert noted(log)[0]["outcome"]["reason"] == "DeadlineExceeded"
+
+
+@pytest.mark.usefixtures("operator")
+def test_retry_on_oom_killed_retries_it_and_does_not_retry_exit_code_2(
+    cluster: Cluster, runs: Runs, namespace: str
+):
+    cluster.require_kwok()
+    retry = {"maxRetries": 1, "backoffSeconds": 0.2, "on": ["OOMKilled"]}
+    oom = job_task(
+        "Load", annotations={"test.seqflow.io/exit-code": "137", "test.seqflow.io/reason": "OOMKilled"}
+    )
+    bad = job_task("Load", annotations={"test.seqflow.io/exit-code": "2"})
+    cluster.apply(workflow("oom", [{**oom, "retry": retry}]), namespace=namespace)
+    cluster.apply(workflow("bad-input", [{**bad, "retry": retry}]), namespace=namespace)
+    cluster.apply(workflow_run("r-oom", "oom", {}), namespace=namespace)
+    cluster.apply(workflow_run("r-bad", "bad-input", {}), namespace=namespace)
+    assert finished(cluster, runs, namespace, "r-oom", "Failed")[1] == (
+        "Task Load failed (2 attempts): OOMKilled, exit code 137"
+    )
+    assert runs.get(namespace, "r-oom")["status"]["nodes"][0]["attempts"] == 2
+    message = finished(cluster, runs, namespace, "r-bad", "Failed")[1]
+    assert message == (
+        "Task Load failed (not retried: type Error, exit code 2 is not among its retry conditions): "
+        "exit code 2"
+    )
+    assert runs.get(namespace, "r-bad")["status"]["nodes"][0]["attempts"] == 1

@@ -431,3 +431,45 @@ def test_a_step_waits_while_its_sidecar_keeps_its_files_and_a_failed_fetch_says_
     )
     result = read_outcome(job=None, pod=slim_pod(unfetched), attempt=ATTEMPT)
     assert result.error == message and not result.permanent
+
+
+def test_an_oom_killed_container_is_typed_with_its_exit_code():
+    killed = pod(137, "")
+    killed["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    result = read_outcome(job=job("Failed", "BackoffLimitExceeded"), pod=killed, attempt=ATTEMPT)
+    assert (result.error, result.error_type, result.exit_code) == (
+        "OOMKilled, exit code 137",
+        "OOMKilled",
+        137,
+    )
+    plain = read_outcome(job=job("Failed", "BackoffLimitExceeded"), pod=pod(2, "bad"), attempt=ATTEMPT)
+    assert (plain.error_type, plain.exit_code, plain.disrupted) == ("Error", 2, False)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (
+            {"reason": "Evicted", "message": "The node was low on resource: memory."},
+            "the pod was evicted: The node was low on resource: memory.",
+        ),
+        (
+            {
+                "conditions": [
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "PreemptionByScheduler",
+                        "message": "preempted",
+                    }
+                ]
+            },
+            "the pod was stopped by PreemptionByScheduler: preempted",
+        ),
+    ],
+)
+def test_a_pod_stopped_from_outside_is_a_disruption(status: dict, error: str):
+    stopped = pod(137, "")
+    stopped["status"] = {**stopped["status"], "phase": "Failed", **status}
+    result = read_outcome(job=job("Failed", "BackoffLimitExceeded"), pod=slim_pod(stopped), attempt=ATTEMPT)
+    assert (result.error, result.reason, result.disrupted) == (error, "TaskInterrupted", True)

@@ -137,6 +137,18 @@ class Reason(enum.StrEnum):
 # ----- Workflow spec -----
 
 
+class ErrorType(enum.StrEnum):
+    """What kind of failure ended an attempt (`error.type` in a retry's `when`)."""
+
+    OOM_KILLED = "OOMKilled"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    TIMEOUT = "Timeout"
+    ERROR = "Error"
+    CONNECTION_ERROR = "ConnectionError"
+    HTTP_STATUS = "HttpStatus"
+    EXCEPTION = "Exception"  # a handler raised
+
+
 class RetryOverride(Model):
     """A retry policy as written in a manifest: every field optional, unset ones inherited."""
 
@@ -152,6 +164,24 @@ class RetryOverride(Model):
     max_backoff_seconds: Annotated[float | None, Field(gt=0)] = Field(
         default=None, description="Upper bound of the delay between attempts."
     )
+    on: Annotated[list[ErrorType], Field(max_length=8)] | None = Field(
+        default=None,
+        description="Retry only failures of these types (with exitCodes and when: any that matches): "
+        "OOMKilled, DeadlineExceeded (a Job past its timeout), Timeout (a handler or request past "
+        "its timeout), Error (a container's non-zero exit), ConnectionError and HttpStatus (an http "
+        "step's 5xx or 429).",
+    )
+    exit_codes: Annotated[list[Annotated[int, Field(ge=1, le=255)]], Field(max_length=32)] | None = Field(
+        default=None,
+        description="Retry only a Job whose container exited with one of these codes (or as on, when).",
+    )
+    when: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Retry only when this CEL expression over `error` (message, reason, type, "
+        "exitCode) and `attempt` is true (or as on, exitCodes).",
+    )
 
 
 class RetryPolicy(Model):
@@ -161,6 +191,14 @@ class RetryPolicy(Model):
     backoff_seconds: float = 2.0
     backoff_factor: float = 2.0
     max_backoff_seconds: float = 300.0
+    on: list[ErrorType] | None = None
+    exit_codes: list[int] | None = None
+    when: str | None = None
+
+    @property
+    def selective(self) -> bool:
+        """Whether it retries only the failures it names."""
+        return self.on is not None or self.exit_codes is not None or self.when is not None
 
     def merged(self, override: RetryOverride | None) -> RetryPolicy:
         if override is None:

@@ -30,11 +30,11 @@ def compiled(expression: str, *, field: str = "when") -> Any:
         raise ConditionError(f"{field} {expression!r} does not compile: {_first_line(error)}") from None
 
 
-def holds(expression: str, variables: dict[str, Any]) -> bool:
+def holds(expression: str, variables: dict[str, Any], *, field: str = "when") -> bool:
     """Whether `expression` is true for `variables`."""
-    value = evaluated(expression, variables, field="when")
+    value = evaluated(expression, variables, field=field)
     if not isinstance(value, bool):
-        raise ConditionError(f"when {expression!r} gave {value!r}, not true or false")
+        raise ConditionError(f"{field} {expression!r} gave {value!r}, not true or false")
     return value
 
 

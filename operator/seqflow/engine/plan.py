@@ -582,6 +582,12 @@ def workflow_problem(
         return Reason.HANDLER_NOT_FOUND, unrunnable
     problems = _subworkflow_problems(name, spec, workflows, require=require_subworkflows)
     problems += _condition_problems(spec.tasks, spec.finally_ or [])
+    default_retry = spec.defaults.retry if spec.defaults else None
+    if default_retry is not None and default_retry.when is not None:
+        try:
+            compiled(default_retry.when, field="retry.when")
+        except ConditionError as error:
+            problems.append(f"defaults: {error}")
     problems += _artifact_problems(spec.tasks)
     if spec.input_schema is not None:
         problems.append(schema_problem(spec.input_schema) or "")
@@ -627,6 +633,8 @@ def _expressions(task: TaskSpec | FinallyTask) -> list[tuple[str, str]]:
     for where, step in steps:
         for name, text in templated(step.job, step.http):
             found += [(where + name, expression) for expression in expressions(text)]
+        if step.retry is not None and step.retry.when is not None:
+            found.append((where + "retry.when", step.retry.when))
     return found
 
 
@@ -1081,10 +1089,15 @@ def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> N
     error = _clip(result.error)
     policy = draft.spec_of(node.id).retry
     attempt = node.attempts
+    if result.disrupted:  # another attempt, not counted
+        node = _with(node, budget_from=node.budget_from + 1)
     counted = attempt - node.budget_from
     reason = result.reason or (Reason.TASK_INTERRUPTED if result.error == INTERRUPTED else Reason.TASK_FAILED)
-    if result.permanent or counted > policy.max_retries:
-        why = "permanent error" if result.permanent else f"{counted} attempts"
+    unwanted = (
+        None if result.permanent or counted > policy.max_retries else _not_retried(policy, result, attempt)
+    )
+    if result.permanent or counted > policy.max_retries or unwanted:
+        why = "permanent error" if result.permanent else unwanted or f"{counted} attempts"
         draft.put(
             node.model_copy(update={"phase": NodePhase.FAILED, "finished_at": draft.now, "last_error": error})
         )
@@ -1129,6 +1142,32 @@ def _attempt_failed(draft: _Draft, node: NodeStatus, result: AttemptResult) -> N
     )
     draft.condition(ConditionStatus.UNKNOWN, Reason.TASK_RETRYING, message)
     draft.event(EventType.WARNING, Reason.TASK_RETRYING, message)
+
+
+def _not_retried(policy: RetryPolicy, result: AttemptResult, attempt: int) -> str | None:
+    """Why a policy with conditions (`on`, `exitCodes`, `when`) does not retry this failure;
+    None when it does (a policy without them retries every failure that is not permanent)."""
+    if not policy.selective or result.disrupted:
+        return None
+    if result.error_type is not None and result.error_type in (policy.on or []):
+        return None
+    if result.exit_code is not None and result.exit_code in (policy.exit_codes or []):
+        return None
+    if policy.when is not None:
+        error = {
+            "message": result.error or "",
+            "reason": result.reason or Reason.TASK_FAILED,
+            "type": result.error_type or "",
+            "exitCode": result.exit_code,
+        }
+        try:
+            if holds(policy.when, {"error": error, "attempt": attempt}, field="retry.when"):
+                return None
+        except ConditionError as problem:
+            return f"not retried: {problem}"
+    kind = f"type {result.error_type}" if result.error_type else "no type"
+    code = f", exit code {result.exit_code}" if result.exit_code is not None else ""
+    return f"not retried: {kind}{code} is not among its retry conditions"
 
 
 def _cancel(draft: _Draft, *, reason: str, message: str) -> None:

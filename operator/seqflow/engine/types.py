@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from seqflow.api.models import (
     MAX_VALUE_BYTES,
+    ErrorType,
     FailureCause,
     JsonObject,
     PinnedMember,
@@ -62,6 +63,10 @@ class AttemptResult:
     cause: FailureCause | None = None  # a child run's, when it failed for good
     artifacts: tuple[StoredArtifact, ...] = ()  # the files a Job step's attempt kept
     retry_after: float | None = None  # seconds the called service asked to be left before a retry
+    error_type: ErrorType | None = None  # what kind of failure it was, for a retry's conditions
+    exit_code: int | None = None  # a Job step's container's
+    # Interrupted from outside (its pod evicted, or deleted by its node): retried, not counted.
+    disrupted: bool = False
 
     @property
     def succeeded(self) -> bool:

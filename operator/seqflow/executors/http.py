@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 from yarl import URL
 
-from seqflow.api.models import MAX_VALUE_BYTES, HttpSpec, JsonObject, KeyRef, Reason
+from seqflow.api.models import MAX_VALUE_BYTES, ErrorType, HttpSpec, JsonObject, KeyRef, Reason
 from seqflow.api.values import ref_of
 from seqflow.clock import Clock
 from seqflow.engine import AttemptResult, RunHandler
@@ -27,6 +27,7 @@ BODY_START = 200  # characters of a refused response's body in the step's error
 MAX_RETRY_AFTER = 3600.0  # seconds: a longer Retry-After is waited for this long
 RETRIED = frozenset({429}) | frozenset(range(500, 600))
 READ_CHUNK = 64 * 1024
+BAD = ErrorType.EXCEPTION  # a request that could not be made as written
 
 SecretReader = Callable[[str, str], Awaitable[JsonObject]]  # (namespace, name) -> the Secret
 
@@ -34,8 +35,11 @@ SecretReader = Callable[[str, str], Awaitable[JsonObject]]  # (namespace, name) 
 class HttpStepError(Exception):
     """Why an attempt's request was not made or not taken (retried unless `permanent`)."""
 
-    def __init__(self, message: str, *, permanent: bool = False, reason: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, kind: ErrorType, permanent: bool = False, reason: str | None = None
+    ) -> None:
         super().__init__(message)
+        self.kind = kind
         self.permanent = permanent
         self.reason = reason
         self.retry_after: float | None = None
@@ -84,6 +88,7 @@ class HttpCaller:
                 permanent=error.permanent,
                 reason=error.reason,
                 retry_after=error.retry_after,
+                error_type=error.kind,
             )
         return AttemptResult(node=action.node, attempt=action.attempt, output=output)
 
@@ -91,11 +96,14 @@ class HttpCaller:
         url = URL(http.url)
         what = f"{http.method} {http.url}"
         if url.scheme not in ("http", "https") or not url.host:
-            raise HttpStepError(f"{what}: not an http:// or https:// URL with a host", permanent=True)
+            raise HttpStepError(
+                f"{what}: not an http:// or https:// URL with a host", kind=BAD, permanent=True
+            )
         if not self._allowed.admit(url):
             raise HttpStepError(
                 f"{what}: host {url.host}:{url.port} is not in SEQFLOW_HTTP_ALLOWED_HOSTS "
                 f"({', '.join(self._allowed.patterns) or 'none'})",
+                kind=BAD,
                 permanent=True,
                 reason=Reason.HOST_NOT_ALLOWED,
             )
@@ -116,23 +124,24 @@ class HttpCaller:
                 body = await _bounded(response, what=what)
                 return self._taken(http, response, body, what=what)
         except TimeoutError:
-            raise HttpStepError(f"{what}: no response within {timeout} s") from None
+            raise HttpStepError(f"{what}: no response within {timeout} s", kind=ErrorType.TIMEOUT) from None
         except aiohttp.ClientError as error:
-            raise HttpStepError(f"{what}: {type(error).__name__}: {error}") from None
+            message = f"{what}: {type(error).__name__}: {error}"
+            raise HttpStepError(message, kind=ErrorType.CONNECTION_ERROR) from None
 
     async def _secret(self, namespace: str, ref: KeyRef, *, what: str) -> str:
         where = f'{what}: header from Secret "{ref.name}" key "{ref.key}"'
         try:
             found = await self._secrets(namespace, ref.name)
         except Exception as error:  # not there (yet), not readable: the next attempt reads again
-            raise HttpStepError(f"{where}: {type(error).__name__}: {error}") from None
+            raise HttpStepError(f"{where}: {type(error).__name__}: {error}", kind=BAD) from None
         encoded = (found.get("data") or {}).get(ref.key)
         if encoded is None:
-            raise HttpStepError(f"{where}: the Secret has no such key")
+            raise HttpStepError(f"{where}: the Secret has no such key", kind=BAD)
         try:
             return base64.b64decode(encoded, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            raise HttpStepError(f"{where}: its value is not UTF-8 text", permanent=True) from None
+            raise HttpStepError(f"{where}: its value is not UTF-8 text", kind=BAD, permanent=True) from None
 
     def _taken(
         self, http: HttpSpec, response: aiohttp.ClientResponse, body: bytes, *, what: str
@@ -145,6 +154,7 @@ class HttpCaller:
         start = text[:BODY_START] + ("..." if len(text) > BODY_START else "")
         error = HttpStepError(
             f"{what} answered {status} {response.reason or ''}".rstrip() + (f": {start}" if start else ""),
+            kind=ErrorType.HTTP_STATUS,
             permanent=status not in RETRIED,
         )
         error.retry_after = self._retry_after(response.headers.get("Retry-After"))
@@ -171,6 +181,7 @@ async def _bounded(response: aiohttp.ClientResponse, *, what: str) -> bytes:
         if size > MAX_VALUE_BYTES:
             raise HttpStepError(
                 f"{what}: the response is larger than the {MAX_VALUE_BYTES} bytes a step may return",
+                kind=BAD,
                 permanent=True,
                 reason=Reason.OUTPUT_TOO_LARGE,
             )

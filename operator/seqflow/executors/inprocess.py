@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqflow.api.models import JsonObject
+from seqflow.api.models import ErrorType, JsonObject
 from seqflow.api.values import REF_SHAPE, ref_of
 from seqflow.engine import AttemptResult, RunHandler
 from seqflow.settings import StartupError
@@ -104,8 +104,12 @@ class HandlerRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, action: RunHandler, context: TaskContext) -> AttemptResult:
-        def failed(message: str, *, permanent: bool = False) -> AttemptResult:
-            return AttemptResult(node=action.node, attempt=action.attempt, error=message, permanent=permanent)
+        def failed(
+            message: str, *, permanent: bool = False, kind: ErrorType = ErrorType.EXCEPTION
+        ) -> AttemptResult:
+            return AttemptResult(
+                node=action.node, attempt=action.attempt, error=message, permanent=permanent, error_type=kind
+            )
 
         name = action.task.handler or ""
         handler = self._handlers.get(name)
@@ -118,7 +122,7 @@ class HandlerRunner:
         except PermanentError as error:
             return failed(str(error) or type(error).__name__, permanent=True)
         except TimeoutError:
-            return failed(f"timed out after {timeout} s")
+            return failed(f"timed out after {timeout} s", kind=ErrorType.TIMEOUT)
         except Exception as error:  # a handler's failure is the attempt's outcome
             return failed(f"{type(error).__name__}: {error}")
         problem = output_problem(output)

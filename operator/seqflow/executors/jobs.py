@@ -31,7 +31,15 @@ from seqflow.api.artifacts import (
 )
 from seqflow.api.bodies import annotations_of, labels_of, name_of, owners_of, spec_of, status_of, uid_of
 from seqflow.api.manifests import owner_reference
-from seqflow.api.models import JsonObject, PinnedMember, PinnedTask, Reason, StoredArtifact, shortened_name
+from seqflow.api.models import (
+    ErrorType,
+    JsonObject,
+    PinnedMember,
+    PinnedTask,
+    Reason,
+    StoredArtifact,
+    shortened_name,
+)
 from seqflow.api.values import REF_SHAPE, ref_of
 from seqflow.engine import AttemptResult, CreateJob
 from seqflow.executors.attempts import OUTPUT_ANNOTATION
@@ -336,6 +344,7 @@ def slim_pod(pod: JsonObject) -> JsonObject:
             "phase": status.get("phase"),
             "reason": status.get("reason"),
             "message": status.get("message"),
+            "conditions": [c for c in status.get("conditions") or [] if c.get("type") == "DisruptionTarget"],
             "containerStatuses": [
                 {"name": c.get("name"), "state": c.get("state")}
                 for c in status.get("containerStatuses") or []
@@ -408,11 +417,14 @@ def _kept_report(pod: JsonObject | None) -> KeptReport | None:
 
 
 def _read_output(*, job: JsonObject | None, pod: JsonObject | None, node: str, attempt: int) -> AttemptResult:
-    def failed(error: str, *, permanent: bool = False, reason: str | None = None) -> AttemptResult:
-        return AttemptResult(node=node, attempt=attempt, error=error, permanent=permanent, reason=reason)
+    def failed(error: str, **why: Any) -> AttemptResult:
+        return AttemptResult(node=node, attempt=attempt, error=error, **why)
 
     terminated = terminated_state(pod)
     message = (terminated.get("message") or "").strip()
+    disruption = _disruption(pod)
+    if disruption is not None:  # evicted, preempted, its node gone: not the step's doing
+        return failed(disruption, reason=Reason.TASK_INTERRUPTED, disrupted=True)
     failure = _condition(job, "Failed") if job is not None else None
     if failure is None and (pod or {}).get("status", {}).get("phase") == "Failed":
         pod_status = (pod or {})["status"]
@@ -423,10 +435,17 @@ def _read_output(*, job: JsonObject | None, pod: JsonObject | None, node: str, a
             kind, limited = ("Job", job) if job is not None else ("pod", pod or {})
             limit = spec_of(limited).get("activeDeadlineSeconds")
             overran = f"DeadlineExceeded: the {kind} ran longer than its {limit} s deadline"
-            return failed(overran, reason=reason)
+            return failed(overran, reason=reason, error_type=ErrorType.DEADLINE_EXCEEDED)
         code = terminated.get("exitCode")
+        killed = terminated.get("reason") == "OOMKilled"
         detail = f"exit code {code}" if code is not None else f"{reason}: {failure.get('message', '')}"
-        return failed(f"{detail}: {message}" if message else detail, permanent=code == PERMANENT_EXIT_CODE)
+        detail = f"OOMKilled, {detail}" if killed else detail
+        return failed(
+            f"{detail}: {message}" if message else detail,
+            permanent=code == PERMANENT_EXIT_CODE,
+            exit_code=code,
+            error_type=ErrorType.OOM_KILLED if killed else ErrorType.ERROR,
+        )
 
     sent = annotations_of(job or pod or {}).get(OUTPUT_ANNOTATION)
     if sent is not None:  # sent to the operator's HTTP API, and stored
@@ -440,6 +459,18 @@ def _read_output(*, job: JsonObject | None, pod: JsonObject | None, node: str, a
     if problem:
         return failed(problem)
     return AttemptResult(node=node, attempt=attempt, output=output)
+
+
+def _disruption(pod: JsonObject | None) -> str | None:
+    """Why a pod was stopped from outside (evicted, preempted, deleted by its node), if it was."""
+    status = status_of(pod or {})
+    if status.get("reason") == "Evicted":
+        return f"the pod was evicted: {status.get('message') or 'no message'}"
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            why = condition.get("message") or "no message"
+            return f"the pod was stopped by {condition.get('reason')}: {why}"
+    return None
 
 
 def sent_elsewhere(job: JsonObject, pod: JsonObject | None) -> bool:
