@@ -20,6 +20,7 @@ from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow
 
 pytestmark = pytest.mark.cluster
 REPORT = {"name": "Report", "handler": "test.outcome"}
+KILLED = {"test.seqflow.io/message": "out of memory"}
 
 
 def noted(log: Path) -> list[dict[str, Any]]:
@@ -69,7 +70,7 @@ def test_finally_runs_after_a_cancel_during_a_job_step(
 ):
     cluster.require_kwok()
     log = tmp_path / "outcomes.log"
-    slow = job_task("Export", annotations={"test.seqflow.io/duration": "60000"})
+    slow = job_task("Export", annotations={"test.seqflow.io/duration": "600s"})
     cluster.apply(workflow("export", [slow], **{"finally": [REPORT]}), namespace=namespace)
     cluster.apply(workflow_run("r", "export", {"log": str(log)}), namespace=namespace)
     wait_for(lambda: runs.get(namespace, "r").get("status", {}).get("current") == ["Export"], timeout=30)
@@ -137,20 +138,23 @@ def test_retry_on_oom_killed_retries_it_and_does_not_retry_exit_code_2(
     cluster.require_kwok()
     retry = {"maxRetries": 1, "backoffSeconds": 0.2, "on": ["OOMKilled"]}
     oom = job_task(
-        "Load", annotations={"test.seqflow.io/exit-code": "137", "test.seqflow.io/reason": "OOMKilled"}
+        "Load",
+        annotations={"test.seqflow.io/exit-code": "137", "test.seqflow.io/reason": "OOMKilled", **KILLED},
     )
-    bad = job_task("Load", annotations={"test.seqflow.io/exit-code": "2"})
+    bad = job_task(
+        "Load", annotations={"test.seqflow.io/exit-code": "2", "test.seqflow.io/message": "bad input"}
+    )
     cluster.apply(workflow("oom", [{**oom, "retry": retry}]), namespace=namespace)
     cluster.apply(workflow("bad-input", [{**bad, "retry": retry}]), namespace=namespace)
     cluster.apply(workflow_run("r-oom", "oom", {}), namespace=namespace)
     cluster.apply(workflow_run("r-bad", "bad-input", {}), namespace=namespace)
     assert finished(cluster, runs, namespace, "r-oom", "Failed")[1] == (
-        "Task Load failed (2 attempts): OOMKilled, exit code 137"
+        "Task Load failed (2 attempts): OOMKilled, exit code 137: out of memory"
     )
     assert runs.get(namespace, "r-oom")["status"]["nodes"][0]["attempts"] == 2
     message = finished(cluster, runs, namespace, "r-bad", "Failed")[1]
     assert message == (
         "Task Load failed (not retried: type Error, exit code 2 is not among its retry conditions): "
-        "exit code 2"
+        "exit code 2: bad input"
     )
     assert runs.get(namespace, "r-bad")["status"]["nodes"][0]["attempts"] == 1
