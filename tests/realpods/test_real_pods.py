@@ -138,6 +138,38 @@ def test_job_steps_run_in_real_containers(cluster: Cluster, installed: Path, nam
     assert "permanent error" in condition(failed)["message"]
 
 
+def test_an_oom_killed_step_is_retried_on_oom_killed_and_an_exit_code_2_is_not(
+    cluster: Cluster, installed: Path, namespace: str
+):
+    wait_ready(cluster, image="localhost/seqflow:dev")
+    retry = {"maxRetries": 1, "backoffSeconds": 1, "on": ["OOMKilled"]}
+    hungry = {
+        "image": HANDLERS_IMAGE,
+        "command": ["python", "-c", "blocks = [bytearray(16 * 2**20) for _ in range(64)]"],  # 1 GiB
+        "resources": {"limits": {"memory": "64Mi"}, "requests": {"memory": "64Mi"}},
+    }
+    refusing = {"image": HANDLERS_IMAGE, "command": ["python", "-c", "raise SystemExit(2)"]}
+    cluster.apply(workflow("hungry", [{"name": "Load", "job": hungry, "retry": retry}]), namespace=namespace)
+    cluster.apply(
+        workflow("refusing", [{"name": "Load", "job": refusing, "retry": retry}]), namespace=namespace
+    )
+    cluster.apply(workflow_run("r-oom", "hungry"), namespace=namespace)
+    cluster.apply(workflow_run("r-two", "refusing"), namespace=namespace)
+    runs = Runs(cluster.kubeconfig)
+    for name in ("r-oom", "r-two"):
+        wait_for(
+            lambda n=name: runs.get(namespace, n).get("status", {}).get("phase") == "Failed", timeout=120
+        )
+    oom = runs.get(namespace, "r-oom")["status"]
+    assert oom["nodes"][0]["attempts"] == 2  # retried: the kernel killed it for its memory
+    assert condition(oom)["message"].startswith("Task Load failed (2 attempts): OOMKilled, exit code 137")
+    two = runs.get(namespace, "r-two")["status"]
+    assert two["nodes"][0]["attempts"] == 1
+    assert (
+        "not retried: type Error, exit code 2 is not among its retry conditions" in condition(two)["message"]
+    )
+
+
 def test_a_2_mib_output_goes_from_one_real_job_step_to_the_next_over_http(
     cluster: Cluster, installed: Path, namespace: str
 ):
@@ -408,35 +440,3 @@ def test_steps_as_pods_of_their_own_with_the_charts_rbac(cluster: Cluster, insta
     failed = runs.get(namespace, "r2")["status"]
     assert condition(failed)["reason"] == "DeadlineExceeded"
     assert failed["nodes"][0]["lastError"] == "DeadlineExceeded: the pod ran longer than its 3 s deadline"
-
-
-def test_an_oom_killed_step_is_retried_on_oom_killed_and_an_exit_code_2_is_not(
-    cluster: Cluster, installed: Path, namespace: str
-):
-    wait_ready(cluster, image="localhost/seqflow:dev")
-    retry = {"maxRetries": 1, "backoffSeconds": 1, "on": ["OOMKilled"]}
-    hungry = {
-        "image": HANDLERS_IMAGE,
-        "command": ["python", "-c", "blocks = [bytearray(16 * 2**20) for _ in range(64)]"],  # 1 GiB
-        "resources": {"limits": {"memory": "64Mi"}, "requests": {"memory": "64Mi"}},
-    }
-    refusing = {"image": HANDLERS_IMAGE, "command": ["python", "-c", "raise SystemExit(2)"]}
-    cluster.apply(workflow("hungry", [{"name": "Load", "job": hungry, "retry": retry}]), namespace=namespace)
-    cluster.apply(
-        workflow("refusing", [{"name": "Load", "job": refusing, "retry": retry}]), namespace=namespace
-    )
-    cluster.apply(workflow_run("r-oom", "hungry"), namespace=namespace)
-    cluster.apply(workflow_run("r-two", "refusing"), namespace=namespace)
-    runs = Runs(cluster.kubeconfig)
-    for name in ("r-oom", "r-two"):
-        wait_for(
-            lambda n=name: runs.get(namespace, n).get("status", {}).get("phase") == "Failed", timeout=120
-        )
-    oom = runs.get(namespace, "r-oom")["status"]
-    assert oom["nodes"][0]["attempts"] == 2  # retried: the kernel killed it for its memory
-    assert condition(oom)["message"].startswith("Task Load failed (2 attempts): OOMKilled, exit code 137")
-    two = runs.get(namespace, "r-two")["status"]
-    assert two["nodes"][0]["attempts"] == 1
-    assert (
-        "not retried: type Error, exit code 2 is not among its retry conditions" in condition(two)["message"]
-    )
