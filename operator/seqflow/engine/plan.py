@@ -1048,9 +1048,13 @@ def _succeeded_merged(draft: _Draft, node: NodeStatus, output: JsonObject) -> No
         _succeeded(draft, node, output)
         return
     error = f"the merged output is {REF_SHAPE}, the shape of a stored value's reference: rename a key"
-    _attempt_failed(
-        draft, node, AttemptResult(node=node.id, attempt=node.attempts, error=error, permanent=True)
-    )
+    _failed_for_good(draft, node, error=error, reason=Reason.TASK_FAILED)
+
+
+def _failed_for_good(draft: _Draft, node: NodeStatus, *, error: str, reason: str) -> None:
+    """Fail a node's current attempt for good: no retry can help."""
+    result = AttemptResult(node=node.id, attempt=node.attempts, error=error, permanent=True, reason=reason)
+    _attempt_failed(draft, node, result)
 
 
 def _succeeded(
@@ -1565,17 +1569,11 @@ def _start_attempt(draft: _Draft, id: str) -> None:
                 f"this run may create at most {_max_descendants(draft)} runs beneath it, its "
                 "sub-workflows' own included (SEQFLOW_MAX_DESCENDANTS), and has created them all"
             )
-            result = AttemptResult(
-                node=node.id, attempt=attempt, error=message, permanent=True, reason=Reason.TOO_MANY_RUNS
-            )
-            _attempt_failed(draft, node, result)
+            _failed_for_good(draft, node, error=message, reason=Reason.TOO_MANY_RUNS)
         case NodeType.HANDLER | NodeType.HTTP | NodeType.JOB if (
             missing := _missing_artifact(draft, spec)
         ) is not None:
-            result = AttemptResult(
-                node=node.id, attempt=attempt, error=missing, permanent=True, reason=Reason.ARTIFACT_MISSING
-            )
-            _attempt_failed(draft, node, result)
+            _failed_for_good(draft, node, error=missing, reason=Reason.ARTIFACT_MISSING)
         case NodeType.HANDLER | NodeType.HTTP | NodeType.JOB | NodeType.WORKFLOW:
             if node.type == NodeType.WORKFLOW:  # (a sub-workflow's step has no templates to fail)
                 draft.update(descendants=(draft.status.descendants or 0) + 1)
@@ -1612,14 +1610,7 @@ def _begin_fan_out(draft: _Draft, node: NodeStatus, input: JsonObject) -> None:
         try:
             items = _evaluated_items(draft, step.for_each, input)
         except ConditionError as error:
-            result = AttemptResult(
-                node=node.id,
-                attempt=node.attempts,
-                error=str(error),
-                permanent=True,
-                reason=Reason.ITEMS_INVALID,
-            )
-            _attempt_failed(draft, node, result)
+            _failed_for_good(draft, node, error=str(error), reason=Reason.ITEMS_INVALID)
             return
         node = _with(node, fan_out=FanOut(items=draft.keep({"items": items}), total=len(items)))
         draft.put(node)
@@ -1689,14 +1680,7 @@ def _execute(draft: _Draft, node: NodeStatus, input: JsonObject | None = None) -
             )
             task = rendered(task, variables)
     except ConditionError as error:
-        result = AttemptResult(
-            node=node.id,
-            attempt=node.attempts,
-            error=str(error),
-            permanent=True,
-            reason=Reason.TEMPLATE_FAILED,
-        )
-        _attempt_failed(draft, node, result)
+        _failed_for_good(draft, node, error=str(error), reason=Reason.TEMPLATE_FAILED)
         return False
     draft.actions.append(_action(draft, node, task, data))
     return True
