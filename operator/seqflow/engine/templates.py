@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from seqflow.api.models import HttpSpec, JobTemplate, PinnedMember, PinnedTask
-from seqflow.engine.expressions import ConditionError, compiled, evaluated
+from seqflow.engine.expressions import ConditionError, evaluated
 
 TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 
@@ -23,14 +23,6 @@ def expressions(text: str) -> Iterator[str]:
     """The expressions of the templates in `text`, in order."""
     for found in TEMPLATE.finditer(text):
         yield found.group(1).strip()
-
-
-def check(text: str, *, field: str) -> None:
-    """Raise ConditionError when a template in `text` is empty or does not compile."""
-    for expression in expressions(text):
-        if not expression:
-            raise ConditionError(f"{field} {text!r} has an empty template {{{{ }}}}")
-        compiled(expression, field=field)
 
 
 def render(text: str, variables: dict[str, Any], *, field: str) -> str:
