@@ -158,6 +158,9 @@ class FakeHistory:
         self.written += [r.seq for r in status.pending_history if r.seq not in self.written]
         return status.pending_history[-1].seq
 
+    async def activity(self, namespace: str, name: str, *, uid: str) -> list[dict] | None:
+        return []
+
     def retry_delay(self, body: dict) -> float:
         return 0.05
 

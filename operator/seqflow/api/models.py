@@ -128,6 +128,7 @@ class Reason(enum.StrEnum):
     ITEMS_INVALID = "ItemsInvalid"
     FINALLY_RUNNING = "FinallyRunning"
     FINALLY_FAILED = "FinallyFailed"
+    RETRY_SOURCE_INVALID = "RetrySourceInvalid"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     TEMPLATE_FAILED = "TemplateFailed"
     HOST_NOT_ALLOWED = "HostNotAllowed"
@@ -692,6 +693,18 @@ class InputFrom(Model):
         return f'{kind} "{ref.name}" key "{ref.key}"'
 
 
+class RetryFrom(Model):
+    """Run a run again from one of its tasks: the tasks before it are not run again (their
+    outputs are kept), it and those after it run with the new input."""
+
+    run: str = Field(min_length=1, max_length=253, description="The run to retry, in this namespace.")
+    step: str = Field(pattern=NAME_PATTERN, max_length=63, description="The task to run again from.")
+    patch: JsonObject | None = Field(
+        default=None,
+        description="Merged into the task's input in the run retried (instead of giving the input whole).",
+    )
+
+
 class WorkflowRunSpec(Model):
     model_config = cel_rules(
         (
@@ -710,6 +723,15 @@ class WorkflowRunSpec(Model):
         ),
         ("!has(self.inputFrom) || !has(self.inputRef)", "inputFrom is instead of inputRef: set one of them"),
         ("self.workflowRef == oldSelf.workflowRef", "workflowRef is immutable: create a new run instead"),
+        (
+            "has(self.retryFrom) == has(oldSelf.retryFrom) && "
+            "(!has(self.retryFrom) || self.retryFrom == oldSelf.retryFrom)",
+            "retryFrom is immutable: create a new run instead",
+        ),
+        (
+            "!has(self.retryFrom) || !has(self.retryFrom.patch) || !has(self.input)",
+            "retryFrom.patch is instead of input: set one of them",
+        ),
         (
             "!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",
             "cancel cannot be undone: use retry to run a cancelled run again",
@@ -765,6 +787,11 @@ class WorkflowRunSpec(Model):
         description="Read the input at start from a ConfigMap or Secret key holding a JSON object "
         "(for GitOps: the data beside the run); instead of input. Read once: the run keeps it in "
         "status.input, visible as any input is.",
+    )
+    retry_from: RetryFrom | None = Field(
+        default=None,
+        description="Retry another run from one of its tasks, with the same task list: the tasks "
+        "before it keep their outputs, it runs with this run's input (or the one it had, patched).",
     )
 
 

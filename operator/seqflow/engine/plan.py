@@ -76,6 +76,7 @@ from seqflow.engine.types import (
     InputRead,
     Observations,
     PostEvent,
+    RetrySource,
     RunHandler,
     RunView,
     ValueMissing,
@@ -151,13 +152,12 @@ class _Draft:
 
     def run_input(self) -> JsonObject:
         """The run's input as the status keeps it (the spec's inputRef, its input kept, or the
-        one read from its inputFrom)."""
+        one read from its inputFrom or made from the run it retries, at start)."""
+        spec = self.run.spec
+        if spec.input_from is not None or spec.retry_from is not None:
+            return self.status.input or {}
         if self._run_input is None:
-            spec = self.run.spec
-            if spec.input_from is not None:  # read at start (`_take_input_from`)
-                self._run_input = self.status.input or {}
-            else:
-                self._run_input = spec.input_ref.to_wire() if spec.input_ref else self.keep(spec.input)
+            self._run_input = spec.input_ref.to_wire() if spec.input_ref else self.keep(spec.input)
         return self._run_input
 
     def record(
@@ -397,6 +397,8 @@ def _start(draft: _Draft, observed: Observations) -> bool:
         message += f"this run is {position} of {waiting} waiting"
         draft.condition(ConditionStatus.UNKNOWN, Reason.QUEUED, message)
         return False
+    if run.spec.retry_from is not None:
+        return _start_from(draft, observed)
     if observed.workflow is None:
         deadline = run.created_at + draft.options.workflow_wait
         if now >= deadline:
@@ -454,6 +456,85 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     draft.condition(ConditionStatus.UNKNOWN, Reason.STARTED, message)  # until a step says more
     draft.event(EventType.NORMAL, Reason.STARTED, message)
     return True
+
+
+def _start_from(draft: _Draft, observed: Observations) -> bool:
+    """Start a run that retries another from one of its tasks (spec.retryFrom): with that run's
+    task list, the nodes of the tasks before that one (not run again) and the input that one is
+    to get (this run's, or the one it had there, patched); False when it cannot start now."""
+    retry, source = draft.run.spec.retry_from, observed.retry_source
+    assert retry is not None
+    if source is None:
+        message = f"Reading run {retry.run}, which this run retries from task {retry.step}"
+        draft.condition(ConditionStatus.UNKNOWN, Reason.WAITING_FOR_INPUT, message)
+        draft.actions.append(WakeAt(draft.now + draft.options.value_recheck))
+        return False
+    spec = draft.run.spec
+    own = spec.input_ref.to_wire() if spec.input_ref else spec.input  # (an input of its own)
+    problem = source.problem or _retry_problem(retry.step, source)
+    if problem is None and not own and source.step_input is None:
+        problem = f"the input task {retry.step} had is not known (its history is not in the store): give one"
+    if problem is not None:
+        draft.end = (
+            Reason.RETRY_SOURCE_INVALID,
+            f"Cannot retry run {retry.run} from task {retry.step}: {problem}",
+        )
+        return False
+    given = own or merged(draft.resolve(source.step_input or {}), retry.patch or {})
+    if (size := size_of(given)) > draft.options.max_value_bytes:
+        draft.end = (
+            Reason.INPUT_TOO_LARGE,
+            f"The input is {size} bytes of JSON, more than the {draft.options.max_value_bytes} a run takes",
+        )
+        return False
+    main = [t.name for t in source.pinned_tasks if not t.final]
+    index = main.index(retry.step)
+    before = set(main[:index])
+    kept = [n for n in source.nodes if n.id.split("/", 1)[0] in before and not _is_compensation(n.id)]
+    first = index == 0
+    draft.update(
+        pinned_tasks=source.pinned_tasks,
+        nodes=kept,
+        input=draft.keep(given if first else source.run_input),
+        output=None if first else draft.keep(given),
+        started_at=draft.now,
+        progress=f"{index}/{len(main)}",
+        workflow_generation=observed.workflow.generation if observed.workflow else None,
+        deadline=draft.now + timedelta(seconds=spec.timeout_seconds) if spec.timeout_seconds else None,
+    )
+    details = {"retryOf": retry.run, "from": retry.step, "tasks": main, "input": draft.run_input()}
+    draft.record(HistoryEvent.WORKFLOW_STARTED, details={"workflow": spec.workflow_ref.name, **details})
+    message = f"Retrying run {retry.run} from task {retry.step} (the {_count(index, 'task')} before it kept)"
+    draft.condition(ConditionStatus.UNKNOWN, Reason.STARTED, message)
+    draft.event(EventType.NORMAL, Reason.STARTED, message)
+    return True
+
+
+def _retry_problem(step: str, source: RetrySource) -> str | None:
+    """Why a run cannot be retried from `step`: not one of its tasks, or a task before it did
+    not succeed there."""
+    main = [t.name for t in source.pinned_tasks if not t.final]
+    if step not in main:
+        return f"it has no such task ({', '.join(main)})"
+    nodes = {n.id: n for n in source.nodes}
+    for name in main[: main.index(step)]:
+        node = nodes.get(name)
+        if node is None or node.phase not in DONE:
+            return f"task {name} before it did not succeed there ({node.phase if node else 'never ran'})"
+    return None
+
+
+def merged(value: JsonObject, patch: JsonObject) -> JsonObject:
+    """`value` with a JSON merge patch (RFC 7386) applied: objects merge, null removes a key."""
+    result = dict(value)
+    for key, change in patch.items():
+        if change is None:
+            result.pop(key, None)
+        elif isinstance(change, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], change)
+        else:
+            result[key] = change
+    return result
 
 
 def _take_input_from(draft: _Draft, read: InputRead | None) -> bool:

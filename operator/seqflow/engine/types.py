@@ -16,6 +16,7 @@ from seqflow.api.models import (
     ErrorType,
     FailureCause,
     JsonObject,
+    NodeStatus,
     PinnedMember,
     PinnedTask,
     RunPhase,
@@ -109,6 +110,7 @@ class Observations:
         default_factory=dict
     )  # stored values the status names, by digest
     input_from: InputRead | None = None  # spec.inputFrom as read before the start (None: not read)
+    retry_source: RetrySource | None = None  # spec.retryFrom's run as read before the start
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,18 @@ class InputRead:
 
     value: JsonObject | None = None
     missing: str | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class RetrySource:
+    """The run a run retries from (spec.retryFrom), as read before the start: its task list,
+    its nodes, its input and the input its task had (None: unknown), or why it cannot be had."""
+
+    pinned_tasks: list[PinnedTask] = field(default_factory=list)
+    nodes: list[NodeStatus] = field(default_factory=list)
+    run_input: JsonObject = field(default_factory=dict)
+    step_input: JsonObject | None = None
     problem: str | None = None
 
 

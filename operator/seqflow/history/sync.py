@@ -63,3 +63,14 @@ class HistoryWriter:
 
     def retry_delay(self, body: JsonObject) -> float:
         return backoff(self._failures.get(uid_of(body), 1))
+
+    async def activity(self, namespace: str, name: str, *, uid: str) -> list[JsonObject] | None:
+        try:
+            run = await asyncio.to_thread(self._store.get_run, namespace, name)
+        except (SQLAlchemyError, OSError) as error:
+            logger.warning("history of %s/%s not read: %s", namespace, name, type(error).__name__)
+            return None
+        if run is None or run["uid"] != uid:
+            return []
+        activity: list[JsonObject] = run["activity"]
+        return activity

@@ -118,6 +118,7 @@ class RunController:
                 metrics=metrics,
                 values=values,
                 handler_names=handler_names,
+                history=history,
             ),
             planner=planner,
             fast=FastSteps(

@@ -28,6 +28,10 @@ class HistorySink(Protocol):
 
     def retry_delay(self, body: JsonObject) -> float: ...
 
+    async def activity(self, namespace: str, name: str, *, uid: str) -> list[JsonObject] | None:
+        """The entries the store has of that run ([]: none), or None when it is away."""
+        ...
+
 
 @dataclass(frozen=True, kw_only=True)
 class HistoryFlush:

@@ -14,9 +14,20 @@ from dataclasses import dataclass
 
 from seqflow.api.artifacts import AttemptId
 from seqflow.api.bodies import Key, uid_of
-from seqflow.api.models import InputFrom, JsonObject, NodePhase, NodeType
+from seqflow.api.models import HistoryEvent, HistoryRecord, InputFrom, JsonObject, NodePhase, NodeType
+from seqflow.api.values import ref_of
 from seqflow.cluster.kube import ApiError, Forbidden, KubeApi, NotFound
-from seqflow.engine import AttemptResult, ChildRun, InputRead, Observations, RunView, WorkflowView
+from seqflow.engine import (
+    AttemptResult,
+    ChildRun,
+    InputRead,
+    Observations,
+    RetrySource,
+    RunView,
+    ValueMissing,
+    WorkflowView,
+)
+from seqflow.engine.compaction import expanded
 from seqflow.executors.children import child_run
 from seqflow.executors.jobs import (
     attempt_duration,
@@ -31,10 +42,12 @@ from seqflow.executors.jobs import (
 from seqflow.metrics import Metrics
 from seqflow.runs.admission import Admission
 from seqflow.runs.cache import Cache
+from seqflow.runs.flush import HistorySink
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import Attempt, RunStates
 from seqflow.runs.values import Values, new_to_plan
+from seqflow.runs.view import UnreadableStatus, run_view
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +61,7 @@ class Observer:
     metrics: Metrics
     values: Values
     handler_names: frozenset[str]
+    history: HistorySink
 
     async def observe(
         self, key: Key, body: JsonObject, run: RunView, workflow: WorkflowView | None, *, deleted: bool
@@ -77,6 +91,7 @@ class Observer:
             progress_unknown=self.progress.unknown_for(state, run.status),
             values=await self.values.read_for_plan(key[0], run, new_to_plan(taken_in, children.values())),
             input_from=await self._read_input(key[0], run),
+            retry_source=await self._read_retry_source(key[0], run),
         )
         return observed, results
 
@@ -107,6 +122,44 @@ class Observer:
         if text is None:
             return InputRead(missing=f"the {_kind(source)} has no key {ref.key!r}")
         return _parsed_input(text)
+
+    async def _read_retry_source(self, namespace: str, run: RunView) -> RetrySource | None:
+        """The run that spec.retryFrom names, read while this one has not started (None: not
+        now, look again): its task list and nodes (with those folded into the store), its input,
+        and the input its task to retry from had (from its activity log)."""
+        retry = run.spec.retry_from
+        if retry is None or run.status.started:
+            return None
+        try:
+            body = await self.api.get_run(namespace, retry.run)
+            source = run_view(body)
+        except NotFound:
+            return RetrySource(problem="no such run in this namespace")
+        except ApiError:
+            return None
+        except UnreadableStatus as error:
+            return RetrySource(problem=f"its status cannot be read: {error}")
+        status = source.status
+        folded = {r.ref for r in [*status.earlier_nodes, *filter(None, [status.pinned_tasks_ref])]}
+        activity = await self.history.activity(namespace, retry.run, uid=uid_of(body))
+        try:
+            whole, _ = expanded(status, known=await self.values.read(namespace, folded))
+        except ValueMissing:
+            return None
+        if activity is None:  # the store is away
+            return None
+        if whole.pinned_tasks is None:
+            return RetrySource(problem="it has not started")
+        step_input = _first_input(retry.step, activity, status.pending_history)
+        if step_input is not None and (ref := ref_of(step_input)) is not None:
+            step_input = (await self.values.read(namespace, {ref.digest})).get(ref.digest)
+            if step_input is None:
+                return None
+        spec = source.spec
+        run_input = status.input or (spec.input_ref.to_wire() if spec.input_ref else spec.input)
+        return RetrySource(
+            pinned_tasks=whole.pinned_tasks, nodes=whole.nodes, run_input=run_input, step_input=step_input
+        )
 
     async def _observe_jobs(
         self, key: Key, body: JsonObject, run: RunView
@@ -168,6 +221,19 @@ class Observer:
 
 def _kind(source: InputFrom) -> str:
     return "ConfigMap" if source.config_map_key_ref is not None else "Secret"
+
+
+def _first_input(step: str, activity: list[JsonObject], pending: list[HistoryRecord]) -> JsonObject | None:
+    """The input a task's first attempt had, from a run's activity log (stored, then pending)."""
+    entries = [
+        *((e["event"], e["task"], e["details"]) for e in activity),
+        *((r.type, r.task, r.details) for r in pending),
+    ]
+    for event, task, details in entries:
+        if event == HistoryEvent.TASK_STARTED and task == step:
+            found: JsonObject | None = details.get("input")
+            return found
+    return None
 
 
 def _parsed_input(text: str) -> InputRead:
