@@ -1,7 +1,7 @@
 """End to end: finally tasks and run deadlines on the real API server. A finally task runs after
 a success, a permanent failure, a cancel during a Job step and a deadline, each time given the
 outcome, and leaves the run's phase and reason as they were; a deadline fires on time across an
-operator restart."""
+operator restart; retry conditions; a retry from a step with a patched input."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from typing import Any
 
 import pytest
 
+from testenv.operator import OperatorProcess
 from tests.e2e.operators import start_operator
+from tests.e2e.test_faults import history_of
 from tests.e2e.test_job_tasks import job_task, wait_phase
+from tests.e2e.test_plugin import plugin
 from tests.support import Cluster, Runs, condition, wait_for, workflow, workflow_run
 
 pytestmark = pytest.mark.cluster
@@ -158,3 +161,61 @@ def test_retry_on_oom_killed_retries_it_and_does_not_retry_exit_code_2(
         "exit code 2: bad input"
     )
     assert runs.get(namespace, "r-bad")["status"]["nodes"][0]["attempts"] == 1
+
+
+@pytest.mark.usefixtures("operator")
+def test_retry_from_step_3_of_5_with_a_patched_input_runs_only_steps_3_on(
+    cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path, operator: OperatorProcess
+):
+    log, blocker = tmp_path / "executions.log", tmp_path / "blocker"
+    blocker.write_text("x")
+    count = {"handler": "test.count", "retry": {"maxRetries": 0}}
+    steps = [
+        {"name": "S1", **count},
+        {"name": "S2", **count},
+        {"name": "S3", "handler": "test.fails_while_file_exists"},
+    ]
+    steps += [{"name": "S4", **count}, {"name": "S5", **count}]
+    cluster.apply(workflow("five", steps), namespace=namespace)
+    cluster.apply(
+        workflow_run("r", "five", {"executions": str(log), "blocker": str(blocker)}), namespace=namespace
+    )
+    assert finished(cluster, runs, namespace, "r", "Failed")[0] == "TaskFailed"
+    before = runs.get(namespace, "r")["status"]
+
+    patch = json.dumps({"blocker": str(tmp_path / "gone")})
+    retried = plugin(cluster, "retry", "r", "--from", "S3", "--patch", patch, "--wait", "-n", namespace)
+    assert retried.returncode == 0, retried.stderr
+    first_line = retried.stdout.splitlines()[0]
+    assert first_line.endswith("created (a retry of r from S3)"), retried.stdout
+    new = first_line.split()[0].removeprefix("workflowrun/")
+    status = runs.get(namespace, new)["status"]
+    assert status["phase"] == "Succeeded" and status["output"]["blocker"] == str(tmp_path / "gone")
+    executed = [line.split()[1:3] for line in log.read_text().splitlines()]
+    assert executed == [["r", "S1"], ["r", "S2"], [new, "S4"], [new, "S5"]]  # S1 and S2 not again
+    assert [n["id"] for n in status["nodes"]] == ["S1", "S2", "S3", "S4", "S5"]
+    assert runs.get(namespace, "r")["status"]["nodes"] == before["nodes"]  # the original untouched
+    wait_for(lambda: not runs.get(namespace, new)["status"].get("pendingHistory"), timeout=30)
+    started = history_of(cluster, operator, namespace, new)["activity"][0]
+    assert (started["event"], started["details"]["retryOf"], started["details"]["from"]) == (
+        "WORKFLOW_STARTED",
+        "r",
+        "S3",
+    )
+    assert f"retried as {new} from S3" in plugin(cluster, "tree", "r", "-n", namespace).stdout
+    assert "retry of r from S3" in plugin(cluster, "tree", new, "-n", namespace).stdout
+
+
+@pytest.mark.usefixtures("operator")
+def test_retry_from_a_step_that_is_not_there_fails_saying_why(cluster: Cluster, runs: Runs, namespace: str):
+    cluster.apply(workflow("one", [{"name": "A", "handler": "test.step"}]), namespace=namespace)
+    cluster.apply(workflow_run("r", "one", {}), namespace=namespace)
+    finished(cluster, runs, namespace, "r", "Succeeded")
+    again = workflow_run("again", "one")
+    del again["spec"]["input"]
+    again["spec"]["retryFrom"] = {"run": "r", "step": "B"}
+    cluster.apply(again, namespace=namespace)
+    assert finished(cluster, runs, namespace, "again", "Failed") == (
+        "RetrySourceInvalid",
+        "Cannot retry run r from task B: it has no such task (A)",
+    )

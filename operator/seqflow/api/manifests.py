@@ -4,11 +4,12 @@ by a webhook or by the plugin)."""
 from __future__ import annotations
 
 from seqflow.api.bodies import labels_of, name_of, spec_of, status_of
-from seqflow.api.models import GROUP, VERSION, JsonObject
+from seqflow.api.models import GROUP, VERSION, JsonObject, shortened_name
 from seqflow.api.values import ref_of
 
 API_VERSION = f"{GROUP}/{VERSION}"
 RERUN_OF = "seqflow.io/rerun-of"  # label of a run started again with the same input: of which
+RETRY_OF = "seqflow.io/retry-of"  # label of a run that retries another from one of its tasks
 
 
 def owner_reference(*, kind: str, name: str, uid: str) -> JsonObject:
@@ -41,3 +42,19 @@ def rerun(run: JsonObject) -> JsonObject:
     if "inputFrom" in spec and read is None:
         again["spec"] = {"workflowRef": spec["workflowRef"], "inputFrom": spec["inputFrom"]}
     return again
+
+
+def retry_from(
+    run: JsonObject, *, step: str, input: JsonObject | None, patch: JsonObject | None
+) -> JsonObject:
+    """A new run that retries `run` from its task `step` (spec.retryFrom): with `input` for that
+    task, or the one it had there with `patch` merged in; labelled with the run it retries."""
+    name, spec = name_of(run), spec_of(run)
+    labels = {**labels_of(run), RETRY_OF: shortened_name(name)}
+    labels.pop(RERUN_OF, None)
+    retry: JsonObject = {"run": name, "step": step, **({"patch": patch} if patch else {})}
+    body_spec: JsonObject = {"workflowRef": spec["workflowRef"], "retryFrom": retry}
+    if input is not None:
+        body_spec["inputRef" if ref_of(input) is not None else "input"] = input
+    metadata = {"generateName": f"{name[:52]}-retry-", "labels": labels}
+    return {"apiVersion": API_VERSION, "kind": "WorkflowRun", "metadata": metadata, "spec": body_spec}

@@ -28,9 +28,10 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from seqflow.api.bodies import generation_of, name_of, spec_of, status_of
+from seqflow.api.manifests import RETRY_OF, workflow_run
 from seqflow.api.manifests import rerun as rerun_manifest
-from seqflow.api.manifests import workflow_run
-from seqflow.api.models import FINISHED, GROUP, VERSION
+from seqflow.api.manifests import retry_from as retry_from_manifest
+from seqflow.api.models import FINISHED, GROUP, VERSION, shortened_name
 
 RUNS = "workflowruns"
 
@@ -71,6 +72,15 @@ class Runs:
         return self._call(
             lambda: self.api.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, RUNS, name, body)
         )
+
+    def list(self, *, label_selector: str) -> list[dict[str, Any]]:
+        listed = self._call(
+            lambda: self.api.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, RUNS, label_selector=label_selector
+            )
+        )
+        items: list[dict[str, Any]] = listed.get("items") or []
+        return items
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call(
@@ -130,6 +140,38 @@ def control(
     return command
 
 
+def retry(runs: Runs, args: argparse.Namespace) -> int:
+    """Raise spec.retry; with --from STEP, a new run from that step (spec.retryFrom)."""
+    if args.step is None:
+        if args.input is not None or args.patch is not None:
+            raise PluginError("--input and --patch go with --from STEP")
+        return control(lambda s: {"retry": (s.get("retry") or 0) + 1}, "retried")(runs, args)
+    if args.input is not None and args.patch is not None:
+        raise PluginError("give --input or --patch, not both")
+    input = _json_object(args.input, flag="--input") if args.input is not None else None
+    patch = _json_object(args.patch, flag="--patch") if args.patch is not None else None
+    body = retry_from_manifest(runs.get(args.run), step=args.step, input=input, patch=patch)
+    created = runs.create(body)
+    print(f"workflowrun/{created['metadata']['name']} created (a retry of {args.run} from {args.step})")
+    return finish(runs, created, args)
+
+
+def _json_object(text: str, *, flag: str) -> dict[str, Any]:
+    """A JSON object given on the command line, or as @FILE."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as error:
+            raise PluginError(f"{flag} {text}: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise PluginError(f"{flag} is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise PluginError(f"{flag} must be a JSON object")
+    return data
+
+
 def rerun(runs: Runs, args: argparse.Namespace) -> int:
     created = runs.create(rerun_manifest(runs.get(args.run)))
     print(f"workflowrun/{created['metadata']['name']} created (a rerun of {args.run})")
@@ -138,18 +180,7 @@ def rerun(runs: Runs, args: argparse.Namespace) -> int:
 
 def start(runs: Runs, args: argparse.Namespace) -> int:
     """A new run of a Workflow, its input given as JSON or as @FILE."""
-    text = args.input
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text()
-        except OSError as error:
-            raise PluginError(f"--input {args.input}: {error.strerror}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise PluginError(f"--input is not JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise PluginError("--input must be a JSON object")
+    data = _json_object(args.input, flag="--input")
     body = workflow_run(
         workflow=args.workflow, input=data, metadata={"generateName": f"{args.workflow[:200]}-"}
     )
@@ -186,6 +217,12 @@ def tree(runs: Runs, args: argparse.Namespace) -> int:
     run = runs.get(args.run)
     status = status_of(run)
     print(f"{args.run}  {status.get('phase', 'Pending')}  {status.get('progress', '')}")
+    retry = spec_of(run).get("retryFrom")
+    if retry:
+        print(f"retry of {retry['run']} from {retry['step']}")
+    again = runs.list(label_selector=f"{RETRY_OF}={shortened_name(args.run)}")
+    for later in sorted(again, key=lambda r: r["metadata"]["creationTimestamp"]):
+        print(f"retried as {name_of(later)} from {spec_of(later).get('retryFrom', {}).get('step')}")
     rows = [("STEP", "PHASE", "ATTEMPTS", "DURATION", "ERROR"), *_tree_rows(runs, run, indent="")]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
@@ -355,6 +392,14 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
         if name == "logs":
             command.add_argument("-f", "--follow", action="store_true", help="follow new entries")
+        if name == "retry":
+            command.add_argument(
+                "--from", dest="step", help="a new run from this step (the ones before kept)"
+            )
+            command.add_argument("--input", help="with --from: the step's input, a JSON object or @FILE")
+            command.add_argument(
+                "--patch", help="with --from: merged into the input it had (JSON merge patch)"
+            )
         if name == "signal":
             command.add_argument("signal", help="the signal's name (a step's wait.signal)")
             command.add_argument("--data", default="{}", help="its payload, a JSON object (default {})")
@@ -370,8 +415,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     add(
         "retry",
-        "run a Failed or Cancelled run again from the step that did not succeed",
-        control(lambda s: {"retry": (s.get("retry") or 0) + 1}, "retried"),
+        "run a Failed or Cancelled run again from the step that did not succeed, or with --from "
+        "STEP a new run from STEP with a new input",
+        retry,
         wait=True,
     )
     add("rerun", "start a new run of the same workflow with the same input", rerun, wait=True)

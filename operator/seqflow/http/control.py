@@ -7,6 +7,7 @@
     GET  /api/v1/workflows, /api/v1/namespaces/{ns}/workflows       with their steps
     GET  /api/v1/schedules, /api/v1/namespaces/{ns}/schedules       with their next run times
     POST /api/v1/namespaces/{ns}/runs/{name}/suspend | resume | cancel | retry | rerun
+    POST /api/v1/namespaces/{ns}/runs/{name}/retry-from   body {step, input | patch}; 201 + Location
     POST /api/v1/namespaces/{ns}/runs/{name}/signals/{signal}   the body is the payload
     GET  /api/v1/openapi.json
 
@@ -24,7 +25,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from seqflow.api.bodies import condition_of, name_of, spec_of, status_of, version_of, workflow_of
-from seqflow.api.manifests import rerun, workflow_run
+from seqflow.api.manifests import rerun, retry_from, workflow_run
 from seqflow.api.models import (
     GROUP,
     MAX_INLINE_BYTES,
@@ -49,7 +50,7 @@ SPEC_CHANGES: dict[str, JsonObject] = {
     "resume": {"suspend": False},
     "cancel": {"cancel": True},
 }
-CONTROLS = (*SPEC_CHANGES, "retry", "rerun")
+CONTROLS = (*SPEC_CHANGES, "retry", "rerun", "retry-from")
 RETRY_WRITE_ATTEMPTS = 10  # a retry counts from the value read; the run's status writes race it
 
 
@@ -141,8 +142,8 @@ class ControlApi:
         action = request.match_info["action"]
         if action == "retry":
             return await self._retry(request)
-        if action == "rerun":
-            return await self._rerun(request)
+        if action in ("rerun", "retry-from"):
+            return await self._rerun(request, step=action == "retry-from")
         if action not in SPEC_CHANGES:
             raise HttpError(404, f"no action {action!r}; use {', '.join(CONTROLS)} or signals/NAME")
         return await self._patch(request, {"spec": SPEC_CHANGES[action]})
@@ -184,15 +185,17 @@ class ControlApi:
             return web.json_response(_run_summary(written))
         raise HttpError(409, f"run {namespace}/{name} kept changing; try again")
 
-    async def _rerun(self, request: web.Request) -> web.Response:
-        """A new run with the same Workflow, input and labels."""
+    async def _rerun(self, request: web.Request, *, step: bool) -> web.Response:
+        """A new run with the same Workflow, input and labels; or with `step`, one that retries
+        the run from the task the body names ({step, input | patch})."""
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         user = await authorize(self._authorizer, request, verb="create", namespace=namespace)
+        asked = await _json_object(request, what="the body", limit=MAX_INLINE_BYTES) if step else {}
         try:
             run = await self._api.get_run(namespace, name)
         except NotFound:
             raise HttpError(404, f"no run {namespace}/{name}") from None
-        body = rerun(run)
+        body = _retry_from(run, asked) if step else rerun(run)
         body["metadata"]["annotations"] = {CREATED_BY: user}
         created = await self._api.create_run(namespace, body)
         location = f"/api/v1/namespaces/{namespace}/runs/{created['metadata']['name']}"
@@ -200,6 +203,19 @@ class ControlApi:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document())
+
+
+def _retry_from(run: JsonObject, asked: JsonObject) -> JsonObject:
+    """The new run a retry-from body asks for (its step checked at the run's start)."""
+    step, input, patch = asked.get("step"), asked.get("input"), asked.get("patch")
+    if not isinstance(step, str) or not step:
+        raise HttpError(422, 'the body needs the step to retry from: {"step": NAME}')
+    if input is not None and patch is not None:
+        raise HttpError(422, "give input or patch, not both")
+    for given, what in ((input, "input"), (patch, "patch")):
+        if given is not None and not isinstance(given, dict):
+            raise HttpError(422, f"{what} must be a JSON object")
+    return retry_from(run, step=step, input=input, patch=patch)
 
 
 async def _json_object(request: web.Request, *, what: str, limit: int) -> JsonObject:

@@ -239,7 +239,7 @@ function runPage(namespace, name) {
     try {
       const answer = await call(`${runPath(namespace, name)}/${path}`, {method: "POST", ...options});
       tell(`${what}: done.`, {info: true});
-      if (path === "rerun") location.hash = `#/runs/${encodeURIComponent(namespace)}/${encodeURIComponent(answer.name)}`;
+      if (answer.name !== name) location.hash = `#/runs/${encodeURIComponent(namespace)}/${encodeURIComponent(answer.name)}`;
       else refresh.again();
     } catch (error) {
       failed(error);
@@ -275,7 +275,7 @@ function runPage(namespace, name) {
     fill(header, runHeader(run));
     fill(actions, controls(run, act));
     fill(chart, timeline(run, steps, {live, onPick: pick}));
-    fill(details, stepDetails(run, steps, {open, turn, pick}), activityLog(run, open));
+    fill(details, stepDetails(run, steps, {open, turn, pick, act}), activityLog(run, open));
     signalForm.hidden = FINISHED.has(run.phase);
     return live;
   };
@@ -346,12 +346,15 @@ function legend() {
 function runHeader(run) {
   const live = run.live || {};
   const error = run.error || (live.conditions || []).find((c) => c.type === "Succeeded" && c.status === "False")?.message;
+  const started = run.activity.find((entry) => entry.event === "WORKFLOW_STARTED")?.details || {};
+  const retryOf = started.retryOf ? {run: started.retryOf, step: started.from} : null;
   return [
     h("h1", {}, run.name, " ", badge(run.phase)),
     h("dl", {class: "facts"},
       h("dt", {}, "Namespace"), h("dd", {}, run.namespace),
       h("dt", {}, "Workflow"), h("dd", {}, h("a", {href: `#/workflows?namespace=${encodeURIComponent(run.namespace)}`}, run.workflow || "–")),
       h("dt", {}, "Created"), h("dd", {}, when(run.createdAt)),
+      retryOf ? [h("dt", {}, "Retry of"), h("dd", {}, runLink(run.namespace, retryOf.run), ` from ${retryOf.step}`)] : null,
       h("dt", {}, "Started"), h("dd", {}, when(run.startedAt || live.startedAt)),
       h("dt", {}, "Finished"), h("dd", {}, when(run.finishedAt || live.finishedAt)),
       live.progress ? [h("dt", {}, "Progress"), h("dd", {}, live.progress)] : null,
@@ -372,7 +375,7 @@ function controls(run, act) {
   ];
 }
 
-function stepDetails(run, steps, {open, turn, pick}) {
+function stepDetails(run, steps, {open, turn, pick, act}) {
   const nodes = new Map(((run.live || {}).nodes || []).map((node) => [node.id, node]));
   return [
     h("h2", {}, "Steps"),
@@ -385,6 +388,11 @@ function stepDetails(run, steps, {open, turn, pick}) {
       const block = h("details", {class: "panel", "data-step": step.id, open: open.has(key)},
         h("summary", {}, h("strong", {}, step.id), " ", badge(phase), ` ${step.attempts.length} attempt(s)`,
           node?.nextRetryAt ? ` · next attempt ${when(node.nextRetryAt)}` : ""),
+        FINISHED.has(run.phase) && !step.depth
+          ? h("p", {}, h("button", {type: "button", onclick: () => act("retry-from", `Retry from ${step.id}`,
+            {body: JSON.stringify({step: step.id})})}, "Retry from here"),
+          " (a new run: the steps before this one kept, this one and those after run again)")
+          : null,
 
         step.attempts.map((attempt) => h("div", {},
           h("h3", {}, `Attempt ${attempt.n}`, attempt.executor ? ` (${attempt.executor})` : ""),
