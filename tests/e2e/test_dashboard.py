@@ -274,3 +274,30 @@ def test_a_fan_outs_counters_pages_of_items_and_a_failed_items_attempts(
     page.goto(f"{http_url(operator)}/#/runs/{namespace}/r-slow")
     live = re.compile(r"40 items: \d+ succeeded, 0 failed, 4 running, \d+ not started")
     expect(page.locator(".fan-out")).to_contain_text(live, timeout=15_000)  # the live node's counters
+
+
+def test_retry_a_failed_run_from_its_failed_step_and_follow_the_link_back(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess, page: Page, tmp_path: Path
+):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    steps = [
+        {"name": "Reserve", "handler": "test.step"},
+        {"name": "Pay", "handler": "test.fails_while_file_exists"},
+    ]
+    cluster.apply(workflow("pay-from", steps), namespace=namespace)
+    cluster.apply(workflow_run("r-from", "pay-from", {"blocker": str(blocker)}), namespace=namespace)
+    wait_for(lambda: runs.get(namespace, "r-from").get("status", {}).get("phase") == "Failed", timeout=30)
+    blocker.unlink()
+
+    sign_in(page, operator, admin_token(cluster), user="admin")
+    page.goto(f"{http_url(operator)}/#/runs/{namespace}/r-from")
+    pay = page.locator('details[data-step="Pay"]')
+    pay.locator("summary").first.click()
+    pay.get_by_role("button", name="Retry from here").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("r-from-retry-")
+    expect(page.get_by_role("heading", level=1).locator(".badge")).to_have_text("Succeeded", timeout=30_000)
+    facts = page.locator(".facts")
+    expect(facts).to_contain_text("from Pay")
+    facts.get_by_role("link", name="r-from").click()
+    expect(page.get_by_role("heading", level=1).locator(".badge")).to_have_text("Failed")  # untouched
