@@ -219,3 +219,37 @@ def test_retry_from_a_step_that_is_not_there_fails_saying_why(cluster: Cluster, 
         "RetrySourceInvalid",
         "Cannot retry run r from task B: it has no such task (A)",
     )
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_cached_step_is_skipped_on_the_second_run_and_runs_again_after_its_ttl(
+    cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path, operator: OperatorProcess
+):
+    log = tmp_path / "executions.log"
+    export = {"name": "Export", "handler": "test.count", "cache": {"key": "input.day", "ttlSeconds": 4}}
+    cluster.apply(
+        workflow("exports", [export, {"name": "Mail", "handler": "test.step"}]), namespace=namespace
+    )
+    given = {"executions": str(log), "day": "mon"}
+
+    def run(name: str) -> dict[str, Any]:
+        cluster.apply(workflow_run(name, "exports", given), namespace=namespace)
+        finished(cluster, runs, namespace, name, "Succeeded")
+        wait_for(lambda: not runs.get(namespace, name)["status"].get("pendingHistory"), timeout=30)
+        return runs.get(namespace, name)["status"]
+
+    first = run("r1")
+    second = run("r2")
+    assert [line.split()[1:3] for line in log.read_text().splitlines()] == [["r1", "Export"]]
+    assert [(n["id"], n["phase"]) for n in second["nodes"]] == [("Export", "Cached"), ("Mail", "Succeeded")]
+    assert second["output"]["executions"] == first["output"]["executions"]  # the kept output passed on
+    cached = [
+        e for e in history_of(cluster, operator, namespace, "r2")["activity"] if e["event"] == "TASK_CACHED"
+    ]
+    assert [e["task"] for e in cached] == ["Export"]
+    time.sleep(4)
+    run("r3")
+    assert [line.split()[1:3] for line in log.read_text().splitlines()] == [
+        ["r1", "Export"],
+        ["r3", "Export"],
+    ]

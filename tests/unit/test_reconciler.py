@@ -161,6 +161,9 @@ class FakeHistory:
     async def activity(self, namespace: str, name: str, *, uid: str) -> list[dict] | None:
         return []
 
+    async def cached(self, namespace: str, workflow: str, key: str) -> tuple[bool, dict | None]:
+        return True, None
+
     def retry_delay(self, body: dict) -> float:
         return 0.05
 

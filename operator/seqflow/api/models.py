@@ -73,6 +73,7 @@ class NodePhase(enum.StrEnum):
     FAILED = "Failed"
     CANCELLED = "Cancelled"
     SKIPPED = "Skipped"
+    CACHED = "Cached"  # succeeded at once with an output kept from an earlier run (cache)
     COMPENSATED = "Compensated"  # succeeded, then undone by its compensation
 
 
@@ -506,6 +507,10 @@ class TaskSpec(Model):
             "timeoutSeconds applies to a handler or job task only (a wait and an http step have "
             "their own timeoutSeconds; group members and sub-workflows' steps have theirs)",
         ),
+        (
+            "has(self.handler) || has(self.job) || has(self.http) || !has(self.cache)",
+            "cache applies to a handler, job or http task only",
+        ),
     )
 
     name: str = Field(pattern=NAME_PATTERN, max_length=63, description="Unique within the workflow.")
@@ -567,6 +572,9 @@ class TaskSpec(Model):
         default=None,
         description="Time limit of one attempt of a handler or Job (a sub-workflow's steps have their own).",
     )
+    cache: CacheSpec | None = Field(
+        default=None, description="Reuse this step's output from an earlier run with the same key."
+    )
 
 
 class FinallyTask(Model):
@@ -588,6 +596,18 @@ class FinallyTask(Model):
     http: HttpSpec | None = None
     retry: RetryOverride | None = None
     timeout_seconds: Annotated[int | None, Field(ge=1)] = None
+
+
+class CacheSpec(Model):
+    """Reuse a successful output of this step from an earlier run of the Workflow whose key was
+    the same, within the time to live (and while the task is defined the same)."""
+
+    key: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="A CEL expression over `input`, `run` and `steps` (as in `when`) giving the key.",
+    )
+    ttl_seconds: int = Field(ge=1, le=31_536_000, description="How long an output may be reused.")
 
 
 class Concurrency(Model):
@@ -850,6 +870,7 @@ class PinnedTask(Model):
         default=False, description="Its output stays in its node: a compensation or a later `when` reads it."
     )
     final: bool = Field(default=False, description="A finally task: it runs once the tasks have ended.")
+    cache: CacheSpec | None = None
     retry: RetryPolicy
     timeout_seconds: int
 
@@ -893,6 +914,9 @@ class NodeStatus(Model):
         default=None, description="The files its successful attempt produced, in the object store."
     )
     fan_out: FanOut | None = Field(default=None, description="A forEach step's items and counters.")
+    cache_key: str | None = Field(
+        default=None, description="The key its output is looked up and kept under (a cached step)."
+    )
     started_at: datetime | None = None
     finished_at: datetime | None = None
     next_retry_at: datetime | None = None
@@ -917,6 +941,7 @@ class HistoryEvent(enum.StrEnum):
     RUN_RETRIED = "RUN_RETRIED"
     COMPENSATION_STARTED = "COMPENSATION_STARTED"
     FINALLY_STARTED = "FINALLY_STARTED"
+    TASK_CACHED = "TASK_CACHED"
 
 
 class HistoryRecord(Model):

@@ -26,6 +26,7 @@ from seqflow.engine.types import ValueMissing
 FINAL_NODE = (
     NodePhase.SUCCEEDED,
     NodePhase.SKIPPED,
+    NodePhase.CACHED,
     NodePhase.FAILED,
     NodePhase.CANCELLED,
     NodePhase.COMPENSATED,

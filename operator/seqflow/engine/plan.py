@@ -59,7 +59,7 @@ from seqflow.api.values import REF_SHAPE, Encoded, encode, ref_of, size_of, stor
 from seqflow.engine.compaction import FINAL_NODE, Folded, compacted, expanded
 from seqflow.engine.expressions import ConditionError, compiled, evaluated, holds
 from seqflow.engine.schemas import input_problems, schema_problem
-from seqflow.engine.templates import expressions, has_templates, rendered, templated
+from seqflow.engine.templates import expressions, has_templates, render, rendered, templated
 from seqflow.engine.types import (
     Action,
     AttemptResult,
@@ -90,7 +90,7 @@ MAX_ERROR = 1024  # characters of an error kept in the status, the Events and th
 INTERRUPTED = "attempt interrupted: the operator stopped while it was running"
 ACTIVE = (NodePhase.RUNNING, NodePhase.WAITING, NodePhase.RETRYING)
 IN_PROCESS = (NodeType.HANDLER, NodeType.HTTP)  # attempts the operator executes itself
-DONE = (NodePhase.SUCCEEDED, NodePhase.SKIPPED)
+DONE = (NodePhase.SUCCEEDED, NodePhase.SKIPPED, NodePhase.CACHED)
 COMPENSATION = ":compensate"  # a compensation's node id: its step's name and this
 # Runs that failed like this will fail the same way again: no retry (of a parent's step) helps.
 FAILED_FOR_GOOD = (
@@ -129,6 +129,7 @@ class _Draft:
     _run_input: JsonObject | None = None
     _fan_outs: frozenset[str] | None = None  # the forEach steps, by name
     _own_nodes: list[NodeStatus] | None = None
+    cached: Mapping[str, JsonObject | None] = field(default_factory=dict)  # cache lookups observed
 
     def keep(self, value: JsonObject) -> JsonObject:
         """What stands for `value` in the status: itself, or once it is larger than the inline
@@ -261,7 +262,15 @@ def plan(*, run: RunView, observed: Observations, now: datetime, options: Engine
                 ],
             }
         )
-        draft = _Draft(run=run, status=status, now=now, options=options, known=observed.values, folded=folded)
+        draft = _Draft(
+            run=run,
+            status=status,
+            now=now,
+            options=options,
+            known=observed.values,
+            folded=folded,
+            cached=observed.cached,
+        )
         return _planned(draft, observed)
     except ValueMissing as missing:
         return _held_for_value(run, missing, now=now, options=options)
@@ -611,7 +620,6 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             job=final.job,
             http=final.http,
             final=True,
-            keep_output=False,
             retry=base_retry.merged(final.retry),
             timeout_seconds=timeout(final),
         )
@@ -634,6 +642,7 @@ def pin_tasks(workflow: WorkflowView, *, options: EngineOptions) -> list[PinnedT
             when=task.when,
             compensate=pinned("compensate", task.compensate) if task.compensate else None,
             keep_output=task.compensate is not None or task.name in read,
+            cache=task.cache,
             retry=base_retry.merged(task.retry),
             timeout_seconds=timeout(task),
         )
@@ -1158,6 +1167,8 @@ def _succeeded(
         )
     )
     details: JsonObject = {"output": output}
+    if node.cache_key is not None and isinstance(spec, PinnedTask) and spec.cache is not None:
+        details["cache"] = {"key": node.cache_key, "ttlSeconds": spec.cache.ttl_seconds}
     if artifacts:
         details["artifacts"] = [a.to_wire() for a in artifacts]
     draft.record(HistoryEvent.TASK_COMPLETED, node=node.id, attempt=node.attempts, details=details)
@@ -1620,6 +1631,10 @@ def _room_for_history(draft: _Draft, step: PinnedTask) -> bool:
 def _start_attempt(draft: _Draft, id: str) -> None:
     spec = draft.spec_of(id)
     node = draft.node(id) or NodeStatus(id=id, type=_node_type(spec))
+    first = node.attempts == node.budget_from  # (of the run, or of its retry: the cache is asked)
+    if isinstance(spec, PinnedTask) and spec.cache is not None and first and _from_cache(draft, node, spec):
+        return
+    node = draft.node(id) or node  # (with its cache key)
     attempt = node.attempts + 1
     input = _input_for(draft, id)
     workflow = spec.workflow_ref is not None
@@ -1671,6 +1686,42 @@ def _start_attempt(draft: _Draft, id: str) -> None:
             _begin_fan_out(draft, node, input)
         case _:
             assert_never(node.type)
+
+
+def _from_cache(draft: _Draft, node: NodeStatus, step: PinnedTask) -> bool:
+    """Whether a cached step's first attempt is settled by the cache: Cached with the output kept
+    under its key, or waiting for the lookup (its key in its node); False when nothing is kept
+    under it, so that the step runs (its output is kept under the key after)."""
+    assert step.cache is not None
+    input = _input_for(draft, node.id)
+    if node.cache_key is None:
+        try:
+            text = render("{{" + step.cache.key + "}}", _variables(draft, input), field="cache.key")
+        except ConditionError as error:
+            _failed_for_good(
+                draft,
+                _with(node, attempts=node.attempts + 1),
+                error=str(error),
+                reason=Reason.CONDITION_FAILED,
+            )
+            return True
+        task = step.model_dump_json(by_alias=True, exclude={"keep_output"})
+        node = _with(node, cache_key=hashlib.sha256(f"{task}\n{text}".encode()).hexdigest())
+        draft.put(node)
+    if node.id not in draft.cached:
+        draft.condition(
+            ConditionStatus.UNKNOWN, Reason.TASK_STARTED, f"Looking up task {node.id}'s kept output"
+        )
+        draft.actions.append(WakeAt(draft.now + draft.options.value_recheck))
+        return True
+    output = draft.cached[node.id]
+    if output is None:
+        return False
+    kept = output if step.keep_output else None
+    draft.put(_with(node, phase=NodePhase.CACHED, started_at=draft.now, finished_at=draft.now, output=kept))
+    draft.record(HistoryEvent.TASK_CACHED, node=node.id, details={"key": node.cache_key, "output": output})
+    draft.update(output=output)
+    return True
 
 
 def _admitted(draft: _Draft, item: str) -> None:

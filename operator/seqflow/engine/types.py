@@ -111,6 +111,8 @@ class Observations:
     )  # stored values the status names, by digest
     input_from: InputRead | None = None  # spec.inputFrom as read before the start (None: not read)
     retry_source: RetrySource | None = None  # spec.retryFrom's run as read before the start
+    # Cached steps looked up: node -> the output kept under its key, or None when there is none.
+    cached: Mapping[str, JsonObject | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    insert,
     inspect,
     or_,
     select,
@@ -39,7 +40,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql import Insert
 
-from seqflow.api.models import HistoryRecord, JsonObject, RunPhase
+from seqflow.api.models import HistoryEvent, HistoryRecord, JsonObject, RunPhase
+from seqflow.api.values import ref_of
 from seqflow.engine import AttemptResult
 from seqflow.history.rows import (
     SUMMARY_COLUMNS,
@@ -52,7 +54,16 @@ from seqflow.history.rows import (
     run_json,
     summary_json,
 )
-from seqflow.history.tables import ActivityRow, AttemptRow, JournalRow, RunRow, ValueHoldRow, ValuePartRow
+from seqflow.history.tables import (
+    CACHE_HOLDER,
+    ActivityRow,
+    AttemptRow,
+    CacheEntryRow,
+    JournalRow,
+    RunRow,
+    ValueHoldRow,
+    ValuePartRow,
+)
 
 MAX_PAGE = 500
 UNHELD_GRACE = timedelta(hours=1)
@@ -199,6 +210,46 @@ class HistoryStore:
             self._upsert_attempts(connection, attempts)
         entries = [activity_values(run.uid, r) for r in fresh]
         connection.execute(insert_ignore(connection, ActivityRow), entries)
+        for record in fresh:
+            if record.type == HistoryEvent.TASK_COMPLETED and "cache" in record.details:
+                self._keep_cached(connection, run, record)
+
+    @staticmethod
+    def _keep_cached(connection: Connection, run: RunIdentity, record: HistoryRecord) -> None:
+        """Keep a cached step's output under its key (the newest wins), held while it is kept."""
+        cache, output = record.details["cache"], record.details.get("output") or {}
+        at = record.at.astimezone(UTC).replace(tzinfo=None)
+        where = (
+            CacheEntryRow.namespace == run.namespace,
+            CacheEntryRow.workflow == run.workflow,
+            CacheEntryRow.cache_key == cache["key"],
+        )
+        connection.execute(delete(CacheEntryRow).where(*where))
+        entry = {
+            "namespace": run.namespace,
+            "workflow": run.workflow,
+            "cache_key": cache["key"],
+            "output": output,
+            "stored_at": at,
+            "expires_at": at + timedelta(seconds=cache["ttlSeconds"]),
+        }
+        connection.execute(insert(CacheEntryRow), [entry])
+        if (ref := ref_of(output)) is not None:
+            hold = {"run_uid": CACHE_HOLDER, "digest": ref.digest, "namespace": run.namespace, "held_at": at}
+            connection.execute(insert_ignore(connection, ValueHoldRow), [hold])
+
+    def cached(self, namespace: str, workflow: str, key: str, *, now: datetime) -> JsonObject | None:
+        """The output kept under a cached step's key, unless none is or it has expired."""
+        with self.engine.connect() as connection:
+            found: JsonObject | None = connection.scalar(
+                select(CacheEntryRow.output).where(
+                    CacheEntryRow.namespace == namespace,
+                    CacheEntryRow.workflow == workflow,
+                    CacheEntryRow.cache_key == key,
+                    CacheEntryRow.expires_at > naive_utc(now),
+                )
+            )
+        return found
 
     @staticmethod
     def _upsert_attempts(connection: Connection, rows: list[JsonObject]) -> None:
@@ -372,6 +423,17 @@ class HistoryStore:
         with self.engine.begin() as connection:
             connection.execute(
                 delete(ValueHoldRow).where(ValueHoldRow.run_uid == "", ValueHoldRow.held_at < before)
+            )
+            connection.execute(delete(CacheEntryRow).where(CacheEntryRow.expires_at <= naive_utc(now)))
+            kept = [
+                ref.digest
+                for (output,) in connection.execute(select(CacheEntryRow.output))
+                if (ref := ref_of(output))
+            ]
+            connection.execute(
+                delete(ValueHoldRow).where(
+                    ValueHoldRow.run_uid == CACHE_HOLDER, ValueHoldRow.digest.not_in(kept)
+                )
             )
             held = select(ValueHoldRow.digest).distinct()
             connection.execute(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -74,3 +75,11 @@ class HistoryWriter:
             return []
         activity: list[JsonObject] = run["activity"]
         return activity
+
+    async def cached(self, namespace: str, workflow: str, key: str) -> tuple[bool, JsonObject | None]:
+        try:
+            now = datetime.now(UTC)
+            return True, await asyncio.to_thread(self._store.cached, namespace, workflow, key, now=now)
+        except (SQLAlchemyError, OSError) as error:
+            logger.warning("cached output of %s/%s not read: %s", namespace, workflow, type(error).__name__)
+            return False, None

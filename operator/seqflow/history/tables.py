@@ -1,5 +1,5 @@
-"""The history store's tables: runs, task attempts, the activity log, the progress journal and
-stored values (SQLAlchemy 2.0).
+"""The history store's tables: runs, task attempts, the activity log, the progress journal,
+stored values and cached step outputs (SQLAlchemy 2.0).
 
 The schema itself is created and upgraded by the Alembic migrations beside this module; these
 typed models are what the repository queries. Times are stored as naive UTC with microseconds.
@@ -147,3 +147,22 @@ class ValueHoldRow(Base):
     digest: Mapped[str] = mapped_column(String(71), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(63), primary_key=True)
     held_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class CacheEntryRow(Base):
+    """A cached step's output, kept under its key (the step's definition and its key's value,
+    hashed) for later runs of its Workflow until it expires; a stored output is held by
+    `CACHE_HOLDER` meanwhile."""
+
+    __tablename__ = "cache_entries"
+    __table_args__ = (Index("ix_cache_entries_expires", "expires_at"),)
+
+    namespace: Mapped[str] = mapped_column(String(63), primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(253), primary_key=True)
+    cache_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    output: Mapped[Any] = mapped_column(Json)
+    stored_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+CACHE_HOLDER = "cache"  # the value_holds run_uid of outputs that cache entries name

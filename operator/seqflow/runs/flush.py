@@ -32,6 +32,10 @@ class HistorySink(Protocol):
         """The entries the store has of that run ([]: none), or None when it is away."""
         ...
 
+    async def cached(self, namespace: str, workflow: str, key: str) -> tuple[bool, JsonObject | None]:
+        """(whether the store answered, the output kept under a cached step's key or None)."""
+        ...
+
 
 @dataclass(frozen=True, kw_only=True)
 class HistoryFlush:

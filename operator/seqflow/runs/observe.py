@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from seqflow.api.artifacts import AttemptId
 from seqflow.api.bodies import Key, uid_of
 from seqflow.api.models import HistoryEvent, HistoryRecord, InputFrom, JsonObject, NodePhase, NodeType
-from seqflow.api.values import ref_of
+from seqflow.api.values import digests_in, ref_of
 from seqflow.cluster.kube import ApiError, Forbidden, KubeApi, NotFound
 from seqflow.engine import (
     AttemptResult,
@@ -75,6 +75,8 @@ class Observer:
         job_results, jobs_running = await self._observe_jobs(key, body, run)
         children = self._observe_children(key, body, run)
         taken_in = [*results.values(), *job_results]
+        cached = await self._look_up_cached(key[0], run)
+        new = new_to_plan(taken_in, children.values()) | digests_in(cached.values())
         observed = Observations(
             workflow=workflow,
             workflows=self.cache.workflows_in(key[0]) if not run.status.started else {},
@@ -89,9 +91,10 @@ class Observer:
             deleted=deleted,
             hold=self.ownership.giving_up(key),
             progress_unknown=self.progress.unknown_for(state, run.status),
-            values=await self.values.read_for_plan(key[0], run, new_to_plan(taken_in, children.values())),
+            values=await self.values.read_for_plan(key[0], run, new),
             input_from=await self._read_input(key[0], run),
             retry_source=await self._read_retry_source(key[0], run),
+            cached=cached,
         )
         return observed, results
 
@@ -122,6 +125,20 @@ class Observer:
         if text is None:
             return InputRead(missing=f"the {_kind(source)} has no key {ref.key!r}")
         return _parsed_input(text)
+
+    async def _look_up_cached(self, namespace: str, run: RunView) -> dict[str, JsonObject | None]:
+        """The outputs kept under the keys of the cached steps about to start (those the store
+        does not answer for now are left out: looked up again)."""
+        found: dict[str, JsonObject | None] = {}
+        for node in run.status.nodes:
+            if node.cache_key is None or node.phase != NodePhase.PENDING or node.attempts != node.budget_from:
+                continue
+            answered, output = await self.history.cached(
+                namespace, run.spec.workflow_ref.name, node.cache_key
+            )
+            if answered:
+                found[node.id] = output
+        return found
 
     async def _read_retry_source(self, namespace: str, run: RunView) -> RetrySource | None:
         """The run that spec.retryFrom names, read while this one has not started (None: not
