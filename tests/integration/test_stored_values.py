@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from seqflow.api.models import HistoryEvent, HistoryRecord
 from seqflow.api.values import digest_of, encode
 from seqflow.history.migrate import upgrade
 from seqflow.history.store import HistoryStore, RunIdentity, create_store_engine
@@ -93,3 +94,30 @@ def _finish(store: HistoryStore, uid: str) -> None:
         connection.execute(
             update(RunRow).where(RunRow.uid == uid).values(finished_at=T0.replace(tzinfo=None))
         )
+
+
+def test_a_cached_output_is_found_until_it_expires_and_held_while_it_is_kept(store: HistoryStore):
+    values = StoredValues(store)
+    digest, data = value_of(9_500)
+    uid, now = str(uuid.uuid4()), datetime.now(UTC)
+    run = RunIdentity(uid, "ns-e", f"r-{uid[:8]}", "exports", {}, T0)
+    values.put(namespace="ns-e", run_uid=uid, values={digest: data}, holds=())
+    output = {"ref": digest, "size": len(data)}
+    done = HistoryRecord(
+        seq=1,
+        type=HistoryEvent.TASK_COMPLETED,
+        at=now,
+        task="Export",
+        attempt=1,
+        details={"output": output, "cache": {"key": "k" * 64, "ttlSeconds": 3 * 3600}},
+    )
+    store.write(run, [done])
+    assert store.cached("ns-e", "exports", "k" * 64, now=now) == output
+    assert store.cached("ns-e", "other-workflow", "k" * 64, now=now) is None
+    assert store.cached("ns-e", "exports", "k" * 64, now=now + timedelta(hours=3, seconds=1)) is None
+    store.delete_runs([uid])  # the run's history goes: the entry still holds its output
+    store.delete_unheld_values(now + timedelta(hours=2))  # past the grace period, not the TTL
+    assert values.get(namespace="ns-e", digests=[digest]) == {digest: data}
+    store.delete_unheld_values(now + timedelta(hours=4))  # expired: entry, hold and value go
+    assert store.cached("ns-e", "exports", "k" * 64, now=now) is None
+    assert values.get(namespace="ns-e", digests=[digest]) == {}
