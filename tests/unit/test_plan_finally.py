@@ -217,3 +217,49 @@ def test_finally_tasks_are_checked_with_the_workflow(final: dict[str, Any], prob
         if problem is None
         else found is not None and found[0] == problem[0] and found[1].startswith(problem[1])
     )
+
+
+@pytest.mark.parametrize(
+    ("step", "observed", "stops"),
+    [
+        ({"handler": "a"}, {"handlers_running": frozenset({("S", 1)})}, ["CancelHandler"]),
+        ({"job": {"image": "x"}}, {"jobs_running": frozenset({"S"})}, ["DeleteJob"]),
+        ({"http": {"url": "http://a.svc/"}}, {"handlers_running": frozenset({("S", 1)})}, ["CancelHandler"]),
+        ({"sleep": {"seconds": 600}}, {}, []),
+        ({"wait": {"signal": "go"}}, {}, []),
+        ({"workflowRef": {"name": "child"}}, {}, ["ControlChildRun"]),
+        (
+            {"parallel": [{"name": "M", "handler": "a"}, {"name": "N", "job": {"image": "x"}}]},
+            {"handlers_running": frozenset({("S/M", 1)}), "jobs_running": frozenset({"S/N"})},
+            ["CancelHandler", "DeleteJob"],
+        ),
+        (
+            {"forEach": {"items": "[1, 2]", "step": {"handler": "a"}}},
+            {"handlers_running": frozenset({("S/0", 1), ("S/1", 1)})},
+            ["CancelHandler", "CancelHandler"],
+        ),
+    ],
+    ids=["handler", "job", "http", "sleep", "wait", "sub-workflow", "parallel", "forEach"],
+)
+def test_a_deadline_during_each_kind_of_step_stops_it_and_fails_the_run(
+    step: dict[str, Any], observed: dict[str, Any], stops: list[str]
+):
+    wf = workflow([{"name": "S", **step}], timeoutSeconds=10)
+    status = go(wf=wf).status
+    past = go(status, at=10, wf=wf, **observed)
+    assert [type(a).__name__ for a in past.actions if type(a).__name__ != "PostEvent"] == stops
+    assert past.status.phase == RunPhase.FAILED and summary(past) == (
+        "DeadlineExceeded",
+        "The run passed its deadline (10 s)",
+    )
+    assert all(n.phase == NodePhase.CANCELLED for n in past.status.nodes)
+
+
+def test_a_deadline_while_a_step_waits_to_be_retried_ends_the_wait():
+    wf = workflow(
+        [{"name": "S", "handler": "a", "retry": {"maxRetries": 3, "backoffSeconds": 60}}], timeoutSeconds=10
+    )
+    retrying = go(go(wf=wf).status, at=1, wf=wf, results=(err("S", 1, "busy"),)).status
+    assert retrying.node("S").phase == NodePhase.RETRYING  # type: ignore[union-attr]
+    past = go(retrying, at=10, wf=wf)
+    assert past.status.phase == RunPhase.FAILED and past.status.node("S").phase == NodePhase.CANCELLED  # type: ignore[union-attr]
