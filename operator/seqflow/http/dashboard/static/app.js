@@ -383,7 +383,7 @@ function stepDetails(run, steps, {open, turn, pick, act}) {
     steps.map((step) => {
       const node = nodes.get(step.id);
       const last = step.attempts.at(-1);
-      const phase = node?.phase || (step.skippedAt ? "Skipped" : {ok: "Succeeded", bad: "Failed", retry: "Retrying", off: "Cancelled", run: "Running"}[last?.outcome]);
+      const phase = node?.phase || (step.skippedAt ? (step.cached ? "Cached" : "Skipped") : {ok: "Succeeded", bad: "Failed", retry: "Retrying", off: "Cancelled", run: "Running"}[last?.outcome]);
       const key = `step ${step.id}`;
       const block = h("details", {class: "panel", "data-step": step.id, open: open.has(key)},
         h("summary", {}, h("strong", {}, step.id), " ", badge(phase), ` ${step.attempts.length} attempt(s)`,

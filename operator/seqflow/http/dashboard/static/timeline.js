@@ -38,6 +38,9 @@ export function stepsOf(run) {
       attempt.retryAt = time(details.next_retry_at);
     } else if (entry.event === "TASK_SKIPPED") {
       current.skippedAt = time(entry.at);
+    } else if (entry.event === "TASK_CACHED") {
+      current.skippedAt = time(entry.at);
+      current.cached = true;
     }
   }
   const under = new Map();  // a group's members, a forEach's items (thousands, maybe)
@@ -90,9 +93,10 @@ export function timeline(run, steps, {live, onPick}) {
     chart.append(svg("text", {x: 8 + current.depth * 16, y: y + 16}, name.trim()));
     if (current.skippedAt) {
       const at = x(current.skippedAt);
+      const why = current.cached ? "cached (an earlier run's output, kept under its key)" : "skipped (its condition was false)";
       chart.append(svg("path", {class: "skip-mark", d: `M${at} ${y + 5} l6 7 l-6 7 l-6 -7 z`},
-        svg("title", {}, `${current.id}: skipped (its condition was false)`)));
-      chart.append(svg("text", {class: "tick", x: at + 10, y: y + 16}, "skipped"));
+        svg("title", {}, `${current.id}: ${why}`)));
+      chart.append(svg("text", {class: "tick", x: at + 10, y: y + 16}, current.cached ? "cached" : "skipped"));
     }
     current.attempts.forEach((attempt, position) => {
       const end = attempt.end ?? (live ? now : time(run.finishedAt) || attempt.start);
