@@ -130,9 +130,8 @@ def test_start_a_run_and_watch_it_succeed_live(
     expect(page.get_by_role("row")).to_have_count(2)  # the header and this run
 
 
-def test_open_a_failed_run_and_retry_it(
-    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess, page: Page, tmp_path: Path
-):
+def failed_payment(cluster: Cluster, runs: Runs, namespace: str, tmp_path: Path, *, run: str) -> Path:
+    """A run of Reserve then Pay whose Pay failed for good while the returned file exists."""
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     steps = [
@@ -140,8 +139,15 @@ def test_open_a_failed_run_and_retry_it(
         {"name": "Pay", "handler": "test.fails_while_file_exists"},
     ]
     cluster.apply(workflow("pay", steps), namespace=namespace)
-    cluster.apply(workflow_run("r-fail", "pay", {"blocker": str(blocker)}), namespace=namespace)
-    wait_for(lambda: runs.get(namespace, "r-fail").get("status", {}).get("phase") == "Failed", timeout=30)
+    cluster.apply(workflow_run(run, "pay", {"blocker": str(blocker)}), namespace=namespace)
+    wait_for(lambda: runs.get(namespace, run).get("status", {}).get("phase") == "Failed", timeout=30)
+    return blocker
+
+
+def test_open_a_failed_run_and_retry_it(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess, page: Page, tmp_path: Path
+):
+    blocker = failed_payment(cluster, runs, namespace, tmp_path, run="r-fail")
 
     sign_in(page, operator, admin_token(cluster), user="admin")
     page.goto(f"{http_url(operator)}/#/runs?namespace={namespace}&phase=Failed")
@@ -279,15 +285,7 @@ def test_a_fan_outs_counters_pages_of_items_and_a_failed_items_attempts(
 def test_retry_a_failed_run_from_its_failed_step_and_follow_the_link_back(
     cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess, page: Page, tmp_path: Path
 ):
-    blocker = tmp_path / "blocker"
-    blocker.write_text("x")
-    steps = [
-        {"name": "Reserve", "handler": "test.step"},
-        {"name": "Pay", "handler": "test.fails_while_file_exists"},
-    ]
-    cluster.apply(workflow("pay-from", steps), namespace=namespace)
-    cluster.apply(workflow_run("r-from", "pay-from", {"blocker": str(blocker)}), namespace=namespace)
-    wait_for(lambda: runs.get(namespace, "r-from").get("status", {}).get("phase") == "Failed", timeout=30)
+    blocker = failed_payment(cluster, runs, namespace, tmp_path, run="r-from")
     blocker.unlink()
 
     sign_in(page, operator, admin_token(cluster), user="admin")
