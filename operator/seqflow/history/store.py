@@ -28,7 +28,6 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
-    insert,
     inspect,
     or_,
     select,
@@ -38,11 +37,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.sql import Insert
 
 from seqflow.api.models import HistoryEvent, HistoryRecord, JsonObject, RunPhase
-from seqflow.api.values import ref_of
 from seqflow.engine import AttemptResult
+from seqflow.history.cache import cached_output, delete_expired_cached, keep_cached
 from seqflow.history.rows import (
     SUMMARY_COLUMNS,
     activity_json,
@@ -55,14 +53,13 @@ from seqflow.history.rows import (
     summary_json,
 )
 from seqflow.history.tables import (
-    CACHE_HOLDER,
     ActivityRow,
     AttemptRow,
-    CacheEntryRow,
     JournalRow,
     RunRow,
     ValueHoldRow,
     ValuePartRow,
+    insert_ignore,
 )
 
 MAX_PAGE = 500
@@ -212,44 +209,12 @@ class HistoryStore:
         connection.execute(insert_ignore(connection, ActivityRow), entries)
         for record in fresh:
             if record.type == HistoryEvent.TASK_COMPLETED and "cache" in record.details:
-                self._keep_cached(connection, run, record)
-
-    @staticmethod
-    def _keep_cached(connection: Connection, run: RunIdentity, record: HistoryRecord) -> None:
-        """Keep a cached step's output under its key (the newest wins), held while it is kept."""
-        cache, output = record.details["cache"], record.details.get("output") or {}
-        at = record.at.astimezone(UTC).replace(tzinfo=None)
-        where = (
-            CacheEntryRow.namespace == run.namespace,
-            CacheEntryRow.workflow == run.workflow,
-            CacheEntryRow.cache_key == cache["key"],
-        )
-        connection.execute(delete(CacheEntryRow).where(*where))
-        entry = {
-            "namespace": run.namespace,
-            "workflow": run.workflow,
-            "cache_key": cache["key"],
-            "output": output,
-            "stored_at": at,
-            "expires_at": at + timedelta(seconds=cache["ttlSeconds"]),
-        }
-        connection.execute(insert(CacheEntryRow), [entry])
-        if (ref := ref_of(output)) is not None:
-            hold = {"run_uid": CACHE_HOLDER, "digest": ref.digest, "namespace": run.namespace, "held_at": at}
-            connection.execute(insert_ignore(connection, ValueHoldRow), [hold])
+                keep_cached(connection, namespace=run.namespace, workflow=run.workflow, record=record)
 
     def cached(self, namespace: str, workflow: str, key: str, *, now: datetime) -> JsonObject | None:
         """The output kept under a cached step's key, unless none is or it has expired."""
         with self.engine.connect() as connection:
-            found: JsonObject | None = connection.scalar(
-                select(CacheEntryRow.output).where(
-                    CacheEntryRow.namespace == namespace,
-                    CacheEntryRow.workflow == workflow,
-                    CacheEntryRow.cache_key == key,
-                    CacheEntryRow.expires_at > naive_utc(now),
-                )
-            )
-        return found
+            return cached_output(connection, namespace=namespace, workflow=workflow, key=key, now=now)
 
     @staticmethod
     def _upsert_attempts(connection: Connection, rows: list[JsonObject]) -> None:
@@ -424,28 +389,11 @@ class HistoryStore:
             connection.execute(
                 delete(ValueHoldRow).where(ValueHoldRow.run_uid == "", ValueHoldRow.held_at < before)
             )
-            connection.execute(delete(CacheEntryRow).where(CacheEntryRow.expires_at <= naive_utc(now)))
-            kept = [
-                ref.digest
-                for (output,) in connection.execute(select(CacheEntryRow.output))
-                if (ref := ref_of(output))
-            ]
-            connection.execute(
-                delete(ValueHoldRow).where(
-                    ValueHoldRow.run_uid == CACHE_HOLDER, ValueHoldRow.digest.not_in(kept)
-                )
-            )
+            delete_expired_cached(connection, now=now)
             held = select(ValueHoldRow.digest).distinct()
             connection.execute(
                 delete(ValuePartRow).where(ValuePartRow.stored_at < before, ValuePartRow.digest.not_in(held))
             )
-
-
-def insert_ignore(connection: Connection, table: type) -> Insert:
-    """An INSERT that leaves a row of the same key as it is."""
-    if connection.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    return mysql.insert(table).prefix_with("IGNORE")
 
 
 def _journal_values(entry: JournalEntry) -> JsonObject:

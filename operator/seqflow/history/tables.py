@@ -22,13 +22,22 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import Insert
 
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite auto-increments INTEGER keys only
 Json = JSON().with_variant(mysql.JSON(), "mysql", "mariadb")
 Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+def insert_ignore(connection: Connection, table: type) -> Insert:
+    """An INSERT that leaves a row of the same key as it is."""
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return mysql.insert(table).prefix_with("IGNORE")
 
 
 class Base(DeclarativeBase):

@@ -22,8 +22,8 @@ from sqlalchemy.engine import Connection
 
 from seqflow.api.models import JsonObject
 from seqflow.api.values import digests_in, ref_of
-from seqflow.history.store import HistoryStore, insert_ignore
-from seqflow.history.tables import ValueHoldRow, ValuePartRow
+from seqflow.history.store import HistoryStore
+from seqflow.history.tables import ValueHoldRow, ValuePartRow, insert_ignore
 
 VALUE_PART_BYTES = 4 * 1024 * 1024
 
