@@ -29,7 +29,8 @@ from seqflow.api.models import JobTemplate, PinnedTask, RetryPolicy, StoredArtif
 from seqflow.app import delete_finished_history
 from seqflow.engine import CreateJob
 from seqflow.executors.artifacts import ArtifactStore
-from seqflow.executors.jobs import ArtifactLinks, AttemptUrls, RunRef, job_manifest, read_outcome
+from seqflow.executors.jobs import ArtifactLinks, AttemptUrls, RunRef, job_manifest
+from seqflow.executors.outcomes import read_outcome
 from seqflow.history.migrate import upgrade
 from seqflow.history.store import HistoryStore, RunIdentity, create_store_engine
 from seqflow.history.tables import RunRow

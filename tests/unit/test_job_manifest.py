@@ -17,16 +17,12 @@ from seqflow.executors.jobs import (
     ArtifactLinks,
     AttemptUrls,
     RunRef,
-    attempt_duration,
     job_manifest,
-    keeping,
-    pod_finished,
     pod_manifest,
     pod_of_job,
-    read_outcome,
-    slim_pod,
     step_of_pod,
 )
+from seqflow.executors.outcomes import attempt_duration, keeping, pod_finished, read_outcome, slim_pod
 
 RUN = RunRef(namespace="shop", name="order-001", uid="uid-123")
 ATTEMPT = AttemptId(namespace="shop", run_uid="uid-123", node="SendEmail", attempt=1)

@@ -48,8 +48,8 @@ from seqflow.executors.jobs import (
     owned_by,
     pod_manifest,
     run_of,
-    slim_pod,
 )
+from seqflow.executors.outcomes import slim_pod
 from seqflow.metrics import Metrics
 from seqflow.runs.cache import Cache
 from seqflow.runs.ownership import Ownership

@@ -18,7 +18,8 @@ from seqflow.controller.queue import WorkQueue
 from seqflow.controller.worker import Background, Workers
 from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRunner
-from seqflow.executors.jobs import LABEL_RUN, job_finished, pod_finished, run_of, slim_pod, step_of_pod
+from seqflow.executors.jobs import LABEL_RUN, run_of, step_of_pod
+from seqflow.executors.outcomes import job_finished, pod_finished, slim_pod
 from seqflow.metrics import Metrics
 from seqflow.runs.actuator import Actuator, StepOptions
 from seqflow.runs.admission import Admission, waiting_for

@@ -29,13 +29,12 @@ from seqflow.engine import (
 )
 from seqflow.engine.compaction import expanded
 from seqflow.executors.children import child_run
-from seqflow.executors.jobs import (
+from seqflow.executors.jobs import owned_by, pod_of_job
+from seqflow.executors.outcomes import (
     attempt_duration,
     job_finished,
     keeping,
-    owned_by,
     pod_finished,
-    pod_of_job,
     read_outcome,
     sent_elsewhere,
 )
