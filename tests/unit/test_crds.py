@@ -42,5 +42,15 @@ def test_printer_columns():
     run = custom_resource_definitions()[1]
     columns = [c["name"] for c in run["spec"]["versions"][0]["additionalPrinterColumns"]]
     wide = [c["name"] for c in run["spec"]["versions"][0]["additionalPrinterColumns"] if c.get("priority")]
-    assert columns == ["Workflow", "Phase", "Task", "Progress", "Retries", "Reason", "Age", "Message"]
-    assert wide == ["Message"]  # why a run waits, is stuck or failed shows without -o wide
+    assert columns == [
+        "Workflow",
+        "Phase",
+        "Task",
+        "Progress",
+        "Retries",
+        "Reason",
+        "Age",
+        "Revision",
+        "Message",
+    ]
+    assert wide == ["Revision", "Message"]  # `kubectl get -o wide` adds them

@@ -795,6 +795,65 @@ def test_input_schema_is_checked_at_start(schema, input, phase, reason, message)
     assert (status.phase, summary.reason) == (phase, reason) and summary.message.startswith(message)
 
 
+RECEIPT_SCHEMA = {"type": "object", "required": ["receipt"], "properties": {"receipt": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(
+    ("output", "on_task", "on_workflow", "phase", "reason", "message", "started"),
+    [
+        ({"receipt": "R-1"}, {}, {}, RunPhase.SUCCEEDED, "Succeeded", "The task succeeded", []),
+        (
+            {"receipt": 7, "note": "x"},
+            {},
+            {},
+            RunPhase.FAILED,
+            "OutputInvalid",
+            "The output does not match the Workflow's outputSchema: $.receipt: 7 is not of type 'string'",
+            [],
+        ),
+        # The run ends as any failed run does: its compensations run, then its finally tasks.
+        (
+            {},
+            {"compensate": {"handler": "b"}},
+            {},
+            RunPhase.COMPENSATING,
+            "OutputInvalid",
+            "The output",
+            ["A:compensate"],
+        ),
+        (
+            {},
+            {},
+            {"finally": [{"name": "Z", "handler": "c"}]},
+            RunPhase.RUNNING,
+            "OutputInvalid",
+            "The output",
+            ["Z"],
+        ),
+    ],
+    ids=["matches", "does not match", "compensations run", "finally tasks run"],
+)
+def test_output_schema_is_checked_once_the_tasks_succeed(
+    output, on_task, on_workflow, phase, reason, message, started
+):
+    task = {"name": "A", "handler": "a", **on_task}
+    first = go(wf=workflow([task], outputSchema=RECEIPT_SCHEMA, **on_workflow)).status
+    assert first.output_schema == RECEIPT_SCHEMA  # pinned: editing the Workflow changes nothing
+    decision = go(first, at=1, wf=workflow([task], **on_workflow), results=(ok("A", 1, output),))
+    summary = next(c for c in decision.status.conditions if c.type == "Succeeded")
+    ending = decision.status.ending or summary  # (how the run ends, while it compensates or runs finally)
+    assert (decision.status.phase, ending.reason) == (phase, reason)
+    assert ending.message.startswith(message)
+    assert [a.node for a in decision.actions if isinstance(a, RunHandler)] == started
+
+
+def test_an_output_schema_that_is_not_one_makes_the_workflow_invalid():
+    status = go(wf=workflow([{"name": "A", "handler": "a"}], outputSchema={"type": 5})).status
+    summary = next(c for c in status.conditions if c.type == "Succeeded")
+    assert (status.phase, summary.reason) == (RunPhase.FAILED, "InvalidWorkflow")
+    assert "outputSchema is not a valid JSON Schema" in summary.message
+
+
 def group(max_parallel: int | None = None, fail_fast: bool = False) -> WorkflowView:
     members = [
         {"name": "Email", "handler": "a", "retry": {"maxRetries": 0}},
@@ -1271,7 +1330,7 @@ def test_subworkflows(row: Row):
 
 def test_a_child_run_is_named_by_step_and_attempt_and_one_level_deeper():
     create = only(go(SHIP, at=2, wf=NESTED, depth=2).actions, CreateChildRun)
-    assert (create.workflow, create.input, create.depth) == ("shipping", {"n": 2}, 3)
+    assert (create.workflow.name, create.input, create.depth) == ("shipping", {"n": 2}, 3)
     assert create.name.startswith("r-ship-1-") and SHIP.node("Ship").child == create.name  # type: ignore[union-attr]
     retried = go(
         SHIP, at=2, wf=NESTED, children=child(RunPhase.FAILED, reason="TaskFailed", message="no van")

@@ -280,7 +280,7 @@ SUBS = fan_out(step={"workflowRef": {"name": "pick-line"}, "retry": {"maxRetries
 def test_workflow_items_are_child_runs_each_given_its_item_and_ending_with_it():
     decision = ordered(SUBS)
     creates = [a for a in decision.actions if isinstance(a, CreateChildRun)]
-    assert [(c.node, c.workflow, c.input) for c in creates] == [
+    assert [(c.node, c.workflow.name, c.input) for c in creates] == [
         ("Ship/0", "pick-line", {"item": "x", "index": 0, "input": LINES}),
         ("Ship/1", "pick-line", {"item": "y", "index": 1, "input": LINES}),
     ]

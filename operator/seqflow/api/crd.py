@@ -147,6 +147,7 @@ def custom_resource_definitions() -> list[dict[str, Any]]:
         columns=[
             _column("Ready", ".status.conditions[?(@.type=='Ready')].status"),
             _column("Reason", ".status.conditions[?(@.type=='Ready')].reason"),
+            _column("Revision", ".status.revision", "integer"),
             _column("Description", ".spec.description"),
             _column("Age", ".metadata.creationTimestamp", "date"),
             _column("Message", ".status.conditions[?(@.type=='Ready')].message", priority=1),
@@ -166,6 +167,7 @@ def custom_resource_definitions() -> list[dict[str, Any]]:
             _column("Retries", ".status.retries", "integer"),
             _column("Reason", ".status.conditions[?(@.type=='Succeeded')].reason"),
             _column("Age", ".metadata.creationTimestamp", "date"),
+            _column("Revision", ".status.workflowGeneration", "integer", priority=1),
             _column("Message", ".status.conditions[?(@.type=='Succeeded')].message", priority=1),
         ],
     )

@@ -4,7 +4,7 @@ by a webhook or by the plugin)."""
 from __future__ import annotations
 
 from seqflow.api.bodies import labels_of, name_of, spec_of, status_of
-from seqflow.api.models import GROUP, VERSION, JsonObject, shortened_name
+from seqflow.api.models import GROUP, VERSION, JsonObject, WorkflowRef, shortened_name
 from seqflow.api.values import ref_of
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -20,11 +20,11 @@ def owner_reference(*, kind: str, name: str, uid: str) -> JsonObject:
 
 
 def workflow_run(
-    *, workflow: str, input: JsonObject, metadata: JsonObject, suspend: bool = False
+    *, workflow: WorkflowRef, input: JsonObject, metadata: JsonObject, suspend: bool = False
 ) -> JsonObject:
     """A WorkflowRun of `workflow` with `input` (a stored one's reference: as its inputRef);
     `metadata` gives its name (or generateName), namespace, labels, annotations and owners."""
-    spec: JsonObject = {"workflowRef": {"name": workflow}}
+    spec: JsonObject = {"workflowRef": workflow.to_wire()}
     spec["inputRef" if ref_of(input) is not None else "input"] = input
     if suspend:
         spec["suspend"] = True
@@ -38,7 +38,8 @@ def rerun(run: JsonObject) -> JsonObject:
     labels = {**labels_of(run), RERUN_OF: name}
     metadata = {"generateName": f"{name[:52]}-rerun-", "labels": labels}
     input = spec.get("inputRef") or read or spec.get("input") or {}
-    again = workflow_run(workflow=spec["workflowRef"]["name"], input=input, metadata=metadata)
+    workflow = WorkflowRef.model_validate(spec["workflowRef"])
+    again = workflow_run(workflow=workflow, input=input, metadata=metadata)
     if "inputFrom" in spec and read is None:
         again["spec"] = {"workflowRef": spec["workflowRef"], "inputFrom": spec["inputFrom"]}
     return again

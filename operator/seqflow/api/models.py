@@ -96,6 +96,7 @@ class Reason(enum.StrEnum):
     HANDLER_NOT_FOUND = "HandlerNotFound"
     INVALID_WORKFLOW = "InvalidWorkflow"
     INPUT_INVALID = "InputInvalid"
+    OUTPUT_INVALID = "OutputInvalid"
     CONDITION_FAILED = "ConditionFailed"
     INPUT_TOO_LARGE = "InputTooLarge"
     WAITING_FOR_INPUT = "WaitingForInput"
@@ -365,6 +366,11 @@ class WaitSpec(Model):
 
 class WorkflowRef(Model):
     name: str = Field(min_length=1, max_length=253, description="A Workflow in the same namespace.")
+    revision: Annotated[int | None, Field(ge=1)] = Field(
+        default=None,
+        description="One revision of the Workflow (the metadata.generation its spec had; "
+        "`kubectl seqflow revisions`); without it, the latest Ready revision.",
+    )
 
 
 class CompensateSpec(Model):
@@ -648,6 +654,15 @@ class WorkflowSpec(Model):
         default=None,
         description="A JSON Schema the input of every run must satisfy; a run whose input does not "
         "fails at start with reason InputInvalid.",
+    )
+    output_schema: JsonObject | None = Field(
+        default=None,
+        description="A JSON Schema the output of every run must satisfy; a run whose tasks succeed "
+        "with an output that does not fails with reason OutputInvalid, naming the places.",
+    )
+    revision_history_limit: Annotated[int | None, Field(ge=0)] = Field(
+        default=None,
+        description="Earlier revisions kept beyond those runs use (default 10).",
     )
     defaults: TaskDefaults | None = None
     concurrency: Concurrency | None = Field(
@@ -976,6 +991,13 @@ class WorkflowStatus(Model):
 
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    revision: int | None = Field(
+        default=None,
+        description="The newest revision kept (a ControllerRevision named <workflow>-<revision>).",
+    )
+    ready_revision: int | None = Field(
+        default=None, description="The newest revision that was Ready: runs that name none take it."
+    )
 
 
 class Ending(Model):
@@ -1002,7 +1024,9 @@ class FailureCause(Model):
 
 class WorkflowRunStatus(Model):
     phase: RunPhase | None = None
-    workflow_generation: int | None = None
+    workflow_generation: int | None = Field(
+        default=None, description="The revision of its Workflow the run runs (that spec's generation)."
+    )
     current: list[str] = Field(
         default_factory=list, description="Ids of the steps under way (running, or waiting to retry)."
     )
@@ -1015,6 +1039,9 @@ class WorkflowRunStatus(Model):
     )
     pinned_tasks: list[PinnedTask] | None = Field(
         default=None, description="The task list this run executes, copied at start."
+    )
+    output_schema: JsonObject | None = Field(
+        default=None, description="The JSON Schema its output must satisfy (its Workflow's), copied at start."
     )
     pinned_tasks_ref: StoredValueRef | None = Field(
         default=None,

@@ -58,7 +58,7 @@ from seqflow.api.models import (
 from seqflow.api.values import REF_SHAPE, Encoded, encode, ref_of, size_of, stored
 from seqflow.engine.compaction import FINAL_NODE, Folded, compacted, expanded
 from seqflow.engine.expressions import ConditionError, compiled, evaluated, holds
-from seqflow.engine.schemas import input_problems, schema_problem
+from seqflow.engine.schemas import schema_problem, value_problems
 from seqflow.engine.templates import expressions, has_templates, render, rendered, templated
 from seqflow.engine.types import (
     Action,
@@ -323,6 +323,8 @@ def _next_starts(draft: _Draft) -> list[str]:
         starts = _ready_steps(draft) if draft.end is None else []
         if draft.end is None and (starts or not _tasks_done(draft)):
             return starts
+        if draft.end is None:
+            _check_output(draft)
         if draft.end is not None:
             _begin_compensation(draft)
     ending = draft.status.ending
@@ -331,6 +333,17 @@ def _next_starts(draft: _Draft) -> list[str]:
         if draft.end is None:
             return starts
     return _next_final(draft) if _begin_finally(draft) else []
+
+
+def _check_output(draft: _Draft) -> None:
+    """The tasks have all succeeded: the run ends with OutputInvalid (compensations and finally
+    tasks run) if its output does not match its Workflow's outputSchema."""
+    schema = draft.status.output_schema
+    if schema is None:
+        return
+    mismatch = value_problems(schema, draft.resolve(draft.status.output or {}), what="output")
+    if mismatch is not None:
+        draft.end = (Reason.OUTPUT_INVALID, mismatch)
 
 
 def _tasks_done(draft: _Draft) -> bool:
@@ -411,10 +424,10 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     if observed.workflow is None:
         deadline = run.created_at + draft.options.workflow_wait
         if now >= deadline:
-            draft.end = (Reason.WORKFLOW_NOT_FOUND, f'Workflow "{name}" not found in the run\'s namespace')
+            draft.end = (Reason.WORKFLOW_NOT_FOUND, f"{_wanted(run)} not found in the run's namespace")
             return False
         message = (
-            f'Workflow "{name}" not found; waiting until '
+            f"{_wanted(run)} not found; waiting until "
             f"{deadline.isoformat(timespec='seconds')} for it to appear"
         )
         if draft.status.phase is None:
@@ -430,7 +443,7 @@ def _start(draft: _Draft, observed: Observations) -> bool:
         draft.end = problem
         return False
     schema = observed.workflow.spec.input_schema
-    mismatch = input_problems(schema, draft.resolve(draft.run_input())) if schema is not None else None
+    mismatch = value_problems(schema, draft.resolve(draft.run_input()), what="input") if schema else None
     if mismatch:
         draft.end = (Reason.INPUT_INVALID, mismatch)
         return False
@@ -446,6 +459,7 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     draft.update(
         workflow_generation=observed.workflow.generation,
         pinned_tasks=steps,
+        output_schema=observed.workflow.spec.output_schema,
         started_at=now,
         progress=f"0/{len(main)}",
         deadline=now + timedelta(seconds=timeout) if timeout else None,
@@ -465,6 +479,12 @@ def _start(draft: _Draft, observed: Observations) -> bool:
     draft.condition(ConditionStatus.UNKNOWN, Reason.STARTED, message)  # until a step says more
     draft.event(EventType.NORMAL, Reason.STARTED, message)
     return True
+
+
+def _wanted(run: RunView) -> str:
+    """The Workflow (and revision) a run names, as a person reads it."""
+    ref = run.spec.workflow_ref
+    return f'Workflow "{ref.name}"' + (f" revision {ref.revision}" if ref.revision is not None else "")
 
 
 def _start_from(draft: _Draft, observed: Observations) -> bool:
@@ -503,6 +523,7 @@ def _start_from(draft: _Draft, observed: Observations) -> bool:
     first = index == 0
     draft.update(
         pinned_tasks=source.pinned_tasks,
+        output_schema=source.output_schema,
         nodes=kept,
         input=draft.keep(given if first else source.run_input),
         output=None if first else draft.keep(given),
@@ -679,8 +700,9 @@ def workflow_problem(
         except ConditionError as error:
             problems.append(f"defaults: {error}")
     problems += _artifact_problems(spec.tasks)
-    if spec.input_schema is not None:
-        problems.append(schema_problem(spec.input_schema) or "")
+    for named, schema in (("inputSchema", spec.input_schema), ("outputSchema", spec.output_schema)):
+        if schema is not None:
+            problems.append(schema_problem(schema, field=named) or "")
     message = "; ".join(p for p in problems if p)
     return (Reason.INVALID_WORKFLOW, message) if message else None
 
@@ -829,7 +851,12 @@ def workflow_status(
     status = ConditionStatus.FALSE if problem else ConditionStatus.TRUE
     reason, message = problem or ("Valid", "Runs of this Workflow can start")
     conditions = set_condition(previous.conditions, status, reason, message, now, type=READY)
-    return WorkflowStatus(conditions=conditions, observed_generation=generation)
+    return WorkflowStatus(
+        conditions=conditions,
+        observed_generation=generation,
+        revision=previous.revision,
+        ready_revision=previous.ready_revision if problem else generation,
+    )
 
 
 def _unrunnable(tasks: list[TaskSpec], finals: list[FinallyTask], *, handlers: frozenset[str]) -> str | None:
@@ -1840,7 +1867,7 @@ def _action(draft: _Draft, node: NodeStatus, task: PinnedTask | PinnedMember, da
             node=node.id,
             name=node.child,
             attempt=node.attempts,
-            workflow=task.workflow_ref.name,
+            workflow=task.workflow_ref,
             input=data,
             suspend=bool(draft.run.spec.suspend),
             depth=draft.run.depth + 1,

@@ -21,6 +21,7 @@ from seqflow.api.models import (
     PinnedTask,
     RunPhase,
     StoredArtifact,
+    WorkflowRef,
     WorkflowRunSpec,
     WorkflowRunStatus,
     WorkflowSpec,
@@ -134,6 +135,7 @@ class RetrySource:
     nodes: list[NodeStatus] = field(default_factory=list)
     run_input: JsonObject = field(default_factory=dict)
     step_input: JsonObject | None = None
+    output_schema: JsonObject | None = None
     problem: str | None = None
 
 
@@ -197,7 +199,7 @@ class CreateChildRun:
     node: str
     name: str
     attempt: int
-    workflow: str
+    workflow: WorkflowRef
     input: JsonObject  # the value, or the reference to it when it is stored
     suspend: bool
     depth: int

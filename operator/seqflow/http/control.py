@@ -31,6 +31,7 @@ from seqflow.api.models import (
     MAX_INLINE_BYTES,
     VERSION,
     JsonObject,
+    WorkflowRef,
     WorkflowRunSpec,
     WorkflowRunStatus,
     WorkflowSpec,
@@ -39,7 +40,7 @@ from seqflow.api.models import (
 )
 from seqflow.api.values import REF_SHAPE, ref_of, stored
 from seqflow.cluster.kube import Conflict, KubeApi, NotFound
-from seqflow.engine.schemas import input_problems, schema_problem
+from seqflow.engine.schemas import schema_problem, value_problems
 from seqflow.http.auth import CREATED_BY, Authorizer, HttpError, authorize, read_body
 from seqflow.runs.values import Values
 from seqflow.settings import Settings
@@ -95,7 +96,7 @@ class ControlApi:
             metadata["annotations"][IDEMPOTENCY_KEY] = digest
         else:
             metadata["generateName"] = f"{workflow[:200]}-"
-        body = workflow_run(workflow=workflow, input=data, metadata=metadata)
+        body = workflow_run(workflow=WorkflowRef(name=workflow), input=data, metadata=metadata)
         try:
             run, status = await self._api.create_run(namespace, body), 201
         except Conflict:  # the key was used before: the same run, if it was this very request
@@ -117,9 +118,9 @@ class ControlApi:
         except NotFound:
             raise HttpError(404, f'Workflow "{workflow}" not found in namespace {namespace}') from None
         schema = spec_of(found).get("inputSchema")
-        if schema is None or schema_problem(schema) is not None:
+        if schema is None or schema_problem(schema, field="inputSchema") is not None:
             return
-        problems = input_problems(schema, data)
+        problems = value_problems(schema, data, what="input")
         if problems is not None:
             raise HttpError(422, problems)
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from seqflow.api.bodies import spec_of
 from seqflow.api.manifests import workflow_run
-from seqflow.api.models import MAX_INLINE_BYTES, WorkflowSpec, shortened_name
+from seqflow.api.models import MAX_INLINE_BYTES, WorkflowRef, WorkflowSpec, shortened_name
 from seqflow.clock import Clock, SystemClock
 from seqflow.cluster.kube import ApiError, Conflict, KubeApi
 from seqflow.http.auth import CREATED_BY, HttpError, read_body
@@ -59,7 +59,9 @@ class Webhooks:
             f"{workflow[:200]}-hook-{hashlib.sha256(signed.encode()).hexdigest()[:16]}", limit=253
         )
         run = workflow_run(
-            workflow=workflow, input=data, metadata={"name": name, "annotations": {CREATED_BY: "webhook"}}
+            workflow=WorkflowRef(name=workflow),
+            input=data,
+            metadata={"name": name, "annotations": {CREATED_BY: "webhook"}},
         )
         try:
             await self._api.create_run(namespace, run)

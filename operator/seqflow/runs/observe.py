@@ -174,7 +174,11 @@ class Observer:
         spec = source.spec
         run_input = status.input or (spec.input_ref.to_wire() if spec.input_ref else spec.input)
         return RetrySource(
-            pinned_tasks=whole.pinned_tasks, nodes=whole.nodes, run_input=run_input, step_input=step_input
+            pinned_tasks=whole.pinned_tasks,
+            nodes=whole.nodes,
+            run_input=run_input,
+            step_input=step_input,
+            output_schema=status.output_schema,
         )
 
     async def _observe_jobs(

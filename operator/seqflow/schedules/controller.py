@@ -238,4 +238,4 @@ def _run_manifest(schedule: JsonObject, spec: WorkflowScheduleSpec, *, name: str
         "annotations": {SCHEDULED_AT: at.isoformat()},
         "ownerReferences": [owner_reference(kind="WorkflowSchedule", name=meta["name"], uid=meta["uid"])],
     }
-    return workflow_run(workflow=template.workflow_ref.name, input=template.input, metadata=metadata)
+    return workflow_run(workflow=template.workflow_ref, input=template.input, metadata=metadata)
