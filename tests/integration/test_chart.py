@@ -190,6 +190,7 @@ def test_rbac_has_no_wildcards(helm: Helm, values: str):
 NAMESPACED_PERMISSIONS = {
     ("seqflow.io", "workflows"): {"get", "list", "watch"},
     ("seqflow.io", "workflows/status"): {"patch"},
+    ("apps", "controllerrevisions"): {"get", "list", "create", "delete"},
     ("seqflow.io", "workflowschedules"): {"get", "list", "watch"},
     ("seqflow.io", "workflowschedules/status"): {"patch"},
     ("seqflow.io", "workflowruns"): {"get", "list", "watch", "create", "patch", "delete"},

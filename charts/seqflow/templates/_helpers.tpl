@@ -114,6 +114,10 @@ gets a copy of its own, made just before it and removed after it.
 - apiGroups: [seqflow.io]
   resources: [workflows/status]
   verbs: [patch]
+# A Workflow's revisions: each spec it had, kept as a ControllerRevision it owns; old ones pruned.
+- apiGroups: [apps]
+  resources: [controllerrevisions]
+  verbs: [get, list, create, delete]
 # Schedules start runs (create on workflowruns, below) and keep their status.
 - apiGroups: [seqflow.io]
   resources: [workflowschedules]

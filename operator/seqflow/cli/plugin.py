@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.parse
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from seqflow.api.manifests import RETRY_OF, workflow_run
 from seqflow.api.manifests import rerun as rerun_manifest
 from seqflow.api.manifests import retry_from as retry_from_manifest
 from seqflow.api.models import FINISHED, GROUP, VERSION, WorkflowRef, shortened_name
+from seqflow.cli.revisions import NoSuchRevision, add_commands
 
 RUNS = "workflowruns"
 
@@ -87,9 +88,35 @@ class Runs:
             lambda: self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, RUNS, body)
         )
 
+    def get_workflow(self, name: str) -> dict[str, Any]:
+        return self._call(
+            lambda: self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "workflows", name)
+        )
+
+    def replace_workflow_spec(self, workflow: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        """The Workflow with `spec` as its whole spec (refused if it changed since it was read)."""
+        body = {**workflow, "spec": spec}
+        name = workflow["metadata"]["name"]
+        return self._call(
+            lambda: self.api.replace_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "workflows", name, body
+            )
+        )
+
+    def revisions(self, selector: str) -> Sequence[dict[str, Any]]:
+        apps = client.AppsV1Api(self.api.api_client)
+        listed = self._call(
+            lambda: apps.list_namespaced_controller_revision(self.namespace, label_selector=selector)
+        )
+        items: Sequence[dict[str, Any]] = listed.get("items") or []
+        return items
+
     def _call(self, call: Callable[[], Any]) -> dict[str, Any]:
         try:
-            answer: dict[str, Any] = call()
+            answer = call()
+            answer = (
+                answer if isinstance(answer, dict) else self.api.api_client.sanitize_for_serialization(answer)
+            )
         except ApiException as error:
             try:
                 message = json.loads(error.body or "{}").get("message", error.reason)
@@ -433,6 +460,7 @@ def _parser() -> argparse.ArgumentParser:
     starting.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
     starting.set_defaults(func=start)
     add("logs", "the run's story (its Events) and its Job steps' logs", logs)
+    add_commands(commands, parents=[flags])
     board = commands.add_parser("dashboard", help="open the web dashboard, signed in", parents=[flags])
     board.add_argument(
         "--operator-namespace", help="where the chart is installed (default: the context's namespace)"
@@ -453,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
             namespace=getattr(args, "namespace", None),
         )
         sys.exit(args.func(runs, args))
-    except PluginError as error:
+    except (PluginError, NoSuchRevision) as error:
         print(f"kubectl seqflow: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -24,6 +24,7 @@ from seqflow.api.models import GROUP, VERSION, JsonObject
 from seqflow.settings import StartupError
 
 RUNS = "workflowruns"
+REVISIONS = "/apis/apps/v1"  # ControllerRevisions: a Workflow's revisions
 AUTH_REFRESH_SECONDS = 60.0
 REQUEST_TIMEOUT = 30.0
 
@@ -279,6 +280,22 @@ class KubeApi:
 
     async def get_workflow(self, namespace: str, name: str) -> JsonObject:
         return await self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}")
+
+    async def create_controller_revision(self, namespace: str, manifest: JsonObject) -> JsonObject:
+        return await self.request(
+            "POST", f"{REVISIONS}/namespaces/{namespace}/controllerrevisions", body=manifest
+        )
+
+    async def get_controller_revision(self, namespace: str, name: str) -> JsonObject:
+        return await self.request("GET", f"{REVISIONS}/namespaces/{namespace}/controllerrevisions/{name}")
+
+    async def list_controller_revisions(self, namespace: str, *, label_selector: str) -> list[JsonObject]:
+        path = f"{REVISIONS}/namespaces/{namespace}/controllerrevisions?labelSelector={label_selector}"
+        answer = await self.request("GET", path)
+        return answer.get("items") or []
+
+    async def delete_controller_revision(self, namespace: str, name: str) -> None:
+        await self.request("DELETE", f"{REVISIONS}/namespaces/{namespace}/controllerrevisions/{name}")
 
     async def pods_of_job(self, namespace: str, job_uid: str) -> list[JsonObject]:
         selector = f"batch.kubernetes.io/controller-uid={job_uid}"

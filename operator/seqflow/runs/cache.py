@@ -125,6 +125,7 @@ class Cache:
         self.runs = RunCache()
         self.workflows: dict[Key, WorkflowView] = {}
         self.workflow_statuses: dict[Key, WorkflowStatus] = {}
+        self.workflow_uids: dict[Key, str] = {}
         self.jobs: dict[Key, JsonObject] = {}
         self.pods: dict[Key, JsonObject] = {}  # a Job's pod, or a step's own pod, slim
 

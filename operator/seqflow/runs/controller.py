@@ -30,6 +30,7 @@ from seqflow.runs.observe import Observer
 from seqflow.runs.ownership import Ownership, Owns, hands_over_nothing, owns_everything
 from seqflow.runs.progress import ALL_RETRIES, Journal, Progress
 from seqflow.runs.reconciler import Planner, Reconciler
+from seqflow.runs.revisions import Revisions
 from seqflow.runs.state import RunStates
 from seqflow.runs.values import Values
 from seqflow.runs.workflows import Workflows
@@ -80,6 +81,7 @@ class RunController:
             api=api,
             cache=cache,
             ownership=ownership,
+            revisions=Revisions(api=api, cache=cache),
             handler_names=handler_names,
             clock=clock,
             background=background,

@@ -1,8 +1,9 @@
 """The Workflows as the runs' shell knows them: taken from their watch events (or read from the
-API server when a run needs one not seen yet), and their Ready condition. Each Workflow is
-checked when it comes or changes, and when another of its namespace does (handlers, `when`
-expressions, the input schema, sub-workflows and their loops: found now, not when a run
-reaches them), and its status written when it changed, by the replica that serves it."""
+API server when a run needs one not seen yet), their Ready condition and their revisions (the
+one a run about to start takes). Each Workflow is checked when it comes or changes, and when
+another of its namespace does (handlers, `when` expressions, the schemas, sub-workflows and
+their loops: found now, not when a run reaches them), and its revision kept and its status
+written when they changed, by the replica that serves it."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from seqflow.api.bodies import Key, generation_of, key_of, spec_of, status_of
+from seqflow.api.bodies import Key, generation_of, key_of, spec_of, status_of, uid_of
 from seqflow.api.models import JsonObject, WorkflowSpec, WorkflowStatus
 from seqflow.clock import Clock
 from seqflow.cluster.kube import ApiError, KubeApi, NotFound
 from seqflow.controller.worker import Background
-from seqflow.engine import RunView, WorkflowView, workflow_status
+from seqflow.engine import RunView, WorkflowView, workflow_problem, workflow_status
 from seqflow.runs.cache import Cache
 from seqflow.runs.ownership import Ownership
+from seqflow.runs.revisions import Revisions
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class Workflows:
     api: KubeApi
     cache: Cache
     ownership: Ownership
+    revisions: Revisions
     handler_names: frozenset[str]
     clock: Clock
     background: Background
@@ -43,6 +46,7 @@ class Workflows:
         if event_type == "DELETED":
             self.cache.workflows.pop(key, None)
             self.cache.workflow_statuses.pop(key, None)
+            self.cache.workflow_uids.pop(key, None)
             self.report_others(key)
             self.changed(key, limited_before)
             return
@@ -56,23 +60,47 @@ class Workflows:
         except ValidationError:
             self.cache.workflow_statuses[key] = WorkflowStatus()
         self.cache.workflows[key] = WorkflowView(spec=spec, generation=generation_of(body))
+        self.cache.workflow_uids[key] = uid_of(body)
         self.report(key)
         self.report_others(key)
         self.changed(key, limited_before != (spec.concurrency is not None))
 
     async def of_run(self, namespace: str, run: RunView) -> WorkflowView | None:
-        """The run's Workflow from the cache; before a run starts, a miss is checked with the API
-        server (at start-up the Workflows' watch may not have delivered it yet)."""
+        """The run's Workflow: once it has started, as it is now (the run has its task list);
+        before, the revision it names, else the latest Ready one (None: not found). A miss in
+        the cache is checked with the API server (at start-up the Workflows' watch may not have
+        delivered it yet)."""
         key = (namespace, run.spec.workflow_ref.name)
-        cached = self.cache.workflows.get(key)
-        if cached is not None or run.status.started or run.status.finished:
-            return cached
-        try:
-            body = await self.api.get_workflow(*key)
-        except NotFound:
+        current = self.cache.workflows.get(key)
+        if run.status.started or run.status.finished:
+            return current
+        if current is None:
+            try:
+                self.on_event("ADDED", await self.api.get_workflow(*key))
+            except NotFound:
+                return None
+            current = self.cache.workflows.get(key)
+            if current is None:
+                return None
+        wanted = run.spec.workflow_ref.revision or self._ready_revision(key, current)
+        if wanted in (None, current.generation):
+            return current
+        spec = await self.revisions.spec_of(key, uid=self.cache.workflow_uids[key], revision=wanted)
+        if spec is None:
             return None
-        self.on_event("ADDED", body)
-        return self.cache.workflows.get(key)
+        # (a queue is one per Workflow: its limit is the Workflow's as it is now)
+        return WorkflowView(
+            spec=spec.model_copy(update={"concurrency": current.spec.concurrency}), generation=wanted
+        )
+
+    def _ready_revision(self, key: Key, current: WorkflowView) -> int | None:
+        """The revision a run that names none takes, when not the current one: the latest
+        Ready, while the current spec cannot run (a broken edit does not stop new runs)."""
+        problem = workflow_problem(
+            current.spec, name=key[1], handlers=self.handler_names, workflows=self.cache.workflows_in(key[0])
+        )
+        status = self.cache.workflow_statuses.get(key)
+        return status.ready_revision if problem is not None and status is not None else None
 
     def report(self, key: Key) -> None:
         """Check the Workflow and write its Ready condition when it changed."""
@@ -89,12 +117,17 @@ class Workflows:
             previous=previous,
             now=self.clock.now(),
         )
-        if status == previous:
+        kept = previous.revision == view.generation
+        if status == previous and kept:
             return
+        status = status.model_copy(update={"revision": view.generation})
         self.cache.workflow_statuses[key] = status
+        uid = self.cache.workflow_uids[key]
 
         async def write() -> None:
             try:
+                if not kept:
+                    await self.revisions.keep(key, uid=uid, spec=view.spec, revision=view.generation)
                 await self.api.patch_workflow_status(*key, {"status": status.to_wire()})
             except ApiError as error:
                 logger.warning("could not write the status of Workflow %s/%s: %s", *key, error)
