@@ -65,6 +65,7 @@ class FakeApi:
         self.jobs: dict[str, dict] = {}
         self.fail_job_creations: list[BaseException] = []
         self.workflow_statuses: dict[str, dict] = {}
+        self.revisions: dict[str, dict] = {}  # ControllerRevisions, by name
 
     def bump(self, body: dict) -> dict:
         self.version += 1
@@ -85,7 +86,7 @@ class FakeApi:
 
     def add_workflow(self, name: str, tasks: list[str]) -> dict:
         body = {
-            "metadata": {"namespace": "ns", "name": name, "generation": 1},
+            "metadata": {"namespace": "ns", "name": name, "uid": f"uid-{name}", "generation": 1},
             "spec": {"tasks": [{"name": t, "handler": "count"} for t in tasks]},
         }
         self.workflows[("ns", name)] = body
@@ -120,6 +121,13 @@ class FakeApi:
     async def patch_workflow_status(self, namespace: str, name: str, patch: dict) -> dict:
         self.workflow_statuses[name] = patch["status"]
         return patch
+
+    async def create_controller_revision(self, namespace: str, manifest: dict) -> dict:
+        self.revisions[manifest["metadata"]["name"]] = manifest
+        return manifest
+
+    async def list_controller_revisions(self, namespace: str, *, label_selector: str) -> list[dict]:
+        return list(self.revisions.values())
 
     async def get_workflow(self, namespace: str, name: str) -> dict:
         if (namespace, name) not in self.workflows:
@@ -267,6 +275,12 @@ def test_runs_to_success_writes_history_and_trims_it():
         assert run_status(api)["output"] == {"n": 2}
         (ready,) = api.workflow_statuses["w"]["conditions"]
         assert (ready["type"], ready["status"]) == ("Ready", "True")
+        # its spec kept as revision 1 before the status names it
+        assert (api.workflow_statuses["w"]["revision"], api.workflow_statuses["w"]["readyRevision"]) == (1, 1)
+        (kept,) = api.revisions.values()
+        assert (kept["metadata"]["name"], kept["revision"]) == ("w-1", 1)
+        assert kept["data"]["spec"] == api.workflows[("ns", "w")]["spec"]
+        assert kept["metadata"]["ownerReferences"][0]["uid"] == "uid-w"
         assert history.written == list(range(1, 7))
         assert FINALIZER in api.runs[("ns", "r")]["metadata"]["finalizers"]
 
