@@ -299,3 +299,32 @@ def test_retry_a_failed_run_from_its_failed_step_and_follow_the_link_back(
     expect(facts).to_contain_text("from Pay")
     facts.get_by_role("link", name="r-from").click()
     expect(page.get_by_role("heading", level=1).locator(".badge")).to_have_text("Failed")  # untouched
+
+
+def test_a_workflows_revisions_and_the_runs_of_one(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess, page: Page
+):
+    cluster.apply(workflow("evolving", [{"name": "A", "handler": "test.step"}]), namespace=namespace)
+    wait_for(
+        lambda: cluster.get_json("workflow", "evolving", "-n", namespace).get("status", {}).get("revision"),
+        timeout=30,
+    )
+    old = workflow_run("on-one", "evolving")
+    cluster.apply(old, namespace=namespace)
+    wait_for(lambda: runs.get(namespace, "on-one").get("status", {}).get("phase") == "Succeeded", timeout=30)
+    edited = [{"name": "A", "handler": "test.step"}, {"name": "B", "handler": "test.step"}]
+    cluster.apply(workflow("evolving", edited), namespace=namespace)
+    cluster.apply(workflow_run("on-two", "evolving"), namespace=namespace)
+    wait_for(lambda: runs.get(namespace, "on-two").get("status", {}).get("phase") == "Succeeded", timeout=30)
+    sign_in(page, operator, admin_token(cluster), user="admin")
+
+    page.goto(f"{http_url(operator)}/#/workflows?namespace={namespace}")
+    card = page.get_by_role("region", name="Workflow evolving")
+    card.get_by_text("Revisions").click()
+    expect(card.get_by_label("Revision 2")).to_contain_text("Revision 2 (current)")
+    expect(card.get_by_label("Revision 2")).to_contain_text("2 tasks: A, B")
+    expect(card.get_by_label("Revision 1")).to_contain_text("1 task: A")
+    card.get_by_label("Revision 1").get_by_role("link", name="Its runs").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Runs of revision 1 of evolving")
+    expect(page.get_by_role("link", name="on-one")).to_be_visible()
+    expect(page.get_by_role("row")).to_have_count(2)  # the header and the run on revision 1

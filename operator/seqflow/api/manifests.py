@@ -4,7 +4,7 @@ by a webhook or by the plugin)."""
 from __future__ import annotations
 
 from seqflow.api.bodies import labels_of, name_of, spec_of, status_of
-from seqflow.api.models import GROUP, VERSION, JsonObject, WorkflowRef, shortened_name
+from seqflow.api.models import GROUP, VERSION, JsonObject, WorkflowRef, WorkflowSpec, shortened_name
 from seqflow.api.values import ref_of
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -59,3 +59,29 @@ def retry_from(
         body_spec["inputRef" if ref_of(input) is not None else "input"] = input
     metadata = {"generateName": f"{name[:52]}-retry-", "labels": labels}
     return {"apiVersion": API_VERSION, "kind": "WorkflowRun", "metadata": metadata, "spec": body_spec}
+
+
+# ----- Workflow revisions (kept by the operator, read by the plugin and the HTTP API) -----
+
+LABEL_WORKFLOW = f"{GROUP}/workflow"  # on a Workflow's ControllerRevisions
+
+
+def revision_name(workflow: str, revision: int) -> str:
+    return shortened_name(f"{workflow}-{revision}", limit=253)
+
+
+def revision_manifest(
+    *, namespace: str, workflow: str, uid: str, spec: WorkflowSpec, revision: int
+) -> JsonObject:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": {
+            "name": revision_name(workflow, revision),
+            "namespace": namespace,
+            "labels": {LABEL_WORKFLOW: shortened_name(workflow)},
+            "ownerReferences": [owner_reference(kind="Workflow", name=workflow, uid=uid)],
+        },
+        "data": {"spec": spec.to_wire()},
+        "revision": revision,
+    }

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from seqflow.api.bodies import name_of, spec_of, status_of, uid_of
+from seqflow.api.manifests import LABEL_WORKFLOW
 from seqflow.api.models import GROUP, VERSION, shortened_name
 
 if TYPE_CHECKING:
     from seqflow.cli.plugin import Runs
-
-LABEL_WORKFLOW = f"{GROUP}/workflow"
 
 
 class NoSuchRevision(Exception):

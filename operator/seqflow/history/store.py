@@ -100,6 +100,7 @@ class RunFilter:
     namespace: str | None = None
     workflow: str | None = None
     phase: str | None = None
+    revision: int | None = None  # of the Workflow
     created_after: datetime | None = None  # inclusive
     created_before: datetime | None = None  # exclusive
 
@@ -304,6 +305,7 @@ class HistoryStore:
             (RunRow.namespace, filter.namespace),
             (RunRow.workflow, filter.workflow),
             (RunRow.phase, filter.phase),
+            (RunRow.workflow_generation, filter.revision),
         ):
             if value is not None:
                 query = query.where(column == value)

@@ -24,8 +24,17 @@ import json
 from aiohttp import web
 from pydantic import BaseModel
 
-from seqflow.api.bodies import condition_of, name_of, spec_of, status_of, version_of, workflow_of
-from seqflow.api.manifests import rerun, retry_from, workflow_run
+from seqflow.api.bodies import (
+    condition_of,
+    name_of,
+    owners_of,
+    spec_of,
+    status_of,
+    uid_of,
+    version_of,
+    workflow_of,
+)
+from seqflow.api.manifests import LABEL_WORKFLOW, rerun, retry_from, workflow_run
 from seqflow.api.models import (
     GROUP,
     MAX_INLINE_BYTES,
@@ -69,6 +78,7 @@ class ControlApi:
         app.router.add_post("/api/v1/namespaces/{namespace}/workflows/{workflow}/runs", self.start_run)
         app.router.add_get("/api/v1/workflows", self.list_workflows)
         app.router.add_get("/api/v1/namespaces/{namespace}/workflows", self.list_workflows)
+        app.router.add_get("/api/v1/namespaces/{namespace}/workflows/{workflow}/revisions", self.revisions)
         app.router.add_get("/api/v1/schedules", self.list_schedules)
         app.router.add_get("/api/v1/namespaces/{namespace}/schedules", self.list_schedules)
         app.router.add_post("/api/v1/namespaces/{namespace}/runs/{name}/signals/{signal}", self.signal)
@@ -127,6 +137,32 @@ class ControlApi:
     async def list_workflows(self, request: web.Request) -> web.Response:
         listed = await self._list(request, "workflows")
         return web.json_response({"items": [_workflow_summary(w) for w in listed]})
+
+    async def revisions(self, request: web.Request) -> web.Response:
+        """A Workflow's revisions, newest first, each with its spec (readable by whoever may get
+        the Workflow)."""
+        namespace, name = request.match_info["namespace"], request.match_info["workflow"]
+        await authorize(self._authorizer, request, verb="get", namespace=namespace, resource="workflows")
+        try:
+            found = await self._api.get_workflow(namespace, name)
+        except NotFound:
+            raise HttpError(404, f'Workflow "{name}" not found in namespace {namespace}') from None
+        listed = await self._api.list_controller_revisions(
+            namespace, label_selector=f"{LABEL_WORKFLOW}={shortened_name(name)}"
+        )
+        status = status_of(found)
+        items = [
+            {
+                "revision": r["revision"],
+                "createdAt": r["metadata"].get("creationTimestamp"),
+                "current": r["revision"] == status.get("revision"),
+                "ready": r["revision"] == status.get("readyRevision"),
+                "spec": spec_of(r.get("data") or {}),
+            }
+            for r in sorted(listed, key=lambda r: -int(r["revision"]))
+            if any(o.get("uid") == uid_of(found) for o in owners_of(r))
+        ]
+        return web.json_response({"workflow": name, "namespace": namespace, "items": items})
 
     async def list_schedules(self, request: web.Request) -> web.Response:
         listed = await self._list(request, "workflowschedules")
@@ -348,6 +384,9 @@ def openapi_document() -> JsonObject:
             },
             "/api/v1/namespaces/{namespace}/workflows": {
                 "get": {"summary": "Workflows of a namespace", "responses": {"200": any_object}}
+            },
+            "/api/v1/namespaces/{namespace}/workflows/{workflow}/revisions": {
+                "get": {"summary": "A Workflow's revisions, newest first", "responses": {"200": any_object}}
             },
             "/api/v1/schedules": {
                 "get": {"summary": "WorkflowSchedules of all namespaces", "responses": {"200": any_object}}

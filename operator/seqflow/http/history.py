@@ -42,7 +42,7 @@ from seqflow.http.auth import Authorizer, HttpError, authorize, bearer_token
 from seqflow.runs.values import Values, ValuesNotStored
 
 logger = logging.getLogger(__name__)
-LIST_PARAMS = {"namespace", "workflow", "phase", "since", "until", "limit", "cursor"}
+LIST_PARAMS = {"namespace", "workflow", "revision", "phase", "since", "until", "limit", "cursor"}
 LIVE_KEYS = ("phase", "current", "progress", "startedAt", "finishedAt", "live")  # laid over a list item
 LIVE_STATUS = ("phase", "current", "progress", "retries", "startedAt", "finishedAt", "nodes", "conditions")
 
@@ -130,6 +130,7 @@ class HistoryApi:
         run_filter = RunFilter(
             namespace=namespace,
             workflow=query.get("workflow") or None,
+            revision=_revision(query.get("revision")),
             phase=phase,
             created_after=_moment(query, "since"),
             created_before=_moment(query, "until"),
@@ -285,6 +286,14 @@ def with_live_status(run: JsonObject | None, body: JsonObject) -> JsonObject:
     return {**shown, "phase": phase, "activity": [*shown["activity"], *pending], "live": live}
 
 
+def _revision(text: str | None) -> int | None:
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise HttpError(400, f"revision must be a whole number from 1, got {text!r}")
+    return int(text)
+
+
 def _matches(body: JsonObject, run_filter: RunFilter, *, newer_than: datetime | None) -> bool:
     item = live_summary(body)
     created = _parsed(item["createdAt"])
@@ -292,6 +301,7 @@ def _matches(body: JsonObject, run_filter: RunFilter, *, newer_than: datetime | 
         run_filter.namespace in (None, item["namespace"])
         and run_filter.workflow in (None, item["workflow"])
         and run_filter.phase in (None, item["phase"])
+        and run_filter.revision in (None, status_of(body).get("workflowGeneration"))
         and (run_filter.created_after is None or created >= run_filter.created_after)
         and (run_filter.created_before is None or created < run_filter.created_before)
         and (newer_than is None or created > newer_than)

@@ -15,37 +15,15 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from seqflow.api.bodies import Key, owners_of, spec_of, status_of
-from seqflow.api.manifests import owner_reference
-from seqflow.api.models import GROUP, JsonObject, WorkflowSpec, shortened_name
+from seqflow.api.manifests import LABEL_WORKFLOW, revision_manifest, revision_name
+from seqflow.api.models import JsonObject, WorkflowSpec, shortened_name
 from seqflow.cluster.kube import Conflict, KubeApi, NotFound
 from seqflow.runs.cache import Cache
 
 logger = logging.getLogger(__name__)
 
-LABEL_WORKFLOW = f"{GROUP}/workflow"
 DEFAULT_HISTORY_LIMIT = 10
 SPECS_KEPT = 256  # revisions' specs read back and kept in memory (they never change)
-
-
-def revision_name(workflow: str, revision: int) -> str:
-    return shortened_name(f"{workflow}-{revision}", limit=253)
-
-
-def revision_manifest(
-    *, namespace: str, workflow: str, uid: str, spec: WorkflowSpec, revision: int
-) -> JsonObject:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "ControllerRevision",
-        "metadata": {
-            "name": revision_name(workflow, revision),
-            "namespace": namespace,
-            "labels": {LABEL_WORKFLOW: shortened_name(workflow)},
-            "ownerReferences": [owner_reference(kind="Workflow", name=workflow, uid=uid)],
-        },
-        "data": {"spec": spec.to_wire()},
-        "revision": revision,
-    }
 
 
 @dataclass(kw_only=True)

@@ -172,8 +172,9 @@ function runsPage(params) {
     location.hash = `#/runs?${next}`;
   });
   const results = h("div", {"aria-live": "off"});
-  fill(main, h("h1", {}, "Runs"), form, results);
-  const query = Object.fromEntries(["namespace", "workflow", "phase", "since", "until", "cursor"]
+  const revision = params.get("revision");
+  fill(main, h("h1", {}, revision ? `Runs of revision ${revision} of ${params.get("workflow")}` : "Runs"), form, results);
+  const query = Object.fromEntries(["namespace", "workflow", "revision", "phase", "since", "until", "cursor"]
     .map((name) => [name, params.get(name)]));
   const earlier = (params.get("back") || "").split(",").filter(Boolean);
   return refreshing(async () => {
@@ -502,7 +503,31 @@ function workflowCard(workflow) {
     h("ol", {class: "steps"}, (workflow.steps || []).map(stepItem)),
     h("p", {}, h("a", {class: "button primary",
       href: `#/start/${encodeURIComponent(workflow.namespace)}/${encodeURIComponent(workflow.name)}`}, `Start ${workflow.name}`),
-    " ", h("a", {href: `#/runs?namespace=${encodeURIComponent(workflow.namespace)}&workflow=${encodeURIComponent(workflow.name)}`}, "Its runs")));
+    " ", h("a", {href: `#/runs?namespace=${encodeURIComponent(workflow.namespace)}&workflow=${encodeURIComponent(workflow.name)}`}, "Its runs")),
+    revisionsList(workflow));
+}
+
+function tasksOf(spec) {
+  const names = (spec.tasks || []).map((t) => t.name);
+  return `${names.length} task${names.length === 1 ? "" : "s"}: ${names.join(", ")}`;
+}
+
+// A Workflow's revisions, read when opened: each with the runs that ran it.
+function revisionsList(workflow) {
+  const list = h("ol", {class: "revisions", reversed: true});
+  const details = h("details", {}, h("summary", {}, "Revisions"), list);
+  const path = `/api/v1/namespaces/${encodeURIComponent(workflow.namespace)}/workflows/${encodeURIComponent(workflow.name)}/revisions`;
+  details.addEventListener("toggle", async () => {
+    if (!details.open) return;
+    const {items} = await call(path);
+    const runs = (n) => `#/runs?namespace=${encodeURIComponent(workflow.namespace)}&workflow=${encodeURIComponent(workflow.name)}&revision=${n}`;
+    fill(list, items.map((r) => h("li", {"aria-label": `Revision ${r.revision}`},
+      h("strong", {}, `Revision ${r.revision}`), r.current ? " (current)" : "", r.ready && !r.current ? " (latest Ready)" : "",
+      " ", h("span", {class: "muted"}, when(r.createdAt)), " ",
+      tasksOf(r.spec), " ",
+      h("a", {href: runs(r.revision)}, "Its runs"))));
+  });
+  return details;
 }
 
 function skeleton(schema) {
