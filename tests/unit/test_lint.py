@@ -233,11 +233,14 @@ def test_the_line_of_each_document_and_other_documents_skipped(tmp_path, capsys)
         + yaml.safe_dump(workflow("good", [handler_task()]))
         + "---\n"
         + yaml.safe_dump(workflow("bad", []))
+        + "---\n- a list\n"
     )
     code, out = linted(capsys, str(file), handlers=EXAMPLE_HANDLERS)
-    bad_line = file.read_text().splitlines().index("apiVersion: seqflow.io/v1alpha1", 8) + 1
+    text = file.read_text().splitlines()
+    bad_line, list_line = text.index("apiVersion: seqflow.io/v1alpha1", 8) + 1, text.index("- a list") + 1
     assert out == [
-        f"{file}:2: ConfigMap/c: skipped: not a seqflow manifest",
+        f"{file}:2: ConfigMap/c: skipped: not a seqflow manifest (apiVersion v1)",
+        f"{file}:{list_line}: ?/?: skipped: not a Kubernetes object (a YAML mapping)",
         f"{file}:{bad_line}: Workflow/bad: spec.tasks: Invalid value: 0: spec.tasks in body should have at "
         "least 1 items",
         "1 error, 0 warnings in 2 seqflow documents of 1 file",

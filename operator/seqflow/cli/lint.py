@@ -46,8 +46,13 @@ class Document:
         return f"{body.get('kind', '?')}/{name}"
 
     @property
-    def is_seqflow(self) -> bool:
-        return isinstance(self.body, dict) and str(self.body.get("apiVersion", "")).startswith(f"{GROUP}/")
+    def not_seqflow(self) -> str | None:
+        """Why the document is not checked, or None: it is a seqflow manifest."""
+        if not isinstance(self.body, dict):
+            return "not a Kubernetes object (a YAML mapping)"
+        if not str(self.body.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            return f"not a seqflow manifest (apiVersion {self.body.get('apiVersion')})"
+        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,12 +194,8 @@ class Accepted:
 def lint(documents: Sequence[Document], *, handlers: frozenset[str] | None, files: int) -> Report:
     """Every check of every seqflow document; other documents are skipped with a note."""
     notes = [] if handlers is not None else ["note: handlers not checked (no --handlers MODULE given)"]
-    notes += [
-        f"{d.file}:{d.line}: {d.title}: skipped: not a seqflow manifest"
-        for d in documents
-        if not d.is_seqflow
-    ]
-    ours = [d for d in documents if d.is_seqflow]
+    notes += [f"{d.file}:{d.line}: {d.title}: skipped: {d.not_seqflow}" for d in documents if d.not_seqflow]
+    ours = [d for d in documents if not d.not_seqflow]
     problems = [api_server_problems(d.body) for d in ours]
     accepted = accepted_workflows(ours, problems)
     for workflow in accepted:
