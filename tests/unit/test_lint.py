@@ -92,8 +92,9 @@ def handler_task(name: str = "A", handler: str = "order.validate", **more: Any) 
     return {"name": name, "handler": handler, **more}
 
 
-# id, the Workflow, the field and a part of the message of one of its problems
-SEMANTIC_PROBLEMS = [
+# id, the Workflow, the field and a part of the message of one of its problems: the operator's
+# checks, then some of the API server's beyond tests/validation_cases.py
+PROBLEMS = [
     (
         "unknown-handler",
         workflow("w", [handler_task(), handler_task("B", "no.such")]),
@@ -148,13 +149,19 @@ SEMANTIC_PROBLEMS = [
         "spec.tasks[0].sleep.until",
         'spec.tasks[0].sleep.until in body must be of type date-time: "tomorrow"',
     ),
+    (
+        "date-without-time",
+        workflow("w", [{"name": "S", "sleep": {"until": "2026-01-01"}}]),
+        "spec.tasks[0].sleep.until",
+        'Invalid value: "2026-01-01": spec.tasks[0].sleep.until in body must be of type date-time',
+    ),
 ]
 
 
 @pytest.mark.parametrize(
     ("manifest", "path", "message"),
-    [row[1:] for row in SEMANTIC_PROBLEMS],
-    ids=[row[0] for row in SEMANTIC_PROBLEMS],
+    [row[1:] for row in PROBLEMS],
+    ids=[row[0] for row in PROBLEMS],
 )
 def test_a_problem_is_reported_with_its_place(tmp_path, capsys, manifest, path: str, message: str):
     file = write(tmp_path, "w.yaml", manifest)

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date
 from typing import Any
 
 import cel
@@ -29,6 +29,7 @@ DNS_SUBDOMAIN_MESSAGE = (
     "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
     "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
 )
+DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$")
 TRANSITION_RULE = re.compile(r"\boldSelf\b")  # a rule comparing with the stored object: not offline
 MISSING_FUNCTION = "Undefined variable or function"  # the CEL library's error for an unknown name
 # Schema errors after which the API server does not evaluate the CEL rules (its hasBlockingErr).
@@ -145,7 +146,11 @@ def schema_validator(structural_json: str) -> Draft4Validator:
 
 
 def is_date_time(value: object) -> bool:
-    return not isinstance(value, str) or bool(datetime.fromisoformat(value))
+    """Whether a string is a date and time as kube-openapi's `date-time` reads them (RFC 3339 and
+    its ISO 8601 relatives: seconds, fraction and offset optional, `T` or a space between)."""
+    if not isinstance(value, str):
+        return True
+    return DATE_TIME.match(value) is not None and bool(date.fromisoformat(value[:10]))
 
 
 def json_schema(node: Mapping[str, Any]) -> dict[str, Any]:
