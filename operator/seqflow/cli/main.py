@@ -1,5 +1,5 @@
-"""The seqflow command line: run the operator, print the CRDs, run a handler in a Job, migrate
-and read the history store."""
+"""The seqflow command line: run the operator, print the CRDs, lint manifests offline, run a
+handler in a Job, migrate and read the history store."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def _crds(args: argparse.Namespace) -> None:
             path.write_text(text)
         else:
             sys.stdout.write("---\n" + text)
+
+
+def _lint(args: argparse.Namespace) -> None:
+    from seqflow.cli import lint
+
+    sys.exit(lint.main(args.files, args.handlers))
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -101,6 +107,18 @@ def main(argv: list[str] | None = None) -> None:
     crds = commands.add_parser("crds", help="print the CRDs generated from the models")
     crds.add_argument("--output-dir", help="write one file per CRD into this directory")
     crds.set_defaults(func=_crds)
+    linting = commands.add_parser(
+        "lint", help="check manifests offline, as the API server and the operator would (exit 1: problems)"
+    )
+    linting.add_argument("files", nargs="+", metavar="FILE", help="YAML files of seqflow manifests")
+    linting.add_argument(
+        "--handlers",
+        nargs="+",
+        action="extend",
+        metavar="MODULE",
+        help="modules registering the handlers (as SEQFLOW_HANDLER_MODULES); without it, not checked",
+    )
+    linting.set_defaults(func=_lint)
     task = commands.add_parser(
         "task", help="run one handler inside a Job's container (input and context from SEQFLOW_*)"
     )
