@@ -126,6 +126,14 @@ PROBLEMS = [
         "inputSchema is not a valid JSON Schema",
     ),
     (
+        "bad-output-schema",
+        workflow(
+            "w", [handler_task(), {"name": "B", "handler": "x", "when": "true"}], outputSchema={"type": 5}
+        ),
+        "spec.outputSchema",
+        "outputSchema is not a valid JSON Schema",
+    ),
+    (
         "default-retry-when",
         workflow("w", [handler_task()], defaults={"retry": {"when": "error ==="}}),
         "spec.defaults",

@@ -24,7 +24,9 @@ from seqflow.api.models import GROUP, Reason, WorkflowSpec
 from seqflow.cli.crd_checks import Problem, api_server_problems, schema_path
 from seqflow.engine import workflow_problem
 
-SEMANTIC_PROBLEM = re.compile(r"; (?=task |defaults: |inputSchema )")  # where workflow_problem joins
+SEMANTIC_PROBLEM = re.compile(
+    r"; (?=task |defaults: |inputSchema |outputSchema )"
+)  # where workflow_problem joins
 
 
 class UsageError(Exception):
@@ -132,8 +134,9 @@ def task_place(spec: WorkflowSpec, problem: str) -> str:
     """The field a problem of `workflow_problem` is about ("task A: ..." is spec.tasks[i])."""
     if problem.startswith("defaults: "):
         return "spec.defaults"
-    if problem.startswith("inputSchema "):
-        return "spec.inputSchema"
+    for schema in ("inputSchema", "outputSchema"):
+        if problem.startswith(f"{schema} "):
+            return f"spec.{schema}"
     places = [(task.name, f"spec.tasks[{index}]") for index, task in enumerate(spec.tasks)]
     places += [(final.name, f"spec.finally[{index}]") for index, final in enumerate(spec.finally_ or [])]
     for task, place in sorted(places, key=lambda named: -len(named[0])):
