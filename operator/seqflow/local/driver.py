@@ -92,16 +92,17 @@ class LocalRun:
     def tasks(self) -> list[asyncio.Task[AttemptResult]]:
         return [*self.attempts.values(), *(task for _, task in self.jobs.values())]
 
-    def waiting_for(self) -> list[str]:
-        """The signals its waiting steps wait for and that it has not been given."""
+    def waiting_for(self) -> dict[str, str]:
+        """The signals its waiting steps wait for and that it has not been given, by the step's
+        path (`Step`, or through sub-workflow steps `Step > Child step`)."""
         given = self.spec.get("signals") or {}
         pinned = {task.name: task for task in self.status.pinned_tasks or []}
-        return [
-            wait.signal
+        return {
+            " > ".join((*self.path, node.id)): wait.signal
             for node in self.status.nodes
             if node.type == NodeType.WAIT and node.phase == NodePhase.WAITING
             if (wait := pinned[node.id].wait) is not None and wait.signal not in given
-        ]
+        }
 
 
 class LocalWorld:
@@ -183,7 +184,7 @@ class LocalWorld:
             waiting = run.waiting_for()
             if run.gone or run.status.finished or not waiting:
                 continue
-            given = await self.signals.answer(run=" > ".join(run.path) or run.name, waiting=waiting)
+            given = await self.signals.answer(waiting=waiting)
             if given:
                 run.spec["signals"] = {**(run.spec.get("signals") or {}), **given}
                 run.generation += 1
@@ -197,9 +198,9 @@ class LocalWorld:
 
     def _why_stuck(self) -> str:
         waits = [
-            f"{' > '.join(run.path) or run.name} waits for signal {signal}"
+            f"step {step} waits for signal {signal}"
             for run in self.runs.values()
-            for signal in run.waiting_for()
+            for step, signal in run.waiting_for().items()
         ]
         if waits:
             return "; ".join(waits) + " and none was given"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,7 +72,11 @@ async def run_process(
         }
         try:
             process = await asyncio.create_subprocess_exec(
-                *command, env=variables, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+                *command,
+                env=variables,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped whole, as a pod is
             )
         except OSError as error:
             return _failed(action, f"cannot start {command[0]}: {error.strerror or error}", permanent=True)
@@ -118,8 +124,9 @@ def _outcome(action: CreateJob, *, code: int, message: str, logs: str) -> Attemp
 
 
 async def _stopped(process: asyncio.subprocess.Process) -> None:
+    """Kill the process and what it started (they hold its output pipe)."""
     with contextlib.suppress(ProcessLookupError):
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
     await process.wait()
 
 

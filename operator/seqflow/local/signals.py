@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Protocol, TextIO
 
 from seqflow.api.models import JsonObject
 
 
 class SignalSource(Protocol):
-    async def answer(self, *, run: str, waiting: Sequence[str]) -> Mapping[str, JsonObject]:
-        """Signals for `run`, whose steps wait for the `waiting` ones while nothing else is
-        under way; {} to let the clock run on (to a wait's timeout, if it has one)."""
+    async def answer(self, *, waiting: Mapping[str, str]) -> Mapping[str, JsonObject]:
+        """Signals, by name, for a run whose steps wait for them (`waiting`: the signal by the
+        step's path) while nothing else is under way; {} to let the clock run on (to a wait's
+        timeout, if it has one)."""
         ...
 
 
 class NoSignals:
-    async def answer(self, *, run: str, waiting: Sequence[str]) -> Mapping[str, JsonObject]:
+    async def answer(self, *, waiting: Mapping[str, str]) -> Mapping[str, JsonObject]:
         return {}
 
 
@@ -31,8 +32,8 @@ class GivenSignals:
     def __init__(self, signals: Mapping[str, JsonObject]) -> None:
         self._signals = dict(signals)
 
-    async def answer(self, *, run: str, waiting: Sequence[str]) -> Mapping[str, JsonObject]:
-        return {name: self._signals.pop(name) for name in waiting if name in self._signals}
+    async def answer(self, *, waiting: Mapping[str, str]) -> Mapping[str, JsonObject]:
+        return {name: self._signals.pop(name) for name in waiting.values() if name in self._signals}
 
 
 class TerminalSignals:
@@ -44,10 +45,10 @@ class TerminalSignals:
         self._prompt = prompt
         self._ended = False
 
-    async def answer(self, *, run: str, waiting: Sequence[str]) -> Mapping[str, JsonObject]:
-        names = ", ".join(waiting)
+    async def answer(self, *, waiting: Mapping[str, str]) -> Mapping[str, JsonObject]:
+        steps = "; ".join(f"step {step} waits for signal {signal}" for step, signal in waiting.items())
         while not self._ended:
-            print(f"{run} waits for signal {names}: type NAME JSON (an empty line: none)", file=self._prompt)
+            print(f"{steps}: type NAME JSON (an empty line: none)", file=self._prompt)
             line = await asyncio.to_thread(self._lines.readline)
             self._ended = not line
             if not line.strip():
