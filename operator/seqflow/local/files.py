@@ -32,15 +32,19 @@ class Workflows:
 
 
 def load_workflows(paths: Iterable[Path]) -> Workflows:
-    """The Workflows of `paths`, in order (`WorkflowFileError` when one cannot be had)."""
+    """The Workflows of `paths`, in order (`WorkflowFileError` when one cannot be had, or when
+    the first file, which gives the one to run, holds none)."""
     specs: dict[str, WorkflowSpec] = {}
     for path in paths:
-        for name, spec in _workflows_of(path):
+        found = _workflows_of(path)
+        if not specs and not found:
+            raise WorkflowFileError(f"{path}: no Workflow in it (a document of kind: Workflow)")
+        for name, spec in found:
             if name in specs:
                 raise WorkflowFileError(f"{path}: a second Workflow named {name}")
             specs[name] = spec
     if not specs:
-        raise WorkflowFileError("the files hold no Workflow (a document of kind: Workflow)")
+        raise WorkflowFileError("no Workflow file given")
     return Workflows(main=next(iter(specs)), specs=specs)
 
 
