@@ -25,4 +25,4 @@ def test_import_contracts_hold():
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Contracts: 2 kept, 0 broken" in done.stdout
+    assert "Contracts: 3 kept, 0 broken" in done.stdout

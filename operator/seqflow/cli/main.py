@@ -1,5 +1,6 @@
-"""The seqflow command line: run the operator, print the CRDs, lint manifests offline, run a
-handler in a Job, migrate and read the history store."""
+"""The seqflow command line: run the operator (or with `run --local`, a Workflow on this machine),
+print the CRDs, lint manifests offline, run a handler in a Job, migrate and read the history
+store."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def _lint(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.local:
+        from seqflow.cli import local
+
+        sys.exit(local.main(args))
     import asyncio
 
     settings = load_settings()
@@ -99,10 +104,57 @@ def _artifacts(args: argparse.Namespace) -> None:
     artifacts.main(args.verb)
 
 
+def _add_local_arguments(run: argparse.ArgumentParser) -> None:
+    """The options of a local run, on the `run` command."""
+    run.add_argument(
+        "--local",
+        nargs="+",
+        metavar="WORKFLOW.yaml",
+        type=Path,
+        help="run the first Workflow of these files here, without a cluster (the others serve its "
+        "sub-workflow steps)",
+    )
+    given = run.add_mutually_exclusive_group()
+    given.add_argument("--input", metavar="JSON", help="the run's input, a JSON object (default {})")
+    given.add_argument("--input-file", metavar="FILE", type=Path, help="the run's input from a file")
+    run.add_argument(
+        "--handlers", nargs="+", action="extend", default=[], metavar="MODULE", help="modules to import"
+    )
+    run.add_argument(
+        "--stub",
+        action="append",
+        default=[],
+        metavar="STEP=JSON",
+        help="the output of a step instead of running it (its items' and members' too)",
+    )
+    run.add_argument(
+        "--jobs",
+        choices=["local", "stub"],
+        default="stub",
+        help="Job steps: their command as a local process, or their input as their output (default)",
+    )
+    run.add_argument("--real-time", action="store_true", help="wait out sleeps and backoffs")
+    run.add_argument(
+        "--signal", action="append", default=[], metavar="NAME=JSON", help="a signal given from the start"
+    )
+
+
+def _local_arguments_given(args: argparse.Namespace) -> bool:
+    """Whether options of a local run are given (without --local they are a usage error)."""
+    return (
+        bool(args.input or args.input_file or args.handlers or args.stub or args.signal or args.real_time)
+        or args.jobs != "stub"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="seqflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the operator (settings from SEQFLOW_* variables)")
+    run = commands.add_parser(
+        "run",
+        help="run the operator (settings from SEQFLOW_* variables), or with --local a Workflow here",
+    )
+    _add_local_arguments(run)
     run.set_defaults(func=_run)
     crds = commands.add_parser("crds", help="print the CRDs generated from the models")
     crds.add_argument("--output-dir", help="write one file per CRD into this directory")
@@ -144,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     show.add_argument("name")
     history.set_defaults(func=_history)
     args = parser.parse_args(argv)
+    if args.command == "run" and not args.local and _local_arguments_given(args):
+        run.error("these options are for a local run: add --local WORKFLOW.yaml")
     try:
         args.func(args)
     except StartupError as error:
