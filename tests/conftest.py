@@ -50,14 +50,17 @@ def crds(cluster: Cluster) -> None:
         "--for=condition=Established",
         "--timeout=60s",
         "crd/workflows.seqflow.io",
+        "crd/clusterworkflows.seqflow.io",
         "crd/workflowruns.seqflow.io",
         "crd/workflowschedules.seqflow.io",
     )
     # Kopf discovers resources through /apis once at start: let discovery catch up first.
     wait_for(
         lambda: (
-            "workflowschedules"
-            in cluster.kubectl("get", "--raw", "/apis/seqflow.io/v1alpha1", check=False).stdout
+            {"workflowschedules", "clusterworkflows"}
+            <= set(
+                cluster.kubectl("get", "--raw", "/apis/seqflow.io/v1alpha1", check=False).stdout.split('"')
+            )
             and "seqflow.io" in cluster.kubectl("get", "--raw", "/apis", check=False).stdout
         ),
         timeout=30,

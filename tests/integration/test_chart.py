@@ -205,6 +205,8 @@ CLUSTER_PERMISSIONS = {
     ("", "namespaces"): {"get", "list", "watch"},
     ("authentication.k8s.io", "tokenreviews"): {"create"},
     ("authorization.k8s.io", "subjectaccessreviews"): {"create"},
+    ("seqflow.io", "clusterworkflows"): {"get", "list", "watch"},
+    ("seqflow.io", "clusterworkflows/status"): {"patch"},
 }
 PEERING_VERBS = {"get", "list", "watch", "patch"}
 

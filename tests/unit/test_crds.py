@@ -39,7 +39,7 @@ def test_schema_is_structural():
 
 
 def test_printer_columns():
-    run = custom_resource_definitions()[1]
+    run = custom_resource_definitions()[2]
     columns = [c["name"] for c in run["spec"]["versions"][0]["additionalPrinterColumns"]]
     wide = [c["name"] for c in run["spec"]["versions"][0]["additionalPrinterColumns"] if c.get("priority")]
     assert columns == [

@@ -188,7 +188,7 @@ def test_a_run_left_waiting_for_a_signal_stops_saying_so(tmp_path: Path):
         (["--local", "{tmp}/bad.yaml"], "seqflow: {tmp}/bad.yaml: not YAML: "),
         (
             ["--local", "{tmp}/empty.yaml"],
-            "seqflow: {tmp}/empty.yaml: no Workflow in it (a document of kind: Workflow)",
+            "seqflow: {tmp}/empty.yaml: no Workflow in it (a document of kind: Workflow or ClusterWorkflow)",
         ),
         (["--local", "{tmp}/invalid.yaml"], "seqflow: {tmp}/invalid.yaml: Workflow w: spec.tasks: "),
     ],

@@ -1363,6 +1363,21 @@ LOOP = {
     ),
     "c": WorkflowSpec.model_validate({"tasks": [{"name": "ToD", "workflowRef": {"name": "d"}}]}),
     "self": WorkflowSpec.model_validate({"tasks": [{"name": "Again", "workflowRef": {"name": "self"}}]}),
+    # A Workflow may run a ClusterWorkflow (named by kind as runs name it); a ClusterWorkflow
+    # runs ClusterWorkflows only, and a loop through one is a loop.
+    "uses-shared": WorkflowSpec.model_validate(
+        {"tasks": [{"name": "Shared", "workflowRef": {"kind": "ClusterWorkflow", "name": "shared"}}]}
+    ),
+    "ClusterWorkflow/shared": WorkflowSpec.model_validate({"tasks": [{"name": "X", "handler": "a"}]}),
+    "ClusterWorkflow/local": WorkflowSpec.model_validate(
+        {"tasks": [{"name": "ToA", "workflowRef": {"name": "a"}}]}
+    ),
+    "ClusterWorkflow/ping": WorkflowSpec.model_validate(
+        {"tasks": [{"name": "Pong", "workflowRef": {"kind": "ClusterWorkflow", "name": "pong"}}]}
+    ),
+    "ClusterWorkflow/pong": WorkflowSpec.model_validate(
+        {"tasks": [{"name": "Ping", "workflowRef": {"kind": "ClusterWorkflow", "name": "ping"}}]}
+    ),
 }
 
 
@@ -1374,6 +1389,18 @@ LOOP = {
         ("self", False, "task Again: sub-workflows call each other in a loop: self -> self"),
         ("c", True, 'task ToD: sub-workflow "d" not found'),
         ("c", False, None),  # at a run's start, a Workflow not seen yet is the child's to find
+        ("uses-shared", True, None),
+        (
+            "ClusterWorkflow/local",
+            False,
+            'task ToA: a ClusterWorkflow runs ClusterWorkflows only, not Workflow "a"',
+        ),
+        (
+            "ClusterWorkflow/ping",
+            False,
+            "task Pong: sub-workflows call each other in a loop: "
+            "ClusterWorkflow/ping -> ClusterWorkflow/pong -> ClusterWorkflow/ping",
+        ),
     ],
 )
 def test_subworkflow_loops_and_missing_ones_are_workflow_problems(name, require, problem):

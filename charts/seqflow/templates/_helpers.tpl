@@ -179,6 +179,13 @@ gets a copy of its own, made just before it and removed after it.
 - apiGroups: [authorization.k8s.io]
   resources: [subjectaccessreviews]
   verbs: [create]
+# ClusterWorkflows: read, and their Ready condition written (their runs are in the namespaces).
+- apiGroups: [seqflow.io]
+  resources: [clusterworkflows]
+  verbs: [get, list, watch]
+- apiGroups: [seqflow.io]
+  resources: [clusterworkflows/status]
+  verbs: [patch]
 {{- end }}
 
 {{/*

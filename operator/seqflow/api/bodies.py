@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from seqflow.api.models import FINISHED, JsonObject, RunPhase
+from seqflow.api.models import FINISHED, JsonObject, RunPhase, workflow_identity
 
 Key = tuple[str, str]  # (namespace, name)
 PHASES = {phase.value for phase in RunPhase}
@@ -15,8 +15,9 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"  # kubectl's c
 
 
 def key_of(body: JsonObject) -> Key:
+    """(namespace, name); a cluster-wide object's namespace is ""."""
     meta = body["metadata"]
-    return meta["namespace"], meta["name"]
+    return meta.get("namespace", ""), meta["name"]
 
 
 def name_of(body: JsonObject) -> str:
@@ -70,8 +71,10 @@ def status_of(body: JsonObject) -> JsonObject:
 
 
 def workflow_of(run: JsonObject) -> str:
-    """The name of a run's Workflow ("" for a body without one)."""
-    return str((spec_of(run).get("workflowRef") or {}).get("name", ""))
+    """A run's Workflow as history, metrics and queues name it: its name, or for a
+    ClusterWorkflow ClusterWorkflow/NAME ("" for a body without one)."""
+    ref = spec_of(run).get("workflowRef") or {}
+    return workflow_identity(kind=ref.get("kind"), name=str(ref.get("name", "")))
 
 
 def run_phase(run: JsonObject) -> RunPhase | None:

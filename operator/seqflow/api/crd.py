@@ -94,6 +94,7 @@ def _crd(
     spec_schema: dict[str, Any],
     status_schema: dict[str, Any] | None,
     columns: list[dict[str, Any]],
+    scope: str = "Namespaced",
 ) -> dict[str, Any]:
     properties: dict[str, Any] = {"spec": spec_schema}
     version: dict[str, Any] = {
@@ -118,7 +119,7 @@ def _crd(
         "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": scope,
             "names": {
                 "kind": kind,
                 "listKind": f"{kind}List",
@@ -137,21 +138,33 @@ def _column(name: str, path: str, kind: str = "string", **extra: Any) -> dict[st
 
 
 def custom_resource_definitions() -> list[dict[str, Any]]:
-    """The Workflow, WorkflowRun and WorkflowSchedule CRDs, in the order they should be applied."""
+    """The Workflow, ClusterWorkflow, WorkflowRun and WorkflowSchedule CRDs, in the order they
+    should be applied."""
+    ready = [
+        _column("Ready", ".status.conditions[?(@.type=='Ready')].status"),
+        _column("Reason", ".status.conditions[?(@.type=='Ready')].reason"),
+    ]
+    described = [
+        _column("Description", ".spec.description"),
+        _column("Age", ".metadata.creationTimestamp", "date"),
+        _column("Message", ".status.conditions[?(@.type=='Ready')].message", priority=1),
+    ]
     workflow = _crd(
         kind="Workflow",
         plural="workflows",
         short_name="swf",
         spec_schema=openapi_schema(WorkflowSpec),
         status_schema=openapi_schema(WorkflowStatus),
-        columns=[
-            _column("Ready", ".status.conditions[?(@.type=='Ready')].status"),
-            _column("Reason", ".status.conditions[?(@.type=='Ready')].reason"),
-            _column("Revision", ".status.revision", "integer"),
-            _column("Description", ".spec.description"),
-            _column("Age", ".metadata.creationTimestamp", "date"),
-            _column("Message", ".status.conditions[?(@.type=='Ready')].message", priority=1),
-        ],
+        columns=[*ready, _column("Revision", ".status.revision", "integer"), *described],
+    )
+    cluster_workflow = _crd(
+        kind="ClusterWorkflow",
+        plural="clusterworkflows",
+        short_name="cswf",
+        spec_schema=openapi_schema(WorkflowSpec),
+        status_schema=openapi_schema(WorkflowStatus),
+        columns=[*ready, *described],
+        scope="Cluster",
     )
     run = _crd(
         kind="WorkflowRun",
@@ -191,4 +204,4 @@ def custom_resource_definitions() -> list[dict[str, Any]]:
             _column("Reason", ".status.conditions[?(@.type=='Ready')].reason", priority=1),
         ],
     )
-    return [workflow, run, schedule]
+    return [workflow, cluster_workflow, run, schedule]

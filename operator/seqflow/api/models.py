@@ -364,13 +364,37 @@ class WaitSpec(Model):
     )
 
 
+CLUSTER_WORKFLOW = "ClusterWorkflow"
+
+
 class WorkflowRef(Model):
-    name: str = Field(min_length=1, max_length=253, description="A Workflow in the same namespace.")
+    model_config = cel_rules(
+        (
+            "!has(self.revision) || !has(self.kind) || self.kind == 'Workflow'",
+            "revision is for Workflows: a ClusterWorkflow runs its current spec",
+        ),
+    )
+
+    kind: Literal["Workflow", "ClusterWorkflow"] | None = Field(
+        default=None,
+        description="Workflow (when not set): one in the run's namespace; ClusterWorkflow: a cluster's.",
+    )
+    name: str = Field(min_length=1, max_length=253, description="The Workflow's (or ClusterWorkflow's) name.")
     revision: Annotated[int | None, Field(ge=1)] = Field(
         default=None,
         description="One revision of the Workflow (the metadata.generation its spec had; "
         "`kubectl seqflow revisions`); without it, the latest Ready revision.",
     )
+
+    @property
+    def identity(self) -> str:
+        """How history, metrics and queues name it: a Workflow by its name, a ClusterWorkflow as
+        ClusterWorkflow/NAME (no name has a slash)."""
+        return workflow_identity(kind=self.kind, name=self.name)
+
+
+def workflow_identity(*, kind: str | None, name: str) -> str:
+    return f"{CLUSTER_WORKFLOW}/{name}" if kind == CLUSTER_WORKFLOW else name
 
 
 class CompensateSpec(Model):

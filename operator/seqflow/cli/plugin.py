@@ -31,7 +31,7 @@ from seqflow.api.bodies import generation_of, name_of, spec_of, status_of
 from seqflow.api.manifests import RETRY_OF, workflow_run
 from seqflow.api.manifests import rerun as rerun_manifest
 from seqflow.api.manifests import retry_from as retry_from_manifest
-from seqflow.api.models import FINISHED, GROUP, VERSION, WorkflowRef, shortened_name
+from seqflow.api.models import CLUSTER_WORKFLOW, FINISHED, GROUP, VERSION, WorkflowRef, shortened_name
 from seqflow.cli.revisions import NoSuchRevision, add_commands
 
 RUNS = "workflowruns"
@@ -209,7 +209,7 @@ def start(runs: Runs, args: argparse.Namespace) -> int:
     """A new run of a Workflow, its input given as JSON or as @FILE."""
     data = _json_object(args.input, flag="--input")
     body = workflow_run(
-        workflow=WorkflowRef(name=args.workflow, revision=args.revision),
+        workflow=WorkflowRef(kind=args.kind, name=args.workflow, revision=args.revision),
         input=data,
         metadata={"generateName": f"{args.workflow[:200]}-"},
     )
@@ -456,6 +456,9 @@ def _parser() -> argparse.ArgumentParser:
     starting.add_argument("workflow", help="the Workflow's name")
     starting.add_argument("--input", default="{}", help="a JSON object, or @FILE (default {})")
     starting.add_argument("--revision", type=int, help="run this revision (default: the latest Ready one)")
+    starting.add_argument(
+        "--cluster", dest="kind", action="store_const", const=CLUSTER_WORKFLOW, help="a ClusterWorkflow"
+    )
     starting.add_argument("--wait", action="store_true", help="wait until the run finishes")
     starting.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
     starting.set_defaults(func=start)

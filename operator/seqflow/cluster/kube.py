@@ -261,9 +261,8 @@ class KubeApi:
         await self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
 
     async def patch_workflow_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
-        return await self._merge_patch(
-            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}/status", patch
-        )
+        """(namespace "": a ClusterWorkflow's)"""
+        return await self._merge_patch(f"{workflow_path(namespace, name)}/status", patch)
 
     async def patch_schedule_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflowschedules/{name}/status"
@@ -279,7 +278,8 @@ class KubeApi:
         return await self.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
     async def get_workflow(self, namespace: str, name: str) -> JsonObject:
-        return await self.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}")
+        """(namespace "": a ClusterWorkflow)"""
+        return await self.request("GET", workflow_path(namespace, name))
 
     async def create_controller_revision(self, namespace: str, manifest: JsonObject) -> JsonObject:
         return await self.request(
@@ -301,6 +301,13 @@ class KubeApi:
         selector = f"batch.kubernetes.io/controller-uid={job_uid}"
         answer = await self.request("GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector={selector}")
         return answer.get("items") or []
+
+
+def workflow_path(namespace: str, name: str) -> str:
+    """A Workflow's, or for namespace "" a ClusterWorkflow's."""
+    if not namespace:
+        return f"/apis/{GROUP}/{VERSION}/clusterworkflows/{name}"
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/workflows/{name}"
 
 
 def run_path(namespace: str, name: str) -> str:

@@ -67,6 +67,10 @@ def build_registry() -> kopf.OperatorRegistry:
     async def workflow_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.on_workflow_event(event["type"], event["object"])
 
+    @kopf.on.event(GROUP, VERSION, "clusterworkflows", registry=registry)
+    async def cluster_workflow_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo.reconciler.on_workflow_event(event["type"], event["object"])  # (kept under namespace "")
+
     @kopf.on.event("batch", "v1", "jobs", registry=registry)
     async def job_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.on_job_event(event["type"], event["object"])

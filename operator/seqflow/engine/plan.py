@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from seqflow.api.models import (
+    CLUSTER_WORKFLOW,
     DEFAULT_HTTP_TIMEOUT_SECONDS,
     DEFAULT_PARALLEL_ITEMS,
     FINISHED,
@@ -390,7 +391,7 @@ def hold(run: RunView, *, reason: str, message: str, now: datetime, until: datet
 def _start(draft: _Draft, observed: Observations) -> bool:
     """Pin the Workflow's steps and record the start; False when the run cannot start now."""
     run, now = draft.run, draft.now
-    name = run.spec.workflow_ref.name
+    name = run.spec.workflow_ref.identity
     if run.spec.input and (run.spec.input_ref or run.spec.input_from):
         other = "inputRef" if run.spec.input_ref else "inputFrom"
         draft.end = (Reason.INPUT_INVALID, f"The run sets both input and {other}: set one of them")
@@ -484,7 +485,9 @@ def _start(draft: _Draft, observed: Observations) -> bool:
 def _wanted(run: RunView) -> str:
     """The Workflow (and revision) a run names, as a person reads it."""
     ref = run.spec.workflow_ref
-    return f'Workflow "{ref.name}"' + (f" revision {ref.revision}" if ref.revision is not None else "")
+    return f'{ref.kind or "Workflow"} "{ref.name}"' + (
+        f" revision {ref.revision}" if ref.revision is not None else ""
+    )
 
 
 def _start_from(draft: _Draft, observed: Observations) -> bool:
@@ -801,6 +804,11 @@ def _subworkflow_problems(
         ref = _sub_workflow(task)
         if ref is None:
             continue
+        if _cluster_wide(name) and not _cluster_wide(ref):
+            problems.append(
+                f'task {task.name}: a ClusterWorkflow runs ClusterWorkflows only, not Workflow "{ref}"'
+            )
+            continue
         if require and ref != name and ref not in workflows:
             problems.append(f'task {task.name}: sub-workflow "{ref}" not found')
         loop = _call_path(ref, target=name, workflows={**workflows, name: spec}, seen=set())
@@ -829,9 +837,16 @@ def _call_path(
 
 
 def _sub_workflow(task: TaskSpec) -> str | None:
-    """The Workflow a task runs as a child run (its own, or its forEach's items')."""
+    """The Workflow a task runs as a child run (its own, or its forEach's items'), as
+    `WorkflowRef.identity` names it."""
     ref = task.workflow_ref or (task.for_each.step.workflow_ref if task.for_each is not None else None)
-    return ref.name if ref is not None else None
+    return ref.identity if ref is not None else None
+
+
+def _cluster_wide(workflow: str) -> bool:
+    """Whether a Workflow so named (`WorkflowRef.identity`) is a ClusterWorkflow: it has no
+    namespace of its own to find a Workflow in."""
+    return workflow.startswith(f"{CLUSTER_WORKFLOW}/")
 
 
 def workflow_status(

@@ -28,7 +28,7 @@ def identity_of(body: JsonObject, run: RunView) -> RunIdentity:
         uid=uid_of(body),
         namespace=namespace,
         name=name,
-        workflow=run.spec.workflow_ref.name,
+        workflow=run.spec.workflow_ref.identity,
         input=run.spec.input_ref.to_wire() if run.spec.input_ref else run.status.input or run.spec.input,
         created_at=run.created_at,
     )

@@ -25,6 +25,7 @@ from seqflow.api.models import (
     NodeStatus,
     NodeType,
     RunPhase,
+    WorkflowRef,
     WorkflowRunSpec,
     WorkflowRunStatus,
 )
@@ -86,8 +87,8 @@ class LocalRun:
 
     @property
     def workflow(self) -> str:
-        name: str = self.spec["workflowRef"]["name"]
-        return name
+        """Its Workflow, as `WorkflowRef.identity` names it (ClusterWorkflow/NAME for one)."""
+        return WorkflowRef.model_validate(self.spec["workflowRef"]).identity
 
     def tasks(self) -> list[asyncio.Task[AttemptResult]]:
         return [*self.attempts.values(), *(task for _, task in self.jobs.values())]
@@ -365,7 +366,7 @@ class LocalWorld:
             )
             parent.due = True
             return
-        spec: JsonObject = {"workflowRef": {"name": action.workflow}}
+        spec: JsonObject = {"workflowRef": action.workflow.to_wire()}
         spec["inputRef" if ref_of(action.input) is not None else "input"] = action.input
         spec |= {"suspend": True} if action.suspend else {}
         spec |= {"signals": dict(self.options.signals)} if self.options.signals else {}
@@ -443,7 +444,7 @@ async def run_local(
     world = LocalWorld(
         options=options, signals=signals or NoSignals(), on_transition=on_transition or _ignore
     )
-    spec: JsonObject = {"workflowRef": {"name": options.workflows.main}, "input": dict(options.input)}
+    spec: JsonObject = {"workflowRef": options.workflows.main_ref.to_wire(), "input": dict(options.input)}
     spec |= {"signals": dict(options.signals)} if options.signals else {}
     top = LocalRun(name=options.run_name, spec=spec, path=(), created_at=world.clock.now())
     world.runs[top.name] = top

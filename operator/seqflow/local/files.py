@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from seqflow.api.models import WorkflowSpec
+from seqflow.api.models import CLUSTER_WORKFLOW, WorkflowRef, WorkflowSpec, workflow_identity
 
 
 class WorkflowFileError(Exception):
@@ -30,6 +30,11 @@ class Workflows:
     def main_spec(self) -> WorkflowSpec:
         return self.specs[self.main]
 
+    @property
+    def main_ref(self) -> WorkflowRef:
+        kind, _, name = self.main.rpartition("/")
+        return WorkflowRef(kind=CLUSTER_WORKFLOW if kind else None, name=name)
+
 
 def load_workflows(paths: Iterable[Path]) -> Workflows:
     """The Workflows of `paths`, in order (`WorkflowFileError` when one cannot be had, or when
@@ -38,7 +43,9 @@ def load_workflows(paths: Iterable[Path]) -> Workflows:
     for path in paths:
         found = _workflows_of(path)
         if not specs and not found:
-            raise WorkflowFileError(f"{path}: no Workflow in it (a document of kind: Workflow)")
+            raise WorkflowFileError(
+                f"{path}: no Workflow in it (a document of kind: Workflow or ClusterWorkflow)"
+            )
         for name, spec in found:
             if name in specs:
                 raise WorkflowFileError(f"{path}: a second Workflow named {name}")
@@ -55,15 +62,18 @@ def _workflows_of(path: Path) -> list[tuple[str, WorkflowSpec]]:
         raise WorkflowFileError(f"{path}: cannot be read: {error.strerror or error}") from None
     except yaml.YAMLError as error:
         raise WorkflowFileError(f"{path}: not YAML: {' '.join(str(error).split())}") from None
-    return [_workflow(path, d) for d in documents if isinstance(d, dict) and d.get("kind") == "Workflow"]
+    kinds = ("Workflow", CLUSTER_WORKFLOW)
+    return [_workflow(path, d) for d in documents if isinstance(d, dict) and d.get("kind") in kinds]
 
 
 def _workflow(path: Path, document: dict[str, Any]) -> tuple[str, WorkflowSpec]:
+    """(its name as `WorkflowRef.identity` gives it, its spec)"""
     name = (document.get("metadata") or {}).get("name")
     if not isinstance(name, str) or not name:
-        raise WorkflowFileError(f"{path}: a Workflow without metadata.name")
+        raise WorkflowFileError(f"{path}: a {document['kind']} without metadata.name")
     try:
-        return name, WorkflowSpec.model_validate(document.get("spec") or {})
+        spec = WorkflowSpec.model_validate(document.get("spec") or {})
+        return workflow_identity(kind=document["kind"], name=name), spec
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

@@ -26,7 +26,7 @@ class Admission:
         """(position, of how many) of a run that must wait for a slot; None when it may start."""
         if workflow is None or workflow.spec.concurrency is None or run.status.started:
             return None
-        runs = self._cache.runs.of_workflow(key[0], run.spec.workflow_ref.name)
+        runs = self._cache.runs.of_workflow(key[0], run.spec.workflow_ref.identity)
         active = sum(run_started(body) for body in runs)
         waiting = sorted((created_at(body), key_of(body)[1]) for body in runs if not run_started(body))
         me = (run.created_at, key[1])

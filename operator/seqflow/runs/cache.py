@@ -15,7 +15,14 @@ from seqflow.api.bodies import (
     version_of,
     workflow_of,
 )
-from seqflow.api.models import JsonObject, RunPhase, WorkflowSpec, WorkflowStatus
+from seqflow.api.models import (
+    CLUSTER_WORKFLOW,
+    JsonObject,
+    RunPhase,
+    WorkflowSpec,
+    WorkflowStatus,
+    workflow_identity,
+)
 from seqflow.engine import WorkflowView
 
 SLIM_STATUS = ("phase", "conditions", "output", "finishedAt")
@@ -100,11 +107,12 @@ class RunCache:
         self._written.pop(key, None)
 
     def of_workflow(self, namespace: str, workflow: str) -> list[JsonObject]:
-        """The runs of a Workflow that have not finished and are not being deleted."""
+        """The runs of a Workflow (`workflow_of`) that have not finished and are not being
+        deleted, in `namespace` ("": in every namespace)."""
         return [
             body
             for body in self._bodies.values()
-            if key_of(body)[0] == namespace
+            if namespace in ("", key_of(body)[0])
             and workflow_of(body) == workflow
             and not run_finished(body)
             and not deleting(body)
@@ -130,9 +138,27 @@ class Cache:
         self.pods: dict[Key, JsonObject] = {}  # a Job's pod, or a step's own pod, slim
 
     def workflows_in(self, namespace: str) -> dict[str, WorkflowSpec]:
-        return {name: view.spec for (ns, name), view in self.workflows.items() if ns == namespace}
+        """The Workflows a run in `namespace` may name, by `workflow_of`: the namespace's own
+        and the ClusterWorkflows (those alone for "")."""
+        return {
+            name if ns else workflow_identity(kind=CLUSTER_WORKFLOW, name=name): view.spec
+            for (ns, name), view in self.workflows.items()
+            if ns in (namespace, "")
+        }
 
     def limited(self, namespace: str, workflow: str) -> bool:
-        """Whether the Workflow limits how many of its runs run at once."""
-        view = self.workflows.get((namespace, workflow))
+        """Whether the Workflow (`workflow_of`) limits how many of its runs run at once."""
+        view = self.workflows.get(workflow_key(namespace, workflow))
         return view is not None and view.spec.concurrency is not None
+
+
+def workflow_key(namespace: str, workflow: str) -> Key:
+    """Where the Workflows cache keeps a run's Workflow (`workflow_of`): a ClusterWorkflow
+    under ("", NAME)."""
+    kind, _, name = workflow.rpartition("/")
+    return ("", name) if kind == CLUSTER_WORKFLOW else (namespace, workflow)
+
+
+def workflow_named(key: Key) -> str:
+    """The Workflow under a cache key, as runs name it (`workflow_of`)."""
+    return workflow_identity(kind=CLUSTER_WORKFLOW if not key[0] else None, name=key[1])

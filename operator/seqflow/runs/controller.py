@@ -23,7 +23,7 @@ from seqflow.executors.outcomes import job_finished, pod_finished, slim_pod
 from seqflow.metrics import Metrics
 from seqflow.runs.actuator import Actuator, StepOptions
 from seqflow.runs.admission import Admission, waiting_for
-from seqflow.runs.cache import Cache
+from seqflow.runs.cache import Cache, workflow_named
 from seqflow.runs.fast import FastSteps
 from seqflow.runs.flush import HistoryFlush, HistorySink
 from seqflow.runs.observe import Observer
@@ -236,7 +236,7 @@ class RunController:
         self._workflows.on_event(event_type, body)
 
     def _workflow_changed(self, workflow: Key, limit_changed: bool) -> None:
-        for key in waiting_for(self._cache, *workflow):
+        for key in waiting_for(self._cache, workflow[0], workflow_named(workflow)):
             self._queue.add(key)
         if limit_changed:
             self.take_owned()  # its runs may be served by another replica now (see ownership.py)

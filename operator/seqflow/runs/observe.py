@@ -133,7 +133,7 @@ class Observer:
             if node.cache_key is None or node.phase != NodePhase.PENDING or node.attempts != node.budget_from:
                 continue
             answered, output = await self.history.cached(
-                namespace, run.spec.workflow_ref.name, node.cache_key
+                namespace, run.spec.workflow_ref.identity, node.cache_key
             )
             if answered:
                 found[node.id] = output
@@ -219,7 +219,7 @@ class Observer:
             seconds = attempt_duration(job=job, pod=pod)
             if seconds is not None:
                 self.metrics.attempt(
-                    workflow=run.spec.workflow_ref.name,
+                    workflow=run.spec.workflow_ref.identity,
                     task=node.id,
                     succeeded=outcome.succeeded,
                     seconds=seconds,

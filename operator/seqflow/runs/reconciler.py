@@ -133,7 +133,7 @@ class Reconciler:
             return await self._plan_and_write_observed(
                 key, body, run, workflow, deleted=deleted, fast=not deleted
             )
-        async with self.admission.lock(key[0], run.spec.workflow_ref.name):
+        async with self.admission.lock(key[0], run.spec.workflow_ref.identity):
             return await self._plan_and_write_observed(key, body, run, workflow, deleted=deleted, fast=False)
 
     async def _plan_and_write_observed(
@@ -166,7 +166,7 @@ class Reconciler:
             for attempt in results:  # in the status now (or stale): no longer needed
                 state.results.pop(attempt, None)
         if decision.status.finished and not run.status.finished:
-            self.admission.finished(key[0], run.spec.workflow_ref.name)
+            self.admission.finished(key[0], run.spec.workflow_ref.identity)
             self.progress.forget(uid, state, retried=decision.status.retried)
         return body, decision
 

@@ -19,7 +19,7 @@ from seqflow.clock import Clock
 from seqflow.cluster.kube import ApiError, KubeApi, NotFound
 from seqflow.controller.worker import Background
 from seqflow.engine import RunView, WorkflowView, workflow_problem, workflow_status
-from seqflow.runs.cache import Cache
+from seqflow.runs.cache import Cache, workflow_key, workflow_named
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.revisions import Revisions
 
@@ -70,7 +70,7 @@ class Workflows:
         before, the revision it names, else the latest Ready one (None: not found). A miss in
         the cache is checked with the API server (at start-up the Workflows' watch may not have
         delivered it yet)."""
-        key = (namespace, run.spec.workflow_ref.name)
+        key = workflow_key(namespace, run.spec.workflow_ref.identity)
         current = self.cache.workflows.get(key)
         if run.status.started or run.status.finished:
             return current
@@ -97,10 +97,13 @@ class Workflows:
         """The revision a run that names none takes, when not the current one: the latest
         Ready, while the current spec cannot run (a broken edit does not stop new runs)."""
         problem = workflow_problem(
-            current.spec, name=key[1], handlers=self.handler_names, workflows=self.cache.workflows_in(key[0])
+            current.spec,
+            name=workflow_named(key),
+            handlers=self.handler_names,
+            workflows=self.cache.workflows_in(key[0]),
         )
         status = self.cache.workflow_statuses.get(key)
-        return status.ready_revision if problem is not None and status is not None else None
+        return status.ready_revision if problem is not None and status is not None and key[0] else None
 
     def report(self, key: Key) -> None:
         """Check the Workflow and write its Ready condition when it changed."""
@@ -110,17 +113,20 @@ class Workflows:
         previous = self.cache.workflow_statuses.get(key, WorkflowStatus())
         status = workflow_status(
             view.spec,
-            name=key[1],
+            name=workflow_named(key),
             generation=view.generation,
             handlers=self.handler_names,
             workflows=self.cache.workflows_in(key[0]),
             previous=previous,
             now=self.clock.now(),
         )
-        kept = previous.revision == view.generation
+        if not key[0]:  # a ClusterWorkflow: no revisions kept
+            status = status.model_copy(update={"ready_revision": None})
+        kept = previous.revision == view.generation or not key[0]
         if status == previous and kept:
             return
-        status = status.model_copy(update={"revision": view.generation})
+        if key[0]:
+            status = status.model_copy(update={"revision": view.generation})
         self.cache.workflow_statuses[key] = status
         uid = self.cache.workflow_uids[key]
 
@@ -137,8 +143,8 @@ class Workflows:
 
     def report_others(self, key: Key) -> None:
         """A Workflow came, changed or went: check its namespace's other Workflows again (one
-        may run it as a sub-workflow, directly or through others)."""
-        for other in [k for k in self.cache.workflows if k[0] == key[0] and k != key]:
+        may run it as a sub-workflow, directly or through others); for a ClusterWorkflow, all."""
+        for other in [k for k in self.cache.workflows if key[0] in ("", k[0]) and k != key]:
             self.report(other)
 
     def report_all(self) -> None:

@@ -161,7 +161,7 @@ class RunWriter:
 
     def _report(self, key: Key, run: RunView, written: WorkflowRunStatus) -> None:
         """Log and count the transitions a written status made (its new activity log entries)."""
-        workflow = run.spec.workflow_ref.name
+        workflow = run.spec.workflow_ref.identity
         new = [r for r in written.pending_history if r.seq > run.status.history_seq]
         self.metrics.count(workflow, new)
         for entry in new:
