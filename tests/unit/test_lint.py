@@ -126,6 +126,12 @@ PROBLEMS = [
         "inputSchema is not a valid JSON Schema",
     ),
     (
+        "cluster-workflow-runs-a-workflow",
+        {**workflow("w", [{"name": "Local", "workflowRef": {"name": "x"}}]), "kind": "ClusterWorkflow"},
+        "spec.tasks[0]",
+        'task Local: a ClusterWorkflow runs ClusterWorkflows only, not Workflow "x"',
+    ),
+    (
         "bad-output-schema",
         workflow(
             "w", [handler_task(), {"name": "B", "handler": "x", "when": "true"}], outputSchema={"type": 5}
@@ -174,10 +180,8 @@ PROBLEMS = [
 def test_a_problem_is_reported_with_its_place(tmp_path, capsys, manifest, path: str, message: str):
     file = write(tmp_path, "w.yaml", manifest)
     code, out = linted(capsys, file, handlers=EXAMPLE_HANDLERS)
-    name = manifest["metadata"]["name"]
-    assert any(line.startswith(f"{file}:1: Workflow/{name}: {path}: ") and message in line for line in out), (
-        out
-    )
+    title = f"{manifest['kind']}/{manifest['metadata']['name']}"
+    assert any(line.startswith(f"{file}:1: {title}: {path}: ") and message in line for line in out), out
     assert code == 1
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from seqflow.api.models import GROUP, Reason, WorkflowSpec
+from seqflow.api.models import CLUSTER_WORKFLOW, GROUP, Reason, WorkflowSpec, workflow_identity
 from seqflow.cli.crd_checks import Problem, api_server_problems, schema_path
 from seqflow.engine import workflow_problem
 
@@ -154,8 +154,9 @@ def missing_subworkflows(
         place, ref = f"spec.tasks[{index}].workflowRef", task.workflow_ref
         if task.for_each is not None and task.for_each.step.workflow_ref is not None:
             place, ref = f"spec.tasks[{index}].forEach.step.workflowRef", task.for_each.step.workflow_ref
-        if ref is not None and ref.name != name and ref.name not in workflows:
-            message = f'Workflow "{ref.name}" is not in the files linted: not checked (nor loops through it)'
+        if ref is not None and ref.identity != name and ref.identity not in workflows:
+            kind = ref.kind or "Workflow"
+            message = f'{kind} "{ref.name}" is not in the files linted: not checked (nor loops through it)'
             problems.append(Problem(path=place, message=message, warning=True))
     return problems
 
@@ -186,12 +187,16 @@ class Report:
 
 @dataclass(frozen=True, kw_only=True)
 class Accepted:
-    """A Workflow the API server would store, as the operator reads it."""
+    """A Workflow (or ClusterWorkflow) the API server would store, as the operator reads it."""
 
     index: int  # of its document among the seqflow ones
-    namespace: str
-    name: str
+    namespace: str | None  # None: a ClusterWorkflow's
+    name: str  # as `WorkflowRef.identity` names it
     spec: WorkflowSpec
+
+    def sees(self, other: Accepted) -> bool:
+        """Whether it may run `other` as a sub-workflow: one of its namespace, or a ClusterWorkflow."""
+        return other is not self and other.namespace in (None, self.namespace)
 
 
 def lint(documents: Sequence[Document], *, handlers: frozenset[str] | None, files: int) -> Report:
@@ -202,7 +207,7 @@ def lint(documents: Sequence[Document], *, handlers: frozenset[str] | None, file
     problems = [api_server_problems(d.body) for d in ours]
     accepted = accepted_workflows(ours, problems)
     for workflow in accepted:
-        others = {w.name: w.spec for w in accepted if w.namespace == workflow.namespace and w is not workflow}
+        others = {w.name: w.spec for w in accepted if workflow.sees(w)}
         problems[workflow.index] += workflow_problems(
             workflow.spec, name=workflow.name, handlers=handlers, workflows=others
         )
@@ -217,7 +222,8 @@ def accepted_workflows(documents: Sequence[Document], problems: list[list[Proble
     models' problems with the others added to theirs in `problems`)."""
     accepted = []
     for index, document in enumerate(documents):
-        if document.body.get("kind") != "Workflow" or any(not p.warning for p in problems[index]):
+        kind = document.body.get("kind")
+        if kind not in ("Workflow", CLUSTER_WORKFLOW) or any(not p.warning for p in problems[index]):
             continue
         try:
             spec = WorkflowSpec.model_validate(document.body["spec"])
@@ -225,7 +231,8 @@ def accepted_workflows(documents: Sequence[Document], problems: list[list[Proble
             problems[index] += model_problems(error)
             continue
         metadata = document.body["metadata"]
-        namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
+        namespace = None if kind == CLUSTER_WORKFLOW else metadata.get("namespace") or ""
+        name = workflow_identity(kind=kind, name=metadata.get("name") or "")
         accepted.append(Accepted(index=index, namespace=namespace, name=name, spec=spec))
     return accepted
 
