@@ -212,6 +212,7 @@ class FakeApi:
     def __init__(self, runs: list[dict[str, Any]]) -> None:
         self.runs = runs
         self.created: list[str] = []
+        self.created_specs: list[dict[str, Any]] = []
         self.cancelled: list[str] = []
         self.statuses: list[dict[str, Any]] = []
 
@@ -221,6 +222,7 @@ class FakeApi:
 
     async def create_run(self, namespace: str, run: dict[str, Any]) -> dict[str, Any]:
         self.created.append(run["metadata"]["name"])
+        self.created_specs.append(run["spec"])
         return run
 
     async def patch_run(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +272,7 @@ def test_a_time_under_forbid_or_replace_is_decided_on_the_runs_listed_not_on_the
         "spec": {
             "schedule": "* * * * *",
             "concurrencyPolicy": policy,
-            "runTemplate": {"workflowRef": {"name": "wf"}},
+            "runTemplate": {"workflowRef": {"kind": "ClusterWorkflow", "name": "wf"}},
         },
         "status": {"lastScheduleTime": previous.isoformat()},
     }
@@ -291,3 +293,4 @@ def test_a_time_under_forbid_or_replace_is_decided_on_the_runs_listed_not_on_the
         assert api.statuses[-1]["active"] == [name]
     else:
         assert api.cancelled == [name] and len(api.created) == 1
+        assert api.created_specs[0]["workflowRef"] == {"kind": "ClusterWorkflow", "name": "wf"}
