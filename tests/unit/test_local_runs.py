@@ -6,7 +6,7 @@ deadlines, sub-workflows, Jobs stubbed and run as local processes), and what a r
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -458,3 +458,18 @@ def test_many_items_folded_into_the_store_are_all_in_the_result():
     }
     assert len([id for id in result.steps if id.startswith("Each/")]) == 150
     assert result.output is not None and len(result.output["results"]) == 150
+
+
+def test_a_status_that_never_settles_stops_the_run_saying_so(monkeypatch: pytest.MonkeyPatch):
+    import seqflow.local.driver as driver
+    from seqflow.engine import plan
+
+    def unsettled(**given: Any):  # the engine's decision, with a status that differs every time
+        decision = plan(**given)
+        status = decision.status.model_copy(update={"retries": given["run"].status.retries + 1})
+        return replace(decision, status=status)
+
+    monkeypatch.setattr(driver, "plan", unsettled)
+    monkeypatch.setattr(driver, "MAX_PLANS_IN_A_ROW", 50)
+    row = Row("a wait", [{"name": "Gate", "wait": {"signal": "go"}}], RunPhase.RUNNING, "", {})
+    assert run(row).stuck == "its status did not settle after 50 plans in a row (a seqflow bug)"

@@ -56,6 +56,7 @@ from seqflow.local.signals import NoSignals, SignalSource
 from seqflow.local.steps import LocalSteps
 
 WORKFLOW_GENERATION = 1
+MAX_PLANS_IN_A_ROW = 10_000  # plans of due runs with no wait between them: the engine settles in a few
 OUTPUTS = (HistoryEvent.TASK_COMPLETED, HistoryEvent.TASK_CACHED)
 
 TransitionSink = Callable[[Transition], None]
@@ -132,9 +133,13 @@ class LocalWorld:
 
     async def drive(self, top: LocalRun) -> str | None:
         """Drive `top` and its child runs until it has finished; why not, when it cannot."""
+        plans_in_a_row = 0  # with nothing between them: a run whose status never settles is a bug
         while not top.status.finished:
             self._collect()
             due = [run for run in self.runs.values() if not run.gone and self._is_due(run)]
+            plans_in_a_row = plans_in_a_row + 1 if due else 0
+            if plans_in_a_row > MAX_PLANS_IN_A_ROW:
+                return f"its status did not settle after {MAX_PLANS_IN_A_ROW} plans in a row (a seqflow bug)"
             if due:
                 for run in due:
                     self._plan(run)
