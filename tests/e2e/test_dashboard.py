@@ -320,7 +320,7 @@ def test_a_workflows_revisions_and_the_runs_of_one(
 
     page.goto(f"{http_url(operator)}/#/workflows?namespace={namespace}")
     card = page.get_by_role("region", name="Workflow evolving")
-    card.get_by_text("Revisions").click()
+    card.get_by_text("Revisions", exact=True).click()
     expect(card.get_by_label("Revision 2")).to_contain_text("Revision 2 (current)")
     expect(card.get_by_label("Revision 2")).to_contain_text("2 tasks: A, B")
     expect(card.get_by_label("Revision 1")).to_contain_text("1 task: A")

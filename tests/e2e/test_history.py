@@ -137,7 +137,8 @@ def test_examples_history_is_complete_and_in_order(
         ("cursor=bm9wZQ", "cursor is not one this API returned"),
         (
             "namespaces=a",
-            "unknown parameter(s) namespaces; use cursor, limit, namespace, phase, since, until, workflow",
+            "unknown parameter(s) namespaces; "
+            "use cursor, limit, namespace, phase, revision, since, until, workflow",
         ),
     ],
 )

@@ -148,7 +148,12 @@ def test_chart_crds_are_the_repository_crds(helm: Helm):
 
 def test_crd_values(helm: Helm):
     crds = find(helm.render(), "CustomResourceDefinition")
-    assert len(crds) == 3
+    assert sorted(crd["spec"]["names"]["kind"] for crd in crds) == [
+        "ClusterWorkflow",
+        "Workflow",
+        "WorkflowRun",
+        "WorkflowSchedule",
+    ]
     for crd in crds:
         assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
         assert crd["metadata"]["annotations"] == {
