@@ -43,7 +43,7 @@ from seqflow.http.control import ControlApi
 from seqflow.http.dashboard import Dashboard
 from seqflow.http.history import HistoryApi, serve
 from seqflow.http.webhooks import Webhooks
-from seqflow.metrics import Metrics
+from seqflow.metrics import Metrics, Sources
 from seqflow.runs.actuator import StepOptions
 from seqflow.runs.controller import RunController, RunOptions
 from seqflow.runs.ownership import hands_over_nothing, owns_everything
@@ -92,7 +92,7 @@ def build(
     else:
         journal.open()
     disable_created_metrics()  # no *_created series: they double the exposition for little use
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), step_label=settings.metrics_step_label)
 
     def observe(verb: str, resource: str, code: int, seconds: float) -> None:
         metrics.api_requests.labels(verb, resource, code).observe(seconds)
@@ -139,6 +139,14 @@ def build(
     schedule_events = EventRecorder(api, queue_size=settings.event_queue_size, clock=clock)
     scheduler = Scheduler(
         api=api, events=schedule_events, owns=leases.holds if leases else owns_everything, clock=clock
+    )
+    metrics.watch(
+        Sources(
+            workflow_runs=runs.census,
+            pending_history=runs.pending_history,
+            buckets_held=(lambda: len(leases.held)) if leases else None,
+            buckets_expired=(lambda: leases.lapsed) if leases else None,
+        )
     )
     return Operator(
         settings=settings,

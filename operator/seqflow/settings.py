@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         default=9090, ge=0, le=65535, description="Port of the Prometheus metrics (/metrics); 0: off."
     )
+    metrics_step_label: bool = Field(
+        default=True,
+        description="Label the task metrics by step; false leaves the label out (Workflows of very "
+        "many steps).",
+    )
     peering: str = Field(
         default="",
         description="Kopf peering object shared by the replicas (one active, the others on "

@@ -9,6 +9,7 @@ import subprocess
 import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import metrics_url, start_operator
@@ -23,11 +24,11 @@ def scrape(operator: OperatorProcess) -> str:
 
 
 def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of the exposition (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
-            return float(line.rsplit(" ", 1)[1])
+    """The value of the sample of the exposition with exactly these labels (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for each in family.samples:
+            if each.name == name and each.labels == labels:
+                return each.value
     return 0.0
 
 
@@ -55,7 +56,7 @@ def test_metrics_move_as_runs_progress(
         timeout=60,
         what="runs to succeed",
     )
-    finished = {"workflow": "metered", "phase": "Succeeded"}
+    finished = {"namespace": namespace, "workflow": "metered", "phase": "Succeeded"}
 
     def counted() -> str | None:
         """The operator counts a transition right after its status write: scrape until it has."""
@@ -70,22 +71,15 @@ def test_metrics_move_as_runs_progress(
     def moved(name: str, **labels: str) -> float:
         return sample(after, name, **labels) - sample(before, name, **labels)
 
-    assert moved("seqflow_runs_started_total", workflow="metered") == 3
-    assert moved("seqflow_runs_finished_total", workflow="metered", phase="Succeeded") == 3
-    assert moved("seqflow_task_retries_total", workflow="metered", task="Pay") == 3
-    assert (
-        moved("seqflow_task_attempt_duration_seconds_count", workflow="metered", task="Pay", outcome="failed")
-        == 3
-    )
-    assert (
-        moved(
-            "seqflow_task_attempt_duration_seconds_count",
-            workflow="metered",
-            task="Ship",
-            outcome="succeeded",
-        )
-        == 3
-    )
+    metered = {"namespace": namespace, "workflow": "metered"}
+    assert moved("seqflow_runs_started_total", **metered) == 3
+    assert moved("seqflow_runs_finished_total", **finished) == 3
+    assert moved("seqflow_run_duration_seconds_count", **finished) == 3
+    assert moved("seqflow_run_duration_seconds_sum", **finished) >= 3 * 0.5  # each waited out a backoff
+    assert moved("seqflow_task_retries_total", **metered, task="Pay") == 3
+    attempts = "seqflow_task_attempt_duration_seconds_count"
+    assert moved(attempts, **metered, task="Pay", outcome="failed") == 3
+    assert moved(attempts, **metered, task="Ship", outcome="succeeded") == 3
     patches = moved(
         "seqflow_kubernetes_api_request_duration_seconds_count",
         verb="PATCH",
@@ -95,13 +89,50 @@ def test_metrics_move_as_runs_progress(
     # Writes merge (steps that end together share one), but two per run cannot: the retry's wait
     # (nextRetryAt, 0.5 s away) and the end.
     assert patches >= 3 * 2
-    assert "seqflow_runs_active" in after and "seqflow_history_pending_entries" in after
+    assert "seqflow_history_pending_entries" in after
 
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool (Debian package prometheus) is not installed")
     check = subprocess.run([promtool, "check", "metrics"], input=after, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_workflows_queue_and_its_stalled_runs_are_gauged(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
+):
+    """Runs behind a concurrency limit are the Workflow's queue; a run held by a signal is running
+    and not stalled (it waits by design)."""
+    held = [{"name": "Hold", "wait": {"signal": "go"}}, {"name": "Work", "handler": "test.step"}]
+    cluster.apply(workflow("queued", held, concurrency={"limit": 1}), namespace=namespace)
+    for i in range(3):
+        cluster.apply(workflow_run(f"q{i}", "queued", {}), namespace=namespace)
+    gauged = {"namespace": namespace, "workflow": "queued"}
+
+    def queue_seen() -> str | None:
+        text = scrape(operator)
+        waiting, running = (
+            sample(text, "seqflow_runs_waiting", **gauged),
+            sample(text, "seqflow_runs_running", **gauged),
+        )
+        return text if (waiting, running) == (2, 1) else None
+
+    text = wait_for(queue_seen, timeout=30, what="two runs waiting and one running")
+    assert sample(text, "seqflow_oldest_waiting_run_age_seconds", **gauged) > 0
+    assert sample(text, "seqflow_longest_run_without_progress_seconds", **gauged) == 0
+
+    for i in range(3):
+        cluster.kubectl(
+            "patch", "workflowrun", f"q{i}", "-n", namespace, "--type=merge", "-p", '{"spec":{"cancel":true}}'
+        )
+
+    def emptied() -> bool:
+        text = scrape(operator)
+        return not sample(text, "seqflow_runs_waiting", **gauged) and not sample(
+            text, "seqflow_runs_running", **gauged
+        )
+
+    wait_for(emptied, timeout=30, what="the queue to empty")
 
 
 def test_json_logs_carry_run_fields_and_no_secrets(

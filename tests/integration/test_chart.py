@@ -283,6 +283,7 @@ def test_operator_settings(helm: Helm):
         "SEQFLOW_API_URL": "http://test-seqflow.seqflow.svc:8080",  # the release's Service
         "SEQFLOW_ARTIFACTS_IMAGE": container["image"],  # its own, to move steps' files
         "SEQFLOW_METRICS_PORT": "9090",
+        "SEQFLOW_METRICS_STEP_LABEL": "true",
         "SEQFLOW_PEERING": "seqflow",
         "SEQFLOW_PRIORITY": "100",
         "SEQFLOW_DATABASE_URL": "sqlite:////var/lib/seqflow/history.sqlite",

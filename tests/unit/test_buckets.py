@@ -375,6 +375,7 @@ def test_joining_replica_gets_its_share_and_the_first_releases_exactly_those():
 
     assert_balanced([a, b])
     assert set(a.count("lost")) == b.held and max(a.count("lost").values()) == 1
+    assert a.leases.lapsed == 0  # handed over, not lapsed
     assert all(a.holder_when_lost[bucket] == "a" for bucket in b.held)  # work stopped before the release
     assert all(store.leases[f"seqflow-bucket-{bucket}"]["spec"]["leaseTransitions"] == 1 for bucket in b.held)
 
@@ -493,6 +494,7 @@ def test_replica_cut_off_from_the_api_server_loses_its_buckets_before_they_expir
     run(rounds([a, b], [a, b], clock, 2))
     assert not a.held
     assert a.count("lost", mark) == Counter(held_by_a)
+    assert a.leases.lapsed == len(held_by_a)
     assert not b.held & held_by_a  # the leases have not expired for b yet
 
     run(rounds([a, b], [a, b], clock, int(LEASE / RETRY) + 2))
@@ -532,7 +534,7 @@ def test_release_all_hands_the_buckets_to_the_others_at_their_next_round():
     held_by_a, mark = a.held, len(a.events)
 
     run(a.leases.release_all())
-    assert not a.held and a.count("lost", mark) == Counter(held_by_a)
+    assert not a.held and a.count("lost", mark) == Counter(held_by_a) and a.leases.lapsed == 0
     assert sum(a.count("drained", mark).values()) == 1  # all handed over, drained together, then lost
     drained = a.events.index(next(e for e in a.events[mark:] if e[0] == "drained"), mark)
     assert all(drained < a.events.index(("lost", b), mark) for b in held_by_a)

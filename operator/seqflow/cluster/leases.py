@@ -197,6 +197,7 @@ class BucketLeases:
         self._draining: set[int] = set()  # held buckets being handed over
         self._announced_at: float | None = None  # monotonic() of the membership's last renewal
         self._renewed_at: dict[int, float] = {}  # held bucket -> monotonic() of its last successful renewal
+        self.lapsed = 0  # buckets lost because their Lease was not renewed in time
         self._sightings: dict[str, Sighting] = {}  # lease name -> its newest resourceVersion seen
         self._listed_at: float | None = None  # monotonic() when the last successful list was sent
         self._expiries: list[float] = []  # monotonic() when other replicas' leases expire unless renewed
@@ -424,6 +425,7 @@ class BucketLeases:
         now = self._clock.monotonic()
         for bucket, renewed_at in list(self._renewed_at.items()):
             if now - renewed_at > self._timings.renew_seconds:
+                self.lapsed += 1
                 self._lose(bucket)
 
     def _seconds_until_stale(self) -> float:

@@ -152,6 +152,7 @@ class Actuator:
         else:
             result = await self.runner.run(action, context)
         self.metrics.attempt(
+            namespace=context.namespace,
             workflow=workflow_of(body),
             task=action.node,
             succeeded=result.succeeded,

@@ -18,7 +18,6 @@ from seqflow.api.bodies import (
 from seqflow.api.models import (
     CLUSTER_WORKFLOW,
     JsonObject,
-    RunPhase,
     WorkflowSpec,
     WorkflowStatus,
     workflow_identity,
@@ -26,7 +25,6 @@ from seqflow.api.models import (
 from seqflow.engine import WorkflowView
 
 SLIM_STATUS = ("phase", "conditions", "output", "finishedAt")
-ACTIVE_PHASES = {RunPhase.PENDING.value, RunPhase.RUNNING.value, RunPhase.COMPENSATING.value}
 
 
 def cached_form(body: JsonObject) -> tuple[JsonObject, bool]:
@@ -117,9 +115,6 @@ class RunCache:
             and not run_finished(body)
             and not deleting(body)
         ]
-
-    def active(self) -> int:
-        return sum(status_of(b).get("phase") in ACTIVE_PHASES for b in self._bodies.values())
 
     def pending_history(self) -> int:
         return sum(len(status_of(b).get("pendingHistory") or ()) for b in self._bodies.values())

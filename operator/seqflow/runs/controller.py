@@ -20,10 +20,11 @@ from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRunner
 from seqflow.executors.jobs import LABEL_RUN, run_of, step_of_pod
 from seqflow.executors.outcomes import job_finished, pod_finished, slim_pod
-from seqflow.metrics import Metrics
+from seqflow.metrics import Metrics, WorkflowRuns
 from seqflow.runs.actuator import Actuator, StepOptions
 from seqflow.runs.admission import Admission, waiting_for
 from seqflow.runs.cache import Cache, workflow_named
+from seqflow.runs.census import census
 from seqflow.runs.fast import FastSteps
 from seqflow.runs.flush import HistoryFlush, HistorySink
 from seqflow.runs.observe import Observer
@@ -147,7 +148,6 @@ class RunController:
             on_error=metrics.reconcile_errors.inc,
             ready=progress.wait_read,
         )
-        metrics.watch_runs(active=cache.runs.active, pending_history=cache.runs.pending_history)
 
     # ----- lifecycle -----
 
@@ -206,6 +206,14 @@ class RunController:
                 self._queue.add(key)
 
     # ----- the run cache, for the read API -----
+
+    def census(self) -> list[WorkflowRuns]:
+        """The unfinished runs this replica serves, by namespace and Workflow (for the metrics)."""
+        return census(self._cache.runs.values(), now=self._clock.now(), serves=self._ownership.serves)
+
+    def pending_history(self) -> int:
+        """Activity log entries in the cached statuses, not yet in the history store."""
+        return self._cache.runs.pending_history()
 
     def live_run(self, namespace: str, name: str) -> JsonObject | None:
         return self._cache.runs.get((namespace, name))

@@ -219,6 +219,7 @@ class Observer:
             seconds = attempt_duration(job=job, pod=pod)
             if seconds is not None:
                 self.metrics.attempt(
+                    namespace=key[0],
                     workflow=run.spec.workflow_ref.identity,
                     task=node.id,
                     succeeded=outcome.succeeded,

@@ -163,7 +163,7 @@ class RunWriter:
         """Log and count the transitions a written status made (its new activity log entries)."""
         workflow = run.spec.workflow_ref.identity
         new = [r for r in written.pending_history if r.seq > run.status.history_seq]
-        self.metrics.count(workflow, new)
+        self.metrics.count(namespace=key[0], workflow=workflow, started_at=written.started_at, records=new)
         for entry in new:
             error = entry.details.get("error") or entry.details.get("message")
             logger.info(
