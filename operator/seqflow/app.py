@@ -32,6 +32,7 @@ from seqflow.executors.attempts import AttemptLinks, derived_key
 from seqflow.executors.http import AllowedHosts, HttpCaller
 from seqflow.executors.inprocess import HandlerRunner, import_handler_modules, registry
 from seqflow.history.journal import Journal
+from seqflow.history.logs import StepLogStore
 from seqflow.history.migrate import upgrade
 from seqflow.history.store import HistoryStore, open_store
 from seqflow.history.sync import HistoryWriter
@@ -42,6 +43,7 @@ from seqflow.http.auth import Authorizer
 from seqflow.http.control import ControlApi
 from seqflow.http.dashboard import Dashboard
 from seqflow.http.history import HistoryApi, serve
+from seqflow.http.logs import LogApi
 from seqflow.http.webhooks import Webhooks
 from seqflow.metrics import Metrics, Sources
 from seqflow.runs.actuator import StepOptions
@@ -129,6 +131,7 @@ def build(
         history=HistoryWriter(store),
         journal=journal,
         values=values,
+        log_store=StepLogStore(store),
         metrics=metrics,
         handler_names=registry.names(),
         owns=leases.holds if leases is not None else owns_everything,
@@ -225,6 +228,7 @@ def _run_options(
             http=http,
         ),
         write_delay_seconds=settings.write_delay_seconds,
+        step_log_bytes=settings.step_log_bytes,
         engine=EngineOptions(
             workflow_wait=timedelta(seconds=settings.workflow_wait_seconds),
             default_timeout_seconds=settings.default_timeout_seconds,
@@ -286,6 +290,7 @@ def _http_application(
     ControlApi(api=api, values=values, authorizer=authorizer, settings=settings).add_routes(application)
     Webhooks(api=api, clock=clock).add_routes(application)
     ArtifactApi(artifacts=artifacts, authorizer=authorizer).add_routes(application)
+    LogApi(store=store, authorizer=authorizer, live=runs).add_routes(application)
     if links is not None:
         attempts = AttemptApi(api=api, values=values, links=links, max_value_bytes=settings.max_value_bytes)
         attempts.add_routes(application)

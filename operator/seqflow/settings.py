@@ -164,6 +164,14 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         default=9090, ge=0, le=65535, description="Port of the Prometheus metrics (/metrics); 0: off."
     )
+    step_log_bytes: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        le=64 * 1024 * 1024,
+        description="Bytes kept of each attempt's log in the history store (a Job or Pod step's "
+        "container log, an in-process handler's logging records): the last ones when it is "
+        "longer; 0: none kept.",
+    )
     metrics_step_label: bool = Field(
         default=True,
         description="Label the task metrics by step; false leaves the label out (Workflows of very "

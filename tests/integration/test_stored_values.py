@@ -10,6 +10,7 @@ import pytest
 
 from seqflow.api.models import HistoryEvent, HistoryRecord
 from seqflow.api.values import digest_of, encode
+from seqflow.history.logs import AttemptLog, KeptLog, StepLogStore
 from seqflow.history.migrate import upgrade
 from seqflow.history.store import HistoryStore, RunIdentity, create_store_engine
 from seqflow.history.values import VALUE_PART_BYTES, StoredValues
@@ -121,3 +122,31 @@ def test_a_cached_output_is_found_until_it_expires_and_held_while_it_is_kept(sto
     store.delete_unheld_values(now + timedelta(hours=4))  # expired: entry, hold and value go
     assert store.cached("ns-e", "exports", "k" * 64, now=now) is None
     assert values.get(namespace="ns-e", digests=[digest]) == {}
+
+
+def test_an_attempts_log_is_kept_once_read_where_its_run_is_and_goes_with_its_history(store: HistoryStore):
+    logs = StepLogStore(store)
+    run = RunIdentity(
+        uid=str(uuid.uuid4()), namespace="ns-a", name="r", workflow="wf", input={}, created_at=T0
+    )
+    store.write(run, [HistoryRecord(seq=1, type=HistoryEvent.WORKFLOW_STARTED, at=T0)])
+    tail = os.urandom(VALUE_PART_BYTES + 10).hex().encode()[: VALUE_PART_BYTES + 10]  # two parts
+    logs.keep("ns-a", AttemptLog(run.uid, "Export", 1, tail, size=10 * 1024 * 1024))
+    logs.keep("ns-a", AttemptLog(run.uid, "Export", 1, b"a later read", size=12))  # the first stays
+    logs.keep("ns-a", AttemptLog(run.uid, "Export", 2, b"done\n", size=5))
+
+    assert logs.kept(run.uid) == [
+        KeptLog(task="Export", attempt=1, size=10 * 1024 * 1024, kept=len(tail)),
+        KeptLog(task="Export", attempt=2, size=5, kept=5),
+    ]
+    first = logs.read("ns-a", run_uid=run.uid, task="Export", attempt=1)
+    assert first is not None and first.text == tail and first.truncated
+    assert logs.read("ns-b", run_uid=run.uid, task="Export", attempt=1) is None  # not held there
+    assert logs.read("ns-a", run_uid=run.uid, task="Export", attempt=3) is None
+
+    store.write(
+        run, [HistoryRecord(seq=2, type=HistoryEvent.WORKFLOW_COMPLETED, at=T0 + timedelta(seconds=1))]
+    )
+    store.delete_finished_before(T0 + timedelta(seconds=2))
+    assert logs.kept(run.uid) == []
+    assert logs.read("ns-a", run_uid=run.uid, task="Export", attempt=2) is None

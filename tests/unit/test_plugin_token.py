@@ -6,7 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from seqflow.cli.plugin import Runs, bearer_token
+from seqflow.cli.forward import bearer_token
+from seqflow.cli.plugin import Runs
 
 
 def kubeconfig(path: Path, user: dict[str, str]) -> Path:

@@ -4,8 +4,11 @@ finalizer and cold caches. (The real API server is exercised by the e2e tests.)"
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
+import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from seqflow.cluster.kube import ApiError, Conflict, EntityTooLarge, Forbidden, NotFound
 from seqflow.engine import AttemptResult, EngineOptions
 from seqflow.executors.inprocess import HandlerRegistry, HandlerRunner, task
+from seqflow.history.logs import AttemptLog
 from seqflow.history.store import JournalEntry
 from seqflow.metrics import Metrics
 from seqflow.runs.cache import RunCache, cached_form
@@ -32,6 +36,14 @@ handlers = HandlerRegistry()
 def count(data: dict, context) -> dict:
     calls.append(context.task)
     return {"n": data.get("n", 0) + 1}
+
+
+@task("chatty", into=handlers)
+def chatty(data: dict, context) -> dict:
+    for i in range(20):
+        logging.getLogger("shop.payments").info("charging card, line %d", i)
+    logging.getLogger("shop.payments").warning("card charged")
+    return {}
 
 
 @task("grow", into=handlers)
@@ -208,6 +220,28 @@ class FakeJournal:
         return any((e.node, e.attempt, e.result) == (node, attempt, None) for e in self.entries)
 
 
+@contextlib.contextmanager
+def root_level(level: int) -> Iterator[None]:
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
+
+
+class KeptLogs:
+    """The logs the controller keeps, by attempt, and the bytes it keeps of each."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept: dict[tuple[str, int], AttemptLog] = {}
+
+    def keep(self, namespace: str, log: AttemptLog) -> None:
+        self.kept[(log.task, log.attempt)] = log
+
+
 def reconciler(
     api: FakeApi,
     history: FakeHistory,
@@ -217,6 +251,7 @@ def reconciler(
     journal_read_seconds: float = 10.0,
     values: MemoryValueStore | None = None,
     engine: EngineOptions | None = None,
+    logs: KeptLogs | None = None,
     **ownership: Any,
 ) -> RunController:
     return RunController(
@@ -225,6 +260,7 @@ def reconciler(
         history=history,
         journal=journal or FakeJournal(),
         values=Values(values or MemoryValueStore(), cache_bytes=1024 * 1024),
+        log_store=logs or KeptLogs(0),
         metrics=Metrics(CollectorRegistry()),
         handler_names=handlers.names(),
         options=RunOptions(
@@ -233,6 +269,7 @@ def reconciler(
             engine=engine or EngineOptions(),
             write_delay_seconds=write_delay,
             journal_read_seconds=journal_read_seconds,
+            step_log_bytes=(logs or KeptLogs(0)).limit,
         ),
         **ownership,
     )
@@ -285,6 +322,27 @@ def test_runs_to_success_writes_history_and_trims_it():
         assert FINALIZER in api.runs[("ns", "r")]["metadata"]["finalizers"]
 
     scenario(body)
+
+
+def test_a_handlers_logging_records_are_kept_as_their_tail():
+    logs = KeptLogs(100)
+
+    async def body(api: FakeApi, history: FakeHistory, subject: RunController) -> None:
+        workflow = api.add_workflow("w", ["A", "B"])
+        workflow["spec"]["tasks"][1]["handler"] = "chatty"
+        api.workflows[("ns", "w")]["spec"]["tasks"][1]["handler"] = "chatty"
+        subject.on_workflow_event(None, workflow)
+        with root_level(logging.INFO):
+            subject.on_run_event(None, api.add_run("r", "w"))
+            await settle(lambda: run_status(api).get("phase") == "Succeeded" and ("B", 1) in logs.kept)
+        assert list(logs.kept) == [("B", 1)]  # A logged nothing
+        kept = logs.kept[("B", 1)]
+        assert kept.run_uid == api.runs[("ns", "r")]["metadata"]["uid"]
+        assert len(kept.text) == 100 and kept.size > 20 * 30 and kept.truncated
+        assert kept.text.decode().endswith(" WARNING shop.payments: card charged\n")
+        assert b"charging card, line 0" not in kept.text
+
+    scenario(body, logs=logs)
 
 
 def test_status_conflict_replans_without_running_the_handler_again():

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
-import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import webbrowser
@@ -32,7 +28,9 @@ from seqflow.api.manifests import RETRY_OF, workflow_run
 from seqflow.api.manifests import rerun as rerun_manifest
 from seqflow.api.manifests import retry_from as retry_from_manifest
 from seqflow.api.models import CLUSTER_WORKFLOW, FINISHED, GROUP, VERSION, WorkflowRef, shortened_name
+from seqflow.cli.forward import ForwardError, bearer_token, forwarded
 from seqflow.cli.revisions import NoSuchRevision, add_commands
+from seqflow.cli.steplogs import LogsUnavailable, add_logs_command
 
 RUNS = "workflowruns"
 
@@ -292,52 +290,6 @@ def _tree_rows(runs: Runs, run: dict[str, Any], *, indent: str) -> list[tuple[st
     return rows
 
 
-def logs(runs: Runs, args: argparse.Namespace) -> int:
-    """The run's story from its Events (oldest first), then its Job steps' container logs;
-    with -f, new Events as they come until the run finishes."""
-    run = runs.get(args.run)
-    selector = f"involvedObject.name={args.run},involvedObject.kind=WorkflowRun"
-    events = runs.core.list_namespaced_event(runs.namespace, field_selector=selector).items
-    seen: set[str] = set()
-    for event in sorted(events, key=_event_time):
-        _print_event(event, seen)
-    for node in status_of(run).get("nodes") or []:
-        if node.get("job"):
-            _print_job_logs(runs, node)
-    if not args.follow or status_of(run).get("phase") in FINISHED:
-        return 0
-    for change in watch.Watch().stream(
-        runs.core.list_namespaced_event, runs.namespace, field_selector=selector
-    ):
-        _print_event(change["object"], seen)
-        if status_of(runs.get(args.run)).get("phase") in FINISHED:
-            return 0
-    return 0
-
-
-def _print_event(event: Any, seen: set[str]) -> None:
-    if event.metadata.uid in seen:
-        return
-    seen.add(event.metadata.uid)
-    when = _event_time(event).strftime("%H:%M:%S")
-    print(f"{when}  {event.type:<7}  {event.reason:<18}  {event.message}")
-
-
-def _print_job_logs(runs: Runs, node: dict[str, Any]) -> None:
-    pods = runs.core.list_namespaced_pod(runs.namespace, label_selector=f"job-name={node['job']}").items
-    of_job = [pod.metadata.name for pod in pods if pod.metadata and pod.metadata.name]
-    for name in of_job or [node["job"]]:  # no Job: the step's pod of its own bears its name
-        print(f"--- {node['id']} attempt {node.get('attempts')}: pod {name}")
-        try:
-            print(runs.core.read_namespaced_pod_log(name, runs.namespace).rstrip())
-        except ApiException as error:
-            print(f"(no logs: {error.reason})")
-
-
-def _event_time(event: Any) -> datetime:
-    return event.last_timestamp or event.event_time or event.metadata.creation_timestamp  # type: ignore[no-any-return]
-
-
 def _duration(started: str | None, finished: str | None) -> str:
     if not started:
         return ""
@@ -350,20 +302,8 @@ def _duration(started: str | None, finished: str | None) -> str:
 def dashboard(runs: Runs, args: argparse.Namespace) -> int:
     """Port-forward to the operator's HTTP port and open the dashboard, signed in with the
     kubeconfig's bearer token (passed in the address's fragment, which is never sent to a server)."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        raise PluginError("kubectl is not on PATH (the dashboard is reached through kubectl port-forward)")
-    where = [f"--kubeconfig={runs.kubeconfig}"] if runs.kubeconfig else []
-    where += [f"--context={runs.context}"] if runs.context else []
     namespace = args.operator_namespace or runs.namespace
-    forward = subprocess.Popen(
-        [kubectl, *where, "port-forward", "-n", namespace, f"svc/{args.service}", f"{args.port}:http"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        address = _forwarded(forward)
+    with forwarded(runs, namespace=namespace, service=args.service, port=args.port) as address:
         token = bearer_token()
         signed_in = f"{address}#token={urllib.parse.quote(token, safe='')}" if token else address
         print(f"seqflow dashboard at {address} (Ctrl-C stops the port-forward)")
@@ -374,30 +314,8 @@ def dashboard(runs: Runs, args: argparse.Namespace) -> int:
                 print(f"  signed in: {signed_in}")
         elif not webbrowser.open(signed_in):
             print("  no browser found: open the address above")
-        forward.wait()
-        assert forward.stderr is not None
-        raise PluginError(f"the port-forward ended: {forward.stderr.read().strip()}")
-    finally:
-        forward.terminate()
-
-
-def bearer_token() -> str:
-    """The loaded kubeconfig's bearer token (static, OIDC or from an exec plugin), or ""."""
-    configuration = client.Configuration.get_default_copy()
-    bearer = configuration.get_api_key_with_prefix("BearerToken") or ""
-    return bearer.removeprefix("Bearer ").strip()
-
-
-def _forwarded(forward: subprocess.Popen[str]) -> str:
-    """The local address once kubectl says it forwards, or a PluginError with why not."""
-    assert forward.stdout is not None and forward.stderr is not None
-    for line in forward.stdout:
-        found = re.match(r"Forwarding from 127\.0\.0\.1:(\d+)", line)
-        if found:  # kubectl goes on writing a line per connection: keep reading them
-            threading.Thread(target=forward.stdout.read, daemon=True).start()
-            return f"http://127.0.0.1:{found.group(1)}/"
-    forward.wait()
-    raise PluginError(f"kubectl port-forward failed: {forward.stderr.read().strip()}")
+        while True:
+            time.sleep(3600)  # until Ctrl-C; a port-forward that ends says so
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -419,8 +337,6 @@ def _parser() -> argparse.ArgumentParser:
         if wait:
             command.add_argument("--wait", action="store_true", help="wait until the run finishes")
             command.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
-        if name == "logs":
-            command.add_argument("-f", "--follow", action="store_true", help="follow new entries")
         if name == "retry":
             command.add_argument(
                 "--from", dest="step", help="a new run from this step (the ones before kept)"
@@ -462,7 +378,7 @@ def _parser() -> argparse.ArgumentParser:
     starting.add_argument("--wait", action="store_true", help="wait until the run finishes")
     starting.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
     starting.set_defaults(func=start)
-    add("logs", "the run's story (its Events) and its Job steps' logs", logs)
+    add_logs_command(commands, parents=[flags])
     add_commands(commands, parents=[flags])
     board = commands.add_parser("dashboard", help="open the web dashboard, signed in", parents=[flags])
     board.add_argument(
@@ -484,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
             namespace=getattr(args, "namespace", None),
         )
         sys.exit(args.func(runs, args))
-    except (PluginError, NoSuchRevision) as error:
+    except (PluginError, NoSuchRevision, ForwardError, LogsUnavailable) as error:
         print(f"kubectl seqflow: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -27,6 +27,8 @@ RUNS = "workflowruns"
 REVISIONS = "/apis/apps/v1"  # ControllerRevisions: a Workflow's revisions
 AUTH_REFRESH_SECONDS = 60.0
 REQUEST_TIMEOUT = 30.0
+LOG_TIMEOUT = 300.0  # a container's whole log streams in within this
+LOG_CHUNK_BYTES = 256 * 1024
 
 
 FIELD_MANAGER = "seqflow"  # how the operator's writes show in managedFields
@@ -259,6 +261,25 @@ class KubeApi:
 
     async def delete_pod(self, namespace: str, name: str) -> None:
         await self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+    async def read_log(
+        self, namespace: str, name: str, *, container: str, feed: Callable[[bytes], None]
+    ) -> None:
+        """Pass a container's log to `feed` as it streams in (a long log is never held whole)."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/log?container={container}"
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        began = time.perf_counter()
+        timeout = aiohttp.ClientTimeout(total=LOG_TIMEOUT)
+        async with self._session.get(
+            self._base + path, headers=self._auth_headers(), timeout=timeout
+        ) as response:
+            if response.status >= 300:
+                raise api_error(response.status, _message_of(await response.text()))
+            async for chunk in response.content.iter_chunked(LOG_CHUNK_BYTES):
+                feed(chunk)
+        if self._observe is not None:
+            self._observe("GET", "pods/log", response.status, time.perf_counter() - began)
 
     async def patch_workflow_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
         """(namespace "": a ClusterWorkflow's)"""

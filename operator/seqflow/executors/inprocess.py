@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import importlib
 import inspect
@@ -134,7 +135,8 @@ class HandlerRunner:
         if inspect.iscoroutinefunction(handler):
             return await handler(dict(input), context)
         loop = asyncio.get_running_loop()
-        call = functools.partial(handler, dict(input), context)
+        # in a copy of this context: what is current here (the attempt's log capture) is current there
+        call = functools.partial(contextvars.copy_context().run, handler, dict(input), context)
         result = await loop.run_in_executor(self._pool, call)
         return await result if inspect.isawaitable(result) else result
 

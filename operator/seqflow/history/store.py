@@ -54,6 +54,7 @@ from seqflow.history.rows import (
 )
 from seqflow.history.tables import (
     ActivityRow,
+    AttemptLogRow,
     AttemptRow,
     JournalRow,
     RunRow,
@@ -365,8 +366,9 @@ class HistoryStore:
             return [(namespace, uid) for namespace, uid in rows]
 
     def delete_runs(self, uids: list[str]) -> None:
-        """Delete runs with their attempts, activity log, journal and value holds."""
+        """Delete runs with their attempts, activity log, journal, kept logs and value holds."""
         with self.engine.begin() as connection:
+            connection.execute(delete(AttemptLogRow).where(AttemptLogRow.run_uid.in_(uids)))
             connection.execute(delete(ActivityRow).where(ActivityRow.run_uid.in_(uids)))
             connection.execute(delete(AttemptRow).where(AttemptRow.run_uid.in_(uids)))
             connection.execute(delete(RunRow).where(RunRow.uid.in_(uids)))

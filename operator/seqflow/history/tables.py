@@ -1,5 +1,5 @@
 """The history store's tables: runs, task attempts, the activity log, the progress journal,
-stored values and cached step outputs (SQLAlchemy 2.0).
+stored values, cached step outputs and the logs kept of attempts (SQLAlchemy 2.0).
 
 The schema itself is created and upgraded by the Alembic migrations beside this module; these
 typed models are what the repository queries. Times are stored as naive UTC with microseconds.
@@ -172,6 +172,22 @@ class CacheEntryRow(Base):
     output: Mapped[Any] = mapped_column(Json)
     stored_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class AttemptLogRow(Base):
+    """The log kept of one attempt (a Job or Pod step's container log, or the logging records of
+    an in-process handler): its last `kept` bytes, stored as a value held by the run, of the
+    `size` bytes it had."""
+
+    __tablename__ = "attempt_logs"
+
+    run_uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    task: Mapped[str] = mapped_column(String(127), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(71))
+    size: Mapped[int] = mapped_column(BigInteger)
+    kept: Mapped[int] = mapped_column(BigInteger)
+    stored_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 CACHE_HOLDER = "cache"  # the value_holds run_uid of outputs that cache entries name

@@ -61,7 +61,7 @@ class StoredValues:
 
         def work(connection: Connection) -> None:
             if values:
-                _insert_parts(connection, values, now=now)
+                insert_parts(connection, values, now=now)
             held = set(values)
             wanted = set(holds) - held
             if wanted:
@@ -103,7 +103,7 @@ class StoredValues:
         return {digest: data for digest, data in whole.items() if len(data) == sizes[digest]}
 
 
-def _insert_parts(connection: Connection, values: Mapping[str, bytes], *, now: datetime) -> None:
+def insert_parts(connection: Connection, values: Mapping[str, bytes], *, now: datetime) -> None:
     """Insert the parts of the values not stored yet; those stored are marked as stored now (so
     that a value stored again is not collected as unheld meanwhile)."""
     present = set(

@@ -414,5 +414,17 @@ def openapi_document() -> JsonObject:
             "/api/v1/namespaces/{namespace}/runs/{name}": {
                 "get": {"summary": "A run's history", "responses": {"200": any_object}}
             },
+            "/api/v1/namespaces/{namespace}/runs/{name}/logs": {
+                "get": {
+                    "summary": "The attempts of the run whose log is kept",
+                    "responses": {"200": any_object},
+                }
+            },
+            "/api/v1/namespaces/{namespace}/runs/{name}/logs/{step}/{attempt}": {
+                "get": {
+                    "summary": "The log kept of one attempt (its tail: X-Seqflow-Log-Size is the whole's)",
+                    "responses": {"200": {"description": "text/plain"}},
+                }
+            },
         },
     }

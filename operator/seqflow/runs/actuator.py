@@ -50,11 +50,14 @@ from seqflow.executors.jobs import (
     run_of,
 )
 from seqflow.executors.outcomes import slim_pod
+from seqflow.executors.steplogs import capture
+from seqflow.history.logs import AttemptLog
 from seqflow.metrics import Metrics
 from seqflow.runs.cache import Cache
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import RunState, RunStates
+from seqflow.runs.steplogs import StepLogs
 from seqflow.runs.values import Values
 
 
@@ -81,6 +84,7 @@ class Actuator:
     values: Values
     clock: Clock
     options: StepOptions
+    logs: StepLogs
 
     async def act(self, key: Key, body: JsonObject, decision: Decision) -> bool:
         """Carry out a written decision; True when what it found needs another round now."""
@@ -145,12 +149,17 @@ class Actuator:
     async def _attempt(self, key: Key, body: JsonObject, state: RunState, action: RunHandler) -> None:
         began = time.perf_counter()
         context = _context(body, action)
-        if action.task.http is not None:
-            result = await self._call(action, namespace=context.namespace)
-        elif _passes_files(action.task):
-            result = await self._run_with_files(action, context)
-        else:
-            result = await self.runner.run(action, context)
+        with capture(self.logs.limit) as log:
+            if action.task.http is not None:
+                result = await self._call(action, namespace=context.namespace)
+            elif _passes_files(action.task):
+                result = await self._run_with_files(action, context)
+            else:
+                result = await self.runner.run(action, context)
+        if log.size:
+            self.logs.keep(
+                context.namespace, AttemptLog(uid_of(body), action.node, action.attempt, log.text, log.size)
+            )
         self.metrics.attempt(
             namespace=context.namespace,
             workflow=workflow_of(body),

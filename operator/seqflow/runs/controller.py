@@ -33,6 +33,7 @@ from seqflow.runs.progress import ALL_RETRIES, Journal, Progress
 from seqflow.runs.reconciler import Planner, Reconciler
 from seqflow.runs.revisions import Revisions
 from seqflow.runs.state import RunStates
+from seqflow.runs.steplogs import LogStore, StepLogs
 from seqflow.runs.values import Values
 from seqflow.runs.workflows import Workflows
 from seqflow.runs.writes import RunWriter, wake_parent
@@ -47,6 +48,7 @@ class RunOptions:
     write_delay_seconds: float = 0.0  # how long progress through in-process steps may go unwritten
     journal_read_seconds: float = 10.0  # how long runs that came here wait for an unreadable journal
     drain_seconds: float = 2.0  # how long work under way may go on when its bucket is handed over
+    step_log_bytes: int = 0  # the tail kept of each attempt's log; 0: none
 
 
 class RunController:
@@ -58,6 +60,7 @@ class RunController:
         history: HistorySink,
         journal: Journal,
         values: Values,
+        log_store: LogStore,
         metrics: Metrics,
         handler_names: frozenset[str],
         options: RunOptions,
@@ -89,6 +92,7 @@ class RunController:
             changed=self._workflow_changed,
         )
         self._admission = admission = Admission(cache, queue)
+        logs = StepLogs(api=api, store=log_store, background=background, limit=options.step_log_bytes)
         writer = RunWriter(api=api, runs=cache.runs, queue=queue, events=events, metrics=metrics, clock=clock)
         actuator = Actuator(
             api=api,
@@ -103,6 +107,7 @@ class RunController:
             values=values,
             clock=clock,
             options=options.steps,
+            logs=logs,
         )
         planner = Planner(engine=options.engine, clock=clock)
         reconciler = Reconciler(
@@ -123,6 +128,7 @@ class RunController:
                 values=values,
                 handler_names=handler_names,
                 history=history,
+                logs=logs,
             ),
             planner=planner,
             fast=FastSteps(

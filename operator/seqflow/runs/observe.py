@@ -45,6 +45,7 @@ from seqflow.runs.flush import HistorySink
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import Attempt, RunStates
+from seqflow.runs.steplogs import StepLogs
 from seqflow.runs.values import Values, new_to_plan
 from seqflow.runs.view import UnreadableStatus, run_view
 
@@ -61,6 +62,7 @@ class Observer:
     values: Values
     handler_names: frozenset[str]
     history: HistorySink
+    logs: StepLogs
 
     async def observe(
         self, key: Key, body: JsonObject, run: RunView, workflow: WorkflowView | None, *, deleted: bool
@@ -216,6 +218,8 @@ class Observer:
                     job = self.cache.jobs[(key[0], node.job)] = await self.api.get_job(key[0], node.job)
             attempt = AttemptId(namespace=key[0], run_uid=uid, node=node.id, attempt=node.attempts)
             outcome = read_outcome(job=job, pod=pod, attempt=attempt)
+            if pod is not None and pod_finished(pod):
+                self.logs.keep_pod_log(key[0], run_uid=uid, node=node.id, attempt=node.attempts, pod=pod)
             seconds = attempt_duration(job=job, pod=pod)
             if seconds is not None:
                 self.metrics.attempt(

@@ -46,6 +46,14 @@ export const runPath = (namespace, name) =>
 export const valuePath = (namespace, digest) =>
   `/api/v1/namespaces/${encodeURIComponent(namespace)}/values/${encodeURIComponent(digest)}`;
 
+// The log kept of one attempt, as text.
+export async function logText(namespace, name, step, attempt) {
+  const path = `${runPath(namespace, name)}/logs/${step.split("/").map(encodeURIComponent).join("/")}/${attempt}`;
+  const response = await fetch(path, {headers: authorization()});
+  if (!response.ok) throw new ApiError(response.status, response.statusText);
+  return response.text();
+}
+
 // A stored value's first `bytes` bytes, as text (a large value is not fetched whole to be shown).
 export async function valueHead(namespace, digest, bytes) {
   const response = await fetch(`${valuePath(namespace, digest)}?head=${bytes}`, {headers: authorization()});

@@ -2,7 +2,7 @@
 // by the URL's fragment (#/runs, #/runs/NS/NAME, #/workflows, #/start/NS/WORKFLOW, #/schedules),
 // refreshed by polling the HTTP API while they are shown.
 
-import {ApiError, call, downloadArtifact, downloadValue, runPath, session, valueHead} from "./api.js";
+import {ApiError, call, downloadArtifact, downloadValue, logText, runPath, session, valueHead} from "./api.js";
 import {badge, between, duration, fill, h, jsonBlock, when} from "./dom.js";
 import {stepsOf, timeline} from "./timeline.js";
 
@@ -281,7 +281,9 @@ function runPage(namespace, name) {
     return live;
   };
   const refresh = refreshing(async () => {
-    run = await call(runPath(namespace, name), {query: {values: "ref"}});
+    const [found, logs] = await Promise.all([call(runPath(namespace, name), {query: {values: "ref"}}),
+      call(`${runPath(namespace, name)}/logs`).catch(() => ({items: []}))]);
+    run = {...found, logs: new Map(logs.items.map((log) => [`${log.task} #${log.attempt}`, log]))};
     return render() || !FINISHED.has(run.phase);
   });
   return refresh;
@@ -404,7 +406,8 @@ function stepDetails(run, steps, {open, turn, pick, act}) {
           valueBlock(run.namespace, `${step.id} #${attempt.n} input`, attempt.input, open),
           attempt.output !== undefined
             ? valueBlock(run.namespace, `${step.id} #${attempt.n} output`, attempt.output, open) : null,
-          fileList(run.namespace, attempt.artifacts))));
+          fileList(run.namespace, attempt.artifacts),
+          logBlock(run, run.logs.get(`${step.id} #${attempt.n}`), open))));
       block.addEventListener("toggle", () => (block.open ? open.add(key) : open.delete(key)));
       return step.items === undefined ? block : [block, fanOutPanel(step, node, {turn, pick})];
     }),
@@ -412,6 +415,25 @@ function stepDetails(run, steps, {open, turn, pick, act}) {
     valueBlock(run.namespace, "Run input", run.input, open),
     valueBlock(run.namespace, "Run output", run.output ?? (run.live || {}).output ?? null, open),
   ];
+}
+
+// The log kept of an attempt, fetched when opened (its tail, when it was longer than kept).
+function logBlock(run, log, open) {
+  if (!log) return null;
+  const key = `log ${log.task} #${log.attempt}`;
+  const text = h("pre", {class: "log"}, "Loading…");
+  const about = log.truncated ? `the last ${log.kept} of ${log.size} bytes` : `${log.size} bytes`;
+  const block = h("details", {open: open.has(key)}, h("summary", {}, `Log (${about})`), text);
+  const load = () => logText(run.namespace, run.name, log.task, log.attempt)
+    .then((got) => fill(text, got)).catch((error) => fill(text, `Not read: ${error.message}`));
+  block.addEventListener("toggle", () => {
+    if (block.open) {
+      open.add(key);
+      load();
+    } else open.delete(key);
+  });
+  if (block.open) load();
+  return block;
 }
 
 // The files an attempt kept, each with a download (fetched with the user's token).
