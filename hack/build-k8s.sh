@@ -3,15 +3,17 @@
 # pause program of pod sandboxes, from the same source) and the etcd those
 # pin (3.6; Debian's 3.4 makes every consistent list wait ~3 s for a progress notification) at a
 # pinned Kubernetes version from the Go module proxy, plus kwok and helm, into a cache directory keyed
-# by version, and SeaweedFS's weed (an S3-compatible object store for testenv/objectstore.py). A
+# by version, SeaweedFS's weed (an S3-compatible object store for testenv/objectstore.py) and
+# Jaeger (the tracing backend of testenv/jaeger.py). A
 # second run with the binaries present does nothing. Progress goes to stderr; stdout ends with
-# kube_bin_dir=, kwok=, helm=, kstatus= and weed= lines.
+# kube_bin_dir=, kwok=, helm=, kstatus=, weed= and jaeger= lines.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${HELM_VERSION:-v3.20.2}
 KSTATUS_VERSION=${KSTATUS_VERSION:-v0.37.2}
+JAEGER_VERSION=${JAEGER_VERSION:-v1.75.0}
 # SeaweedFS tags releases as "4.53", not semver, so the proxy serves pseudo-versions only (4.53 here)
 SEAWEEDFS_VERSION=${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}
 CACHE=${SEQFLOW_CACHE:-$HOME/.cache/seqflow}
@@ -151,14 +153,30 @@ build_seaweedfs() {
      -o "$dest/weed" github.com/seaweedfs/seaweedfs/weed)
 }
 
+# Jaeger (v2, the OpenTelemetry Collector based all-in-one): the tracing backend of
+# testenv/jaeger.py. A tool of a wrapper module, so that its own go.mod's directives apply.
+build_jaeger() {
+  local dest=$TOOLS/jaeger-$JAEGER_VERSION
+  [ -x "$dest/jaeger" ] && return 0
+  echo "building Jaeger $JAEGER_VERSION into $dest (first run only)" >&2
+  local work=$dest/module
+  mkdir -p "$work"
+  (cd "$work"
+   [ -f go.mod ] || go mod init seqflow.local/jaeger
+   go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"
+   go build -trimpath -ldflags "-s -w" -o "$dest/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
+}
+
 build_kubernetes
 build_kubelet
 install_tool kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 install_tool helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 build_kstatus
 build_seaweedfs
+build_jaeger
 echo "kube_bin_dir=$BIN"
 echo "kwok=$TOOLS/kwok-$KWOK_VERSION/kwok"
 echo "helm=$TOOLS/helm-$HELM_VERSION/helm"
 echo "kstatus=$KSTATUS_DIR/kstatus"
 echo "weed=$TOOLS/weed-$SEAWEEDFS_VERSION/weed"
+echo "jaeger=$TOOLS/jaeger-$JAEGER_VERSION/jaeger"

@@ -1,10 +1,11 @@
-"""Locates the Kubernetes, kwok, helm, kstatus and SeaweedFS (weed) binaries, building them once
-via hack/build-k8s.sh, and kwok's shipped Stage files.
+"""Locates the Kubernetes, kwok, helm, kstatus, SeaweedFS (weed) and Jaeger binaries, building them
+once via hack/build-k8s.sh, and kwok's shipped Stage files.
 
 The script caches its builds under ~/.cache/seqflow and is a fast no-op when they exist. Its
-progress goes to our stderr; its stdout ends with `kube_bin_dir=`, `kwok=`, `helm=`, `kstatus=`
-and `weed=` lines (kstatus: the library Flux health checks use, behind hack/kstatus/main.go; weed:
-SeaweedFS, the S3-compatible object store of testenv/objectstore.py).
+progress goes to our stderr; its stdout ends with `kube_bin_dir=`, `kwok=`, `helm=`, `kstatus=`,
+`weed=` and `jaeger=` lines (kstatus: the library Flux health checks use, behind
+hack/kstatus/main.go; weed: SeaweedFS, the S3-compatible object store of testenv/objectstore.py;
+jaeger: the tracing backend of testenv/jaeger.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Binaries:
     helm: Path
     kstatus: Path
     weed: Path
+    jaeger: Path
 
     @property
     def kube_apiserver(self) -> Path:
@@ -57,7 +59,7 @@ def ensure_binaries() -> Binaries:
             f"{BUILD_SCRIPT} failed with exit code {done.returncode} (its output is on stderr above)"
         )
     found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-    missing = {"kube_bin_dir", "kwok", "helm", "kstatus", "weed"} - found.keys()
+    missing = {"kube_bin_dir", "kwok", "helm", "kstatus", "weed", "jaeger"} - found.keys()
     if missing:
         raise RuntimeError(
             f"{BUILD_SCRIPT} did not report {', '.join(sorted(missing))}; its stdout was:\n{done.stdout}"
@@ -68,9 +70,10 @@ def ensure_binaries() -> Binaries:
         helm=Path(found["helm"]),
         kstatus=Path(found["kstatus"]),
         weed=Path(found["weed"]),
+        jaeger=Path(found["jaeger"]),
     )
     tools = (binaries.etcd, binaries.kube_apiserver, binaries.kubectl, binaries.kwok, binaries.helm)
-    absent = [p for p in (*tools, binaries.kstatus, binaries.weed) if not p.is_file()]
+    absent = [p for p in (*tools, binaries.kstatus, binaries.weed, binaries.jaeger) if not p.is_file()]
     if absent:
         raise RuntimeError(f"{BUILD_SCRIPT} reported missing files: {absent}")
     return binaries

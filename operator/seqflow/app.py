@@ -49,9 +49,11 @@ from seqflow.metrics import Metrics, Sources
 from seqflow.runs.actuator import StepOptions
 from seqflow.runs.controller import RunController, RunOptions
 from seqflow.runs.ownership import hands_over_nothing, owns_everything
+from seqflow.runs.traces import RunSpans
 from seqflow.runs.values import Values
 from seqflow.schedules.controller import Scheduler
 from seqflow.settings import Settings
+from seqflow.tracing import Tracing
 
 logger = logging.getLogger("seqflow")
 RETENTION_INTERVAL = 3600.0
@@ -125,6 +127,9 @@ def build(
         lost=lambda bucket: runs.drop_unowned(),
         drain=lambda bucket: runs.drain_handed_over(),
     )
+    tracing = Tracing.over_otlp(settings.tracing_endpoint) if settings.tracing_endpoint else None
+    if tracing is not None:
+        stack.callback(tracing.close)  # (its last spans exported)
     runs = RunController(
         api=api,
         runner=runner,
@@ -138,6 +143,7 @@ def build(
         handing_over=leases.handing_over if leases is not None else hands_over_nothing,
         options=_run_options(settings, links=links, artifacts=artifacts, http=caller),
         clock=clock,
+        spans=RunSpans(tracing),
     )
     schedule_events = EventRecorder(api, queue_size=settings.event_queue_size, clock=clock)
     scheduler = Scheduler(

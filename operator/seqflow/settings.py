@@ -172,6 +172,11 @@ class Settings(BaseSettings):
         "container log, an in-process handler's logging records): the last ones when it is "
         "longer; 0: none kept.",
     )
+    tracing_endpoint: str = Field(
+        default="",
+        description="OTLP over HTTP endpoint (http://collector:4318) to export traces to: a run a "
+        "trace, each step attempt a span; empty: no tracing.",
+    )
     metrics_step_label: bool = Field(
         default=True,
         description="Label the task metrics by step; false leaves the label out (Workflows of very "

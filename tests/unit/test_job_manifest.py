@@ -22,7 +22,7 @@ from seqflow.executors.jobs import (
     pod_of_job,
     step_of_pod,
 )
-from seqflow.executors.outcomes import attempt_duration, keeping, pod_finished, read_outcome, slim_pod
+from seqflow.executors.outcomes import attempt_times, keeping, pod_finished, read_outcome, slim_pod
 
 RUN = RunRef(namespace="shop", name="order-001", uid="uid-123")
 ATTEMPT = AttemptId(namespace="shop", run_uid="uid-123", node="SendEmail", attempt=1)
@@ -231,14 +231,15 @@ def test_a_pod_of_another_job_still_running_or_killed_decides_nothing():
     assert not pod_of_job(pod(0, "", "Succeeded"), {"metadata": {"uid": "an-earlier-job"}})
 
 
-def test_attempt_duration_is_the_task_containers_run_time():
+def test_attempt_times_is_the_task_containers_run_time():
     ran = pod(0, "{}", "Succeeded")
     ran["status"]["containerStatuses"][0]["state"]["terminated"] |= {
         "startedAt": "2026-01-01T00:00:00Z",
         "finishedAt": "2026-01-01T00:00:02Z",
     }
-    assert attempt_duration(job=RUNNING_JOB, pod=slim_pod(ran)) == 2.0
-    assert attempt_duration(job=RUNNING_JOB, pod=None) is None
+    began, ended = attempt_times(job=RUNNING_JOB, pod=slim_pod(ran))
+    assert (ended - began).total_seconds() == 2.0
+    assert attempt_times(job=RUNNING_JOB, pod=None) is None
 
 
 def test_the_pod_alone_is_the_jobs_pod_owned_by_the_run_with_the_deadline():
@@ -272,7 +273,7 @@ def test_a_pod_alone_decides_its_attempt_and_its_deadline_is_its_own():
     result = read_outcome(job=None, pod=slim_pod(overran), attempt=ATTEMPT)
     assert result.reason == "DeadlineExceeded"
     assert result.error == "DeadlineExceeded: the pod ran longer than its 30 s deadline"
-    assert attempt_duration(job=None, pod=slim_pod(overran)) is None
+    assert attempt_times(job=None, pod=slim_pod(overran)) is None
 
 
 # ----- data too large for the manifest or the termination message -----

@@ -1056,6 +1056,11 @@ class WorkflowRunStatus(Model):
     )
     progress: str | None = None
     retries: int = 0
+    trace_id: str | None = Field(
+        default=None,
+        description="The run's OpenTelemetry trace (with SEQFLOW_TRACING_ENDPOINT set): look it up in "
+        "the tracing backend.",
+    )
     started_at: datetime | None = None
     finished_at: datetime | None = None
     nodes: list[NodeStatus] = Field(

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import INVALID_SPAN, Span
+
 from seqflow.api.models import ErrorType, JsonObject
 from seqflow.api.values import REF_SHAPE, ref_of
 from seqflow.engine import AttemptResult, RunHandler
@@ -40,6 +42,9 @@ class TaskContext:
     # The directory of the step's files (its `artifacts`): inputs there before the call, the
     # declared outputs kept from there after it; None when the step passes none.
     files: Path | None = None
+    # The attempt's OpenTelemetry span (current while the handler runs, so that its own spans
+    # and its instrumented clients' join the run's trace); INVALID_SPAN with tracing off.
+    span: Span = INVALID_SPAN
 
     @property
     def idempotency_key(self) -> str:

@@ -73,11 +73,13 @@ class ArtifactLinks:
 @dataclass(frozen=True)
 class AttemptUrls:
     """Where the attempt's pod fetches its input (when it is not in the manifest) and sends a
-    large output (when the operator's HTTP API is reachable: SEQFLOW_API_URL), and its files."""
+    large output (when the operator's HTTP API is reachable: SEQFLOW_API_URL), its files, and the
+    trace it joins (its span as a W3C traceparent, given as TRACEPARENT, with tracing on)."""
 
     input: str | None = None
     output: str | None = None
     artifacts: ArtifactLinks | None = None
+    traceparent: str | None = None
 
 
 def job_manifest(
@@ -149,6 +151,8 @@ def _attempt_template(*, run: RunRef, action: CreateJob, urls: AttemptUrls) -> J
         given += _inline_input(template, container, action.input)
     if urls.output is not None:
         given.append(("SEQFLOW_OUTPUT_URL", urls.output))
+    if urls.traceparent is not None:
+        given.append(("TRACEPARENT", urls.traceparent))
     container["env"] = [
         *container.get("env", []),
         *(

@@ -34,8 +34,8 @@ def job_finished(job: JsonObject) -> bool:
     return bool(_condition(job, "Complete") or _condition(job, "Failed"))
 
 
-def job_duration(job: JsonObject | None) -> float | None:
-    """Seconds from the Job's start to its end (Kubernetes keeps whole seconds)."""
+def job_times(job: JsonObject | None) -> tuple[datetime, datetime] | None:
+    """The Job's start and end (Kubernetes keeps whole seconds)."""
     status = (job or {}).get("status") or {}
     end = status.get("completionTime") or next(
         (c.get("lastTransitionTime") for c in status.get("conditions") or [] if c.get("type") == "Failed"),
@@ -43,7 +43,7 @@ def job_duration(job: JsonObject | None) -> float | None:
     )
     if not status.get("startTime") or not end:
         return None
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(status["startTime"])).total_seconds()
+    return datetime.fromisoformat(status["startTime"]), datetime.fromisoformat(end)
 
 
 def terminated_state(pod: JsonObject | None) -> JsonObject:
@@ -97,13 +97,14 @@ def slim_pod(pod: JsonObject) -> JsonObject:
     }
 
 
-def attempt_duration(*, job: JsonObject | None, pod: JsonObject | None) -> float | None:
-    """Seconds the task container ran (or, without it, the Job's own whole seconds)."""
+def attempt_times(*, job: JsonObject | None, pod: JsonObject | None) -> tuple[datetime, datetime] | None:
+    """When the task container started and ended (or, without it, the Job's whole seconds)."""
     terminated = terminated_state(pod)
     if terminated.get("startedAt") and terminated.get("finishedAt"):
-        began, ended = (datetime.fromisoformat(terminated[k]) for k in ("startedAt", "finishedAt"))
-        return (ended - began).total_seconds()
-    return job_duration(job)
+        return datetime.fromisoformat(terminated["startedAt"]), datetime.fromisoformat(
+            terminated["finishedAt"]
+        )
+    return job_times(job)
 
 
 def _mover_state(pod: JsonObject | None, name: str) -> JsonObject | None:

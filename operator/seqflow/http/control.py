@@ -53,6 +53,7 @@ from seqflow.engine.schemas import schema_problem, value_problems
 from seqflow.http.auth import CREATED_BY, Authorizer, HttpError, authorize, read_body
 from seqflow.runs.values import Values
 from seqflow.settings import Settings
+from seqflow.tracing import caller_annotations
 
 IDEMPOTENCY_KEY = "seqflow.io/idempotency-key"  # annotation: a digest of the key that named it
 SPEC_CHANGES: dict[str, JsonObject] = {
@@ -99,7 +100,8 @@ class ControlApi:
             await self._values.upload(namespace, kept["ref"], encoded)
             data = kept
         key = request.headers.get("Idempotency-Key", "").strip()
-        metadata: JsonObject = {"annotations": {CREATED_BY: user}}
+        annotations = {CREATED_BY: user, **caller_annotations(request.headers.get("traceparent"))}
+        metadata: JsonObject = {"annotations": annotations}
         if key:
             digest = hashlib.sha256(f"{namespace}/{workflow}/{key}".encode()).hexdigest()
             metadata["name"] = shortened_name(f"{workflow[:200]}-{digest[:16]}", limit=253)

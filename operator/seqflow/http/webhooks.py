@@ -24,6 +24,7 @@ from seqflow.api.models import MAX_INLINE_BYTES, WorkflowRef, WorkflowSpec, shor
 from seqflow.clock import Clock, SystemClock
 from seqflow.cluster.kube import ApiError, Conflict, KubeApi
 from seqflow.http.auth import CREATED_BY, HttpError, read_body
+from seqflow.tracing import caller_annotations
 
 WINDOW_SECONDS = 300
 TIMESTAMP, SIGNATURE = "X-Seqflow-Timestamp", "X-Seqflow-Signature"
@@ -61,7 +62,13 @@ class Webhooks:
         run = workflow_run(
             workflow=WorkflowRef(name=workflow),
             input=data,
-            metadata={"name": name, "annotations": {CREATED_BY: "webhook"}},
+            metadata={
+                "name": name,
+                "annotations": {
+                    CREATED_BY: "webhook",
+                    **caller_annotations(request.headers.get("traceparent")),
+                },
+            },
         )
         try:
             await self._api.create_run(namespace, run)

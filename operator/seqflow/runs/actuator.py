@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import assert_never
 
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
 from seqflow.api.artifacts import AttemptId
 from seqflow.api.bodies import Key, key_of, uid_of, workflow_of
 from seqflow.api.models import JsonObject, PinnedMember, PinnedTask, Reason, StoredArtifact
@@ -58,7 +61,9 @@ from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import RunState, RunStates
 from seqflow.runs.steplogs import StepLogs
+from seqflow.runs.traces import RunSpans
 from seqflow.runs.values import Values
+from seqflow.tracing import LINK_ANNOTATION
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Actuator:
     clock: Clock
     options: StepOptions
     logs: StepLogs
+    spans: RunSpans
 
     async def act(self, key: Key, body: JsonObject, decision: Decision) -> bool:
         """Carry out a written decision; True when what it found needs another round now."""
@@ -147,9 +153,10 @@ class Actuator:
         return task
 
     async def _attempt(self, key: Key, body: JsonObject, state: RunState, action: RunHandler) -> None:
-        began = time.perf_counter()
-        context = _context(body, action)
-        with capture(self.logs.limit) as log:
+        began, started = time.perf_counter(), self.clock.now()
+        span = self.spans.attempt_span(body, node=action.node, attempt=action.attempt)
+        context = _context(body, action, span=span)
+        with capture(self.logs.limit) as log, trace.use_span(span):  # what the handler's own spans join
             if action.task.http is not None:
                 result = await self._call(action, namespace=context.namespace)
             elif _passes_files(action.task):
@@ -157,15 +164,22 @@ class Actuator:
             else:
                 result = await self.runner.run(action, context)
         if log.size:
-            self.logs.keep(
-                context.namespace, AttemptLog(uid_of(body), action.node, action.attempt, log.text, log.size)
-            )
+            kept = AttemptLog(uid_of(body), action.node, action.attempt, log.text, log.size)
+            self.logs.keep(context.namespace, kept)
         self.metrics.attempt(
             namespace=context.namespace,
             workflow=workflow_of(body),
             task=action.node,
             succeeded=result.succeeded,
             seconds=time.perf_counter() - began,
+        )
+        self.spans.attempt(
+            body,
+            node=action.node,
+            attempt=action.attempt,
+            start=started,
+            end=self.clock.now(),
+            error=result.error,
         )
         state.results[(action.node, action.attempt)] = result
         if (action.node, action.attempt) not in state.awaited:
@@ -229,6 +243,8 @@ class Actuator:
             if files is None:
                 return True
             urls = replace(urls, artifacts=files)
+        traceparent = self.spans.traceparent(body, node=action.node, attempt=action.attempt)
+        urls = replace(urls, traceparent=traceparent)
         if self.options.step_pods:
             kind, manifest = "Pod", pod_manifest(run=run, action=action, urls=urls)
             create, get = self.api.create_pod, self.api.get_pod
@@ -327,10 +343,12 @@ class Actuator:
         """Create a sub-workflow's child run; True when one of its name is not this run's."""
         parent = _ref(body)
         state = self.states.of(parent.uid, key)
+        manifest = child_run_manifest(parent=parent, action=action)
+        linked = self.spans.traceparent(body, node=action.node, attempt=action.attempt)
+        if linked is not None:
+            manifest["metadata"]["annotations"][LINK_ANNOTATION] = linked
         try:
-            child = await self.api.create_run(
-                parent.namespace, child_run_manifest(parent=parent, action=action)
-            )
+            child = await self.api.create_run(parent.namespace, manifest)
         except Conflict:  # created before: by us, for this very attempt?
             child = await self.api.get_run(parent.namespace, action.name)
             if not owned_by(child, parent.uid):
@@ -401,8 +419,13 @@ def _forbidden(state: RunState, *, node: str, what: str, namespace: str, error: 
     )
 
 
-def _context(body: JsonObject, action: RunHandler) -> TaskContext:
+def _context(body: JsonObject, action: RunHandler, *, span: Span) -> TaskContext:
     namespace, name = key_of(body)
     return TaskContext(
-        namespace=namespace, run=name, run_uid=uid_of(body), task=action.node, attempt=action.attempt
+        namespace=namespace,
+        run=name,
+        run_uid=uid_of(body),
+        task=action.node,
+        attempt=action.attempt,
+        span=span,
     )

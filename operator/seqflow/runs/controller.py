@@ -34,6 +34,7 @@ from seqflow.runs.reconciler import Planner, Reconciler
 from seqflow.runs.revisions import Revisions
 from seqflow.runs.state import RunStates
 from seqflow.runs.steplogs import LogStore, StepLogs
+from seqflow.runs.traces import RunSpans
 from seqflow.runs.values import Values
 from seqflow.runs.workflows import Workflows
 from seqflow.runs.writes import RunWriter, wake_parent
@@ -67,10 +68,12 @@ class RunController:
         owns: Owns = owns_everything,
         handing_over: Owns = hands_over_nothing,
         clock: Clock | None = None,
+        spans: RunSpans | None = None,
     ) -> None:
         """`owns` says which runs this replica serves, `handing_over` which of them it is giving
         up (their work under way ends, nothing new starts): see buckets.py."""
         self._clock = clock = clock or SystemClock()
+        spans = spans or RunSpans.off()
         self._options = options
         self._cache = cache = Cache()
         self._states = states = RunStates()
@@ -93,7 +96,9 @@ class RunController:
         )
         self._admission = admission = Admission(cache, queue)
         logs = StepLogs(api=api, store=log_store, background=background, limit=options.step_log_bytes)
-        writer = RunWriter(api=api, runs=cache.runs, queue=queue, events=events, metrics=metrics, clock=clock)
+        writer = RunWriter(
+            api=api, runs=cache.runs, queue=queue, events=events, metrics=metrics, clock=clock, spans=spans
+        )
         actuator = Actuator(
             api=api,
             cache=cache,
@@ -108,6 +113,7 @@ class RunController:
             clock=clock,
             options=options.steps,
             logs=logs,
+            spans=spans,
         )
         planner = Planner(engine=options.engine, clock=clock)
         reconciler = Reconciler(
@@ -129,6 +135,7 @@ class RunController:
                 handler_names=handler_names,
                 history=history,
                 logs=logs,
+                spans=spans,
             ),
             planner=planner,
             fast=FastSteps(

@@ -31,7 +31,7 @@ from seqflow.engine.compaction import expanded
 from seqflow.executors.children import child_run
 from seqflow.executors.jobs import owned_by, pod_of_job
 from seqflow.executors.outcomes import (
-    attempt_duration,
+    attempt_times,
     job_finished,
     keeping,
     pod_finished,
@@ -46,6 +46,7 @@ from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import Attempt, RunStates
 from seqflow.runs.steplogs import StepLogs
+from seqflow.runs.traces import RunSpans
 from seqflow.runs.values import Values, new_to_plan
 from seqflow.runs.view import UnreadableStatus, run_view
 
@@ -63,6 +64,7 @@ class Observer:
     handler_names: frozenset[str]
     history: HistorySink
     logs: StepLogs
+    spans: RunSpans
 
     async def observe(
         self, key: Key, body: JsonObject, run: RunView, workflow: WorkflowView | None, *, deleted: bool
@@ -220,14 +222,18 @@ class Observer:
             outcome = read_outcome(job=job, pod=pod, attempt=attempt)
             if pod is not None and pod_finished(pod):
                 self.logs.keep_pod_log(key[0], run_uid=uid, node=node.id, attempt=node.attempts, pod=pod)
-            seconds = attempt_duration(job=job, pod=pod)
-            if seconds is not None:
+            times = attempt_times(job=job, pod=pod)
+            if times is not None:
+                began, ended = times
                 self.metrics.attempt(
                     namespace=key[0],
                     workflow=run.spec.workflow_ref.identity,
                     task=node.id,
                     succeeded=outcome.succeeded,
-                    seconds=seconds,
+                    seconds=(ended - began).total_seconds(),
+                )
+                self.spans.attempt(
+                    body, node=node.id, attempt=node.attempts, start=began, end=ended, error=outcome.error
                 )
             results.append(outcome)
         return results, frozenset(running)

@@ -6,7 +6,7 @@ transitions it made, and wakes the run's parent when its phase changed."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from seqflow.api.bodies import (
     Key,
@@ -18,7 +18,7 @@ from seqflow.api.bodies import (
     status_of,
     version_of,
 )
-from seqflow.api.models import JsonObject, Reason, WorkflowRunStatus
+from seqflow.api.models import HistoryRecord, JsonObject, Reason, WorkflowRunStatus
 from seqflow.clock import Clock
 from seqflow.cluster.events import EventRecorder
 from seqflow.cluster.kube import Conflict, EntityTooLarge, KubeApi, NotFound
@@ -27,6 +27,7 @@ from seqflow.engine import Decision, EventType, PostEvent, RunView, fail_unrecor
 from seqflow.executors.jobs import run_of
 from seqflow.metrics import Metrics
 from seqflow.runs.cache import RunCache
+from seqflow.runs.traces import RunSpans
 from seqflow.runs.view import run_view
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class RunWriter:
     events: EventRecorder
     metrics: Metrics
     clock: Clock
+    spans: RunSpans
 
     async def write(self, key: Key, body: JsonObject, run: RunView, decision: Decision) -> Written:
         """Write a decision's status. Returns the written body and the decision (when the status
@@ -73,15 +75,19 @@ class RunWriter:
             return await self._fail_too_large(key, body, run, error)
 
     async def _write_decision(self, key: Key, body: JsonObject, run: RunView, decision: Decision) -> Written:
+        if self.spans.on and decision.status.trace_id is None:
+            traced = decision.status.model_copy(update={"trace_id": self.spans.trace_id(body)})
+            decision = replace(decision, status=traced)
         try:
-            body = await self._write_status(key, body, decision.status)
+            written = await self._write_status(key, body, decision.status)
         except NotFound:
             return None
         except Conflict:
             fresh = await self.reread(key)
             return (fresh, None) if fresh is not None else None
         self._report(key, run, decision.status)
-        return body, decision
+        self.spans.written(written, decision.status, _new_entries(run, decision.status))
+        return written, decision
 
     async def _fail_too_large(
         self, key: Key, body: JsonObject, run: RunView, error: EntityTooLarge
@@ -162,7 +168,7 @@ class RunWriter:
     def _report(self, key: Key, run: RunView, written: WorkflowRunStatus) -> None:
         """Log and count the transitions a written status made (its new activity log entries)."""
         workflow = run.spec.workflow_ref.identity
-        new = [r for r in written.pending_history if r.seq > run.status.history_seq]
+        new = _new_entries(run, written)
         self.metrics.count(namespace=key[0], workflow=workflow, started_at=written.started_at, records=new)
         for entry in new:
             error = entry.details.get("error") or entry.details.get("message")
@@ -179,6 +185,10 @@ class RunWriter:
                     "error": error,
                 },
             )
+
+
+def _new_entries(run: RunView, written: WorkflowRunStatus) -> list[HistoryRecord]:
+    return [r for r in written.pending_history if r.seq > run.status.history_seq]
 
 
 def _too_large(error: EntityTooLarge) -> str:
