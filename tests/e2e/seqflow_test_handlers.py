@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import time
+
+from opentelemetry import trace
 
 import seqflow
 
@@ -20,6 +23,16 @@ def _stepped(data: dict, context: seqflow.TaskContext) -> dict:
         "trail": [*data.get("trail", []), context.task],
         "step": data.get("step", 0) + 1,
     }
+
+
+@seqflow.task("test.traced")
+def traced(data: dict, context: seqflow.TaskContext) -> dict:
+    """A span of its own under the attempt's (the current one), and a few log lines."""
+    with trace.get_tracer("shop").start_as_current_span("charge card") as span:
+        span.set_attribute("shop.card", "visa")
+        for i in range(data.get("lines", 3)):
+            logging.getLogger("shop.payments").info("charging, line %d of %s", i, context.task)
+    return _stepped(data, context)
 
 
 @seqflow.task("test.step")

@@ -15,7 +15,7 @@ import pytest
 
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import http_url
-from tests.support import REPO, Cluster, Runs, wait_for
+from tests.support import REPO, Cluster, Runs, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mysql]
 
@@ -206,3 +206,44 @@ def test_user_bound_to_one_namespace_sees_only_that_one(
 def test_probes(operator: OperatorProcess):
     assert get(operator, "/healthz") == (200, {"status": "ok"})
     assert get(operator, "/readyz") == (200, {"status": "ok"})
+
+
+def get_text(operator: OperatorProcess, path: str, token: str) -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(http_url(operator) + path, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), dict(error.headers)
+
+
+def test_a_handlers_log_lines_are_kept_with_its_attempt(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess
+):
+    """The logging records a handler emits, per attempt, from the history API under the run's
+    RBAC; a handler that logs nothing keeps no log."""
+    token = admin_token(cluster)
+    steps = [{"name": "Charge", "handler": "test.traced"}, {"name": "Quiet", "handler": "test.step"}]
+    cluster.apply(workflow("chatty", steps), namespace=namespace)
+    cluster.apply(workflow_run("r1", "chatty", {"lines": 4}), namespace=namespace)
+    history_written(runs, namespace, ["r1"])
+
+    logs = f"/api/v1/namespaces/{namespace}/runs/r1/logs"
+    code, body = wait_for(
+        lambda: (found := get(operator, logs, token))[1].get("items") and found,
+        timeout=30,
+        what="the kept log to be listed",
+    )
+    assert code == 200
+    (kept,) = body["items"]
+    assert (kept["task"], kept["attempt"], kept["truncated"]) == ("Charge", 1, False)
+    code, text, headers = get_text(operator, f"{logs}/Charge/1", token)
+    assert code == 200 and headers["X-Seqflow-Log-Size"] == str(kept["size"]) == str(len(text.encode()))
+    lines = [line for line in text.splitlines() if "shop.payments" in line]
+    assert [line.split(": ", 1)[1] for line in lines] == [f"charging, line {i} of Charge" for i in range(4)]
+    assert all(" INFO shop.payments: " in line for line in lines)
+
+    code, _, _ = get_text(operator, f"{logs}/Quiet/1", token)
+    assert code == 404
+    code, _, _ = get_text(operator, f"{logs}/Charge/1", cluster.control_plane.token_for("bob"))
+    assert code == 403  # bob may not get workflowruns here
