@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,25 +33,34 @@ def jaeger() -> Iterator[Jaeger]:
 
 
 @pytest.fixture(scope="module")
+def traced_namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"traced-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="module")
 def traced_operator(
-    operator_kubeconfig: Path, crds: None, database_url: str, jaeger: Jaeger, tmp_path_factory
+    operator_kubeconfig: Path,
+    crds: None,
+    database_url: str,
+    jaeger: Jaeger,
+    traced_namespace: str,
+    tmp_path_factory,
 ) -> Iterator[OperatorProcess]:
-    """An operator of its own, exporting to Jaeger, serving the namespaces `traced-*`."""
+    """An operator of its own, exporting to Jaeger, serving `traced_namespace` (there before it)."""
     log = tmp_path_factory.mktemp("traced") / "operator.log"
     process = start_operator(
-        operator_kubeconfig, log, "traced-*", database_url, SEQFLOW_TRACING_ENDPOINT=jaeger.otlp_endpoint
+        operator_kubeconfig,
+        log,
+        traced_namespace,
+        database_url,
+        SEQFLOW_TRACING_ENDPOINT=jaeger.otlp_endpoint,
     )
     yield process
     process.stop()
     print(f"\noperator log: {log}\n{process.tail(40)}")
-
-
-@pytest.fixture
-def traced_namespace(cluster: Cluster, tmp_path) -> Iterator[str]:
-    name = "traced-" + tmp_path.name[-6:].lower().replace("_", "-")
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def by_name(found: dict) -> dict[str, list[dict]]:
@@ -114,7 +124,10 @@ def test_a_run_is_one_trace_span_by_span(
     for name in ("Reserve", "Pay backoff", "Pack", "Label", "Ship"):
         (span,) = spans[name]
         assert parent_of(span) == run_span, name
-        assert tags(span)["seqflow.step"] == name and tags(span)["seqflow.workflow"] == "traced"
+        assert (
+            tags(span)["seqflow.step"] == name.removesuffix(" backoff")
+            and tags(span)["seqflow.workflow"] == "traced"
+        )
     first, second = spans["Pay"]  # the retried step's attempts: siblings under the run
     assert parent_of(first) == parent_of(second) == run_span
     assert [tags(first)["seqflow.attempt"], tags(second)["seqflow.attempt"]] == [1, 2]

@@ -203,6 +203,7 @@ NAMESPACED_PERMISSIONS = {
     ("", "events"): {"create"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete", "patch"},
     ("", "pods"): {"list", "watch"},
+    ("", "pods/log"): {"get"},
     ("", "configmaps"): {"get"},
 }
 CLUSTER_PERMISSIONS = {

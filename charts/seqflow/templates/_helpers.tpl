@@ -150,6 +150,10 @@ gets a copy of its own, made just before it and removed after it.
   {{- else }}
   verbs: [list, watch]
   {{- end }}
+# The container logs of Job and Pod steps, kept with their attempts once they end.
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 # Runs' inputs read from a ConfigMap key (spec.inputFrom.configMapKeyRef).
 - apiGroups: [""]
   resources: [configmaps]
