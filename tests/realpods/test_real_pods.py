@@ -329,6 +329,65 @@ def test_history_api_through_port_forward(cluster: Cluster, installed: Path, nam
         forward.wait()
 
 
+def test_a_job_steps_log_is_kept_as_its_tail_after_its_pod_and_job_are_gone(
+    cluster: Cluster, installed: Path, namespace: str
+):
+    """A 10 MiB container log, kept as its last 1 MiB (SEQFLOW_STEP_LOG_BYTES' default): read
+    from the history API and `kubectl seqflow logs` once the Job and its pod are deleted."""
+    wait_ready(cluster, image="localhost/seqflow:dev")
+    lines = 10 * 2**20 // 128  # each line 128 bytes
+    dump = f"import sys\nfor i in range({lines}): sys.stdout.write(f'line {{i:09d}} ' + 'x' * 112 + '\\n')"
+    step = {"name": "Dump", "job": {"image": HANDLERS_IMAGE, "command": ["python", "-c", dump]}}
+    cluster.apply(workflow("chatty", [step]), namespace=namespace)
+    cluster.apply(workflow_run("r1", "chatty"), namespace=namespace)
+    runs = Runs(cluster.kubeconfig)
+    wait_for(lambda: runs.get(namespace, "r1").get("status", {}).get("phase") == "Succeeded", timeout=120)
+    assert cluster.control_plane is not None
+    token = cluster.control_plane.token_for("admin")
+    port = free_port()
+    forward = subprocess.Popen(
+        [cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "port-forward", "-n", SYSTEM,
+         f"svc/{RELEASE}", f"{port}:http"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    logs = f"http://127.0.0.1:{port}/api/v1/namespaces/{namespace}/runs/r1/logs"
+
+    def listed() -> list[dict[str, Any]] | None:
+        try:
+            request = urllib.request.Request(logs, headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return json.loads(response.read())["items"] or None
+        except OSError:
+            return None
+
+    try:
+        (kept,) = wait_for(listed, timeout=60, what="the step's log kept")
+        cluster.kubectl("delete", "jobs", "--all", "-n", namespace, "--cascade=foreground", "--wait=true")
+        assert not cluster.get_json("pods", "-n", namespace)["items"]
+        request = urllib.request.Request(f"{logs}/Dump/1", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text, size = response.read(), int(response.headers["X-Seqflow-Log-Size"])
+    finally:
+        forward.terminate()
+        forward.wait()
+    assert (kept["task"], kept["attempt"], kept["truncated"]) == ("Dump", 1, True)
+    assert kept["size"] == size == lines * 128 and kept["kept"] == len(text) == 2**20
+    assert text.endswith(f"line {lines - 1:09d} ".encode() + b"x" * 112 + b"\n")
+    assert text == b"".join(
+        f"line {i:09d} ".encode() + b"x" * 112 + b"\n" for i in range(lines - 8192, lines)
+    )
+
+    plugin = subprocess.run(
+        [str(Path(sys.executable).with_name("kubectl-seqflow")), f"--kubeconfig={cluster.kubeconfig}",
+         "logs", "r1", "-n", namespace, "--operator-namespace", SYSTEM],
+        env={**os.environ, "PATH": f"{Path(cluster.kubectl_path).parent}:{os.environ['PATH']}"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert plugin.returncode == 0, plugin.stderr
+    assert f"--- Dump attempt 1: kept (the last {2**20} of {lines * 128} bytes)" in plugin.stdout
+    assert plugin.stdout.rstrip().endswith(f"line {lines - 1:09d} " + "x" * 112)
+
+
 def test_kubectl_seqflow_dashboard_opens_the_dashboard_signed_in(
     cluster: Cluster, installed: Path, tmp_path: Path
 ):

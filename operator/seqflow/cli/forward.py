@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from kubernetes import client
 
@@ -21,9 +21,23 @@ class ForwardError(Exception):
     """The port-forward could not be made, or ended, in one line."""
 
 
+class Forward:
+    """A running `kubectl port-forward`, at `address` (http://127.0.0.1:PORT/)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._process = process
+        self.address = _address(process)
+
+    def wait(self) -> NoReturn:
+        """Until kubectl ends, then a ForwardError saying why."""
+        self._process.wait()
+        assert self._process.stderr is not None
+        raise ForwardError(f"the port-forward ended: {self._process.stderr.read().strip()}")
+
+
 @contextlib.contextmanager
-def forwarded(runs: Runs, *, namespace: str, service: str, port: int = 0) -> Iterator[str]:
-    """The local address (http://127.0.0.1:PORT/) of the operator's Service while inside."""
+def forwarded(runs: Runs, *, namespace: str, service: str, port: int = 0) -> Iterator[Forward]:
+    """A port-forward to the operator's Service while inside."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise ForwardError(
@@ -38,10 +52,7 @@ def forwarded(runs: Runs, *, namespace: str, service: str, port: int = 0) -> Ite
         text=True,
     )
     try:
-        yield _address(forward)
-        if forward.poll() is not None:
-            assert forward.stderr is not None
-            raise ForwardError(f"the port-forward ended: {forward.stderr.read().strip()}")
+        yield Forward(forward)
     finally:
         forward.terminate()
         forward.wait()

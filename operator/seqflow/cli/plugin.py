@@ -303,8 +303,8 @@ def dashboard(runs: Runs, args: argparse.Namespace) -> int:
     """Port-forward to the operator's HTTP port and open the dashboard, signed in with the
     kubeconfig's bearer token (passed in the address's fragment, which is never sent to a server)."""
     namespace = args.operator_namespace or runs.namespace
-    with forwarded(runs, namespace=namespace, service=args.service, port=args.port) as address:
-        token = bearer_token()
+    with forwarded(runs, namespace=namespace, service=args.service, port=args.port) as forward:
+        address, token = forward.address, bearer_token()
         signed_in = f"{address}#token={urllib.parse.quote(token, safe='')}" if token else address
         print(f"seqflow dashboard at {address} (Ctrl-C stops the port-forward)")
         if not token:
@@ -314,8 +314,7 @@ def dashboard(runs: Runs, args: argparse.Namespace) -> int:
                 print(f"  signed in: {signed_in}")
         elif not webbrowser.open(signed_in):
             print("  no browser found: open the address above")
-        while True:
-            time.sleep(3600)  # until Ctrl-C; a port-forward that ends says so
+        forward.wait()  # until Ctrl-C, or the port-forward ends
 
 
 def _parser() -> argparse.ArgumentParser:

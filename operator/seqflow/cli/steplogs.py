@@ -110,8 +110,8 @@ def _steps_without_pods(run: dict[str, Any], printed: set[tuple[str, int]]) -> b
 def _print_kept_logs(runs: Runs, args: argparse.Namespace, *, printed: set[tuple[str, int]]) -> None:
     namespace = args.operator_namespace or runs.namespace
     path = f"api/v1/namespaces/{runs.namespace}/runs/{args.run}/logs"
-    with forwarded(runs, namespace=namespace, service=args.service) as address:
-        token = bearer_token()
+    with forwarded(runs, namespace=namespace, service=args.service) as forward:
+        address, token = forward.address, bearer_token()
         for log in _get(address + path, token=token)["items"]:
             if (log["task"], log["attempt"]) in printed:
                 continue

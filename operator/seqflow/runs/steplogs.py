@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from seqflow.api.bodies import name_of
 from seqflow.api.models import JsonObject
-from seqflow.cluster.kube import ApiError, KubeApi
+from seqflow.cluster.kube import ApiError, KubeApi, NotFound
 from seqflow.controller.worker import Background
 from seqflow.executors.jobs import task_container
 from seqflow.executors.steplogs import LogTail
@@ -65,6 +65,9 @@ class StepLogs:
         async with self._reads:
             try:
                 await self._api.read_log(namespace, name_of(pod), container=container, feed=tail.feed)
+            except NotFound as error:  # the pod is gone, or its node keeps no logs
+                logger.info("log of %s attempt %d not kept: %s", log.task, log.attempt, error)
+                return
             except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as error:
                 logger.warning("log of %s attempt %d not kept: %s", log.task, log.attempt, error)
                 return
