@@ -13,10 +13,11 @@ annotation), else its uid's 128 bits; its status says which (`status.traceId`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +26,17 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 CALLER_ANNOTATION = "seqflow.io/traceparent"  # the caller's span a run was started under
 LINK_ANNOTATION = "seqflow.io/linked-traceparent"  # a child run's: its parent step's attempt
@@ -97,7 +108,9 @@ class Tracing:
     """Spans recorded after the fact, batched to the exporter; the process's tracer provider
     too, so that handlers' own spans (and their clients') go the same way."""
 
-    def __init__(self, exporter: SpanExporter, *, service: str = "seqflow") -> None:
+    def __init__(self, exporter: SpanExporter, *, endpoint: str = "", service: str = "seqflow") -> None:
+        """`endpoint`: where the exporter sends (OTLP over HTTP), for Job steps' pods to send too."""
+        self.endpoint = endpoint
         self._provider = TracerProvider(resource=Resource.create({"service.name": service}))
         self._processor = BatchSpanProcessor(exporter, schedule_delay_millis=500)
         self._provider.add_span_processor(self._processor)
@@ -106,8 +119,8 @@ class Tracing:
 
     @classmethod
     def over_otlp(cls, endpoint: str) -> Tracing:
-        url = endpoint.rstrip("/")
-        return cls(OTLPSpanExporter(endpoint=url if url.endswith("/v1/traces") else f"{url}/v1/traces"))
+        base = endpoint.rstrip("/").removesuffix("/v1/traces")
+        return cls(OTLPSpanExporter(endpoint=f"{base}/v1/traces"), endpoint=base)
 
     def record(
         self,
@@ -147,6 +160,30 @@ class Tracing:
 
     def close(self) -> None:
         self._provider.shutdown()
+
+
+@contextlib.contextmanager
+def joined_span(
+    name: str, *, traceparent: str | None, endpoint: str | None, attributes: Mapping[str, AttributeValue]
+) -> Iterator[Span]:
+    """A span of this process (a Job step's pod) under the span it was given as a traceparent,
+    exported to `endpoint` when it ends; INVALID_SPAN when either is missing."""
+    parent = parsed_traceparent(traceparent)
+    if parent is None or not endpoint:
+        yield INVALID_SPAN
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": "seqflow-step"}))
+    base = endpoint.rstrip("/").removesuffix("/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
+    trace.set_tracer_provider(provider)  # the handler's own spans too
+    under = trace.set_span_in_context(NonRecordingSpan(parent))
+    try:
+        with provider.get_tracer("seqflow").start_as_current_span(
+            name, context=under, attributes=attributes
+        ) as span:
+            yield span
+    finally:
+        provider.shutdown()
 
 
 def _nanoseconds(moment: datetime) -> int:

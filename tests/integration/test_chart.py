@@ -276,6 +276,7 @@ def test_operator_settings(helm: Helm):
         "SEQFLOW_MAX_CONCURRENT_RUNS": "16",
         "SEQFLOW_JOB_STEPS_AS": "Job",
         "SEQFLOW_JOB_TTL_SECONDS": "3600",
+        "SEQFLOW_STEP_LOG_BYTES": "1048576",
         "SEQFLOW_LOG_LEVEL": "INFO",
         "SEQFLOW_LOG_FORMAT": "json",
         "SEQFLOW_HTTP_PORT": "8080",
@@ -301,6 +302,10 @@ def test_operator_settings(helm: Helm):
     assert not find(docs, "Job") and not find(docs, "Secret")
     (peering,) = find(docs, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "seqflow"
+
+    traced = helm.render("--set", "tracing.endpoint=http://collector.observability:4318")
+    env = {var["name"]: var.get("value") for var in operator_container(traced)["env"]}
+    assert env["SEQFLOW_TRACING_ENDPOINT"] == "http://collector.observability:4318"
 
     docs = helm.render(*value_sets()["namespaced"])
     env = {var["name"]: var.get("value") for var in operator_container(docs)["env"]}

@@ -15,18 +15,29 @@ import pytest
 
 from seqflow.api.models import JobTemplate, PinnedTask, RetryPolicy
 from seqflow.engine import CreateJob
-from seqflow.executors.jobs import PERMANENT_EXIT_CODE, RunRef, job_manifest
+from seqflow.executors.jobs import PERMANENT_EXIT_CODE, AttemptUrls, RunRef, job_manifest
+from testenv.jaeger import Jaeger
 from tests.support import REPO
 
 HANDLERS = REPO / "tests" / "e2e"
 
 
-def run_in_job_environment(handler: str, data: dict, tmp_path: Path, *, input_file: bool = True):
+def run_in_job_environment(
+    handler: str,
+    data: dict,
+    tmp_path: Path,
+    *,
+    input_file: bool = True,
+    trace: tuple[tuple[str, str], ...] = (),
+):
     """Build the attempt's Job, then run its container's command as the kubelet would."""
     task = PinnedTask(name="Check", job=JobTemplate(image="x"), retry=RetryPolicy(), timeout_seconds=5)
     action = CreateJob(node="Check", name="run-1-check-2", task=task, attempt=2, input=data)
     manifest = job_manifest(
-        run=RunRef(namespace="ns", name="run-1", uid="u-1"), action=action, ttl_seconds=None
+        run=RunRef(namespace="ns", name="run-1", uid="u-1"),
+        action=action,
+        ttl_seconds=None,
+        urls=AttemptUrls(trace=trace),
     )
     pod = manifest["spec"]["template"]
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
@@ -139,3 +150,20 @@ def test_a_large_input_is_fetched_and_a_large_output_sent_over_http(tmp_path):
     assert (tmp_path / "termination-log").read_text() == ""  # the output went over HTTP
     (sent,) = _Attempt.received
     assert json.loads(sent) == {**big, "trail": ["Check"], "step": 2}
+
+
+def test_the_attempt_runs_in_a_span_under_the_steps_exported_to_the_endpoint_it_is_given(tmp_path):
+    """TRACEPARENT and OTEL_EXPORTER_OTLP_ENDPOINT, as seqflow gives a Job's pod: the pod's span
+    under the step's, the handler's own span under it, in a real Jaeger."""
+    step = "00-5b8aa5a2d2c872e8321cf37308d69df2-051581bf3cb55c13-01"
+    with Jaeger() as jaeger:
+        trace = (("TRACEPARENT", step), ("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger.otlp_endpoint))
+        done, message = run_in_job_environment("test.traced", {"lines": 1}, tmp_path, trace=trace)
+        assert done.returncode == 0 and json.loads(message)["trail"] == ["Check"], done.stderr
+        found = jaeger.trace("5b8aa5a2d2c872e8321cf37308d69df2", spans=2)
+    spans = {span["operationName"]: span for span in found["spans"]}
+    assert sorted(spans) == ["Check pod", "charge card"]
+    pod, charge = spans["Check pod"], spans["charge card"]
+    assert [(r["refType"], r["spanID"]) for r in pod["references"]] == [("CHILD_OF", "051581bf3cb55c13")]
+    assert [r["spanID"] for r in charge["references"]] == [pod["spanID"]]
+    assert found["processes"][pod["processID"]]["serviceName"] == "seqflow-step"

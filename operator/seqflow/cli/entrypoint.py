@@ -19,6 +19,8 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import INVALID_SPAN, Span, Status, StatusCode
+
 from seqflow.api.models import JsonObject
 from seqflow.executors.inprocess import (
     PermanentError,
@@ -29,6 +31,7 @@ from seqflow.executors.inprocess import (
 )
 from seqflow.executors.jobs import PERMANENT_EXIT_CODE, TERMINATION_LOG, TERMINATION_MESSAGE_LIMIT
 from seqflow.settings import StartupError
+from seqflow.tracing import joined_span
 
 TRANSFER_TIMEOUT_SECONDS = 120
 
@@ -51,7 +54,7 @@ def _send_output(url: str, text: str) -> None:
         pass
 
 
-def _context(environ: dict[str, str], handler: str) -> TaskContext:
+def _context(environ: dict[str, str], handler: str, span: Span) -> TaskContext:
     return TaskContext(
         namespace=environ.get("SEQFLOW_NAMESPACE", ""),
         run=environ.get("SEQFLOW_RUN", ""),
@@ -59,6 +62,7 @@ def _context(environ: dict[str, str], handler: str) -> TaskContext:
         task=environ.get("SEQFLOW_TASK", handler),
         attempt=int(environ.get("SEQFLOW_ATTEMPT", "1")),
         files=Path(environ["SEQFLOW_ARTIFACTS_DIR"]) if "SEQFLOW_ARTIFACTS_DIR" in environ else None,
+        span=span,
     )
 
 
@@ -66,7 +70,9 @@ async def _awaited(result: Awaitable[JsonObject]) -> JsonObject:
     return await result
 
 
-def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) -> int:
+def run_task(
+    handler_name: str, *, modules: list[str], environ: dict[str, str], span: Span = INVALID_SPAN
+) -> int:
     """Call the handler once; write its output or error to the termination message."""
     output_path = Path(environ.get("SEQFLOW_OUTPUT_PATH", TERMINATION_LOG))
 
@@ -88,7 +94,7 @@ def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) 
         data = _read_input(environ)
         if not isinstance(data, dict):
             raise PermanentError(f"the input must be a JSON object, got {type(data).__name__}")
-        result = handler(data, _context(environ, handler_name))
+        result = handler(data, _context(environ, handler_name, span))
         output = asyncio.run(_awaited(result)) if inspect.isawaitable(result) else result
     except PermanentError as error:
         return finish(str(error) or type(error).__name__, PERMANENT_EXIT_CODE)
@@ -121,4 +127,20 @@ def run_task(handler_name: str, *, modules: list[str], environ: dict[str, str]) 
 
 
 def main(handler_name: str, modules: list[str]) -> None:
-    sys.exit(run_task(handler_name, modules=modules, environ=dict(os.environ)))
+    """With TRACEPARENT and OTEL_EXPORTER_OTLP_ENDPOINT set (seqflow sets both when it traces),
+    the attempt runs in a span of its own under the step's, the handler's spans beneath it."""
+    environ = dict(os.environ)
+    task = environ.get("SEQFLOW_TASK", handler_name)
+    attributes = {
+        "seqflow.step": task,
+        "seqflow.handler": handler_name,
+        "k8s.pod.name": environ.get("HOSTNAME", ""),
+    }
+    traceparent, endpoint = environ.get("TRACEPARENT"), environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    with joined_span(
+        f"{task} pod", traceparent=traceparent, endpoint=endpoint, attributes=attributes
+    ) as span:
+        code = run_task(handler_name, modules=modules, environ=environ, span=span)
+        if code:
+            span.set_status(Status(StatusCode.ERROR, f"exit code {code}"))
+    sys.exit(code)

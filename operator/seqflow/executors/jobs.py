@@ -74,12 +74,12 @@ class ArtifactLinks:
 class AttemptUrls:
     """Where the attempt's pod fetches its input (when it is not in the manifest) and sends a
     large output (when the operator's HTTP API is reachable: SEQFLOW_API_URL), its files, and the
-    trace it joins (its span as a W3C traceparent, given as TRACEPARENT, with tracing on)."""
+    trace it joins (with tracing on: TRACEPARENT, its span, and OTEL_EXPORTER_OTLP_ENDPOINT)."""
 
     input: str | None = None
     output: str | None = None
     artifacts: ArtifactLinks | None = None
-    traceparent: str | None = None
+    trace: tuple[tuple[str, str], ...] = ()
 
 
 def job_manifest(
@@ -151,8 +151,8 @@ def _attempt_template(*, run: RunRef, action: CreateJob, urls: AttemptUrls) -> J
         given += _inline_input(template, container, action.input)
     if urls.output is not None:
         given.append(("SEQFLOW_OUTPUT_URL", urls.output))
-    if urls.traceparent is not None:
-        given.append(("TRACEPARENT", urls.traceparent))
+    own = {var.get("name") for var in container.get("env", [])}
+    given += [(name, value) for name, value in urls.trace if name not in own]  # theirs stand
     container["env"] = [
         *container.get("env", []),
         *(

@@ -243,8 +243,7 @@ class Actuator:
             if files is None:
                 return True
             urls = replace(urls, artifacts=files)
-        traceparent = self.spans.traceparent(body, node=action.node, attempt=action.attempt)
-        urls = replace(urls, traceparent=traceparent)
+        urls = replace(urls, trace=self.spans.pod_environment(body, node=action.node, attempt=action.attempt))
         if self.options.step_pods:
             kind, manifest = "Pod", pod_manifest(run=run, action=action, urls=urls)
             create, get = self.api.create_pod, self.api.get_pod

@@ -71,6 +71,14 @@ class RunSpans:
             return INVALID_SPAN
         return NonRecordingSpan(run_trace(body).context(span_id_of(uid_of(body), node, attempt)))
 
+    def pod_environment(self, body: JsonObject, *, node: str, attempt: int) -> tuple[tuple[str, str], ...]:
+        """What a Job step's pod is given to join the trace: its attempt's span (TRACEPARENT) and
+        where to send its own (the standard OTEL_EXPORTER_OTLP_ENDPOINT)."""
+        traceparent = self.traceparent(body, node=node, attempt=attempt)
+        if self._tracing is None or traceparent is None:
+            return ()
+        return (("TRACEPARENT", traceparent), ("OTEL_EXPORTER_OTLP_ENDPOINT", self._tracing.endpoint))
+
     def traceparent(self, body: JsonObject, *, node: str, attempt: int) -> str | None:
         """An attempt's span as a W3C traceparent (for a Job's pod or a child run), or None."""
         span = self.attempt_span(body, node=node, attempt=attempt)
