@@ -10,6 +10,7 @@ is printed as a share of it.
     python bench/throughput.py --runs 200 --tasks 5
     python bench/throughput.py --runs 200 --tasks 5 --output-bytes 1048576   # outputs by reference
     python bench/throughput.py --runs 300 --tasks 5 --replicas 3   # active-active, 16 buckets
+    python bench/throughput.py --runs 200 --tasks 5 --tracing      # traces exported to a Jaeger
 
 With several replicas it also kills one after the load and prints how soon the others held all
 of the buckets.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -40,6 +42,7 @@ from seqflow.history.migrate import upgrade  # noqa: E402
 from seqflow.history.store import create_store_engine  # noqa: E402
 from testenv import ControlPlane, MariaDB, ensure_binaries  # noqa: E402
 from testenv._proc import free_port  # noqa: E402
+from testenv.jaeger import Jaeger  # noqa: E402
 from testenv.operator import OperatorProcess  # noqa: E402
 
 NAMESPACE = "default"
@@ -288,7 +291,15 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1, help="> 1: active-active, SEQFLOW_BUCKETS=16")
     parser.add_argument("--write-delay", type=float, default=0.5, help="SEQFLOW_WRITE_DELAY_SECONDS")
     parser.add_argument("--output-bytes", type=int, default=0, help="each task's output this large (padded)")
+    parser.add_argument("--tracing", action="store_true", help="export traces to a local Jaeger")
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        jaeger = stack.enter_context(Jaeger()) if args.tracing else None
+        run(args, jaeger)
+
+
+def run(args: argparse.Namespace, jaeger: Jaeger | None) -> None:
+    traced = {"SEQFLOW_TRACING_ENDPOINT": jaeger.otlp_endpoint} if jaeger is not None else {}
     with ControlPlane() as control_plane, MariaDB(durable=True) as mariadb:
         api = install_crds(control_plane)
         create_noop_workflow(api, tasks=args.tasks)
@@ -301,6 +312,7 @@ def main() -> None:
                 SEQFLOW_MAX_CONCURRENT_RUNS=str(args.workers),
                 SEQFLOW_WRITE_DELAY_SECONDS=str(args.write_delay),
                 **(replica_settings(i) if args.replicas > 1 else {}),
+                **traced,
             )
             for i in range(args.replicas)
         ]
@@ -389,6 +401,10 @@ def main() -> None:
     )
     if handover is not None:
         print(f"replica killed          the others held all its buckets {handover:.1f} s later")
+    if jaeger is not None:
+        trace_id = finished[names[-1]]["status"].get("traceId", "")
+        spans = len(jaeger.trace(trace_id, spans=args.tasks + 1, timeout=10)["spans"]) if trace_id else 0
+        print(f"tracing                 on: the last run's trace in Jaeger holds {spans} spans")
     print(f"watch saw all finished  {ended - began:.2f} s")
     print(
         "API requests            "

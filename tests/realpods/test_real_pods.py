@@ -67,7 +67,14 @@ def wait_ready(cluster: Cluster, *, image: str) -> dict[str, Any]:
             return False
         return pod["spec"]["containers"][0]["image"] == image and ready(pod)
 
-    wait_for(up, timeout=120, what=f"the operator pod running {image} to be Ready")
+    try:
+        wait_for(up, timeout=120, what=f"the operator pod running {image} to be Ready")
+    except AssertionError as error:  # say why: its state and its last lines
+        pods = cluster.kubectl("get", "pods", "-n", SYSTEM, "-o", "wide", check=False).stdout
+        logs = cluster.kubectl(
+            "logs", "-n", SYSTEM, "-l", "app.kubernetes.io/component=operator", "--tail=30", check=False
+        )
+        raise AssertionError(f"{error}\n{pods}\n{logs.stdout}{logs.stderr}") from None
     return operator_pod(cluster)
 
 
