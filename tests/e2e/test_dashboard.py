@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import http_url
-from tests.e2e.test_history import admin_token
+from tests.e2e.test_history import admin_token, get
 from tests.support import CHROMIUM_FLAGS, Cluster, Runs, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
@@ -231,6 +231,29 @@ def test_a_stored_output_shows_its_first_part_and_downloads_whole(
         output.get_by_role("button", name="Download").click()
     saved = json.loads(Path(downloaded.value.path()).read_text())
     assert saved == {"doc": document, "trail": ["Grow"], "step": 1}
+
+
+def test_an_attempts_kept_log_opens_under_it(
+    cluster: Cluster, runs: Runs, namespace: str, operator: OperatorProcess, page: Page
+):
+    cluster.apply(workflow("logged", [{"name": "Charge", "handler": "test.traced"}]), namespace=namespace)
+    cluster.apply(workflow_run("r-logged", "logged", {"lines": 2}), namespace=namespace)
+    wait_for(
+        lambda: runs.get(namespace, "r-logged").get("status", {}).get("phase") == "Succeeded", timeout=30
+    )
+    logs = f"/api/v1/namespaces/{namespace}/runs/r-logged/logs"
+    wait_for(
+        lambda: get(operator, logs, admin_token(cluster))[1].get("items"), timeout=30, what="the log kept"
+    )
+
+    sign_in(page, operator, admin_token(cluster), user="admin")
+    page.goto(f"{http_url(operator)}/#/runs/{namespace}/r-logged")
+    step = page.locator('details[data-step="Charge"]')
+    step.locator("summary").first.click()
+    log = step.locator("details", has_text="Log (")
+    expect(log.locator("summary")).to_have_text(re.compile(r"Log \(\d+ bytes\)"))
+    log.locator("summary").click()
+    expect(log.locator("pre.log")).to_contain_text("INFO shop.payments: charging, line 1 of Charge")
 
 
 def test_a_fan_outs_counters_pages_of_items_and_a_failed_items_attempts(

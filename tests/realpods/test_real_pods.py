@@ -5,6 +5,7 @@ seqflow dashboard` opening the dashboard signed in, and an upgrade with a run in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ pytestmark = [pytest.mark.cluster]
 
 RELEASE, SYSTEM = "seqflow", "seqflow-system"
 HANDLERS_IMAGE = "localhost/seqflow-handlers:dev"
+FINISHED = ("Succeeded", "Failed", "Cancelled")
 
 
 def helm(cluster: Cluster, home: Path, *args: str) -> str:
@@ -294,6 +296,22 @@ def test_a_50_mib_file_goes_from_one_real_job_step_to_the_next_through_the_objec
     assert len(json.dumps(cluster.get_json("workflowrun", "r1", "-n", namespace))) < 256 * 1024
 
 
+@contextlib.contextmanager
+def operator_port(cluster: Cluster) -> Iterator[int]:
+    """A local port forwarded to the operator's Service while inside."""
+    port = free_port()
+    forward = subprocess.Popen(
+        [cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "port-forward", "-n", SYSTEM,
+         f"svc/{RELEASE}", f"{port}:http"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        yield port
+    finally:
+        forward.terminate()
+        forward.wait()
+
+
 def test_history_api_through_port_forward(cluster: Cluster, installed: Path, namespace: str):
     wait_ready(cluster, image="localhost/seqflow:dev")
     cluster.apply(workflow("one", [job_step("Only", "pod.step")]), namespace=namespace)
@@ -307,13 +325,7 @@ def test_history_api_through_port_forward(cluster: Cluster, installed: Path, nam
         timeout=90,
         what="the run and its history",
     )
-    port = free_port()
-    forward = subprocess.Popen(
-        [cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "port-forward", "-n", SYSTEM,
-         f"svc/{RELEASE}", f"{port}:http"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+    with operator_port(cluster) as port:
         assert cluster.control_plane is not None
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/namespaces/{namespace}/runs/r1",
@@ -331,9 +343,6 @@ def test_history_api_through_port_forward(cluster: Cluster, installed: Path, nam
         wait_for(answered, timeout=30, what="the history API through port-forward")
         run = answered.body  # type: ignore[attr-defined]
         assert run["phase"] == "Succeeded" and run["attempts"][0]["task"] == "Only"
-    finally:
-        forward.terminate()
-        forward.wait()
 
 
 def test_a_job_steps_log_is_kept_as_its_tail_after_its_pod_and_job_are_gone(
@@ -343,21 +352,18 @@ def test_a_job_steps_log_is_kept_as_its_tail_after_its_pod_and_job_are_gone(
     from the history API and `kubectl seqflow logs` once the Job and its pod are deleted."""
     wait_ready(cluster, image="localhost/seqflow:dev")
     lines = 10 * 2**20 // 128  # each line 128 bytes
-    dump = f"import sys\nfor i in range({lines}): sys.stdout.write(f'line {{i:09d}} ' + 'x' * 112 + '\\n')"
+    dump = (
+        f"import sys\nfor i in range({lines}): sys.stdout.write(f'line {{i:09d}} ' + 'x' * 112 + '\\n')\n"
+        "open('/dev/termination-log', 'w').write('{}')"  # its output
+    )
     step = {"name": "Dump", "job": {"image": HANDLERS_IMAGE, "command": ["python", "-c", dump]}}
     cluster.apply(workflow("chatty", [step]), namespace=namespace)
     cluster.apply(workflow_run("r1", "chatty"), namespace=namespace)
     runs = Runs(cluster.kubeconfig)
-    wait_for(lambda: runs.get(namespace, "r1").get("status", {}).get("phase") == "Succeeded", timeout=120)
+    wait_for(lambda: runs.get(namespace, "r1").get("status", {}).get("phase") in FINISHED, timeout=120)
+    assert runs.get(namespace, "r1")["status"]["phase"] == "Succeeded", runs.get(namespace, "r1")["status"]
     assert cluster.control_plane is not None
     token = cluster.control_plane.token_for("admin")
-    port = free_port()
-    forward = subprocess.Popen(
-        [cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "port-forward", "-n", SYSTEM,
-         f"svc/{RELEASE}", f"{port}:http"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    logs = f"http://127.0.0.1:{port}/api/v1/namespaces/{namespace}/runs/r1/logs"
 
     def listed() -> list[dict[str, Any]] | None:
         try:
@@ -367,16 +373,14 @@ def test_a_job_steps_log_is_kept_as_its_tail_after_its_pod_and_job_are_gone(
         except OSError:
             return None
 
-    try:
+    with operator_port(cluster) as port:
+        logs = f"http://127.0.0.1:{port}/api/v1/namespaces/{namespace}/runs/r1/logs"
         (kept,) = wait_for(listed, timeout=60, what="the step's log kept")
         cluster.kubectl("delete", "jobs", "--all", "-n", namespace, "--cascade=foreground", "--wait=true")
         assert not cluster.get_json("pods", "-n", namespace)["items"]
         request = urllib.request.Request(f"{logs}/Dump/1", headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             text, size = response.read(), int(response.headers["X-Seqflow-Log-Size"])
-    finally:
-        forward.terminate()
-        forward.wait()
     assert (kept["task"], kept["attempt"], kept["truncated"]) == ("Dump", 1, True)
     assert kept["size"] == size == lines * 128 and kept["kept"] == len(text) == 2**20
     assert text.endswith(f"line {lines - 1:09d} ".encode() + b"x" * 112 + b"\n")
