@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from seqflow.http.webhooks import signature
+from seqflow.tracing import CALLER_ANNOTATION
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import http_url
 from tests.e2e.test_history import admin_token, get
@@ -19,6 +20,9 @@ from tests.e2e.test_plugin import plugin
 from tests.support import Cluster, Runs, wait_for, workflow
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
+
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def post(
@@ -206,6 +210,7 @@ def test_signed_webhooks_start_runs_and_refuse_anything_else(
             headers={
                 "X-Seqflow-Timestamp": stamp,
                 "X-Seqflow-Signature": signature(key, timestamp=stamp, body=body),
+                "traceparent": CALLER,
             },
         )
         try:
@@ -221,6 +226,8 @@ def test_signed_webhooks_start_runs_and_refuse_anything_else(
         lambda: runs.get(namespace, started["name"]).get("status", {}).get("phase") == "Succeeded", timeout=30
     )
     assert runs.get(namespace, started["name"])["spec"]["input"] == {"order": 7}
+    # the sender's trace goes on in the run's (with tracing on; see test_traces.py)
+    assert runs.get(namespace, started["name"])["metadata"]["annotations"][CALLER_ANNOTATION] == CALLER
     refusals = [
         deliver("hooked", at=now),  # the same delivery again (a replay)
         deliver("hooked", at=now - 400),  # outside the 5-minute window
