@@ -4,10 +4,11 @@ kwok's fake node: pods end at once), the gap between one step's pod ending and t
 A watch on pods (from this process) notes when each pod is first seen and first seen terminal;
 the gap is the next step's pod first seen minus the previous step's pod seen Succeeded. Also
 prints steps/s over the whole load and how long the Job controller took to mark a Job Complete
-after its pod had succeeded (the wait seqflow no longer has). `--steps-as Pod` runs the operator
-with SEQFLOW_JOB_STEPS_AS=Pod: each attempt a pod of its own, no Job controller in the way.
+after its pod had succeeded (the wait seqflow no longer has). `--steps-as ManagedJob` runs the
+operator with SEQFLOW_JOB_STEPS_AS=ManagedJob: Jobs whose pods and status seqflow makes
+(spec.managedBy); `--steps-as Pod`: each attempt a pod of its own, no Job at all.
 
-    python bench/job_gap.py --runs 50 --steps 5 [--steps-as Pod]
+    python bench/job_gap.py --runs 50 --steps 5 [--steps-as ManagedJob|Pod]
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=900)
-    parser.add_argument("--steps-as", choices=("Job", "Pod"), default="Job", help="SEQFLOW_JOB_STEPS_AS")
+    parser.add_argument(
+        "--steps-as", choices=("Job", "ManagedJob", "Pod"), default="Job", help="SEQFLOW_JOB_STEPS_AS"
+    )
     args = parser.parse_args()
 
     with ControlPlane(with_jobs=True) as control_plane, MariaDB(durable=True) as mariadb:

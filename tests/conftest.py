@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from testenv import ControlPlane, MariaDB, ensure_binaries
-from tests.support import OPERATOR_USER, POD_STEPS_USER, REPLICAS_USER, REPO, Cluster, wait_for
+from tests.support import (
+    MANAGED_JOBS_USER,
+    OPERATOR_USER,
+    POD_STEPS_USER,
+    REPLICAS_USER,
+    REPO,
+    Cluster,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +34,8 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(Path(existing), shutil.which("kubectl") or "kubectl", None)
         return
     with ControlPlane(
-        with_jobs=True, users=("alice", "bob", OPERATOR_USER, POD_STEPS_USER, REPLICAS_USER)
+        with_jobs=True,
+        users=("alice", "bob", OPERATOR_USER, POD_STEPS_USER, MANAGED_JOBS_USER, REPLICAS_USER),
     ) as control_plane:
         print(f"\nlocal control plane ready in {control_plane.start_seconds:.2f} s")
         yield Cluster(control_plane.kubeconfig, str(ensure_binaries().kubectl), control_plane)

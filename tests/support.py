@@ -16,6 +16,7 @@ from testenv import ControlPlane
 REPO = Path(__file__).resolve().parent.parent
 OPERATOR_USER = "seqflow-operator"  # the e2e operators authenticate as this user, bound to the chart's RBAC
 POD_STEPS_USER = "seqflow-pods-operator"  # the same, bound to the chart's RBAC for jobStepsAs=Pod
+MANAGED_JOBS_USER = "seqflow-managed-operator"  # the same, for jobStepsAs=ManagedJob
 REPLICAS_USER = "seqflow-replicas-operator"  # the same, bound to the chart's RBAC for buckets > 0
 
 

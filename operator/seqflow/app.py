@@ -227,7 +227,7 @@ def _run_options(
         workers=settings.max_concurrent_runs,
         event_queue_size=settings.event_queue_size,
         steps=StepOptions(
-            step_pods=settings.job_steps_as == "Pod",
+            steps_as=settings.job_steps_as,
             job_ttl_seconds=settings.job_ttl_seconds,
             links=links,
             artifacts=artifacts,

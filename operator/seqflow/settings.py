@@ -26,6 +26,9 @@ class StartupError(Exception):
     """Why seqflow cannot start, in one line for the user (no traceback)."""
 
 
+JobStepsAs = Literal["Job", "ManagedJob", "Pod"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_parse_none_str="none", frozen=True)
 
@@ -75,13 +78,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds a finished run is kept when neither it nor its Workflow says; `none`: kept.",
     )
-    job_steps_as: Literal["Job", "Pod"] = Field(
+    job_steps_as: JobStepsAs = Field(
         default="Job",
         description="What runs a Job step's attempt: a batch/v1 Job of one pod (kubectl get jobs shows "
         "it; Kubernetes' Job controller creates its pod and reports its end, at its own API rate "
-        "limit), or `Pod`: the pod alone, created by seqflow and owned by the run, as Argo Workflows "
-        "and Tekton run steps (much faster under load; SEQFLOW_JOB_TTL_SECONDS does not apply, the "
-        "pods go with their run).",
+        "limit), `ManagedJob`: such a Job that seqflow runs itself (spec.managedBy; it creates the "
+        "pod and writes the Job's status, Kubernetes 1.32+), or `Pod`: the pod alone, created by "
+        "seqflow and owned by the run, as Argo Workflows and Tekton run steps (SEQFLOW_JOB_TTL_SECONDS "
+        "does not apply, the pods go with their run).",
     )
     job_ttl_seconds: int | None = Field(
         default=3600,

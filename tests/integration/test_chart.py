@@ -249,6 +249,10 @@ def test_rbac_grants_exactly_what_the_operator_uses(helm: Helm):
     assert ("kopf.dev", "clusterkopfpeerings") not in permissions(cluster_role)
     (pod_steps,) = find(helm.render("--set", "jobStepsAs=Pod"), "ClusterRole")
     assert permissions(pod_steps)[("", "pods")] == {"create", "get", "list", "watch", "delete", "patch"}
+    (managed_jobs,) = find(helm.render("--set", "jobStepsAs=ManagedJob"), "ClusterRole")
+    assert permissions(managed_jobs)[("", "pods")] == {"create", "get", "list", "watch"}
+    assert permissions(managed_jobs)[("batch", "jobs/status")] == {"patch"}
+    assert ("batch", "jobs/status") not in permissions(pod_steps)
     for setting in ("inputsFromSecrets=true", "httpSteps.headersFromSecrets=true"):
         (from_secrets,) = find(helm.render("--set", setting), "ClusterRole")
         assert permissions(from_secrets)[("", "secrets")] == {"get"}

@@ -142,11 +142,20 @@ gets a copy of its own, made just before it and removed after it.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [create, get, list, watch, delete, patch]
+{{- if eq .Values.jobStepsAs "ManagedJob" }}
+# jobStepsAs=ManagedJob: the operator runs its Jobs (spec.managedBy): it creates their pods and
+# writes their status.
+- apiGroups: [batch]
+  resources: [jobs/status]
+  verbs: [patch]
+{{- end }}
 - apiGroups: [""]
   resources: [pods]
   {{- if eq .Values.jobStepsAs "Pod" }}
   # jobStepsAs=Pod: a step's pod is created (and deleted on a cancel) by the operator itself.
   verbs: [create, get, list, watch, delete, patch]
+  {{- else if eq .Values.jobStepsAs "ManagedJob" }}
+  verbs: [create, get, list, watch]
   {{- else }}
   verbs: [list, watch]
   {{- end }}

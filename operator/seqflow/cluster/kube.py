@@ -242,6 +242,9 @@ class KubeApi:
     async def patch_job(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
         return await self._merge_patch(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}", patch)
 
+    async def patch_job_status(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
+        return await self._merge_patch(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status", patch)
+
     async def patch_pod(self, namespace: str, name: str, patch: JsonObject) -> JsonObject:
         return await self._merge_patch(f"/api/v1/namespaces/{namespace}/pods/{name}", patch)
 

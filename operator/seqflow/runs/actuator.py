@@ -52,23 +52,26 @@ from seqflow.executors.jobs import (
     pod_manifest,
     run_of,
 )
+from seqflow.executors.managed import MANAGED_JOBS, managed
 from seqflow.executors.outcomes import slim_pod
 from seqflow.executors.steplogs import capture
 from seqflow.history.logs import AttemptLog
 from seqflow.metrics import Metrics
 from seqflow.runs.cache import Cache
+from seqflow.runs.managed import ManagedJobs
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import RunState, RunStates
 from seqflow.runs.steplogs import StepLogs
 from seqflow.runs.traces import RunSpans
 from seqflow.runs.values import Values
+from seqflow.settings import JobStepsAs
 from seqflow.tracing import LINK_ANNOTATION
 
 
 @dataclass(frozen=True)
 class StepOptions:
-    step_pods: bool = False  # a Job step's attempt is a pod of its own, not a Job
+    steps_as: JobStepsAs = "Job"  # a Job step's attempt: a Job, a Job seqflow runs, or a pod alone
     job_ttl_seconds: int | None = None
     links: AttemptLinks | None = None  # where Job steps fetch large inputs and send large outputs
     artifacts: ArtifactStore | None = None  # where Job steps' files are kept
@@ -91,6 +94,7 @@ class Actuator:
     options: StepOptions
     logs: StepLogs
     spans: RunSpans
+    managed: ManagedJobs
 
     async def act(self, key: Key, body: JsonObject, decision: Decision) -> bool:
         """Carry out a written decision; True when what it found needs another round now."""
@@ -244,13 +248,15 @@ class Actuator:
                 return True
             urls = replace(urls, artifacts=files)
         urls = replace(urls, trace=self.spans.pod_environment(body, node=action.node, attempt=action.attempt))
-        if self.options.step_pods:
+        if self.options.steps_as == "Pod":
             kind, manifest = "Pod", pod_manifest(run=run, action=action, urls=urls)
             create, get = self.api.create_pod, self.api.get_pod
         else:
             ttl = self.options.job_ttl_seconds
             kind, manifest = "Job", job_manifest(run=run, action=action, ttl_seconds=ttl, urls=urls)
             create, get = self.api.create_job, self.api.get_job
+            if self.options.steps_as == "ManagedJob":
+                manifest["spec"]["managedBy"] = MANAGED_JOBS
         try:
             created = await create(run.namespace, manifest)
         except Conflict:  # created before: by us, for this very attempt?
@@ -270,11 +276,11 @@ class Actuator:
         except Forbidden as error:
             _forbidden(state, node=action.node, what=f"{kind.lower()}s", namespace=run.namespace, error=error)
             return True
-        if self.options.step_pods:
+        if kind == "Pod":
             self.cache.pods[(run.namespace, action.name)] = slim_pod(created)
-        else:
-            self.cache.jobs[(run.namespace, action.name)] = created
-        return False
+            return False
+        self.cache.jobs[(run.namespace, action.name)] = created
+        return managed(created) and not await self.managed.start_pod(created, state=state, node=action.node)
 
     async def _job_input(
         self, run: RunRef, state: RunState, action: CreateJob
@@ -377,7 +383,9 @@ class Actuator:
     async def _delete_job(self, namespace: str, name: str) -> None:
         """Stop an attempt: delete its Job (or its pod, SEQFLOW_JOB_STEPS_AS=Pod)."""
         with contextlib.suppress(NotFound):
-            await (self.api.delete_pod if self.options.step_pods else self.api.delete_job)(namespace, name)
+            await (self.api.delete_pod if self.options.steps_as == "Pod" else self.api.delete_job)(
+                namespace, name
+            )
         self.cache.jobs.pop((namespace, name), None)
         self.cache.pods.pop((namespace, name), None)
 

@@ -19,6 +19,7 @@ from seqflow.controller.worker import Background, Workers
 from seqflow.engine import EngineOptions
 from seqflow.executors.inprocess import HandlerRunner
 from seqflow.executors.jobs import LABEL_RUN, run_of, step_of_pod
+from seqflow.executors.managed import managed
 from seqflow.executors.outcomes import job_finished, pod_finished, slim_pod
 from seqflow.metrics import Metrics, WorkflowRuns
 from seqflow.runs.actuator import Actuator, StepOptions
@@ -27,6 +28,7 @@ from seqflow.runs.cache import Cache, workflow_named
 from seqflow.runs.census import census
 from seqflow.runs.fast import FastSteps
 from seqflow.runs.flush import HistoryFlush, HistorySink
+from seqflow.runs.managed import ManagedJobs
 from seqflow.runs.observe import Observer
 from seqflow.runs.ownership import Ownership, Owns, hands_over_nothing, owns_everything
 from seqflow.runs.progress import ALL_RETRIES, Journal, Progress
@@ -96,6 +98,7 @@ class RunController:
         )
         self._admission = admission = Admission(cache, queue)
         logs = StepLogs(api=api, store=log_store, background=background, limit=options.step_log_bytes)
+        managed = ManagedJobs(api=api, cache=cache, clock=clock)
         writer = RunWriter(
             api=api, runs=cache.runs, queue=queue, events=events, metrics=metrics, clock=clock, spans=spans
         )
@@ -114,6 +117,7 @@ class RunController:
             options=options.steps,
             logs=logs,
             spans=spans,
+            managed=managed,
         )
         planner = Planner(engine=options.engine, clock=clock)
         reconciler = Reconciler(
@@ -136,6 +140,7 @@ class RunController:
                 history=history,
                 logs=logs,
                 spans=spans,
+                managed=managed,
             ),
             planner=planner,
             fast=FastSteps(
@@ -286,7 +291,7 @@ class RunController:
             known = self._cache.pods.get(key)
             if known is not None and uid_of(known) == uid_of(body):
                 del self._cache.pods[key]
-                if job is None and run is not None and (key[0], run) in self._cache.runs:
+                if (job is None or managed(job)) and run is not None and (key[0], run) in self._cache.runs:
                     self._queue.add((key[0], run))
             return
         self._cache.pods[key] = slim_pod(body)

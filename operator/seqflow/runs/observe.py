@@ -30,6 +30,7 @@ from seqflow.engine import (
 from seqflow.engine.compaction import expanded
 from seqflow.executors.children import child_run
 from seqflow.executors.jobs import owned_by, pod_of_job
+from seqflow.executors.managed import managed
 from seqflow.executors.outcomes import (
     attempt_times,
     job_finished,
@@ -42,6 +43,7 @@ from seqflow.metrics import Metrics
 from seqflow.runs.admission import Admission
 from seqflow.runs.cache import Cache
 from seqflow.runs.flush import HistorySink
+from seqflow.runs.managed import ManagedJobs
 from seqflow.runs.ownership import Ownership
 from seqflow.runs.progress import Progress
 from seqflow.runs.state import Attempt, RunStates
@@ -65,6 +67,7 @@ class Observer:
     history: HistorySink
     logs: StepLogs
     spans: RunSpans
+    managed: ManagedJobs
 
     async def observe(
         self, key: Key, body: JsonObject, run: RunView, workflow: WorkflowView | None, *, deleted: bool
@@ -200,6 +203,11 @@ class Observer:
             pod = self.cache.pods.get((key[0], node.job))
             if job is not None and owned_by(job, uid):
                 pod = pod if pod_of_job(pod, job) else None
+                if pod is None and managed(job) and not job_finished(job):  # not made yet, or gone
+                    state = self.states.of(uid, key)
+                    if await self.managed.start_pod(job, state=state, node=node.id):
+                        running.add(node.id)
+                    continue
                 if not job_finished(job) and not pod_finished(pod):
                     running.add(node.id)
                     continue
@@ -220,6 +228,8 @@ class Observer:
                     job = self.cache.jobs[(key[0], node.job)] = await self.api.get_job(key[0], node.job)
             attempt = AttemptId(namespace=key[0], run_uid=uid, node=node.id, attempt=node.attempts)
             outcome = read_outcome(job=job, pod=pod, attempt=attempt)
+            if managed(job) and job is not None and pod is not None and not job_finished(job):
+                await self.managed.finish(job, pod, outcome)
             if pod is not None and pod_finished(pod):
                 self.logs.keep_pod_log(key[0], run_uid=uid, node=node.id, attempt=node.attempts, pod=pod)
             times = attempt_times(job=job, pod=pod)
