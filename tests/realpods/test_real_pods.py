@@ -472,23 +472,27 @@ def test_upgrade_to_a_new_image_with_a_run_in_flight(cluster: Cluster, installed
     assert [n["attempts"] for n in status["nodes"]] == [1, 1]  # the Job in flight was found, not rerun
 
 
-def test_steps_as_pods_of_their_own_with_the_charts_rbac(cluster: Cluster, installed: Path, namespace: str):
-    """jobStepsAs=Pod: the operator (with the chart's role) creates each attempt's pod itself;
-    outputs flow through real containers and the kubelet enforces the step's time limit."""
+@pytest.mark.parametrize("steps_as", ["Pod", "ManagedJob"])
+def test_steps_run_by_seqflow_itself_with_the_charts_rbac(
+    cluster: Cluster, installed: Path, namespace: str, steps_as: str
+):
+    """jobStepsAs=Pod, then ManagedJob: the operator (with the chart's role) creates each
+    attempt's pod itself (alone, or for a Job that names seqflow in spec.managedBy); outputs flow
+    through real containers and the kubelet enforces the step's time limit."""
     helm(
         cluster, installed, "upgrade", RELEASE, str(REPO / "charts" / "seqflow"), "-n", SYSTEM,
-        "--reuse-values", "--set", "jobStepsAs=Pod", "--wait", "--timeout=120s",
+        "--reuse-values", "--set", f"jobStepsAs={steps_as}", "--wait", "--timeout=120s",
     )  # fmt: skip
     wait_for(
         lambda: (
             any(
-                e.get("name") == "SEQFLOW_JOB_STEPS_AS" and e.get("value") == "Pod"
+                e.get("name") == "SEQFLOW_JOB_STEPS_AS" and e.get("value") == steps_as
                 for e in operator_pod(cluster)["spec"]["containers"][0]["env"]
             )
             and ready(operator_pod(cluster))
         ),
         timeout=120,
-        what="the operator running with jobStepsAs=Pod",
+        what=f"the operator running with jobStepsAs={steps_as}",
     )
     quick = {"maxRetries": 2, "backoffSeconds": 1}
     steps = [job_step("First", "pod.step"), job_step("Flaky", "pod.flaky", retry=quick)]
@@ -502,11 +506,18 @@ def test_steps_as_pods_of_their_own_with_the_charts_rbac(cluster: Cluster, insta
     wait_for(lambda: runs.get(namespace, "r1").get("status", {}).get("phase") == "Succeeded", timeout=120)
     status = runs.get(namespace, "r1")["status"]
     assert status["output"]["order"] == "ORD-8" and status["output"]["attempt"] == 2
-    first_pod = status["nodes"][0]["job"]  # named as its Job would be
+    first_pod = status["nodes"][0]["job"]  # named as its Job is (or would be)
     assert status["output"]["hostname"] == first_pod  # First's, passed on through Flaky
-    assert cluster.get_json("jobs", "-n", namespace)["items"] == []
+    jobs = {j["metadata"]["name"]: j for j in cluster.get_json("jobs", "-n", namespace)["items"]}
+    if steps_as == "Pod":
+        assert jobs == {}
+    else:
+        assert {j["spec"]["managedBy"] for j in jobs.values()} == {"seqflow.io/steps"}
+        waited = cluster.kubectl("wait", "-n", namespace, f"job/{first_pod}", "--for=condition=complete")
+        assert "condition met" in waited.stdout
 
     wait_for(lambda: runs.get(namespace, "r2").get("status", {}).get("phase") == "Failed", timeout=90)
     failed = runs.get(namespace, "r2")["status"]
     assert condition(failed)["reason"] == "DeadlineExceeded"
-    assert failed["nodes"][0]["lastError"] == "DeadlineExceeded: the pod ran longer than its 3 s deadline"
+    kind = "pod" if steps_as == "Pod" else "Job"
+    assert failed["nodes"][0]["lastError"] == f"DeadlineExceeded: the {kind} ran longer than its 3 s deadline"
