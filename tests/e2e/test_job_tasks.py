@@ -238,6 +238,34 @@ def pods_of(cluster: Cluster, namespace: str, run: str) -> list[dict]:
     return cluster.get_json("pods", "-n", namespace, "-l", f"seqflow.io/run={run}")["items"]
 
 
+def a_deleted_pod_is_made_again_and_a_cancel_removes_it(
+    cluster: Cluster, runs: Runs, namespace: str, run: str
+):
+    """A running step's pod (seqflow's own: alone, or a managed Job's) deleted is created again for
+    the same attempt; a cancel then removes it (and its Job)."""
+    wait_for(lambda: pods_of(cluster, namespace, run), timeout=30, what="the step's pod")
+    (first,) = pods_of(cluster, namespace, run)
+    cluster.kubectl("delete", "pod", first["metadata"]["name"], "-n", namespace, "--wait=false")
+    wait_for(
+        lambda: (
+            [p["metadata"]["uid"] for p in pods_of(cluster, namespace, run)]
+            not in ([], [first["metadata"]["uid"]])
+        ),
+        timeout=30,
+        what="the deleted pod created again",
+    )
+    assert runs.get(namespace, run)["status"]["nodes"][0]["attempts"] == 1  # the same attempt
+    cluster.kubectl(
+        "patch", "workflowrun", run, "-n", namespace, "--type=merge", "-p", '{"spec":{"cancel":true}}'
+    )
+    wait_phase(cluster, namespace, run, "Cancelled")
+    wait_for(
+        lambda: not pods_of(cluster, namespace, run) and not jobs_of(cluster, namespace, run),
+        timeout=30,
+        what="the cancelled step's pod and Job gone",
+    )
+
+
 def test_steps_as_pods_of_their_own(cluster: Cluster, runs: Runs, crds: None, database_url: str, tmp_path):
     """SEQFLOW_JOB_STEPS_AS=Pod, with the chart's role for jobStepsAs=Pod: each attempt a pod
     owned by the run, no Job; outputs flow, a failure is retried with a new pod, a pod deleted
@@ -283,34 +311,7 @@ def test_steps_as_pods_of_their_own(cluster: Cluster, runs: Runs, crds: None, da
         )
         assert len(pods_of(cluster, namespace, "r-fail")) == 2  # one per attempt
 
-        wait_for(lambda: pods_of(cluster, namespace, "r-slow"), timeout=30, what="the slow step's pod")
-        (first,) = pods_of(cluster, namespace, "r-slow")
-        cluster.kubectl("delete", "pod", first["metadata"]["name"], "-n", namespace, "--wait=false")
-        wait_for(
-            lambda: (
-                [p["metadata"]["uid"] for p in pods_of(cluster, namespace, "r-slow")]
-                not in ([], [first["metadata"]["uid"]])
-            ),
-            timeout=30,
-            what="the deleted pod created again",
-        )
-        assert runs.get(namespace, "r-slow")["status"]["nodes"][0]["attempts"] == 1  # the same attempt
-        cluster.kubectl(
-            "patch",
-            "workflowrun",
-            "r-slow",
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            '{"spec":{"cancel":true}}',
-        )
-        wait_phase(cluster, namespace, "r-slow", "Cancelled")
-        wait_for(
-            lambda: not pods_of(cluster, namespace, "r-slow"),
-            timeout=30,
-            what="the cancelled step's pod gone",
-        )
+        a_deleted_pod_is_made_again_and_a_cancel_removes_it(cluster, runs, namespace, "r-slow")
 
         cluster.kubectl("delete", "workflowrun", "r-ok", "-n", namespace)
         wait_for(lambda: not pods_of(cluster, namespace, "r-ok"), timeout=60, what="the run's pods collected")

@@ -15,7 +15,13 @@ import pytest
 from seqflow.executors.managed import MANAGED_JOBS
 from testenv.operator import OperatorProcess
 from tests.e2e.operators import bind_chart_rbac, start_operator
-from tests.e2e.test_job_tasks import job_task, jobs_of, pods_of, wait_phase
+from tests.e2e.test_job_tasks import (
+    a_deleted_pod_is_made_again_and_a_cancel_removes_it,
+    job_task,
+    jobs_of,
+    pods_of,
+    wait_phase,
+)
 from tests.support import MANAGED_JOBS_USER, Cluster, Runs, wait_for, workflow, workflow_run
 
 pytestmark = [pytest.mark.cluster]
@@ -110,34 +116,7 @@ def test_a_deleted_pod_a_cancel_and_a_restart_while_a_pod_runs(
         slow = job_task("Crunch", annotations={"test.seqflow.io/duration": "60s"}, timeoutSeconds=120)
         cluster.apply(workflow("slow", [slow]), namespace=namespace)
         cluster.apply(workflow_run("r-slow", "slow"), namespace=namespace)
-        wait_for(lambda: pods_of(cluster, namespace, "r-slow"), timeout=30, what="the slow step's pod")
-        (first,) = pods_of(cluster, namespace, "r-slow")
-        cluster.kubectl("delete", "pod", first["metadata"]["name"], "-n", namespace, "--wait=false")
-        wait_for(
-            lambda: (
-                [p["metadata"]["uid"] for p in pods_of(cluster, namespace, "r-slow")]
-                not in ([], [first["metadata"]["uid"]])
-            ),
-            timeout=30,
-            what="the deleted pod created again",
-        )
-        assert runs.get(namespace, "r-slow")["status"]["nodes"][0]["attempts"] == 1  # the same attempt
-        cluster.kubectl(
-            "patch",
-            "workflowrun",
-            "r-slow",
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            '{"spec":{"cancel":true}}',
-        )
-        wait_phase(cluster, namespace, "r-slow", "Cancelled")
-        wait_for(
-            lambda: not jobs_of(cluster, namespace, "r-slow") and not pods_of(cluster, namespace, "r-slow"),
-            timeout=30,
-            what="the cancelled step's Job and pod gone",
-        )
+        a_deleted_pod_is_made_again_and_a_cancel_removes_it(cluster, runs, namespace, "r-slow")
 
         short = job_task("Crunch", annotations={"test.seqflow.io/duration": "5s"})
         cluster.apply(
