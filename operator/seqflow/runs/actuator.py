@@ -274,7 +274,9 @@ class Actuator:
             _refused(state, node=action.node, attempt=action.attempt, what=kind, error=error)
             return True
         except Forbidden as error:
-            _forbidden(state, node=action.node, what=f"{kind.lower()}s", namespace=run.namespace, error=error)
+            state.forbidden(
+                action.node, what=f"{kind.lower()}s", namespace=run.namespace, message=error.message
+            )
             return True
         if kind == "Pod":
             self.cache.pods[(run.namespace, action.name)] = slim_pod(created)
@@ -368,7 +370,9 @@ class Actuator:
             _refused(state, node=action.node, attempt=action.attempt, what="child run", error=error)
             return True
         except Forbidden as error:
-            _forbidden(state, node=action.node, what="workflowruns", namespace=parent.namespace, error=error)
+            state.forbidden(
+                action.node, what="workflowruns", namespace=parent.namespace, message=error.message
+            )
             return True
         self.cache.runs.refresh(child)
         return False
@@ -414,15 +418,6 @@ def _refused(state: RunState, *, node: str, attempt: int, what: str, error: Inva
     """An attempt whose Job or child run the API server refuses fails for good."""
     state.results[(node, attempt)] = AttemptResult(
         node=node, attempt=attempt, error=f"the {what} was refused: {error.message}", permanent=True
-    )
-
-
-def _forbidden(state: RunState, *, node: str, what: str, namespace: str, error: Forbidden) -> None:
-    """The API server forbids an attempt's Job, pod or child run (RBAC, a quota, an admission
-    policy): the run waits, saying why, and looks again (that may change meanwhile)."""
-    state.blocked[node] = (
-        f"creating {what} in namespace {namespace} is forbidden: {error.message} (RBAC: the Helm "
-        "chart's role grants what seqflow needs)"
     )
 
 

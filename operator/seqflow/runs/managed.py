@@ -35,10 +35,7 @@ class ManagedJobs:
         except Conflict:  # created before
             return True
         except Forbidden as error:
-            state.blocked[node] = (
-                f"creating pods in namespace {namespace} is forbidden: {error.message} (RBAC: the Helm "
-                "chart's role grants what seqflow needs)"
-            )
+            state.forbidden(node, what="pods", namespace=namespace, message=error.message)
             return False
         self.cache.pods[(namespace, name_of(pod))] = slim_pod(pod)
         return True

@@ -31,6 +31,14 @@ class RunState:
         """Attempts under way here, or results not yet written."""
         return bool(self.running or self.results)
 
+    def forbidden(self, node: str, *, what: str, namespace: str, message: str) -> None:
+        """The API server forbids creating a step's Job, pod or child run (RBAC, a quota, an
+        admission policy): the run waits, saying why, and looks again (that may change meanwhile)."""
+        self.blocked[node] = (
+            f"creating {what} in namespace {namespace} is forbidden: {message} (RBAC: the Helm "
+            "chart's role grants what seqflow needs)"
+        )
+
     def stop_attempts(self) -> None:
         """Its in-process attempts stop at once, and their results are dropped."""
         for task in self.running.values():

@@ -74,15 +74,16 @@ class RunSpans:
     def pod_environment(self, body: JsonObject, *, node: str, attempt: int) -> tuple[tuple[str, str], ...]:
         """What a Job step's pod is given to join the trace: its attempt's span (TRACEPARENT) and
         where to send its own (the standard OTEL_EXPORTER_OTLP_ENDPOINT)."""
-        traceparent = self.traceparent(body, node=node, attempt=attempt)
-        if self._tracing is None or traceparent is None:
+        if self._tracing is None:
             return ()
+        traceparent = traceparent_of(self.attempt_span(body, node=node, attempt=attempt).get_span_context())
         return (("TRACEPARENT", traceparent), ("OTEL_EXPORTER_OTLP_ENDPOINT", self._tracing.endpoint))
 
     def traceparent(self, body: JsonObject, *, node: str, attempt: int) -> str | None:
-        """An attempt's span as a W3C traceparent (for a Job's pod or a child run), or None."""
-        span = self.attempt_span(body, node=node, attempt=attempt)
-        return traceparent_of(span.get_span_context()) if self._tracing is not None else None
+        """An attempt's span as a W3C traceparent (for a child run's link), or None."""
+        if self._tracing is None:
+            return None
+        return traceparent_of(self.attempt_span(body, node=node, attempt=attempt).get_span_context())
 
     def attempt(
         self, body: JsonObject, *, node: str, attempt: int, start: datetime, end: datetime, error: str | None
